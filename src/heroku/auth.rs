@@ -1,0 +1,147 @@
+//! Finding the API token the way the Heroku CLI does: `HEROKU_API_KEY`, else `~/.netrc`.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use crate::heroku::HerokuError;
+
+/// The machine name the Heroku CLI writes into `.netrc`.
+pub const NETRC_MACHINE: &str = "api.heroku.com";
+
+/// A Heroku API token. Never printed: `Debug` and `Display` show a placeholder.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Token(String);
+
+impl Token {
+    /// Wraps a token string (trimmed).
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into().trim().to_owned())
+    }
+
+    /// The secret itself, for the Authorization header only.
+    pub(crate) fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Token {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Token(<redacted>)")
+    }
+}
+
+impl fmt::Display for Token {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+/// Where `.netrc` is: `NETRC` when set, else `~/.netrc`.
+pub fn netrc_path(netrc_env: Option<&str>, home: Option<&Path>) -> PathBuf {
+    match netrc_env {
+        Some(p) if !p.is_empty() => PathBuf::from(p),
+        _ => home.map_or_else(|| PathBuf::from(".netrc"), |h| h.join(".netrc")),
+    }
+}
+
+/// Resolves the token: the environment value first, else the netrc file's `password` for
+/// `machine api.heroku.com`.
+///
+/// # Errors
+/// [`HerokuError::NoToken`] when neither has one; [`HerokuError::ReadNetrc`] when the file
+/// exists but cannot be read.
+pub fn resolve_token(env_key: Option<&str>, netrc: &Path) -> Result<Token, HerokuError> {
+    if let Some(key) = env_key.map(str::trim).filter(|k| !k.is_empty()) {
+        return Ok(Token::new(key));
+    }
+    let text = match std::fs::read_to_string(netrc) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(HerokuError::NoToken {
+                netrc: netrc.to_owned(),
+            });
+        }
+        Err(source) => {
+            return Err(HerokuError::ReadNetrc {
+                path: netrc.to_owned(),
+                source,
+            });
+        }
+    };
+    netrc_password(&text, NETRC_MACHINE)
+        .map(Token::new)
+        .ok_or_else(|| HerokuError::NoToken {
+            netrc: netrc.to_owned(),
+        })
+}
+
+/// The `password` of one machine in netrc text. Tokens are whitespace-separated and may span
+/// lines, as in the netrc format; `default` entries are ignored (the CLI ignores them too).
+fn netrc_password(text: &str, machine: &str) -> Option<String> {
+    let mut words = text.split_whitespace();
+    let mut in_machine = false;
+    while let Some(word) = words.next() {
+        match word {
+            "machine" => in_machine = words.next() == Some(machine),
+            "default" => in_machine = false,
+            "password" if in_machine => return words.next().map(str::to_owned),
+            "login" | "account" | "password" => {
+                words.next();
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn env_wins_over_netrc() {
+        let t = resolve_token(Some(" abc "), Path::new("/nonexistent/.netrc")).unwrap();
+        assert_eq!(t.expose(), "abc");
+    }
+
+    #[test]
+    fn reads_the_heroku_machine_from_netrc() {
+        let text = "machine git.heroku.com\n  login a@b.c\n  password gitpw\n\
+                    machine api.heroku.com login a@b.c password apipw\n";
+        assert_eq!(
+            netrc_password(text, NETRC_MACHINE).as_deref(),
+            Some("apipw")
+        );
+        assert_eq!(
+            netrc_password("machine other password x", NETRC_MACHINE),
+            None
+        );
+    }
+
+    #[test]
+    fn missing_everything_names_both_sources() {
+        let err = resolve_token(None, Path::new("/nonexistent/.netrc")).unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains("HEROKU_API_KEY"), "{msg}");
+        assert!(msg.contains("/nonexistent/.netrc"), "{msg}");
+        assert!(msg.contains("heroku auth:token"), "{msg}");
+    }
+
+    #[test]
+    fn token_never_prints() {
+        let t = Token::new("s3cret");
+        assert!(!format!("{t:?} {t}").contains("s3cret"));
+    }
+
+    #[test]
+    fn netrc_env_overrides_home() {
+        assert_eq!(
+            netrc_path(Some("/x/n"), Some(Path::new("/home/u"))),
+            PathBuf::from("/x/n")
+        );
+        assert_eq!(
+            netrc_path(None, Some(Path::new("/home/u"))),
+            PathBuf::from("/home/u/.netrc")
+        );
+    }
+}

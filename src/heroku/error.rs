@@ -1,0 +1,161 @@
+//! Errors of the Heroku client. Every API error carries the request id Heroku support asks for.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use thiserror::Error;
+
+/// What went wrong talking to Heroku (or getting ready to).
+#[derive(Debug, Error)]
+pub enum HerokuError {
+    #[error(
+        "no Heroku API key found: set HEROKU_API_KEY, or add `machine api.heroku.com` with a \
+         password to {netrc} (print a token with `heroku auth:token`; Heroku CLI 13+ keeps it \
+         in the OS keychain, so .netrc may be empty)"
+    )]
+    NoToken { netrc: PathBuf },
+
+    #[error("cannot read {path}")]
+    ReadNetrc {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+
+    #[error(
+        "{var} is not a usable base URL ({value}): {reason}; write it like https://api.heroku.com"
+    )]
+    BadBaseUrl {
+        var: &'static str,
+        value: String,
+        reason: String,
+    },
+
+    #[error(
+        "Heroku rejected the API key (401 {id}: {message}); request id {request_id}; check HEROKU_API_KEY or run `heroku auth:token`"
+    )]
+    Unauthorized {
+        id: String,
+        message: String,
+        request_id: String,
+    },
+
+    #[error("Heroku refused {method} {path} (403 {id}: {message}); request id {request_id}")]
+    Forbidden {
+        method: String,
+        path: String,
+        id: String,
+        message: String,
+        request_id: String,
+    },
+
+    #[error("not found: {method} {path} (404: {message}); request id {request_id}")]
+    NotFound {
+        method: String,
+        path: String,
+        message: String,
+        resource: Option<String>,
+        request_id: String,
+    },
+
+    #[error(
+        "Heroku rejected {method} {path} as invalid (422 {id}: {message}); request id {request_id}"
+    )]
+    InvalidParams {
+        method: String,
+        path: String,
+        id: String,
+        message: String,
+        request_id: String,
+    },
+
+    #[error("conflict on {method} {path} (409: {message}); request id {request_id}")]
+    Conflict {
+        method: String,
+        path: String,
+        message: String,
+        request_id: String,
+    },
+
+    #[error(
+        "Heroku's rate limit is exhausted ({method} {path}, 429: {message}); request id \
+         {request_id}; wait a few minutes (the pool refills about 75 calls a minute)"
+    )]
+    RateLimited {
+        method: String,
+        path: String,
+        message: String,
+        retry_after: Option<Duration>,
+        request_id: String,
+    },
+
+    #[error(
+        "Heroku answered {status} to {method} {path} ({id}: {message}); request id {request_id}"
+    )]
+    Api {
+        status: u16,
+        method: String,
+        path: String,
+        id: String,
+        message: String,
+        request_id: String,
+    },
+
+    #[error("could not reach Heroku for {method} {path}")]
+    Transport {
+        method: String,
+        path: String,
+        source: reqwest::Error,
+    },
+
+    #[error("unexpected response body for {method} {path} (request id {request_id})")]
+    Decode {
+        method: String,
+        path: String,
+        request_id: String,
+        source: serde_json::Error,
+    },
+}
+
+impl HerokuError {
+    /// The request id Heroku (or the simulator) gave the failing call, when there was one.
+    pub fn request_id(&self) -> Option<&str> {
+        match self {
+            Self::Unauthorized { request_id, .. }
+            | Self::Forbidden { request_id, .. }
+            | Self::NotFound { request_id, .. }
+            | Self::InvalidParams { request_id, .. }
+            | Self::Conflict { request_id, .. }
+            | Self::RateLimited { request_id, .. }
+            | Self::Api { request_id, .. }
+            | Self::Decode { request_id, .. } => Some(request_id),
+            _ => None,
+        }
+    }
+
+    /// The HTTP status of an API error.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            Self::Unauthorized { .. } => Some(401),
+            Self::Forbidden { .. } => Some(403),
+            Self::NotFound { .. } => Some(404),
+            Self::Conflict { .. } => Some(409),
+            Self::InvalidParams { .. } => Some(422),
+            Self::RateLimited { .. } => Some(429),
+            Self::Api { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+
+    /// Whether trying the same idempotent call again may succeed: rate limits, server errors,
+    /// timeouts and connection failures.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Self::RateLimited { .. } => true,
+            Self::Api { status, .. } => *status >= 500,
+            Self::Transport { source, .. } => {
+                source.is_timeout() || source.is_connect() || source.is_request()
+            }
+            _ => false,
+        }
+    }
+}

@@ -1,0 +1,27 @@
+//! upshift changes the plan of a Heroku add-on (heroku-redis first) without losing data and
+//! with the shortest downtime the platform allows.
+//!
+//! The major components are:
+//!
+//! * [`cli`]: the clap front end. Arguments convert through pure `TryFrom`s into the
+//!   configuration the library uses; `main.rs` only parses, calls [`cli::run`] and exits with an
+//!   [`exit::ExitCode`].
+//! * [`heroku`]: the one Heroku client (Platform API and the Redis Data API) over reqwest. It is
+//!   the only module that speaks HTTP to Heroku.
+//! * [`plans`]: the heroku-redis plan catalog (memory, connection limit). The platform's plan
+//!   objects carry neither figure, so upshift keeps its own.
+//! * [`sim`]: the Heroku simulator, a real axum server backed by real `redis-server` processes.
+//!   It is the only fake: tests and the demo point the real client at it.
+//! * [`verify`]: the exact data verifier (canonical per-key digest, diff, snapshot, restore)
+//!   over the `redis` crate.
+//!
+//! Data flows one way: `cli` builds a request, the runner captures the platform through
+//! `heroku`, guards decide on pure values, effects go out through `heroku` and `verify`, and
+//! every step is journaled before and after it runs.
+
+pub mod cli;
+pub mod exit;
+pub mod heroku;
+pub mod plans;
+pub mod sim;
+pub mod verify;

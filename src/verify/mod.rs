@@ -1,0 +1,1 @@
+//! Exact data verification: canonical per-key digest, diff, snapshot and restore.
