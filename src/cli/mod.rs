@@ -1,8 +1,64 @@
 //! The command line: clap definitions, their conversion into library configs, dispatch.
+//!
+//! Each command family has its own file (`sim.rs`, `verify.rs`, …) holding its clap `Args`
+//! struct and a pure conversion into the library's options; this file only dispatches.
+
+pub mod sim;
+
+use clap::{Parser, Subcommand};
 
 use crate::exit::ExitCode;
 
+/// Change the plan of a Heroku add-on (heroku-redis) without losing data.
+#[derive(Debug, Parser)]
+#[command(name = "upshift", version, about, propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Every subcommand.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// The Heroku simulator (tests and the demo run against it).
+    #[command(subcommand)]
+    Sim(sim::SimCommand),
+}
+
 /// Parses the process arguments, runs the command and returns the exit status.
 pub fn main() -> std::process::ExitCode {
-    ExitCode::Success.into()
+    let cli = Cli::parse();
+    let code = match cli.command {
+        Command::Sim(cmd) => sim::run(cmd),
+    };
+    code.into()
+}
+
+/// Prints an error and its sources on stderr, one `caused by` line per source.
+pub fn print_error(err: &dyn std::error::Error) {
+    eprintln!("error: {err}");
+    let mut source = err.source();
+    while let Some(s) = source {
+        eprintln!("  caused by: {s}");
+        source = s.source();
+    }
+}
+
+/// A Tokio runtime for one command.
+pub(crate) fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("the Tokio runtime starts")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn clap_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
 }
