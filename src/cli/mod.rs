@@ -7,8 +7,6 @@ pub mod sim;
 
 use clap::{Parser, Subcommand};
 
-use crate::exit::ExitCode;
-
 /// Change the plan of a Heroku add-on (heroku-redis) without losing data.
 #[derive(Debug, Parser)]
 #[command(name = "upshift", version, about, propagate_version = true)]
@@ -45,7 +43,7 @@ pub fn print_error(err: &dyn std::error::Error) {
 }
 
 /// A Tokio runtime for one command.
-pub(crate) fn runtime() -> tokio::runtime::Runtime {
+pub fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
