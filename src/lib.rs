@@ -20,6 +20,7 @@
 //! every step is journaled before and after it runs.
 
 pub mod cli;
+pub mod engine;
 pub mod exit;
 pub mod heroku;
 pub mod plans;
