@@ -24,5 +24,6 @@ pub mod engine;
 pub mod exit;
 pub mod heroku;
 pub mod plans;
+pub mod playbook;
 pub mod sim;
 pub mod verify;

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 
 mod step;
 
-pub use step::{Action, Compensation};
+pub use step::{ALL_ACTIONS, Action, Compensation};
 
 /// How a run ends. Exactly one per run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -1,0 +1,103 @@
+//! Durations as people write them in playbooks and flags: `90s`, `2m`, `1h30m`, `500ms`.
+
+use std::time::Duration;
+
+/// Parses `1h30m`, `45s`, `500ms`, `2m`. A bare number is refused: the unit is the point.
+///
+/// # Errors
+/// A message naming the bad part and an example.
+pub fn parse(text: &str) -> Result<Duration, String> {
+    let s = text.trim();
+    if s.is_empty() {
+        return Err("empty duration: write for example \"90s\", \"2m\" or \"1h30m\"".into());
+    }
+    let mut total = Duration::ZERO;
+    let mut rest = s;
+    while !rest.is_empty() {
+        let digits = rest
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        if digits == 0 {
+            return Err(format!(
+                "\"{s}\" is not a duration: expected a number at \"{rest}\" (write for example \"90s\", \"2m\" or \"1h30m\")"
+            ));
+        }
+        let n: u64 = rest[..digits]
+            .parse()
+            .map_err(|_| format!("\"{s}\": number too large"))?;
+        rest = &rest[digits..];
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        let unit = &rest[..unit_len];
+        let part = match unit {
+            "ms" => Duration::from_millis(n),
+            "s" => Duration::from_secs(n),
+            "m" => Duration::from_secs(n * 60),
+            "h" => Duration::from_secs(n * 3600),
+            "" => {
+                return Err(format!(
+                    "\"{s}\" has no unit: write \"{n}s\", \"{n}m\" or \"{n}h\""
+                ));
+            }
+            other => {
+                return Err(format!(
+                    "\"{s}\" has an unknown unit \"{other}\": use ms, s, m or h"
+                ));
+            }
+        };
+        total += part;
+        rest = &rest[unit_len..];
+    }
+    Ok(total)
+}
+
+/// Renders a duration compactly (`1h30m`, `2m5s`, `800ms`) for plans and summaries.
+pub fn format(d: Duration) -> String {
+    let ms = d.as_millis();
+    if ms < 1000 {
+        return format!("{ms}ms");
+    }
+    let secs = d.as_secs();
+    let (h, m, s) = (secs / 3600, (secs % 3600) / 60, secs % 60);
+    let mut parts = Vec::new();
+    if h > 0 {
+        parts.push(format!("{h}h"));
+    }
+    if m > 0 {
+        parts.push(format!("{m}m"));
+    }
+    if h == 0 && m == 0 && !ms.is_multiple_of(1000) && secs < 10 {
+        parts.push(format!("{:.1}s", d.as_secs_f64()));
+    } else if s > 0 || parts.is_empty() {
+        parts.push(format!("{s}s"));
+    }
+    parts.concat()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_compound_durations() {
+        assert_eq!(parse("1h30m"), Ok(Duration::from_secs(5400)));
+        assert_eq!(parse("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse(" 2m5s "), Ok(Duration::from_secs(125)));
+    }
+
+    #[test]
+    fn refuses_unitless_and_unknown_units() {
+        assert!(parse("30").unwrap_err().contains("\"30s\""));
+        assert!(parse("3d").unwrap_err().contains("unknown unit \"d\""));
+        assert!(parse("m").unwrap_err().contains("expected a number"));
+    }
+
+    #[test]
+    fn formats_compactly() {
+        assert_eq!(format(Duration::from_secs(5400)), "1h30m");
+        assert_eq!(format(Duration::from_millis(800)), "800ms");
+        assert_eq!(format(Duration::from_millis(2500)), "2.5s");
+        assert_eq!(format(Duration::from_secs(125)), "2m5s");
+    }
+}

@@ -1,0 +1,490 @@
+//! Playbooks: TOML files that name steps from the fixed action registry, with per-step
+//! timeouts, retries and compensations. Parsed and validated before anything runs; every error
+//! points at file, line and column and says what to write instead.
+//!
+//! The built-in `heroku-redis-plan-change` playbook is embedded in the binary from
+//! `playbooks/heroku-redis-plan-change.toml`; `--playbook PATH` runs a user's own.
+
+pub mod duration;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+use toml::Spanned;
+
+use crate::engine::{Action, Compensation};
+
+/// The name of the built-in playbook.
+pub const BUILTIN_NAME: &str = "heroku-redis-plan-change";
+const BUILTIN_TEXT: &str = include_str!("../../playbooks/heroku-redis-plan-change.toml");
+
+/// A playbook that failed to load.
+#[derive(Debug, Error)]
+pub enum PlaybookError {
+    #[error("cannot read playbook {path}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{origin}:{line}:{column}: {message}")]
+    Invalid {
+        origin: String,
+        line: usize,
+        column: usize,
+        message: String,
+    },
+    #[error(
+        "no built-in playbook named \"{name}\": the built-in one is \"{BUILTIN_NAME}\"; pass a \
+         file path to run your own"
+    )]
+    UnknownBuiltin { name: String },
+}
+
+/// A per-step retry policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Retry {
+    pub attempts: u32,
+    #[serde(with = "duration_serde")]
+    pub backoff: Duration,
+}
+
+impl Default for Retry {
+    fn default() -> Self {
+        Self {
+            attempts: 1,
+            backoff: Duration::from_secs(2),
+        }
+    }
+}
+
+/// One validated step.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Step {
+    pub action: Action,
+    pub compensation: Option<Compensation>,
+    #[serde(with = "duration_serde")]
+    pub timeout: Duration,
+    pub retry: Retry,
+}
+
+/// The playbook's parameters, overridable from the command line.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Params {
+    pub writers: Vec<String>,
+    pub maintenance: bool,
+    pub memory_margin: f64,
+    pub connections_per_dyno: u32,
+    pub cache_connections_per_dyno: u32,
+}
+
+impl Default for Params {
+    fn default() -> Self {
+        Self {
+            writers: vec!["web".into()],
+            maintenance: false,
+            memory_margin: 0.9,
+            connections_per_dyno: 26,
+            cache_connections_per_dyno: 18,
+        }
+    }
+}
+
+/// A validated playbook.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Playbook {
+    pub name: String,
+    pub description: String,
+    /// Where it came from: `builtin` or a path.
+    pub origin: String,
+    pub params: Params,
+    pub steps: Vec<Step>,
+}
+
+impl Playbook {
+    /// The built-in playbook.
+    pub fn builtin() -> Self {
+        parse(BUILTIN_TEXT, &format!("builtin:{BUILTIN_NAME}"))
+            .expect("the built-in playbook is valid (tested)")
+    }
+
+    /// Loads `name_or_path`: the built-in name, or a TOML file.
+    ///
+    /// # Errors
+    /// Unreadable file, or any validation error with its position.
+    pub fn load(name_or_path: &str) -> Result<Self, PlaybookError> {
+        if name_or_path == BUILTIN_NAME {
+            return Ok(Self::builtin());
+        }
+        let path = Path::new(name_or_path);
+        if !path.exists() && !name_or_path.contains(['/', '.']) {
+            return Err(PlaybookError::UnknownBuiltin {
+                name: name_or_path.to_owned(),
+            });
+        }
+        let text = std::fs::read_to_string(path).map_err(|source| PlaybookError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        parse(&text, &path.display().to_string())
+    }
+
+    /// The actions in order, for the engine.
+    pub fn actions(&self) -> Vec<Action> {
+        self.steps.iter().map(|s| s.action).collect()
+    }
+
+    /// The step of an action, when the playbook has it.
+    pub fn step(&self, action: Action) -> Option<&Step> {
+        self.steps.iter().find(|s| s.action == action)
+    }
+}
+
+// ---- raw TOML shape --------------------------------------------------------------------------
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPlaybook {
+    name: Spanned<String>,
+    #[serde(default)]
+    description: String,
+    #[serde(default)]
+    params: Option<Spanned<RawParams>>,
+    steps: Spanned<Vec<Spanned<RawStep>>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawParams {
+    writers: Option<Vec<String>>,
+    maintenance: Option<bool>,
+    memory_margin: Option<Spanned<f64>>,
+    connections_per_dyno: Option<u32>,
+    cache_connections_per_dyno: Option<u32>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawStep {
+    action: Spanned<String>,
+    compensation: Option<Spanned<String>>,
+    timeout: Option<Spanned<String>>,
+    retry: Option<Spanned<RawRetry>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRetry {
+    attempts: u32,
+    backoff: Option<Spanned<String>>,
+}
+
+/// Default timeout of a step whose playbook gives none.
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// Turns byte spans into `origin:line:column` errors.
+struct Locator<'a> {
+    text: &'a str,
+    origin: &'a str,
+}
+
+impl Locator<'_> {
+    fn at(&self, span: std::ops::Range<usize>, message: String) -> PlaybookError {
+        let (line, column) = line_col(self.text, span.start);
+        PlaybookError::Invalid {
+            origin: self.origin.to_owned(),
+            line,
+            column,
+            message,
+        }
+    }
+}
+
+/// Parses and validates playbook text. `origin` names it in errors (a path or `builtin:…`).
+///
+/// # Errors
+/// [`PlaybookError::Invalid`] at the first problem, with line and column.
+pub fn parse(text: &str, origin: &str) -> Result<Playbook, PlaybookError> {
+    let loc = Locator { text, origin };
+    let raw: RawPlaybook = toml::from_str(text).map_err(|e| {
+        let span = e.span().unwrap_or(0..0);
+        loc.at(span, improve_toml_message(e.message()))
+    })?;
+    let params = match raw.params {
+        Some(p) => bind_params(p, &loc)?,
+        None => Params::default(),
+    };
+    let steps_span = raw.steps.span();
+    let mut steps: Vec<Step> = Vec::new();
+    for raw_step in raw.steps.into_inner() {
+        let step = build_step(raw_step.into_inner(), &loc)?;
+        steps.push(step);
+    }
+    for (i, step) in steps.iter().enumerate() {
+        if steps[..i].iter().any(|s| s.action == step.action) {
+            return Err(loc.at(
+                steps_span.clone(),
+                format!(
+                    "action \"{}\" appears twice: each action runs once per playbook",
+                    step.action
+                ),
+            ));
+        }
+    }
+    check_order(&steps).map_err(|m| loc.at(steps_span, m))?;
+    Ok(Playbook {
+        name: raw.name.into_inner(),
+        description: raw.description,
+        origin: origin.to_owned(),
+        params,
+        steps,
+    })
+}
+
+fn bind_params(raw: Spanned<RawParams>, loc: &Locator<'_>) -> Result<Params, PlaybookError> {
+    let span = raw.span();
+    let p = raw.into_inner();
+    let mut params = Params::default();
+    if let Some(w) = p.writers {
+        if w.is_empty() {
+            return Err(loc.at(
+                span,
+                "params.writers is empty: name at least one process type, e.g. [\"web\"]".into(),
+            ));
+        }
+        params.writers = w;
+    }
+    if let Some(m) = p.maintenance {
+        params.maintenance = m;
+    }
+    if let Some(margin) = p.memory_margin {
+        let v = *margin.get_ref();
+        if !(v > 0.0 && v <= 1.0) {
+            return Err(loc.at(
+                margin.span(),
+                format!("memory_margin {v} is out of range: write a fraction such as 0.9"),
+            ));
+        }
+        params.memory_margin = v;
+    }
+    if let Some(c) = p.connections_per_dyno {
+        params.connections_per_dyno = c;
+    }
+    if let Some(c) = p.cache_connections_per_dyno {
+        params.cache_connections_per_dyno = c;
+    }
+    Ok(params)
+}
+
+fn build_step(raw: RawStep, loc: &Locator<'_>) -> Result<Step, PlaybookError> {
+    let action: Action = raw.action.get_ref().parse().map_err(|()| {
+        loc.at(
+            raw.action.span(),
+            format!(
+                "unknown action \"{}\": use one of {}",
+                raw.action.get_ref(),
+                crate::engine::ALL_ACTIONS
+                    .iter()
+                    .map(|a| a.name())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        )
+    })?;
+    let compensation = match (action.compensation(), raw.compensation) {
+        (Some(needed), None) => {
+            return Err(loc.at(
+                raw.action.span(),
+                format!(
+                    "step \"{action}\" changes the platform but has no compensation: add \
+                     compensation = \"{needed}\""
+                ),
+            ));
+        }
+        (Some(needed), Some(given)) if given.get_ref() == needed.name() => Some(needed),
+        (Some(needed), Some(given)) => {
+            return Err(loc.at(
+                given.span(),
+                format!(
+                    "step \"{action}\" is undone by \"{needed}\", not \"{}\": write \
+                     compensation = \"{needed}\"",
+                    given.get_ref()
+                ),
+            ));
+        }
+        (None, Some(given)) => {
+            return Err(loc.at(
+                given.span(),
+                format!(
+                    "step \"{action}\" changes nothing that needs undoing: remove \
+                     compensation = \"{}\"",
+                    given.get_ref()
+                ),
+            ));
+        }
+        (None, None) => None,
+    };
+    let timeout = match raw.timeout {
+        Some(t) => duration::parse(t.get_ref()).map_err(|m| loc.at(t.span(), m))?,
+        None => DEFAULT_TIMEOUT,
+    };
+    let retry = match raw.retry {
+        Some(r) => {
+            let span = r.span();
+            let r = r.into_inner();
+            if r.attempts == 0 {
+                return Err(loc.at(
+                    span,
+                    "retry.attempts is 0: write 1 for no retry, or more".into(),
+                ));
+            }
+            let backoff = match r.backoff {
+                Some(b) => duration::parse(b.get_ref()).map_err(|m| loc.at(b.span(), m))?,
+                None => Retry::default().backoff,
+            };
+            Retry {
+                attempts: r.attempts,
+                backoff,
+            }
+        }
+        None => Retry::default(),
+    };
+    Ok(Step {
+        action,
+        compensation,
+        timeout,
+        retry,
+    })
+}
+
+/// Order rules that keep a playbook safe: facts before guards, guards before any write, a
+/// snapshot before the plan changes, the formation restored after the writers stop.
+fn check_order(steps: &[Step]) -> Result<(), String> {
+    let pos = |a: Action| steps.iter().position(|s| s.action == a);
+    let need =
+        |a: Action| pos(a).ok_or_else(|| format!("the playbook has no \"{a}\" step: add one"));
+    let capture = need(Action::Capture)?;
+    let guard = need(Action::Guard)?;
+    if guard < capture {
+        return Err(
+            "\"guard\" comes before \"capture\": guards judge captured facts, so capture first"
+                .into(),
+        );
+    }
+    if let Some(first_write) = steps.iter().position(|s| s.action.writes())
+        && first_write < guard
+    {
+        return Err(format!(
+            "\"{}\" writes before \"guard\": move every guard before the first write",
+            steps[first_write].action
+        ));
+    }
+    let change = need(Action::ChangePlan)?;
+    let snapshot = need(Action::Snapshot)?;
+    let wait = need(Action::WaitProvisioned)?;
+    let verify = need(Action::Verify)?;
+    if snapshot > change {
+        return Err(
+            "\"snapshot\" comes after \"change-plan\": snapshot the data before the plan changes"
+                .into(),
+        );
+    }
+    if wait < change || verify < wait {
+        return Err("the order must be change-plan, then wait-provisioned, then verify".into());
+    }
+    if let Some(scale) = pos(Action::Scale) {
+        let restore = need(Action::RestoreFormation)?;
+        if restore < verify || scale > snapshot {
+            return Err("stop the writers (\"scale\") before \"snapshot\", and \"restore-formation\" after \"verify\"".into());
+        }
+        if let Some(drained) = pos(Action::WaitDrained)
+            && (drained < scale || drained > snapshot)
+        {
+            return Err("\"wait-drained\" belongs between \"scale\" and \"snapshot\"".into());
+        }
+    }
+    if let Some(m) = pos(Action::Maintenance)
+        && m > change
+    {
+        return Err("\"maintenance\" must come before \"change-plan\"".into());
+    }
+    Ok(())
+}
+
+/// toml's messages are precise but terse; name the fix for the common ones.
+fn improve_toml_message(message: &str) -> String {
+    let m = message.trim();
+    if let Some(rest) = m.strip_prefix("unknown field ") {
+        return format!("unknown key {rest}");
+    }
+    if m.starts_with("missing field") {
+        return format!("{m}: every playbook needs name and at least one [[steps]] table");
+    }
+    m.to_owned()
+}
+
+/// 1-based line and column of a byte offset.
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, column)
+}
+
+impl fmt::Display for Playbook {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "{} ({})", self.name, self.origin)?;
+        if !self.description.is_empty() {
+            writeln!(f, "  {}", self.description)?;
+        }
+        writeln!(f, "  parameters:")?;
+        writeln!(f, "    writers = {:?}", self.params.writers)?;
+        writeln!(f, "    maintenance = {}", self.params.maintenance)?;
+        writeln!(f, "    memory_margin = {}", self.params.memory_margin)?;
+        writeln!(
+            f,
+            "    connections_per_dyno = {}",
+            self.params.connections_per_dyno
+        )?;
+        writeln!(
+            f,
+            "    cache_connections_per_dyno = {}",
+            self.params.cache_connections_per_dyno
+        )?;
+        writeln!(f, "  steps:")?;
+        for (i, s) in self.steps.iter().enumerate() {
+            let comp = s
+                .compensation
+                .map_or(String::new(), |c| format!(", undone by {c}"));
+            writeln!(
+                f,
+                "    {:>2}. {:<18} timeout {}{comp}: {}",
+                i + 1,
+                s.action.name(),
+                duration::format(s.timeout),
+                s.action.describe()
+            )?;
+        }
+        Ok(())
+    }
+}
+
+mod duration_serde {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&super::duration::format(*d))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let text = String::deserialize(d)?;
+        super::duration::parse(&text).map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests;
