@@ -23,6 +23,7 @@ pub mod cli;
 pub mod engine;
 pub mod exit;
 pub mod heroku;
+pub mod journal;
 pub mod plans;
 pub mod playbook;
 pub mod sim;

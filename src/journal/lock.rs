@@ -1,0 +1,258 @@
+//! The per-app lock: one run at a time per app, across processes and machines sharing a state
+//! dir. Taken over only on evidence that the holder is gone: on this host, its pid no longer
+//! exists; anywhere, its lease expired without renewal.
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use super::{JournalError, StateDir, create_private_dir};
+
+/// Who holds an app.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LockOwner {
+    pub host: String,
+    pub pid: u32,
+    pub run_id: String,
+    /// RFC 3339; the holder renews it while it runs.
+    pub lease_until: String,
+}
+
+/// A held lock; released on drop (only if still ours).
+#[derive(Debug)]
+pub struct AppLock {
+    path: PathBuf,
+    owner: LockOwner,
+}
+
+/// This machine's name, for lock ownership.
+pub fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
+        .map(|h| h.trim().to_owned())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "localhost".into())
+}
+
+/// Whether a process exists on this host. Where `/proc` is missing we cannot tell, so the
+/// holder is presumed alive and only its lease can expire.
+fn pid_alive(pid: u32) -> bool {
+    let proc = std::path::Path::new("/proc");
+    if !proc.is_dir() {
+        return true;
+    }
+    proc.join(pid.to_string()).exists()
+}
+
+impl AppLock {
+    /// Takes the lock of `app` for `run_id`, or reports who holds it.
+    ///
+    /// # Errors
+    /// [`JournalError::Locked`] naming the holder; I/O errors.
+    pub fn acquire(
+        state: &StateDir,
+        app: &str,
+        run_id: &str,
+        now: jiff::Timestamp,
+        lease: std::time::Duration,
+    ) -> Result<Self, JournalError> {
+        let dir = state.locks_dir();
+        create_private_dir(&dir)?;
+        let path = dir.join(format!("{}.lock", sanitize(app)));
+        let owner = LockOwner {
+            host: hostname(),
+            pid: std::process::id(),
+            run_id: run_id.to_owned(),
+            lease_until: lease_end(now, lease),
+        };
+        for _ in 0..2 {
+            match Self::create(&path, &owner) {
+                Ok(()) => return Ok(Self { path, owner }),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    let Some(holder) = Self::read_owner(&path) else {
+                        // Unreadable (torn by a crash while writing): gone.
+                        let _ = std::fs::remove_file(&path);
+                        continue;
+                    };
+                    if holder.run_id == run_id && holder.host == owner.host {
+                        // Our own run, resumed by a new process: take it back.
+                        Self::write(&path, &owner)?;
+                        return Ok(Self { path, owner });
+                    }
+                    if Self::holder_gone(&holder, now) {
+                        let _ = std::fs::remove_file(&path);
+                        continue;
+                    }
+                    return Err(JournalError::Locked {
+                        app: app.to_owned(),
+                        owner: holder,
+                    });
+                }
+                Err(source) => return Err(JournalError::Lock { path, source }),
+            }
+        }
+        Err(JournalError::Lock {
+            path,
+            source: std::io::Error::other("lost a race for the lock twice"),
+        })
+    }
+
+    /// Who holds `app`, if anyone (a stale holder is reported too; callers judge).
+    pub fn holder(state: &StateDir, app: &str) -> Option<LockOwner> {
+        Self::read_owner(&state.locks_dir().join(format!("{}.lock", sanitize(app))))
+    }
+
+    /// Extends the lease; long steps call this so another process never takes over a live run.
+    ///
+    /// # Errors
+    /// I/O errors writing the lock.
+    pub fn renew(
+        &mut self,
+        now: jiff::Timestamp,
+        lease: std::time::Duration,
+    ) -> Result<(), JournalError> {
+        self.owner.lease_until = lease_end(now, lease);
+        Self::write(&self.path, &self.owner)
+    }
+
+    /// The run holding the lock.
+    pub fn owner(&self) -> &LockOwner {
+        &self.owner
+    }
+
+    fn holder_gone(holder: &LockOwner, now: jiff::Timestamp) -> bool {
+        if holder.host == hostname() && !pid_alive(holder.pid) {
+            return true;
+        }
+        holder
+            .lease_until
+            .parse::<jiff::Timestamp>()
+            .is_ok_and(|until| until < now)
+    }
+
+    fn create(path: &std::path::Path, owner: &LockOwner) -> std::io::Result<()> {
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create_new(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            options.mode(0o600);
+        }
+        let mut file = options.open(path)?;
+        file.write_all(&serde_json::to_vec(owner).map_err(std::io::Error::other)?)?;
+        file.sync_all()
+    }
+
+    fn write(path: &std::path::Path, owner: &LockOwner) -> Result<(), JournalError> {
+        let tmp = path.with_extension("lock.tmp");
+        let result = (|| {
+            let _ = std::fs::remove_file(&tmp);
+            Self::create(&tmp, owner)?;
+            std::fs::rename(&tmp, path)
+        })();
+        result.map_err(|source| JournalError::Lock {
+            path: path.to_owned(),
+            source,
+        })
+    }
+
+    fn read_owner(path: &std::path::Path) -> Option<LockOwner> {
+        let bytes = std::fs::read(path).ok()?;
+        serde_json::from_slice(&bytes).ok()
+    }
+}
+
+impl Drop for AppLock {
+    fn drop(&mut self) {
+        if Self::read_owner(&self.path).is_some_and(|o| o.run_id == self.owner.run_id) {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
+fn lease_end(now: jiff::Timestamp, lease: std::time::Duration) -> String {
+    let lease = jiff::SignedDuration::try_from(lease).unwrap_or(jiff::SignedDuration::MAX);
+    now.checked_add(lease).unwrap_or(now).to_string()
+}
+
+/// App names are `[a-z0-9-]`; anything else is replaced so a name can never escape the folder.
+fn sanitize(app: &str) -> String {
+    app.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    fn now() -> jiff::Timestamp {
+        "2026-11-25T12:00:00Z".parse().unwrap()
+    }
+
+    #[test]
+    fn second_run_is_refused_with_the_owner() {
+        let tmp = tempfile::tempdir().unwrap();
+        let state = StateDir::at(tmp.path());
+        let _held = AppLock::acquire(&state, "app", "r1", now(), Duration::from_secs(120)).unwrap();
+        let err =
+            AppLock::acquire(&state, "app", "r2", now(), Duration::from_secs(120)).unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains("held by run r1"), "{msg}");
+        assert!(msg.contains("upshift resume r1"), "{msg}");
+    }
+
+    #[test]
+    fn a_dead_holder_on_this_host_is_taken_over() {
+        let tmp = tempfile::tempdir().unwrap();
+        let state = StateDir::at(tmp.path());
+        let path = state.locks_dir().join("app.lock");
+        create_private_dir(&state.locks_dir()).unwrap();
+        let dead = LockOwner {
+            host: hostname(),
+            pid: u32::MAX - 1,
+            run_id: "old".into(),
+            lease_until: "2099-01-01T00:00:00Z".into(),
+        };
+        std::fs::write(&path, serde_json::to_vec(&dead).unwrap()).unwrap();
+        let lock = AppLock::acquire(&state, "app", "new", now(), Duration::from_secs(60)).unwrap();
+        assert_eq!(lock.owner().run_id, "new");
+    }
+
+    #[test]
+    fn a_live_holder_elsewhere_keeps_it_until_the_lease_ends() {
+        let tmp = tempfile::tempdir().unwrap();
+        let state = StateDir::at(tmp.path());
+        create_private_dir(&state.locks_dir()).unwrap();
+        let other = LockOwner {
+            host: "other-host".into(),
+            pid: 1,
+            run_id: "theirs".into(),
+            lease_until: "2026-11-25T12:01:00Z".into(),
+        };
+        let path = state.locks_dir().join("app.lock");
+        std::fs::write(&path, serde_json::to_vec(&other).unwrap()).unwrap();
+        assert!(AppLock::acquire(&state, "app", "mine", now(), Duration::from_secs(60)).is_err());
+        let later: jiff::Timestamp = "2026-11-25T12:02:00Z".parse().unwrap();
+        assert!(AppLock::acquire(&state, "app", "mine", later, Duration::from_secs(60)).is_ok());
+    }
+
+    #[test]
+    fn drop_releases() {
+        let tmp = tempfile::tempdir().unwrap();
+        let state = StateDir::at(tmp.path());
+        drop(AppLock::acquire(&state, "app", "r1", now(), Duration::from_secs(60)).unwrap());
+        assert!(AppLock::holder(&state, "app").is_none());
+    }
+}

@@ -1,0 +1,359 @@
+//! The journal: one directory per run under the state dir, an append-only JSON-lines file
+//! fsync'd before and after every effect, and a per-app lock with an owner and a lease.
+//!
+//! The journal is the memory of intent; the platform is the truth. `resume` replays the
+//! journal's engine events to learn where the run stood, then re-reads the platform before it
+//! acts. Nothing secret is ever written here: records hold names, plans, quantities, digests
+//! and request ids, never a token, a Redis URL or a password. Files are mode 0600.
+
+mod lock;
+
+use std::fs::{File, OpenOptions};
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+pub use lock::{AppLock, LockOwner};
+
+/// The version of the record format; bumped on incompatible changes.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// Journal, lock and state-dir errors.
+#[derive(Debug, Error)]
+pub enum JournalError {
+    #[error(
+        "no state directory: set UPSHIFT_STATE_DIR (or XDG_STATE_HOME / HOME) to a writable folder"
+    )]
+    NoStateDir,
+    #[error("cannot create {path}")]
+    CreateDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot write journal {path}")]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot read journal {path}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("journal {path} line {line} is not a record this upshift understands")]
+    Corrupt {
+        path: PathBuf,
+        line: usize,
+        source: serde_json::Error,
+    },
+    #[error("no run {run_id} under {dir}: `upshift runs` lists the runs")]
+    NoSuchRun { run_id: String, dir: PathBuf },
+    #[error("no unfinished run{}: `upshift runs` lists the runs", app.as_ref().map(|a| format!(" for app {a}")).unwrap_or_default())]
+    NothingToResume { app: Option<String> },
+    #[error(
+        "app {app} is held by run {} (pid {} on {}, lease until {}): wait for it to finish, or \
+         `upshift resume {}` if it died",
+        owner.run_id, owner.pid, owner.host, owner.lease_until, owner.run_id
+    )]
+    Locked { app: String, owner: LockOwner },
+    #[error("cannot take the lock {path}")]
+    Lock {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// Where upshift keeps runs and locks: `UPSHIFT_STATE_DIR`, else `$XDG_STATE_HOME/upshift`,
+/// else `~/.local/state/upshift`.
+#[derive(Debug, Clone)]
+pub struct StateDir {
+    root: PathBuf,
+}
+
+impl StateDir {
+    /// A state dir at an explicit path (tests, `UPSHIFT_STATE_DIR`).
+    pub fn at(root: impl Into<PathBuf>) -> Self {
+        Self { root: root.into() }
+    }
+
+    /// Resolves the state dir from the environment.
+    ///
+    /// # Errors
+    /// [`JournalError::NoStateDir`] when no variable points anywhere.
+    pub fn from_env() -> Result<Self, JournalError> {
+        if let Some(dir) = std::env::var_os("UPSHIFT_STATE_DIR").filter(|v| !v.is_empty()) {
+            return Ok(Self::at(dir));
+        }
+        if let Some(dir) = std::env::var_os("XDG_STATE_HOME").filter(|v| !v.is_empty()) {
+            return Ok(Self::at(PathBuf::from(dir).join("upshift")));
+        }
+        dirs::home_dir()
+            .map(|h| Self::at(h.join(".local/state/upshift")))
+            .ok_or(JournalError::NoStateDir)
+    }
+
+    /// The root folder.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The folder holding one directory per run.
+    pub fn runs_dir(&self) -> PathBuf {
+        self.root.join("runs")
+    }
+
+    /// One run's directory (journal, snapshots).
+    pub fn run_dir(&self, run_id: &str) -> PathBuf {
+        self.runs_dir().join(run_id)
+    }
+
+    /// The folder of per-app locks.
+    pub fn locks_dir(&self) -> PathBuf {
+        self.root.join("locks")
+    }
+
+    /// Every run id, oldest first (ids sort by start time).
+    ///
+    /// # Errors
+    /// An unreadable runs folder (a missing one is empty).
+    pub fn run_ids(&self) -> Result<Vec<String>, JournalError> {
+        let dir = self.runs_dir();
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(source) => return Err(JournalError::Read { path: dir, source }),
+        };
+        let mut ids: Vec<String> = entries
+            .filter_map(Result::ok)
+            .filter(|e| e.path().join(JOURNAL_FILE).exists())
+            .filter_map(|e| e.file_name().into_string().ok())
+            .collect();
+        ids.sort();
+        Ok(ids)
+    }
+}
+
+/// The journal file's name inside a run directory.
+pub const JOURNAL_FILE: &str = "journal.jsonl";
+
+/// Creates a directory (and parents) readable by the owner only.
+///
+/// # Errors
+/// When the folder cannot be created.
+pub fn create_private_dir(path: &Path) -> Result<(), JournalError> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        builder.mode(0o700);
+    }
+    builder
+        .create(path)
+        .map_err(|source| JournalError::CreateDir {
+            path: path.to_owned(),
+            source,
+        })
+}
+
+/// Opens a file for appending, creating it with mode 0600.
+fn open_private_append(path: &Path) -> std::io::Result<File> {
+    let mut options = OpenOptions::new();
+    options.create(true).append(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    options.open(path)
+}
+
+/// One line of a journal, wrapped with the format version and a timestamp.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Entry<R> {
+    pub v: u32,
+    /// Milliseconds since the Unix epoch when the record was written.
+    pub at_ms: i64,
+    #[serde(flatten)]
+    pub record: R,
+}
+
+/// An open, append-only journal. Generic over the record type so the runner owns its schema
+/// and this module owns durability.
+#[derive(Debug)]
+pub struct Journal {
+    path: PathBuf,
+    file: File,
+    run_id: String,
+}
+
+impl Journal {
+    /// Creates the run directory and its journal.
+    ///
+    /// # Errors
+    /// When the directory or file cannot be created.
+    pub fn create(state: &StateDir, run_id: &str) -> Result<Self, JournalError> {
+        let dir = state.run_dir(run_id);
+        create_private_dir(&dir)?;
+        Self::open(state, run_id)
+    }
+
+    /// Opens an existing run's journal for appending (resume, rollback).
+    ///
+    /// # Errors
+    /// [`JournalError::NoSuchRun`] when it does not exist.
+    pub fn open(state: &StateDir, run_id: &str) -> Result<Self, JournalError> {
+        let dir = state.run_dir(run_id);
+        if !dir.is_dir() {
+            return Err(JournalError::NoSuchRun {
+                run_id: run_id.to_owned(),
+                dir: state.runs_dir(),
+            });
+        }
+        let path = dir.join(JOURNAL_FILE);
+        let file = open_private_append(&path).map_err(|source| JournalError::Write {
+            path: path.clone(),
+            source,
+        })?;
+        Ok(Self {
+            path,
+            file,
+            run_id: run_id.to_owned(),
+        })
+    }
+
+    /// The run id.
+    pub fn run_id(&self) -> &str {
+        &self.run_id
+    }
+
+    /// The journal file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Appends one record and fsyncs it: once this returns, the record survives a crash.
+    ///
+    /// # Errors
+    /// When the write or the fsync fails.
+    pub fn append<R: Serialize>(&mut self, at_ms: i64, record: &R) -> Result<(), JournalError> {
+        let entry = Entry {
+            v: FORMAT_VERSION,
+            at_ms,
+            record,
+        };
+        let mut line = serde_json::to_vec(&entry).map_err(|e| JournalError::Write {
+            path: self.path.clone(),
+            source: std::io::Error::other(e),
+        })?;
+        line.push(b'\n');
+        let write = |file: &mut File| -> std::io::Result<()> {
+            file.write_all(&line)?;
+            file.sync_data()
+        };
+        write(&mut self.file).map_err(|source| JournalError::Write {
+            path: self.path.clone(),
+            source,
+        })
+    }
+}
+
+/// Reads every record of a journal. A torn last line (a crash mid-write) is dropped: it was
+/// never fsync'd as complete, so its effect is re-derived from the platform.
+///
+/// # Errors
+/// Unreadable file, or a corrupt line that is not the last.
+pub fn read<R: for<'de> Deserialize<'de>>(path: &Path) -> Result<Vec<Entry<R>>, JournalError> {
+    let file = File::open(path).map_err(|source| JournalError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    let lines: Vec<String> = BufReader::new(file)
+        .lines()
+        .collect::<Result<_, _>>()
+        .map_err(|source| JournalError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+    let mut entries = Vec::with_capacity(lines.len());
+    let count = lines.len();
+    for (i, line) in lines.iter().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        match serde_json::from_str(line) {
+            Ok(e) => entries.push(e),
+            Err(_) if i + 1 == count => break,
+            Err(source) => {
+                return Err(JournalError::Corrupt {
+                    path: path.to_owned(),
+                    line: i + 1,
+                    source,
+                });
+            }
+        }
+    }
+    Ok(entries)
+}
+
+/// A fresh run id: UTC start time (sortable) and a random suffix.
+pub fn new_run_id(now: jiff::Timestamp) -> String {
+    let stamp = now.strftime("%Y%m%dT%H%M%SZ").to_string();
+    let suffix: u16 = rand::random();
+    format!("{stamp}-{suffix:04x}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    #[serde(tag = "type")]
+    enum Rec {
+        A { n: u32 },
+        B,
+    }
+
+    #[test]
+    fn appends_and_reads_back_and_is_private() {
+        let tmp = tempfile::tempdir().unwrap();
+        let state = StateDir::at(tmp.path());
+        let mut j = Journal::create(&state, "r1").unwrap();
+        j.append(1, &Rec::A { n: 7 }).unwrap();
+        j.append(2, &Rec::B).unwrap();
+        let back: Vec<Entry<Rec>> = read(j.path()).unwrap();
+        assert_eq!(back.len(), 2);
+        assert_eq!(back[0].record, Rec::A { n: 7 });
+        assert_eq!(back[1].at_ms, 2);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(j.path()).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        assert_eq!(state.run_ids().unwrap(), vec!["r1".to_string()]);
+    }
+
+    #[test]
+    fn a_torn_last_line_is_dropped_but_a_corrupt_middle_is_an_error() {
+        let tmp = tempfile::tempdir().unwrap();
+        let p = tmp.path().join("j");
+        std::fs::write(&p, "{\"v\":1,\"at_ms\":1,\"type\":\"B\"}\n{\"v\":1,\"at_").unwrap();
+        assert_eq!(read::<Rec>(&p).unwrap().len(), 1);
+        std::fs::write(&p, "garbage\n{\"v\":1,\"at_ms\":1,\"type\":\"B\"}\n").unwrap();
+        assert!(matches!(
+            read::<Rec>(&p),
+            Err(JournalError::Corrupt { line: 1, .. })
+        ));
+    }
+
+    #[test]
+    fn run_ids_sort_by_time() {
+        let a = new_run_id("2026-01-01T00:00:00Z".parse().unwrap());
+        let b = new_run_id("2026-01-02T00:00:00Z".parse().unwrap());
+        assert!(a < b);
+        assert!(a.starts_with("20260101T000000Z-"));
+    }
+}
