@@ -24,6 +24,7 @@ pub mod engine;
 pub mod exit;
 pub mod heroku;
 pub mod journal;
+pub mod plan;
 pub mod plans;
 pub mod playbook;
 pub mod sim;

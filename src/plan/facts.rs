@@ -1,0 +1,145 @@
+//! What a run knows about the platform: captured before anything is written, secret-free (it is
+//! journaled and saved in plan files), and the only input of the guards.
+
+use serde::{Deserialize, Serialize};
+
+use crate::heroku::models::{MaintenanceStatus, RedisConfigValues};
+
+/// How much a data difference after the change matters for one add-on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DataPolicy {
+    /// Every key must survive: a difference is repaired from the snapshot, and if it cannot
+    /// be, the writers stay stopped.
+    #[default]
+    Critical,
+    /// Loss is tolerated (a cache): differences are reported, the run goes on.
+    Cache,
+}
+
+impl DataPolicy {
+    /// The policy's name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Critical => "critical",
+            Self::Cache => "cache",
+        }
+    }
+}
+
+/// One requested change, as the user wrote it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChangeRequest {
+    /// Add-on name or attachment name (`enketo_redis_main`).
+    pub addon: String,
+    /// Bare target plan (`premium-1`).
+    pub plan: String,
+    pub policy: DataPolicy,
+    /// Connections each writer dyno opens to this add-on, when the user says so.
+    pub connections_per_dyno: Option<u32>,
+}
+
+/// One process type of the formation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProcessFacts {
+    pub process_type: String,
+    pub quantity: u32,
+    pub size: String,
+}
+
+/// The Redis server behind an add-on, as INFO showed it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RedisFacts {
+    pub used_memory: u64,
+    pub connected_clients: u32,
+    pub version: String,
+    pub keys: u64,
+}
+
+/// A requested add-on, resolved.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AddonFacts {
+    /// What the user typed.
+    pub requested_as: String,
+    pub id: String,
+    /// Globally unique add-on name (`redis-cubed-12345`).
+    pub name: String,
+    /// Attachment name on this app, when it has one (`ENKETO_REDIS_MAIN`).
+    pub attachment: Option<String>,
+    pub service: String,
+    /// Bare current plan.
+    pub plan: String,
+    pub state: String,
+    /// Config var names (never values).
+    pub config_vars: Vec<String>,
+    /// The Data API's `/wait`: (waiting, message).
+    pub waiting: Option<(bool, String)>,
+    pub maintenance: Option<MaintenanceStatus>,
+    pub redis: Option<RedisFacts>,
+    pub redis_config: Option<RedisConfigValues>,
+    /// Why Redis facts are missing, when they are.
+    pub redis_error: Option<String>,
+}
+
+impl AddonFacts {
+    /// The name to show: the attachment name when there is one, else the add-on name.
+    pub fn label(&self) -> &str {
+        self.attachment.as_deref().unwrap_or(&self.name)
+    }
+}
+
+/// A requested add-on: found, or why not.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "found", rename_all = "kebab-case")]
+pub enum AddonLookup {
+    Found(Box<AddonFacts>),
+    Missing {
+        requested_as: String,
+        message: String,
+    },
+}
+
+/// Everything captured before the first write.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Capture {
+    pub app: String,
+    pub app_id: String,
+    pub maintenance: bool,
+    pub formation: Vec<ProcessFacts>,
+    /// Running dynos per process type (any state but `down`/`crashed`).
+    pub running: Vec<(String, u32)>,
+    pub addons: Vec<AddonLookup>,
+    /// Free bytes where snapshots go.
+    pub local_free_bytes: Option<u64>,
+    /// Runs of this app that have not finished (journal without an outcome), and the lock
+    /// holder if another live run holds the app.
+    pub unfinished_runs: Vec<String>,
+    /// Capture time, RFC 3339.
+    pub captured_at: String,
+}
+
+impl Capture {
+    /// Quantity of a process type in the captured formation (0 when absent).
+    pub fn quantity(&self, process_type: &str) -> u32 {
+        self.formation
+            .iter()
+            .find(|p| p.process_type == process_type)
+            .map_or(0, |p| p.quantity)
+    }
+
+    /// Running dynos of a type.
+    pub fn running(&self, process_type: &str) -> u32 {
+        self.running
+            .iter()
+            .find(|(t, _)| t == process_type)
+            .map_or(0, |(_, n)| *n)
+    }
+
+    /// The found add-ons.
+    pub fn found(&self) -> impl Iterator<Item = &AddonFacts> {
+        self.addons.iter().filter_map(|a| match a {
+            AddonLookup::Found(f) => Some(f.as_ref()),
+            AddonLookup::Missing { .. } => None,
+        })
+    }
+}

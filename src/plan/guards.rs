@@ -1,0 +1,380 @@
+//! The guards: pure checks on captured facts, all evaluated before anything is written, each
+//! with the figures that decided it. `plan` shows them; `run` stops at the first `Block`.
+
+use serde::{Deserialize, Serialize};
+
+use crate::plan::RunRequest;
+use crate::plan::facts::{AddonFacts, AddonLookup, Capture, ChangeRequest, DataPolicy};
+use crate::plans;
+
+/// A guard's verdict.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Verdict {
+    Pass,
+    /// Worth knowing, not blocking.
+    Warn,
+    Block,
+}
+
+impl Verdict {
+    /// The label in the rendered plan.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Pass => "PASS",
+            Self::Warn => "WARN",
+            Self::Block => "BLOCKED",
+        }
+    }
+}
+
+/// One evaluated guard.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Guard {
+    /// Stable id (`connections-fit`), for scripts.
+    pub id: String,
+    /// The add-on it is about (its label), when it is about one.
+    pub subject: Option<String>,
+    pub verdict: Verdict,
+    /// The figures and the reason, e.g. "2 web x 26 = 52 > premium-0 limit 40".
+    pub detail: String,
+}
+
+fn guard(id: &str, subject: Option<&str>, verdict: Verdict, detail: String) -> Guard {
+    Guard {
+        id: id.to_owned(),
+        subject: subject.map(str::to_owned),
+        verdict,
+        detail,
+    }
+}
+
+const MB: f64 = 1024.0 * 1024.0;
+
+/// Evaluates every guard. Pure: the same facts give the same verdicts.
+pub fn evaluate(request: &RunRequest, capture: &Capture) -> Vec<Guard> {
+    let mut out = Vec::new();
+    out.push(no_other_run(capture));
+    out.extend(writers_known(request, capture));
+    for (change, lookup) in request.changes.iter().zip(&capture.addons) {
+        match lookup {
+            AddonLookup::Missing {
+                requested_as,
+                message,
+            } => out.push(guard(
+                "addon-exists",
+                Some(requested_as),
+                Verdict::Block,
+                format!("no add-on {requested_as} on app {}: {message}", capture.app),
+            )),
+            AddonLookup::Found(addon) => out.extend(addon_guards(request, capture, change, addon)),
+        }
+    }
+    out.push(disk_space(capture));
+    out
+}
+
+/// Whether any guard blocks.
+pub fn blocked(guards: &[Guard]) -> bool {
+    guards.iter().any(|g| g.verdict == Verdict::Block)
+}
+
+fn no_other_run(capture: &Capture) -> Guard {
+    if capture.unfinished_runs.is_empty() {
+        guard(
+            "no-other-run",
+            None,
+            Verdict::Pass,
+            format!("no unfinished run for {}", capture.app),
+        )
+    } else {
+        guard(
+            "no-other-run",
+            None,
+            Verdict::Block,
+            format!(
+                "unfinished run {} for {}: finish it with `upshift resume` or `upshift rollback` first",
+                capture.unfinished_runs.join(", "),
+                capture.app
+            ),
+        )
+    }
+}
+
+fn writers_known(request: &RunRequest, capture: &Capture) -> Vec<Guard> {
+    request
+        .params
+        .writers
+        .iter()
+        .map(|w| {
+            if capture.formation.iter().any(|p| &p.process_type == w) {
+                guard(
+                    "writer-exists",
+                    None,
+                    Verdict::Pass,
+                    format!(
+                        "writer {w}: {} dyno(s) to stop and restore",
+                        capture.quantity(w)
+                    ),
+                )
+            } else {
+                let known: Vec<&str> = capture
+                    .formation
+                    .iter()
+                    .map(|p| p.process_type.as_str())
+                    .collect();
+                guard(
+                    "writer-exists",
+                    None,
+                    Verdict::Block,
+                    format!(
+                        "writer {w} is not a process type of {} (it has: {}); fix --writers",
+                        capture.app,
+                        known.join(", ")
+                    ),
+                )
+            }
+        })
+        .collect()
+}
+
+// One guard after another, in the order the plan shows them; splitting would only scatter them.
+#[allow(clippy::too_many_lines)]
+fn addon_guards(
+    request: &RunRequest,
+    capture: &Capture,
+    change: &ChangeRequest,
+    addon: &AddonFacts,
+) -> Vec<Guard> {
+    let label = addon.label();
+    let s = Some(label);
+    let mut out = Vec::new();
+    out.push(guard(
+        "addon-exists",
+        s,
+        Verdict::Pass,
+        format!("is add-on {} ({})", addon.name, addon.service),
+    ));
+    if addon.service != plans::HEROKU_REDIS {
+        out.push(guard(
+            "addon-is-heroku-redis",
+            s,
+            Verdict::Block,
+            format!(
+                "is a {} add-on; upshift changes heroku-redis plans only",
+                addon.service
+            ),
+        ));
+        return out;
+    }
+    let waiting = addon.waiting.as_ref().filter(|(w, _)| *w);
+    let provisioned = addon.state == "provisioned" && waiting.is_none();
+    out.push(guard(
+        "addon-provisioned",
+        s,
+        if provisioned {
+            Verdict::Pass
+        } else {
+            Verdict::Block
+        },
+        match waiting {
+            Some((_, msg)) => format!(
+                "is {} and its Redis is busy ({msg}): wait until `heroku redis:wait` returns",
+                addon.state
+            ),
+            None if provisioned => "provisioned and available".to_owned(),
+            None => format!("is {}, not provisioned: wait until it is", addon.state),
+        },
+    ));
+    if let Some(status) = addon.maintenance {
+        out.push(guard(
+            "no-platform-maintenance",
+            s,
+            if status.blocks_change() { Verdict::Block } else { Verdict::Pass },
+            if status.blocks_change() {
+                format!("a platform maintenance is {}: let it finish (`heroku redis:maintenance`) before changing the plan", format!("{status:?}").to_lowercase())
+            } else {
+                "no platform maintenance pending".to_owned()
+            },
+        ));
+    }
+    let current = plans::find(&addon.plan);
+    let Some(target) = plans::find(&change.plan) else {
+        out.push(guard(
+            "target-plan-exists",
+            s,
+            Verdict::Block,
+            format!(
+                "no heroku-redis plan {}: use one of mini, premium-0..14, private-N, shield-N",
+                change.plan
+            ),
+        ));
+        return out;
+    };
+    if addon.plan == target.name {
+        out.push(guard(
+            "target-plan-differs",
+            s,
+            Verdict::Block,
+            format!("already on {}: nothing to change", target.name),
+        ));
+        return out;
+    }
+    out.push(guard(
+        "target-plan-differs",
+        s,
+        Verdict::Pass,
+        format!("{} -> {}", addon.plan, target.name),
+    ));
+    if let Some(current) = current
+        && plans::family(&current) != plans::family(&target)
+    {
+        out.push(guard(
+            "same-plan-family",
+            s,
+            Verdict::Warn,
+            format!(
+                "moves from the {} family to {}: check that the app's space allows it",
+                plans::family(&current),
+                plans::family(&target)
+            ),
+        ));
+    }
+    match &addon.redis {
+        Some(redis) => {
+            out.push(memory_fits(request, label, redis.used_memory, &target));
+            out.push(connections_fit(
+                request,
+                capture,
+                change,
+                addon,
+                redis.connected_clients,
+                &target,
+            ));
+        }
+        None => out.push(guard(
+            "redis-reachable",
+            s,
+            Verdict::Block,
+            format!(
+                "cannot read Redis INFO: {}",
+                addon
+                    .redis_error
+                    .as_deref()
+                    .unwrap_or("no URL in the config vars")
+            ),
+        )),
+    }
+    out
+}
+
+fn memory_fits(request: &RunRequest, label: &str, used: u64, target: &plans::Plan) -> Guard {
+    let margin = request.params.memory_margin;
+    #[allow(clippy::cast_precision_loss)]
+    let allowed = target.memory_bytes as f64 * margin;
+    let used_f = used as f64;
+    let fits = used_f <= allowed;
+    guard(
+        "memory-fits",
+        Some(label),
+        if fits { Verdict::Pass } else { Verdict::Block },
+        format!(
+            "used memory {:.1} MB {} {} {:.0} MB x {margin} = {:.1} MB",
+            used_f / MB,
+            if fits { "<=" } else { ">" },
+            target.name,
+            target.memory_bytes as f64 / MB,
+            allowed / MB
+        ),
+    )
+}
+
+/// Connections after restore: the restored writer dynos times what each opens, plus the
+/// clients that are not writers, against the target's limit.
+fn connections_fit(
+    request: &RunRequest,
+    capture: &Capture,
+    change: &ChangeRequest,
+    addon: &AddonFacts,
+    clients_now: u32,
+    target: &plans::Plan,
+) -> Guard {
+    let restored: u32 = request
+        .params
+        .writers
+        .iter()
+        .map(|w| capture.quantity(w))
+        .sum();
+    let running: u32 = request
+        .params
+        .writers
+        .iter()
+        .map(|w| capture.running(w))
+        .sum();
+    let (per_dyno, source) = if let Some(n) = change.connections_per_dyno {
+        (n, "given".to_owned())
+    } else if running > 0 && clients_now > 0 {
+        (
+            clients_now.div_ceil(running),
+            format!("measured: {clients_now} clients / {running} dynos"),
+        )
+    } else {
+        let n = match change.policy {
+            DataPolicy::Critical => request.params.connections_per_dyno,
+            DataPolicy::Cache => request.params.cache_connections_per_dyno,
+        };
+        (n, "playbook default".to_owned())
+    };
+    let total = restored * per_dyno;
+    let writers = request.params.writers.join("+");
+    let fits = total <= target.max_clients;
+    guard(
+        "connections-fit",
+        Some(addon.label()),
+        if fits { Verdict::Pass } else { Verdict::Block },
+        format!(
+            "connections after restore: {restored} {writers} x {per_dyno} = {total} {} {} limit {} ({source})",
+            if fits { "<=" } else { ">" },
+            target.name,
+            target.max_clients
+        ),
+    )
+}
+
+fn disk_space(capture: &Capture) -> Guard {
+    // A snapshot holds DUMP payloads, which are compact; used memory x 1.2 leaves room for the
+    // records and the file's own overhead.
+    let need: u64 = capture
+        .found()
+        .filter_map(|a| a.redis.as_ref())
+        .map(|r| r.used_memory + r.used_memory / 5)
+        .sum();
+    match capture.local_free_bytes {
+        Some(free) if free >= need => guard(
+            "disk-space",
+            None,
+            Verdict::Pass,
+            format!(
+                "snapshots need about {:.1} MB, {:.1} MB free",
+                need as f64 / MB,
+                free as f64 / MB
+            ),
+        ),
+        Some(free) => guard(
+            "disk-space",
+            None,
+            Verdict::Block,
+            format!(
+                "snapshots need about {:.1} MB but only {:.1} MB is free: free space or set UPSHIFT_STATE_DIR elsewhere",
+                need as f64 / MB,
+                free as f64 / MB
+            ),
+        ),
+        None => guard(
+            "disk-space",
+            None,
+            Verdict::Warn,
+            "could not measure free disk space".into(),
+        ),
+    }
+}

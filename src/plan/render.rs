@@ -1,0 +1,99 @@
+//! Renders a plan for people: changes, guards with their figures, steps with the point of no
+//! return marked, the estimate, and the verdict.
+
+use std::fmt::Write;
+
+use crate::plan::Plan;
+use crate::plan::guards::Verdict;
+use crate::playbook::duration;
+
+/// The plan as text (stdout of `upshift plan`, and the wizard's review screen).
+pub fn render(plan: &Plan) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "Plan for {} (playbook {}, {})",
+        plan.app, plan.playbook, plan.playbook_origin
+    );
+    let _ = writeln!(out, "\nChanges");
+    for c in &plan.changes {
+        let keys = c.keys.map_or(String::new(), |k| format!(", {k} keys"));
+        let _ = writeln!(
+            out,
+            "  {:<22} {:<22} {} -> {}  ({}{keys})",
+            c.label,
+            c.addon,
+            c.from,
+            c.to,
+            c.policy.name()
+        );
+    }
+    let _ = writeln!(out, "\nGuards");
+    for g in &plan.guards {
+        let subject = g
+            .subject
+            .as_deref()
+            .map_or(String::new(), |s| format!("{s}: "));
+        let _ = writeln!(out, "  {:<7} {}{}", g.verdict.label(), subject, g.detail);
+    }
+    let _ = writeln!(out, "\nSteps");
+    for s in &plan.steps {
+        let mut marks = Vec::new();
+        if s.starts_downtime {
+            marks.push("downtime starts");
+        }
+        if s.point_of_no_return {
+            marks.push("POINT OF NO RETURN");
+        }
+        if s.ends_downtime {
+            marks.push("downtime ends");
+        }
+        if s.skipped {
+            marks.push("skipped");
+        }
+        let marks = if marks.is_empty() {
+            String::new()
+        } else {
+            format!("  [{}]", marks.join(", "))
+        };
+        let _ = writeln!(
+            out,
+            "  {:>2}. {:<18} {}{marks}",
+            s.number,
+            s.action.name(),
+            s.detail
+        );
+    }
+    let _ = writeln!(
+        out,
+        "\nEstimated downtime: {} (provisioning {} from {}; the writers are stopped from step {} to step {})",
+        duration::format(plan.estimate.downtime),
+        duration::format(plan.estimate.provisioning),
+        plan.estimate.source,
+        plan.steps
+            .iter()
+            .find(|s| s.starts_downtime)
+            .map_or(0, |s| s.number),
+        plan.steps
+            .iter()
+            .find(|s| s.ends_downtime)
+            .map_or(0, |s| s.number),
+    );
+    let blocking = plan
+        .guards
+        .iter()
+        .filter(|g| g.verdict == Verdict::Block)
+        .count();
+    if blocking > 0 {
+        let _ = writeln!(
+            out,
+            "\nBLOCKED by {blocking} guard(s): nothing will be written. Fix what they say and plan again."
+        );
+    } else {
+        let _ = writeln!(
+            out,
+            "\nReady: `upshift run` with the same arguments executes these steps."
+        );
+    }
+    out
+}

@@ -1,0 +1,233 @@
+//! Guards and plan rendering on fixed facts: no network.
+
+use super::facts::{AddonFacts, ProcessFacts, RedisFacts};
+use super::guards::Verdict;
+use super::*;
+use crate::heroku::models::MaintenanceStatus;
+
+fn addon(name: &str, attachment: &str, plan: &str, used_mb: u64, clients: u32) -> AddonFacts {
+    AddonFacts {
+        requested_as: attachment.to_lowercase(),
+        id: format!("id-{name}"),
+        name: name.into(),
+        attachment: Some(attachment.into()),
+        service: "heroku-redis".into(),
+        plan: plan.into(),
+        state: "provisioned".into(),
+        config_vars: vec![format!("{attachment}_URL")],
+        waiting: Some((false, "available".into())),
+        maintenance: Some(MaintenanceStatus::None),
+        redis: Some(RedisFacts {
+            used_memory: used_mb * 1024 * 1024,
+            connected_clients: clients,
+            version: "7.0.15".into(),
+            keys: 30_000,
+        }),
+        redis_config: None,
+        redis_error: None,
+    }
+}
+
+fn capture() -> Capture {
+    Capture {
+        app: "enketo-demo".into(),
+        app_id: "app-id".into(),
+        maintenance: false,
+        formation: vec![
+            ProcessFacts {
+                process_type: "web".into(),
+                quantity: 2,
+                size: "standard-1X".into(),
+            },
+            ProcessFacts {
+                process_type: "worker".into(),
+                quantity: 0,
+                size: "standard-2X".into(),
+            },
+        ],
+        running: vec![("web".into(), 2)],
+        addons: vec![
+            AddonLookup::Found(Box::new(addon(
+                "redis-cubed-1",
+                "ENKETO_REDIS_MAIN",
+                "premium-0",
+                12,
+                52,
+            ))),
+            AddonLookup::Found(Box::new(addon(
+                "redis-round-2",
+                "ENKETO_REDIS_CACHE",
+                "premium-0",
+                8,
+                36,
+            ))),
+        ],
+        local_free_bytes: Some(10 * 1024 * 1024 * 1024),
+        unfinished_runs: vec![],
+        captured_at: "2026-11-25T23:00:00Z".into(),
+    }
+}
+
+fn request(main_plan: &str, cache_plan: &str) -> RunRequest {
+    let playbook = Playbook::builtin();
+    RunRequest {
+        app: "enketo-demo".into(),
+        changes: vec![
+            ChangeRequest {
+                addon: "enketo_redis_main".into(),
+                plan: main_plan.into(),
+                policy: DataPolicy::Critical,
+                connections_per_dyno: None,
+            },
+            ChangeRequest {
+                addon: "enketo_redis_cache".into(),
+                plan: cache_plan.into(),
+                policy: DataPolicy::Cache,
+                connections_per_dyno: None,
+            },
+        ],
+        params: playbook.params.clone(),
+        playbook,
+    }
+}
+
+fn plan(req: &RunRequest, cap: &Capture) -> Plan {
+    build(
+        req,
+        cap,
+        (Duration::from_secs(180), "playbook default".into()),
+    )
+}
+
+fn verdict(p: &Plan, id: &str, subject: &str) -> (Verdict, String) {
+    let g = p
+        .guards
+        .iter()
+        .find(|g| g.id == id && g.subject.as_deref() == Some(subject))
+        .unwrap_or_else(|| panic!("no guard {id} for {subject}: {:#?}", p.guards));
+    (g.verdict, g.detail.clone())
+}
+
+#[test]
+fn upgrade_of_both_passes_with_measured_connections() {
+    let p = plan(&request("premium-1", "premium-1"), &capture());
+    assert!(!p.blocked, "{}", render(&p));
+    let (v, d) = verdict(&p, "connections-fit", "ENKETO_REDIS_MAIN");
+    assert_eq!(v, Verdict::Pass);
+    assert_eq!(
+        d,
+        "connections after restore: 2 web x 26 = 52 <= premium-1 limit 80 (measured: 52 clients / 2 dynos)"
+    );
+}
+
+#[test]
+fn connections_that_do_not_fit_block_with_figures() {
+    let mut cap = capture();
+    cap.running.clear(); // dynos at 0: fall back to the playbook's figure
+    let mut req = request("premium-1", "mini");
+    req.changes[0].plan = "premium-0".into();
+    if let AddonLookup::Found(a) = &mut cap.addons[0] {
+        a.plan = "mini".into();
+    }
+    let p = plan(&req, &cap);
+    let (v, d) = verdict(&p, "connections-fit", "ENKETO_REDIS_MAIN");
+    assert_eq!(v, Verdict::Block);
+    assert_eq!(
+        d,
+        "connections after restore: 2 web x 26 = 52 > premium-0 limit 40 (playbook default)"
+    );
+    let (v, d) = verdict(&p, "connections-fit", "ENKETO_REDIS_CACHE");
+    assert_eq!(v, Verdict::Block);
+    assert!(d.contains("2 web x 18 = 36 > mini limit 20"), "{d}");
+    assert!(p.blocked);
+    assert!(render(&p).contains("BLOCKED by 2 guard(s): nothing will be written"));
+}
+
+#[test]
+fn a_downgrade_that_does_not_fit_in_memory_blocks() {
+    let mut cap = capture();
+    if let AddonLookup::Found(a) = &mut cap.addons[0] {
+        a.redis.as_mut().unwrap().used_memory = 30 * 1024 * 1024;
+    }
+    let mut req = request("mini", "premium-1");
+    req.changes[0].connections_per_dyno = Some(5);
+    let p = plan(&req, &cap);
+    let (v, d) = verdict(&p, "memory-fits", "ENKETO_REDIS_MAIN");
+    assert_eq!(v, Verdict::Block);
+    assert_eq!(d, "used memory 30.0 MB > mini 25 MB x 0.9 = 22.5 MB");
+}
+
+#[test]
+fn missing_addon_same_plan_unknown_plan_and_maintenance_block() {
+    let mut cap = capture();
+    cap.addons[1] = AddonLookup::Missing {
+        requested_as: "enketo_redis_cahce".into(),
+        message: "not found".into(),
+    };
+    if let AddonLookup::Found(a) = &mut cap.addons[0] {
+        a.maintenance = Some(MaintenanceStatus::Pending);
+    }
+    let p = plan(&request("premium-0", "premium-1"), &cap);
+    assert_eq!(
+        verdict(&p, "target-plan-differs", "ENKETO_REDIS_MAIN"),
+        (
+            Verdict::Block,
+            "already on premium-0: nothing to change".into()
+        )
+    );
+    assert_eq!(
+        verdict(&p, "addon-exists", "enketo_redis_cahce").0,
+        Verdict::Block
+    );
+    assert_eq!(
+        verdict(&p, "no-platform-maintenance", "ENKETO_REDIS_MAIN").0,
+        Verdict::Block
+    );
+    let p = plan(&request("premium-6", "premium-1"), &capture());
+    let (v, d) = verdict(&p, "target-plan-exists", "ENKETO_REDIS_MAIN");
+    assert_eq!(v, Verdict::Block);
+    assert!(d.starts_with("no heroku-redis plan premium-6"), "{d}");
+}
+
+#[test]
+fn an_unfinished_run_and_an_unknown_writer_block() {
+    let mut cap = capture();
+    cap.unfinished_runs = vec!["20261125T220000Z-abcd".into()];
+    let mut req = request("premium-1", "premium-1");
+    req.params.writers = vec!["web".into(), "wroker".into()];
+    let p = plan(&req, &cap);
+    let blocked: Vec<&str> = p
+        .guards
+        .iter()
+        .filter(|g| g.verdict == Verdict::Block)
+        .map(|g| g.id.as_str())
+        .collect();
+    assert_eq!(blocked, vec!["no-other-run", "writer-exists"]);
+}
+
+#[test]
+fn steps_mark_downtime_and_the_point_of_no_return() {
+    let p = plan(&request("premium-1", "premium-1"), &capture());
+    let ponr: Vec<_> = p.steps.iter().filter(|s| s.point_of_no_return).collect();
+    assert_eq!(ponr.len(), 1);
+    assert_eq!(ponr[0].action, Action::ChangePlan);
+    assert_eq!(
+        ponr[0].detail,
+        "ENKETO_REDIS_MAIN premium-0 -> premium-1; ENKETO_REDIS_CACHE premium-0 -> premium-1"
+    );
+    let restore = p.steps.iter().find(|s| s.ends_downtime).unwrap();
+    assert_eq!(restore.detail, "scale web 0 -> 2 (standard-1X)");
+    assert!(
+        p.steps
+            .iter()
+            .find(|s| s.action == Action::Maintenance)
+            .unwrap()
+            .skipped
+    );
+}
+
+#[test]
+fn rendered_plan_snapshot() {
+    let p = plan(&request("premium-1", "premium-1"), &capture());
+    insta::assert_snapshot!(render(&p));
+}
