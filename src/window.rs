@@ -417,6 +417,10 @@ impl Days {
         }
         let mut bits = 0u8;
         for item in token.split(',') {
+            if item.is_empty() {
+                // `sat,,sun` or `sat,`: the item itself would read as nothing.
+                return Err(unknown(token));
+            }
             match item.split_once('-') {
                 Some((from, to)) => {
                     let from = Days::index(from).ok_or_else(|| unknown(item))?;

@@ -1,10 +1,11 @@
 //! Unit and property tests for the window grammar and occurrence math.
 
-use jiff::civil::Date;
+use jiff::civil::{Date, DateTime};
+use jiff::tz::TimeZone;
 use jiff::{SignedDuration, Timestamp, ToSpan};
 use proptest::prelude::*;
 
-use super::{Kind, Occurrence, Window, WindowError};
+use super::{Kind, Occurrence, Window, WindowError, first_showing};
 
 fn ts(s: &str) -> Timestamp {
     s.parse().unwrap()
@@ -132,6 +133,10 @@ fn errors_say_what_where_and_what_to_write() {
         (
             "mon-frx 02:00-04:00 UTC",
             "unknown day `mon-frx`; write mon, tue, wed, thu, fri, sat, sun, lists and ranges of them or `daily`, e.g. `sat,sun 01:00-03:00 UTC` or `mon-fri 22:00-23:00 UTC`",
+        ),
+        (
+            "sat, 02:00-04:00 UTC",
+            "unknown day `sat,`; write mon, tue, wed, thu, fri, sat, sun, lists and ranges of them or `daily`, e.g. `sat,sun 01:00-03:00 UTC` or `mon-fri 22:00-23:00 UTC`",
         ),
         (
             "sun",
@@ -516,7 +521,42 @@ fn naive_occurrences(w: &Window, from: Timestamp, to: Timestamp) -> Vec<Occurren
         .collect()
 }
 
+/// A zone and a wall-clock time within two hours of one of its transitions (or anywhere, for
+/// zones without them), to the minute.
+fn near_a_transition() -> impl Strategy<Value = (TimeZone, DateTime)> {
+    (
+        proptest::sample::select(ZONES.to_vec()),
+        now(),
+        -120i64..=120,
+    )
+        .prop_map(|(zone, t, mins)| {
+            let tz = TimeZone::get(zone).unwrap();
+            let at = tz
+                .following(t)
+                .next()
+                .map_or(t, |transition| transition.timestamp());
+            let local = tz.to_datetime(at).round(jiff::Unit::Minute).unwrap();
+            (tz, local.checked_add(mins.minutes()).unwrap())
+        })
+}
+
 proptest! {
+    /// The clock shows `dt` (or, in a gap, a later time) at the instant found, and an earlier
+    /// time just before it: it is the first showing.
+    #[test]
+    fn first_showing_is_the_first_instant_the_clock_reaches_dt((tz, dt) in near_a_transition()) {
+        let t = first_showing(&tz, dt).unwrap();
+        let shown = tz.to_datetime(t);
+        let just_before = tz.to_datetime(t.checked_sub(SignedDuration::from_nanos(1)).unwrap());
+        prop_assert!(shown >= dt, "at {} the clock shows {} < {}", t, shown, dt);
+        prop_assert!(just_before < dt, "before {} the clock already showed {}", t, just_before);
+        let in_gap = matches!(
+            tz.to_ambiguous_timestamp(dt).offset(),
+            jiff::tz::AmbiguousOffset::Gap { .. }
+        );
+        prop_assert_eq!(shown == dt, !in_gap);
+    }
+
     #[test]
     fn weekly_round_trips(spec in weekly_spec()) {
         let w: Window = spec.parse().unwrap();
@@ -563,7 +603,7 @@ proptest! {
             prop_assert!(naive_open(&w, occ.start));
             let last = occ.end.checked_sub(SignedDuration::from_nanos(1)).unwrap();
             prop_assert!(naive_open(&w, last));
-            prop_assert!(!naive_open(&w, occ.end) || occ.end > now.checked_add(14.days()).unwrap());
+            prop_assert!(!naive_open(&w, occ.end) || occ.end > now.checked_add(SignedDuration::from_hours(14 * 24)).unwrap());
         }
     }
 
