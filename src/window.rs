@@ -270,9 +270,10 @@ impl Occurrence {
         self.start <= now && now < self.end
     }
 
-    /// The real elapsed length of this occurrence.
-    pub fn length(&self) -> SignedDuration {
-        self.end.duration_since(self.start)
+    /// The real elapsed length of this occurrence (what [`format_duration`] prints).
+    pub fn length(&self) -> std::time::Duration {
+        std::time::Duration::try_from(self.end.duration_since(self.start))
+            .unwrap_or(std::time::Duration::ZERO)
     }
 }
 

@@ -1,5 +1,7 @@
 //! Unit and property tests for the window grammar and occurrence math.
 
+use std::time::Duration;
+
 use jiff::civil::{Date, DateTime};
 use jiff::tz::TimeZone;
 use jiff::{SignedDuration, Timestamp, ToSpan};
@@ -21,6 +23,14 @@ fn error(spec: &str) -> String {
         Ok(w) => panic!("`{spec}` should not parse, got `{w}`"),
         Err(e) => e.to_string(),
     }
+}
+
+fn hours(n: u64) -> Duration {
+    Duration::from_secs(n * 3600)
+}
+
+fn mins(n: u64) -> Duration {
+    Duration::from_secs(n * 60)
 }
 
 fn occ(start: &str, end: &str) -> Occurrence {
@@ -329,7 +339,7 @@ fn one_off_range_is_current_next_or_gone() {
 fn berlin_ordinary_sunday_is_two_hours() {
     let o = next("sun 02:00-04:00 Europe/Berlin", "2026-03-21T12:00:00Z");
     assert_eq!(o, occ("2026-03-22T01:00:00Z", "2026-03-22T03:00:00Z"));
-    assert_eq!(o.length(), SignedDuration::from_hours(2));
+    assert_eq!(o.length(), hours(2));
 }
 
 #[test]
@@ -338,7 +348,7 @@ fn berlin_spring_forward_opens_at_the_jump_and_lasts_one_hour() {
     // opens at the jump (03:00 CEST) and closes at 04:00 CEST.
     let o = next("sun 02:00-04:00 Europe/Berlin", "2026-03-28T12:00:00Z");
     assert_eq!(o, occ("2026-03-29T01:00:00Z", "2026-03-29T02:00:00Z"));
-    assert_eq!(o.length(), SignedDuration::from_hours(1));
+    assert_eq!(o.length(), hours(1));
 }
 
 #[test]
@@ -347,7 +357,7 @@ fn berlin_fall_back_opens_at_the_first_two_oclock_and_lasts_three_hours() {
     // 02:00 (CEST, 00:00Z) and closes at 04:00 CET (03:00Z).
     let o = next("sun 02:00-04:00 Europe/Berlin", "2026-10-24T12:00:00Z");
     assert_eq!(o, occ("2026-10-25T00:00:00Z", "2026-10-25T03:00:00Z"));
-    assert_eq!(o.length(), SignedDuration::from_hours(3));
+    assert_eq!(o.length(), hours(3));
 }
 
 #[test]
@@ -368,7 +378,7 @@ fn berlin_end_in_the_fold_is_the_first_showing() {
     // 02:30 happens twice on 2026-10-25; the window closes at the first (CEST, 00:30Z).
     let o = next("sun 01:00-02:30 Europe/Berlin", "2026-10-24T12:00:00Z");
     assert_eq!(o, occ("2026-10-24T23:00:00Z", "2026-10-25T00:30:00Z"));
-    assert_eq!(o.length(), SignedDuration::from_mins(90));
+    assert_eq!(o.length(), mins(90));
 }
 
 #[test]
@@ -384,10 +394,10 @@ fn new_york_spring_forward() {
     // 2026-03-08: 02:00 EST jumps to 03:00 EDT (07:00Z).
     let o = next("sun 02:00-04:00 America/New_York", "2026-03-07T12:00:00Z");
     assert_eq!(o, occ("2026-03-08T07:00:00Z", "2026-03-08T08:00:00Z"));
-    assert_eq!(o.length(), SignedDuration::from_hours(1));
+    assert_eq!(o.length(), hours(1));
     let o = next("sun 01:30-02:30 America/New_York", "2026-03-07T12:00:00Z");
     assert_eq!(o, occ("2026-03-08T06:30:00Z", "2026-03-08T07:00:00Z"));
-    assert_eq!(o.length(), SignedDuration::from_mins(30));
+    assert_eq!(o.length(), mins(30));
 }
 
 #[test]
@@ -395,11 +405,11 @@ fn new_york_fall_back() {
     // 2026-11-01: 02:00 EDT falls back to 01:00 EST (06:00Z); 01:00-02:00 happens twice.
     let o = next("sun 01:00-03:00 America/New_York", "2026-10-31T12:00:00Z");
     assert_eq!(o, occ("2026-11-01T05:00:00Z", "2026-11-01T08:00:00Z"));
-    assert_eq!(o.length(), SignedDuration::from_hours(3));
+    assert_eq!(o.length(), hours(3));
     // 02:00 is not ambiguous in New York: an ordinary two hours, in EST.
     let o = next("sun 02:00-04:00 America/New_York", "2026-10-31T12:00:00Z");
     assert_eq!(o, occ("2026-11-01T07:00:00Z", "2026-11-01T09:00:00Z"));
-    assert_eq!(o.length(), SignedDuration::from_hours(2));
+    assert_eq!(o.length(), hours(2));
 }
 
 #[test]
