@@ -14,6 +14,8 @@
 //!   It is the only fake: tests and the demo point the real client at it.
 //! * [`verify`]: the exact data verifier (canonical per-key digest, diff, snapshot, restore)
 //!   over the `redis` crate.
+//! * [`window`]: the pure maintenance-window math (`--window` specs, DST-correct occurrences,
+//!   the cutoff before the point of no return, run-time estimates); "now" is always passed in.
 //!
 //! Data flows one way: `cli` builds a request, the runner captures the platform through
 //! `heroku`, guards decide on pure values, effects go out through `heroku` and `verify`, and
@@ -29,3 +31,4 @@ pub mod plans;
 pub mod playbook;
 pub mod sim;
 pub mod verify;
+pub mod window;
