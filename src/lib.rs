@@ -29,6 +29,8 @@ pub mod journal;
 pub mod plan;
 pub mod plans;
 pub mod playbook;
+pub mod runner;
 pub mod sim;
+pub mod ui;
 pub mod verify;
 pub mod window;

@@ -3,6 +3,7 @@
 //! Each command family has its own file (`sim.rs`, `verify.rs`, …) holding its clap `Args`
 //! struct and a pure conversion into the library's options; this file only dispatches.
 
+pub mod run;
 pub mod sim;
 
 use clap::{Parser, Subcommand};
@@ -18,6 +19,19 @@ pub struct Cli {
 /// Every subcommand.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Show what a plan change would do, every guard's verdict and the estimated downtime.
+    /// Read-only.
+    Plan(run::PlanArgs),
+    /// Change the plan: stop the writers, snapshot, change, verify, restore.
+    Run(run::RunArgs),
+    /// Carry on an interrupted run from its journal.
+    Resume(run::ReopenArgs),
+    /// Roll an unfinished run back.
+    Rollback(run::ReopenArgs),
+    /// List earlier runs.
+    Runs(run::RunsArgs),
+    /// List the playbooks and their parameters.
+    Playbooks(run::PlaybooksArgs),
     /// The Heroku simulator (tests and the demo run against it).
     #[command(subcommand)]
     Sim(sim::SimCommand),
@@ -27,6 +41,12 @@ pub enum Command {
 pub fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let code = match cli.command {
+        Command::Plan(args) => run::plan(&args),
+        Command::Run(args) => run::run(&args),
+        Command::Resume(args) => run::reopen(&args, false),
+        Command::Rollback(args) => run::reopen(&args, true),
+        Command::Runs(args) => run::runs(&args),
+        Command::Playbooks(args) => run::playbooks(&args),
         Command::Sim(cmd) => sim::run(&cmd),
     };
     code.into()

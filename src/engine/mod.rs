@@ -74,8 +74,14 @@ pub enum Event {
     CompensationStarted { index: usize },
     /// That compensation finished.
     CompensationSucceeded { index: usize },
-    /// That compensation failed: the run will end `needs-attention`.
-    CompensationFailed { index: usize, message: String },
+    /// That compensation failed: the run will end `needs-attention`. With `data_unsafe`, a
+    /// critical add-on's data could not be made whole, so the app must not come back.
+    CompensationFailed {
+        index: usize,
+        message: String,
+        #[serde(default)]
+        data_unsafe: bool,
+    },
 }
 
 /// Where a run stands. Each state carries what is known at that point.
@@ -366,12 +372,28 @@ impl Engine {
                     in_progress: Some(i),
                     failed,
                 },
-                Event::CompensationFailed { index, message },
+                Event::CompensationFailed {
+                    index,
+                    message,
+                    data_unsafe,
+                },
             ) if i == index => {
                 let mut failed = failed.clone();
                 failed.push((*index, message.clone()));
-                self.after_compensation(cause, done + 1, failed)
+                let cause = Failure {
+                    message: cause.message.clone(),
+                    data_unsafe: cause.data_unsafe || *data_unsafe,
+                };
+                self.after_compensation(&cause, done + 1, failed)
             }
+            (State::InStep { .. }, Event::AbortRequested { .. }) => State::Finished {
+                // Stopped before anything needed undoing.
+                outcome: if self.wrote {
+                    Outcome::NeedsAttention
+                } else {
+                    Outcome::RolledBack
+                },
+            },
             (State::RollingBack { .. }, Event::AbortRequested { .. }) => self.state.clone(),
             (state, event) => return Err(err(state, event)),
         };

@@ -136,6 +136,7 @@ fn a_failed_compensation_needs_attention() {
         Event::CompensationFailed {
             index,
             message: "api down".into(),
+            data_unsafe: false,
         },
     );
     while let Next::Compensate { index, .. } = e.next() {
@@ -281,7 +282,7 @@ proptest! {
                     }
                     compensations_started.push(index);
                     if let Choice::CompensationFails = choices.next().unwrap() {
-                        push(&mut engine, Event::CompensationFailed { index, message: "x".into() });
+                        push(&mut engine, Event::CompensationFailed { index, message: "x".into(), data_unsafe: false });
                     } else {
                         push(&mut engine, Event::CompensationSucceeded { index });
                     }

@@ -1,0 +1,582 @@
+//! `upshift plan`, `run`, `resume`, `rollback`, `runs`, `playbooks`: the runner's command line.
+
+use std::io::IsTerminal;
+use std::sync::Arc;
+
+use clap::Args;
+use serde::Serialize;
+use thiserror::Error;
+
+use crate::cli::print_error;
+use crate::exit::ExitCode;
+use crate::heroku::{Client, ClientConfig};
+use crate::journal::{self, StateDir};
+use crate::plan::facts::{ChangeRequest, DataPolicy};
+use crate::plan::{self, RunRequest};
+use crate::playbook::{Playbook, PlaybookError};
+use crate::runner::record::Record;
+use crate::runner::{Interrupts, Reporter, RunError, RunReport, Runner, RunnerConfig, Silent};
+use crate::ui;
+
+/// What to change, shared by `plan` and `run`.
+#[derive(Debug, Clone, Args)]
+pub struct TargetArgs {
+    /// The Heroku app.
+    #[arg(short, long, env = "HEROKU_APP")]
+    pub app: String,
+    /// An add-on (name or attachment name, e.g. enketo_redis_main) and its new plan
+    /// (premium-1 or heroku-redis:premium-1). Repeat for several add-ons: they change in one
+    /// downtime.
+    #[arg(long = "change", value_name = "ADDON=PLAN", required = true)]
+    pub changes: Vec<String>,
+    /// Playbook: the built-in name or a TOML file.
+    #[arg(long, default_value = crate::playbook::BUILTIN_NAME)]
+    pub playbook: String,
+    /// Process types that write to Redis, stopped during the change [default: the playbook's,
+    /// web].
+    #[arg(long, value_delimiter = ',', value_name = "TYPE,…")]
+    pub writers: Option<Vec<String>>,
+    /// Also turn maintenance mode on while the writers are stopped.
+    #[arg(long)]
+    pub maintenance: bool,
+    /// Treat this add-on as a cache: data differences are reported, not fatal. Repeatable.
+    #[arg(long = "cache", value_name = "ADDON")]
+    pub cache: Vec<String>,
+    /// Connections each writer dyno opens to ADDON, when they cannot be measured.
+    #[arg(long = "connections", value_name = "ADDON=N")]
+    pub connections: Vec<String>,
+}
+
+/// `upshift plan`.
+#[derive(Debug, Clone, Args)]
+#[command(after_help = "Example:\n  upshift plan -a enketo-demo --change enketo_redis_main=premium-1 --change enketo_redis_cache=premium-1 --cache enketo_redis_cache")]
+pub struct PlanArgs {
+    #[command(flatten)]
+    pub target: TargetArgs,
+    /// Print the plan as one JSON document.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `upshift run`.
+#[derive(Debug, Clone, Args)]
+#[command(after_help = "Example (unattended):\n  upshift run -a enketo-demo --change enketo_redis_main=premium-1 --confirm enketo-demo")]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub target: TargetArgs,
+    /// Confirm the app by name (required without a terminal).
+    #[arg(long, value_name = "APP")]
+    pub confirm: Option<String>,
+    /// Print the run's report as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+    /// Only warnings and the summary.
+    #[arg(short, long)]
+    pub quiet: bool,
+}
+
+/// `upshift resume` and `upshift rollback`.
+#[derive(Debug, Clone, Args)]
+pub struct ReopenArgs {
+    /// The run (default: the latest unfinished one).
+    pub run_id: Option<String>,
+    /// Confirm the app by name (required without a terminal).
+    #[arg(long, value_name = "APP")]
+    pub confirm: Option<String>,
+    /// Print the run's report as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `upshift runs`.
+#[derive(Debug, Clone, Args)]
+pub struct RunsArgs {
+    /// Print the history as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `upshift playbooks`.
+#[derive(Debug, Clone, Args)]
+pub struct PlaybooksArgs {
+    /// Print the playbooks as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Bad command-line input: nothing was sent anywhere.
+#[derive(Debug, Error)]
+pub enum ArgsError {
+    #[error("--change {given:?} is not ADDON=PLAN: write for example --change enketo_redis_main=premium-1")]
+    ChangeSyntax { given: String },
+    #[error("--change {given:?}: no heroku-redis plan {plan:?}; plans are mini, premium-0…5, 7, 9, 10, 12, 14 (and private-N, shield-N)")]
+    UnknownPlan { given: String, plan: String },
+    #[error("--change names {addon} twice: give each add-on once")]
+    DuplicateAddon { addon: String },
+    #[error("--{flag} {addon}: no --change names that add-on")]
+    NotChanged { flag: &'static str, addon: String },
+    #[error("--connections {given:?} is not ADDON=N with N a whole number")]
+    ConnectionsSyntax { given: String },
+    #[error(transparent)]
+    Playbook(#[from] PlaybookError),
+    #[error("--writers is empty: name at least one process type, e.g. --writers web")]
+    NoWriters,
+}
+
+impl TryFrom<&TargetArgs> for RunRequest {
+    type Error = ArgsError;
+
+    fn try_from(args: &TargetArgs) -> Result<Self, ArgsError> {
+        let playbook = Playbook::load(&args.playbook)?;
+        let mut changes: Vec<ChangeRequest> = Vec::new();
+        for given in &args.changes {
+            let (addon, plan) = given
+                .split_once('=')
+                .map(|(a, p)| (a.trim(), p.trim()))
+                .filter(|(a, p)| !a.is_empty() && !p.is_empty())
+                .ok_or_else(|| ArgsError::ChangeSyntax {
+                    given: given.clone(),
+                })?;
+            let bare = crate::plans::bare_name(plan);
+            if crate::plans::find(bare).is_none() {
+                return Err(ArgsError::UnknownPlan {
+                    given: given.clone(),
+                    plan: plan.to_owned(),
+                });
+            }
+            if changes.iter().any(|c| c.addon == addon) {
+                return Err(ArgsError::DuplicateAddon {
+                    addon: addon.to_owned(),
+                });
+            }
+            changes.push(ChangeRequest {
+                addon: addon.to_owned(),
+                plan: bare.to_owned(),
+                policy: DataPolicy::Critical,
+                connections_per_dyno: None,
+            });
+        }
+        for cache in &args.cache {
+            let c = changes
+                .iter_mut()
+                .find(|c| &c.addon == cache)
+                .ok_or_else(|| ArgsError::NotChanged {
+                    flag: "cache",
+                    addon: cache.clone(),
+                })?;
+            c.policy = DataPolicy::Cache;
+        }
+        for given in &args.connections {
+            let (addon, n) = given
+                .split_once('=')
+                .and_then(|(a, n)| Some((a.trim(), n.trim().parse::<u32>().ok()?)))
+                .ok_or_else(|| ArgsError::ConnectionsSyntax {
+                    given: given.clone(),
+                })?;
+            let c = changes
+                .iter_mut()
+                .find(|c| c.addon == addon)
+                .ok_or_else(|| ArgsError::NotChanged {
+                    flag: "connections",
+                    addon: addon.to_owned(),
+                })?;
+            c.connections_per_dyno = Some(n);
+        }
+        let mut params = playbook.params.clone();
+        if let Some(writers) = &args.writers {
+            let writers: Vec<String> = writers
+                .iter()
+                .map(|w| w.trim().to_owned())
+                .filter(|w| !w.is_empty())
+                .collect();
+            if writers.is_empty() {
+                return Err(ArgsError::NoWriters);
+            }
+            params.writers = writers;
+        }
+        if args.maintenance {
+            params.maintenance = true;
+        }
+        Ok(Self {
+            app: args.app.clone(),
+            changes,
+            params,
+            playbook,
+        })
+    }
+}
+
+/// Everything a command needs to reach Heroku and the state dir.
+struct Context {
+    runner: Runner,
+}
+
+fn context(reporter: Arc<dyn Reporter>, interrupts: Interrupts) -> Result<Context, ExitCode> {
+    let config = ClientConfig::from_env().map_err(|e| {
+        print_error(&e);
+        ExitCode::Usage
+    })?;
+    let client = Client::new(config).map_err(|e| {
+        print_error(&e);
+        ExitCode::Usage
+    })?;
+    let state = StateDir::from_env().map_err(|e| {
+        print_error(&e);
+        ExitCode::Usage
+    })?;
+    Ok(Context {
+        runner: Runner::new(client, RunnerConfig::new(state), reporter, interrupts),
+    })
+}
+
+fn request(args: &TargetArgs) -> Result<RunRequest, ExitCode> {
+    RunRequest::try_from(args).map_err(|e| {
+        print_error(&e);
+        ExitCode::Usage
+    })
+}
+
+/// Catches Ctrl-C and SIGTERM: the first asks for a safe stop and rollback, the second leaves
+/// a resumable journal.
+fn install_interrupts(interrupts: &Interrupts) {
+    let interrupts = interrupts.clone();
+    tokio::spawn(async move {
+        #[cfg(unix)]
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+        loop {
+            #[cfg(unix)]
+            let got = match term.as_mut() {
+                Some(t) => tokio::select! {
+                    r = tokio::signal::ctrl_c() => r.is_ok(),
+                    r = t.recv() => r.is_some(),
+                },
+                None => tokio::signal::ctrl_c().await.is_ok(),
+            };
+            #[cfg(not(unix))]
+            let got = tokio::signal::ctrl_c().await.is_ok();
+            if !got {
+                return;
+            }
+            interrupts.interrupt();
+            if interrupts.count() == 1 {
+                eprintln!(
+                    "\ninterrupt: finishing the current step safely, then rolling back (interrupt again to stop now and leave it resumable)"
+                );
+            } else {
+                eprintln!("\ninterrupt: stopping now; the journal is kept for `upshift resume`");
+            }
+        }
+    });
+}
+
+/// Asks for the app name on a terminal; without one, `--confirm APP` must match.
+fn confirm(app: &str, given: Option<&str>, what: &str) -> Result<(), ExitCode> {
+    if let Some(given) = given {
+        if given == app {
+            return Ok(());
+        }
+        eprintln!("error: --confirm {given} does not match the app {app}: nothing was done");
+        return Err(ExitCode::Usage);
+    }
+    if !std::io::stdin().is_terminal() || !std::io::stderr().is_terminal() {
+        eprintln!(
+            "error: {what} writes to {app} and there is no terminal to confirm on: pass --confirm {app}"
+        );
+        return Err(ExitCode::Usage);
+    }
+    let typed: String = dialoguer::Input::new()
+        .with_prompt(format!("Type the app name ({app}) to {what}"))
+        .interact_text()
+        .map_err(|_| ExitCode::Usage)?;
+    if typed.trim() == app {
+        Ok(())
+    } else {
+        eprintln!("error: {typed:?} is not {app}: nothing was done");
+        Err(ExitCode::Usage)
+    }
+}
+
+fn finish(report: Result<RunReport, RunError>, json: bool) -> ExitCode {
+    match report {
+        Ok(report) => {
+            if json {
+                let _ = ui::print_json(&report);
+            } else {
+                print!("{}", ui::render_summary(&report));
+            }
+            report.outcome.exit_code()
+        }
+        Err(e) => {
+            print_error(&e);
+            e.exit_code()
+        }
+    }
+}
+
+/// `upshift plan`.
+pub fn plan(args: &PlanArgs) -> ExitCode {
+    let Ok(request) = request(&args.target) else {
+        return ExitCode::Usage;
+    };
+    crate::cli::runtime().block_on(async {
+        let ctx = match context(Arc::new(Silent), Interrupts::default()) {
+            Ok(c) => c,
+            Err(code) => return code,
+        };
+        match ctx.runner.plan(&request).await {
+            Ok(plan) => {
+                if args.json {
+                    let _ = ui::print_json(&plan);
+                } else {
+                    print!("{}", plan::render(&plan));
+                }
+                if plan.blocked {
+                    ExitCode::Blocked
+                } else {
+                    ExitCode::Success
+                }
+            }
+            Err(e) => {
+                print_error(&e);
+                e.exit_code()
+            }
+        }
+    })
+}
+
+/// `upshift run`.
+pub fn run(args: &RunArgs) -> ExitCode {
+    let Ok(request) = request(&args.target) else {
+        return ExitCode::Usage;
+    };
+    let interactive = args.confirm.is_none();
+    if !interactive && let Err(code) = confirm(&request.app, args.confirm.as_deref(), "run") {
+        return code;
+    }
+    if interactive && (!std::io::stdin().is_terminal() || !std::io::stderr().is_terminal()) {
+        // Refuse before any call: unattended runs must name the app.
+        return confirm(&request.app, None, "run").err().unwrap_or(ExitCode::Usage);
+    }
+    crate::cli::runtime().block_on(async {
+        let interrupts = Interrupts::default();
+        let reporter: Arc<dyn Reporter> = Arc::new(ui::HumanReporter::new(args.quiet));
+        let ctx = match context(reporter, interrupts.clone()) {
+            Ok(c) => c,
+            Err(code) => return code,
+        };
+        if interactive {
+            match ctx.runner.plan(&request).await {
+                Ok(plan) => {
+                    eprint!("{}", plan::render(&plan));
+                    if plan.blocked {
+                        return ExitCode::Blocked;
+                    }
+                }
+                Err(e) => {
+                    print_error(&e);
+                    return e.exit_code();
+                }
+            }
+            if let Err(code) = confirm(&request.app, None, "run this plan") {
+                return code;
+            }
+        }
+        install_interrupts(&interrupts);
+        finish(ctx.runner.run(&request).await, args.json)
+    })
+}
+
+/// `upshift resume` / `upshift rollback`.
+pub fn reopen(args: &ReopenArgs, rollback: bool) -> ExitCode {
+    crate::cli::runtime().block_on(async {
+        let interrupts = Interrupts::default();
+        let reporter: Arc<dyn Reporter> = Arc::new(ui::HumanReporter::new(false));
+        let ctx = match context(reporter, interrupts.clone()) {
+            Ok(c) => c,
+            Err(code) => return code,
+        };
+        let (run_id, app) = match ctx.runner.run_app(args.run_id.as_deref()) {
+            Ok(x) => x,
+            Err(e) => {
+                print_error(&e);
+                return e.exit_code();
+            }
+        };
+        let what = if rollback { "roll back" } else { "resume" };
+        if let Err(code) = confirm(&app, args.confirm.as_deref(), what) {
+            return code;
+        }
+        install_interrupts(&interrupts);
+        let report = if rollback {
+            ctx.runner.rollback(Some(&run_id)).await
+        } else {
+            ctx.runner.resume(Some(&run_id)).await
+        };
+        finish(report, args.json)
+    })
+}
+
+/// One row of `upshift runs`.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunRow {
+    pub id: String,
+    pub app: String,
+    pub changes: Vec<String>,
+    pub outcome: String,
+    pub started: String,
+    pub downtime_ms: Option<i64>,
+    pub duration_ms: i64,
+}
+
+/// Reads the history from the journals.
+///
+/// # Errors
+/// Unreadable state dir.
+pub fn history(state: &StateDir) -> Result<Vec<RunRow>, RunError> {
+    let mut rows = Vec::new();
+    for id in state.run_ids()? {
+        let path = state.run_dir(&id).join(journal::JOURNAL_FILE);
+        let Ok(entries) = journal::read::<Record>(&path) else {
+            continue;
+        };
+        let Some(first) = entries.first() else {
+            continue;
+        };
+        let mut row = RunRow {
+            id: id.clone(),
+            app: String::new(),
+            changes: Vec::new(),
+            outcome: "unfinished".into(),
+            started: jiff::Timestamp::from_millisecond(first.at_ms)
+                .map(|t| t.to_string())
+                .unwrap_or_default(),
+            downtime_ms: None,
+            duration_ms: entries.last().map_or(0, |e| e.at_ms - first.at_ms),
+        };
+        let mut down_since = None;
+        for e in &entries {
+            match &e.record {
+                Record::Started { request, .. } => {
+                    row.app.clone_from(&request.app);
+                    row.changes = request
+                        .changes
+                        .iter()
+                        .map(|c| format!("{}={}", c.addon, c.plan))
+                        .collect();
+                }
+                Record::Downtime { started: true } => down_since = Some(e.at_ms),
+                Record::Downtime { started: false } => {
+                    if let Some(s) = down_since.take() {
+                        *row.downtime_ms.get_or_insert(0) += e.at_ms - s;
+                    }
+                }
+                Record::Finished { outcome, .. } => {
+                    row.outcome = ui::outcome_name(*outcome).to_owned();
+                }
+                _ => {}
+            }
+        }
+        rows.push(row);
+    }
+    Ok(rows)
+}
+
+/// `upshift runs`.
+pub fn runs(args: &RunsArgs) -> ExitCode {
+    let state = match StateDir::from_env() {
+        Ok(s) => s,
+        Err(e) => {
+            print_error(&e);
+            return ExitCode::Usage;
+        }
+    };
+    match history(&state) {
+        Ok(rows) if args.json => {
+            let _ = ui::print_json(&rows);
+            ExitCode::Success
+        }
+        Ok(rows) => {
+            println!(
+                "{:<24} {:<16} {:<16} {:<22} {:>9} {:>9}  changes",
+                "id", "app", "outcome", "started", "downtime", "duration"
+            );
+            for r in rows {
+                let ms = |v: i64| {
+                    crate::playbook::duration::format(std::time::Duration::from_millis(
+                        u64::try_from(v).unwrap_or(0),
+                    ))
+                };
+                println!(
+                    "{:<24} {:<16} {:<16} {:<22} {:>9} {:>9}  {}",
+                    r.id,
+                    r.app,
+                    r.outcome,
+                    r.started.get(..19).unwrap_or(&r.started),
+                    r.downtime_ms.map_or("-".into(), ms),
+                    ms(r.duration_ms),
+                    r.changes.join(" ")
+                );
+            }
+            ExitCode::Success
+        }
+        Err(e) => {
+            print_error(&e);
+            e.exit_code()
+        }
+    }
+}
+
+/// `upshift playbooks`.
+pub fn playbooks(args: &PlaybooksArgs) -> ExitCode {
+    let builtin = Playbook::builtin();
+    if args.json {
+        let _ = ui::print_json(&vec![builtin]);
+    } else {
+        print!("{builtin}");
+        println!("\nRun your own with --playbook PATH (same format; see playbooks/ in the source).");
+    }
+    ExitCode::Success
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(changes: &[&str]) -> TargetArgs {
+        TargetArgs {
+            app: "enketo-demo".into(),
+            changes: changes.iter().map(|s| (*s).to_owned()).collect(),
+            playbook: crate::playbook::BUILTIN_NAME.into(),
+            writers: None,
+            maintenance: false,
+            cache: vec![],
+            connections: vec![],
+        }
+    }
+
+    #[test]
+    fn changes_parse_with_and_without_the_service_prefix() {
+        let mut a = args(&["enketo_redis_main=heroku-redis:premium-1", "enketo_redis_cache=premium-2"]);
+        a.cache = vec!["enketo_redis_cache".into()];
+        a.connections = vec!["enketo_redis_main=30".into()];
+        a.writers = Some(vec!["web".into(), " worker ".into()]);
+        let r = RunRequest::try_from(&a).unwrap();
+        assert_eq!(r.changes[0].plan, "premium-1");
+        assert_eq!(r.changes[0].connections_per_dyno, Some(30));
+        assert_eq!(r.changes[1].policy, DataPolicy::Cache);
+        assert_eq!(r.params.writers, vec!["web".to_string(), "worker".to_string()]);
+    }
+
+    #[test]
+    fn bad_changes_say_what_to_write() {
+        let e = RunRequest::try_from(&args(&["enketo_redis_main"])).unwrap_err().to_string();
+        assert!(e.contains("--change enketo_redis_main=premium-1"), "{e}");
+        let e = RunRequest::try_from(&args(&["x=premium-l"])).unwrap_err().to_string();
+        assert!(e.contains("no heroku-redis plan \"premium-l\""), "{e}");
+        let e = RunRequest::try_from(&args(&["x=premium-1", "x=premium-2"])).unwrap_err().to_string();
+        assert!(e.contains("names x twice"), "{e}");
+        let mut a = args(&["x=premium-1"]);
+        a.cache = vec!["y".into()];
+        assert!(RunRequest::try_from(&a).unwrap_err().to_string().contains("--cache y"));
+    }
+}

@@ -1,0 +1,197 @@
+//! Capture: read everything the guards and the restore need, write nothing.
+
+use std::path::Path;
+
+use crate::heroku::models::{AddOn, DynoState};
+use crate::heroku::{Client, HerokuError};
+use crate::plan::RunRequest;
+use crate::plan::facts::{AddonFacts, AddonLookup, Capture, ProcessFacts, RedisFacts};
+use crate::plans;
+use crate::verify::{self, RedisUrl, VerifyOptions};
+
+/// Reads the platform for `request`. Read-only: GETs (and the resolve POST, a read) and Redis
+/// INFO. `unfinished_runs` lists other runs of the app that never finished.
+///
+/// # Errors
+/// The app cannot be read (auth, not found, network). A missing add-on is not an error: it
+/// becomes a blocking guard with the platform's message.
+pub async fn capture(
+    client: &Client,
+    request: &RunRequest,
+    state_dir: &Path,
+    unfinished_runs: Vec<String>,
+    now: jiff::Timestamp,
+) -> Result<Capture, HerokuError> {
+    let app = client.app(&request.app).await?;
+    let formation = client.formation(&request.app).await?;
+    let dynos = client.dynos(&request.app).await?;
+    let config = client.config_vars(&request.app).await?;
+    let mut running: Vec<(String, u32)> = Vec::new();
+    for d in &dynos {
+        if matches!(d.state, DynoState::Up | DynoState::Starting | DynoState::Idle) {
+            match running.iter_mut().find(|(t, _)| *t == d.process_type) {
+                Some((_, n)) => *n += 1,
+                None => running.push((d.process_type.clone(), 1)),
+            }
+        }
+    }
+    let mut addons = Vec::new();
+    for change in &request.changes {
+        addons.push(match resolve_addon(client, &request.app, &change.addon).await {
+            Ok((addon, attachment)) => {
+                let facts = addon_facts(client, &change.addon, addon, attachment, &config).await;
+                AddonLookup::Found(Box::new(facts))
+            }
+            Err(HerokuError::NotFound { message, .. }) => AddonLookup::Missing {
+                requested_as: change.addon.clone(),
+                message,
+            },
+            Err(e) => return Err(e),
+        });
+    }
+    Ok(Capture {
+        app: app.name,
+        app_id: app.id,
+        maintenance: app.maintenance,
+        formation: formation
+            .into_iter()
+            .map(|f| ProcessFacts {
+                size: f
+                    .dyno_size
+                    .as_ref()
+                    .map_or_else(|| f.size.clone(), |s| s.name.clone()),
+                process_type: f.process_type,
+                quantity: f.quantity,
+            })
+            .collect(),
+        running,
+        addons,
+        local_free_bytes: verify::available_space(state_dir).ok(),
+        unfinished_runs,
+        captured_at: now.to_string(),
+    })
+}
+
+/// Finds the add-on a user named, by attachment name first (what `heroku addons` shows and
+/// what the Enketo guide uses), then by add-on name or id.
+///
+/// # Errors
+/// `NotFound` when neither matches.
+pub async fn resolve_addon(
+    client: &Client,
+    app: &str,
+    name: &str,
+) -> Result<(AddOn, Option<String>), HerokuError> {
+    match client
+        .resolve_attachment(app, name, Some(plans::HEROKU_REDIS))
+        .await
+    {
+        Ok(attachments) if !attachments.is_empty() => {
+            let att = &attachments[0];
+            let addon = client.addon(app, &att.addon.id).await?;
+            Ok((addon, Some(att.name.to_uppercase())))
+        }
+        Ok(_) | Err(HerokuError::NotFound { .. } | HerokuError::InvalidParams { .. }) => {
+            let addon = client.addon(app, name).await?;
+            let attachment = addon
+                .config_vars
+                .first()
+                .and_then(|v| v.strip_suffix("_URL"))
+                .map(str::to_owned);
+            Ok((addon, attachment))
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// The config var that holds an add-on's URL: the attachment's `_URL` var when the add-on
+/// lists it, else the first it lists.
+pub fn url_var(addon: &AddOn, attachment: Option<&str>) -> Option<String> {
+    if let Some(att) = attachment {
+        let want = format!("{}_URL", att.to_uppercase());
+        if addon.config_vars.iter().any(|v| *v == want) {
+            return Some(want);
+        }
+    }
+    addon.config_vars.first().cloned()
+}
+
+/// Verify options for reading a server without crowding its connection limit.
+pub fn verify_options(base: &VerifyOptions, plan: &str, role: &str) -> VerifyOptions {
+    let limit = plans::find(plan).map_or(20, |p| p.max_clients) as usize;
+    VerifyOptions {
+        max_connections: base.max_connections.min(limit / 4).max(1),
+        client_role: role.to_owned(),
+        ..base.clone()
+    }
+}
+
+async fn addon_facts(
+    client: &Client,
+    requested_as: &str,
+    addon: AddOn,
+    attachment: Option<String>,
+    config: &crate::heroku::models::ConfigVars,
+) -> AddonFacts {
+    let plan = plans::bare_name(&addon.plan.name).to_owned();
+    let var = url_var(&addon, attachment.as_deref());
+    let waiting = client
+        .redis_wait(&addon.name)
+        .await
+        .ok()
+        .map(|w| (w.waiting, w.message));
+    let maintenance = client
+        .data_maintenance(&addon.id)
+        .await
+        .ok()
+        .map(|m| m.status);
+    let redis_config = client
+        .redis_config(&addon.name)
+        .await
+        .ok()
+        .map(|c| c.values());
+    let (redis, redis_error) = match var.as_deref().and_then(|v| config.get(v)) {
+        None => (
+            None,
+            Some(format!(
+                "no config var {} on the app",
+                var.as_deref().unwrap_or("<none listed>")
+            )),
+        ),
+        Some(raw) => match raw.parse::<RedisUrl>() {
+            Err(e) => (None, Some(e.to_string())),
+            Ok(url) => {
+                let opts = verify_options(&VerifyOptions::default(), &plan, "capture");
+                match verify::server_info(&url, &opts).await {
+                    Ok(info) => (
+                        Some(RedisFacts {
+                            used_memory: info.used_memory,
+                            // Our own INFO connection is one of them.
+                            connected_clients: u32::try_from(info.connected_clients.saturating_sub(1))
+                                .unwrap_or(u32::MAX),
+                            version: info.redis_version.clone(),
+                            keys: info.keyspace.values().map(|k| k.keys).sum(),
+                        }),
+                        None,
+                    ),
+                    Err(e) => (None, Some(e.to_string())),
+                }
+            }
+        },
+    };
+    AddonFacts {
+        requested_as: requested_as.to_owned(),
+        id: addon.id,
+        name: addon.name,
+        attachment,
+        service: addon.addon_service.name,
+        plan,
+        state: addon.state.as_str().to_owned(),
+        config_vars: addon.config_vars,
+        waiting,
+        maintenance,
+        redis,
+        redis_config,
+        redis_error,
+    }
+}

@@ -1,0 +1,731 @@
+//! Each step's effect and each compensation. Every function here re-reads the platform before
+//! it writes and is safe to repeat after a crash.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use futures::future::join_all;
+
+use super::record::Record;
+use super::{ActiveRun, AddonReport, RunEvent, StepError, StepOk, Target, error_chain};
+use crate::engine::Action;
+use crate::heroku::models::{DynoState, FormationUpdate};
+use crate::plan::facts::DataPolicy;
+use crate::plan::guards;
+use crate::plans;
+use crate::runner::capture::{self, verify_options};
+use crate::runner::reporter::Reporter;
+use crate::verify::{self, RedisUrl, RestoreSelection};
+
+/// Keys to name in journals and messages.
+const EXAMPLES: usize = 20;
+/// A provisioning that shows the old plan, settled, this long after the change request, with
+/// no sign of work in between, is taken as refused rather than not yet started.
+const START_GRACE: Duration = Duration::from_secs(60);
+
+/// Forwards the verifier's key counts to the reporter.
+struct KeysProgress {
+    reporter: Arc<dyn Reporter>,
+    subject: String,
+    total: AtomicU64,
+    done: AtomicU64,
+}
+
+impl verify::Progress for KeysProgress {
+    fn total(&self, keys: u64) {
+        self.total.store(keys, Ordering::Relaxed);
+    }
+    fn advance(&self, keys: u64, _bytes: u64) {
+        let done = self.done.fetch_add(keys, Ordering::Relaxed) + keys;
+        self.reporter.report(&RunEvent::Keys {
+            subject: self.subject.clone(),
+            done,
+            total: self.total.load(Ordering::Relaxed),
+        });
+    }
+}
+
+/// Paces a wait: adaptive delays, a deadline, interrupts.
+struct Pacer {
+    delay: Duration,
+    deadline: Instant,
+    abortable: bool,
+}
+
+impl ActiveRun<'_> {
+    fn pacer(&self, timeout: Duration, abortable: bool) -> Pacer {
+        Pacer {
+            delay: self.runner.config.poll.initial,
+            deadline: Instant::now() + timeout,
+            abortable,
+        }
+    }
+
+    /// Sleeps until the next poll. `Ok(false)` when the deadline has passed.
+    async fn pace(&self, pacer: &mut Pacer) -> Result<bool, StepError> {
+        let now = Instant::now();
+        if now >= pacer.deadline {
+            return Ok(false);
+        }
+        let until = (now + pacer.delay).min(pacer.deadline);
+        while Instant::now() < until {
+            let interrupts = self.runner.interrupts.count();
+            if interrupts >= 2 {
+                return Err(StepError::Interrupted);
+            }
+            if interrupts == 1 && pacer.abortable {
+                return Err(StepError::Aborted);
+            }
+            let left = until.saturating_duration_since(Instant::now());
+            tokio::time::sleep(left.min(Duration::from_millis(100))).await;
+        }
+        pacer.delay = self
+            .runner
+            .config
+            .poll
+            .next(pacer.delay, self.runner.client.rate_limit_remaining());
+        Ok(true)
+    }
+
+    fn jrecord(&mut self, record: &Record) -> Result<(), StepError> {
+        self.record(record)
+            .map_err(|e| StepError::failed(format!("cannot write the journal: {}", error_chain(&e))))
+    }
+
+    fn capture_ref(&self) -> Result<&crate::plan::facts::Capture, StepError> {
+        self.capture
+            .as_ref()
+            .ok_or_else(|| StepError::failed("no captured facts in this run's journal"))
+    }
+
+    /// The Redis URL of a target as the app's config var says now (it changes with a plan
+    /// change). The URL is a secret: it lives only in memory.
+    async fn current_url(&self, target: &Target) -> Result<RedisUrl, StepError> {
+        let vars = self.runner.client.config_vars(&self.request.app).await?;
+        let var = target
+            .url_var
+            .as_deref()
+            .ok_or_else(|| StepError::failed(format!("{} lists no config var", target.label)))?;
+        let raw = vars.get(var).ok_or_else(|| {
+            StepError::failed(format!(
+                "config var {var} of {} is not set on {}",
+                target.label, self.request.app
+            ))
+        })?;
+        raw.parse::<RedisUrl>()
+            .map_err(|e| StepError::failed(format!("config var {var}: {e}")))
+    }
+
+    fn progress(&self, subject: &str) -> KeysProgress {
+        KeysProgress {
+            reporter: self.runner.reporter.clone(),
+            subject: subject.to_owned(),
+            total: AtomicU64::new(0),
+            done: AtomicU64::new(0),
+        }
+    }
+
+    // ---- steps -------------------------------------------------------------------------------
+
+    pub(super) async fn step_capture(&mut self) -> Result<StepOk, StepError> {
+        let unfinished: Vec<String> = super::unfinished_runs(&self.runner.config.state, &self.request.app)
+            .map_err(|e| StepError::failed(error_chain(&e)))?
+            .into_iter()
+            .filter(|id| *id != self.run_id)
+            .collect();
+        let capture = capture::capture(
+            &self.runner.client,
+            &self.request,
+            self.runner.config.state.root(),
+            unfinished,
+            jiff::Timestamp::now(),
+        )
+        .await?;
+        self.jrecord(&Record::Captured {
+            capture: capture.clone(),
+        })?;
+        let note = capture
+            .formation
+            .iter()
+            .map(|p| format!("{}={}:{}", p.process_type, p.quantity, p.size))
+            .collect::<Vec<_>>()
+            .join(" ");
+        self.capture = Some(capture);
+        Ok(StepOk::Done(Some(format!("formation {note}"))))
+    }
+
+    pub(super) fn step_guard(&mut self) -> StepOk {
+        let Some(capture) = &self.capture else {
+            return StepOk::Blocked;
+        };
+        let guards = guards::evaluate(&self.request, capture);
+        let blocked = guards::blocked(&guards);
+        for g in guards.iter().filter(|g| g.verdict != guards::Verdict::Pass) {
+            let subject = g.subject.as_deref().map_or(String::new(), |s| format!("{s}: "));
+            self.report_event(&RunEvent::Warning {
+                message: format!("{} {subject}{}", g.verdict.label(), g.detail),
+            });
+        }
+        if self.record(&Record::Guards { guards }).is_err() {
+            return StepOk::Blocked;
+        }
+        if blocked {
+            StepOk::Blocked
+        } else {
+            StepOk::Done(None)
+        }
+    }
+
+    pub(super) async fn step_maintenance(&mut self) -> Result<StepOk, StepError> {
+        if !self.request.params.maintenance {
+            return Ok(StepOk::Done(Some("not requested".into())));
+        }
+        let app = self.runner.client.app(&self.request.app).await?;
+        if app.maintenance {
+            return Ok(StepOk::Done(Some("already on".into())));
+        }
+        let w = self
+            .runner
+            .client
+            .set_maintenance(&self.request.app, true)
+            .await?;
+        self.jrecord(&Record::Effect {
+            what: "maintenance on".into(),
+            request_id: Some(w.request_id),
+        })?;
+        Ok(StepOk::Done(Some("maintenance on".into())))
+    }
+
+    pub(super) async fn step_scale(&mut self) -> Result<StepOk, StepError> {
+        let capture = self.capture_ref()?;
+        let updates: Vec<FormationUpdate> = self
+            .request
+            .params
+            .writers
+            .iter()
+            .filter(|w| capture.formation.iter().any(|p| &p.process_type == *w))
+            .map(|w| FormationUpdate {
+                process_type: w.clone(),
+                quantity: Some(0),
+                size: None,
+            })
+            .collect();
+        let what = updates
+            .iter()
+            .map(|u| format!("{}=0", u.process_type))
+            .collect::<Vec<_>>()
+            .join(" ");
+        let w = self
+            .runner
+            .client
+            .update_formation(&self.request.app, &updates)
+            .await?;
+        self.jrecord(&Record::Effect {
+            what: format!("scale {what}"),
+            request_id: Some(w.request_id),
+        })?;
+        if self.downtime_since.is_none() {
+            self.downtime_since = Some(Instant::now());
+            self.jrecord(&Record::Downtime { started: true })?;
+            self.report_event(&RunEvent::Downtime { started: true });
+        }
+        Ok(StepOk::Done(Some(what)))
+    }
+
+    pub(super) async fn step_wait_drained(&mut self, timeout: Duration) -> Result<StepOk, StepError> {
+        let mut pacer = self.pacer(timeout, true);
+        let targets = self.targets();
+        loop {
+            let dynos = self.runner.client.dynos(&self.request.app).await?;
+            let lingering: Vec<String> = dynos
+                .iter()
+                .filter(|d| self.request.params.writers.contains(&d.process_type))
+                .map(|d| format!("{} ({})", d.name, d.state))
+                .collect();
+            let mut clients = Vec::new();
+            if lingering.is_empty() {
+                for t in &targets {
+                    let url = self.current_url(t).await?;
+                    let opts = verify_options(&self.runner.config.verify, &t.from, "drain");
+                    for c in verify::client_list(&url, &opts).await? {
+                        if !c.is_upshift() {
+                            clients.push(format!(
+                                "{}: {} (name {:?}, connected {}s, last command {})",
+                                t.label, c.addr, c.name, c.age_secs, c.cmd
+                            ));
+                        }
+                    }
+                }
+                if clients.is_empty() {
+                    return Ok(StepOk::Done(Some("no writer dyno, no foreign client".into())));
+                }
+            }
+            self.report_event(&RunEvent::Waiting {
+                subject: "writers".into(),
+                status: if lingering.is_empty() {
+                    format!("{} client(s) still connected", clients.len())
+                } else {
+                    format!("dynos still listed: {}", lingering.join(", "))
+                },
+            });
+            if !self.pace(&mut pacer).await? {
+                let what = if lingering.is_empty() {
+                    format!("clients still connected: {}", clients.join("; "))
+                } else {
+                    format!("dynos still running: {}", lingering.join(", "))
+                };
+                return Err(StepError::failed(format!(
+                    "the writers did not stop within {}: {what}. Something else writes to Redis \
+                     (another process type? a one-off dyno? an external client?): add it with \
+                     --writers or stop it, then run again",
+                    crate::playbook::duration::format(timeout)
+                )));
+            }
+        }
+    }
+
+    pub(super) async fn step_snapshot(&mut self) -> Result<StepOk, StepError> {
+        let dir = self.runner.config.state.run_dir(&self.run_id);
+        let mut jobs = Vec::new();
+        for t in self.targets() {
+            let url = self.current_url(&t).await?;
+            let opts = verify_options(&self.runner.config.verify, &t.from, "snapshot");
+            let file = dir.join(format!("snapshot-{}.ups", t.name));
+            let progress = self.progress(&t.label);
+            jobs.push(async move {
+                let summary = verify::snapshot(&url, &file, &opts, &progress).await;
+                (t, file, summary)
+            });
+        }
+        let mut notes = Vec::new();
+        for (t, file, summary) in join_all(jobs).await {
+            let summary = summary?;
+            self.jrecord(&Record::Snapshot {
+                addon: t.name.clone(),
+                file: file.display().to_string(),
+                keys: summary.keys,
+                digest: summary.digest.clone(),
+            })?;
+            notes.push(format!("{} {} keys", t.label, summary.keys));
+            self.snapshots.insert(t.name.clone(), file);
+        }
+        Ok(StepOk::Done(Some(notes.join(", "))))
+    }
+
+    pub(super) async fn step_change_plan(&mut self) -> Result<StepOk, StepError> {
+        let client = &self.runner.client;
+        let app = &self.request.app;
+        let jobs = self.targets().into_iter().map(|t| async move {
+            let current = client.addon(app, &t.name).await?;
+            if plans::bare_name(&current.plan.name) == t.to {
+                return Ok::<_, StepError>((t, None));
+            }
+            let full = format!("{}:{}", plans::HEROKU_REDIS, t.to);
+            let w = client.change_addon_plan(app, &t.name, &full).await?;
+            Ok((t, Some(w.request_id)))
+        });
+        let mut notes = Vec::new();
+        let mut first_error = None;
+        for result in join_all(jobs).await {
+            match result {
+                Ok((t, Some(request_id))) => {
+                    self.jrecord(&Record::Effect {
+                        what: format!("plan change {} {} -> {}", t.label, t.from, t.to),
+                        request_id: Some(request_id),
+                    })?;
+                    notes.push(format!("{} -> {}", t.label, t.to));
+                }
+                Ok((t, None)) => notes.push(format!("{} already on {}", t.label, t.to)),
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        match first_error {
+            Some(e) => Err(e),
+            None => Ok(StepOk::Done(Some(notes.join(", ")))),
+        }
+    }
+
+    pub(super) async fn step_wait_provisioned(&mut self, timeout: Duration) -> Result<StepOk, StepError> {
+        let mut pacer = self.pacer(timeout, true);
+        let started = Instant::now();
+        let targets = self.targets();
+        let mut settled = vec![false; targets.len()];
+        let mut seen_busy = vec![false; targets.len()];
+        loop {
+            let mut statuses = Vec::new();
+            for (i, t) in targets.iter().enumerate() {
+                if settled[i] {
+                    continue;
+                }
+                let addon = self.runner.client.addon(&self.request.app, &t.name).await?;
+                let wait = self.runner.client.redis_wait(&t.name).await?;
+                let plan = plans::bare_name(&addon.plan.name).to_owned();
+                let state = addon.state.as_str().to_owned();
+                let busy = wait.waiting || state != "provisioned";
+                if !matches!(state.as_str(), "provisioned" | "provisioning") {
+                    return Err(StepError::failed(format!(
+                        "{} is {state} while changing to {}: the platform gave up; the Data API says: {}",
+                        t.label, t.to, wait.message
+                    )));
+                }
+                if busy {
+                    seen_busy[i] = true;
+                } else if plan == t.to {
+                    let url = self.current_url(t).await?;
+                    let opts = verify_options(&self.runner.config.verify, &t.to, "wait");
+                    match verify::server_info(&url, &opts).await {
+                        Ok(info) if info.role == "master" => {
+                            settled[i] = true;
+                            continue;
+                        }
+                        Ok(info) => statuses.push(format!("{}: Redis answers as {}", t.label, info.role)),
+                        Err(e) => statuses.push(format!("{}: Redis not answering yet ({e})", t.label)),
+                    }
+                } else if plan == t.from && (seen_busy[i] || started.elapsed() > START_GRACE) {
+                    return Err(StepError::failed(format!(
+                        "provisioning {} on {} failed: the add-on is back on {} and the Data API says \"{}\"",
+                        t.label, t.to, t.from, wait.message
+                    )));
+                }
+                statuses.push(format!("{}: {} ({})", t.label, wait.message, state));
+                self.report_event(&RunEvent::Waiting {
+                    subject: t.label.clone(),
+                    status: wait.message.clone(),
+                });
+            }
+            if settled.iter().all(|s| *s) {
+                let note = targets
+                    .iter()
+                    .map(|t| format!("{} on {}", t.label, t.to))
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                return Ok(StepOk::Done(Some(note)));
+            }
+            if !self.pace(&mut pacer).await? {
+                return Err(StepError::failed(format!(
+                    "provisioning did not finish within {}: {}",
+                    crate::playbook::duration::format(timeout),
+                    statuses.join("; ")
+                )));
+            }
+        }
+    }
+
+    pub(super) async fn step_verify(&mut self) -> Result<StepOk, StepError> {
+        let mut notes = Vec::new();
+        for t in self.targets() {
+            let note = self.verify_target(&t, true).await?;
+            notes.push(note);
+            self.check_redis_settings(&t).await?;
+        }
+        Ok(StepOk::Done(Some(notes.join("; "))))
+    }
+
+    /// Compares one add-on with its snapshot; repairs critical data. `Ok` with a note when the
+    /// data is whole (or a cache), a data-unsafe failure otherwise.
+    async fn verify_target(&mut self, t: &Target, record: bool) -> Result<String, StepError> {
+        let file = self.snapshots.get(&t.name).cloned().ok_or_else(|| StepError::Failed {
+            message: format!("no snapshot of {} in this run: its data cannot be checked", t.label),
+            data_unsafe: t.policy == DataPolicy::Critical,
+        })?;
+        let url = self.current_url(t).await?;
+        let plan = self
+            .runner
+            .client
+            .addon(&self.request.app, &t.name)
+            .await
+            .map(|a| plans::bare_name(&a.plan.name).to_owned())
+            .unwrap_or_else(|_| t.to.clone());
+        let opts = verify_options(&self.runner.config.verify, &plan, "verify");
+        let progress = self.progress(&t.label);
+        let diff = verify::diff(&url, &file, &opts, &progress).await?;
+        let differences = diff.counts.failures();
+        let examples: Vec<String> = diff
+            .differences
+            .iter()
+            .filter(|d| d.kind.is_failure())
+            .take(EXAMPLES)
+            .map(|d| format!("{} ({})", d.key, d.kind.label()))
+            .collect();
+        let mut repaired = 0;
+        let mut whole = diff.is_equal();
+        if !whole && t.policy == DataPolicy::Critical {
+            self.report_event(&RunEvent::Warning {
+                message: format!(
+                    "{}: {differences} key(s) differ from the snapshot ({}); repairing from the snapshot",
+                    t.label,
+                    examples.join(", ")
+                ),
+            });
+            let selection = if diff.truncated {
+                RestoreSelection::All
+            } else {
+                RestoreSelection::Keys(diff.differences.iter().filter(|d| d.kind.is_failure()).map(|d| d.raw_key.clone()).collect())
+            };
+            let summary = verify::restore(&url, &file, selection, &opts, &verify::NoProgress).await?;
+            repaired = summary.restored + summary.deleted;
+            whole = summary.remaining.is_equal();
+        }
+        if record {
+            self.jrecord(&Record::Verified {
+                addon: t.name.clone(),
+                keys: diff.before_keys,
+                digest_equal: diff.is_equal(),
+                differences,
+                repaired,
+                examples: examples.clone(),
+            })?;
+        }
+        self.reports.insert(
+            t.name.clone(),
+            AddonReport {
+                label: t.label.clone(),
+                addon: t.name.clone(),
+                from: t.from.clone(),
+                to: plan.clone(),
+                keys_verified: diff.before_keys,
+                differences,
+                repaired,
+            },
+        );
+        match (whole, t.policy) {
+            (true, _) if differences == 0 => Ok(format!("{} {} keys equal", t.label, diff.before_keys)),
+            (true, _) => Ok(format!(
+                "{} {} keys equal after repairing {repaired}",
+                t.label, diff.before_keys
+            )),
+            (false, DataPolicy::Cache) => {
+                self.report_event(&RunEvent::Warning {
+                    message: format!(
+                        "{} (cache): {differences} key(s) differ from the snapshot; tolerated by its data policy",
+                        t.label
+                    ),
+                });
+                Ok(format!("{} (cache) {differences} keys differ, tolerated", t.label))
+            }
+            (false, DataPolicy::Critical) => Err(StepError::Failed {
+                message: format!(
+                    "{} still differs from its snapshot after repair: {differences} key(s), e.g. {}",
+                    t.label,
+                    examples.join(", ")
+                ),
+                data_unsafe: true,
+            }),
+        }
+    }
+
+    /// The Data API settings must survive the change; a lost one is put back and reported.
+    async fn check_redis_settings(&mut self, t: &Target) -> Result<(), StepError> {
+        let Some(before) = self
+            .capture_ref()?
+            .found()
+            .find(|a| a.name == t.name)
+            .and_then(|a| a.redis_config.clone())
+        else {
+            return Ok(());
+        };
+        let now = self.runner.client.redis_config(&t.name).await?.values();
+        if now != before {
+            let w = self
+                .runner
+                .client
+                .update_redis_config(&t.name, &before)
+                .await?;
+            self.jrecord(&Record::Effect {
+                what: format!("redis settings of {} restored", t.label),
+                request_id: Some(w.request_id),
+            })?;
+            self.report_event(&RunEvent::Warning {
+                message: format!(
+                    "{}: the plan change lost Redis settings ({now:?} instead of {before:?}); restored",
+                    t.label
+                ),
+            });
+        }
+        Ok(())
+    }
+
+    pub(super) async fn step_restore_formation(&mut self) -> Result<StepOk, StepError> {
+        let note = self.restore_formation().await?;
+        self.restore_maintenance().await?;
+        Ok(StepOk::Done(Some(note)))
+    }
+
+    pub(super) async fn step_health(&mut self, timeout: Duration) -> Result<StepOk, StepError> {
+        let mut pacer = self.pacer(timeout, false);
+        let capture = self.capture_ref()?.clone();
+        loop {
+            let dynos = self.runner.client.dynos(&self.request.app).await?;
+            let mut missing = Vec::new();
+            let mut crashed = Vec::new();
+            for w in &self.request.params.writers {
+                let want = capture.quantity(w);
+                let up = dynos
+                    .iter()
+                    .filter(|d| &d.process_type == w && d.state == DynoState::Up)
+                    .count();
+                crashed.extend(
+                    dynos
+                        .iter()
+                        .filter(|d| &d.process_type == w && d.state == DynoState::Crashed)
+                        .map(|d| d.name.clone()),
+                );
+                if (up as u64) < u64::from(want) {
+                    missing.push(format!("{w} {up}/{want} up"));
+                }
+            }
+            if missing.is_empty() {
+                let mut notes = Vec::new();
+                let mut over = Vec::new();
+                for t in self.targets() {
+                    let url = self.current_url(&t).await?;
+                    let opts = verify_options(&self.runner.config.verify, &t.to, "health");
+                    let info = verify::server_info(&url, &opts).await?;
+                    let clients = info.connected_clients.saturating_sub(1);
+                    let limit = plans::find(&t.to).map_or(0, |p| u64::from(p.max_clients));
+                    notes.push(format!("{} {clients}/{limit} clients", t.label));
+                    if clients > limit {
+                        over.push(format!("{}: {clients} clients > limit {limit}", t.label));
+                    }
+                }
+                if over.is_empty() {
+                    return Ok(StepOk::Done(Some(notes.join(", "))));
+                }
+                return Err(StepError::failed(format!(
+                    "the app is back but over its connection limit: {}",
+                    over.join("; ")
+                )));
+            }
+            if !self.pace(&mut pacer).await? {
+                return Err(StepError::failed(format!(
+                    "the writers did not come up within {}: {}{}; check `heroku ps -a {}` and `heroku logs -a {}`",
+                    crate::playbook::duration::format(timeout),
+                    missing.join(", "),
+                    if crashed.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" (crashed: {})", crashed.join(", "))
+                    },
+                    self.request.app,
+                    self.request.app
+                )));
+            }
+        }
+    }
+
+    // ---- compensations -----------------------------------------------------------------------
+
+    /// Scales the writers back to exactly the captured quantities and sizes. Absolute, so it
+    /// is safe to repeat.
+    pub(super) async fn restore_formation(&mut self) -> Result<String, StepError> {
+        let capture = self.capture_ref()?;
+        let updates: Vec<FormationUpdate> = self
+            .request
+            .params
+            .writers
+            .iter()
+            .filter_map(|w| capture.formation.iter().find(|p| &p.process_type == w))
+            .map(|p| FormationUpdate {
+                process_type: p.process_type.clone(),
+                quantity: Some(p.quantity),
+                size: Some(p.size.clone()),
+            })
+            .collect();
+        let what = updates
+            .iter()
+            .map(|u| {
+                format!(
+                    "{}={}:{}",
+                    u.process_type,
+                    u.quantity.unwrap_or(0),
+                    u.size.as_deref().unwrap_or("?")
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(" ");
+        let w = self
+            .runner
+            .client
+            .update_formation(&self.request.app, &updates)
+            .await?;
+        self.jrecord(&Record::Effect {
+            what: format!("restore formation {what}"),
+            request_id: Some(w.request_id),
+        })?;
+        if let Some(since) = self.downtime_since.take() {
+            self.downtime += since.elapsed();
+            self.jrecord(&Record::Downtime { started: false })?;
+            self.report_event(&RunEvent::Downtime { started: false });
+        }
+        Ok(what)
+    }
+
+    /// Puts the maintenance flag back to its captured value.
+    pub(super) async fn restore_maintenance(&mut self) -> Result<(), StepError> {
+        let want = self.capture_ref()?.maintenance;
+        let app = self.runner.client.app(&self.request.app).await?;
+        if app.maintenance != want {
+            let w = self
+                .runner
+                .client
+                .set_maintenance(&self.request.app, want)
+                .await?;
+            self.jrecord(&Record::Effect {
+                what: format!("maintenance {}", if want { "on" } else { "off" }),
+                request_id: Some(w.request_id),
+            })?;
+        }
+        Ok(())
+    }
+
+    /// After a failure at or after the plan change: wait until each add-on settles wherever
+    /// the platform puts it, then check its data against the snapshot and repair it.
+    pub(super) async fn settle_plans(&mut self) -> Result<(), StepError> {
+        let timeout = self
+            .request
+            .playbook
+            .step(Action::WaitProvisioned)
+            .map_or(Duration::from_secs(2700), |s| s.timeout);
+        let mut pacer = self.pacer(timeout, false);
+        for t in self.targets() {
+            loop {
+                let addon = self.runner.client.addon(&self.request.app, &t.name).await?;
+                let wait = self.runner.client.redis_wait(&t.name).await?;
+                if !wait.waiting && addon.state.as_str() != "provisioning" {
+                    self.report_event(&RunEvent::Warning {
+                        message: format!(
+                            "{} settled on {} ({})",
+                            t.label,
+                            plans::bare_name(&addon.plan.name),
+                            addon.state
+                        ),
+                    });
+                    break;
+                }
+                self.report_event(&RunEvent::Waiting {
+                    subject: t.label.clone(),
+                    status: wait.message.clone(),
+                });
+                if !self.pace(&mut pacer).await? {
+                    return Err(StepError::Failed {
+                        message: format!(
+                            "{} is still provisioning after {}: wait with `heroku redis:wait {} -a {}`, then check its data",
+                            t.label,
+                            crate::playbook::duration::format(timeout),
+                            t.name,
+                            self.request.app
+                        ),
+                        data_unsafe: t.policy == DataPolicy::Critical,
+                    });
+                }
+            }
+            if self.snapshots.contains_key(&t.name) {
+                self.verify_target(&t, true).await?;
+            }
+        }
+        Ok(())
+    }
+}

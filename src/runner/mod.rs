@@ -1,0 +1,897 @@
+//! The runner: drives the engine, performs each step's effect through the Heroku client and
+//! the verifier, journals before and after every effect, enforces timeouts, and handles
+//! interrupts. The only module that both writes to the platform and decides when.
+//!
+//! Every step re-derives from the platform before it acts (a resumed run trusts the journal
+//! for intent and the platform for truth), and every step is idempotent: repeating one after a
+//! crash converges on the same state.
+
+pub mod capture;
+mod effects;
+pub mod record;
+pub mod reporter;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use thiserror::Error;
+
+use crate::engine::{Action, Compensation, Engine, EngineError, Event, Failure, Next, Outcome, State};
+use crate::heroku::{Client, HerokuError};
+use crate::journal::{self, AppLock, Journal, JournalError, StateDir};
+use crate::plan::facts::Capture;
+use crate::plan::{self, Plan, RunRequest};
+use crate::verify::VerifyOptions;
+use record::Record;
+pub use reporter::{Reporter, RunEvent, Silent};
+
+/// Why a run (or `plan`) could not go on.
+#[derive(Debug, Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Heroku(#[from] HerokuError),
+    #[error(transparent)]
+    Journal(#[from] JournalError),
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    #[error("run {run_id} interrupted; its journal is kept: `upshift resume {run_id}` carries on, `upshift rollback {run_id}` undoes it")]
+    Interrupted { run_id: String },
+    #[error("run {run_id} has no start record: its journal {path} is unusable; inspect it by hand")]
+    NoStart { run_id: String, path: PathBuf },
+}
+
+impl RunError {
+    /// The exit code this error means.
+    pub fn exit_code(&self) -> crate::exit::ExitCode {
+        use crate::exit::ExitCode;
+        match self {
+            Self::Heroku(
+                HerokuError::NotFound { .. }
+                | HerokuError::Unauthorized { .. }
+                | HerokuError::Forbidden { .. }
+                | HerokuError::NoToken { .. }
+                | HerokuError::BadBaseUrl { .. }
+                | HerokuError::InvalidParams { .. },
+            )
+            | Self::Journal(JournalError::NoSuchRun { .. } | JournalError::NothingToResume { .. }) => {
+                ExitCode::Usage
+            }
+            Self::Journal(JournalError::Locked { .. }) => ExitCode::Locked,
+            Self::Interrupted { .. } => ExitCode::Interrupted,
+            Self::Engine(_) | Self::NoStart { .. } => ExitCode::NeedsAttention,
+            Self::Heroku(_) | Self::Journal(_) => ExitCode::RolledBack,
+        }
+    }
+}
+
+/// How often waits poll: fast at first, backing off, slower when the rate limit runs low.
+#[derive(Debug, Clone)]
+pub struct PollPolicy {
+    pub initial: Duration,
+    pub max: Duration,
+    pub factor: f64,
+    /// Below this many remaining API calls, never poll faster than `max`.
+    pub low_rate_limit: u32,
+}
+
+impl Default for PollPolicy {
+    fn default() -> Self {
+        Self {
+            initial: Duration::from_millis(500),
+            max: Duration::from_secs(10),
+            factor: 1.5,
+            low_rate_limit: 300,
+        }
+    }
+}
+
+impl PollPolicy {
+    /// The next delay after `current`, given the API calls left in the account's pool.
+    pub fn next(&self, current: Duration, rate_remaining: u32) -> Duration {
+        if rate_remaining < self.low_rate_limit {
+            return self.max;
+        }
+        current.mul_f64(self.factor).min(self.max)
+    }
+}
+
+/// Interrupt requests, shared with the signal handlers: the first asks for a safe stop and a
+/// rollback, the second for an immediate, resumable exit.
+#[derive(Debug, Clone, Default)]
+pub struct Interrupts(Arc<AtomicU8>);
+
+impl Interrupts {
+    /// Records one interrupt (Ctrl-C, SIGTERM).
+    pub fn interrupt(&self) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// How many interrupts arrived.
+    pub fn count(&self) -> u8 {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+/// Runner settings that do not come from the playbook.
+#[derive(Debug, Clone)]
+pub struct RunnerConfig {
+    pub state: StateDir,
+    pub verify: VerifyOptions,
+    pub poll: PollPolicy,
+    /// How long the app lock stays valid without renewal.
+    pub lock_lease: Duration,
+    /// Provisioning estimate used by `plan` when there is no history.
+    pub provisioning_estimate: Duration,
+}
+
+impl RunnerConfig {
+    /// Defaults around a state dir.
+    pub fn new(state: StateDir) -> Self {
+        Self {
+            state,
+            verify: VerifyOptions::default(),
+            poll: PollPolicy::default(),
+            lock_lease: Duration::from_secs(3600),
+            provisioning_estimate: Duration::from_secs(180),
+        }
+    }
+}
+
+/// One add-on's result.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AddonReport {
+    pub label: String,
+    pub addon: String,
+    pub from: String,
+    pub to: String,
+    pub keys_verified: u64,
+    pub differences: u64,
+    pub repaired: u64,
+}
+
+/// What a finished run reports.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RunReport {
+    pub run_id: String,
+    pub app: String,
+    pub outcome: Outcome,
+    /// For needs-attention and rolled-back runs: what happened and what to do.
+    pub message: Option<String>,
+    pub addons: Vec<AddonReport>,
+    /// Time the writers were stopped, as the runner saw it.
+    #[serde(with = "crate::plan::duration_ms")]
+    pub downtime: Duration,
+    #[serde(with = "crate::plan::duration_ms")]
+    pub duration: Duration,
+    pub journal: PathBuf,
+}
+
+/// Drives runs of playbooks against one Heroku account.
+pub struct Runner {
+    client: Client,
+    config: RunnerConfig,
+    reporter: Arc<dyn Reporter>,
+    interrupts: Interrupts,
+}
+
+impl std::fmt::Debug for Runner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Runner").field("config", &self.config).finish_non_exhaustive()
+    }
+}
+
+impl Runner {
+    /// A runner.
+    pub fn new(
+        client: Client,
+        config: RunnerConfig,
+        reporter: Arc<dyn Reporter>,
+        interrupts: Interrupts,
+    ) -> Self {
+        Self {
+            client,
+            config,
+            reporter,
+            interrupts,
+        }
+    }
+
+    /// The Heroku client.
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// Captures the platform and builds the plan. Read-only.
+    ///
+    /// # Errors
+    /// The app cannot be read.
+    pub async fn plan(&self, request: &RunRequest) -> Result<Plan, RunError> {
+        let unfinished = unfinished_runs(&self.config.state, &request.app)?;
+        let capture = capture::capture(
+            &self.client,
+            request,
+            self.config.state.root(),
+            unfinished,
+            jiff::Timestamp::now(),
+        )
+        .await?;
+        Ok(plan::build(
+            request,
+            &capture,
+            (
+                self.config.provisioning_estimate,
+                "playbook default".to_owned(),
+            ),
+        ))
+    }
+
+    /// Starts a new run of `request`.
+    ///
+    /// # Errors
+    /// The lock is held, the journal cannot be written, or the run was interrupted twice.
+    /// A run that fails and rolls back is not an error: see [`RunReport::outcome`].
+    pub async fn run(&self, request: &RunRequest) -> Result<RunReport, RunError> {
+        let now = jiff::Timestamp::now();
+        let run_id = journal::new_run_id(now);
+        let lock = AppLock::acquire(
+            &self.config.state,
+            &request.app,
+            &run_id,
+            now,
+            self.config.lock_lease,
+        )?;
+        let journal = Journal::create(&self.config.state, &run_id)?;
+        let mut run = ActiveRun::new(self, run_id.clone(), journal, lock, request.clone());
+        run.record(&Record::Started {
+            run_id,
+            request: request.clone(),
+            host: journal::AppLock::owner(&run.lock).host.clone(),
+            pid: std::process::id(),
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+        })?;
+        run.drive().await
+    }
+
+    /// Carries on an unfinished run from its journal (`None`: the latest unfinished one).
+    /// Idempotent: resuming a finished run reports its outcome again.
+    ///
+    /// # Errors
+    /// No such run, unreadable journal, lock held by a live run.
+    pub async fn resume(&self, run_id: Option<&str>) -> Result<RunReport, RunError> {
+        self.reopen(run_id, false).await
+    }
+
+    /// Rolls an unfinished run back (`None`: the latest unfinished one).
+    ///
+    /// # Errors
+    /// As [`Runner::resume`].
+    pub async fn rollback(&self, run_id: Option<&str>) -> Result<RunReport, RunError> {
+        self.reopen(run_id, true).await
+    }
+
+    /// The app a run is about (for `--confirm` checks before resuming it).
+    ///
+    /// # Errors
+    /// No such run, or its journal lacks a start.
+    pub fn run_app(&self, run_id: Option<&str>) -> Result<(String, String), RunError> {
+        let run_id = match run_id {
+            Some(id) => id.to_owned(),
+            None => latest_unfinished(&self.config.state, None)?,
+        };
+        let path = self.config.state.run_dir(&run_id).join(journal::JOURNAL_FILE);
+        let entries = journal::read::<Record>(&path)?;
+        entries
+            .iter()
+            .find_map(|e| match &e.record {
+                Record::Started { request, .. } => Some((run_id.clone(), request.app.clone())),
+                _ => None,
+            })
+            .ok_or(RunError::NoStart { run_id, path })
+    }
+
+    async fn reopen(&self, run_id: Option<&str>, rollback: bool) -> Result<RunReport, RunError> {
+        let (run_id, app) = self.run_app(run_id)?;
+        let lock = AppLock::acquire(
+            &self.config.state,
+            &app,
+            &run_id,
+            jiff::Timestamp::now(),
+            self.config.lock_lease,
+        )?;
+        let path = self.config.state.run_dir(&run_id).join(journal::JOURNAL_FILE);
+        let entries = journal::read::<Record>(&path)?;
+        let journal = Journal::open(&self.config.state, &run_id)?;
+        let request = entries
+            .iter()
+            .find_map(|e| match &e.record {
+                Record::Started { request, .. } => Some(request.clone()),
+                _ => None,
+            })
+            .ok_or_else(|| RunError::NoStart {
+                run_id: run_id.clone(),
+                path: path.clone(),
+            })?;
+        let mut run = ActiveRun::new(self, run_id, journal, lock, request);
+        run.restore_from(&entries)?;
+        if let Some(outcome) = run.engine.outcome() {
+            // Finished before: make sure it is recorded, then report it again.
+            if !entries.iter().any(|e| matches!(e.record, Record::Finished { .. })) {
+                run.finish(outcome)?;
+            }
+            return Ok(run.report(outcome, run.last_message(&entries)));
+        }
+        run.record(&Record::Note {
+            message: if rollback {
+                "rollback requested".into()
+            } else {
+                "resumed".into()
+            },
+        })?;
+        if rollback {
+            run.abort("rollback requested with `upshift rollback`")?;
+        }
+        run.drive().await
+    }
+}
+
+/// Runs of `app` (all apps when `None`) whose journals have no outcome, oldest first.
+///
+/// # Errors
+/// Unreadable state dir or journal.
+pub fn unfinished(state: &StateDir, app: Option<&str>) -> Result<Vec<(String, String)>, RunError> {
+    let mut out = Vec::new();
+    for id in state.run_ids()? {
+        let path = state.run_dir(&id).join(journal::JOURNAL_FILE);
+        let Ok(entries) = journal::read::<Record>(&path) else {
+            continue;
+        };
+        let run_app = entries.iter().find_map(|e| match &e.record {
+            Record::Started { request, .. } => Some(request.app.clone()),
+            _ => None,
+        });
+        let finished = entries
+            .iter()
+            .any(|e| matches!(e.record, Record::Finished { .. }));
+        if let Some(run_app) = run_app
+            && !finished
+            && app.is_none_or(|a| a == run_app)
+        {
+            out.push((id, run_app));
+        }
+    }
+    Ok(out)
+}
+
+fn unfinished_runs(state: &StateDir, app: &str) -> Result<Vec<String>, RunError> {
+    Ok(unfinished(state, Some(app))?
+        .into_iter()
+        .map(|(id, _)| id)
+        .collect())
+}
+
+fn latest_unfinished(state: &StateDir, app: Option<&str>) -> Result<String, RunError> {
+    unfinished(state, app)?
+        .pop()
+        .map(|(id, _)| id)
+        .ok_or_else(|| {
+            RunError::Journal(JournalError::NothingToResume {
+                app: app.map(str::to_owned),
+            })
+        })
+}
+
+/// What a step's effect says back.
+enum StepOk {
+    Done(Option<String>),
+    Blocked,
+}
+
+/// A step's failure.
+#[derive(Debug)]
+enum StepError {
+    /// The step failed; with `data_unsafe`, a critical add-on's data is not known to be whole.
+    Failed { message: String, data_unsafe: bool },
+    /// The first interrupt arrived during a wait: stop and roll back.
+    Aborted,
+    /// The second interrupt: leave now, resumable.
+    Interrupted,
+}
+
+impl StepError {
+    fn failed(message: impl Into<String>) -> Self {
+        Self::Failed {
+            message: message.into(),
+            data_unsafe: false,
+        }
+    }
+}
+
+impl From<HerokuError> for StepError {
+    fn from(e: HerokuError) -> Self {
+        Self::failed(error_chain(&e))
+    }
+}
+
+impl From<crate::verify::VerifyError> for StepError {
+    fn from(e: crate::verify::VerifyError) -> Self {
+        Self::failed(error_chain(&e))
+    }
+}
+
+/// An error and its sources on one line (no secrets: every error type here redacts).
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut source = e.source();
+    while let Some(inner) = source {
+        let text = inner.to_string();
+        if !s.contains(&text) {
+            s.push_str(": ");
+            s.push_str(&text);
+        }
+        source = inner.source();
+    }
+    s
+}
+
+/// One add-on's runtime view during a run.
+#[derive(Debug, Clone)]
+struct Target {
+    label: String,
+    name: String,
+    from: String,
+    to: String,
+    policy: crate::plan::facts::DataPolicy,
+    url_var: Option<String>,
+}
+
+/// A run in progress: the engine, its journal, its lock and what it has learned.
+struct ActiveRun<'r> {
+    runner: &'r Runner,
+    run_id: String,
+    journal: Journal,
+    lock: AppLock,
+    request: RunRequest,
+    engine: Engine,
+    capture: Option<Capture>,
+    snapshots: BTreeMap<String, PathBuf>,
+    reports: BTreeMap<String, AddonReport>,
+    started: Instant,
+    downtime_since: Option<Instant>,
+    downtime: Duration,
+    #[cfg(feature = "failpoints")]
+    records_written: usize,
+}
+
+impl<'r> ActiveRun<'r> {
+    fn new(
+        runner: &'r Runner,
+        run_id: String,
+        journal: Journal,
+        lock: AppLock,
+        request: RunRequest,
+    ) -> Self {
+        let engine = Engine::new(request.playbook.actions());
+        Self {
+            runner,
+            run_id,
+            journal,
+            lock,
+            request,
+            engine,
+            capture: None,
+            snapshots: BTreeMap::new(),
+            reports: BTreeMap::new(),
+            started: Instant::now(),
+            downtime_since: None,
+            downtime: Duration::ZERO,
+            #[cfg(feature = "failpoints")]
+            records_written: 0,
+        }
+    }
+
+    fn report_event(&self, event: &RunEvent) {
+        self.runner.reporter.report(event);
+    }
+
+    /// Appends a record (fsync'd). With the `failpoints` feature, `UPSHIFT_FAILPOINT=N`
+    /// aborts the process right after the Nth record of this process: the crash tests kill
+    /// the run at every journal point this way.
+    fn record(&mut self, record: &Record) -> Result<(), RunError> {
+        let now = jiff::Timestamp::now().as_millisecond();
+        self.journal.append(now, record)?;
+        #[cfg(feature = "failpoints")]
+        {
+            self.records_written += 1;
+            if std::env::var("UPSHIFT_FAILPOINT")
+                .ok()
+                .and_then(|v| v.parse::<usize>().ok())
+                == Some(self.records_written)
+            {
+                std::process::abort();
+            }
+        }
+        Ok(())
+    }
+
+    fn event(&mut self, event: Event) -> Result<(), RunError> {
+        let mut probe = self.engine.clone();
+        probe.apply(&event)?;
+        self.record(&Record::Engine {
+            event: event.clone(),
+        })?;
+        self.engine = probe;
+        Ok(())
+    }
+
+    fn abort(&mut self, reason: &str) -> Result<(), RunError> {
+        match self.engine.state() {
+            State::Forward { .. } | State::InStep { .. } => self.event(Event::AbortRequested {
+                reason: reason.to_owned(),
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    /// Rebuilds state from a journal: the engine by replay, the capture, the snapshots.
+    fn restore_from(&mut self, entries: &[journal::Entry<Record>]) -> Result<(), RunError> {
+        let events: Vec<Event> = entries
+            .iter()
+            .filter_map(|e| match &e.record {
+                Record::Engine { event } => Some(event.clone()),
+                _ => None,
+            })
+            .collect();
+        self.engine = Engine::replay(self.request.playbook.actions(), &events)?;
+        for e in entries {
+            match &e.record {
+                Record::Captured { capture } => self.capture = Some(capture.clone()),
+                Record::Snapshot { addon, file, .. } => {
+                    self.snapshots.insert(addon.clone(), PathBuf::from(file));
+                }
+                Record::Downtime { started: true } if self.downtime_since.is_none() => {
+                    // The clock restarts here; the time before the crash is in the journal.
+                    self.downtime_since = Some(Instant::now());
+                }
+                Record::Downtime { started: false } => self.downtime_since = None,
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    fn last_message(&self, entries: &[journal::Entry<Record>]) -> Option<String> {
+        entries.iter().rev().find_map(|e| match &e.record {
+            Record::Finished { message, .. } => message.clone(),
+            _ => None,
+        })
+    }
+
+    fn targets(&self) -> Vec<Target> {
+        let Some(capture) = &self.capture else {
+            return Vec::new();
+        };
+        self.request
+            .changes
+            .iter()
+            .zip(capture.found())
+            .map(|(change, a)| Target {
+                label: a.label().to_owned(),
+                name: a.name.clone(),
+                from: a.plan.clone(),
+                to: crate::plans::bare_name(&change.plan).to_owned(),
+                policy: change.policy,
+                url_var: a
+                    .attachment
+                    .as_ref()
+                    .map(|att| format!("{att}_URL"))
+                    .filter(|v| a.config_vars.contains(v))
+                    .or_else(|| a.config_vars.first().cloned()),
+            })
+            .collect()
+    }
+
+    async fn drive(&mut self) -> Result<RunReport, RunError> {
+        self.report_event(&RunEvent::Started {
+            run_id: self.run_id.clone(),
+            journal: self.journal.path().display().to_string(),
+        });
+        loop {
+            if self.runner.interrupts.count() >= 2 {
+                return Err(RunError::Interrupted {
+                    run_id: self.run_id.clone(),
+                });
+            }
+            let _ = self
+                .lock
+                .renew(jiff::Timestamp::now(), self.runner.config.lock_lease);
+            match self.engine.next() {
+                Next::Done { outcome } => {
+                    self.finish(outcome)?;
+                    let message = self.outcome_message(outcome);
+                    return Ok(self.report(outcome, message));
+                }
+                Next::RunStep { step, action } => {
+                    if self.runner.interrupts.count() == 1
+                        && matches!(self.engine.state(), State::Forward { .. })
+                    {
+                        self.abort("interrupted (Ctrl-C or SIGTERM)")?;
+                        continue;
+                    }
+                    self.run_step(step, action).await?;
+                }
+                Next::Compensate {
+                    index,
+                    compensation,
+                } => {
+                    let skipped = self.engine.is_skipped(index);
+                    self.event(Event::CompensationStarted { index })?;
+                    if skipped {
+                        self.report_event(&RunEvent::Compensating {
+                            compensation,
+                            done: true,
+                            message: Some("skipped: the writers stay stopped until the data is whole".into()),
+                        });
+                        continue;
+                    }
+                    self.report_event(&RunEvent::Compensating {
+                        compensation,
+                        done: false,
+                        message: None,
+                    });
+                    match self.compensate(compensation).await {
+                        Ok(()) => {
+                            self.event(Event::CompensationSucceeded { index })?;
+                            self.report_event(&RunEvent::Compensating {
+                                compensation,
+                                done: true,
+                                message: None,
+                            });
+                        }
+                        Err(StepError::Interrupted) => {
+                            return Err(RunError::Interrupted {
+                                run_id: self.run_id.clone(),
+                            });
+                        }
+                        Err(StepError::Aborted) => {
+                            // Already rolling back: a first interrupt changes nothing; go on.
+                            continue;
+                        }
+                        Err(StepError::Failed {
+                            message,
+                            data_unsafe,
+                        }) => {
+                            self.report_event(&RunEvent::Compensating {
+                                compensation,
+                                done: true,
+                                message: Some(message.clone()),
+                            });
+                            self.event(Event::CompensationFailed {
+                                index,
+                                message,
+                                data_unsafe,
+                            })?;
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    async fn run_step(&mut self, step: usize, action: Action) -> Result<(), RunError> {
+        let spec = self.request.playbook.steps[step].clone();
+        if matches!(self.engine.state(), State::Forward { .. }) {
+            self.event(Event::StepStarted { step })?;
+        }
+        let detail = action.describe().to_owned();
+        self.report_event(&RunEvent::StepStarted {
+            number: step + 1,
+            action,
+            detail,
+        });
+        let started = Instant::now();
+        let mut attempt = 1;
+        let result = loop {
+            let result = match tokio::time::timeout(spec.timeout, self.perform(action, spec.timeout)).await {
+                Ok(r) => r,
+                Err(_) => Err(StepError::failed(format!(
+                    "step {action} did not finish within its timeout of {}",
+                    crate::playbook::duration::format(spec.timeout)
+                ))),
+            };
+            match result {
+                Err(StepError::Failed { data_unsafe: false, ref message })
+                    if attempt < spec.retry.attempts && !matches!(action, Action::Guard | Action::Verify) =>
+                {
+                    self.report_event(&RunEvent::Warning {
+                        message: format!("{action} attempt {attempt} failed ({message}); retrying"),
+                    });
+                    tokio::time::sleep(spec.retry.backoff).await;
+                    attempt += 1;
+                }
+                other => break other,
+            }
+        };
+        match result {
+            Ok(StepOk::Done(note)) => {
+                self.event(Event::StepSucceeded { step })?;
+                self.report_event(&RunEvent::StepDone {
+                    number: step + 1,
+                    action,
+                    elapsed: started.elapsed(),
+                    note,
+                });
+            }
+            Ok(StepOk::Blocked) => {
+                self.event(Event::GuardsBlocked { step })?;
+                self.report_event(&RunEvent::StepFailed {
+                    number: step + 1,
+                    action,
+                    message: "blocked by a guard: nothing was written".into(),
+                });
+            }
+            Err(StepError::Interrupted) => {
+                return Err(RunError::Interrupted {
+                    run_id: self.run_id.clone(),
+                });
+            }
+            Err(StepError::Aborted) => {
+                self.report_event(&RunEvent::StepFailed {
+                    number: step + 1,
+                    action,
+                    message: "interrupted: rolling back".into(),
+                });
+                self.abort("interrupted (Ctrl-C or SIGTERM)")?;
+            }
+            Err(StepError::Failed {
+                message,
+                data_unsafe,
+            }) => {
+                self.report_event(&RunEvent::StepFailed {
+                    number: step + 1,
+                    action,
+                    message: message.clone(),
+                });
+                self.event(Event::StepFailed {
+                    step,
+                    failure: Failure {
+                        message,
+                        data_unsafe,
+                    },
+                })?;
+            }
+        }
+        Ok(())
+    }
+
+    fn finish(&mut self, outcome: Outcome) -> Result<(), RunError> {
+        if let Some(since) = self.downtime_since.take() {
+            self.downtime += since.elapsed();
+        }
+        let message = self.outcome_message(outcome);
+        self.record(&Record::Finished { outcome, message })?;
+        self.report_event(&RunEvent::Finished { outcome });
+        Ok(())
+    }
+
+    fn report(&self, outcome: Outcome, message: Option<String>) -> RunReport {
+        let addons = self
+            .targets()
+            .into_iter()
+            .map(|t| {
+                self.reports.get(&t.name).cloned().unwrap_or(AddonReport {
+                    label: t.label,
+                    addon: t.name,
+                    from: t.from,
+                    to: t.to,
+                    keys_verified: 0,
+                    differences: 0,
+                    repaired: 0,
+                })
+            })
+            .collect();
+        RunReport {
+            run_id: self.run_id.clone(),
+            app: self.request.app.clone(),
+            outcome,
+            message,
+            addons,
+            downtime: self.downtime,
+            duration: self.started.elapsed(),
+            journal: self.journal.path().to_owned(),
+        }
+    }
+
+    /// For anything but success: what happened and, for needs-attention, the commands to
+    /// finish by hand.
+    fn outcome_message(&self, outcome: Outcome) -> Option<String> {
+        let State::Finished { .. } = self.engine.state() else {
+            return None;
+        };
+        match outcome {
+            Outcome::Succeeded | Outcome::Blocked => None,
+            Outcome::RolledBack => Some(format!(
+                "the run failed and was rolled back; the app {} runs with its previous formation; see {}",
+                self.request.app,
+                self.journal.path().display()
+            )),
+            Outcome::NeedsAttention => Some(self.manual_steps()),
+        }
+    }
+
+    fn manual_steps(&self) -> String {
+        let app = &self.request.app;
+        let mut lines = vec![format!(
+            "run {} needs attention: not everything could be undone automatically. To finish by hand:",
+            self.run_id
+        )];
+        for t in self.targets() {
+            if let Some(file) = self.snapshots.get(&t.name) {
+                let var = t.url_var.clone().unwrap_or_else(|| "REDIS_URL".into());
+                lines.push(format!(
+                    "  - check {}: upshift diff --url \"$(heroku config:get {var} -a {app})\" --against {}",
+                    t.label,
+                    file.display()
+                ));
+                lines.push(format!(
+                    "    and repair it if needed: upshift restore --url \"$(heroku config:get {var} -a {app})\" --from {}",
+                    file.display()
+                ));
+            }
+        }
+        if let Some(capture) = &self.capture {
+            let scale: Vec<String> = self
+                .request
+                .params
+                .writers
+                .iter()
+                .filter_map(|w| {
+                    capture
+                        .formation
+                        .iter()
+                        .find(|p| &p.process_type == w)
+                        .map(|p| format!("{}={}:{}", p.process_type, p.quantity, p.size))
+                })
+                .collect();
+            if !scale.is_empty() {
+                lines.push(format!(
+                    "  - bring the writers back: heroku ps:scale {} -a {app}",
+                    scale.join(" ")
+                ));
+            }
+            if self.request.params.maintenance && !capture.maintenance {
+                lines.push(format!("  - heroku maintenance:off -a {app}"));
+            }
+        }
+        lines.push(format!("  journal: {}", self.journal.path().display()));
+        lines.join("\n")
+    }
+
+    /// Step dispatch.
+    async fn perform(&mut self, action: Action, timeout: Duration) -> Result<StepOk, StepError> {
+        match action {
+            Action::Capture => self.step_capture().await,
+            Action::Guard => Ok(self.step_guard()),
+            Action::Maintenance => self.step_maintenance().await,
+            Action::Scale => self.step_scale().await,
+            Action::WaitDrained => self.step_wait_drained(timeout).await,
+            Action::Snapshot => self.step_snapshot().await,
+            Action::ChangePlan => self.step_change_plan().await,
+            Action::WaitProvisioned => self.step_wait_provisioned(timeout).await,
+            Action::Verify => self.step_verify().await,
+            Action::RestoreFormation => self.step_restore_formation().await,
+            Action::Health => self.step_health(timeout).await,
+        }
+    }
+
+    async fn compensate(&mut self, compensation: Compensation) -> Result<(), StepError> {
+        match compensation {
+            Compensation::RestoreMaintenance => self.restore_maintenance().await,
+            Compensation::RestoreFormation => self.restore_formation().await.map(|_| ()),
+            Compensation::SettlePlan => self.settle_plans().await,
+        }
+    }
+}
