@@ -27,7 +27,7 @@ pub enum Command {
 pub fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let code = match cli.command {
-        Command::Sim(cmd) => sim::run(cmd),
+        Command::Sim(cmd) => sim::run(&cmd),
     };
     code.into()
 }

@@ -12,7 +12,7 @@ pub enum SimCommand {
 }
 
 /// Runs a simulator subcommand.
-pub fn run(cmd: SimCommand) -> ExitCode {
+pub fn run(cmd: &SimCommand) -> ExitCode {
     match cmd {
         SimCommand::Serve => ExitCode::Usage,
     }
