@@ -183,8 +183,15 @@ impl Session {
     /// Opens `n` named connections (at least one) and reads INFO and the server clock.
     pub async fn open(url: &RedisUrl, opts: &VerifyOptions, n: usize) -> Result<Self, VerifyError> {
         let endpoint = url.endpoint();
+        // Heroku's certificates are self-signed: a strict check is the likely culprit.
+        let hint = if url.is_tls() && opts.tls_verify {
+            " (the certificate is checked because of --tls-verify; heroku-redis certificates are self-signed)"
+        } else {
+            ""
+        };
         let connect_err = |source| VerifyError::Connect {
             endpoint: endpoint.clone(),
+            hint,
             source: Box::new(source),
         };
         let client =

@@ -14,11 +14,13 @@ pub enum VerifyError {
     Url(#[from] UrlError),
     /// Connecting (TCP, TLS, AUTH) failed.
     #[error(
-        "cannot connect to redis at {endpoint}: check the url, the password and the network (for a self-signed certificate, drop --tls-verify)"
+        "cannot connect to redis at {endpoint}: check the url, the password and the network{hint}"
     )]
     Connect {
         /// `host:port`.
         endpoint: String,
+        /// Extra advice (empty, or about certificate checks).
+        hint: &'static str,
         /// The client's error (never holds the password).
         source: Box<redis::RedisError>,
     },
