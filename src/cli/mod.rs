@@ -5,6 +5,7 @@
 
 pub mod run;
 pub mod sim;
+pub mod verify;
 
 use clap::{Parser, Subcommand};
 
@@ -35,6 +36,15 @@ pub enum Command {
     /// The Heroku simulator (tests and the demo run against it).
     #[command(subcommand)]
     Sim(sim::SimCommand),
+    /// Digest a whole database: key and per-type counts, rate, and a digest equal exactly when
+    /// the data is equal.
+    Digest(verify::DigestArgs),
+    /// Stream every key (value and expiry) to a snapshot file.
+    Snapshot(verify::SnapshotArgs),
+    /// Restore keys from a snapshot file, then compare again.
+    Restore(verify::RestoreArgs),
+    /// Compare a live database with a snapshot and name every key that differs.
+    Diff(verify::DiffArgs),
 }
 
 /// Parses the process arguments, runs the command and returns the exit status.
@@ -48,6 +58,10 @@ pub fn main() -> std::process::ExitCode {
         Command::Runs(args) => run::runs(&args),
         Command::Playbooks(args) => run::playbooks(&args),
         Command::Sim(cmd) => sim::run(&cmd),
+        Command::Digest(args) => verify::run_digest(&args),
+        Command::Snapshot(args) => verify::run_snapshot(&args),
+        Command::Restore(args) => verify::run_restore(&args),
+        Command::Diff(args) => verify::run_diff(&args),
     };
     code.into()
 }

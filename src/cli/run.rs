@@ -24,7 +24,7 @@ pub struct TargetArgs {
     /// The Heroku app.
     #[arg(short, long, env = "HEROKU_APP")]
     pub app: String,
-    /// An add-on (name or attachment name, e.g. enketo_redis_main) and its new plan
+    /// An add-on (name or attachment name, e.g. `enketo_redis_main`) and its new plan
     /// (premium-1 or heroku-redis:premium-1). Repeat for several add-ons: they change in one
     /// downtime.
     #[arg(long = "change", value_name = "ADDON=PLAN", required = true)]
@@ -49,7 +49,9 @@ pub struct TargetArgs {
 
 /// `upshift plan`.
 #[derive(Debug, Clone, Args)]
-#[command(after_help = "Example:\n  upshift plan -a enketo-demo --change enketo_redis_main=premium-1 --change enketo_redis_cache=premium-1 --cache enketo_redis_cache")]
+#[command(
+    after_help = "Example:\n  upshift plan -a enketo-demo --change enketo_redis_main=premium-1 --change enketo_redis_cache=premium-1 --cache enketo_redis_cache"
+)]
 pub struct PlanArgs {
     #[command(flatten)]
     pub target: TargetArgs,
@@ -60,7 +62,9 @@ pub struct PlanArgs {
 
 /// `upshift run`.
 #[derive(Debug, Clone, Args)]
-#[command(after_help = "Example (unattended):\n  upshift run -a enketo-demo --change enketo_redis_main=premium-1 --confirm enketo-demo")]
+#[command(
+    after_help = "Example (unattended):\n  upshift run -a enketo-demo --change enketo_redis_main=premium-1 --confirm enketo-demo"
+)]
 pub struct RunArgs {
     #[command(flatten)]
     pub target: TargetArgs,
@@ -107,9 +111,13 @@ pub struct PlaybooksArgs {
 /// Bad command-line input: nothing was sent anywhere.
 #[derive(Debug, Error)]
 pub enum ArgsError {
-    #[error("--change {given:?} is not ADDON=PLAN: write for example --change enketo_redis_main=premium-1")]
+    #[error(
+        "--change {given:?} is not ADDON=PLAN: write for example --change enketo_redis_main=premium-1"
+    )]
     ChangeSyntax { given: String },
-    #[error("--change {given:?}: no heroku-redis plan {plan:?}; plans are mini, premium-0…5, 7, 9, 10, 12, 14 (and private-N, shield-N)")]
+    #[error(
+        "--change {given:?}: no heroku-redis plan {plan:?}; plans are mini, premium-0…5, 7, 9, 10, 12, 14 (and private-N, shield-N)"
+    )]
     UnknownPlan { given: String, plan: String },
     #[error("--change names {addon} twice: give each add-on once")]
     DuplicateAddon { addon: String },
@@ -242,7 +250,8 @@ fn install_interrupts(interrupts: &Interrupts) {
     let interrupts = interrupts.clone();
     tokio::spawn(async move {
         #[cfg(unix)]
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+        let mut term =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
         loop {
             #[cfg(unix)]
             let got = match term.as_mut() {
@@ -355,7 +364,9 @@ pub fn run(args: &RunArgs) -> ExitCode {
     }
     if interactive && (!std::io::stdin().is_terminal() || !std::io::stderr().is_terminal()) {
         // Refuse before any call: unattended runs must name the app.
-        return confirm(&request.app, None, "run").err().unwrap_or(ExitCode::Usage);
+        return confirm(&request.app, None, "run")
+            .err()
+            .unwrap_or(ExitCode::Usage);
     }
     crate::cli::runtime().block_on(async {
         let interrupts = Interrupts::default();
@@ -471,7 +482,7 @@ pub fn history(state: &StateDir) -> Result<Vec<RunRow>, RunError> {
                     }
                 }
                 Record::Finished { outcome, .. } => {
-                    row.outcome = ui::outcome_name(*outcome).to_owned();
+                    ui::outcome_name(*outcome).clone_into(&mut row.outcome);
                 }
                 _ => {}
             }
@@ -533,7 +544,9 @@ pub fn playbooks(args: &PlaybooksArgs) -> ExitCode {
         let _ = ui::print_json(&vec![builtin]);
     } else {
         print!("{builtin}");
-        println!("\nRun your own with --playbook PATH (same format; see playbooks/ in the source).");
+        println!(
+            "\nRun your own with --playbook PATH (same format; see playbooks/ in the source)."
+        );
     }
     ExitCode::Success
 }
@@ -556,7 +569,10 @@ mod tests {
 
     #[test]
     fn changes_parse_with_and_without_the_service_prefix() {
-        let mut a = args(&["enketo_redis_main=heroku-redis:premium-1", "enketo_redis_cache=premium-2"]);
+        let mut a = args(&[
+            "enketo_redis_main=heroku-redis:premium-1",
+            "enketo_redis_cache=premium-2",
+        ]);
         a.cache = vec!["enketo_redis_cache".into()];
         a.connections = vec!["enketo_redis_main=30".into()];
         a.writers = Some(vec!["web".into(), " worker ".into()]);
@@ -564,19 +580,33 @@ mod tests {
         assert_eq!(r.changes[0].plan, "premium-1");
         assert_eq!(r.changes[0].connections_per_dyno, Some(30));
         assert_eq!(r.changes[1].policy, DataPolicy::Cache);
-        assert_eq!(r.params.writers, vec!["web".to_string(), "worker".to_string()]);
+        assert_eq!(
+            r.params.writers,
+            vec!["web".to_string(), "worker".to_string()]
+        );
     }
 
     #[test]
     fn bad_changes_say_what_to_write() {
-        let e = RunRequest::try_from(&args(&["enketo_redis_main"])).unwrap_err().to_string();
+        let e = RunRequest::try_from(&args(&["enketo_redis_main"]))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("--change enketo_redis_main=premium-1"), "{e}");
-        let e = RunRequest::try_from(&args(&["x=premium-l"])).unwrap_err().to_string();
+        let e = RunRequest::try_from(&args(&["x=premium-l"]))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("no heroku-redis plan \"premium-l\""), "{e}");
-        let e = RunRequest::try_from(&args(&["x=premium-1", "x=premium-2"])).unwrap_err().to_string();
+        let e = RunRequest::try_from(&args(&["x=premium-1", "x=premium-2"]))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("names x twice"), "{e}");
         let mut a = args(&["x=premium-1"]);
         a.cache = vec!["y".into()];
-        assert!(RunRequest::try_from(&a).unwrap_err().to_string().contains("--cache y"));
+        assert!(
+            RunRequest::try_from(&a)
+                .unwrap_err()
+                .to_string()
+                .contains("--cache y")
+        );
     }
 }

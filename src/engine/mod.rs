@@ -252,7 +252,6 @@ impl Engine {
     ///
     /// # Errors
     /// [`EngineError`] when the event does not fit the state (the state is left unchanged).
-    #[allow(clippy::too_many_lines)]
     pub fn apply(&mut self, event: &Event) -> Result<(), EngineError> {
         let err = |state: &State, event: &Event| EngineError {
             state: format!("{state:?}"),

@@ -138,8 +138,6 @@ fn writers_known(request: &RunRequest, capture: &Capture) -> Vec<Guard> {
         .collect()
 }
 
-// One guard after another, in the order the plan shows them; splitting would only scatter them.
-#[allow(clippy::too_many_lines)]
 fn addon_guards(
     request: &RunRequest,
     capture: &Capture,

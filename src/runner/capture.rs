@@ -28,7 +28,10 @@ pub async fn capture(
     let config = client.config_vars(&request.app).await?;
     let mut running: Vec<(String, u32)> = Vec::new();
     for d in &dynos {
-        if matches!(d.state, DynoState::Up | DynoState::Starting | DynoState::Idle) {
+        if matches!(
+            d.state,
+            DynoState::Up | DynoState::Starting | DynoState::Idle
+        ) {
             match running.iter_mut().find(|(t, _)| *t == d.process_type) {
                 Some((_, n)) => *n += 1,
                 None => running.push((d.process_type.clone(), 1)),
@@ -37,17 +40,20 @@ pub async fn capture(
     }
     let mut addons = Vec::new();
     for change in &request.changes {
-        addons.push(match resolve_addon(client, &request.app, &change.addon).await {
-            Ok((addon, attachment)) => {
-                let facts = addon_facts(client, &change.addon, addon, attachment, &config).await;
-                AddonLookup::Found(Box::new(facts))
-            }
-            Err(HerokuError::NotFound { message, .. }) => AddonLookup::Missing {
-                requested_as: change.addon.clone(),
-                message,
+        addons.push(
+            match resolve_addon(client, &request.app, &change.addon).await {
+                Ok((addon, attachment)) => {
+                    let facts =
+                        addon_facts(client, &change.addon, addon, attachment, &config).await;
+                    AddonLookup::Found(Box::new(facts))
+                }
+                Err(HerokuError::NotFound { message, .. }) => AddonLookup::Missing {
+                    requested_as: change.addon.clone(),
+                    message,
+                },
+                Err(e) => return Err(e),
             },
-            Err(e) => return Err(e),
-        });
+        );
     }
     Ok(Capture {
         app: app.name,
@@ -109,7 +115,7 @@ pub async fn resolve_addon(
 pub fn url_var(addon: &AddOn, attachment: Option<&str>) -> Option<String> {
     if let Some(att) = attachment {
         let want = format!("{}_URL", att.to_uppercase());
-        if addon.config_vars.iter().any(|v| *v == want) {
+        if addon.config_vars.contains(&want) {
             return Some(want);
         }
     }
@@ -167,8 +173,10 @@ async fn addon_facts(
                         Some(RedisFacts {
                             used_memory: info.used_memory,
                             // Our own INFO connection is one of them.
-                            connected_clients: u32::try_from(info.connected_clients.saturating_sub(1))
-                                .unwrap_or(u32::MAX),
+                            connected_clients: u32::try_from(
+                                info.connected_clients.saturating_sub(1),
+                            )
+                            .unwrap_or(u32::MAX),
                             version: info.redis_version.clone(),
                             keys: info.keyspace.values().map(|k| k.keys).sum(),
                         }),

@@ -89,8 +89,9 @@ impl ActiveRun<'_> {
     }
 
     fn jrecord(&mut self, record: &Record) -> Result<(), StepError> {
-        self.record(record)
-            .map_err(|e| StepError::failed(format!("cannot write the journal: {}", error_chain(&e))))
+        self.record(record).map_err(|e| {
+            StepError::failed(format!("cannot write the journal: {}", error_chain(&e)))
+        })
     }
 
     fn capture_ref(&self) -> Result<&crate::plan::facts::Capture, StepError> {
@@ -129,11 +130,12 @@ impl ActiveRun<'_> {
     // ---- steps -------------------------------------------------------------------------------
 
     pub(super) async fn step_capture(&mut self) -> Result<StepOk, StepError> {
-        let unfinished: Vec<String> = super::unfinished_runs(&self.runner.config.state, &self.request.app)
-            .map_err(|e| StepError::failed(error_chain(&e)))?
-            .into_iter()
-            .filter(|id| *id != self.run_id)
-            .collect();
+        let unfinished: Vec<String> =
+            super::unfinished_runs(&self.runner.config.state, &self.request.app)
+                .map_err(|e| StepError::failed(error_chain(&e)))?
+                .into_iter()
+                .filter(|id| *id != self.run_id)
+                .collect();
         let capture = capture::capture(
             &self.runner.client,
             &self.request,
@@ -162,7 +164,10 @@ impl ActiveRun<'_> {
         let guards = guards::evaluate(&self.request, capture);
         let blocked = guards::blocked(&guards);
         for g in guards.iter().filter(|g| g.verdict != guards::Verdict::Pass) {
-            let subject = g.subject.as_deref().map_or(String::new(), |s| format!("{s}: "));
+            let subject = g
+                .subject
+                .as_deref()
+                .map_or(String::new(), |s| format!("{s}: "));
             self.report_event(&RunEvent::Warning {
                 message: format!("{} {subject}{}", g.verdict.label(), g.detail),
             });
@@ -233,7 +238,10 @@ impl ActiveRun<'_> {
         Ok(StepOk::Done(Some(what)))
     }
 
-    pub(super) async fn step_wait_drained(&mut self, timeout: Duration) -> Result<StepOk, StepError> {
+    pub(super) async fn step_wait_drained(
+        &mut self,
+        timeout: Duration,
+    ) -> Result<StepOk, StepError> {
         let mut pacer = self.pacer(timeout, true);
         let targets = self.targets();
         loop {
@@ -258,7 +266,9 @@ impl ActiveRun<'_> {
                     }
                 }
                 if clients.is_empty() {
-                    return Ok(StepOk::Done(Some("no writer dyno, no foreign client".into())));
+                    return Ok(StepOk::Done(Some(
+                        "no writer dyno, no foreign client".into(),
+                    )));
                 }
             }
             self.report_event(&RunEvent::Waiting {
@@ -348,7 +358,10 @@ impl ActiveRun<'_> {
         }
     }
 
-    pub(super) async fn step_wait_provisioned(&mut self, timeout: Duration) -> Result<StepOk, StepError> {
+    pub(super) async fn step_wait_provisioned(
+        &mut self,
+        timeout: Duration,
+    ) -> Result<StepOk, StepError> {
         let mut pacer = self.pacer(timeout, true);
         let started = Instant::now();
         let targets = self.targets();
@@ -381,8 +394,12 @@ impl ActiveRun<'_> {
                             settled[i] = true;
                             continue;
                         }
-                        Ok(info) => statuses.push(format!("{}: Redis answers as {}", t.label, info.role)),
-                        Err(e) => statuses.push(format!("{}: Redis not answering yet ({e})", t.label)),
+                        Ok(info) => {
+                            statuses.push(format!("{}: Redis answers as {}", t.label, info.role))
+                        }
+                        Err(e) => {
+                            statuses.push(format!("{}: Redis not answering yet ({e})", t.label))
+                        }
                     }
                 } else if plan == t.from && (seen_busy[i] || started.elapsed() > START_GRACE) {
                     return Err(StepError::failed(format!(
@@ -427,18 +444,27 @@ impl ActiveRun<'_> {
     /// Compares one add-on with its snapshot; repairs critical data. `Ok` with a note when the
     /// data is whole (or a cache), a data-unsafe failure otherwise.
     async fn verify_target(&mut self, t: &Target, record: bool) -> Result<String, StepError> {
-        let file = self.snapshots.get(&t.name).cloned().ok_or_else(|| StepError::Failed {
-            message: format!("no snapshot of {} in this run: its data cannot be checked", t.label),
-            data_unsafe: t.policy == DataPolicy::Critical,
-        })?;
+        let file = self
+            .snapshots
+            .get(&t.name)
+            .cloned()
+            .ok_or_else(|| StepError::Failed {
+                message: format!(
+                    "no snapshot of {} in this run: its data cannot be checked",
+                    t.label
+                ),
+                data_unsafe: t.policy == DataPolicy::Critical,
+            })?;
         let url = self.current_url(t).await?;
         let plan = self
             .runner
             .client
             .addon(&self.request.app, &t.name)
             .await
-            .map(|a| plans::bare_name(&a.plan.name).to_owned())
-            .unwrap_or_else(|_| t.to.clone());
+            .map_or_else(
+                |_| t.to.clone(),
+                |a| plans::bare_name(&a.plan.name).to_owned(),
+            );
         let opts = verify_options(&self.runner.config.verify, &plan, "verify");
         let progress = self.progress(&t.label);
         let diff = verify::diff(&url, &file, &opts, &progress).await?;
@@ -463,9 +489,16 @@ impl ActiveRun<'_> {
             let selection = if diff.truncated {
                 RestoreSelection::All
             } else {
-                RestoreSelection::Keys(diff.differences.iter().filter(|d| d.kind.is_failure()).map(|d| d.raw_key.clone()).collect())
+                RestoreSelection::Keys(
+                    diff.differences
+                        .iter()
+                        .filter(|d| d.kind.is_failure())
+                        .map(|d| d.key_bytes.clone())
+                        .collect(),
+                )
             };
-            let summary = verify::restore(&url, &file, selection, &opts, &verify::NoProgress).await?;
+            let summary =
+                verify::restore(&url, &file, selection, &opts, &verify::NoProgress).await?;
             repaired = summary.restored + summary.deleted;
             whole = summary.remaining.is_equal();
         }
@@ -492,7 +525,9 @@ impl ActiveRun<'_> {
             },
         );
         match (whole, t.policy) {
-            (true, _) if differences == 0 => Ok(format!("{} {} keys equal", t.label, diff.before_keys)),
+            (true, _) if differences == 0 => {
+                Ok(format!("{} {} keys equal", t.label, diff.before_keys))
+            }
             (true, _) => Ok(format!(
                 "{} {} keys equal after repairing {repaired}",
                 t.label, diff.before_keys
@@ -504,7 +539,10 @@ impl ActiveRun<'_> {
                         t.label
                     ),
                 });
-                Ok(format!("{} (cache) {differences} keys differ, tolerated", t.label))
+                Ok(format!(
+                    "{} (cache) {differences} keys differ, tolerated",
+                    t.label
+                ))
             }
             (false, DataPolicy::Critical) => Err(StepError::Failed {
                 message: format!(

@@ -20,7 +20,9 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use thiserror::Error;
 
-use crate::engine::{Action, Compensation, Engine, EngineError, Event, Failure, Next, Outcome, State};
+use crate::engine::{
+    Action, Compensation, Engine, EngineError, Event, Failure, Next, Outcome, State,
+};
 use crate::heroku::{Client, HerokuError};
 use crate::journal::{self, AppLock, Journal, JournalError, StateDir};
 use crate::plan::facts::Capture;
@@ -38,7 +40,9 @@ pub enum RunError {
     Journal(#[from] JournalError),
     #[error(transparent)]
     Engine(#[from] EngineError),
-    #[error("run {run_id} interrupted; its journal is kept: `upshift resume {run_id}` carries on, `upshift rollback {run_id}` undoes it")]
+    #[error(
+        "run {run_id} interrupted; its journal is kept: `upshift resume {run_id}` carries on, `upshift rollback {run_id}` undoes it"
+    )]
     Interrupted { run_id: String },
     #[error("run {run_id} has no start record: its journal {path} is unusable; inspect it by hand")]
     NoStart { run_id: String, path: PathBuf },
@@ -57,9 +61,9 @@ impl RunError {
                 | HerokuError::BadBaseUrl { .. }
                 | HerokuError::InvalidParams { .. },
             )
-            | Self::Journal(JournalError::NoSuchRun { .. } | JournalError::NothingToResume { .. }) => {
-                ExitCode::Usage
-            }
+            | Self::Journal(
+                JournalError::NoSuchRun { .. } | JournalError::NothingToResume { .. },
+            ) => ExitCode::Usage,
             Self::Journal(JournalError::Locked { .. }) => ExitCode::Locked,
             Self::Interrupted { .. } => ExitCode::Interrupted,
             Self::Engine(_) | Self::NoStart { .. } => ExitCode::NeedsAttention,
@@ -180,7 +184,9 @@ pub struct Runner {
 
 impl std::fmt::Debug for Runner {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Runner").field("config", &self.config).finish_non_exhaustive()
+        f.debug_struct("Runner")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
     }
 }
 
@@ -282,7 +288,11 @@ impl Runner {
             Some(id) => id.to_owned(),
             None => latest_unfinished(&self.config.state, None)?,
         };
-        let path = self.config.state.run_dir(&run_id).join(journal::JOURNAL_FILE);
+        let path = self
+            .config
+            .state
+            .run_dir(&run_id)
+            .join(journal::JOURNAL_FILE);
         let entries = journal::read::<Record>(&path)?;
         entries
             .iter()
@@ -302,7 +312,11 @@ impl Runner {
             jiff::Timestamp::now(),
             self.config.lock_lease,
         )?;
-        let path = self.config.state.run_dir(&run_id).join(journal::JOURNAL_FILE);
+        let path = self
+            .config
+            .state
+            .run_dir(&run_id)
+            .join(journal::JOURNAL_FILE);
         let entries = journal::read::<Record>(&path)?;
         let journal = Journal::open(&self.config.state, &run_id)?;
         let request = entries
@@ -319,10 +333,13 @@ impl Runner {
         run.restore_from(&entries)?;
         if let Some(outcome) = run.engine.outcome() {
             // Finished before: make sure it is recorded, then report it again.
-            if !entries.iter().any(|e| matches!(e.record, Record::Finished { .. })) {
+            if !entries
+                .iter()
+                .any(|e| matches!(e.record, Record::Finished { .. }))
+            {
                 run.finish(outcome)?;
             }
-            return Ok(run.report(outcome, run.last_message(&entries)));
+            return Ok(run.report(outcome, ActiveRun::last_message(&entries)));
         }
         run.record(&Record::Note {
             message: if rollback {
@@ -517,6 +534,7 @@ impl<'r> ActiveRun<'r> {
         Ok(())
     }
 
+    #[allow(clippy::needless_pass_by_value)] // events are built at the call site
     fn event(&mut self, event: Event) -> Result<(), RunError> {
         let mut probe = self.engine.clone();
         probe.apply(&event)?;
@@ -563,7 +581,7 @@ impl<'r> ActiveRun<'r> {
         Ok(())
     }
 
-    fn last_message(&self, entries: &[journal::Entry<Record>]) -> Option<String> {
+    fn last_message(entries: &[journal::Entry<Record>]) -> Option<String> {
         entries.iter().rev().find_map(|e| match &e.record {
             Record::Finished { message, .. } => message.clone(),
             _ => None,
@@ -633,7 +651,9 @@ impl<'r> ActiveRun<'r> {
                         self.report_event(&RunEvent::Compensating {
                             compensation,
                             done: true,
-                            message: Some("skipped: the writers stay stopped until the data is whole".into()),
+                            message: Some(
+                                "skipped: the writers stay stopped until the data is whole".into(),
+                            ),
                         });
                         continue;
                     }
@@ -658,7 +678,6 @@ impl<'r> ActiveRun<'r> {
                         }
                         Err(StepError::Aborted) => {
                             // Already rolling back: a first interrupt changes nothing; go on.
-                            continue;
                         }
                         Err(StepError::Failed {
                             message,
@@ -695,7 +714,12 @@ impl<'r> ActiveRun<'r> {
         let started = Instant::now();
         let mut attempt = 1;
         let result = loop {
-            let result = match tokio::time::timeout(spec.timeout, self.perform(action, spec.timeout)).await {
+            let result = match tokio::time::timeout(
+                spec.timeout,
+                self.perform(action, spec.timeout),
+            )
+            .await
+            {
                 Ok(r) => r,
                 Err(_) => Err(StepError::failed(format!(
                     "step {action} did not finish within its timeout of {}",
@@ -703,8 +727,11 @@ impl<'r> ActiveRun<'r> {
                 ))),
             };
             match result {
-                Err(StepError::Failed { data_unsafe: false, ref message })
-                    if attempt < spec.retry.attempts && !matches!(action, Action::Guard | Action::Verify) =>
+                Err(StepError::Failed {
+                    data_unsafe: false,
+                    ref message,
+                }) if attempt < spec.retry.attempts
+                    && !matches!(action, Action::Guard | Action::Verify) =>
                 {
                     self.report_event(&RunEvent::Warning {
                         message: format!("{action} attempt {attempt} failed ({message}); retrying"),

@@ -46,7 +46,7 @@ impl HumanReporter {
         }
     }
 
-    fn line(&self, state: &HumanState, text: &str) {
+    fn line(state: &HumanState, text: &str) {
         if let Some(s) = &state.spinner {
             s.println(text);
         } else {
@@ -56,7 +56,10 @@ impl HumanReporter {
 
     fn downtime_suffix(state: &HumanState) -> String {
         state.downtime_since.map_or(String::new(), |t| {
-            format!("  [writers stopped {}]", duration::format(round(t.elapsed())))
+            format!(
+                "  [writers stopped {}]",
+                duration::format(round(t.elapsed()))
+            )
         })
     }
 }
@@ -75,7 +78,7 @@ impl Reporter for HumanReporter {
         }
         match event {
             RunEvent::Started { run_id, journal } => {
-                self.line(&state, &format!("run {run_id} (journal {journal})"));
+                Self::line(&state, &format!("run {run_id} (journal {journal})"));
             }
             RunEvent::StepStarted {
                 number,
@@ -147,11 +150,14 @@ impl Reporter for HumanReporter {
             RunEvent::Downtime { started } => {
                 if *started {
                     state.downtime_since = Some(Instant::now());
-                    self.line(&state, "    writers stopped: downtime starts");
+                    Self::line(&state, "    writers stopped: downtime starts");
                 } else if let Some(t) = state.downtime_since.take() {
-                    self.line(
+                    Self::line(
                         &state,
-                        &format!("    writers back: downtime {}", duration::format(t.elapsed())),
+                        &format!(
+                            "    writers back: downtime {}",
+                            duration::format(t.elapsed())
+                        ),
                     );
                 }
             }
@@ -165,9 +171,9 @@ impl Reporter for HumanReporter {
                     (true, None) => format!("rollback: {compensation} done"),
                     (true, Some(m)) => format!("rollback: {compensation}: {m}"),
                 };
-                self.line(&state, &text);
+                Self::line(&state, &text);
             }
-            RunEvent::Warning { message } => self.line(&state, &format!("warning: {message}")),
+            RunEvent::Warning { message } => Self::line(&state, &format!("warning: {message}")),
             RunEvent::Finished { outcome } => {
                 if let Some(s) = state.spinner.take() {
                     s.finish_and_clear();

@@ -1,0 +1,384 @@
+//! `upshift digest | snapshot | restore | diff`: the verifier on its own.
+//!
+//! Exit status of these commands: 0 success (diff: the data is equal); 1 differences found
+//! (diff, and restore when differences remain); 2 bad input (URL, unreadable or damaged
+//! snapshot); 3 blocked before reading (writers still active, not enough disk); 4 any other
+//! failure (connection, command, local file).
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+
+use clap::Args;
+
+use crate::cli::{print_error, runtime};
+use crate::exit::ExitCode;
+use crate::verify::{
+    self, DiffReport, Progress, RedisUrl, RestoreSelection, UrlError, VerifyError, VerifyOptions,
+};
+
+const EXIT_HELP: &str = "Exit status: 0 equal/success, 1 differences found, 2 bad input (url, snapshot file), 3 blocked (writers still active, disk space), 4 other failure.";
+
+/// Where and how to connect (shared by the four commands).
+#[derive(Debug, Clone, Args)]
+pub struct ConnectionArgs {
+    /// Redis URL: redis://[:PASSWORD@]HOST[:PORT][/DB] or rediss://… (TLS). The password is
+    /// never printed.
+    #[arg(long, env = "REDIS_URL", hide_env_values = true)]
+    pub url: String,
+    /// Verify the server's TLS certificate (off by default: heroku-redis certificates are
+    /// self-signed, and Heroku's own CLI does not verify them).
+    #[arg(long)]
+    pub tls_verify: bool,
+    /// Connections to open (leave headroom under the plan's connection limit).
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub max_connections: u16,
+    /// Megabytes of per-key records kept in memory; beyond it sorted runs spill to disk.
+    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..))]
+    pub memory_budget_mb: u32,
+    /// Directory for spilled runs (default: the system temporary directory).
+    #[arg(long)]
+    pub spill_dir: Option<PathBuf>,
+}
+
+/// The connection arguments as the library takes them.
+#[derive(Debug, Clone)]
+pub struct VerifyConfig {
+    /// The parsed URL.
+    pub url: RedisUrl,
+    /// Options.
+    pub options: VerifyOptions,
+}
+
+impl TryFrom<&ConnectionArgs> for VerifyConfig {
+    type Error = UrlError;
+
+    fn try_from(args: &ConnectionArgs) -> Result<Self, Self::Error> {
+        let defaults = VerifyOptions::default();
+        Ok(Self {
+            url: args.url.parse()?,
+            options: VerifyOptions {
+                max_connections: usize::from(args.max_connections),
+                tls_verify: args.tls_verify,
+                memory_budget: usize::try_from(args.memory_budget_mb)
+                    .unwrap_or(usize::MAX)
+                    .saturating_mul(1 << 20),
+                spill_dir: args.spill_dir.clone().unwrap_or(defaults.spill_dir.clone()),
+                ..defaults
+            },
+        })
+    }
+}
+
+/// `upshift digest`.
+#[derive(Debug, Clone, Args)]
+#[command(after_help = EXIT_HELP)]
+pub struct DigestArgs {
+    #[command(flatten)]
+    pub connection: ConnectionArgs,
+    /// One JSON object on stdout (`keys`, `per_type`, `bytes`, `elapsed_secs`, `digest`, …).
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `upshift snapshot`.
+#[derive(Debug, Clone, Args)]
+#[command(after_help = EXIT_HELP)]
+pub struct SnapshotArgs {
+    #[command(flatten)]
+    pub connection: ConnectionArgs,
+    /// The snapshot file to write (mode 0600; replaced atomically when complete).
+    #[arg(long, value_name = "FILE")]
+    pub out: PathBuf,
+    /// One JSON object on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `upshift restore`.
+#[derive(Debug, Clone, Args)]
+#[command(after_help = EXIT_HELP)]
+pub struct RestoreArgs {
+    #[command(flatten)]
+    pub connection: ConnectionArgs,
+    /// The snapshot file to restore from.
+    #[arg(long, value_name = "FILE")]
+    pub from: PathBuf,
+    /// Restore only keys absent from the server; leave existing keys as they are.
+    #[arg(long, conflicts_with = "keys")]
+    pub only_missing: bool,
+    /// Restore only this key (repeatable); a named key absent from the snapshot is deleted.
+    #[arg(long = "key", value_name = "KEY")]
+    pub keys: Vec<String>,
+    /// One JSON object on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `upshift diff`.
+#[derive(Debug, Clone, Args)]
+#[command(after_help = EXIT_HELP)]
+pub struct DiffArgs {
+    #[command(flatten)]
+    pub connection: ConnectionArgs,
+    /// The snapshot to compare the live database with.
+    #[arg(long, value_name = "FILE")]
+    pub against: PathBuf,
+    /// One JSON object on stdout (`counts`, `differences`, `equal`, …).
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// The exit code for a verifier failure.
+pub fn exit_code(err: &VerifyError) -> ExitCode {
+    match err {
+        VerifyError::Url(_) | VerifyError::Snapshot { .. } => ExitCode::Usage,
+        VerifyError::WritersActive { .. } | VerifyError::DiskSpace { .. } => ExitCode::Blocked,
+        _ => ExitCode::NeedsAttention,
+    }
+}
+
+/// A progress bar on stderr, hidden when stderr is not a terminal.
+struct Bar(indicatif::ProgressBar);
+
+impl Bar {
+    fn new() -> Self {
+        let bar = if std::io::stderr().is_terminal() {
+            indicatif::ProgressBar::new(0)
+        } else {
+            indicatif::ProgressBar::hidden()
+        };
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{spinner} {pos}/{len} keys  {per_sec}  eta {eta}",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        Self(bar)
+    }
+}
+
+impl Progress for Bar {
+    fn total(&self, keys: u64) {
+        self.0.set_length(keys);
+    }
+    fn advance(&self, keys: u64, _bytes: u64) {
+        self.0.inc(keys);
+    }
+}
+
+impl Drop for Bar {
+    fn drop(&mut self) {
+        self.0.finish_and_clear();
+    }
+}
+
+fn config(args: &ConnectionArgs) -> Result<VerifyConfig, ExitCode> {
+    VerifyConfig::try_from(args).map_err(|e| {
+        print_error(&e);
+        ExitCode::Usage
+    })
+}
+
+fn fail(err: &VerifyError) -> ExitCode {
+    print_error(err);
+    exit_code(err)
+}
+
+fn print_json(value: &impl serde::Serialize) {
+    match serde_json::to_string(value) {
+        Ok(s) => println!("{s}"),
+        Err(e) => eprintln!("error: cannot render json: {e}"),
+    }
+}
+
+/// Runs `upshift digest`.
+pub fn run_digest(args: &DigestArgs) -> ExitCode {
+    let cfg = match config(&args.connection) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let result = runtime().block_on(async {
+        let bar = Bar::new();
+        verify::digest(&cfg.url, &cfg.options, &bar).await
+    });
+    match result {
+        Ok(report) => {
+            if args.json {
+                print_json(&report);
+            } else {
+                println!("keys        {}", report.keys);
+                for (kind, n) in &report.per_type {
+                    println!("  {:<9} {n}", kind.name());
+                }
+                println!("bytes read  {}", report.bytes);
+                println!(
+                    "rate        {:.0} keys/s ({:.2} s)",
+                    report.keys_per_sec(),
+                    report.elapsed.as_secs_f64()
+                );
+                println!("digest      {}", report.digest);
+            }
+            ExitCode::Success
+        }
+        Err(e) => fail(&e),
+    }
+}
+
+/// Runs `upshift snapshot`.
+pub fn run_snapshot(args: &SnapshotArgs) -> ExitCode {
+    let cfg = match config(&args.connection) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let result = runtime().block_on(async {
+        let bar = Bar::new();
+        verify::snapshot(&cfg.url, &args.out, &cfg.options, &bar).await
+    });
+    match result {
+        Ok(s) => {
+            if args.json {
+                print_json(&s);
+            } else {
+                println!(
+                    "wrote {} ({} keys, {} bytes) in {:.2} s",
+                    s.path.display(),
+                    s.keys,
+                    s.file_bytes,
+                    s.elapsed.as_secs_f64()
+                );
+                println!("digest {}", s.digest);
+            }
+            ExitCode::Success
+        }
+        Err(e) => fail(&e),
+    }
+}
+
+fn print_diff(report: &DiffReport) {
+    let mut out = std::io::stdout().lock();
+    if verify::write_differences(&mut out, report).is_err() {
+        return;
+    }
+    let c = &report.counts;
+    if report.is_equal() {
+        println!(
+            "equal: {} keys ({} expired in the window)",
+            report.after_keys, c.expired_in_window
+        );
+    } else {
+        println!(
+            "{} differences: {} missing, {} extra, {} type changed, {} value changed, {} ttl changed ({} expired in the window)",
+            c.failures(),
+            c.missing,
+            c.extra,
+            c.type_changed,
+            c.value_changed,
+            c.ttl_changed,
+            c.expired_in_window
+        );
+    }
+}
+
+#[derive(serde::Serialize)]
+struct DiffJson<'a> {
+    equal: bool,
+    #[serde(flatten)]
+    report: &'a DiffReport,
+}
+
+/// Runs `upshift diff`.
+pub fn run_diff(args: &DiffArgs) -> ExitCode {
+    let cfg = match config(&args.connection) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let result = runtime().block_on(async {
+        let bar = Bar::new();
+        verify::diff(&cfg.url, &args.against, &cfg.options, &bar).await
+    });
+    match result {
+        Ok(report) => {
+            if args.json {
+                print_json(&DiffJson {
+                    equal: report.is_equal(),
+                    report: &report,
+                });
+            } else {
+                print_diff(&report);
+            }
+            if report.is_equal() {
+                ExitCode::Success
+            } else {
+                // 1 = differences found (documented in the help).
+                ExitCode::RolledBack
+            }
+        }
+        Err(e) => fail(&e),
+    }
+}
+
+/// Runs `upshift restore`.
+pub fn run_restore(args: &RestoreArgs) -> ExitCode {
+    let cfg = match config(&args.connection) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let selection = if args.only_missing {
+        RestoreSelection::OnlyMissing
+    } else if args.keys.is_empty() {
+        RestoreSelection::All
+    } else {
+        RestoreSelection::Keys(args.keys.iter().map(|k| k.as_bytes().to_vec()).collect())
+    };
+    let result = runtime().block_on(async {
+        let bar = Bar::new();
+        let summary = verify::restore(&cfg.url, &args.from, selection, &cfg.options, &bar).await;
+        drop(bar);
+        summary
+    });
+    match result {
+        Ok(s) => {
+            if args.json {
+                print_json(&s);
+            } else {
+                println!(
+                    "restored {} keys ({} existing left alone, {} expired skipped, {} deleted)",
+                    s.restored, s.skipped_existing, s.expired, s.deleted
+                );
+                print_diff(&s.remaining);
+            }
+            if s.remaining.is_equal() {
+                ExitCode::Success
+            } else {
+                ExitCode::RolledBack
+            }
+        }
+        Err(e) => fail(&e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{ConnectionArgs, VerifyConfig};
+
+    fn args(url: &str) -> ConnectionArgs {
+        ConnectionArgs {
+            url: url.into(),
+            tls_verify: false,
+            max_connections: 3,
+            memory_budget_mb: 8,
+            spill_dir: None,
+        }
+    }
+
+    #[test]
+    fn arguments_convert_into_options() {
+        let cfg = VerifyConfig::try_from(&args("rediss://:pw@host:1234")).unwrap();
+        assert_eq!(cfg.options.max_connections, 3);
+        assert_eq!(cfg.options.memory_budget, 8 << 20);
+        assert!(!cfg.options.tls_verify);
+        assert_eq!(cfg.url.to_string(), "rediss://:***@host:1234/0");
+        let err = VerifyConfig::try_from(&args("http://:pw@host")).unwrap_err();
+        assert!(!err.to_string().contains("pw"));
+    }
+}

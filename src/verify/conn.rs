@@ -1,0 +1,330 @@
+//! Connections and server facts: connecting (TLS, name), INFO and CLIENT LIST parsing.
+//!
+//! Parsing is pure (`ServerInfo::parse`, `ClientInfo::parse_list`); the rest is thin I/O.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use redis::aio::MultiplexedConnection;
+use serde::Serialize;
+
+use crate::verify::VerifyOptions;
+use crate::verify::error::VerifyError;
+use crate::verify::url::RedisUrl;
+
+/// Every connection upshift opens carries a client name starting with this, so CLIENT LIST can
+/// tell our connections from the app's (see [`ClientInfo::is_upshift`]).
+pub const CLIENT_NAME_PREFIX: &str = "upshift-";
+
+/// Key counts of one database (INFO keyspace).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct KeyspaceCounts {
+    /// Keys.
+    pub keys: u64,
+    /// Keys with a TTL.
+    pub expires: u64,
+}
+
+/// What INFO says about a server.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct ServerInfo {
+    /// `redis_version` (Valkey reports a Redis-compatible one too).
+    pub redis_version: String,
+    /// `role`: `master` or `slave`.
+    pub role: String,
+    /// `used_memory`, bytes.
+    pub used_memory: u64,
+    /// `maxmemory`, bytes (0 = no limit).
+    pub maxmemory: u64,
+    /// `connected_clients`.
+    pub connected_clients: u64,
+    /// `maxclients`, when INFO shows it (Redis >= 7.0).
+    pub maxclients: Option<u64>,
+    /// `expired_keys` since start (INFO stats).
+    pub expired_keys: u64,
+    /// `evicted_keys` since start (INFO stats).
+    pub evicted_keys: u64,
+    /// Per database (`db0` -> 0).
+    pub keyspace: BTreeMap<u32, KeyspaceCounts>,
+}
+
+impl ServerInfo {
+    /// Parses the text of `INFO` (unknown fields ignored, missing ones left at zero).
+    pub fn parse(text: &str) -> Self {
+        let mut info = Self::default();
+        for line in text.lines() {
+            let Some((name, value)) = line.trim_end().split_once(':') else {
+                continue;
+            };
+            let num = || value.parse::<u64>().unwrap_or(0);
+            match name {
+                "redis_version" => value.clone_into(&mut info.redis_version),
+                "role" => value.clone_into(&mut info.role),
+                "used_memory" => info.used_memory = num(),
+                "maxmemory" => info.maxmemory = num(),
+                "connected_clients" => info.connected_clients = num(),
+                "maxclients" => info.maxclients = value.parse().ok(),
+                "expired_keys" => info.expired_keys = num(),
+                "evicted_keys" => info.evicted_keys = num(),
+                db if db.starts_with("db") => {
+                    if let Ok(n) = db[2..].parse::<u32>() {
+                        let mut counts = KeyspaceCounts::default();
+                        for part in value.split(',') {
+                            match part.split_once('=') {
+                                Some(("keys", v)) => counts.keys = v.parse().unwrap_or(0),
+                                Some(("expires", v)) => counts.expires = v.parse().unwrap_or(0),
+                                _ => {}
+                            }
+                        }
+                        info.keyspace.insert(n, counts);
+                    }
+                }
+                _ => {}
+            }
+        }
+        info
+    }
+
+    /// `(major, minor, patch)` of `redis_version`; zeros where unreadable.
+    pub fn version(&self) -> (u32, u32, u32) {
+        let mut parts = self
+            .redis_version
+            .split('.')
+            .map(|p| p.parse::<u32>().unwrap_or(0));
+        (
+            parts.next().unwrap_or(0),
+            parts.next().unwrap_or(0),
+            parts.next().unwrap_or(0),
+        )
+    }
+
+    /// Whether PEXPIRETIME exists (Redis >= 7.0): exact absolute expiries.
+    pub fn has_pexpiretime(&self) -> bool {
+        self.version() >= (7, 0, 0)
+    }
+}
+
+/// One line of CLIENT LIST.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct ClientInfo {
+    /// `id`.
+    pub id: u64,
+    /// `addr` (ip:port of the client).
+    pub addr: String,
+    /// `name` (empty when unset).
+    pub name: String,
+    /// `age`, seconds connected.
+    pub age_secs: u64,
+    /// `idle`, seconds since the last command.
+    pub idle_secs: u64,
+    /// `cmd`, the last command.
+    pub cmd: String,
+}
+
+impl ClientInfo {
+    /// Parses the text of CLIENT LIST, one client per line.
+    pub fn parse_list(text: &str) -> Vec<Self> {
+        text.lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(|line| {
+                let mut c = Self::default();
+                for part in line.split(' ') {
+                    let Some((k, v)) = part.split_once('=') else {
+                        continue;
+                    };
+                    match k {
+                        "id" => c.id = v.parse().unwrap_or(0),
+                        "addr" => v.clone_into(&mut c.addr),
+                        "name" => v.clone_into(&mut c.name),
+                        "age" => c.age_secs = v.parse().unwrap_or(0),
+                        "idle" => c.idle_secs = v.parse().unwrap_or(0),
+                        "cmd" => v.clone_into(&mut c.cmd),
+                        _ => {}
+                    }
+                }
+                c
+            })
+            .collect()
+    }
+
+    /// Whether upshift opened this connection (its name starts with [`CLIENT_NAME_PREFIX`]).
+    pub fn is_upshift(&self) -> bool {
+        self.name.starts_with(CLIENT_NAME_PREFIX)
+    }
+}
+
+/// Open connections to one server plus what was learnt when connecting.
+#[derive(Clone)]
+pub(crate) struct Session {
+    pub conns: Vec<MultiplexedConnection>,
+    pub endpoint: String,
+    pub info: ServerInfo,
+    /// Server clock minus local clock, ms (from TIME), to place PTTLs on the server's clock.
+    pub clock_offset_ms: i64,
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("connections", &self.conns.len())
+            .field("endpoint", &self.endpoint)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Local Unix time, ms.
+pub(crate) fn local_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+impl Session {
+    /// Opens `n` named connections (at least one) and reads INFO and the server clock.
+    pub async fn open(url: &RedisUrl, opts: &VerifyOptions, n: usize) -> Result<Self, VerifyError> {
+        let endpoint = url.endpoint();
+        // Heroku's certificates are self-signed: a strict check is the likely culprit.
+        let hint = if url.is_tls() && opts.tls_verify {
+            " (the certificate is checked because of --tls-verify; heroku-redis certificates are self-signed)"
+        } else {
+            ""
+        };
+        let connect_err = |source| VerifyError::Connect {
+            endpoint: endpoint.clone(),
+            hint,
+            source: Box::new(source),
+        };
+        let client =
+            redis::Client::open(url.connection_url(opts.tls_verify)).map_err(connect_err)?;
+        let config = redis::AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(opts.connect_timeout))
+            .set_response_timeout(Some(opts.response_timeout));
+        let mut conns = Vec::with_capacity(n.max(1));
+        for i in 0..n.max(1) {
+            let mut conn = client
+                .get_multiplexed_async_connection_with_config(&config)
+                .await
+                .map_err(connect_err)?;
+            let name = format!(
+                "{CLIENT_NAME_PREFIX}{}-{}-{i}",
+                opts.client_role,
+                std::process::id()
+            );
+            redis::cmd("CLIENT")
+                .arg("SETNAME")
+                .arg(&name)
+                .exec_async(&mut conn)
+                .await
+                .map_err(connect_err)?;
+            conns.push(conn);
+        }
+        let mut me = Self {
+            conns,
+            endpoint,
+            info: ServerInfo::default(),
+            clock_offset_ms: 0,
+        };
+        me.info = me.info().await?;
+        let sent = local_ms();
+        let server = me.server_time_ms().await?;
+        let received = local_ms();
+        me.clock_offset_ms = server - i64::midpoint(sent, received);
+        Ok(me)
+    }
+
+    pub fn conn(&self, i: usize) -> MultiplexedConnection {
+        self.conns[i % self.conns.len()].clone()
+    }
+
+    pub fn command_err(
+        &self,
+        command: &'static str,
+    ) -> impl Fn(redis::RedisError) -> VerifyError + use<> {
+        let endpoint = self.endpoint.clone();
+        move |source| VerifyError::Command {
+            endpoint: endpoint.clone(),
+            command,
+            source: Box::new(source),
+        }
+    }
+
+    pub fn protocol_err(&self, command: &'static str, detail: impl Into<String>) -> VerifyError {
+        VerifyError::Protocol {
+            endpoint: self.endpoint.clone(),
+            command,
+            detail: detail.into(),
+        }
+    }
+
+    pub async fn info(&self) -> Result<ServerInfo, VerifyError> {
+        let text: String = redis::cmd("INFO")
+            .query_async(&mut self.conn(0))
+            .await
+            .map_err(self.command_err("INFO"))?;
+        Ok(ServerInfo::parse(&text))
+    }
+
+    pub async fn dbsize(&self) -> Result<u64, VerifyError> {
+        redis::cmd("DBSIZE")
+            .query_async(&mut self.conn(0))
+            .await
+            .map_err(self.command_err("DBSIZE"))
+    }
+
+    /// The server's clock (TIME), Unix ms.
+    pub async fn server_time_ms(&self) -> Result<i64, VerifyError> {
+        let (secs, micros): (i64, i64) = redis::cmd("TIME")
+            .query_async(&mut self.conn(0))
+            .await
+            .map_err(self.command_err("TIME"))?;
+        Ok(secs * 1000 + micros / 1000)
+    }
+
+    pub async fn client_list(&self) -> Result<Vec<ClientInfo>, VerifyError> {
+        let text: String = redis::cmd("CLIENT")
+            .arg("LIST")
+            .query_async(&mut self.conn(0))
+            .await
+            .map_err(self.command_err("CLIENT LIST"))?;
+        Ok(ClientInfo::parse_list(&text))
+    }
+}
+
+/// How long to wait for a connection by default.
+pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
+/// How long one reply may take by default (a DUMP of a big key is one reply).
+pub(crate) const RESPONSE_TIMEOUT: Duration = Duration::from_secs(120);
+
+#[cfg(test)]
+mod tests {
+    use super::{ClientInfo, ServerInfo};
+
+    #[test]
+    fn info_is_parsed() {
+        let text = "# Server\r\nredis_version:7.0.15\r\nrole:master\r\n# Clients\r\nconnected_clients:3\r\nmaxclients:10000\r\n# Memory\r\nused_memory:1048576\r\nmaxmemory:0\r\n# Stats\r\nexpired_keys:5\r\nevicted_keys:1\r\n# Keyspace\r\ndb0:keys=10,expires=2,avg_ttl=100\r\ndb3:keys=1,expires=0,avg_ttl=0\r\n";
+        let info = ServerInfo::parse(text);
+        assert_eq!(info.version(), (7, 0, 15));
+        assert!(info.has_pexpiretime());
+        assert_eq!(info.used_memory, 1_048_576);
+        assert_eq!(info.maxclients, Some(10_000));
+        assert_eq!((info.expired_keys, info.evicted_keys), (5, 1));
+        assert_eq!(info.keyspace[&0].keys, 10);
+        assert_eq!(info.keyspace[&0].expires, 2);
+        assert_eq!(info.keyspace[&3].keys, 1);
+        let old = ServerInfo::parse("redis_version:6.2.14\n");
+        assert!(!old.has_pexpiretime());
+        assert_eq!(old.maxclients, None);
+    }
+
+    #[test]
+    fn client_list_is_parsed() {
+        let text = "id=3 addr=127.0.0.1:5000 laddr=127.0.0.1:6379 fd=8 name=upshift-verify-1-0 age=12 idle=0 flags=N db=0 cmd=client|list\nid=4 addr=10.0.0.2:4000 fd=9 name= age=100 idle=7 cmd=get\n";
+        let clients = ClientInfo::parse_list(text);
+        assert_eq!(clients.len(), 2);
+        assert!(clients[0].is_upshift());
+        assert_eq!(clients[0].cmd, "client|list");
+        assert_eq!(clients[1].addr, "10.0.0.2:4000");
+        assert_eq!((clients[1].age_secs, clients[1].idle_secs), (100, 7));
+        assert!(!clients[1].is_upshift());
+    }
+}

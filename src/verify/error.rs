@@ -1,0 +1,123 @@
+//! `VerifyError`: everything the verifier can fail with. Messages are lower-case, say what to do
+//! next, and never contain a password (URLs appear only as `host:port`).
+
+use std::path::PathBuf;
+
+use crate::verify::snapshot::FormatError;
+use crate::verify::url::UrlError;
+
+/// A verifier failure.
+#[derive(Debug, thiserror::Error)]
+pub enum VerifyError {
+    /// The URL was refused.
+    #[error(transparent)]
+    Url(#[from] UrlError),
+    /// Connecting (TCP, TLS, AUTH) failed.
+    #[error(
+        "cannot connect to redis at {endpoint}: check the url, the password and the network{hint}"
+    )]
+    Connect {
+        /// `host:port`.
+        endpoint: String,
+        /// Extra advice (empty, or about certificate checks).
+        hint: &'static str,
+        /// The client's error (never holds the password).
+        source: Box<redis::RedisError>,
+    },
+    /// A command failed.
+    #[error("redis at {endpoint} refused {command}")]
+    Command {
+        /// `host:port`.
+        endpoint: String,
+        /// The command (without arguments: they may be keys or payloads).
+        command: &'static str,
+        /// The server's error.
+        source: Box<redis::RedisError>,
+    },
+    /// A reply did not have the expected shape.
+    #[error("unexpected reply to {command} from redis at {endpoint}: {detail}")]
+    Protocol {
+        /// `host:port`.
+        endpoint: String,
+        /// The command.
+        command: &'static str,
+        /// What was wrong.
+        detail: String,
+    },
+    /// A key of a type the verifier cannot read canonically (a module type, say).
+    #[error(
+        "unsupported type {kind} at key {key}: upshift verifies string, list, set, zset, hash and stream keys only"
+    )]
+    UnsupportedType {
+        /// The `TYPE` answer.
+        kind: String,
+        /// The key, printable.
+        key: String,
+    },
+    /// The key count moved during a scan by more than expiry and eviction explain.
+    #[error(
+        "the key count changed from {before} to {after} during the scan ({expired} keys expired or were evicted meanwhile): writers are still active; stop every writer (scale web, workers and schedulers to 0) and run again"
+    )]
+    WritersActive {
+        /// DBSIZE when the scan started.
+        before: u64,
+        /// DBSIZE when it ended.
+        after: u64,
+        /// Expired plus evicted keys during the scan (INFO stats).
+        expired: u64,
+    },
+    /// Not enough free disk for the snapshot.
+    #[error(
+        "not enough free disk space in {dir}: the snapshot needs about {needed} bytes (the server's used memory), {available} are available; free space or choose another --out"
+    )]
+    DiskSpace {
+        /// The directory checked.
+        dir: PathBuf,
+        /// Bytes needed (estimate).
+        needed: u64,
+        /// Bytes available.
+        available: u64,
+    },
+    /// Reading or writing a local file failed.
+    #[error("cannot {action} {path}")]
+    File {
+        /// What was attempted (`create`, `write`, `read`, `open`).
+        action: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The spill directory could not take a sorted run.
+    #[error("cannot spill records to {dir}: choose another --spill-dir or raise --memory-budget")]
+    Spill {
+        /// The spill directory.
+        dir: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The snapshot file is not usable.
+    #[error("snapshot {path} is unusable: take a new snapshot")]
+    Snapshot {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        source: FormatError,
+    },
+    /// RESTORE refused a payload (typically an RDB version newer than the target server's).
+    #[error(
+        "redis at {endpoint} (version {target_version}) refused the snapshot payload of key {key} taken on redis {source_version}: restore into a server at least as new as the snapshot's source"
+    )]
+    PayloadRejected {
+        /// `host:port`.
+        endpoint: String,
+        /// The key, printable.
+        key: String,
+        /// The snapshot's source version.
+        source_version: String,
+        /// The target's version.
+        target_version: String,
+        /// The server's error.
+        source: Box<redis::RedisError>,
+    },
+}

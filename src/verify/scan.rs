@@ -1,0 +1,693 @@
+//! The scan: SCAN batches on one connection, per-batch reads pipelined on all of them, one
+//! [`Scanned`] per key handed to a sink, and the writers-active gate around it all.
+//!
+//! Throughput comes from overlap rather than from one clever pipeline: a scanner task runs
+//! SCAN COUNT 1000 ahead of the readers, and up to two batches per connection are in flight at
+//! once on multiplexed connections, so one batch's TYPEs travel while another's reads do.
+//! Each batch costs two round trips (TYPE, then sizes + first windows + DUMP + expiry); keys
+//! bigger than one window (10k elements, 1 MiB of string) continue window by window.
+
+use std::collections::HashSet;
+
+use futures::StreamExt;
+use redis::Value;
+use redis::aio::MultiplexedConnection;
+
+use crate::verify::conn::{Session, local_ms};
+use crate::verify::error::VerifyError;
+use crate::verify::record::{Expiry, KeyKind, Record, ValueDigest, element_hash, parse_score};
+use crate::verify::{Progress, VerifyOptions};
+
+/// Keys per SCAN call.
+const SCAN_COUNT: u64 = 1000;
+
+/// One key as read.
+#[derive(Debug)]
+pub(crate) struct Scanned {
+    pub record: Record,
+    /// The DUMP payload, when asked for.
+    pub payload: Option<Vec<u8>>,
+    /// Value bytes read (for throughput figures).
+    pub bytes: u64,
+}
+
+/// Figures of a finished scan.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ScanOutcome {
+    /// Bytes of values read.
+    pub bytes: u64,
+    /// Server time when the scan ended, ms.
+    pub end_server_ms: i64,
+}
+
+/// Read sizes: windows for big keys.
+#[derive(Debug, Clone, Copy)]
+struct Windows {
+    elements: usize,
+    string_bytes: usize,
+}
+
+/// Scans the whole database, calling `sink` for every key read (a key SCAN returns twice is
+/// read and handed over twice: the record set deduplicates).
+pub(crate) async fn scan(
+    session: &Session,
+    opts: &VerifyOptions,
+    progress: &dyn Progress,
+    dump: bool,
+    mut sink: impl FnMut(Scanned) -> Result<(), VerifyError>,
+) -> Result<ScanOutcome, VerifyError> {
+    let before_info = session.info().await?;
+    let dbsize = session.dbsize().await?;
+    progress.total(dbsize);
+
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<Vec<u8>>>(16);
+    let mut scan_conn = session.conn(0);
+    let scan_err = session.command_err("SCAN");
+    let scanner = tokio::spawn(async move {
+        let mut cursor: u64 = 0;
+        loop {
+            let (next, keys): (u64, Vec<Vec<u8>>) = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("COUNT")
+                .arg(SCAN_COUNT)
+                .query_async(&mut scan_conn)
+                .await
+                .map_err(&scan_err)?;
+            if !keys.is_empty() && tx.send(keys).await.is_err() {
+                // The readers stopped (an error): nothing more to do.
+                return Ok(());
+            }
+            if next == 0 {
+                return Ok::<(), VerifyError>(());
+            }
+            cursor = next;
+        }
+    });
+
+    let windows = Windows {
+        elements: opts.window_elements.max(1),
+        string_bytes: opts.window_bytes.max(1),
+    };
+    let exact = session.info.has_pexpiretime() && !opts.force_pttl;
+    let in_flight = session.conns.len() * 2;
+    let batches = futures::stream::poll_fn(move |cx| rx.poll_recv(cx));
+    let mut reads = batches
+        .enumerate()
+        .map(|(i, keys)| read_batch(session, session.conn(i), keys, dump, exact, windows))
+        .buffer_unordered(in_flight);
+    let mut bytes = 0_u64;
+    let mut result = Ok(());
+    while let Some(batch) = reads.next().await {
+        match batch {
+            Ok(batch_keys) => {
+                let n = batch_keys.len() as u64;
+                let b: u64 = batch_keys.iter().map(|s| s.bytes).sum();
+                bytes += b;
+                for s in batch_keys {
+                    if let Err(e) = sink(s) {
+                        result = Err(e);
+                        break;
+                    }
+                }
+                if result.is_err() {
+                    break;
+                }
+                progress.advance(n, b);
+            }
+            Err(e) => {
+                result = Err(e);
+                break;
+            }
+        }
+    }
+    drop(reads);
+    let scanner_result = scanner.await;
+    result?;
+    match scanner_result {
+        Ok(r) => r?,
+        Err(join) => {
+            return Err(session.protocol_err("SCAN", format!("scanner task failed: {join}")));
+        }
+    }
+
+    // The cheap gate: the key count may only have dropped by what expired or was evicted.
+    let after = session.dbsize().await?;
+    let after_info = session.info().await?;
+    let gone = (after_info.expired_keys + after_info.evicted_keys)
+        .saturating_sub(before_info.expired_keys + before_info.evicted_keys);
+    if after > dbsize || dbsize - after > gone {
+        return Err(VerifyError::WritersActive {
+            before: dbsize,
+            after,
+            expired: gone,
+        });
+    }
+    let end_server_ms = session.server_time_ms().await?;
+    Ok(ScanOutcome {
+        bytes,
+        end_server_ms,
+    })
+}
+
+/// What pipeline B asked for one key.
+struct Plan {
+    key: Vec<u8>,
+    kind: KeyKind,
+}
+
+// One function on purpose: the pipeline it builds and the order it consumes replies in must
+// stay side by side.
+#[allow(clippy::too_many_lines)]
+async fn read_batch(
+    session: &Session,
+    mut conn: MultiplexedConnection,
+    keys: Vec<Vec<u8>>,
+    dump: bool,
+    exact: bool,
+    w: Windows,
+) -> Result<Vec<Scanned>, VerifyError> {
+    let mut pipe = redis::pipe();
+    for k in &keys {
+        pipe.cmd("TYPE").arg(k);
+    }
+    let types: Vec<String> = pipe
+        .query_async(&mut conn)
+        .await
+        .map_err(session.command_err("TYPE"))?;
+
+    let mut plans = Vec::with_capacity(keys.len());
+    let mut pipe = redis::pipe();
+    for (key, t) in keys.into_iter().zip(types) {
+        let Some(kind) = KeyKind::from_type_name(&t) else {
+            if t == "none" {
+                continue; // gone since SCAN (expired): nothing to record
+            }
+            return Err(VerifyError::UnsupportedType {
+                kind: t,
+                key: String::from_utf8_lossy(&key).into_owned(),
+            });
+        };
+        let last = w.elements - 1;
+        match kind {
+            KeyKind::String => {
+                pipe.cmd("STRLEN").arg(&key);
+                pipe.cmd("GETRANGE")
+                    .arg(&key)
+                    .arg(0)
+                    .arg(w.string_bytes - 1);
+            }
+            KeyKind::List => {
+                pipe.cmd("LLEN").arg(&key);
+                pipe.cmd("LRANGE").arg(&key).arg(0).arg(last);
+            }
+            KeyKind::Set => {
+                pipe.cmd("SCARD").arg(&key);
+                pipe.cmd("SSCAN")
+                    .arg(&key)
+                    .arg(0)
+                    .arg("COUNT")
+                    .arg(w.elements);
+            }
+            KeyKind::Hash => {
+                pipe.cmd("HLEN").arg(&key);
+                pipe.cmd("HSCAN")
+                    .arg(&key)
+                    .arg(0)
+                    .arg("COUNT")
+                    .arg(w.elements);
+            }
+            KeyKind::ZSet => {
+                pipe.cmd("ZCARD").arg(&key);
+                pipe.cmd("ZRANGE")
+                    .arg(&key)
+                    .arg(0)
+                    .arg(last)
+                    .arg("WITHSCORES");
+            }
+            KeyKind::Stream => {
+                pipe.cmd("XINFO").arg("STREAM").arg(&key);
+                pipe.cmd("XINFO").arg("GROUPS").arg(&key);
+                pipe.cmd("XRANGE")
+                    .arg(&key)
+                    .arg("-")
+                    .arg("+")
+                    .arg("COUNT")
+                    .arg(w.elements);
+            }
+        }
+        if dump {
+            pipe.cmd("DUMP").arg(&key);
+        }
+        // Last, so a key that vanished during the reads shows -2 here and is dropped.
+        pipe.cmd(if exact { "PEXPIRETIME" } else { "PTTL" })
+            .arg(&key);
+        plans.push(Plan { key, kind });
+    }
+    if plans.is_empty() {
+        return Ok(Vec::new());
+    }
+    let sent = local_ms() + session.clock_offset_ms;
+    let replies: Vec<Value> = pipe
+        .query_async(&mut conn)
+        .await
+        .map_err(session.command_err("read pipeline"))?;
+    let received = local_ms() + session.clock_offset_ms;
+
+    let mut replies = replies.into_iter();
+    let mut out = Vec::with_capacity(plans.len());
+    for plan in plans {
+        let mut reader = KeyReader {
+            session,
+            conn: &mut conn,
+            key: &plan.key,
+            bytes: 0,
+            w,
+        };
+        let n = match plan.kind {
+            KeyKind::Stream => 3,
+            _ => 2,
+        };
+        let first: Vec<Value> = replies.by_ref().take(n).collect();
+        let value = reader.read(plan.kind, first).await?;
+        let payload = if dump {
+            match replies.next() {
+                Some(Value::BulkString(p)) => Some(p),
+                _ => None, // vanished: the expiry reply below says so
+            }
+        } else {
+            None
+        };
+        let expiry = match replies.next().map(|v| int(&v)) {
+            Some(Some(-2) | None) | None => continue, // gone: expired during the read
+            Some(Some(-1)) => Expiry::Never,
+            Some(Some(t)) if exact => Expiry::exact(t),
+            Some(Some(t)) => Expiry::from_pttl(t, sent, received),
+        };
+        if dump && payload.is_none() {
+            continue;
+        }
+        let bytes = reader.bytes;
+        out.push(Scanned {
+            record: Record {
+                key: plan.key,
+                kind: plan.kind,
+                value,
+                expiry,
+            },
+            payload,
+            bytes,
+        });
+    }
+    Ok(out)
+}
+
+/// Reads one key's value from its first replies, fetching further windows when it is big.
+struct KeyReader<'a> {
+    session: &'a Session,
+    conn: &'a mut MultiplexedConnection,
+    key: &'a [u8],
+    bytes: u64,
+    w: Windows,
+}
+
+impl KeyReader<'_> {
+    fn bad(&self, command: &'static str) -> VerifyError {
+        self.session.protocol_err(
+            command,
+            format!(
+                "unexpected reply shape for key {}",
+                String::from_utf8_lossy(self.key)
+            ),
+        )
+    }
+
+    async fn read(&mut self, kind: KeyKind, first: Vec<Value>) -> Result<u128, VerifyError> {
+        let mut first = first.into_iter();
+        let mut d = ValueDigest::new(kind);
+        match kind {
+            KeyKind::String => {
+                let len = first
+                    .next()
+                    .as_ref()
+                    .and_then(int)
+                    .ok_or_else(|| self.bad("STRLEN"))?;
+                let chunk = bulk(first.next()).ok_or_else(|| self.bad("GETRANGE"))?;
+                self.string(&mut d, len, chunk).await?;
+            }
+            KeyKind::List => {
+                let len = first
+                    .next()
+                    .as_ref()
+                    .and_then(int)
+                    .ok_or_else(|| self.bad("LLEN"))?;
+                let window = array(first.next()).ok_or_else(|| self.bad("LRANGE"))?;
+                self.list(&mut d, len, window).await?;
+            }
+            KeyKind::ZSet => {
+                let len = first
+                    .next()
+                    .as_ref()
+                    .and_then(int)
+                    .ok_or_else(|| self.bad("ZCARD"))?;
+                let window = array(first.next()).ok_or_else(|| self.bad("ZRANGE"))?;
+                self.zset(&mut d, len, window).await?;
+            }
+            KeyKind::Set | KeyKind::Hash => {
+                let card = first
+                    .next()
+                    .as_ref()
+                    .and_then(int)
+                    .ok_or_else(|| self.bad("SCARD"))?;
+                let reply = first.next();
+                self.unordered(&mut d, kind, card, reply).await?;
+            }
+            KeyKind::Stream => {
+                let info = first.next();
+                let groups = first.next();
+                let window = array(first.next()).ok_or_else(|| self.bad("XRANGE"))?;
+                self.stream(&mut d, info, groups, window).await?;
+            }
+        }
+        Ok(d.finish())
+    }
+
+    async fn string(
+        &mut self,
+        d: &mut ValueDigest,
+        len: i64,
+        first: Vec<u8>,
+    ) -> Result<(), VerifyError> {
+        let total = usize::try_from(len).unwrap_or(0);
+        let mut offset = first.len();
+        self.bytes += first.len() as u64;
+        d.bytes(&first);
+        while offset < total && !first.is_empty() {
+            let chunk: Vec<u8> = redis::cmd("GETRANGE")
+                .arg(self.key)
+                .arg(offset)
+                .arg(offset + self.w.string_bytes - 1)
+                .query_async(self.conn)
+                .await
+                .map_err(self.session.command_err("GETRANGE"))?;
+            if chunk.is_empty() {
+                break;
+            }
+            offset += chunk.len();
+            self.bytes += chunk.len() as u64;
+            d.bytes(&chunk);
+        }
+        Ok(())
+    }
+
+    async fn list(
+        &mut self,
+        d: &mut ValueDigest,
+        len: i64,
+        first: Vec<Value>,
+    ) -> Result<(), VerifyError> {
+        let total = usize::try_from(len).unwrap_or(0);
+        let mut window = first;
+        let mut start = 0_usize;
+        loop {
+            let n = window.len();
+            for v in window {
+                let e = bulk(Some(v)).ok_or_else(|| self.bad("LRANGE"))?;
+                self.bytes += e.len() as u64;
+                d.element(&e);
+            }
+            start += n;
+            if n == 0 || start >= total {
+                return Ok(());
+            }
+            window = redis::cmd("LRANGE")
+                .arg(self.key)
+                .arg(start)
+                .arg(start + self.w.elements - 1)
+                .query_async(self.conn)
+                .await
+                .map_err(self.session.command_err("LRANGE"))?;
+        }
+    }
+
+    async fn zset(
+        &mut self,
+        d: &mut ValueDigest,
+        len: i64,
+        first: Vec<Value>,
+    ) -> Result<(), VerifyError> {
+        let total = usize::try_from(len).unwrap_or(0);
+        let mut window = first;
+        let mut start = 0_usize;
+        loop {
+            let mut n = 0;
+            let mut it = window.into_iter();
+            while let Some(m) = it.next() {
+                let member = bulk(Some(m)).ok_or_else(|| self.bad("ZRANGE"))?;
+                let score = match it.next() {
+                    Some(Value::Double(f)) => f,
+                    other => bulk(other)
+                        .and_then(|s| parse_score(&s))
+                        .ok_or_else(|| self.bad("ZRANGE"))?,
+                };
+                self.bytes += member.len() as u64 + 8;
+                d.scored(&member, score);
+                n += 1;
+            }
+            start += n;
+            if n == 0 || start >= total {
+                return Ok(());
+            }
+            window = redis::cmd("ZRANGE")
+                .arg(self.key)
+                .arg(start)
+                .arg(start + self.w.elements - 1)
+                .arg("WITHSCORES")
+                .query_async(self.conn)
+                .await
+                .map_err(self.session.command_err("ZRANGE"))?;
+        }
+    }
+
+    /// Sets and hashes through SSCAN/HSCAN. SCAN may repeat an element; when the elements
+    /// returned outnumber the cardinality, the key is scanned again with a set of element
+    /// hashes (16 bytes per element, for that key only) to drop the repeats.
+    async fn unordered(
+        &mut self,
+        d: &mut ValueDigest,
+        kind: KeyKind,
+        card: i64,
+        first: Option<Value>,
+    ) -> Result<(), VerifyError> {
+        let card = u64::try_from(card).unwrap_or(0);
+        let command = if kind == KeyKind::Hash {
+            "HSCAN"
+        } else {
+            "SSCAN"
+        };
+        let mut seen: Option<HashSet<u128>> = None;
+        loop {
+            let mut digest = ValueDigest::new(kind);
+            let mut reply = first.clone();
+            let mut returned = 0_u64;
+            loop {
+                let (cursor, items) = scan_reply(reply).ok_or_else(|| self.bad(command))?;
+                let mut it = items.into_iter();
+                while let Some(a) = it.next() {
+                    let a = bulk(Some(a)).ok_or_else(|| self.bad(command))?;
+                    let b = if kind == KeyKind::Hash {
+                        Some(bulk(it.next()).ok_or_else(|| self.bad(command))?)
+                    } else {
+                        None
+                    };
+                    returned += 1;
+                    if let Some(seen) = &mut seen
+                        && !seen.insert(element_hash(&a, b.as_deref()))
+                    {
+                        continue;
+                    }
+                    self.bytes += (a.len() + b.as_ref().map_or(0, Vec::len)) as u64;
+                    match b {
+                        Some(b) => digest.pair(&a, &b),
+                        None => digest.member(&a),
+                    }
+                }
+                if cursor == 0 {
+                    break;
+                }
+                reply = Some(
+                    redis::cmd(command)
+                        .arg(self.key)
+                        .arg(cursor)
+                        .arg("COUNT")
+                        .arg(self.w.elements)
+                        .query_async(self.conn)
+                        .await
+                        .map_err(self.session.command_err(command))?,
+                );
+            }
+            if seen.is_some() || returned <= card {
+                *d = digest;
+                return Ok(());
+            }
+            // Repeats: every element present throughout is returned at least once, so a total
+            // above the cardinality means some came twice. Scan again, deduplicating.
+            seen = Some(HashSet::with_capacity(usize::try_from(card).unwrap_or(0)));
+        }
+    }
+
+    async fn stream(
+        &mut self,
+        d: &mut ValueDigest,
+        info: Option<Value>,
+        groups: Option<Value>,
+        first: Vec<Value>,
+    ) -> Result<(), VerifyError> {
+        // Only what every version reports and replication/RESTORE preserve: the last id and
+        // the groups' names, positions and pending/consumer counts.
+        let info = pairs(info).ok_or_else(|| self.bad("XINFO STREAM"))?;
+        let last_id = info
+            .iter()
+            .find(|(k, _)| k == b"last-generated-id")
+            .and_then(|(_, v)| text(v))
+            .ok_or_else(|| self.bad("XINFO STREAM"))?;
+        d.stream_meta("last-id", &[&last_id]);
+        let mut groups: Vec<Vec<Vec<u8>>> = array(groups)
+            .ok_or_else(|| self.bad("XINFO GROUPS"))?
+            .into_iter()
+            .map(|g| {
+                let fields = pairs(Some(g)).unwrap_or_default();
+                ["name", "consumers", "pending", "last-delivered-id"]
+                    .iter()
+                    .map(|name| {
+                        fields
+                            .iter()
+                            .find(|(k, _)| k == name.as_bytes())
+                            .and_then(|(_, v)| text(v))
+                            .unwrap_or_default()
+                    })
+                    .collect()
+            })
+            .collect();
+        groups.sort();
+        for g in &groups {
+            let parts: Vec<&[u8]> = g.iter().map(Vec::as_slice).collect();
+            d.stream_meta("group", &parts);
+        }
+        let mut window = first;
+        loop {
+            let n = window.len();
+            let mut last = None;
+            for entry in window {
+                let mut parts = array(Some(entry))
+                    .ok_or_else(|| self.bad("XRANGE"))?
+                    .into_iter();
+                let id = bulk(parts.next()).ok_or_else(|| self.bad("XRANGE"))?;
+                let fields: Vec<Vec<u8>> = array(parts.next())
+                    .ok_or_else(|| self.bad("XRANGE"))?
+                    .into_iter()
+                    .map(|v| bulk(Some(v)).ok_or_else(|| self.bad("XRANGE")))
+                    .collect::<Result<_, _>>()?;
+                self.bytes += (id.len() + fields.iter().map(Vec::len).sum::<usize>()) as u64;
+                let refs: Vec<&[u8]> = fields.iter().map(Vec::as_slice).collect();
+                d.stream_entry(&id, &refs);
+                last = Some(id);
+            }
+            let Some(last) = last.filter(|_| n >= self.w.elements) else {
+                return Ok(());
+            };
+            let start = next_stream_id(&last).ok_or_else(|| self.bad("XRANGE"))?;
+            window = redis::cmd("XRANGE")
+                .arg(self.key)
+                .arg(start)
+                .arg("+")
+                .arg("COUNT")
+                .arg(self.w.elements)
+                .query_async(self.conn)
+                .await
+                .map_err(self.session.command_err("XRANGE"))?;
+        }
+    }
+}
+
+/// The smallest id after `id` (`ms-seq` -> `ms-(seq+1)`), for XRANGE windows on any version.
+fn next_stream_id(id: &[u8]) -> Option<String> {
+    let s = std::str::from_utf8(id).ok()?;
+    let (ms, seq) = s.split_once('-')?;
+    let (ms, seq): (u64, u64) = (ms.parse().ok()?, seq.parse().ok()?);
+    Some(match seq.checked_add(1) {
+        Some(seq) => format!("{ms}-{seq}"),
+        None => format!("{}-0", ms.checked_add(1)?),
+    })
+}
+
+fn int(v: &Value) -> Option<i64> {
+    match v {
+        Value::Int(i) => Some(*i),
+        Value::BulkString(b) => std::str::from_utf8(b).ok()?.parse().ok(),
+        Value::SimpleString(s) => s.parse().ok(),
+        _ => None,
+    }
+}
+
+fn bulk(v: Option<Value>) -> Option<Vec<u8>> {
+    match v? {
+        Value::BulkString(b) => Some(b),
+        Value::SimpleString(s) => Some(s.into_bytes()),
+        Value::Int(i) => Some(i.to_string().into_bytes()),
+        _ => None,
+    }
+}
+
+fn text(v: &Value) -> Option<Vec<u8>> {
+    bulk(Some(v.clone()))
+}
+
+fn array(v: Option<Value>) -> Option<Vec<Value>> {
+    match v? {
+        Value::Array(a) | Value::Set(a) => Some(a),
+        Value::Nil => Some(Vec::new()),
+        _ => None,
+    }
+}
+
+/// A flat `[k, v, k, v]` array (RESP2) or a map (RESP3) as pairs with byte-string names.
+fn pairs(v: Option<Value>) -> Option<Vec<(Vec<u8>, Value)>> {
+    match v? {
+        Value::Map(m) => m
+            .into_iter()
+            .map(|(k, v)| Some((bulk(Some(k))?, v)))
+            .collect(),
+        Value::Array(a) => {
+            let mut out = Vec::with_capacity(a.len() / 2);
+            let mut it = a.into_iter();
+            while let Some(k) = it.next() {
+                out.push((bulk(Some(k))?, it.next()?));
+            }
+            Some(out)
+        }
+        _ => None,
+    }
+}
+
+/// `[cursor, [items]]` from SSCAN/HSCAN.
+fn scan_reply(v: Option<Value>) -> Option<(u64, Vec<Value>)> {
+    let mut parts = array(v)?.into_iter();
+    let cursor = int(&parts.next()?)?;
+    let items = array(parts.next())?;
+    Some((u64::try_from(cursor).ok()?, items))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::next_stream_id;
+
+    #[test]
+    fn stream_ids_advance() {
+        assert_eq!(next_stream_id(b"5-0").as_deref(), Some("5-1"));
+        assert_eq!(
+            next_stream_id(format!("5-{}", u64::MAX).as_bytes()).as_deref(),
+            Some("6-0")
+        );
+        assert_eq!(next_stream_id(b"x"), None);
+    }
+}

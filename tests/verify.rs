@@ -1,0 +1,504 @@
+//! The verifier against real redis-server processes: exactness (equal data after replica +
+//! promote, every kind of change named), snapshot/restore, TLS, the writers gate, secrets.
+
+mod verify_support;
+
+use std::fmt::Write as _;
+use std::os::unix::fs::PermissionsExt;
+use std::time::Duration;
+
+use upshift::verify::{
+    self, DifferenceKind, KeyKind, NoProgress, RestoreSelection, VerifyError, VerifyOptions,
+};
+use verify_support::{Server, opts, tls_material};
+
+fn pipe_load(conn: &mut redis::Connection, pipe: &redis::Pipeline) {
+    pipe.exec(conn).expect("load data");
+}
+
+/// Every type, hashtable-encoded sets, a 100k-member set and a 100k-field hash, TTLs.
+fn load_mixed(server: &Server) {
+    let mut c = server.conn();
+    let mut p = redis::pipe();
+    for i in 0..2_000 {
+        p.cmd("SET")
+            .arg(format!("str:{i}"))
+            .arg(format!("value-{i}"));
+    }
+    for i in 0..50 {
+        // > 128 members: hashtable encoding, whose DUMP differs after replica + promote.
+        let members: Vec<String> = (0..300).map(|m| format!("m{}", m * 7 + i)).collect();
+        p.cmd("SADD").arg(format!("set:{i}")).arg(members);
+        p.cmd("SADD")
+            .arg(format!("intset:{i}"))
+            .arg((0..20).collect::<Vec<i32>>());
+        p.cmd("HSET").arg(format!("hash:{i}")).arg(
+            (0..20)
+                .flat_map(|f| [format!("f{f}"), format!("v{f}")])
+                .collect::<Vec<_>>(),
+        );
+        p.cmd("RPUSH")
+            .arg(format!("list:{i}"))
+            .arg((0..30).map(|e| format!("e{e}")).collect::<Vec<_>>());
+        p.cmd("ZADD").arg(format!("zset:{i}")).arg(
+            (0..25)
+                .flat_map(|m| [format!("{}", f64::from(m) * 1.5), format!("z{m}")])
+                .collect::<Vec<_>>(),
+        );
+        p.cmd("XADD")
+            .arg(format!("stream:{i}"))
+            .arg("*")
+            .arg("a")
+            .arg(i)
+            .arg("b")
+            .arg("x");
+    }
+    p.cmd("XGROUP")
+        .arg("CREATE")
+        .arg("stream:0")
+        .arg("g1")
+        .arg("0");
+    for i in 0..200 {
+        p.cmd("SET")
+            .arg(format!("ttl:{i}"))
+            .arg(i)
+            .arg("PX")
+            .arg(3_600_000 + i);
+    }
+    pipe_load(&mut c, &p);
+    for chunk in 0..10 {
+        let mut p = redis::pipe();
+        let members: Vec<String> = (chunk * 10_000..(chunk + 1) * 10_000)
+            .map(|m| format!("member-{m}"))
+            .collect();
+        p.cmd("SADD").arg("bigset").arg(&members);
+        let fields: Vec<String> = (chunk * 10_000..(chunk + 1) * 10_000)
+            .flat_map(|m| [format!("field-{m}"), format!("value-{m}")])
+            .collect();
+        p.cmd("HSET").arg("bighash").arg(fields);
+        pipe_load(&mut c, &p);
+    }
+    let mut p = redis::pipe();
+    p.cmd("RPUSH")
+        .arg("biglist")
+        .arg((0..25_000).collect::<Vec<i32>>());
+    p.cmd("ZADD").arg("bigzset").arg(
+        (0..25_000)
+            .flat_map(|m| [m.to_string(), format!("zm{m}")])
+            .collect::<Vec<_>>(),
+    );
+    p.cmd("SET").arg("bigstring").arg(vec![b'x'; 3 << 20]);
+    pipe_load(&mut c, &p);
+}
+
+async fn snapshot_to(
+    server: &Server,
+    dir: &tempfile::TempDir,
+    o: &VerifyOptions,
+) -> std::path::PathBuf {
+    let path = dir.path().join("snap.upshift");
+    verify::snapshot(&server.parsed_url(), &path, o, &NoProgress)
+        .await
+        .expect("snapshot");
+    path
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn equal_after_replica_and_promote() {
+    let a = Server::start();
+    load_mixed(&a);
+    let b = Server::start();
+    let mut bc = b.conn();
+    redis::cmd("REPLICAOF")
+        .arg("127.0.0.1")
+        .arg(a.port)
+        .exec(&mut bc)
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let info: String = redis::cmd("INFO")
+            .arg("replication")
+            .query(&mut bc)
+            .unwrap();
+        // DBSIZE answers LOADING while the replica loads the transferred RDB.
+        let size = redis::cmd("DBSIZE").query::<u64>(&mut bc).ok();
+        let want: u64 = redis::cmd("DBSIZE").query(&mut a.conn()).unwrap();
+        if info.contains("master_link_status:up") && size == Some(want) {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "replica did not sync");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    redis::cmd("REPLICAOF")
+        .arg("NO")
+        .arg("ONE")
+        .exec(&mut bc)
+        .unwrap();
+
+    let o = opts();
+    let da = verify::digest(&a.parsed_url(), &o, &NoProgress)
+        .await
+        .unwrap();
+    let db = verify::digest(&b.parsed_url(), &o, &NoProgress)
+        .await
+        .unwrap();
+    assert_eq!(da.keys, db.keys);
+    assert_eq!(da.per_type, db.per_type);
+    assert_eq!(da.per_type[&KeyKind::Set], 101);
+    assert_eq!(da.digest, db.digest);
+
+    // The same through a snapshot of A and a diff of B, and with tiny windows and a tiny
+    // memory budget (every big-key and spill path).
+    let dir = tempfile::tempdir().unwrap();
+    let snap = snapshot_to(&a, &dir, &o).await;
+    let small = VerifyOptions {
+        window_elements: 97,
+        window_bytes: 1000,
+        memory_budget: 64 << 10,
+        ..opts()
+    };
+    let report = verify::diff(&b.parsed_url(), &snap, &small, &NoProgress)
+        .await
+        .unwrap();
+    assert!(report.is_equal(), "{:?}", report.differences);
+    assert!(report.differences.is_empty());
+    let dsmall = verify::digest(&b.parsed_url(), &small, &NoProgress)
+        .await
+        .unwrap();
+    assert_eq!(dsmall.digest, da.digest);
+    assert!(dsmall.spilled_runs > 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_change_is_found_and_named() {
+    let a = Server::start();
+    load_mixed(&a);
+    let dir = tempfile::tempdir().unwrap();
+    let o = opts();
+    let snap = snapshot_to(&a, &dir, &o).await;
+    let mut c = a.conn();
+    let at: i64 = redis::cmd("PEXPIRETIME")
+        .arg("ttl:7")
+        .query(&mut c)
+        .unwrap();
+    let mut p = redis::pipe();
+    p.cmd("HSET")
+        .arg("bighash")
+        .arg("field-54321")
+        .arg("value-54322");
+    p.cmd("DEL").arg("str:5");
+    p.cmd("SET").arg("brand-new").arg("x");
+    p.cmd("DEL").arg("list:3");
+    p.cmd("SET").arg("list:3").arg("now a string");
+    p.cmd("ZADD").arg("zset:4").arg(99).arg("z1");
+    p.cmd("PEXPIREAT").arg("ttl:7").arg(at + 1);
+    p.exec(&mut c).unwrap();
+
+    let report = verify::diff(&a.parsed_url(), &snap, &o, &NoProgress)
+        .await
+        .unwrap();
+    let named: Vec<(&str, DifferenceKind)> = report
+        .differences
+        .iter()
+        .map(|d| (d.key.as_str(), d.kind))
+        .collect();
+    assert_eq!(
+        named,
+        vec![
+            ("bighash", DifferenceKind::ValueChanged),
+            ("brand-new", DifferenceKind::Extra),
+            (
+                "list:3",
+                DifferenceKind::TypeChanged {
+                    before: KeyKind::List,
+                    after: KeyKind::String
+                }
+            ),
+            ("str:5", DifferenceKind::Missing),
+            (
+                "ttl:7",
+                DifferenceKind::TtlChanged {
+                    before_ms: Some(at),
+                    after_ms: Some(at + 1)
+                }
+            ),
+            ("zset:4", DifferenceKind::ValueChanged),
+        ]
+    );
+    assert!(!report.is_equal());
+    assert_eq!(report.counts.failures(), 6);
+
+    // Restoring exactly the named keys puts everything back (the extra key is deleted).
+    let keys = report
+        .differences
+        .iter()
+        .map(|d| d.key_bytes.clone())
+        .collect();
+    let summary = verify::restore(
+        &a.parsed_url(),
+        &snap,
+        RestoreSelection::Keys(keys),
+        &o,
+        &NoProgress,
+    )
+    .await
+    .unwrap();
+    assert_eq!((summary.restored, summary.deleted), (5, 1));
+    assert!(
+        summary.remaining.is_equal(),
+        "{:?}",
+        summary.remaining.differences
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expired_between_scans_is_reported_not_failed() {
+    let a = Server::start();
+    let mut c = a.conn();
+    redis::cmd("SET").arg("stays").arg(1).exec(&mut c).unwrap();
+    redis::cmd("SET")
+        .arg("fleeting")
+        .arg(1)
+        .arg("PX")
+        .arg(400)
+        .exec(&mut c)
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let o = opts();
+    let snap = snapshot_to(&a, &dir, &o).await;
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let report = verify::diff(&a.parsed_url(), &snap, &o, &NoProgress)
+        .await
+        .unwrap();
+    assert!(report.is_equal());
+    assert_eq!(report.differences.len(), 1);
+    assert_eq!(report.differences[0].key, "fleeting");
+    assert!(matches!(
+        report.differences[0].kind,
+        DifferenceKind::ExpiredInWindow { .. }
+    ));
+
+    // The Redis 6.x path (PTTL with a tolerance) agrees with itself too.
+    let pttl = VerifyOptions {
+        force_pttl: true,
+        ..opts()
+    };
+    redis::cmd("SET")
+        .arg("ttl")
+        .arg(1)
+        .arg("PX")
+        .arg(100_000)
+        .exec(&mut c)
+        .unwrap();
+    let snap2 = dir.path().join("pttl.snap");
+    verify::snapshot(&a.parsed_url(), &snap2, &pttl, &NoProgress)
+        .await
+        .unwrap();
+    let report = verify::diff(&a.parsed_url(), &snap2, &pttl, &NoProgress)
+        .await
+        .unwrap();
+    assert!(report.differences.is_empty(), "{:?}", report.differences);
+    let exact = verify::diff(&a.parsed_url(), &snap2, &o, &NoProgress)
+        .await
+        .unwrap();
+    assert!(exact.differences.is_empty(), "{:?}", exact.differences);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn snapshot_flush_restore_and_only_missing() {
+    let a = Server::start();
+    load_mixed(&a);
+    let dir = tempfile::tempdir().unwrap();
+    let o = opts();
+    let path = dir.path().join("snap.upshift");
+    let url = a.parsed_url();
+    let summary = verify::snapshot(&url, &path, &o, &NoProgress)
+        .await
+        .unwrap();
+    let digest = verify::digest(&url, &o, &NoProgress).await.unwrap();
+    assert_eq!(summary.digest, digest.digest);
+    assert_eq!(summary.keys, digest.keys);
+    assert_eq!(
+        std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    let bytes = std::fs::read(&path).unwrap();
+    assert!(
+        !String::from_utf8_lossy(&bytes).contains("127.0.0.1"),
+        "no host in the file"
+    );
+
+    let mut c = a.conn();
+    redis::cmd("FLUSHALL").exec(&mut c).unwrap();
+    let restored = verify::restore(&url, &path, RestoreSelection::All, &o, &NoProgress)
+        .await
+        .unwrap();
+    assert_eq!(restored.restored, summary.entries);
+    assert!(restored.remaining.is_equal());
+    assert!(restored.remaining.differences.is_empty());
+    assert_eq!(
+        verify::digest(&url, &o, &NoProgress).await.unwrap().digest,
+        digest.digest
+    );
+
+    // Only missing: two deleted keys come back, a changed key stays changed.
+    redis::cmd("DEL")
+        .arg("str:1")
+        .arg("bigset")
+        .exec(&mut c)
+        .unwrap();
+    redis::cmd("SET")
+        .arg("str:2")
+        .arg("changed")
+        .exec(&mut c)
+        .unwrap();
+    let only = verify::restore(&url, &path, RestoreSelection::OnlyMissing, &o, &NoProgress)
+        .await
+        .unwrap();
+    assert_eq!(only.restored, 2);
+    assert_eq!(only.skipped_existing, summary.entries - 2);
+    let left: Vec<(&str, DifferenceKind)> = only
+        .remaining
+        .differences
+        .iter()
+        .map(|d| (d.key.as_str(), d.kind))
+        .collect();
+    assert_eq!(left, vec![("str:2", DifferenceKind::ValueChanged)]);
+
+    // A damaged file is refused before anything is written.
+    let mut bad = bytes.clone();
+    let mid = bad.len() / 2;
+    bad[mid] ^= 1;
+    let bad_path = dir.path().join("bad.upshift");
+    std::fs::write(&bad_path, &bad).unwrap();
+    let err = verify::restore(&url, &bad_path, RestoreSelection::All, &o, &NoProgress)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, VerifyError::Snapshot { .. }), "{err}");
+    let chain = error_chain(&err);
+    assert!(
+        chain.contains("unusable")
+            && (chain.contains("checksum")
+                || chain.contains("corrupt")
+                || chain.contains("truncated")
+                || chain.contains("implausible")
+                || chain.contains("unknown")),
+        "{chain}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_without_verification_works_and_with_it_fails() {
+    let material = tls_material();
+    let a = Server::builder().tls(material.path()).start();
+    a.cli(Some(material.path()), &["SET", "k", "v"]);
+    let url = a.parsed_url();
+    assert!(url.is_tls());
+    let report = verify::digest(&url, &opts(), &NoProgress).await.unwrap();
+    assert_eq!(report.keys, 1);
+    let strict = VerifyOptions {
+        tls_verify: true,
+        ..opts()
+    };
+    let err = verify::digest(&url, &strict, &NoProgress)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, VerifyError::Connect { .. }), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn active_writers_stop_the_scan() {
+    let a = Server::start();
+    let mut c = a.conn();
+    for chunk in 0..5 {
+        let mut p = redis::pipe();
+        for i in 0..10_000 {
+            p.cmd("SET").arg(format!("k:{chunk}:{i}")).arg(i);
+        }
+        p.exec(&mut c).unwrap();
+    }
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let stop = stop.clone();
+        let mut wc = a.conn();
+        std::thread::spawn(move || {
+            let mut i = 0_u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                redis::cmd("SET")
+                    .arg(format!("w:{i}"))
+                    .arg(i)
+                    .exec(&mut wc)
+                    .unwrap();
+                i += 1;
+            }
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let err = verify::digest(&a.parsed_url(), &opts(), &NoProgress)
+        .await
+        .unwrap_err();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    writer.join().unwrap();
+    assert!(matches!(err, VerifyError::WritersActive { .. }), "{err}");
+    assert!(
+        err.to_string().contains("writers are still active"),
+        "{err}"
+    );
+}
+
+fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut out = format!("{err} / {err:?}");
+    let mut s = err.source();
+    while let Some(e) = s {
+        let _ = write!(out, " / {e} / {e:?}");
+        s = e.source();
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_password_never_shows() {
+    let secret = "Sup3rS3cretPassw0rd";
+    let a = Server::builder().password(secret).start();
+    let good = a.parsed_url();
+    assert!(!good.to_string().contains(secret));
+    assert!(!format!("{good:?}").contains(secret));
+    redis::cmd("SET")
+        .arg("k")
+        .arg("v")
+        .exec(&mut a.conn())
+        .unwrap();
+    assert_eq!(
+        verify::digest(&good, &opts(), &NoProgress)
+            .await
+            .unwrap()
+            .keys,
+        1
+    );
+
+    let wrong_secret = "Wr0ngPassw0rdValue";
+    let wrong: verify::RedisUrl = format!("redis://:{wrong_secret}@127.0.0.1:{}", a.port)
+        .parse()
+        .unwrap();
+    let err = verify::digest(&wrong, &opts(), &NoProgress)
+        .await
+        .unwrap_err();
+    let chain = error_chain(&err);
+    assert!(
+        !chain.contains(wrong_secret) && !chain.contains(secret),
+        "{chain}"
+    );
+    assert!(chain.contains("127.0.0.1"), "{chain}");
+    let no_pass: verify::RedisUrl = format!("redis://127.0.0.1:{}", a.port).parse().unwrap();
+    let err = verify::digest(&no_pass, &opts(), &NoProgress)
+        .await
+        .unwrap_err();
+    assert!(!error_chain(&err).contains(secret));
+
+    // Server facts and our own connections.
+    let info = verify::server_info(&good, &opts()).await.unwrap();
+    assert!(info.redis_version.starts_with('7'));
+    assert_eq!(info.keyspace[&0].keys, 1);
+    let clients = verify::client_list(&good, &opts()).await.unwrap();
+    assert!(clients.iter().any(verify::ClientInfo::is_upshift));
+}
