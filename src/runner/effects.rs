@@ -389,18 +389,15 @@ impl ActiveRun<'_> {
                 } else if plan == t.to {
                     let url = self.current_url(t).await?;
                     let opts = verify_options(&self.runner.config.verify, &t.to, "wait");
-                    match verify::server_info(&url, &opts).await {
+                    let status = match verify::server_info(&url, &opts).await {
                         Ok(info) if info.role == "master" => {
                             settled[i] = true;
                             continue;
                         }
-                        Ok(info) => {
-                            statuses.push(format!("{}: Redis answers as {}", t.label, info.role))
-                        }
-                        Err(e) => {
-                            statuses.push(format!("{}: Redis not answering yet ({e})", t.label))
-                        }
-                    }
+                        Ok(info) => format!("{}: Redis answers as {}", t.label, info.role),
+                        Err(e) => format!("{}: Redis not answering yet ({e})", t.label),
+                    };
+                    statuses.push(status);
                 } else if plan == t.from && (seen_busy[i] || started.elapsed() > START_GRACE) {
                     return Err(StepError::failed(format!(
                         "provisioning {} on {} failed: the add-on is back on {} and the Data API says \"{}\"",
