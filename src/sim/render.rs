@@ -157,8 +157,13 @@ pub(crate) fn service_plan(plan: &Plan) -> Value {
             metered: false,
         }),
     };
+    let mut v = to_value(&model);
+    // Heroku's plan price is exactly {cents, contract, unit}.
+    if let Some(price) = v.get_mut("price").and_then(Value::as_object_mut) {
+        price.remove("metered");
+    }
     merge(
-        to_value(&model),
+        v,
         json!({
             "addon_service": service_ref(),
             "created_at": "2016-01-01T00:00:00Z",
@@ -207,7 +212,6 @@ pub(crate) fn addon(app: &AppState, a: &AddonState, expand_plan: bool) -> Value 
         json!({
             "actions": [],
             "billing_entity": {"id": app.id, "name": app.name, "type": "app"},
-            "provision_message": null,
         }),
     );
     if expand_plan && let Some(o) = v.as_object_mut() {
