@@ -1,1 +1,624 @@
 //! The Heroku simulator: a real axum server backed by real `redis-server` processes.
+//!
+//! It speaks the Platform API subset upshift and the Heroku CLI use, and the Redis Data API, on
+//! ONE loopback port (so `HEROKU_HOST=http://127.0.0.1:PORT HEROKU_DATA_HOST=127.0.0.1` works
+//! for the CLI). Each heroku-redis add-on is a real `redis-server` child with its plan's
+//! `maxmemory` and `maxclients`; each running dyno is a task that holds its connections and
+//! keeps writing. Everything that happens lands on a [`timeline`] with monotonic timestamps.
+//!
+//! # In-process use (tests, the demo, benchmarks)
+//! ```no_run
+//! # async fn demo() -> Result<(), upshift::sim::SimError> {
+//! use std::time::Duration;
+//! use upshift::sim::{Scenario, SimConfig, Simulator};
+//! let sim = Simulator::start(SimConfig {
+//!     scenario: Scenario::builtin("enketo")?,
+//!     provision: Duration::from_secs(2),
+//!     ..SimConfig::default()
+//! })
+//! .await?;
+//! let client = upshift::heroku::Client::new(sim.client_config()).expect("client");
+//! let formation = client.formation("enketo-demo").await;
+//! let downtime = sim.downtime("web");
+//! sim.shutdown().await;
+//! # Ok(()) }
+//! ```
+//!
+//! # Behaviour a runner must know
+//! - **Plan change.** `PATCH /apps/{app}/addons/{addon}` answers at once with the add-on on
+//!   the *target* plan and state `provisioning` (as Heroku shows it). The Data API keeps
+//!   describing the serving database (`plan` = the old bare plan, `Status: preparing`, `/wait`
+//!   `{"message":"preparing","waiting?":true}`). A new server with the target's limits
+//!   replicates from the old one (REPLICAOF + masterauth), syncs (link up, offsets equal), the
+//!   remaining provisioning time passes (`provision`, default 3 s), it is promoted, the config
+//!   var (`<ATTACHMENT>_URL`) moves to it (new port, new password), then the add-on is
+//!   `provisioned` and `/wait` says `available`, the app's dynos restart (Heroku restarts on
+//!   config var changes) and the old server stops. Writes landing on the old server after the
+//!   promotion are lost, as on Heroku.
+//! - **Failed change** (data over the target's memory, or fault `fail_provisioning`): the add-on
+//!   goes back to its old plan, `provisioned`; `/wait` answers `waiting?: false` with a message
+//!   starting `plan change to … failed:`; `info` gains a `Last plan change` row; the timeline
+//!   has `provisioning_failed`; the old server keeps serving.
+//! - **Downtime** from the platform's side: [`timeline::downtime`] (or
+//!   [`Simulator::downtime`], or `GET /__sim/downtime/{type}`).
+//! - **Restart** (fault `restart`, `POST /__sim/restart`): the API port closes for a while and
+//!   comes back; all state persists. Killing the simulator process loses all state (and the
+//!   kernel kills its redis-servers).
+//!
+//! # Admin API (no auth; loopback only)
+//! `GET /__sim/timeline[?writes=false&since_ms=N]`, `GET /__sim/requests`,
+//! `GET|POST|DELETE /__sim/faults` (POST a [`Fault`] or a list), `POST /__sim/maintenance/{addon}`
+//! `{"status":"pending"}`, `POST /__sim/restart` `{"down_seconds":1}`, `GET /__sim/processes`
+//! (redis-server pids and ports), `GET /__sim/downtime/{type}`, `POST /__sim/rate-limit`
+//! `{"remaining":N}`, `GET /__sim/logs/{session}` (a log session's stream).
+
+mod admin;
+mod data;
+mod dynos;
+mod error;
+pub mod faults;
+mod logs;
+mod platform;
+mod provision;
+mod redis_proc;
+mod render;
+pub mod scenario;
+mod seed;
+mod server;
+mod state;
+pub mod timeline;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::routing::{get, post};
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+use url::Url;
+
+use crate::heroku::models::AddOnState;
+use crate::heroku::{ClientConfig, RetryPolicy, Token};
+
+pub use error::SimError;
+pub use faults::Fault;
+pub use redis_proc::redis_server_path;
+pub use scenario::Scenario;
+pub use state::RequestRecord;
+pub use timeline::{EventKind, TimelineEvent};
+
+use redis_proc::{RedisServer, ServerSpec};
+use state::{AddonState, AppState, DataStatus, FormationState, RateLimiter, RuntimeConfig, Shared};
+
+/// The redis-server version, read from the first server started.
+pub(crate) static REDIS_VERSION: OnceLock<String> = OnceLock::new();
+
+/// How to start a simulator.
+#[derive(Debug, Clone)]
+pub struct SimConfig {
+    pub scenario: Scenario,
+    /// 0 picks a free port.
+    pub port: u16,
+    /// How long a plan change takes (at least the time to replicate).
+    pub provision: Duration,
+    /// The API key; a random one when `None`.
+    pub api_key: Option<String>,
+    /// Overrides the scenario's `dynos.start_seconds`.
+    pub dyno_start: Option<Duration>,
+    /// Overrides the scenario's `dynos.writes_per_second`.
+    pub writes_per_second: Option<f64>,
+    /// How long a tailing log session stays open.
+    pub log_tail: Duration,
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        Self {
+            scenario: Scenario::default(),
+            port: 0,
+            provision: Duration::from_secs(3),
+            api_key: None,
+            dyno_start: None,
+            writes_per_second: None,
+            log_tail: Duration::from_secs(30),
+        }
+    }
+}
+
+/// A running simulator. Dropping it kills its dynos and redis-servers; prefer
+/// [`Simulator::shutdown`], which also waits for the HTTP server to stop.
+#[derive(Debug)]
+pub struct Simulator {
+    shared: Arc<Shared>,
+    addr: SocketAddr,
+    shutdown: watch::Sender<bool>,
+    server: Option<JoinHandle<()>>,
+}
+
+impl Simulator {
+    /// Starts the redis-servers (seeded), the HTTP server and the dynos of `config.scenario`.
+    ///
+    /// # Errors
+    /// redis-server missing ([`SimError::RedisServerMissing`]), the port taken, a server that
+    /// does not start, seeding failing.
+    pub async fn start(config: SimConfig) -> Result<Self, SimError> {
+        let scenario = config.scenario;
+        scenario
+            .validate()
+            .map_err(|message| SimError::InvalidScenario {
+                origin: "config".into(),
+                message,
+            })?;
+        if scenario.apps.iter().any(|a| !a.addons.is_empty()) {
+            redis_server_path()?;
+        }
+        let runtime = RuntimeConfig {
+            api_key: config
+                .api_key
+                .unwrap_or_else(|| format!("sim-{}", uuid::Uuid::new_v4().simple())),
+            provision: config.provision,
+            dyno_start: config
+                .dyno_start
+                .unwrap_or_else(|| Duration::from_secs_f64(scenario.dynos.start_seconds)),
+            writes_per_second: config
+                .writes_per_second
+                .unwrap_or(scenario.dynos.writes_per_second),
+            log_tail: config.log_tail,
+            rate_capacity: scenario.rate_limit.capacity,
+            rate_refill_per_minute: scenario.rate_limit.refill_per_minute,
+        };
+        let listener = TcpListener::bind(("127.0.0.1", config.port))
+            .await
+            .map_err(|source| SimError::Bind {
+                port: config.port,
+                source,
+            })?;
+        let addr = listener.local_addr().map_err(|source| SimError::Bind {
+            port: config.port,
+            source,
+        })?;
+        let shared = Arc::new(Shared {
+            rate: Mutex::new(RateLimiter::new(
+                runtime.rate_capacity,
+                runtime.rate_refill_per_minute,
+            )),
+            config: runtime,
+            world: Mutex::new(state::World::default()),
+            timeline: timeline::Timeline::new(Instant::now()),
+            faults: faults::Faults::default(),
+            requests: Mutex::new(Vec::new()),
+            logs: logs::LogBus::default(),
+            base_url: Mutex::new(format!("http://{addr}")),
+        });
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        let mut sim = Self {
+            shared: Arc::clone(&shared),
+            addr,
+            shutdown,
+            server: None,
+        };
+        // From here on, dropping `sim` on an error kills what was started.
+        build_world(&shared, &scenario).await?;
+        for f in scenario.faults {
+            admin::arm(&shared, f);
+        }
+        let (restart_tx, restart_rx) = mpsc::unbounded_channel();
+        let router = router(
+            Arc::clone(&shared),
+            server::Control {
+                restart: restart_tx,
+            },
+        );
+        sim.server = Some(tokio::spawn(server::serve(
+            Arc::clone(&shared),
+            router,
+            listener,
+            shutdown_rx,
+            restart_rx,
+        )));
+        let app_ids: Vec<String> = shared.world().apps.iter().map(|a| a.id.clone()).collect();
+        for id in app_ids {
+            let stopping = dynos::reconcile(&shared, &id);
+            dynos::finish_stops(&shared, stopping).await;
+        }
+        Ok(sim)
+    }
+
+    /// The Platform API base URL (`http://127.0.0.1:PORT`).
+    pub fn api_url(&self) -> Url {
+        self.base_url()
+    }
+
+    /// The Data API base URL (the same server).
+    pub fn data_url(&self) -> Url {
+        self.base_url()
+    }
+
+    fn base_url(&self) -> Url {
+        // A socket address always makes a valid URL.
+        Url::parse(&format!("http://{}", self.addr))
+            .unwrap_or_else(|_| Url::parse("http://127.0.0.1/").expect("static URL parses"))
+    }
+
+    /// The bound address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The API key clients must send as `Authorization: Bearer <key>`.
+    pub fn api_key(&self) -> String {
+        self.shared.config.api_key.clone()
+    }
+
+    /// A client configuration pointing at this simulator, with a fast retry policy for tests.
+    pub fn client_config(&self) -> ClientConfig {
+        ClientConfig {
+            api_url: self.api_url(),
+            data_url: self.data_url(),
+            token: Token::new(self.api_key()),
+            retry: RetryPolicy {
+                max_attempts: 5,
+                base_backoff: Duration::from_millis(20),
+                max_backoff: Duration::from_secs(2),
+                call_timeout: Duration::from_secs(10),
+                low_rate_pause: Duration::from_millis(10),
+            },
+        }
+    }
+
+    /// Every timeline event so far.
+    pub fn timeline(&self) -> Vec<TimelineEvent> {
+        self.shared.timeline.events()
+    }
+
+    /// Milliseconds since the simulator started (the timeline's clock).
+    pub fn now_ms(&self) -> f64 {
+        self.shared.timeline.now_ms()
+    }
+
+    /// Every API call answered so far (admin calls excluded).
+    pub fn request_log(&self) -> Vec<RequestRecord> {
+        timeline::lock(&self.shared.requests).clone()
+    }
+
+    /// Arms a fault (see [`Fault`]).
+    pub fn inject(&self, fault: Fault) {
+        admin::arm(&self.shared, fault);
+    }
+
+    /// Time `process_type` spent with no dyno up while quiesced (see [`timeline::downtime`]).
+    pub fn downtime(&self, process_type: &str) -> Option<Duration> {
+        timeline::downtime(&self.timeline(), process_type, self.now_ms())
+    }
+
+    /// The current primary URL (with password) of an add-on by name, id or attachment name.
+    ///
+    /// # Panics
+    /// When there is no such add-on (a test helper; see [`Simulator::try_redis_url`]).
+    pub fn redis_url(&self, addon: &str) -> String {
+        self.try_redis_url(addon)
+            .unwrap_or_else(|| panic!("the simulator has no add-on `{addon}`"))
+    }
+
+    /// The current primary URL of an add-on, if it exists.
+    pub fn try_redis_url(&self, addon: &str) -> Option<String> {
+        self.shared
+            .world()
+            .addon(addon, None)
+            .map(|a| a.server.url())
+    }
+
+    /// The pids of every redis-server child now running (primaries and replicas).
+    pub fn redis_pids(&self) -> Vec<u32> {
+        let world = self.shared.world();
+        world
+            .addons
+            .iter()
+            .flat_map(|a| std::iter::once(&a.server).chain(a.pending.as_ref()))
+            .filter(|s| s.is_running())
+            .map(|s| s.pid())
+            .collect()
+    }
+
+    /// Sets an add-on's data maintenance status (as `POST /__sim/maintenance/{addon}`).
+    ///
+    /// # Errors
+    /// [`SimError::UnknownAddon`].
+    pub fn set_data_maintenance(
+        &self,
+        addon: &str,
+        status: crate::heroku::models::MaintenanceStatus,
+    ) -> Result<(), SimError> {
+        let name = {
+            let mut world = self.shared.world();
+            let a = world
+                .addon_mut(addon)
+                .ok_or_else(|| SimError::UnknownAddon(addon.to_owned()))?;
+            a.maintenance = status;
+            a.name.clone()
+        };
+        self.shared.event(EventKind::DataMaintenanceChanged {
+            addon: name,
+            status: serde_json::to_value(status)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_default(),
+        });
+        Ok(())
+    }
+
+    /// Stops the HTTP server, the dynos and every redis-server.
+    pub async fn shutdown(mut self) {
+        let _ = self.shutdown.send(true);
+        let tasks = self.stop_everything();
+        for t in tasks {
+            let _ = t.await;
+        }
+        if let Some(server) = self.server.take() {
+            let _ = server.await;
+        }
+    }
+
+    fn stop_everything(&self) -> Vec<JoinHandle<()>> {
+        let mut tasks = dynos::abort_all(&self.shared);
+        let servers: Vec<Arc<RedisServer>> = {
+            let mut world = self.shared.world();
+            world.shutting_down = true;
+            for t in world.tasks.drain(..) {
+                t.abort();
+                tasks.push(t);
+            }
+            world
+                .addons
+                .iter()
+                .flat_map(|a| std::iter::once(Arc::clone(&a.server)).chain(a.pending.clone()))
+                .collect()
+        };
+        for s in servers {
+            s.stop();
+        }
+        tasks
+    }
+}
+
+impl Drop for Simulator {
+    fn drop(&mut self) {
+        let _ = self.shutdown.send(true);
+        self.stop_everything();
+        if let Some(server) = self.server.take() {
+            server.abort();
+        }
+    }
+}
+
+fn router(shared: Arc<Shared>, control: server::Control) -> Router {
+    Router::new()
+        .route("/account/rate-limits", get(platform::rate_limits))
+        .route("/apps", get(platform::list_apps))
+        .route(
+            "/apps/{app}",
+            get(platform::get_app).patch(platform::patch_app),
+        )
+        .route(
+            "/apps/{app}/formation",
+            get(platform::list_formation).patch(platform::batch_formation),
+        )
+        .route(
+            "/apps/{app}/formation/{ptype}",
+            get(platform::get_formation).patch(platform::patch_formation),
+        )
+        .route("/apps/{app}/dynos", get(platform::list_dynos))
+        .route("/apps/{app}/addons", get(platform::list_app_addons))
+        .route(
+            "/apps/{app}/addons/{addon}",
+            get(platform::get_app_addon).patch(platform::patch_addon),
+        )
+        .route(
+            "/apps/{app}/addon-attachments",
+            get(platform::list_app_attachments),
+        )
+        .route("/apps/{app}/config-vars", get(platform::config_vars))
+        .route(
+            "/apps/{app}/log-sessions",
+            post(platform::create_log_session),
+        )
+        .route("/addons", get(platform::list_all_addons))
+        .route("/addons/{addon}", get(platform::get_addon))
+        .route(
+            "/addons/{addon}/addon-attachments",
+            get(platform::list_addon_attachments),
+        )
+        .route("/addon-services/{service}/plans", get(platform::list_plans))
+        .route(
+            "/actions/addon-attachments/resolve",
+            post(platform::resolve_attachment),
+        )
+        .route("/actions/addons/resolve", post(platform::resolve_addon))
+        .route("/redis/v0/databases/{name}", get(data::get_database))
+        .route("/redis/v0/databases/{name}/wait", get(data::wait))
+        .route(
+            "/redis/v0/databases/{name}/config",
+            get(data::get_config).patch(data::patch_config),
+        )
+        .route("/data/maintenances/v1/{id}", get(data::maintenance))
+        .route("/__sim/timeline", get(admin::timeline))
+        .route("/__sim/requests", get(admin::requests))
+        .route(
+            "/__sim/faults",
+            get(admin::list_faults)
+                .post(admin::add_faults)
+                .delete(admin::clear_faults),
+        )
+        .route("/__sim/maintenance/{addon}", post(admin::set_maintenance))
+        .route("/__sim/restart", post(admin::restart))
+        .route("/__sim/processes", get(admin::processes))
+        .route("/__sim/downtime/{ptype}", get(admin::downtime_of))
+        .route(
+            "/__sim/rate-limit",
+            post(admin::set_rate_limit).patch(admin::set_rate_limit),
+        )
+        .route("/__sim/logs/{id}", get(admin::log_stream))
+        .fallback(|| async {
+            server::not_found("resource", "The requested API endpoint was not found.")
+        })
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::clone(&shared),
+            server::gate,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            control.clone(),
+            server::with_control,
+        ))
+        .layer(axum::Extension(control))
+        .with_state(shared)
+}
+
+/// Adjectives for generated add-on names (`redis-cubed-12345`), as Heroku does.
+const WORDS: &[&str] = &[
+    "cubed",
+    "sinuous",
+    "rigid",
+    "shallow",
+    "clear",
+    "rugged",
+    "opaque",
+    "curved",
+    "tetrahedral",
+    "polished",
+    "asymmetrical",
+    "spherical",
+];
+
+/// Starts and seeds every add-on's server, fills in apps, formations and config vars.
+async fn build_world(shared: &Arc<Shared>, scenario: &Scenario) -> Result<(), SimError> {
+    let now = state::now_iso();
+    let mut n = 0usize;
+    // Start every server concurrently: seeding dominates start-up time.
+    let mut starts = Vec::new();
+    for app in &scenario.apps {
+        for spec in &app.addons {
+            n += 1;
+            let name = spec.name.clone().unwrap_or_else(|| {
+                format!(
+                    "redis-{}-{}",
+                    WORDS[n % WORDS.len()],
+                    10_000 + (u32::from(rand::random::<u16>()) % 90_000)
+                )
+            });
+            let plan = crate::plans::find(&spec.plan).ok_or_else(|| SimError::InvalidScenario {
+                origin: "config".into(),
+                message: format!("unknown plan {}", spec.plan),
+            })?;
+            let server_spec = ServerSpec {
+                addon: name.clone(),
+                plan,
+                maxmemory_policy: spec.config.maxmemory_policy.clone(),
+                timeout: spec.config.timeout,
+                notify_keyspace_events: spec.config.notify_keyspace_events.clone(),
+            };
+            starts.push(start_addon(name, server_spec, spec.seed.clone()));
+        }
+    }
+    let servers = futures::future::try_join_all(starts).await;
+    // Keep started servers owned by the world even on failure so they are killed on drop.
+    let servers = servers?;
+    let mut servers = servers.into_iter();
+    let mut world = shared.world();
+    for app in &scenario.apps {
+        let app_id = state::new_id();
+        let mut config_vars: BTreeMap<String, String> = app.config_vars.clone();
+        for spec in &app.addons {
+            let Some((name, server)) = servers.next() else {
+                break;
+            };
+            let plan = server.plan();
+            shared.event(EventKind::RedisStarted {
+                addon: name.clone(),
+                plan: plan.name.to_owned(),
+                port: server.port(),
+                pid: server.pid(),
+            });
+            let addon = AddonState {
+                id: state::new_id(),
+                name,
+                app_id: app_id.clone(),
+                attachment_id: state::new_id(),
+                attachment: spec.attachment.to_uppercase(),
+                plan,
+                state: AddOnState::Provisioned,
+                server,
+                pending: None,
+                data: DataStatus::Available,
+                maintenance: spec.maintenance,
+                settings: spec.config.clone(),
+                connections: spec.connections.clone(),
+                created_at: now.clone(),
+                updated_at: now.clone(),
+            };
+            config_vars.insert(addon.config_var(), addon.server.url());
+            world.addons.push(addon);
+        }
+        world.apps.push(AppState {
+            id: app_id,
+            name: app.name.clone(),
+            maintenance: app.maintenance,
+            created_at: now.clone(),
+            updated_at: now.clone(),
+            formation: app
+                .formation
+                .iter()
+                .map(|f| FormationState {
+                    id: state::new_id(),
+                    process_type: f.process_type.clone(),
+                    quantity: f.quantity,
+                    size: f.size.clone(),
+                    command: f
+                        .command
+                        .clone()
+                        .unwrap_or_else(|| format!("npm run {}", f.process_type)),
+                    created_at: now.clone(),
+                    updated_at: now.clone(),
+                })
+                .collect(),
+            config_vars,
+            dynos: Vec::new(),
+        });
+    }
+    Ok(())
+}
+
+/// Starts one add-on's server and seeds it.
+async fn start_addon(
+    name: String,
+    spec: ServerSpec,
+    seed: Option<scenario::SeedSpec>,
+) -> Result<(String, Arc<RedisServer>), SimError> {
+    let server = RedisServer::start(&spec).await?;
+    let mut con = server.control().await.map_err(|source| SimError::Redis {
+        addon: name.clone(),
+        context: "connecting to seed".into(),
+        source,
+    })?;
+    if REDIS_VERSION.get().is_none()
+        && let Ok(info) = redis::cmd("INFO")
+            .arg("server")
+            .query_async::<String>(&mut con)
+            .await
+        && let Some(v) = info.lines().find_map(|l| l.strip_prefix("redis_version:"))
+    {
+        let _ = REDIS_VERSION.set(v.trim().to_owned());
+    }
+    if let Some(seed) = &seed {
+        seed::seed(&mut con, seed)
+            .await
+            .map_err(|source| SimError::Redis {
+                addon: name.clone(),
+                context: format!("seeding {} keys", seed.keys),
+                source,
+            })?;
+    }
+    Ok((name, Arc::new(server)))
+}

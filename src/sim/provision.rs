@@ -1,0 +1,402 @@
+//! Plan changes, the way Heroku does them: a new server with the new plan's limits replicates
+//! from the old one, is promoted, the config var moves to it (restarting the app's dynos) and
+//! the old server stops. A downgrade too small for the data fails and keeps the old server.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use redis::aio::MultiplexedConnection;
+
+use crate::heroku::models::AddOnState;
+use crate::plans::Plan;
+use crate::sim::dynos;
+use crate::sim::faults::Fault;
+use crate::sim::redis_proc::{RedisServer, ServerSpec};
+use crate::sim::state::{DataStatus, Shared, now_iso};
+use crate::sim::timeline::EventKind;
+
+/// Longest wait for the new server's initial sync.
+const SYNC_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// What the fault hooks asked of this change.
+#[derive(Debug, Default)]
+struct ChangeFaults {
+    extra: Duration,
+    fail: Option<String>,
+    lose: u32,
+    change: u32,
+}
+
+/// Starts a plan change of `addon` (already marked `provisioning` on `target` by the caller)
+/// in the background.
+pub(crate) fn spawn_change(shared: &Arc<Shared>, addon: String, from: Plan, target: Plan) {
+    let task = tokio::spawn(change(Arc::clone(shared), addon, from, target));
+    shared.world().tasks.push(task);
+}
+
+async fn change(shared: Arc<Shared>, addon: String, from: Plan, target: Plan) {
+    let started = Instant::now();
+    shared.event(EventKind::ProvisioningStarted {
+        addon: addon.clone(),
+        from_plan: from.full_name(),
+        to_plan: target.full_name(),
+    });
+    let app = app_name(&shared, &addon);
+    shared.log(
+        &app,
+        "app",
+        "heroku-redis",
+        &format!("source=REDIS addon={addon} plan change {from} -> {target} started"),
+    );
+    let faults = take_faults(&shared, &addon);
+    match migrate(&shared, &addon, target, &faults, started).await {
+        Ok(()) => {}
+        Err(reason) => fail(&shared, &addon, from, target, &reason),
+    }
+}
+
+fn take_faults(shared: &Shared, addon: &str) -> ChangeFaults {
+    let f = &shared.faults;
+    let mut out = ChangeFaults::default();
+    if let Some(extra) = f.take(addon, |x| match x {
+        Fault::SlowProvisioning {
+            addon,
+            extra_seconds,
+        } => Some((addon.as_deref(), *extra_seconds)),
+        _ => None,
+    }) {
+        out.extra = Duration::from_secs_f64(extra.max(0.0));
+    }
+    out.fail = f.take(addon, |x| match x {
+        Fault::FailProvisioning { addon, message } => Some((
+            addon.as_deref(),
+            message
+                .clone()
+                .unwrap_or_else(|| "the new server could not be provisioned".into()),
+        )),
+        _ => None,
+    });
+    out.lose = f
+        .take(addon, |x| match x {
+            Fault::LoseKeys { addon, count } => Some((addon.as_deref(), *count)),
+            _ => None,
+        })
+        .unwrap_or(0);
+    out.change = f
+        .take(addon, |x| match x {
+            Fault::ChangeKeys { addon, count } => Some((addon.as_deref(), *count)),
+            _ => None,
+        })
+        .unwrap_or(0);
+    out
+}
+
+fn app_name(shared: &Shared, addon: &str) -> String {
+    let world = shared.world();
+    world
+        .addon(addon, None)
+        .and_then(|a| world.app(&a.app_id))
+        .map(|a| a.name.clone())
+        .unwrap_or_default()
+}
+
+/// The migration proper. Any error string is the failure reason shown to users.
+async fn migrate(
+    shared: &Arc<Shared>,
+    addon: &str,
+    target: Plan,
+    faults: &ChangeFaults,
+    started: Instant,
+) -> Result<(), String> {
+    let (old, spec) = {
+        let world = shared.world();
+        let a = world.addon(addon, None).ok_or("the add-on is gone")?;
+        (
+            Arc::clone(&a.server),
+            ServerSpec {
+                addon: a.name.clone(),
+                plan: target,
+                maxmemory_policy: a.settings.maxmemory_policy.clone(),
+                timeout: a.settings.timeout,
+                notify_keyspace_events: a.settings.notify_keyspace_events.clone(),
+            },
+        )
+    };
+    let new = Arc::new(RedisServer::start(&spec).await.map_err(|e| e.to_string())?);
+    shared.event(EventKind::RedisStarted {
+        addon: addon.to_owned(),
+        plan: target.name.to_owned(),
+        port: new.port(),
+        pid: new.pid(),
+    });
+    if let Some(a) = shared.world().addon_mut(addon) {
+        a.pending = Some(Arc::clone(&new));
+    }
+    let result = replicate_and_promote(shared, addon, &old, &new, faults, started).await;
+    if let Err(reason) = result {
+        stop_server(shared, addon, &new);
+        if let Some(a) = shared.world().addon_mut(addon) {
+            a.pending = None;
+        }
+        return Err(reason);
+    }
+    // Switch over: the config var points at the new server, the add-on is provisioned.
+    let (app_id, app_name, var) = {
+        let mut world = shared.world();
+        let Some(a) = world.addon_mut(addon) else {
+            return Err("the add-on is gone".into());
+        };
+        a.server = Arc::clone(&new);
+        a.pending = None;
+        a.plan = target;
+        a.state = AddOnState::Provisioned;
+        a.data = DataStatus::Available;
+        a.updated_at = now_iso();
+        let var = a.config_var();
+        let app_id = a.app_id.clone();
+        let app = world.app_mut(&app_id);
+        let name = app.as_ref().map(|a| a.name.clone()).unwrap_or_default();
+        if let Some(app) = app {
+            app.config_vars.insert(var.clone(), new.url());
+            app.updated_at = now_iso();
+        }
+        (app_id, name, var)
+    };
+    shared.event(EventKind::ConfigVarChanged {
+        app: app_name.clone(),
+        name: var.clone(),
+    });
+    shared.event(EventKind::ProvisioningSucceeded {
+        addon: addon.to_owned(),
+        plan: target.full_name(),
+    });
+    shared.log(
+        &app_name,
+        "app",
+        "api",
+        &format!("Set {var} config vars by heroku-redis"),
+    );
+    shared.log(
+        &app_name,
+        "app",
+        "heroku-redis",
+        &format!("source=REDIS addon={addon} plan change to {target} completed"),
+    );
+    // Heroku restarts the app when a config var changes; then the old server goes away.
+    dynos::restart_app(shared, &app_id).await;
+    stop_server(shared, addon, &old);
+    Ok(())
+}
+
+async fn replicate_and_promote(
+    shared: &Shared,
+    addon: &str,
+    old: &RedisServer,
+    new: &RedisServer,
+    faults: &ChangeFaults,
+    started: Instant,
+) -> Result<(), String> {
+    let redis_err = |context: &str, e: &redis::RedisError| format!("{context}: {e}");
+    let mut con = new
+        .control()
+        .await
+        .map_err(|e| redis_err("connecting to the new server", &e))?;
+    // The old server's platform slot goes to the replication link.
+    old.release_control().await;
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("masterauth")
+        .arg(old.password())
+        .query_async::<()>(&mut con)
+        .await
+        .map_err(|e| redis_err("configuring replication", &e))?;
+    redis::cmd("REPLICAOF")
+        .arg("127.0.0.1")
+        .arg(old.port())
+        .query_async::<()>(&mut con)
+        .await
+        .map_err(|e| redis_err("starting replication", &e))?;
+    let keys = wait_synced(&mut con).await?;
+    shared.event(EventKind::ProvisioningSynced {
+        addon: addon.to_owned(),
+        keys,
+    });
+    // The new server must hold the data within the plan's memory, as a primary would have to.
+    let used = info_field(&mut con, "memory", "used_memory").await?;
+    let limit = new.plan().memory_bytes;
+    if used > limit {
+        return Err(format!(
+            "the data ({} MB) does not fit in {} ({} MB): OOM command not allowed when used \
+             memory > 'maxmemory'",
+            used / (1024 * 1024),
+            new.plan().name,
+            limit / (1024 * 1024)
+        ));
+    }
+    let total = shared.config.provision + faults.extra;
+    if let Some(rest) = total.checked_sub(started.elapsed()) {
+        tokio::time::sleep(rest).await;
+    }
+    if let Some(message) = &faults.fail {
+        shared.event(EventKind::FaultFired {
+            fault: "fail_provisioning".into(),
+            detail: message.clone(),
+        });
+        return Err(message.clone());
+    }
+    redis::cmd("REPLICAOF")
+        .arg("NO")
+        .arg("ONE")
+        .query_async::<()>(&mut con)
+        .await
+        .map_err(|e| redis_err("promoting the new server", &e))?;
+    if faults.lose > 0 || faults.change > 0 {
+        corrupt(shared, addon, &mut con, faults.lose, faults.change).await?;
+    }
+    Ok(())
+}
+
+/// Waits until the replica's link is up, the initial sync is done and its offset matches the
+/// primary's; returns the replica's key count.
+async fn wait_synced(con: &mut MultiplexedConnection) -> Result<u64, String> {
+    let started = Instant::now();
+    loop {
+        let info: String = redis::cmd("INFO")
+            .arg("replication")
+            .query_async(con)
+            .await
+            .map_err(|e| format!("reading replication state: {e}"))?;
+        let up = field(&info, "master_link_status") == Some("up")
+            && field(&info, "master_sync_in_progress") == Some("0");
+        if up {
+            let keys: u64 = redis::cmd("DBSIZE")
+                .query_async(con)
+                .await
+                .map_err(|e| format!("counting keys: {e}"))?;
+            return Ok(keys);
+        }
+        if started.elapsed() > SYNC_TIMEOUT {
+            return Err(format!(
+                "the new server did not finish syncing within {} s (link {}); is the old \
+                 server at its connection limit?",
+                SYNC_TIMEOUT.as_secs(),
+                field(&info, "master_link_status").unwrap_or("unknown")
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn info_field(
+    con: &mut MultiplexedConnection,
+    section: &str,
+    name: &str,
+) -> Result<u64, String> {
+    let info: String = redis::cmd("INFO")
+        .arg(section)
+        .query_async(con)
+        .await
+        .map_err(|e| format!("reading INFO {section}: {e}"))?;
+    field(&info, name)
+        .and_then(|v| v.parse().ok())
+        .ok_or_else(|| format!("INFO {section} has no {name}"))
+}
+
+fn field<'a>(info: &'a str, name: &str) -> Option<&'a str> {
+    info.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
+        .map(str::trim)
+}
+
+/// The `lose_keys` / `change_keys` faults: damage the promoted server before switch-over.
+async fn corrupt(
+    shared: &Shared,
+    addon: &str,
+    con: &mut MultiplexedConnection,
+    lose: u32,
+    change: u32,
+) -> Result<(), String> {
+    let mut victims: Vec<String> = Vec::new();
+    let mut strings: Vec<String> = Vec::new();
+    let mut cursor: u64 = 0;
+    loop {
+        let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("COUNT")
+            .arg(1000)
+            .query_async(con)
+            .await
+            .map_err(|e| format!("scanning for the fault: {e}"))?;
+        for k in keys {
+            if k.starts_with("ca:") && strings.len() < change as usize {
+                strings.push(k);
+            } else if victims.len() < lose as usize {
+                victims.push(k);
+            }
+        }
+        cursor = next;
+        if cursor == 0 || (victims.len() >= lose as usize && strings.len() >= change as usize) {
+            break;
+        }
+    }
+    for k in &victims {
+        let _: redis::RedisResult<()> = redis::cmd("DEL").arg(k).query_async(con).await;
+    }
+    for k in &strings {
+        let _: redis::RedisResult<()> = redis::cmd("SET")
+            .arg(k)
+            .arg("changed-by-migration")
+            .arg("KEEPTTL")
+            .query_async(con)
+            .await;
+    }
+    shared.event(EventKind::FaultFired {
+        fault: "lose_keys/change_keys".into(),
+        detail: format!(
+            "add-on {addon}: {} keys deleted, {} values changed on the new server",
+            victims.len(),
+            strings.len()
+        ),
+    });
+    Ok(())
+}
+
+fn stop_server(shared: &Shared, addon: &str, server: &RedisServer) {
+    server.stop();
+    shared.event(EventKind::RedisStopped {
+        addon: addon.to_owned(),
+        port: server.port(),
+        pid: server.pid(),
+    });
+}
+
+fn fail(shared: &Shared, addon: &str, from: Plan, target: Plan, reason: &str) {
+    let app = {
+        let mut world = shared.world();
+        if let Some(a) = world.addon_mut(addon) {
+            a.plan = from;
+            a.state = AddOnState::Provisioned;
+            a.data = DataStatus::ChangeFailed(format!(
+                "plan change to {target} failed: {reason}; the database is available on {from}"
+            ));
+            a.updated_at = now_iso();
+        }
+        world
+            .addon(addon, None)
+            .and_then(|a| world.app(&a.app_id))
+            .map(|a| a.name.clone())
+            .unwrap_or_default()
+    };
+    shared.event(EventKind::ProvisioningFailed {
+        addon: addon.to_owned(),
+        plan: from.full_name(),
+        reason: reason.to_owned(),
+    });
+    shared.log(
+        &app,
+        "app",
+        "heroku-redis",
+        &format!("source=REDIS addon={addon} plan change to {target} failed: {reason}"),
+    );
+}

@@ -1,0 +1,383 @@
+//! Real `redis-server` processes, one per heroku-redis add-on (two during a plan change).
+//!
+//! Every child is spawned from ONE long-lived thread (the spawner) as
+//! `setpriv --pdeathsig KILL -- redis-server …`: the kernel's parent-death signal fires when the
+//! thread that forked the child exits, so forking from short-lived runtime threads would kill
+//! servers at random, and forking from a thread that lives as long as the process makes the
+//! kernel kill every server when the simulator dies, even by SIGKILL. Where `setpriv` is
+//! missing, children are plain processes killed when their [`RedisServer`] is dropped.
+
+use std::fmt;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use redis::aio::MultiplexedConnection;
+
+use crate::plans::Plan;
+use crate::sim::SimError;
+use crate::sim::timeline::lock;
+
+/// Extra client slots beyond the plan's: held by the platform's own control connection (named
+/// `heroku-platform` in `CLIENT LIST`), released to the replication link during a plan change,
+/// so apps get exactly the plan's `maxclients`.
+pub const PLATFORM_SLOTS: u32 = 1;
+
+/// The client name of the platform's control connection.
+pub const PLATFORM_CLIENT: &str = "heroku-platform";
+
+/// How long a new server may take to answer PING.
+const READY_TIMEOUT: Duration = Duration::from_secs(10);
+
+struct SpawnRequest {
+    command: Command,
+    reply: tokio::sync::oneshot::Sender<std::io::Result<Child>>,
+}
+
+/// The spawner thread's inbox, started on first use; the thread lives as long as the process.
+fn spawner() -> mpsc::Sender<SpawnRequest> {
+    static SPAWNER: OnceLock<Mutex<mpsc::Sender<SpawnRequest>>> = OnceLock::new();
+    let tx = SPAWNER.get_or_init(|| {
+        let (tx, rx) = mpsc::channel::<SpawnRequest>();
+        // If the thread cannot start, the receiver is dropped and every send fails with
+        // SpawnerGone, which names the problem.
+        let _ = std::thread::Builder::new()
+            .name("upshift-sim-spawner".into())
+            .spawn(move || {
+                for mut req in rx {
+                    let _ = req.reply.send(req.command.spawn());
+                }
+            });
+        Mutex::new(tx)
+    });
+    lock(tx).clone()
+}
+
+/// Finds an executable in `PATH` (and the usual system directories).
+pub fn which(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(["/usr/bin", "/usr/local/bin", "/bin", "/usr/sbin"].map(PathBuf::from))
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
+}
+
+/// The redis-server binary, or the error telling the user how to install it.
+///
+/// # Errors
+/// [`SimError::RedisServerMissing`].
+pub fn redis_server_path() -> Result<PathBuf, SimError> {
+    which("redis-server").ok_or(SimError::RedisServerMissing)
+}
+
+/// A free loopback port (bound, read, released).
+fn free_port() -> std::io::Result<u16> {
+    let l = std::net::TcpListener::bind("127.0.0.1:0")?;
+    Ok(l.local_addr()?.port())
+}
+
+/// What a new server is started with.
+#[derive(Debug, Clone)]
+pub struct ServerSpec {
+    /// Add-on name (for errors and the timeline).
+    pub addon: String,
+    pub plan: Plan,
+    pub maxmemory_policy: String,
+    pub timeout: u64,
+    pub notify_keyspace_events: String,
+}
+
+/// One running redis-server child. The password never appears in `Debug` output.
+pub struct RedisServer {
+    addon: String,
+    plan: Plan,
+    port: u16,
+    password: String,
+    pid: u32,
+    child: Mutex<Option<Child>>,
+    control: tokio::sync::Mutex<Option<MultiplexedConnection>>,
+    dir: tempfile::TempDir,
+}
+
+impl fmt::Debug for RedisServer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisServer")
+            .field("addon", &self.addon)
+            .field("plan", &self.plan.name)
+            .field("port", &self.port)
+            .field("pid", &self.pid)
+            .field("password", &"<redacted>")
+            .finish_non_exhaustive()
+    }
+}
+
+impl RedisServer {
+    /// Starts a server with the plan's `maxmemory` and `maxclients` and waits until it answers.
+    ///
+    /// # Errors
+    /// redis-server missing, the spawn failing, or the server not answering in time.
+    pub async fn start(spec: &ServerSpec) -> Result<Self, SimError> {
+        let binary = redis_server_path()?;
+        let mut last = None;
+        // A port picked as free can be taken before redis binds it: try a few.
+        for _ in 0..3 {
+            match Self::start_once(spec, &binary).await {
+                Ok(s) => return Ok(s),
+                Err(e @ SimError::RedisNotReady { .. }) => last = Some(e),
+                Err(e) => return Err(e),
+            }
+        }
+        Err(last.unwrap_or(SimError::SpawnerGone))
+    }
+
+    async fn start_once(spec: &ServerSpec, binary: &Path) -> Result<Self, SimError> {
+        let dir = tempfile::Builder::new()
+            .prefix("upshift-sim-redis-")
+            .tempdir()
+            .map_err(|source| SimError::TempDir { source })?;
+        let port = free_port().map_err(|source| SimError::SpawnRedis {
+            addon: spec.addon.clone(),
+            source,
+        })?;
+        let password = uuid::Uuid::new_v4().simple().to_string();
+        let log = dir.path().join("redis.log");
+        let args: Vec<String> = vec![
+            "--port".into(),
+            port.to_string(),
+            "--bind".into(),
+            "127.0.0.1".into(),
+            "--save".into(),
+            String::new(),
+            "--appendonly".into(),
+            "no".into(),
+            "--requirepass".into(),
+            password.clone(),
+            "--masterauth".into(),
+            password.clone(),
+            "--maxmemory".into(),
+            spec.plan.memory_bytes.to_string(),
+            "--maxclients".into(),
+            (spec.plan.max_clients + PLATFORM_SLOTS).to_string(),
+            "--maxmemory-policy".into(),
+            spec.maxmemory_policy.clone(),
+            "--timeout".into(),
+            spec.timeout.to_string(),
+            "--notify-keyspace-events".into(),
+            spec.notify_keyspace_events.clone(),
+            // Replicas sync at once (the default waits 5 s for more replicas to join).
+            "--repl-diskless-sync-delay".into(),
+            "0".into(),
+            "--daemonize".into(),
+            "no".into(),
+            "--dir".into(),
+            dir.path().display().to_string(),
+            "--logfile".into(),
+            log.display().to_string(),
+        ];
+        let mut command = match which("setpriv") {
+            Some(setpriv) => {
+                let mut c = Command::new(setpriv);
+                c.args(["--pdeathsig", "KILL", "--"]).arg(binary);
+                c
+            }
+            None => Command::new(binary),
+        };
+        command
+            .args(&args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        let (reply, rx) = tokio::sync::oneshot::channel();
+        spawner()
+            .send(SpawnRequest { command, reply })
+            .map_err(|_| SimError::SpawnerGone)?;
+        let child = rx
+            .await
+            .map_err(|_| SimError::SpawnerGone)?
+            .map_err(|source| SimError::SpawnRedis {
+                addon: spec.addon.clone(),
+                source,
+            })?;
+        let server = Self {
+            addon: spec.addon.clone(),
+            plan: spec.plan,
+            port,
+            password,
+            pid: child.id(),
+            child: Mutex::new(Some(child)),
+            control: tokio::sync::Mutex::new(None),
+            dir,
+        };
+        server.wait_ready().await?;
+        server
+            .control()
+            .await
+            .map_err(|e| SimError::RedisNotReady {
+                addon: server.addon.clone(),
+                port,
+                waited_ms: 0,
+                detail: format!("control connection: {e}"),
+            })?;
+        Ok(server)
+    }
+
+    async fn wait_ready(&self) -> Result<(), SimError> {
+        let started = Instant::now();
+        let mut detail = String::from("no answer");
+        while started.elapsed() < READY_TIMEOUT {
+            if let Some(status) = lock(&self.child)
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
+                detail = format!("redis-server exited ({status}): {}", self.log_tail());
+                break;
+            }
+            match self.connect().await {
+                Ok(mut con) => match redis::cmd("PING").query_async::<String>(&mut con).await {
+                    Ok(_) => return Ok(()),
+                    Err(e) => detail = e.to_string(),
+                },
+                Err(e) => detail = e.to_string(),
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        self.stop();
+        Err(SimError::RedisNotReady {
+            addon: self.addon.clone(),
+            port: self.port,
+            waited_ms: started.elapsed().as_millis(),
+            detail,
+        })
+    }
+
+    fn log_tail(&self) -> String {
+        let mut text = String::new();
+        if let Ok(mut f) = std::fs::File::open(self.dir.path().join("redis.log")) {
+            let _ = f.read_to_string(&mut text);
+        }
+        let lines: Vec<&str> = text.lines().rev().take(3).collect();
+        lines.into_iter().rev().collect::<Vec<_>>().join(" | ")
+    }
+
+    /// The plan whose limits this server runs with.
+    pub fn plan(&self) -> Plan {
+        self.plan
+    }
+
+    /// The loopback port.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+
+    /// The password (a secret: for URLs and `masterauth` only).
+    pub(crate) fn password(&self) -> &str {
+        &self.password
+    }
+
+    /// The URL an app gets in its config var, like Heroku's `redis://:<password>@host:port`.
+    pub fn url(&self) -> String {
+        format!("redis://:{}@127.0.0.1:{}", self.password, self.port)
+    }
+
+    /// A new connection (its own TCP connection).
+    ///
+    /// # Errors
+    /// The Redis error (refused, auth, max clients).
+    pub async fn connect(&self) -> redis::RedisResult<MultiplexedConnection> {
+        connect_url(&self.url()).await
+    }
+
+    /// The platform's control connection (opened on first use, then kept; clones share it).
+    ///
+    /// # Errors
+    /// The Redis error when it has to be opened and cannot be.
+    pub async fn control(&self) -> redis::RedisResult<MultiplexedConnection> {
+        let mut slot = self.control.lock().await;
+        if let Some(con) = slot.as_ref() {
+            return Ok(con.clone());
+        }
+        let mut con = self.connect().await?;
+        redis::cmd("CLIENT")
+            .arg("SETNAME")
+            .arg(PLATFORM_CLIENT)
+            .query_async::<()>(&mut con)
+            .await?;
+        *slot = Some(con.clone());
+        Ok(con)
+    }
+
+    /// Closes the control connection, freeing its slot (for a replica's link).
+    pub async fn release_control(&self) {
+        self.control.lock().await.take();
+    }
+
+    /// Whether the process is still running.
+    pub fn is_running(&self) -> bool {
+        lock(&self.child)
+            .as_mut()
+            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+    }
+
+    /// Kills the process (SIGKILL: no data is kept anyway) and reaps it. Idempotent.
+    pub fn stop(&self) {
+        if let Some(mut child) = lock(&self.child).take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Opens one connection to a Redis URL with short timeouts.
+///
+/// # Errors
+/// The Redis error.
+pub async fn connect_url(url: &str) -> redis::RedisResult<MultiplexedConnection> {
+    let client = redis::Client::open(url)?;
+    let config = redis::AsyncConnectionConfig::new()
+        .set_connection_timeout(Some(Duration::from_secs(2)))
+        .set_response_timeout(Some(Duration::from_secs(5)));
+    client
+        .get_multiplexed_async_connection_with_config(&config)
+        .await
+}
+
+/// Turns a failed connection into the server's own words: a server at its `maxclients`
+/// answers `-ERR max number of clients reached` and closes, which a client that writes first
+/// only sees as a reset. A raw connection reads the greeting line.
+pub async fn explain_refusal(url: &str, error: &redis::RedisError) -> String {
+    let port = url::Url::parse(url).ok().and_then(|u| u.port());
+    if let Some(port) = port
+        && (error.is_io_error() || error.is_connection_dropped())
+        && let Ok(Ok(mut stream)) = tokio::time::timeout(
+            Duration::from_millis(300),
+            tokio::net::TcpStream::connect(("127.0.0.1", port)),
+        )
+        .await
+    {
+        use tokio::io::AsyncReadExt;
+        let mut buf = [0u8; 128];
+        if let Ok(Ok(n)) =
+            tokio::time::timeout(Duration::from_millis(300), stream.read(&mut buf)).await
+            && let Some(line) = std::str::from_utf8(&buf[..n])
+                .ok()
+                .and_then(|t| t.strip_prefix('-'))
+        {
+            return line.trim().to_owned();
+        }
+    }
+    error.to_string()
+}

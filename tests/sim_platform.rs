@@ -1,0 +1,326 @@
+//! The simulated platform's behaviour: dynos hold real connections and write, stop on scale to
+//! 0 (unless a fault makes one rogue), restart on config var changes; logs stream; downtime is
+//! measured; the `sim serve` binary leaves no redis-server behind, even when killed with SIGKILL.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use upshift::heroku::models::{FormationUpdate, LogSessionRequest};
+use upshift::sim::{EventKind, Fault, TimelineEvent};
+
+use common::{client, eventually, shop, start};
+
+fn scale(process_type: &str, quantity: u32) -> Vec<FormationUpdate> {
+    vec![FormationUpdate {
+        process_type: process_type.into(),
+        quantity: Some(quantity),
+        size: None,
+    }]
+}
+
+fn writes_by(events: &[TimelineEvent], dyno: &str, after_ms: f64) -> usize {
+    events
+        .iter()
+        .filter(|e| e.at_ms > after_ms)
+        .filter(|e| matches!(&e.kind, EventKind::Write { dyno: d, ok: true, .. } if d == dyno))
+        .count()
+}
+
+async fn client_names(url: &str) -> Vec<String> {
+    let mut con = common::redis(url).await;
+    let list: String = redis::cmd("CLIENT")
+        .arg("LIST")
+        .query_async(&mut con)
+        .await
+        .unwrap();
+    list.lines()
+        .filter_map(|l| l.split(' ').find_map(|f| f.strip_prefix("name=")))
+        .filter(|n| !n.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+#[tokio::test]
+async fn dynos_hold_connections_write_and_stop_when_scaled_to_zero() {
+    let sim = start(shop(2, "premium-0", 100, 3)).await;
+    let c = client(&sim);
+    let url = sim.redis_url("shop_redis");
+    eventually(Duration::from_secs(5), "6 dyno connections", || async {
+        client_names(&url)
+            .await
+            .iter()
+            .filter(|n| n.starts_with("web."))
+            .count()
+            == 6
+    })
+    .await;
+    let names = client_names(&url).await;
+    assert!(names.contains(&"heroku-platform".to_owned()), "{names:?}");
+    eventually(Duration::from_secs(5), "writes from both dynos", || async {
+        let t = sim.timeline();
+        writes_by(&t, "web.1", 0.0) > 2 && writes_by(&t, "web.2", 0.0) > 2
+    })
+    .await;
+    assert!(
+        c.dynos("shop")
+            .await
+            .unwrap()
+            .iter()
+            .all(|d| d.state.as_str() == "up")
+    );
+
+    c.update_formation("shop", &scale("web", 0)).await.unwrap();
+    let stopped_at = sim.now_ms();
+    assert!(c.dynos("shop").await.unwrap().is_empty());
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let t = sim.timeline();
+    assert_eq!(
+        writes_by(&t, "web.1", stopped_at),
+        0,
+        "no write after scale-down"
+    );
+    assert_eq!(writes_by(&t, "web.2", stopped_at), 0);
+    eventually(
+        Duration::from_secs(3),
+        "dyno connections closed",
+        || async {
+            !client_names(&url)
+                .await
+                .iter()
+                .any(|n| n.starts_with("web."))
+        },
+    )
+    .await;
+
+    // Scale back: `starting` first, then `up`; the platform-side downtime is measurable.
+    c.update_formation("shop", &scale("web", 1)).await.unwrap();
+    let d = c.dynos("shop").await.unwrap();
+    assert_eq!(d.len(), 1);
+    assert_eq!(d[0].state.as_str(), "starting");
+    eventually(Duration::from_secs(3), "dyno up", || async {
+        c.dynos("shop").await.unwrap()[0].state.as_str() == "up"
+    })
+    .await;
+    let downtime = sim.downtime("web").unwrap();
+    assert!(
+        downtime >= Duration::from_millis(440) && downtime < Duration::from_secs(3),
+        "{downtime:?}"
+    );
+    assert!(sim.downtime("worker").is_none());
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_rogue_dyno_keeps_writing_after_the_scale_down() {
+    let sim = start(shop(2, "premium-0", 0, 2)).await;
+    let c = client(&sim);
+    eventually(Duration::from_secs(5), "writes", || async {
+        writes_by(&sim.timeline(), "web.2", 0.0) > 0
+    })
+    .await;
+    sim.inject(Fault::IgnoreScaleDown {
+        process_type: "web".into(),
+        dynos: 1,
+    });
+    c.update_formation("shop", &scale("web", 0)).await.unwrap();
+    let at = sim.now_ms();
+    assert!(
+        c.dynos("shop").await.unwrap().is_empty(),
+        "the platform lists none"
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let t = sim.timeline();
+    assert!(
+        writes_by(&t, "web.2", at) > 0,
+        "the rogue (highest number) keeps writing"
+    );
+    assert_eq!(writes_by(&t, "web.1", at), 0);
+    assert!(t.iter().any(|e| matches!(
+        &e.kind,
+        EventKind::DynoStopped { dyno, rogue: true, .. } if dyno == "web.2"
+    )));
+    let names = client_names(&sim.redis_url("shop_redis")).await;
+    assert_eq!(
+        names.iter().filter(|n| *n == "web.2").count(),
+        2,
+        "{names:?}"
+    );
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn max_clients_errors_reach_the_log_stream_and_plan_changes_restart_dynos() {
+    // 2 dynos x 25 connections on premium-0 (40): the second dyno hits the limit.
+    let sim = start(shop(2, "premium-0", 0, 25)).await;
+    let c = client(&sim);
+    eventually(Duration::from_secs(5), "a refused connection", || async {
+        sim.timeline().iter().any(|e| matches!(
+            &e.kind,
+            EventKind::ConnectionFailed { error, .. } if error.contains("max number of clients reached")
+        ))
+    })
+    .await;
+    let session = c
+        .create_log_session(
+            "shop",
+            &LogSessionRequest {
+                lines: Some(200),
+                ..LogSessionRequest::default()
+            },
+        )
+        .await
+        .unwrap();
+    let text = reqwest::get(&session.logplex_url)
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let line = text
+        .lines()
+        .find(|l| l.contains("ERR max number of clients reached"))
+        .unwrap_or_else(|| panic!("no max-clients line in:\n{text}"));
+    assert!(line.contains("+00:00 app[web."), "{line}");
+    assert!(text.contains("heroku[web.1]: State changed from starting to up"));
+
+    // Upgrading gives room: after the change the dynos restart onto the new server.
+    let old = sim.redis_url("shop_redis");
+    c.update_formation("shop", &scale("web", 1)).await.unwrap();
+    c.change_addon_plan("shop", "shop_redis", "premium-1")
+        .await
+        .unwrap();
+    common::wait_provisioned(&c, "shop", "shop_redis", "heroku-redis:premium-1").await;
+    let new = sim.redis_url("shop_redis");
+    assert_ne!(old, new);
+    c.update_formation("shop", &scale("web", 2)).await.unwrap();
+    eventually(
+        Duration::from_secs(5),
+        "50 connections on premium-1",
+        || async {
+            client_names(&new)
+                .await
+                .iter()
+                .filter(|n| n.starts_with("web."))
+                .count()
+                == 50
+        },
+    )
+    .await;
+    let restarts = sim
+        .timeline()
+        .iter()
+        .filter(|e| matches!(&e.kind, EventKind::DynoStopped { reason, .. } if reason == "restart"))
+        .count();
+    assert_eq!(
+        restarts, 1,
+        "the one running dyno restarted on the config var change"
+    );
+
+    // A tailing session gets new lines as they happen.
+    let session = c
+        .create_log_session(
+            "shop",
+            &LogSessionRequest {
+                tail: Some(true),
+                lines: Some(1),
+                ..LogSessionRequest::default()
+            },
+        )
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let tail = tokio::spawn(async move {
+        reqwest::get(&session.logplex_url)
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    c.set_maintenance("shop", true).await.unwrap();
+    let text = tail.await.unwrap();
+    assert!(text.contains("app[api]: Enable maintenance mode"), "{text}");
+    assert!(
+        started.elapsed() >= Duration::from_secs(1),
+        "tail stays open"
+    );
+    sim.shutdown().await;
+}
+
+/// Starts `upshift sim serve` and reads its three lines.
+fn serve() -> (std::process::Child, String, String) {
+    common::require_redis();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_upshift"))
+        .args(["sim", "serve", "--port", "0", "--provision-seconds", "0.2"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("the binary starts");
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut next = || lines.next().expect("a line").expect("utf-8");
+    let api = next();
+    let data = next();
+    let key = next();
+    let api = api.strip_prefix("HEROKU_API_URL=").unwrap().to_owned();
+    assert_eq!(data, format!("HEROKU_DATA_URL={api}"));
+    let key = key.strip_prefix("HEROKU_API_KEY=").unwrap().to_owned();
+    (child, api, key)
+}
+
+async fn pids(api: &str) -> Vec<u32> {
+    let list: Vec<serde_json::Value> = reqwest::get(format!("{api}/__sim/processes"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    list.iter()
+        .map(|p| u32::try_from(p["pid"].as_u64().unwrap()).unwrap())
+        .collect()
+}
+
+#[tokio::test]
+async fn sigkill_of_the_simulator_leaves_no_redis_server() {
+    let (mut child, api, key) = serve();
+    let r = reqwest::Client::new()
+        .get(format!("{api}/apps/enketo-demo"))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let pids = pids(&api).await;
+    assert_eq!(pids.len(), 2);
+    assert!(pids.iter().all(|p| common::alive(*p)));
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    eventually(Duration::from_secs(5), "redis-servers gone", || async {
+        pids.iter().all(|p| !common::alive(*p))
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn sigterm_stops_the_simulator_cleanly() {
+    let (mut child, api, _) = serve();
+    let pids = pids(&api).await;
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let started = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            assert!(status.success(), "{status}");
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(5), "still running");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(pids.iter().all(|p| !common::alive(*p)));
+}
