@@ -3,6 +3,7 @@
 //! Each command family has its own file (`sim.rs`, `verify.rs`, …) holding its clap `Args`
 //! struct and a pure conversion into the library's options; this file only dispatches.
 
+pub mod demo;
 pub mod run;
 pub mod sim;
 pub mod verify;
@@ -33,6 +34,8 @@ pub enum Command {
     Runs(run::RunsArgs),
     /// List the playbooks and their parameters.
     Playbooks(run::PlaybooksArgs),
+    /// Start the simulator with the Enketo scenario and change both Redis add-ons against it.
+    Demo(demo::DemoArgs),
     /// The Heroku simulator (tests and the demo run against it).
     #[command(subcommand)]
     Sim(sim::SimCommand),
@@ -57,7 +60,8 @@ pub fn main() -> std::process::ExitCode {
         Command::Rollback(args) => run::reopen(&args, true),
         Command::Runs(args) => run::runs(&args),
         Command::Playbooks(args) => run::playbooks(&args),
-        Command::Sim(cmd) => sim::run(&cmd),
+        Command::Demo(args) => demo::run(&args),
+        Command::Sim(cmd) => sim::run(cmd),
         Command::Digest(args) => verify::run_digest(&args),
         Command::Snapshot(args) => verify::run_snapshot(&args),
         Command::Restore(args) => verify::run_restore(&args),

@@ -52,7 +52,7 @@ impl TryFrom<ServeArgs> for SimConfig {
 }
 
 /// Runs a simulator subcommand.
-pub fn run(cmd: &SimCommand) -> ExitCode {
+pub fn run(cmd: SimCommand) -> ExitCode {
     match cmd {
         SimCommand::Serve(args) => match serve(args) {
             Ok(()) => ExitCode::Success,

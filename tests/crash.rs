@@ -1,0 +1,158 @@
+//! Crash anywhere: the run is killed at every journal point of a successful run (a failpoint
+//! compiled only into test builds aborts the process right after the Nth fsync'd record), and
+//! `upshift resume` must end consistent: formation restored, plan old or new and verified, the
+//! journal closed. Plus real `kill -9`s from outside at random moments.
+//!
+//! Needs `--features failpoints` (the README's test command passes it).
+#![cfg(feature = "failpoints")]
+
+mod harness;
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use harness::{APP, Env, MAIN};
+use upshift::engine::Outcome;
+use upshift::journal;
+use upshift::runner::record::Record;
+
+fn upshift(env: &Env) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_upshift"));
+    let cfg = env.sim.client_config();
+    cmd.env("HEROKU_API_URL", cfg.api_url.as_str())
+        .env("HEROKU_DATA_URL", cfg.data_url.as_str())
+        .env("HEROKU_API_KEY", env.sim.api_key())
+        .env("UPSHIFT_STATE_DIR", env.state_dir.path())
+        .env_remove("UPSHIFT_FAILPOINT")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    cmd
+}
+
+fn run_args(target: &str) -> Vec<String> {
+    vec![
+        "run".into(),
+        "-a".into(),
+        APP.into(),
+        "--change".into(),
+        format!("{MAIN}={target}"),
+        "--confirm".into(),
+        APP.into(),
+    ]
+}
+
+/// The other of premium-1 / premium-2, so every case really changes the plan.
+async fn next_target(env: &Env) -> &'static str {
+    if env.plan_of(MAIN).await == "premium-1" {
+        "premium-2"
+    } else {
+        "premium-1"
+    }
+}
+
+fn latest_journal(env: &Env) -> (String, Vec<Record>) {
+    let id = env.state().run_ids().unwrap().pop().expect("a run");
+    let path = env.state().run_dir(&id).join(journal::JOURNAL_FILE);
+    let records = journal::read::<Record>(&path)
+        .unwrap()
+        .into_iter()
+        .map(|e| e.record)
+        .collect();
+    (id, records)
+}
+
+async fn assert_consistent(env: &Env, case: &str, before_plan: &str, target: &str) {
+    let (id, records) = latest_journal(env);
+    let outcome = records.iter().find_map(|r| match r {
+        Record::Finished { outcome, .. } => Some(*outcome),
+        _ => None,
+    });
+    assert!(
+        matches!(outcome, Some(Outcome::Succeeded | Outcome::RolledBack)),
+        "{case}: run {id} ended {outcome:?}"
+    );
+    let f = env.formation().await;
+    assert!(
+        f.iter().any(|(t, q, s)| t == "web" && *q == 2 && s == "standard-1X"),
+        "{case}: formation not restored: {f:?}"
+    );
+    let plan = env.plan_of(MAIN).await;
+    assert!(plan == before_plan || plan == target, "{case}: plan {plan}");
+    if plan == target {
+        // The plan changed: the data must have been verified equal (or repaired) after it.
+        let verified = records.iter().rev().find_map(|r| match r {
+            Record::Verified {
+                differences,
+                repaired,
+                ..
+            } => Some((*differences, *repaired)),
+            _ => None,
+        });
+        let (differences, repaired) = verified.unwrap_or_else(|| panic!("{case}: changed without verify"));
+        assert_eq!(differences, repaired, "{case}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resume_after_a_crash_at_every_journal_point() {
+    let env = Env::start(Duration::from_millis(300)).await;
+    // A clean run tells how many journal points a successful run has.
+    let target = next_target(&env).await;
+    let out = upshift(&env).args(run_args(target)).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let (_, records) = latest_journal(&env);
+    let points = records.len();
+    assert!(points > 20, "only {points} journal points");
+    for k in 1..points {
+        let before = env.plan_of(MAIN).await;
+        let target = next_target(&env).await;
+        let crashed = upshift(&env)
+            .args(run_args(target))
+            .env("UPSHIFT_FAILPOINT", k.to_string())
+            .output()
+            .unwrap();
+        assert!(!crashed.status.success(), "point {k}: the failpoint did not fire");
+        let resumed = upshift(&env)
+            .args(["resume", "--confirm", APP])
+            .output()
+            .unwrap();
+        let code = resumed.status.code();
+        assert!(
+            matches!(code, Some(0 | 1)),
+            "point {k}: resume exited {code:?}: {}",
+            String::from_utf8_lossy(&resumed.stderr)
+        );
+        assert_consistent(&env, &format!("point {k}"), &before, target).await;
+    }
+    env.sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resume_after_kill_9_from_outside() {
+    let env = Env::start(Duration::from_millis(600)).await;
+    for delay_ms in [150_u64, 900, 1700, 2600] {
+        let before = env.plan_of(MAIN).await;
+        let target = next_target(&env).await;
+        let mut child = upshift(&env).args(run_args(target)).spawn().unwrap();
+        tokio::time::sleep(Duration::from_millis(delay_ms)).await;
+        let _ = child.kill(); // SIGKILL
+        let _ = child.wait();
+        if env.state().run_ids().unwrap().is_empty() {
+            continue; // killed before it began
+        }
+        let resumed = upshift(&env)
+            .args(["resume", "--confirm", APP])
+            .output()
+            .unwrap();
+        let code = resumed.status.code();
+        let stderr = String::from_utf8_lossy(&resumed.stderr);
+        if code == Some(2) && stderr.contains("no unfinished run") {
+            // It had finished before the kill landed.
+        } else {
+            assert!(matches!(code, Some(0 | 1)), "kill at {delay_ms} ms: resume exited {code:?}: {stderr}");
+        }
+        assert_consistent(&env, &format!("kill at {delay_ms} ms"), &before, target).await;
+    }
+    env.sim.shutdown().await;
+}

@@ -1,0 +1,135 @@
+//! Test harness: a simulator on 127.0.0.1:0 with real redis-servers, a private state dir, and a
+//! runner with fast polling. Builder-style helpers keep each test about behaviour.
+
+#![allow(dead_code)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use upshift::heroku::Client;
+use upshift::journal::StateDir;
+use upshift::plan::RunRequest;
+use upshift::plan::facts::{ChangeRequest, DataPolicy};
+use upshift::playbook::{self, Playbook};
+use upshift::runner::{Interrupts, PollPolicy, Runner, RunnerConfig};
+use upshift::sim::{Fault, Scenario, SimConfig, Simulator};
+
+pub const APP: &str = "enketo-demo";
+pub const MAIN: &str = "enketo_redis_main";
+pub const CACHE: &str = "enketo_redis_cache";
+
+/// Fails loudly, never skips, when the machine lacks redis-server.
+pub fn require_redis_server() {
+    if let Err(e) = upshift::sim::redis_server_path() {
+        panic!("{e} (these tests run real Redis servers; they never skip)");
+    }
+}
+
+pub struct Env {
+    pub sim: Simulator,
+    pub state_dir: tempfile::TempDir,
+}
+
+impl Env {
+    /// The Enketo scenario with a plan change taking `provision`.
+    pub async fn start(provision: Duration) -> Self {
+        require_redis_server();
+        let sim = Simulator::start(SimConfig {
+            scenario: Scenario::builtin("enketo").expect("built-in scenario"),
+            provision,
+            dyno_start: Some(Duration::from_millis(200)),
+            ..SimConfig::default()
+        })
+        .await
+        .expect("simulator starts");
+        Self {
+            sim,
+            state_dir: tempfile::tempdir().expect("temp dir"),
+        }
+    }
+
+    pub fn client(&self) -> Client {
+        Client::new(self.sim.client_config()).expect("client")
+    }
+
+    pub fn state(&self) -> StateDir {
+        StateDir::at(self.state_dir.path())
+    }
+
+    pub fn runner(&self) -> Runner {
+        self.runner_with(Interrupts::default())
+    }
+
+    pub fn runner_with(&self, interrupts: Interrupts) -> Runner {
+        let mut config = RunnerConfig::new(self.state());
+        config.poll = PollPolicy {
+            initial: Duration::from_millis(50),
+            max: Duration::from_millis(300),
+            factor: 1.5,
+            low_rate_limit: 10,
+        };
+        Runner::new(self.client(), config, Arc::new(upshift::ui::HumanReporter::new(false)), interrupts)
+    }
+
+    pub fn inject(&self, fault: Fault) {
+        self.sim.inject(fault);
+    }
+
+    /// Write requests the app received (resolve POSTs are reads and do not count).
+    pub fn writes(&self) -> Vec<String> {
+        self.sim
+            .request_log()
+            .into_iter()
+            .filter(|r| r.method != "GET" && !r.path.ends_with("/resolve") && !r.path.starts_with("/__sim"))
+            .map(|r| format!("{} {}", r.method, r.path))
+            .collect()
+    }
+
+    pub async fn formation(&self) -> Vec<(String, u32, String)> {
+        let mut f: Vec<_> = self
+            .client()
+            .formation(APP)
+            .await
+            .expect("formation")
+            .into_iter()
+            .map(|f| (f.process_type, f.quantity, f.size))
+            .collect();
+        f.sort();
+        f
+    }
+
+    pub async fn plan_of(&self, addon: &str) -> String {
+        let a = self.client().addon(APP, addon).await.expect("add-on");
+        upshift::plans::bare_name(&a.plan.name).to_owned()
+    }
+}
+
+pub fn change(addon: &str, plan: &str) -> ChangeRequest {
+    ChangeRequest {
+        addon: addon.into(),
+        plan: plan.into(),
+        policy: DataPolicy::Critical,
+        connections_per_dyno: None,
+    }
+}
+
+/// A request with the built-in playbook, or `playbook_toml` when given.
+pub fn request(changes: Vec<ChangeRequest>, playbook_toml: Option<&str>) -> RunRequest {
+    let playbook = match playbook_toml {
+        Some(text) => playbook::parse(text, "test.toml").expect("test playbook is valid"),
+        None => Playbook::builtin(),
+    };
+    RunRequest {
+        app: APP.into(),
+        changes,
+        params: playbook.params.clone(),
+        playbook,
+    }
+}
+
+/// The built-in playbook with short timeouts for failure tests.
+pub fn short_playbook(drain: &str, provision: &str) -> String {
+    include_str!("../../playbooks/heroku-redis-plan-change.toml")
+        .replace("timeout = \"2m\"\n\n[[steps]]\naction = \"snapshot\"", &format!("timeout = \"{drain}\"\n\n[[steps]]\naction = \"snapshot\""))
+        .replace("timeout = \"45m\"", &format!("timeout = \"{provision}\""))
+}

@@ -1,0 +1,223 @@
+//! End-to-end runs against the simulator with real redis-servers: every outcome ends with the
+//! formation restored (or deliberately left stopped), the data equal, the journal closed.
+
+mod harness;
+
+use std::time::Duration;
+
+use harness::{APP, CACHE, Env, MAIN, change, request, short_playbook};
+use upshift::engine::Outcome;
+use upshift::journal;
+use upshift::plan::facts::DataPolicy;
+use upshift::runner::record::Record;
+use upshift::sim::Fault;
+
+const WEB: (&str, u32, &str) = ("web", 2, "standard-1X");
+
+async fn assert_formation_restored(env: &Env) {
+    let f = env.formation().await;
+    let web = f.iter().find(|(t, _, _)| t == "web").expect("web");
+    assert_eq!((web.0.as_str(), web.1, web.2.as_str()), WEB, "{f:?}");
+    let worker = f.iter().find(|(t, _, _)| t == "worker").expect("worker");
+    assert_eq!(worker.1, 0, "{f:?}");
+}
+
+fn journal_outcome(env: &Env, run_id: &str) -> Option<Outcome> {
+    let path = env.state().run_dir(run_id).join(journal::JOURNAL_FILE);
+    journal::read::<Record>(&path)
+        .expect("journal readable")
+        .into_iter()
+        .find_map(|e| match e.record {
+            Record::Finished { outcome, .. } => Some(outcome),
+            _ => None,
+        })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn main_and_cache_change_in_one_downtime() {
+    let env = Env::start(Duration::from_millis(800)).await;
+    let mut cache = change(CACHE, "premium-1");
+    cache.policy = DataPolicy::Cache;
+    let req = request(vec![change(MAIN, "premium-1"), cache], None);
+    let report = env.runner().run(&req).await.expect("run");
+    assert_eq!(report.outcome, Outcome::Succeeded, "{report:#?}");
+    assert_eq!(env.plan_of(MAIN).await, "premium-1");
+    assert_eq!(env.plan_of(CACHE).await, "premium-1");
+    assert_formation_restored(&env).await;
+    for a in &report.addons {
+        assert!(a.keys_verified > 1000, "{a:?}");
+        assert_eq!(a.differences, 0, "{a:?}");
+    }
+    assert_eq!(journal_outcome(&env, &report.run_id), Some(Outcome::Succeeded));
+    // One downtime: web went to 0 once and came back once.
+    let downtime = env.sim.downtime("web").expect("web was stopped");
+    assert!(downtime >= Duration::from_millis(800), "{downtime:?}");
+    let plan_changes = env
+        .writes()
+        .into_iter()
+        .filter(|w| w.starts_with("PATCH /apps/enketo-demo/addons/"))
+        .count();
+    assert_eq!(plan_changes, 2);
+    let scales = env
+        .writes()
+        .into_iter()
+        .filter(|w| w == "PATCH /apps/enketo-demo/formation")
+        .count();
+    assert_eq!(scales, 2, "{:?}", env.writes());
+    env.sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn provisioning_failure_rolls_back_and_restores_the_app() {
+    let env = Env::start(Duration::from_millis(500)).await;
+    env.inject(Fault::FailProvisioning {
+        addon: None,
+        message: Some("simulated provisioning failure".into()),
+    });
+    let req = request(vec![change(MAIN, "premium-1")], None);
+    let report = env.runner().run(&req).await.expect("run");
+    assert_eq!(report.outcome, Outcome::RolledBack, "{report:#?}");
+    assert_eq!(env.plan_of(MAIN).await, "premium-0");
+    assert_formation_restored(&env).await;
+    assert_eq!(journal_outcome(&env, &report.run_id), Some(Outcome::RolledBack));
+    assert_eq!(report.addons[0].differences, 0, "{report:#?}");
+    env.sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_storms_are_ridden_out() {
+    let env = Env::start(Duration::from_millis(500)).await;
+    env.inject(Fault::Http {
+        method: Some("GET".into()),
+        path: "/apps/*/dynos".into(),
+        status: 500,
+        nth: 1,
+        times: 2,
+        retry_after: None,
+    });
+    env.inject(Fault::Http {
+        method: Some("PATCH".into()),
+        path: "/apps/*/formation".into(),
+        status: 429,
+        nth: 1,
+        times: 2,
+        retry_after: Some(1),
+    });
+    env.inject(Fault::Http {
+        method: Some("PATCH".into()),
+        path: "/apps/*/addons/*".into(),
+        status: 503,
+        nth: 1,
+        times: 1,
+        retry_after: None,
+    });
+    let req = request(vec![change(MAIN, "premium-1")], None);
+    let report = env.runner().run(&req).await.expect("run");
+    assert_eq!(report.outcome, Outcome::Succeeded, "{report:#?}");
+    assert_eq!(env.plan_of(MAIN).await, "premium-1");
+    assert_formation_restored(&env).await;
+    env.sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dyno_ignoring_scale_down_times_out_before_any_plan_change() {
+    let env = Env::start(Duration::from_millis(500)).await;
+    env.inject(Fault::IgnoreScaleDown {
+        process_type: "web".into(),
+        dynos: 1,
+    });
+    let pb = short_playbook("2s", "45m");
+    let req = request(vec![change(MAIN, "premium-1")], Some(&pb));
+    let report = env.runner().run(&req).await.expect("run");
+    assert_eq!(report.outcome, Outcome::RolledBack, "{report:#?}");
+    assert_eq!(env.plan_of(MAIN).await, "premium-0");
+    assert!(
+        !env.writes().iter().any(|w| w.contains("/addons/")),
+        "no plan change may be sent: {:?}",
+        env.writes()
+    );
+    assert_formation_restored(&env).await;
+    env.sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_lost_in_migration_are_named_and_repaired() {
+    let env = Env::start(Duration::from_millis(500)).await;
+    env.inject(Fault::LoseKeys {
+        addon: Some(MAIN.into()),
+        count: 7,
+    });
+    env.inject(Fault::ChangeKeys {
+        addon: Some(MAIN.into()),
+        count: 3,
+    });
+    let req = request(vec![change(MAIN, "premium-1")], None);
+    let report = env.runner().run(&req).await.expect("run");
+    assert_eq!(report.outcome, Outcome::Succeeded, "{report:#?}");
+    let main = &report.addons[0];
+    assert_eq!(main.differences, 10, "{main:?}");
+    assert_eq!(main.repaired, 10, "{main:?}");
+    assert_eq!(env.plan_of(MAIN).await, "premium-1");
+    assert_formation_restored(&env).await;
+    env.sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cache_loss_is_tolerated_and_reported() {
+    let env = Env::start(Duration::from_millis(500)).await;
+    env.inject(Fault::LoseKeys {
+        addon: Some(CACHE.into()),
+        count: 4,
+    });
+    let mut cache = change(CACHE, "premium-1");
+    cache.policy = DataPolicy::Cache;
+    let report = env.runner().run(&request(vec![cache], None)).await.expect("run");
+    assert_eq!(report.outcome, Outcome::Succeeded, "{report:#?}");
+    assert_eq!(report.addons[0].differences, 4);
+    assert_eq!(report.addons[0].repaired, 0);
+    env.sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn blocking_guards_write_nothing() {
+    let env = Env::start(Duration::from_millis(500)).await;
+    // mini holds 20 connections; two web dynos open 26 each to main.
+    let req = request(vec![change(MAIN, "mini"), change("no_such_addon", "premium-1")], None);
+    let plan = env.runner().plan(&req).await.expect("plan");
+    assert!(plan.blocked);
+    let rendered = upshift::plan::render(&plan);
+    assert!(rendered.contains("connections after restore: 2 web x 26 = 52 > mini limit 20"), "{rendered}");
+    let report = env.runner().run(&req).await.expect("run");
+    assert_eq!(report.outcome, Outcome::Blocked);
+    assert_eq!(env.writes(), Vec::<String>::new());
+    assert_eq!(journal_outcome(&env, &report.run_id), Some(Outcome::Blocked));
+    env.sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_run_is_refused_while_one_is_unfinished() {
+    let env = Env::start(Duration::from_millis(500)).await;
+    let state = env.state();
+    // An unfinished run of this app from a process that is gone.
+    let mut j = journal::Journal::create(&state, "20260101T000000Z-dead").unwrap();
+    j.append(
+        0,
+        &Record::Started {
+            run_id: "20260101T000000Z-dead".into(),
+            request: request(vec![change(MAIN, "premium-1")], None),
+            host: "elsewhere".into(),
+            pid: 1,
+            version: "0".into(),
+        },
+    )
+    .unwrap();
+    let report = env
+        .runner()
+        .run(&request(vec![change(MAIN, "premium-1")], None))
+        .await
+        .expect("run");
+    assert_eq!(report.outcome, Outcome::Blocked);
+    assert_eq!(env.writes(), Vec::<String>::new());
+    let _ = APP;
+    env.sim.shutdown().await;
+}
