@@ -77,6 +77,12 @@ async fn every_read_and_write_call_works() {
         .unwrap();
     assert!(session.logplex_url.contains("/__sim/logs/"));
 
+    // No secret in Debug output.
+    let printed = format!("{sim:?}");
+    let password = url.split(['@', ':']).nth(2).unwrap().to_owned();
+    assert!(!printed.contains(&password), "redis password in Debug");
+    assert!(!printed.contains(&sim.api_key()), "API key in Debug");
+
     // Every answer carried a request id and was logged.
     let log = sim.request_log();
     assert!(log.len() > 15, "{} calls logged", log.len());

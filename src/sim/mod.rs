@@ -96,8 +96,8 @@ use state::{AddonState, AppState, DataStatus, FormationState, RateLimiter, Runti
 /// The redis-server version, read from the first server started.
 pub(crate) static REDIS_VERSION: OnceLock<String> = OnceLock::new();
 
-/// How to start a simulator.
-#[derive(Debug, Clone)]
+/// How to start a simulator. `Debug` leaves the API key out.
+#[derive(Clone)]
 pub struct SimConfig {
     pub scenario: Scenario,
     /// 0 picks a free port.
@@ -112,6 +112,20 @@ pub struct SimConfig {
     pub writes_per_second: Option<f64>,
     /// How long a tailing log session stays open.
     pub log_tail: Duration,
+}
+
+impl std::fmt::Debug for SimConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SimConfig")
+            .field("scenario", &self.scenario)
+            .field("port", &self.port)
+            .field("provision", &self.provision)
+            .field("api_key", &self.api_key.as_ref().map(|_| "<redacted>"))
+            .field("dyno_start", &self.dyno_start)
+            .field("writes_per_second", &self.writes_per_second)
+            .field("log_tail", &self.log_tail)
+            .finish()
+    }
 }
 
 impl Default for SimConfig {
@@ -396,6 +410,7 @@ impl Drop for Simulator {
 
 fn router(shared: Arc<Shared>, control: server::Control) -> Router {
     Router::new()
+        .route("/account", get(platform::account))
         .route("/account/rate-limits", get(platform::rate_limits))
         .route("/apps", get(platform::list_apps))
         .route(
@@ -426,6 +441,7 @@ fn router(shared: Arc<Shared>, control: server::Control) -> Router {
             post(platform::create_log_session),
         )
         .route("/addons", get(platform::list_all_addons))
+        .route("/addon-attachments", get(platform::list_all_attachments))
         .route("/addons/{addon}", get(platform::get_addon))
         .route(
             "/addons/{addon}/addon-attachments",
@@ -583,7 +599,7 @@ async fn build_world(shared: &Arc<Shared>, scenario: &Scenario) -> Result<(), Si
                     updated_at: now.clone(),
                 })
                 .collect(),
-            config_vars,
+            config_vars: crate::heroku::models::ConfigVars(config_vars),
             dynos: Vec::new(),
         });
     }

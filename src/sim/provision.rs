@@ -157,7 +157,7 @@ async fn migrate(
         let app = world.app_mut(&app_id);
         let name = app.as_ref().map(|a| a.name.clone()).unwrap_or_default();
         if let Some(app) = app {
-            app.config_vars.insert(var.clone(), new.url());
+            app.config_vars.0.insert(var.clone(), new.url());
             app.updated_at = now_iso();
         }
         (app_id, name, var)
