@@ -425,7 +425,10 @@ fn router(shared: Arc<Shared>, control: server::Control) -> Router {
             "/apps/{app}/formation/{ptype}",
             get(platform::get_formation).patch(platform::patch_formation),
         )
-        .route("/apps/{app}/dynos", get(platform::list_dynos))
+        .route(
+            "/apps/{app}/dynos",
+            get(platform::list_dynos).delete(platform::restart_dynos),
+        )
         .route("/apps/{app}/addons", get(platform::list_app_addons))
         .route(
             "/apps/{app}/addons/{addon}",

@@ -332,6 +332,15 @@ pub(crate) async fn list_dynos(
     paginate(&headers, items)
 }
 
+/// `DELETE /apps/{app}/dynos`: restart every dyno (`heroku ps:restart`).
+pub(crate) async fn restart_dynos(State(s): S, Path(app): Path<String>) -> Response {
+    let Some(app_id) = s.world().app(&app).map(|a| a.id.clone()) else {
+        return not_found("app", NO_APP);
+    };
+    dynos::restart_app(&s, &app_id).await;
+    (StatusCode::ACCEPTED, axum::Json(json!({}))).into_response()
+}
+
 pub(crate) async fn list_app_addons(
     State(s): S,
     Path(app): Path<String>,

@@ -406,6 +406,44 @@ mod tests {
     }
 
     #[test]
+    fn faults_parse_from_toml_and_files_name_their_path() {
+        let text = r#"
+[[faults]]
+kind = "http"
+method = "PATCH"
+path = "/apps/*/formation"
+status = 429
+retry_after = 2
+
+[[faults]]
+kind = "ignore_scale_down"
+process_type = "web"
+
+[[faults]]
+kind = "lose_keys"
+count = 3
+"#;
+        let s = Scenario::parse(text, "f.toml").unwrap();
+        assert_eq!(s.faults.len(), 3);
+        assert!(matches!(
+            s.faults[1],
+            Fault::IgnoreScaleDown { dynos: 1, .. }
+        ));
+        let err = Scenario::parse("[[faults]]\nkind = \"meteor\"\n", "g.toml").unwrap_err();
+        assert!(
+            err.to_string().starts_with("invalid scenario g.toml:"),
+            "{err}"
+        );
+
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bad.toml");
+        std::fs::write(&path, "[dynos]\nwrites_per_second = \"fast\"\n").unwrap();
+        let err = Scenario::load(path.to_str().unwrap()).unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("bad.toml:2:"), "{text}");
+    }
+
+    #[test]
     fn unknown_builtin_lists_known_ones() {
         let err = Scenario::builtin("nope").unwrap_err();
         assert!(err.to_string().contains("enketo"));
