@@ -676,3 +676,47 @@ async fn the_admin_api_arms_faults_sets_maintenance_and_reports() {
     );
     sim.shutdown().await;
 }
+
+#[tokio::test]
+async fn tls_add_ons_serve_rediss_and_migrate_over_tls() {
+    let mut scenario = shop(1, "premium-0", 500, 2);
+    scenario.apps[0].addons[0].tls = true;
+    let sim = start(scenario).await;
+    let c = client(&sim);
+    let url = c
+        .config_vars("shop")
+        .await
+        .unwrap()
+        .get("SHOP_REDIS_URL")
+        .unwrap()
+        .to_owned();
+    assert!(url.starts_with("rediss://:"), "TLS URL");
+    assert!(
+        c.redis_database("shop_redis")
+            .await
+            .unwrap()
+            .prefer_native_tls
+    );
+    let before = common::snapshot(&url).await;
+    c.update_formation(
+        "shop",
+        &[FormationUpdate {
+            process_type: "web".into(),
+            quantity: Some(0),
+            size: None,
+        }],
+    )
+    .await
+    .unwrap();
+    let before_keys: Vec<&String> = before.keys().collect();
+    c.change_addon_plan("shop", "shop_redis", "premium-1")
+        .await
+        .unwrap();
+    wait_provisioned(&c, "shop", "shop_redis", "heroku-redis:premium-1").await;
+    let new_url = sim.redis_url("shop_redis");
+    assert!(new_url.starts_with("rediss://") && new_url != url);
+    let after = common::snapshot(&new_url).await;
+    let seeded: Vec<&String> = after.keys().filter(|k| before_keys.contains(k)).collect();
+    assert_eq!(seeded.len(), before.len(), "every key migrated over TLS");
+    sim.shutdown().await;
+}

@@ -537,6 +537,7 @@ async fn build_world(shared: &Arc<Shared>, scenario: &Scenario) -> Result<(), Si
                 maxmemory_policy: spec.config.maxmemory_policy.clone(),
                 timeout: spec.config.timeout,
                 notify_keyspace_events: spec.config.notify_keyspace_events.clone(),
+                tls: spec.tls,
             };
             starts.push(start_addon(name, server_spec, spec.seed.clone()));
         }

@@ -111,14 +111,16 @@ async fn migrate(
     let (old, spec) = {
         let world = shared.world();
         let a = world.addon(addon, None).ok_or("the add-on is gone")?;
+        let old = Arc::clone(&a.server);
         (
-            Arc::clone(&a.server),
+            Arc::clone(&old),
             ServerSpec {
                 addon: a.name.clone(),
                 plan: target,
                 maxmemory_policy: a.settings.maxmemory_policy.clone(),
                 timeout: a.settings.timeout,
                 notify_keyspace_events: a.settings.notify_keyspace_events.clone(),
+                tls: old.is_tls(),
             },
         )
     };

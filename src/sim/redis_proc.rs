@@ -88,6 +88,58 @@ pub struct ServerSpec {
     pub maxmemory_policy: String,
     pub timeout: u64,
     pub notify_keyspace_events: String,
+    /// Serve TLS only (`rediss://`, self-signed), as Heroku's plans do.
+    pub tls: bool,
+}
+
+/// The process-wide self-signed certificate (one for every server, so that replicas trust
+/// their primary): `(dir, cert, key)`.
+static CERT: tokio::sync::OnceCell<(tempfile::TempDir, PathBuf, PathBuf)> =
+    tokio::sync::OnceCell::const_new();
+
+async fn certificate(addon: &str) -> Result<(PathBuf, PathBuf), SimError> {
+    let (_, cert, key) = CERT
+        .get_or_try_init(|| async {
+            let dir = tempfile::Builder::new()
+                .prefix("upshift-sim-tls-")
+                .tempdir()
+                .map_err(|source| SimError::TempDir { source })?;
+            let cert = dir.path().join("cert.pem");
+            let key = dir.path().join("key.pem");
+            let openssl = which("openssl").ok_or_else(|| SimError::SpawnRedis {
+                addon: addon.to_owned(),
+                source: std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    "openssl not found: it makes the self-signed certificate of TLS add-ons",
+                ),
+            })?;
+            let out = tokio::process::Command::new(openssl)
+                .args(["req", "-x509", "-newkey", "ec", "-pkeyopt"])
+                .arg("ec_paramgen_curve:prime256v1")
+                .args(["-nodes", "-days", "30", "-subj", "/CN=127.0.0.1", "-keyout"])
+                .arg(&key)
+                .arg("-out")
+                .arg(&cert)
+                .stdin(Stdio::null())
+                .output()
+                .await
+                .map_err(|source| SimError::SpawnRedis {
+                    addon: addon.to_owned(),
+                    source,
+                })?;
+            if !out.status.success() {
+                return Err(SimError::SpawnRedis {
+                    addon: addon.to_owned(),
+                    source: std::io::Error::other(format!(
+                        "openssl could not make a certificate: {}",
+                        String::from_utf8_lossy(&out.stderr).trim()
+                    )),
+                });
+            }
+            Ok((dir, cert, key))
+        })
+        .await?;
+    Ok((cert.clone(), key.clone()))
 }
 
 /// One running redis-server child. The password never appears in `Debug` output.
@@ -97,6 +149,7 @@ pub struct RedisServer {
     port: u16,
     password: String,
     pid: u32,
+    tls: bool,
     child: Mutex<Option<Child>>,
     control: tokio::sync::Mutex<Option<MultiplexedConnection>>,
     dir: tempfile::TempDir,
@@ -144,9 +197,29 @@ impl RedisServer {
         })?;
         let password = uuid::Uuid::new_v4().simple().to_string();
         let log = dir.path().join("redis.log");
-        let args: Vec<String> = vec![
-            "--port".into(),
-            port.to_string(),
+        let mut args: Vec<String> = if spec.tls {
+            let (cert, key) = certificate(&spec.addon).await?;
+            let (cert, key) = (cert.display().to_string(), key.display().to_string());
+            vec![
+                "--port".into(),
+                "0".into(),
+                "--tls-port".into(),
+                port.to_string(),
+                "--tls-cert-file".into(),
+                cert.clone(),
+                "--tls-key-file".into(),
+                key,
+                "--tls-ca-cert-file".into(),
+                cert,
+                "--tls-auth-clients".into(),
+                "no".into(),
+                "--tls-replication".into(),
+                "yes".into(),
+            ]
+        } else {
+            vec!["--port".into(), port.to_string()]
+        };
+        args.extend::<Vec<String>>(vec![
             "--bind".into(),
             "127.0.0.1".into(),
             "--save".into(),
@@ -176,7 +249,7 @@ impl RedisServer {
             dir.path().display().to_string(),
             "--logfile".into(),
             log.display().to_string(),
-        ];
+        ]);
         let mut command = match which("setpriv") {
             Some(setpriv) => {
                 let mut c = Command::new(setpriv);
@@ -207,6 +280,7 @@ impl RedisServer {
             port,
             password,
             pid: child.id(),
+            tls: spec.tls,
             child: Mutex::new(Some(child)),
             control: tokio::sync::Mutex::new(None),
             dir,
@@ -267,6 +341,11 @@ impl RedisServer {
         self.plan
     }
 
+    /// Whether the server speaks TLS only.
+    pub fn is_tls(&self) -> bool {
+        self.tls
+    }
+
     /// The loopback port.
     pub fn port(&self) -> u16 {
         self.port
@@ -282,9 +361,11 @@ impl RedisServer {
         &self.password
     }
 
-    /// The URL an app gets in its config var, like Heroku's `redis://:<password>@host:port`.
+    /// The URL an app gets in its config var, like Heroku's `redis://:<password>@host:port`
+    /// (`rediss://` for a TLS server; its certificate is self-signed, as on Heroku).
     pub fn url(&self) -> String {
-        format!("redis://:{}@127.0.0.1:{}", self.password, self.port)
+        let scheme = if self.tls { "rediss" } else { "redis" };
+        format!("{scheme}://:{}@127.0.0.1:{}", self.password, self.port)
     }
 
     /// A new connection (its own TCP connection).
@@ -346,7 +427,13 @@ impl Drop for RedisServer {
 /// # Errors
 /// The Redis error.
 pub async fn connect_url(url: &str) -> redis::RedisResult<MultiplexedConnection> {
-    let client = redis::Client::open(url)?;
+    // Heroku's certificates are self-signed: clients do not verify them.
+    let url = if url.starts_with("rediss://") && !url.contains('#') {
+        format!("{url}#insecure")
+    } else {
+        url.to_owned()
+    };
+    let client = redis::Client::open(url.as_str())?;
     let config = redis::AsyncConnectionConfig::new()
         .set_connection_timeout(Some(Duration::from_secs(2)))
         .set_response_timeout(Some(Duration::from_secs(5)));

@@ -28,6 +28,7 @@
 //! seed = { keys = 30000, seed = 1, ttl_fraction = 0.1 }
 //! maintenance = "none"                 # data maintenance status
 //! config = { maxmemory_policy = "noeviction", timeout = 0, notify_keyspace_events = "" }
+//! tls = false                          # true: rediss:// with a self-signed certificate
 //!
 //! [[faults]]                           # see `Fault`
 //! kind = "http"
@@ -171,6 +172,11 @@ pub struct AddonSpec {
     pub maintenance: MaintenanceStatus,
     #[serde(default)]
     pub config: RedisSettingsSpec,
+    /// Serve TLS only: the config var is `rediss://…` with a self-signed certificate, as on
+    /// Heroku (clients must not verify it). Off by default: plain `redis://` is simpler to
+    /// inspect.
+    #[serde(default)]
+    pub tls: bool,
 }
 
 fn default_maintenance() -> MaintenanceStatus {
