@@ -196,60 +196,12 @@ impl RedisServer {
             source,
         })?;
         let password = uuid::Uuid::new_v4().simple().to_string();
-        let log = dir.path().join("redis.log");
-        let mut args: Vec<String> = if spec.tls {
-            let (cert, key) = certificate(&spec.addon).await?;
-            let (cert, key) = (cert.display().to_string(), key.display().to_string());
-            vec![
-                "--port".into(),
-                "0".into(),
-                "--tls-port".into(),
-                port.to_string(),
-                "--tls-cert-file".into(),
-                cert.clone(),
-                "--tls-key-file".into(),
-                key,
-                "--tls-ca-cert-file".into(),
-                cert,
-                "--tls-auth-clients".into(),
-                "no".into(),
-                "--tls-replication".into(),
-                "yes".into(),
-            ]
+        let tls = if spec.tls {
+            Some(certificate(&spec.addon).await?)
         } else {
-            vec!["--port".into(), port.to_string()]
+            None
         };
-        args.extend::<Vec<String>>(vec![
-            "--bind".into(),
-            "127.0.0.1".into(),
-            "--save".into(),
-            String::new(),
-            "--appendonly".into(),
-            "no".into(),
-            "--requirepass".into(),
-            password.clone(),
-            "--masterauth".into(),
-            password.clone(),
-            "--maxmemory".into(),
-            spec.plan.memory_bytes.to_string(),
-            "--maxclients".into(),
-            (spec.plan.max_clients + PLATFORM_SLOTS).to_string(),
-            "--maxmemory-policy".into(),
-            spec.maxmemory_policy.clone(),
-            "--timeout".into(),
-            spec.timeout.to_string(),
-            "--notify-keyspace-events".into(),
-            spec.notify_keyspace_events.clone(),
-            // Replicas sync at once (the default waits 5 s for more replicas to join).
-            "--repl-diskless-sync-delay".into(),
-            "0".into(),
-            "--daemonize".into(),
-            "no".into(),
-            "--dir".into(),
-            dir.path().display().to_string(),
-            "--logfile".into(),
-            log.display().to_string(),
-        ]);
+        let args = server_args(spec, port, &password, dir.path(), tls);
         let mut command = match which("setpriv") {
             Some(setpriv) => {
                 let mut c = Command::new(setpriv);
@@ -420,6 +372,70 @@ impl Drop for RedisServer {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// The command line of a server: the plan's limits, no persistence, loopback only.
+fn server_args(
+    spec: &ServerSpec,
+    port: u16,
+    password: &str,
+    dir: &Path,
+    tls: Option<(PathBuf, PathBuf)>,
+) -> Vec<String> {
+    let log = dir.join("redis.log");
+    let mut args: Vec<String> = if let Some((cert, key)) = tls {
+        let (cert, key) = (cert.display().to_string(), key.display().to_string());
+        vec![
+            "--port".into(),
+            "0".into(),
+            "--tls-port".into(),
+            port.to_string(),
+            "--tls-cert-file".into(),
+            cert.clone(),
+            "--tls-key-file".into(),
+            key,
+            "--tls-ca-cert-file".into(),
+            cert,
+            "--tls-auth-clients".into(),
+            "no".into(),
+            "--tls-replication".into(),
+            "yes".into(),
+        ]
+    } else {
+        vec!["--port".into(), port.to_string()]
+    };
+    args.extend::<Vec<String>>(vec![
+        "--bind".into(),
+        "127.0.0.1".into(),
+        "--save".into(),
+        String::new(),
+        "--appendonly".into(),
+        "no".into(),
+        "--requirepass".into(),
+        password.to_owned(),
+        "--masterauth".into(),
+        password.to_owned(),
+        "--maxmemory".into(),
+        spec.plan.memory_bytes.to_string(),
+        "--maxclients".into(),
+        (spec.plan.max_clients + PLATFORM_SLOTS).to_string(),
+        "--maxmemory-policy".into(),
+        spec.maxmemory_policy.clone(),
+        "--timeout".into(),
+        spec.timeout.to_string(),
+        "--notify-keyspace-events".into(),
+        spec.notify_keyspace_events.clone(),
+        // Replicas sync at once (the default waits 5 s for more replicas to join).
+        "--repl-diskless-sync-delay".into(),
+        "0".into(),
+        "--daemonize".into(),
+        "no".into(),
+        "--dir".into(),
+        dir.display().to_string(),
+        "--logfile".into(),
+        log.display().to_string(),
+    ]);
+    args
 }
 
 /// Opens one connection to a Redis URL with short timeouts.
