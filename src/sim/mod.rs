@@ -44,6 +44,20 @@
 //! - **Restart** (fault `restart`, `POST /__sim/restart`): the API port closes for a while and
 //!   comes back; all state persists. Killing the simulator process loses all state (and the
 //!   kernel kills its redis-servers).
+//! - **Connections.** Each server runs with `maxclients` = the plan's limit + 1: the extra slot
+//!   is the platform's own control connection, named `heroku-platform` in `CLIENT LIST` (count
+//!   it out when waiting for "no clients but ours"); a plan change hands it to the replication
+//!   link. Apps get exactly the plan's limit; beyond it Redis answers
+//!   `ERR max number of clients reached`, which dynos log. The built-in `enketo` scenario wants
+//!   2 x 26 connections to main on premium-0 (40): main starts saturated, as in Enketo's guide,
+//!   so nothing else can connect to it until `web` is scaled down or main is upgraded.
+//! - **Dynos** write every `1 / writes_per_second` s to each add-on they hold connections to,
+//!   in turn `SET wr:<dyno>:<seq>`, `HSET dyno:<dyno> last_write <seq>`, `INCR counter:<type>`;
+//!   each write is a timeline `write` event.
+//! - **URLs** look like Heroku's: `redis://:<password>@127.0.0.1:<port>`, or `rediss://…` for
+//!   add-ons with `tls = true` (self-signed certificate; connect without verifying it, e.g. the
+//!   `redis` crate's `#insecure`). redis-cli 7.0 mis-reads the empty user name of such URLs:
+//!   use `redis-cli -p PORT -a PASSWORD`.
 //!
 //! # Admin API (no auth; loopback only)
 //! `GET /__sim/timeline[?writes=false&since_ms=N]`, `GET /__sim/requests`,
