@@ -182,6 +182,7 @@ impl Simulator {
             })?;
         if scenario.apps.iter().any(|a| !a.addons.is_empty()) {
             redis_server_path()?;
+            redis_proc::sweep_stale_dirs();
         }
         let runtime = RuntimeConfig {
             api_key: config

@@ -73,6 +73,47 @@ pub fn redis_server_path() -> Result<PathBuf, SimError> {
     which("redis-server").ok_or(SimError::RedisServerMissing)
 }
 
+/// The file naming the process that owns a simulator directory.
+const OWNER_FILE: &str = "owner.pid";
+
+/// A temporary directory marked with this process's id, so that a later simulator can remove
+/// it if this one dies without cleaning up (SIGKILL).
+fn owned_tempdir(prefix: &str) -> Result<tempfile::TempDir, SimError> {
+    let dir = tempfile::Builder::new()
+        .prefix(prefix)
+        .tempdir()
+        .map_err(|source| SimError::TempDir { source })?;
+    std::fs::write(dir.path().join(OWNER_FILE), std::process::id().to_string())
+        .map_err(|source| SimError::TempDir { source })?;
+    Ok(dir)
+}
+
+/// Removes simulator directories whose owning process is gone (left by a killed simulator).
+/// Runs once per process; errors are ignored (another simulator may be sweeping too).
+pub fn sweep_stale_dirs() {
+    static SWEPT: OnceLock<()> = OnceLock::new();
+    SWEPT.get_or_init(|| {
+        let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            if !(name.starts_with("upshift-sim-redis-") || name.starts_with("upshift-sim-tls-")) {
+                continue;
+            }
+            let owner = std::fs::read_to_string(entry.path().join(OWNER_FILE))
+                .ok()
+                .and_then(|p| p.trim().parse::<u32>().ok());
+            if let Some(pid) = owner
+                && !Path::new(&format!("/proc/{pid}")).exists()
+            {
+                let _ = std::fs::remove_dir_all(entry.path());
+            }
+        }
+    });
+}
+
 /// A free loopback port (bound, read, released).
 fn free_port() -> std::io::Result<u16> {
     let l = std::net::TcpListener::bind("127.0.0.1:0")?;
@@ -100,10 +141,7 @@ static CERT: tokio::sync::OnceCell<(tempfile::TempDir, PathBuf, PathBuf)> =
 async fn certificate(addon: &str) -> Result<(PathBuf, PathBuf), SimError> {
     let (_, cert, key) = CERT
         .get_or_try_init(|| async {
-            let dir = tempfile::Builder::new()
-                .prefix("upshift-sim-tls-")
-                .tempdir()
-                .map_err(|source| SimError::TempDir { source })?;
+            let dir = owned_tempdir("upshift-sim-tls-")?;
             let cert = dir.path().join("cert.pem");
             let key = dir.path().join("key.pem");
             let openssl = which("openssl").ok_or_else(|| SimError::SpawnRedis {
@@ -187,10 +225,7 @@ impl RedisServer {
     }
 
     async fn start_once(spec: &ServerSpec, binary: &Path) -> Result<Self, SimError> {
-        let dir = tempfile::Builder::new()
-            .prefix("upshift-sim-redis-")
-            .tempdir()
-            .map_err(|source| SimError::TempDir { source })?;
+        let dir = owned_tempdir("upshift-sim-redis-")?;
         let port = free_port().map_err(|source| SimError::SpawnRedis {
             addon: spec.addon.clone(),
             source,
