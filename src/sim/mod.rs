@@ -29,12 +29,13 @@
 //!   the *target* plan and state `provisioning` (as Heroku shows it). The Data API keeps
 //!   describing the serving database (`plan` = the old bare plan, `Status: preparing`, `/wait`
 //!   `{"message":"preparing","waiting?":true}`). A new server with the target's limits
-//!   replicates from the old one (REPLICAOF + masterauth), syncs (link up, offsets equal), the
-//!   remaining provisioning time passes (`provision`, default 3 s), it is promoted, the config
-//!   var (`<ATTACHMENT>_URL`) moves to it (new port, new password), then the add-on is
+//!   replicates from the old one (REPLICAOF + masterauth) until the initial sync is done (link
+//!   up), is detached (REPLICAOF NO ONE; timeline `provisioning_synced`): from then on writes
+//!   that land on the old server are lost, as in Heroku's account of a 2016 plan change. The
+//!   remaining provisioning time passes (`provision`, default 3 s), the config var
+//!   (`<ATTACHMENT>_URL`) moves to the new server (new port, new password), the add-on is
 //!   `provisioned` and `/wait` says `available`, the app's dynos restart (Heroku restarts on
-//!   config var changes) and the old server stops. Writes landing on the old server after the
-//!   promotion are lost, as on Heroku.
+//!   config var changes) and the old server stops.
 //! - **Failed change** (data over the target's memory, or fault `fail_provisioning`): the add-on
 //!   goes back to its old plan, `provisioned`; `/wait` answers `waiting?: false` with a message
 //!   starting `plan change to … failed:`; `info` gains a `Last plan change` row; the timeline
