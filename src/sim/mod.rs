@@ -533,16 +533,28 @@ async fn build_world(shared: &Arc<Shared>, scenario: &Scenario) -> Result<(), Si
     let mut n = 0usize;
     // Start every server concurrently: seeding dominates start-up time.
     let mut starts = Vec::new();
+    // Names are globally unique: generated ones avoid every name the scenario gives.
+    let mut taken: std::collections::BTreeSet<String> = scenario
+        .apps
+        .iter()
+        .flat_map(|a| a.addons.iter().filter_map(|x| x.name.clone()))
+        .collect();
     for app in &scenario.apps {
         for spec in &app.addons {
             n += 1;
-            let name = spec.name.clone().unwrap_or_else(|| {
-                format!(
-                    "redis-{}-{}",
-                    WORDS[n % WORDS.len()],
-                    10_000 + (u32::from(rand::random::<u16>()) % 90_000)
-                )
-            });
+            let name = match &spec.name {
+                Some(name) => name.clone(),
+                None => loop {
+                    let candidate = format!(
+                        "redis-{}-{}",
+                        WORDS[n % WORDS.len()],
+                        10_000 + rand::random::<u32>() % 90_000
+                    );
+                    if taken.insert(candidate.clone()) {
+                        break candidate;
+                    }
+                },
+            };
             let plan = crate::plans::find(&spec.plan).ok_or_else(|| SimError::InvalidScenario {
                 origin: "config".into(),
                 message: format!("unknown plan {}", spec.plan),
