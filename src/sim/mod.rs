@@ -530,31 +530,12 @@ const WORDS: &[&str] = &[
 /// Starts and seeds every add-on's server, fills in apps, formations and config vars.
 async fn build_world(shared: &Arc<Shared>, scenario: &Scenario) -> Result<(), SimError> {
     let now = state::now_iso();
-    let mut n = 0usize;
     // Start every server concurrently: seeding dominates start-up time.
     let mut starts = Vec::new();
-    // Names are globally unique: generated ones avoid every name the scenario gives.
-    let mut taken: std::collections::BTreeSet<String> = scenario
-        .apps
-        .iter()
-        .flat_map(|a| a.addons.iter().filter_map(|x| x.name.clone()))
-        .collect();
+    let mut names = addon_names(scenario).into_iter();
     for app in &scenario.apps {
         for spec in &app.addons {
-            n += 1;
-            let name = match &spec.name {
-                Some(name) => name.clone(),
-                None => loop {
-                    let candidate = format!(
-                        "redis-{}-{}",
-                        WORDS[n % WORDS.len()],
-                        10_000 + rand::random::<u32>() % 90_000
-                    );
-                    if taken.insert(candidate.clone()) {
-                        break candidate;
-                    }
-                },
-            };
+            let Some(name) = names.next() else { break };
             let plan = crate::plans::find(&spec.plan).ok_or_else(|| SimError::InvalidScenario {
                 origin: "config".into(),
                 message: format!("unknown plan {}", spec.plan),
@@ -636,6 +617,34 @@ async fn build_world(shared: &Arc<Shared>, scenario: &Scenario) -> Result<(), Si
         });
     }
     Ok(())
+}
+
+/// The add-on names in scenario order: given names, or generated `redis-<word>-<number>` ones
+/// that collide with no other (names are globally unique on Heroku).
+fn addon_names(scenario: &Scenario) -> Vec<String> {
+    let mut taken: std::collections::BTreeSet<String> = scenario
+        .apps
+        .iter()
+        .flat_map(|a| a.addons.iter().filter_map(|x| x.name.clone()))
+        .collect();
+    let mut names = Vec::new();
+    for (n, spec) in scenario.apps.iter().flat_map(|a| &a.addons).enumerate() {
+        let name = match &spec.name {
+            Some(name) => name.clone(),
+            None => loop {
+                let candidate = format!(
+                    "redis-{}-{}",
+                    WORDS[(n + 1) % WORDS.len()],
+                    10_000 + rand::random::<u32>() % 90_000
+                );
+                if taken.insert(candidate.clone()) {
+                    break candidate;
+                }
+            },
+        };
+        names.push(name);
+    }
+    names
 }
 
 /// Starts one add-on's server and seeds it.
