@@ -77,6 +77,12 @@ async fn every_read_and_write_call_works() {
         .unwrap();
     assert!(session.logplex_url.contains("/__sim/logs/"));
 
+    // No secret in Debug output.
+    let printed = format!("{sim:?}");
+    let password = url.split(['@', ':']).nth(2).unwrap().to_owned();
+    assert!(!printed.contains(&password), "redis password in Debug");
+    assert!(!printed.contains(&sim.api_key()), "API key in Debug");
+
     // Every answer carried a request id and was logged.
     let log = sim.request_log();
     assert!(log.len() > 15, "{} calls logged", log.len());
@@ -542,5 +548,175 @@ async fn provisioning_faults_slow_fail_and_damage_the_migration() {
             .message
             .contains("capacity unavailable")
     );
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_admin_api_arms_faults_sets_maintenance_and_reports() {
+    let sim = start(shop(1, "premium-0", 0, 1)).await;
+    let http = reqwest::Client::new();
+    let admin = |path: &str| sim.api_url().join(path).unwrap();
+    let r = http
+        .post(admin("/__sim/faults"))
+        .body(
+            r#"[{"kind": "http", "path": "/apps/*", "status": 503, "times": 2},
+                  {"kind": "slow_provisioning", "extra_seconds": 1.5}]"#,
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let pending: Vec<serde_json::Value> = http
+        .get(admin("/__sim/faults"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(pending.len(), 2);
+    let r = http
+        .post(admin("/__sim/faults"))
+        .body(r#"{"kind": "meteor"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 422);
+    http.delete(admin("/__sim/faults")).send().await.unwrap();
+    assert!(
+        sim.timeline()
+            .iter()
+            .any(|e| matches!(e.kind, EventKind::FaultInjected { .. }))
+    );
+
+    let r = http
+        .post(admin("/__sim/maintenance/redis-test-11111"))
+        .body(r#"{"status": "pending"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let c = client(&sim);
+    let id = c.addon("shop", "shop_redis").await.unwrap().id;
+    assert!(
+        c.data_maintenance(&id)
+            .await
+            .unwrap()
+            .status
+            .blocks_change()
+    );
+
+    // `heroku ps:restart`: the dyno stops and starts again.
+    let r = http
+        .delete(sim.api_url().join("/apps/shop/dynos").unwrap())
+        .bearer_auth(sim.api_key())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+
+    let processes: Vec<serde_json::Value> = http
+        .get(admin("/__sim/processes"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(processes[0]["role"], "primary");
+    let events: Vec<serde_json::Value> = http
+        .get(admin("/__sim/timeline?writes=false"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(events.iter().all(|e| e["kind"] != "write"));
+    assert!(
+        events
+            .iter()
+            .any(|e| e["kind"] == "dyno_stopped" && e["reason"] == "restart")
+    );
+    assert!(
+        events
+            .iter()
+            .all(|e| e["at_ms"].is_f64() && e["wall"].is_string())
+    );
+    let requests: Vec<serde_json::Value> = http
+        .get(admin("/__sim/requests"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        requests
+            .iter()
+            .all(|r| !r["path"].as_str().unwrap().starts_with("/__sim"))
+    );
+
+    let r = http
+        .post(admin("/__sim/restart"))
+        .body(r#"{"down_seconds": 0.3}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(
+        http.get(admin("/__sim/processes")).send().await.is_err(),
+        "down"
+    );
+    assert_eq!(
+        c.app("shop").await.unwrap().name,
+        "shop",
+        "back, state kept"
+    );
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn tls_add_ons_serve_rediss_and_migrate_over_tls() {
+    let mut scenario = shop(1, "premium-0", 500, 2);
+    scenario.apps[0].addons[0].tls = true;
+    let sim = start(scenario).await;
+    let c = client(&sim);
+    let url = c
+        .config_vars("shop")
+        .await
+        .unwrap()
+        .get("SHOP_REDIS_URL")
+        .unwrap()
+        .to_owned();
+    assert!(url.starts_with("rediss://:"), "TLS URL");
+    assert!(
+        c.redis_database("shop_redis")
+            .await
+            .unwrap()
+            .prefer_native_tls
+    );
+    let before = common::snapshot(&url).await;
+    c.update_formation(
+        "shop",
+        &[FormationUpdate {
+            process_type: "web".into(),
+            quantity: Some(0),
+            size: None,
+        }],
+    )
+    .await
+    .unwrap();
+    let before_keys: Vec<&String> = before.keys().collect();
+    c.change_addon_plan("shop", "shop_redis", "premium-1")
+        .await
+        .unwrap();
+    wait_provisioned(&c, "shop", "shop_redis", "heroku-redis:premium-1").await;
+    let new_url = sim.redis_url("shop_redis");
+    assert!(new_url.starts_with("rediss://") && new_url != url);
+    let after = common::snapshot(&new_url).await;
+    let seeded: Vec<&String> = after.keys().filter(|k| before_keys.contains(k)).collect();
+    assert_eq!(seeded.len(), before.len(), "every key migrated over TLS");
     sim.shutdown().await;
 }

@@ -324,3 +324,52 @@ async fn sigterm_stops_the_simulator_cleanly() {
     }
     assert!(pids.iter().all(|p| !common::alive(*p)));
 }
+
+#[tokio::test]
+async fn writes_that_land_on_the_old_server_after_the_sync_are_lost() {
+    common::require_redis();
+    let sim = upshift::sim::Simulator::start(upshift::sim::SimConfig {
+        scenario: shop(1, "premium-0", 200, 2),
+        provision: Duration::from_millis(800),
+        dyno_start: Some(Duration::from_millis(20)),
+        writes_per_second: Some(50.0),
+        ..upshift::sim::SimConfig::default()
+    })
+    .await
+    .unwrap();
+    let c = client(&sim);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    c.change_addon_plan("shop", "shop_redis", "premium-1")
+        .await
+        .unwrap();
+    common::wait_provisioned(&c, "shop", "shop_redis", "heroku-redis:premium-1").await;
+    let t = sim.timeline();
+    let at = |pred: &dyn Fn(&EventKind) -> bool| {
+        t.iter().find(|e| pred(&e.kind)).map(|e| e.at_ms).unwrap()
+    };
+    let synced = at(&|k| matches!(k, EventKind::ProvisioningSynced { .. }));
+    let switched = at(&|k| matches!(k, EventKind::ConfigVarChanged { .. }));
+    let new_keys = common::snapshot(&sim.redis_url("shop_redis")).await;
+    let (mut kept, mut lost) = (0, 0);
+    for e in &t {
+        if let EventKind::Write { key, ok: true, .. } = &e.kind
+            && key.starts_with("wr:")
+        {
+            if e.at_ms < synced - 50.0 {
+                assert!(
+                    new_keys.contains_key(key),
+                    "{key} written before the sync is kept"
+                );
+                kept += 1;
+            } else if e.at_ms > synced + 50.0 && e.at_ms < switched - 50.0 {
+                assert!(
+                    !new_keys.contains_key(key),
+                    "{key} written after the sync is lost"
+                );
+                lost += 1;
+            }
+        }
+    }
+    assert!(kept > 0 && lost > 3, "kept {kept}, lost {lost}");
+    sim.shutdown().await;
+}

@@ -177,6 +177,7 @@ async fn every_served_platform_route_matches_heroku_schema() {
     let http = reqwest::Client::new();
     let addon = "redis-test-11111";
     let calls: Vec<(&str, String, Option<Value>)> = vec![
+        ("GET", "/account".into(), None),
         ("GET", "/account/rate-limits".into(), None),
         ("GET", "/apps".into(), None),
         ("GET", "/apps/shop".into(), None),
@@ -220,6 +221,7 @@ async fn every_served_platform_route_matches_heroku_schema() {
             ),
         ),
         ("GET", "/apps/shop/addon-attachments".into(), None),
+        ("GET", "/addon-attachments".into(), None),
         ("GET", format!("/addons/{addon}/addon-attachments"), None),
         ("GET", "/addon-services/heroku-redis/plans".into(), None),
         ("GET", "/apps/shop/config-vars".into(), None),

@@ -67,6 +67,9 @@ pub fn run(cmd: SimCommand) -> ExitCode {
 fn serve(args: ServeArgs) -> Result<(), SimError> {
     let config = SimConfig::try_from(args)?;
     super::runtime().block_on(async {
+        // Listen for signals before announcing the URLs: a script may send SIGTERM as soon
+        // as it has read them.
+        let stop = Stop::listen();
         let sim = Simulator::start(config).await?;
         {
             let mut out = std::io::stdout().lock();
@@ -76,7 +79,7 @@ fn serve(args: ServeArgs) -> Result<(), SimError> {
             let _ = writeln!(out, "HEROKU_API_KEY={}", sim.api_key());
             let _ = out.flush();
         }
-        wait_for_signal().await;
+        stop.wait().await;
         sim.shutdown().await;
         Ok(())
     })
@@ -86,25 +89,38 @@ fn trim(url: &str) -> &str {
     url.trim_end_matches('/')
 }
 
-async fn wait_for_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
+/// SIGINT and SIGTERM, registered up front.
+struct Stop {
     #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = ctrl_c => {}
-                    _ = term.recv() => {}
-                }
-            }
-            Err(_) => {
-                let _ = ctrl_c.await;
+    signals: Option<(tokio::signal::unix::Signal, tokio::signal::unix::Signal)>,
+}
+
+impl Stop {
+    fn listen() -> Self {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            Self {
+                signals: signal(SignalKind::interrupt())
+                    .and_then(|int| Ok((int, signal(SignalKind::terminate())?)))
+                    .ok(),
             }
         }
+        #[cfg(not(unix))]
+        {
+            Self {}
+        }
     }
-    #[cfg(not(unix))]
-    {
-        let _ = ctrl_c.await;
+
+    async fn wait(self) {
+        #[cfg(unix)]
+        if let Some((mut int, mut term)) = self.signals {
+            tokio::select! {
+                _ = int.recv() => {}
+                _ = term.recv() => {}
+            }
+            return;
+        }
+        let _ = tokio::signal::ctrl_c().await;
     }
 }

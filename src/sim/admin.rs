@@ -207,8 +207,25 @@ pub(crate) async fn set_rate_limit(State(s): S, body: Bytes) -> Response {
 }
 
 /// Streams a log session: the last `lines` lines, then (with `tail`) new lines until the
-/// simulator's tail limit passes.
-pub(crate) async fn log_stream(State(s): S, Path(id): Path<String>) -> Response {
+/// simulator's tail limit passes. Plain text, one line each; as server-sent events (one
+/// `data:` event per line) when the client accepts `text/event-stream`, as the Heroku CLI's
+/// `heroku logs` does.
+pub(crate) async fn log_stream(
+    State(s): S,
+    Path(id): Path<String>,
+    headers: axum::http::HeaderMap,
+) -> Response {
+    let sse = headers
+        .get("Accept")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("text/event-stream"));
+    let frame = move |line: String| -> Bytes {
+        if sse {
+            Bytes::from(format!("data: {line}\n\n"))
+        } else {
+            Bytes::from(line + "\n")
+        }
+    };
     let Some(session) = s.world().log_sessions.get(&id).cloned() else {
         return not_found("log_session", "Couldn't find that log session.");
     };
@@ -217,12 +234,12 @@ pub(crate) async fn log_stream(State(s): S, Path(id): Path<String>) -> Response 
         .logs
         .recent(&session.app, session.lines, &session.filter)
         .into_iter()
-        .map(|l| l.text + "\n")
+        .map(|l| l.text)
         .collect();
     let head = futures::stream::iter(
         history
             .into_iter()
-            .map(|l| Ok::<Bytes, Infallible>(Bytes::from(l))),
+            .map(move |l| Ok::<Bytes, Infallible>(frame(l))),
     );
     let deadline = Instant::now() + s.config.log_tail;
     let app = session.app.clone();
@@ -251,7 +268,11 @@ pub(crate) async fn log_stream(State(s): S, Path(id): Path<String>) -> Response 
     let mut r = (StatusCode::OK, body).into_response();
     r.headers_mut().insert(
         "Content-Type",
-        HeaderValue::from_static("text/plain; charset=utf-8"),
+        HeaderValue::from_static(if sse {
+            "text/event-stream"
+        } else {
+            "text/plain; charset=utf-8"
+        }),
     );
     r
 }

@@ -77,7 +77,7 @@ pub(crate) fn database(a: &AddonState, version: &str) -> RedisDatabase {
         created_at: Some(a.created_at.clone()),
         version: Some(version.to_owned()),
         port: Some(a.server.port()),
-        prefer_native_tls: false,
+        prefer_native_tls: a.server.is_tls(),
         resource_url: Some(a.server.url()),
         formation: Some(RedisFormation {
             id: a.id.clone(),

@@ -88,18 +88,23 @@ pub(crate) fn reconcile(shared: &Arc<Shared>, app_id: &str) -> Vec<Stopping> {
                     })
                     .collect();
                 let rec = spawn_dyno(shared, app, &name, &f.process_type, &f.size, &f.command, t);
-                started.push((app.name.clone(), name, f.process_type.clone()));
+                started.push((
+                    app.name.clone(),
+                    name,
+                    f.process_type.clone(),
+                    f.command.clone(),
+                ));
                 app.dynos.push(rec);
             }
         }
     }
     drop(world);
-    for (app, dyno, process_type) in started {
+    for (app, dyno, process_type, command) in started {
         shared.log(
             &app,
             "heroku",
             &dyno,
-            "Starting process with command `npm start`",
+            &format!("Starting process with command `{command}`"),
         );
         shared.event(EventKind::DynoStarting {
             app,
@@ -221,7 +226,7 @@ fn targets(
     let Some(app) = world.app(app_key) else {
         return Vec::new();
     };
-    let vars = &app.config_vars;
+    let vars = &app.config_vars.0;
     world
         .addons
         .iter()

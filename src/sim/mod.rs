@@ -29,12 +29,13 @@
 //!   the *target* plan and state `provisioning` (as Heroku shows it). The Data API keeps
 //!   describing the serving database (`plan` = the old bare plan, `Status: preparing`, `/wait`
 //!   `{"message":"preparing","waiting?":true}`). A new server with the target's limits
-//!   replicates from the old one (REPLICAOF + masterauth), syncs (link up, offsets equal), the
-//!   remaining provisioning time passes (`provision`, default 3 s), it is promoted, the config
-//!   var (`<ATTACHMENT>_URL`) moves to it (new port, new password), then the add-on is
+//!   replicates from the old one (REPLICAOF + masterauth) until the initial sync is done (link
+//!   up), is detached (REPLICAOF NO ONE; timeline `provisioning_synced`): from then on writes
+//!   that land on the old server are lost, as in Heroku's account of a 2016 plan change. The
+//!   remaining provisioning time passes (`provision`, default 3 s), the config var
+//!   (`<ATTACHMENT>_URL`) moves to the new server (new port, new password), the add-on is
 //!   `provisioned` and `/wait` says `available`, the app's dynos restart (Heroku restarts on
-//!   config var changes) and the old server stops. Writes landing on the old server after the
-//!   promotion are lost, as on Heroku.
+//!   config var changes) and the old server stops.
 //! - **Failed change** (data over the target's memory, or fault `fail_provisioning`): the add-on
 //!   goes back to its old plan, `provisioned`; `/wait` answers `waiting?: false` with a message
 //!   starting `plan change to … failed:`; `info` gains a `Last plan change` row; the timeline
@@ -44,6 +45,20 @@
 //! - **Restart** (fault `restart`, `POST /__sim/restart`): the API port closes for a while and
 //!   comes back; all state persists. Killing the simulator process loses all state (and the
 //!   kernel kills its redis-servers).
+//! - **Connections.** Each server runs with `maxclients` = the plan's limit + 1: the extra slot
+//!   is the platform's own control connection, named `heroku-platform` in `CLIENT LIST` (count
+//!   it out when waiting for "no clients but ours"); a plan change hands it to the replication
+//!   link. Apps get exactly the plan's limit; beyond it Redis answers
+//!   `ERR max number of clients reached`, which dynos log. The built-in `enketo` scenario wants
+//!   2 x 26 connections to main on premium-0 (40): main starts saturated, as in Enketo's guide,
+//!   so nothing else can connect to it until `web` is scaled down or main is upgraded.
+//! - **Dynos** write every `1 / writes_per_second` s to each add-on they hold connections to,
+//!   in turn `SET wr:<dyno>:<seq>`, `HSET dyno:<dyno> last_write <seq>`, `INCR counter:<type>`;
+//!   each write is a timeline `write` event.
+//! - **URLs** look like Heroku's: `redis://:<password>@127.0.0.1:<port>`, or `rediss://…` for
+//!   add-ons with `tls = true` (self-signed certificate; connect without verifying it, e.g. the
+//!   `redis` crate's `#insecure`). redis-cli 7.0 mis-reads the empty user name of such URLs:
+//!   use `redis-cli -p PORT -a PASSWORD`.
 //!
 //! # Admin API (no auth; loopback only)
 //! `GET /__sim/timeline[?writes=false&since_ms=N]`, `GET /__sim/requests`,
@@ -96,8 +111,8 @@ use state::{AddonState, AppState, DataStatus, FormationState, RateLimiter, Runti
 /// The redis-server version, read from the first server started.
 pub(crate) static REDIS_VERSION: OnceLock<String> = OnceLock::new();
 
-/// How to start a simulator.
-#[derive(Debug, Clone)]
+/// How to start a simulator. `Debug` leaves the API key out.
+#[derive(Clone)]
 pub struct SimConfig {
     pub scenario: Scenario,
     /// 0 picks a free port.
@@ -112,6 +127,20 @@ pub struct SimConfig {
     pub writes_per_second: Option<f64>,
     /// How long a tailing log session stays open.
     pub log_tail: Duration,
+}
+
+impl std::fmt::Debug for SimConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SimConfig")
+            .field("scenario", &self.scenario)
+            .field("port", &self.port)
+            .field("provision", &self.provision)
+            .field("api_key", &self.api_key.as_ref().map(|_| "<redacted>"))
+            .field("dyno_start", &self.dyno_start)
+            .field("writes_per_second", &self.writes_per_second)
+            .field("log_tail", &self.log_tail)
+            .finish()
+    }
 }
 
 impl Default for SimConfig {
@@ -154,6 +183,7 @@ impl Simulator {
             })?;
         if scenario.apps.iter().any(|a| !a.addons.is_empty()) {
             redis_server_path()?;
+            redis_proc::sweep_stale_dirs();
         }
         let runtime = RuntimeConfig {
             api_key: config
@@ -396,6 +426,7 @@ impl Drop for Simulator {
 
 fn router(shared: Arc<Shared>, control: server::Control) -> Router {
     Router::new()
+        .route("/account", get(platform::account))
         .route("/account/rate-limits", get(platform::rate_limits))
         .route("/apps", get(platform::list_apps))
         .route(
@@ -410,7 +441,10 @@ fn router(shared: Arc<Shared>, control: server::Control) -> Router {
             "/apps/{app}/formation/{ptype}",
             get(platform::get_formation).patch(platform::patch_formation),
         )
-        .route("/apps/{app}/dynos", get(platform::list_dynos))
+        .route(
+            "/apps/{app}/dynos",
+            get(platform::list_dynos).delete(platform::restart_dynos),
+        )
         .route("/apps/{app}/addons", get(platform::list_app_addons))
         .route(
             "/apps/{app}/addons/{addon}",
@@ -426,6 +460,7 @@ fn router(shared: Arc<Shared>, control: server::Control) -> Router {
             post(platform::create_log_session),
         )
         .route("/addons", get(platform::list_all_addons))
+        .route("/addon-attachments", get(platform::list_all_attachments))
         .route("/addons/{addon}", get(platform::get_addon))
         .route(
             "/addons/{addon}/addon-attachments",
@@ -495,19 +530,12 @@ const WORDS: &[&str] = &[
 /// Starts and seeds every add-on's server, fills in apps, formations and config vars.
 async fn build_world(shared: &Arc<Shared>, scenario: &Scenario) -> Result<(), SimError> {
     let now = state::now_iso();
-    let mut n = 0usize;
     // Start every server concurrently: seeding dominates start-up time.
     let mut starts = Vec::new();
+    let mut names = addon_names(scenario).into_iter();
     for app in &scenario.apps {
         for spec in &app.addons {
-            n += 1;
-            let name = spec.name.clone().unwrap_or_else(|| {
-                format!(
-                    "redis-{}-{}",
-                    WORDS[n % WORDS.len()],
-                    10_000 + (u32::from(rand::random::<u16>()) % 90_000)
-                )
-            });
+            let Some(name) = names.next() else { break };
             let plan = crate::plans::find(&spec.plan).ok_or_else(|| SimError::InvalidScenario {
                 origin: "config".into(),
                 message: format!("unknown plan {}", spec.plan),
@@ -518,6 +546,7 @@ async fn build_world(shared: &Arc<Shared>, scenario: &Scenario) -> Result<(), Si
                 maxmemory_policy: spec.config.maxmemory_policy.clone(),
                 timeout: spec.config.timeout,
                 notify_keyspace_events: spec.config.notify_keyspace_events.clone(),
+                tls: spec.tls,
             };
             starts.push(start_addon(name, server_spec, spec.seed.clone()));
         }
@@ -583,11 +612,39 @@ async fn build_world(shared: &Arc<Shared>, scenario: &Scenario) -> Result<(), Si
                     updated_at: now.clone(),
                 })
                 .collect(),
-            config_vars,
+            config_vars: crate::heroku::models::ConfigVars(config_vars),
             dynos: Vec::new(),
         });
     }
     Ok(())
+}
+
+/// The add-on names in scenario order: given names, or generated `redis-<word>-<number>` ones
+/// that collide with no other (names are globally unique on Heroku).
+fn addon_names(scenario: &Scenario) -> Vec<String> {
+    let mut taken: std::collections::BTreeSet<String> = scenario
+        .apps
+        .iter()
+        .flat_map(|a| a.addons.iter().filter_map(|x| x.name.clone()))
+        .collect();
+    let mut names = Vec::new();
+    for (n, spec) in scenario.apps.iter().flat_map(|a| &a.addons).enumerate() {
+        let name = match &spec.name {
+            Some(name) => name.clone(),
+            None => loop {
+                let candidate = format!(
+                    "redis-{}-{}",
+                    WORDS[(n + 1) % WORDS.len()],
+                    10_000 + rand::random::<u32>() % 90_000
+                );
+                if taken.insert(candidate.clone()) {
+                    break candidate;
+                }
+            },
+        };
+        names.push(name);
+    }
+    names
 }
 
 /// Starts one add-on's server and seeds it.

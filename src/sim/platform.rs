@@ -51,6 +51,30 @@ pub(crate) async fn rate_limits(State(s): S) -> Response {
     ok(json!({ "remaining": remaining }))
 }
 
+/// `GET /account`: the simulator's one user (the Heroku CLI asks for it in `heroku ps`).
+pub(crate) async fn account() -> Response {
+    ok(json!({
+        "allow_tracking": false,
+        "beta": false,
+        "created_at": "2016-01-01T00:00:00Z",
+        "email": "sim@example.com",
+        "federated": false,
+        "id": crate::sim::state::stable_id("account:sim"),
+        "identity_provider": null,
+        "last_login": "2026-01-01T00:00:00Z",
+        "name": "Simulator",
+        "sms_number": null,
+        "suspended_at": null,
+        "delinquent_at": null,
+        "two_factor_authentication": false,
+        "updated_at": "2016-01-01T00:00:00Z",
+        "verified": true,
+        "country_of_residence": null,
+        "default_organization": null,
+        "default_team": null,
+    }))
+}
+
 pub(crate) async fn list_apps(State(s): S, headers: HeaderMap) -> Response {
     let items = s.world().apps.iter().map(render::app).collect();
     paginate(&headers, items)
@@ -308,6 +332,15 @@ pub(crate) async fn list_dynos(
     paginate(&headers, items)
 }
 
+/// `DELETE /apps/{app}/dynos`: restart every dyno (`heroku ps:restart`).
+pub(crate) async fn restart_dynos(State(s): S, Path(app): Path<String>) -> Response {
+    let Some(app_id) = s.world().app(&app).map(|a| a.id.clone()) else {
+        return not_found("app", NO_APP);
+    };
+    dynos::restart_app(&s, &app_id).await;
+    (StatusCode::ACCEPTED, axum::Json(json!({}))).into_response()
+}
+
 pub(crate) async fn list_app_addons(
     State(s): S,
     Path(app): Path<String>,
@@ -484,6 +517,17 @@ pub(crate) async fn list_app_attachments(
         .iter()
         .filter(|x| x.app_id == a.id)
         .map(|x| render::attachment(a, x))
+        .collect();
+    drop(world);
+    paginate(&headers, items)
+}
+
+pub(crate) async fn list_all_attachments(State(s): S, headers: HeaderMap) -> Response {
+    let world = s.world();
+    let items = world
+        .addons
+        .iter()
+        .filter_map(|x| world.app(&x.app_id).map(|a| render::attachment(a, x)))
         .collect();
     drop(world);
     paginate(&headers, items)

@@ -1,6 +1,8 @@
 //! Plan changes, the way Heroku does them: a new server with the new plan's limits replicates
-//! from the old one, is promoted, the config var moves to it (restarting the app's dynos) and
-//! the old server stops. A downgrade too small for the data fails and keeps the old server.
+//! from the old one until the initial sync is done, is detached (writes landing on the old
+//! server from then on are lost), the rest of the provisioning time passes, then the config var
+//! moves to it (restarting the app's dynos) and the old server stops. A downgrade too small for
+//! the data fails and keeps the old server.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -111,14 +113,16 @@ async fn migrate(
     let (old, spec) = {
         let world = shared.world();
         let a = world.addon(addon, None).ok_or("the add-on is gone")?;
+        let old = Arc::clone(&a.server);
         (
-            Arc::clone(&a.server),
+            Arc::clone(&old),
             ServerSpec {
                 addon: a.name.clone(),
                 plan: target,
                 maxmemory_policy: a.settings.maxmemory_policy.clone(),
                 timeout: a.settings.timeout,
                 notify_keyspace_events: a.settings.notify_keyspace_events.clone(),
+                tls: old.is_tls(),
             },
         )
     };
@@ -157,7 +161,7 @@ async fn migrate(
         let app = world.app_mut(&app_id);
         let name = app.as_ref().map(|a| a.name.clone()).unwrap_or_default();
         if let Some(app) = app {
-            app.config_vars.insert(var.clone(), new.url());
+            app.config_vars.0.insert(var.clone(), new.url());
             app.updated_at = now_iso();
         }
         (app_id, name, var)
@@ -218,6 +222,14 @@ async fn replicate_and_promote(
         .await
         .map_err(|e| redis_err("starting replication", &e))?;
     let keys = wait_synced(&mut con).await?;
+    // The copy is judged complete and the new server detached (as in Heroku's account of a
+    // 2016 plan change): from here on, writes that still land on the old server are lost.
+    redis::cmd("REPLICAOF")
+        .arg("NO")
+        .arg("ONE")
+        .query_async::<()>(&mut con)
+        .await
+        .map_err(|e| redis_err("detaching the new server", &e))?;
     shared.event(EventKind::ProvisioningSynced {
         addon: addon.to_owned(),
         keys,
@@ -234,6 +246,9 @@ async fn replicate_and_promote(
             limit / (1024 * 1024)
         ));
     }
+    if faults.lose > 0 || faults.change > 0 {
+        corrupt(shared, addon, &mut con, faults.lose, faults.change).await?;
+    }
     let total = shared.config.provision + faults.extra;
     if let Some(rest) = total.checked_sub(started.elapsed()) {
         tokio::time::sleep(rest).await;
@@ -245,20 +260,10 @@ async fn replicate_and_promote(
         });
         return Err(message.clone());
     }
-    redis::cmd("REPLICAOF")
-        .arg("NO")
-        .arg("ONE")
-        .query_async::<()>(&mut con)
-        .await
-        .map_err(|e| redis_err("promoting the new server", &e))?;
-    if faults.lose > 0 || faults.change > 0 {
-        corrupt(shared, addon, &mut con, faults.lose, faults.change).await?;
-    }
     Ok(())
 }
 
-/// Waits until the replica's link is up, the initial sync is done and its offset matches the
-/// primary's; returns the replica's key count.
+/// Waits until the replica's link is up and the initial sync is done; returns its key count.
 async fn wait_synced(con: &mut MultiplexedConnection) -> Result<u64, String> {
     let started = Instant::now();
     loop {

@@ -73,6 +73,47 @@ pub fn redis_server_path() -> Result<PathBuf, SimError> {
     which("redis-server").ok_or(SimError::RedisServerMissing)
 }
 
+/// The file naming the process that owns a simulator directory.
+const OWNER_FILE: &str = "owner.pid";
+
+/// A temporary directory marked with this process's id, so that a later simulator can remove
+/// it if this one dies without cleaning up (SIGKILL).
+fn owned_tempdir(prefix: &str) -> Result<tempfile::TempDir, SimError> {
+    let dir = tempfile::Builder::new()
+        .prefix(prefix)
+        .tempdir()
+        .map_err(|source| SimError::TempDir { source })?;
+    std::fs::write(dir.path().join(OWNER_FILE), std::process::id().to_string())
+        .map_err(|source| SimError::TempDir { source })?;
+    Ok(dir)
+}
+
+/// Removes simulator directories whose owning process is gone (left by a killed simulator).
+/// Runs once per process; errors are ignored (another simulator may be sweeping too).
+pub fn sweep_stale_dirs() {
+    static SWEPT: OnceLock<()> = OnceLock::new();
+    SWEPT.get_or_init(|| {
+        let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            if !(name.starts_with("upshift-sim-redis-") || name.starts_with("upshift-sim-tls-")) {
+                continue;
+            }
+            let owner = std::fs::read_to_string(entry.path().join(OWNER_FILE))
+                .ok()
+                .and_then(|p| p.trim().parse::<u32>().ok());
+            if let Some(pid) = owner
+                && !Path::new(&format!("/proc/{pid}")).exists()
+            {
+                let _ = std::fs::remove_dir_all(entry.path());
+            }
+        }
+    });
+}
+
 /// A free loopback port (bound, read, released).
 fn free_port() -> std::io::Result<u16> {
     let l = std::net::TcpListener::bind("127.0.0.1:0")?;
@@ -88,6 +129,55 @@ pub struct ServerSpec {
     pub maxmemory_policy: String,
     pub timeout: u64,
     pub notify_keyspace_events: String,
+    /// Serve TLS only (`rediss://`, self-signed), as Heroku's plans do.
+    pub tls: bool,
+}
+
+/// The process-wide self-signed certificate (one for every server, so that replicas trust
+/// their primary): `(dir, cert, key)`.
+static CERT: tokio::sync::OnceCell<(tempfile::TempDir, PathBuf, PathBuf)> =
+    tokio::sync::OnceCell::const_new();
+
+async fn certificate(addon: &str) -> Result<(PathBuf, PathBuf), SimError> {
+    let (_, cert, key) = CERT
+        .get_or_try_init(|| async {
+            let dir = owned_tempdir("upshift-sim-tls-")?;
+            let cert = dir.path().join("cert.pem");
+            let key = dir.path().join("key.pem");
+            let openssl = which("openssl").ok_or_else(|| SimError::SpawnRedis {
+                addon: addon.to_owned(),
+                source: std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    "openssl not found: it makes the self-signed certificate of TLS add-ons",
+                ),
+            })?;
+            let out = tokio::process::Command::new(openssl)
+                .args(["req", "-x509", "-newkey", "ec", "-pkeyopt"])
+                .arg("ec_paramgen_curve:prime256v1")
+                .args(["-nodes", "-days", "30", "-subj", "/CN=127.0.0.1", "-keyout"])
+                .arg(&key)
+                .arg("-out")
+                .arg(&cert)
+                .stdin(Stdio::null())
+                .output()
+                .await
+                .map_err(|source| SimError::SpawnRedis {
+                    addon: addon.to_owned(),
+                    source,
+                })?;
+            if !out.status.success() {
+                return Err(SimError::SpawnRedis {
+                    addon: addon.to_owned(),
+                    source: std::io::Error::other(format!(
+                        "openssl could not make a certificate: {}",
+                        String::from_utf8_lossy(&out.stderr).trim()
+                    )),
+                });
+            }
+            Ok((dir, cert, key))
+        })
+        .await?;
+    Ok((cert.clone(), key.clone()))
 }
 
 /// One running redis-server child. The password never appears in `Debug` output.
@@ -97,6 +187,7 @@ pub struct RedisServer {
     port: u16,
     password: String,
     pid: u32,
+    tls: bool,
     child: Mutex<Option<Child>>,
     control: tokio::sync::Mutex<Option<MultiplexedConnection>>,
     dir: tempfile::TempDir,
@@ -134,49 +225,18 @@ impl RedisServer {
     }
 
     async fn start_once(spec: &ServerSpec, binary: &Path) -> Result<Self, SimError> {
-        let dir = tempfile::Builder::new()
-            .prefix("upshift-sim-redis-")
-            .tempdir()
-            .map_err(|source| SimError::TempDir { source })?;
+        let dir = owned_tempdir("upshift-sim-redis-")?;
         let port = free_port().map_err(|source| SimError::SpawnRedis {
             addon: spec.addon.clone(),
             source,
         })?;
         let password = uuid::Uuid::new_v4().simple().to_string();
-        let log = dir.path().join("redis.log");
-        let args: Vec<String> = vec![
-            "--port".into(),
-            port.to_string(),
-            "--bind".into(),
-            "127.0.0.1".into(),
-            "--save".into(),
-            String::new(),
-            "--appendonly".into(),
-            "no".into(),
-            "--requirepass".into(),
-            password.clone(),
-            "--masterauth".into(),
-            password.clone(),
-            "--maxmemory".into(),
-            spec.plan.memory_bytes.to_string(),
-            "--maxclients".into(),
-            (spec.plan.max_clients + PLATFORM_SLOTS).to_string(),
-            "--maxmemory-policy".into(),
-            spec.maxmemory_policy.clone(),
-            "--timeout".into(),
-            spec.timeout.to_string(),
-            "--notify-keyspace-events".into(),
-            spec.notify_keyspace_events.clone(),
-            // Replicas sync at once (the default waits 5 s for more replicas to join).
-            "--repl-diskless-sync-delay".into(),
-            "0".into(),
-            "--daemonize".into(),
-            "no".into(),
-            "--dir".into(),
-            dir.path().display().to_string(),
-            "--logfile".into(),
-            log.display().to_string(),
-        ];
+        let tls = if spec.tls {
+            Some(certificate(&spec.addon).await?)
+        } else {
+            None
+        };
+        let args = server_args(spec, port, &password, dir.path(), tls);
         let mut command = match which("setpriv") {
             Some(setpriv) => {
                 let mut c = Command::new(setpriv);
@@ -207,6 +267,7 @@ impl RedisServer {
             port,
             password,
             pid: child.id(),
+            tls: spec.tls,
             child: Mutex::new(Some(child)),
             control: tokio::sync::Mutex::new(None),
             dir,
@@ -267,6 +328,11 @@ impl RedisServer {
         self.plan
     }
 
+    /// Whether the server speaks TLS only.
+    pub fn is_tls(&self) -> bool {
+        self.tls
+    }
+
     /// The loopback port.
     pub fn port(&self) -> u16 {
         self.port
@@ -282,9 +348,11 @@ impl RedisServer {
         &self.password
     }
 
-    /// The URL an app gets in its config var, like Heroku's `redis://:<password>@host:port`.
+    /// The URL an app gets in its config var, like Heroku's `redis://:<password>@host:port`
+    /// (`rediss://` for a TLS server; its certificate is self-signed, as on Heroku).
     pub fn url(&self) -> String {
-        format!("redis://:{}@127.0.0.1:{}", self.password, self.port)
+        let scheme = if self.tls { "rediss" } else { "redis" };
+        format!("{scheme}://:{}@127.0.0.1:{}", self.password, self.port)
     }
 
     /// A new connection (its own TCP connection).
@@ -341,12 +409,82 @@ impl Drop for RedisServer {
     }
 }
 
+/// The command line of a server: the plan's limits, no persistence, loopback only.
+fn server_args(
+    spec: &ServerSpec,
+    port: u16,
+    password: &str,
+    dir: &Path,
+    tls: Option<(PathBuf, PathBuf)>,
+) -> Vec<String> {
+    let log = dir.join("redis.log");
+    let mut args: Vec<String> = if let Some((cert, key)) = tls {
+        let (cert, key) = (cert.display().to_string(), key.display().to_string());
+        vec![
+            "--port".into(),
+            "0".into(),
+            "--tls-port".into(),
+            port.to_string(),
+            "--tls-cert-file".into(),
+            cert.clone(),
+            "--tls-key-file".into(),
+            key,
+            "--tls-ca-cert-file".into(),
+            cert,
+            "--tls-auth-clients".into(),
+            "no".into(),
+            "--tls-replication".into(),
+            "yes".into(),
+        ]
+    } else {
+        vec!["--port".into(), port.to_string()]
+    };
+    args.extend::<Vec<String>>(vec![
+        "--bind".into(),
+        "127.0.0.1".into(),
+        "--save".into(),
+        String::new(),
+        "--appendonly".into(),
+        "no".into(),
+        "--requirepass".into(),
+        password.to_owned(),
+        "--masterauth".into(),
+        password.to_owned(),
+        "--maxmemory".into(),
+        spec.plan.memory_bytes.to_string(),
+        "--maxclients".into(),
+        (spec.plan.max_clients + PLATFORM_SLOTS).to_string(),
+        "--maxmemory-policy".into(),
+        spec.maxmemory_policy.clone(),
+        "--timeout".into(),
+        spec.timeout.to_string(),
+        "--notify-keyspace-events".into(),
+        spec.notify_keyspace_events.clone(),
+        // Replicas sync at once (the default waits 5 s for more replicas to join).
+        "--repl-diskless-sync-delay".into(),
+        "0".into(),
+        "--daemonize".into(),
+        "no".into(),
+        "--dir".into(),
+        dir.display().to_string(),
+        "--logfile".into(),
+        log.display().to_string(),
+    ]);
+    args
+}
+
 /// Opens one connection to a Redis URL with short timeouts.
 ///
 /// # Errors
 /// The Redis error.
 pub async fn connect_url(url: &str) -> redis::RedisResult<MultiplexedConnection> {
-    let client = redis::Client::open(url)?;
+    // Heroku's certificates are self-signed: clients do not verify them.
+    let url = if url.starts_with("rediss://") && !url.contains('#') {
+        format!("{url}#insecure")
+    } else {
+        url.to_owned()
+    };
+    let client = redis::Client::open(url.as_str())?;
     let config = redis::AsyncConnectionConfig::new()
         .set_connection_timeout(Some(Duration::from_secs(2)))
         .set_response_timeout(Some(Duration::from_secs(5)));

@@ -28,6 +28,7 @@
 //! seed = { keys = 30000, seed = 1, ttl_fraction = 0.1 }
 //! maintenance = "none"                 # data maintenance status
 //! config = { maxmemory_policy = "noeviction", timeout = 0, notify_keyspace_events = "" }
+//! tls = false                          # true: rediss:// with a self-signed certificate
 //!
 //! [[faults]]                           # see `Fault`
 //! kind = "http"
@@ -171,6 +172,11 @@ pub struct AddonSpec {
     pub maintenance: MaintenanceStatus,
     #[serde(default)]
     pub config: RedisSettingsSpec,
+    /// Serve TLS only: the config var is `rediss://…` with a self-signed certificate, as on
+    /// Heroku (clients must not verify it). Off by default: plain `redis://` is simpler to
+    /// inspect.
+    #[serde(default)]
+    pub tls: bool,
 }
 
 fn default_maintenance() -> MaintenanceStatus {
@@ -403,6 +409,44 @@ mod tests {
             err.to_string().contains("unknown heroku-redis plan"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn faults_parse_from_toml_and_files_name_their_path() {
+        let text = r#"
+[[faults]]
+kind = "http"
+method = "PATCH"
+path = "/apps/*/formation"
+status = 429
+retry_after = 2
+
+[[faults]]
+kind = "ignore_scale_down"
+process_type = "web"
+
+[[faults]]
+kind = "lose_keys"
+count = 3
+"#;
+        let s = Scenario::parse(text, "f.toml").unwrap();
+        assert_eq!(s.faults.len(), 3);
+        assert!(matches!(
+            s.faults[1],
+            Fault::IgnoreScaleDown { dynos: 1, .. }
+        ));
+        let err = Scenario::parse("[[faults]]\nkind = \"meteor\"\n", "g.toml").unwrap_err();
+        assert!(
+            err.to_string().starts_with("invalid scenario g.toml:"),
+            "{err}"
+        );
+
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bad.toml");
+        std::fs::write(&path, "[dynos]\nwrites_per_second = \"fast\"\n").unwrap();
+        let err = Scenario::load(path.to_str().unwrap()).unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("bad.toml:2:"), "{text}");
     }
 
     #[test]

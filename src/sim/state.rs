@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 use tokio::task::JoinHandle;
 
-use crate::heroku::models::{AddOnState, MaintenanceStatus};
+use crate::heroku::models::{AddOnState, ConfigVars, MaintenanceStatus};
 use crate::plans::Plan;
 use crate::sim::faults::Faults;
 use crate::sim::logs::{LogBus, LogFilter};
@@ -156,7 +156,8 @@ pub(crate) struct AppState {
     pub created_at: String,
     pub updated_at: String,
     pub formation: Vec<FormationState>,
-    pub config_vars: BTreeMap<String, String>,
+    /// Values are secrets: `ConfigVars`' `Debug` prints names only.
+    pub config_vars: ConfigVars,
     pub dynos: Vec<DynoRec>,
 }
 

@@ -72,6 +72,7 @@ pub fn shop(web: u32, plan: &str, keys: u32, connections: u32) -> Scenario {
                 }),
                 maintenance: upshift::heroku::models::MaintenanceStatus::None,
                 config: RedisSettingsSpec::default(),
+                tls: false,
             }],
             ..AppSpec::default()
         }],
@@ -92,7 +93,13 @@ pub fn client_with_token(sim: &Simulator, token: &str) -> Client {
 }
 
 pub async fn redis(url: &str) -> redis::aio::MultiplexedConnection {
-    redis::Client::open(url)
+    // Heroku's certificates are self-signed: clients skip verification.
+    let url = if url.starts_with("rediss://") {
+        format!("{url}#insecure")
+    } else {
+        url.to_owned()
+    };
+    redis::Client::open(url.as_str())
         .expect("url parses")
         .get_multiplexed_async_connection()
         .await
