@@ -74,7 +74,8 @@ async fn assert_consistent(env: &Env, case: &str, before_plan: &str, target: &st
     );
     let f = env.formation().await;
     assert!(
-        f.iter().any(|(t, q, s)| t == "web" && *q == 2 && s == "standard-1X"),
+        f.iter()
+            .any(|(t, q, s)| t == "web" && *q == 2 && s == "standard-1X"),
         "{case}: formation not restored: {f:?}"
     );
     let plan = env.plan_of(MAIN).await;
@@ -89,7 +90,8 @@ async fn assert_consistent(env: &Env, case: &str, before_plan: &str, target: &st
             } => Some((*differences, *repaired)),
             _ => None,
         });
-        let (differences, repaired) = verified.unwrap_or_else(|| panic!("{case}: changed without verify"));
+        let (differences, repaired) =
+            verified.unwrap_or_else(|| panic!("{case}: changed without verify"));
         assert_eq!(differences, repaired, "{case}");
     }
 }
@@ -100,7 +102,11 @@ async fn resume_after_a_crash_at_every_journal_point() {
     // A clean run tells how many journal points a successful run has.
     let target = next_target(&env).await;
     let out = upshift(&env).args(run_args(target)).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let (_, records) = latest_journal(&env);
     let points = records.len();
     assert!(points > 20, "only {points} journal points");
@@ -112,7 +118,10 @@ async fn resume_after_a_crash_at_every_journal_point() {
             .env("UPSHIFT_FAILPOINT", k.to_string())
             .output()
             .unwrap();
-        assert!(!crashed.status.success(), "point {k}: the failpoint did not fire");
+        assert!(
+            !crashed.status.success(),
+            "point {k}: the failpoint did not fire"
+        );
         let resumed = upshift(&env)
             .args(["resume", "--confirm", APP])
             .output()
@@ -150,7 +159,10 @@ async fn resume_after_kill_9_from_outside() {
         if code == Some(2) && stderr.contains("no unfinished run") {
             // It had finished before the kill landed.
         } else {
-            assert!(matches!(code, Some(0 | 1)), "kill at {delay_ms} ms: resume exited {code:?}: {stderr}");
+            assert!(
+                matches!(code, Some(0 | 1)),
+                "kill at {delay_ms} ms: resume exited {code:?}: {stderr}"
+            );
         }
         assert_consistent(&env, &format!("kill at {delay_ms} ms"), &before, target).await;
     }

@@ -48,7 +48,10 @@ async fn main_and_cache_change_in_one_downtime() {
         assert!(a.keys_verified > 1000, "{a:?}");
         assert_eq!(a.differences, 0, "{a:?}");
     }
-    assert_eq!(journal_outcome(&env, &report.run_id), Some(Outcome::Succeeded));
+    assert_eq!(
+        journal_outcome(&env, &report.run_id),
+        Some(Outcome::Succeeded)
+    );
     // One downtime: web went to 0 once and came back once.
     let downtime = env.sim.downtime("web").expect("web was stopped");
     assert!(downtime >= Duration::from_millis(800), "{downtime:?}");
@@ -79,7 +82,10 @@ async fn provisioning_failure_rolls_back_and_restores_the_app() {
     assert_eq!(report.outcome, Outcome::RolledBack, "{report:#?}");
     assert_eq!(env.plan_of(MAIN).await, "premium-0");
     assert_formation_restored(&env).await;
-    assert_eq!(journal_outcome(&env, &report.run_id), Some(Outcome::RolledBack));
+    assert_eq!(
+        journal_outcome(&env, &report.run_id),
+        Some(Outcome::RolledBack)
+    );
     assert_eq!(report.addons[0].differences, 0, "{report:#?}");
     env.sim.shutdown().await;
 }
@@ -171,7 +177,11 @@ async fn cache_loss_is_tolerated_and_reported() {
     });
     let mut cache = change(CACHE, "premium-1");
     cache.policy = DataPolicy::Cache;
-    let report = env.runner().run(&request(vec![cache], None)).await.expect("run");
+    let report = env
+        .runner()
+        .run(&request(vec![cache], None))
+        .await
+        .expect("run");
     assert_eq!(report.outcome, Outcome::Succeeded, "{report:#?}");
     assert_eq!(report.addons[0].differences, 4);
     assert_eq!(report.addons[0].repaired, 0);
@@ -182,15 +192,24 @@ async fn cache_loss_is_tolerated_and_reported() {
 async fn blocking_guards_write_nothing() {
     let env = Env::start(Duration::from_millis(500)).await;
     // mini holds 20 connections; two web dynos open 26 each to main.
-    let req = request(vec![change(MAIN, "mini"), change("no_such_addon", "premium-1")], None);
+    let req = request(
+        vec![change(MAIN, "mini"), change("no_such_addon", "premium-1")],
+        None,
+    );
     let plan = env.runner().plan(&req).await.expect("plan");
     assert!(plan.blocked);
     let rendered = upshift::plan::render(&plan);
-    assert!(rendered.contains("connections after restore: 2 web x 26 = 52 > mini limit 20"), "{rendered}");
+    assert!(
+        rendered.contains("connections after restore: 2 web x 26 = 52 > mini limit 20"),
+        "{rendered}"
+    );
     let report = env.runner().run(&req).await.expect("run");
     assert_eq!(report.outcome, Outcome::Blocked);
     assert_eq!(env.writes(), Vec::<String>::new());
-    assert_eq!(journal_outcome(&env, &report.run_id), Some(Outcome::Blocked));
+    assert_eq!(
+        journal_outcome(&env, &report.run_id),
+        Some(Outcome::Blocked)
+    );
     env.sim.shutdown().await;
 }
 

@@ -31,7 +31,9 @@ pub struct DemoArgs {
 /// Runs the demo.
 pub fn run(args: &DemoArgs) -> ExitCode {
     crate::cli::runtime().block_on(async {
-        eprintln!("starting the Heroku simulator (Enketo scenario: web=2, main + cache on premium-0)…");
+        eprintln!(
+            "starting the Heroku simulator (Enketo scenario: web=2, main + cache on premium-0)…"
+        );
         let scenario = match Scenario::builtin("enketo") {
             Ok(s) => s,
             Err(e) => {
@@ -75,7 +77,10 @@ async fn demo(sim: &Simulator, args: &DemoArgs) -> ExitCode {
             return ExitCode::NeedsAttention;
         }
     };
-    eprintln!("simulator at {} (the same client talks to api.heroku.com)\n", sim.api_url());
+    eprintln!(
+        "simulator at {} (the same client talks to api.heroku.com)\n",
+        sim.api_url()
+    );
     let playbook = Playbook::builtin();
     let request = RunRequest {
         app: "enketo-demo".into(),
@@ -100,7 +105,9 @@ async fn demo(sim: &Simulator, args: &DemoArgs) -> ExitCode {
     let mut config = RunnerConfig::new(state);
     config.provisioning_estimate = args.provision;
     let runner = Runner::new(client, config, reporter, Interrupts::default());
-    eprintln!("$ upshift plan -a enketo-demo --change enketo_redis_main=premium-1 --change enketo_redis_cache=premium-1 --cache enketo_redis_cache\n");
+    eprintln!(
+        "$ upshift plan -a enketo-demo --change enketo_redis_main=premium-1 --change enketo_redis_cache=premium-1 --cache enketo_redis_cache\n"
+    );
     match runner.plan(&request).await {
         Ok(p) => println!("{}", plan::render(&p)),
         Err(e) => {

@@ -238,39 +238,76 @@ fn addon_guards(
             ),
         ));
     }
-    match &addon.redis {
-        Some(redis) => {
-            out.push(memory_fits(request, label, redis.used_memory, &target));
-            out.push(connections_fit(
-                request,
-                capture,
-                change,
-                addon,
-                redis.connected_clients,
-                &target,
-            ));
-        }
-        None => out.push(guard(
+    let clients_now = addon.redis.as_ref().map(|r| r.connected_clients);
+    out.push(memory_fits(request, addon, current.as_ref(), &target));
+    out.push(connections_fit(
+        request,
+        capture,
+        change,
+        addon,
+        clients_now,
+        &target,
+    ));
+    if addon.redis.is_none() {
+        let error = addon
+            .redis_error
+            .as_deref()
+            .unwrap_or("no URL in the config vars");
+        let full = error.contains("max number of clients");
+        out.push(guard(
             "redis-reachable",
             s,
-            Verdict::Block,
-            format!(
-                "cannot read Redis INFO: {}",
-                addon
-                    .redis_error
-                    .as_deref()
-                    .unwrap_or("no URL in the config vars")
-            ),
-        )),
+            Verdict::Warn,
+            if full {
+                format!(
+                    "refuses connections now ({error}): the app is over {}'s limit already; the change runs with the writers stopped, which frees the slots",
+                    addon.plan
+                )
+            } else {
+                format!("cannot read Redis INFO now ({error}); snapshot and verify will need it once the writers stop")
+            },
+        ));
     }
     out
 }
 
-fn memory_fits(request: &RunRequest, label: &str, used: u64, target: &plans::Plan) -> Guard {
+fn memory_fits(
+    request: &RunRequest,
+    addon: &AddonFacts,
+    current: Option<&plans::Plan>,
+    target: &plans::Plan,
+) -> Guard {
+    let label = addon.label();
     let margin = request.params.memory_margin;
-    #[allow(clippy::cast_precision_loss)]
     let allowed = target.memory_bytes as f64 * margin;
-    let used_f = used as f64;
+    let Some(redis) = &addon.redis else {
+        // Without INFO only an upgrade can be judged: the data fits its current plan.
+        return match current {
+            Some(c) if c.memory_bytes <= target.memory_bytes => guard(
+                "memory-fits",
+                Some(label),
+                Verdict::Pass,
+                format!(
+                    "upgrade: the data fits {} ({:.0} MB) <= {} {:.0} MB",
+                    c.name,
+                    c.memory_bytes as f64 / MB,
+                    target.name,
+                    target.memory_bytes as f64 / MB
+                ),
+            ),
+            _ => guard(
+                "memory-fits",
+                Some(label),
+                Verdict::Block,
+                format!(
+                    "a downgrade to {} needs the used memory, and Redis INFO cannot be read now: {}",
+                    target.name,
+                    addon.redis_error.as_deref().unwrap_or("unknown error")
+                ),
+            ),
+        };
+    };
+    let used_f = redis.used_memory as f64;
     let fits = used_f <= allowed;
     guard(
         "memory-fits",
@@ -294,7 +331,7 @@ fn connections_fit(
     capture: &Capture,
     change: &ChangeRequest,
     addon: &AddonFacts,
-    clients_now: u32,
+    clients_now: Option<u32>,
     target: &plans::Plan,
 ) -> Guard {
     let restored: u32 = request
@@ -311,10 +348,10 @@ fn connections_fit(
         .sum();
     let (per_dyno, source) = if let Some(n) = change.connections_per_dyno {
         (n, "given".to_owned())
-    } else if running > 0 && clients_now > 0 {
+    } else if let Some(clients) = clients_now.filter(|c| running > 0 && *c > 0) {
         (
-            clients_now.div_ceil(running),
-            format!("measured: {clients_now} clients / {running} dynos"),
+            clients.div_ceil(running),
+            format!("measured: {clients} clients / {running} dynos"),
         )
     } else {
         let n = match change.policy {
@@ -344,8 +381,13 @@ fn disk_space(capture: &Capture) -> Guard {
     // records and the file's own overhead.
     let need: u64 = capture
         .found()
-        .filter_map(|a| a.redis.as_ref())
-        .map(|r| r.used_memory + r.used_memory / 5)
+        .filter_map(|a| {
+            a.redis
+                .as_ref()
+                .map(|r| r.used_memory)
+                .or_else(|| plans::find(&a.plan).map(|p| p.memory_bytes))
+        })
+        .map(|used| used + used / 5)
         .sum();
     match capture.local_free_bytes {
         Some(free) if free >= need => guard(

@@ -23,6 +23,8 @@ const EXAMPLES: usize = 20;
 /// A provisioning that shows the old plan, settled, this long after the change request, with
 /// no sign of work in between, is taken as refused rather than not yet started.
 const START_GRACE: Duration = Duration::from_secs(60);
+/// How long Redis must see no write (and foreign clients no command) to count as drained.
+const QUIET: Duration = Duration::from_secs(2);
 
 /// Forwards the verifier's key counts to the reporter.
 struct KeysProgress {
@@ -238,12 +240,18 @@ impl ActiveRun<'_> {
         Ok(StepOk::Done(Some(what)))
     }
 
+    /// Drained when no writer dyno is listed and Redis shows no foreign client that could be
+    /// writing: every client that is not upshift's own has been idle for [`QUIET`] and the
+    /// server's write counter has not moved over that time. Platform connections (Heroku
+    /// keeps its own) are idle readers at most, so they do not hold the run up; a rogue writer
+    /// does, and the timeout names it.
     pub(super) async fn step_wait_drained(
         &mut self,
         timeout: Duration,
     ) -> Result<StepOk, StepError> {
         let mut pacer = self.pacer(timeout, true);
         let targets = self.targets();
+        let mut last_writes: Vec<Option<(u64, Instant)>> = vec![None; targets.len()];
         loop {
             let dynos = self.runner.client.dynos(&self.request.app).await?;
             let lingering: Vec<String> = dynos
@@ -251,37 +259,55 @@ impl ActiveRun<'_> {
                 .filter(|d| self.request.params.writers.contains(&d.process_type))
                 .map(|d| format!("{} ({})", d.name, d.state))
                 .collect();
-            let mut clients = Vec::new();
+            let mut busy = Vec::new();
             if lingering.is_empty() {
-                for t in &targets {
+                for (i, t) in targets.iter().enumerate() {
                     let url = self.current_url(t).await?;
                     let opts = verify_options(&self.runner.config.verify, &t.from, "drain");
+                    let info = verify::server_info(&url, &opts).await?;
+                    let writes = info.changes_since_save;
+                    let quiet_since = match last_writes[i] {
+                        Some((w, since)) if w == writes => since,
+                        _ => {
+                            last_writes[i] = Some((writes, Instant::now()));
+                            Instant::now()
+                        }
+                    };
+                    let writes_quiet = quiet_since.elapsed() >= QUIET;
                     for c in verify::client_list(&url, &opts).await? {
-                        if !c.is_upshift() {
-                            clients.push(format!(
-                                "{}: {} (name {:?}, connected {}s, last command {})",
-                                t.label, c.addr, c.name, c.age_secs, c.cmd
+                        if c.is_upshift() {
+                            continue;
+                        }
+                        if !writes_quiet || c.idle_secs < QUIET.as_secs() {
+                            busy.push(format!(
+                                "{}: {} (name {:?}, connected {}s, idle {}s, last command {})",
+                                t.label, c.addr, c.name, c.age_secs, c.idle_secs, c.cmd
                             ));
                         }
                     }
+                    if !writes_quiet && busy.is_empty() {
+                        busy.push(format!(
+                            "{}: writes seen in the last {}s",
+                            t.label,
+                            QUIET.as_secs()
+                        ));
+                    }
                 }
-                if clients.is_empty() {
-                    return Ok(StepOk::Done(Some(
-                        "no writer dyno, no foreign client".into(),
-                    )));
+                if busy.is_empty() {
+                    return Ok(StepOk::Done(Some("no writer dyno, no write for 2s".into())));
                 }
             }
             self.report_event(&RunEvent::Waiting {
                 subject: "writers".into(),
                 status: if lingering.is_empty() {
-                    format!("{} client(s) still connected", clients.len())
+                    format!("{} client(s) still active", busy.len())
                 } else {
                     format!("dynos still listed: {}", lingering.join(", "))
                 },
             });
             if !self.pace(&mut pacer).await? {
                 let what = if lingering.is_empty() {
-                    format!("clients still connected: {}", clients.join("; "))
+                    format!("clients still active: {}", busy.join("; "))
                 } else {
                     format!("dynos still running: {}", lingering.join(", "))
                 };

@@ -242,6 +242,8 @@ impl Faults {
     }
 
     /// Takes (spends) the first armed fault `pick` accepts for this add-on.
+    /// `addon` may list several names of one target separated by `|` (an add-on's name and
+    /// its attachment name), so a fault may name either.
     pub fn take<T>(
         &self,
         addon: &str,
@@ -250,7 +252,7 @@ impl Faults {
         let mut armed = lock(&self.armed);
         for a in armed.iter_mut().filter(|a| !a.spent) {
             if let Some((target, value)) = pick(&a.fault)
-                && target.is_none_or(|t| t == addon)
+                && target.is_none_or(|t| addon.split('|').any(|name| name.eq_ignore_ascii_case(t)))
             {
                 a.spent = true;
                 return Some(value);

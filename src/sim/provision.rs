@@ -59,6 +59,14 @@ async fn change(shared: Arc<Shared>, addon: String, from: Plan, target: Plan) {
 
 fn take_faults(shared: &Shared, addon: &str) -> ChangeFaults {
     let f = &shared.faults;
+    // Faults may name the add-on or its attachment (`enketo_redis_main`).
+    let attachment = shared
+        .world()
+        .addon(addon, None)
+        .map(|a| a.attachment.clone())
+        .unwrap_or_default();
+    let names = format!("{addon}|{attachment}");
+    let addon = names.as_str();
     let mut out = ChangeFaults::default();
     if let Some(extra) = f.take(addon, |x| match x {
         Fault::SlowProvisioning {

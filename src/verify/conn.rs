@@ -38,6 +38,9 @@ pub struct ServerInfo {
     pub maxmemory: u64,
     /// `connected_clients`.
     pub connected_clients: u64,
+    /// `rdb_changes_since_last_save`: a write counter; unchanged over an interval means nobody
+    /// wrote in it (the drain check uses it).
+    pub changes_since_save: u64,
     /// `maxclients`, when INFO shows it (Redis >= 7.0).
     pub maxclients: Option<u64>,
     /// `expired_keys` since start (INFO stats).
@@ -63,6 +66,7 @@ impl ServerInfo {
                 "used_memory" => info.used_memory = num(),
                 "maxmemory" => info.maxmemory = num(),
                 "connected_clients" => info.connected_clients = num(),
+                "rdb_changes_since_last_save" => info.changes_since_save = num(),
                 "maxclients" => info.maxclients = value.parse().ok(),
                 "expired_keys" => info.expired_keys = num(),
                 "evicted_keys" => info.evicted_keys = num(),

@@ -42,10 +42,31 @@ impl Env {
         })
         .await
         .expect("simulator starts");
-        Self {
+        let env = Self {
             sim,
             state_dir: tempfile::tempdir().expect("temp dir"),
+        };
+        env.wait_app_up().await;
+        env
+    }
+
+    /// Waits until every dyno is up and has had time to connect and write, like an app that
+    /// has been running for a while.
+    pub async fn wait_app_up(&self) {
+        let client = self.client();
+        for _ in 0..100 {
+            let dynos = client.dynos(APP).await.expect("dynos");
+            if !dynos.is_empty()
+                && dynos
+                    .iter()
+                    .all(|d| d.state == upshift::heroku::models::DynoState::Up)
+            {
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
+        panic!("the scenario's dynos did not come up");
     }
 
     pub fn client(&self) -> Client {
@@ -67,8 +88,14 @@ impl Env {
             max: Duration::from_millis(300),
             factor: 1.5,
             low_rate_limit: 10,
+            slow: Duration::from_secs(1),
         };
-        Runner::new(self.client(), config, Arc::new(upshift::ui::HumanReporter::new(false)), interrupts)
+        Runner::new(
+            self.client(),
+            config,
+            Arc::new(upshift::ui::HumanReporter::new(false)),
+            interrupts,
+        )
     }
 
     pub fn inject(&self, fault: Fault) {
@@ -80,7 +107,9 @@ impl Env {
         self.sim
             .request_log()
             .into_iter()
-            .filter(|r| r.method != "GET" && !r.path.ends_with("/resolve") && !r.path.starts_with("/__sim"))
+            .filter(|r| {
+                r.method != "GET" && !r.path.ends_with("/resolve") && !r.path.starts_with("/__sim")
+            })
             .map(|r| format!("{} {}", r.method, r.path))
             .collect()
     }
@@ -130,6 +159,9 @@ pub fn request(changes: Vec<ChangeRequest>, playbook_toml: Option<&str>) -> RunR
 /// The built-in playbook with short timeouts for failure tests.
 pub fn short_playbook(drain: &str, provision: &str) -> String {
     include_str!("../../playbooks/heroku-redis-plan-change.toml")
-        .replace("timeout = \"2m\"\n\n[[steps]]\naction = \"snapshot\"", &format!("timeout = \"{drain}\"\n\n[[steps]]\naction = \"snapshot\""))
+        .replace(
+            "timeout = \"2m\"\n\n[[steps]]\naction = \"snapshot\"",
+            &format!("timeout = \"{drain}\"\n\n[[steps]]\naction = \"snapshot\""),
+        )
         .replace("timeout = \"45m\"", &format!("timeout = \"{provision}\""))
 }
