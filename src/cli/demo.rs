@@ -81,6 +81,22 @@ async fn demo(sim: &Simulator, args: &DemoArgs) -> ExitCode {
         "simulator at {} (the same client talks to api.heroku.com)\n",
         sim.api_url()
     );
+    // Like a real app, the dynos run a while (connected, writing) before anyone changes a
+    // plan: wait until every dyno has written.
+    for _ in 0..200 {
+        let writers: std::collections::BTreeSet<String> = sim
+            .timeline()
+            .into_iter()
+            .filter_map(|e| match e.kind {
+                crate::sim::EventKind::Write { dyno, ok: true, .. } => Some(dyno),
+                _ => None,
+            })
+            .collect();
+        if writers.len() >= 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let playbook = Playbook::builtin();
     let request = RunRequest {
         app: "enketo-demo".into(),

@@ -264,7 +264,9 @@ fn addon_guards(
                     addon.plan
                 )
             } else {
-                format!("cannot read Redis INFO now ({error}); snapshot and verify will need it once the writers stop")
+                format!(
+                    "cannot read Redis INFO now ({error}); at a full connection limit that is expected: the writers stop before snapshot and verify connect"
+                )
             },
         ));
     }
@@ -340,6 +342,11 @@ fn connections_fit(
         .iter()
         .map(|w| capture.quantity(w))
         .sum();
+    let all_up = request
+        .params
+        .writers
+        .iter()
+        .all(|w| capture.running(w) >= capture.quantity(w));
     let running: u32 = request
         .params
         .writers
@@ -348,7 +355,7 @@ fn connections_fit(
         .sum();
     let (per_dyno, source) = if let Some(n) = change.connections_per_dyno {
         (n, "given".to_owned())
-    } else if let Some(clients) = clients_now.filter(|c| running > 0 && *c > 0) {
+    } else if let Some(clients) = clients_now.filter(|c| all_up && running > 0 && *c > 0) {
         (
             clients.div_ceil(running),
             format!("measured: {clients} clients / {running} dynos"),

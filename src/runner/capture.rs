@@ -182,7 +182,7 @@ async fn addon_facts(
                         }),
                         None,
                     ),
-                    Err(e) => (None, Some(e.to_string())),
+                    Err(e) => (None, Some(crate::runner::error_chain(&e))),
                 }
             }
         },

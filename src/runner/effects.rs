@@ -23,8 +23,11 @@ const EXAMPLES: usize = 20;
 /// A provisioning that shows the old plan, settled, this long after the change request, with
 /// no sign of work in between, is taken as refused rather than not yet started.
 const START_GRACE: Duration = Duration::from_secs(60);
-/// How long Redis must see no write (and foreign clients no command) to count as drained.
-const QUIET: Duration = Duration::from_secs(2);
+/// How long the server's write counter must stand still to count as drained. Together with
+/// the idle check below, a rogue writer is caught unless it writes less often than this.
+const QUIET: Duration = Duration::from_millis(750);
+/// A foreign client idle at least this long (CLIENT LIST counts whole seconds) is not writing.
+const CLIENT_IDLE_SECS: u64 = 1;
 
 /// Forwards the verifier's key counts to the reporter.
 struct KeysProgress {
@@ -241,8 +244,8 @@ impl ActiveRun<'_> {
     }
 
     /// Drained when no writer dyno is listed and Redis shows no foreign client that could be
-    /// writing: every client that is not upshift's own has been idle for [`QUIET`] and the
-    /// server's write counter has not moved over that time. Platform connections (Heroku
+    /// writing: every client that is not upshift's own has been idle for a second and the
+    /// server's write counter has not moved for [`QUIET`]. Platform connections (Heroku
     /// keeps its own) are idle readers at most, so they do not hold the run up; a rogue writer
     /// does, and the timeout names it.
     pub(super) async fn step_wait_drained(
@@ -278,7 +281,7 @@ impl ActiveRun<'_> {
                         if c.is_upshift() {
                             continue;
                         }
-                        if !writes_quiet || c.idle_secs < QUIET.as_secs() {
+                        if !writes_quiet || c.idle_secs < CLIENT_IDLE_SECS {
                             busy.push(format!(
                                 "{}: {} (name {:?}, connected {}s, idle {}s, last command {})",
                                 t.label, c.addr, c.name, c.age_secs, c.idle_secs, c.cmd
@@ -294,7 +297,10 @@ impl ActiveRun<'_> {
                     }
                 }
                 if busy.is_empty() {
-                    return Ok(StepOk::Done(Some("no writer dyno, no write for 2s".into())));
+                    return Ok(StepOk::Done(Some(format!(
+                        "no writer dyno, no write for {}",
+                        crate::playbook::duration::format(QUIET)
+                    ))));
                 }
             }
             self.report_event(&RunEvent::Waiting {

@@ -33,7 +33,7 @@ pub struct HumanReporter {
 struct HumanState {
     spinner: Option<ProgressBar>,
     downtime_since: Option<Instant>,
-    last_wait: Option<(String, String)>,
+    last_wait: std::collections::BTreeMap<String, String>,
 }
 
 impl HumanReporter {
@@ -127,15 +127,14 @@ impl Reporter for HumanReporter {
                 eprintln!("{number:>2}. {action} FAILED: {message}");
             }
             RunEvent::Waiting { subject, status } => {
-                let key = (subject.clone(), status.clone());
-                if state.last_wait.as_ref() != Some(&key) {
+                if state.last_wait.get(subject) != Some(status) {
                     let text = format!("    {subject}: {status}{}", Self::downtime_suffix(&state));
                     if let Some(s) = &state.spinner {
                         s.set_message(format!("{subject}: {status}"));
                     } else {
                         eprintln!("{text}");
                     }
-                    state.last_wait = Some(key);
+                    state.last_wait.insert(subject.clone(), status.clone());
                 }
             }
             RunEvent::Keys {

@@ -50,23 +50,25 @@ impl Env {
         env
     }
 
-    /// Waits until every dyno is up and has had time to connect and write, like an app that
-    /// has been running for a while.
+    /// Waits until every dyno is up and has written, like an app that has been running for
+    /// a while.
     pub async fn wait_app_up(&self) {
-        let client = self.client();
-        for _ in 0..100 {
-            let dynos = client.dynos(APP).await.expect("dynos");
-            if !dynos.is_empty()
-                && dynos
-                    .iter()
-                    .all(|d| d.state == upshift::heroku::models::DynoState::Up)
-            {
-                tokio::time::sleep(Duration::from_millis(500)).await;
+        for _ in 0..200 {
+            let writers: std::collections::BTreeSet<String> = self
+                .sim
+                .timeline()
+                .into_iter()
+                .filter_map(|e| match e.kind {
+                    upshift::sim::EventKind::Write { dyno, ok: true, .. } => Some(dyno),
+                    _ => None,
+                })
+                .collect();
+            if writers.len() >= 2 {
                 return;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        panic!("the scenario's dynos did not come up");
+        panic!("the scenario's dynos did not come up and write");
     }
 
     pub fn client(&self) -> Client {
