@@ -7,7 +7,7 @@
 //! `redis-cli --scan | wc -l`, and `upshift snapshot`. Prints one table and the digest/raw ratio.
 //!
 //! Usage: `bench_verify [KEYS]` (default 1000000); `bench_verify raw URL CONNECTIONS` is the
-//! reference loop on its own.
+//! reference loop on its own; `bench_verify load URL KEYS` only loads the data set.
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -27,6 +27,16 @@ fn main() {
             .and_then(|c| c.parse().ok())
             .unwrap_or(CONNECTIONS);
         raw(url, conns);
+        return;
+    }
+    if args.get(1).map(String::as_str) == Some("load") {
+        let url = args.get(2).expect("load URL KEYS");
+        load(
+            url,
+            args.get(3)
+                .and_then(|k| k.parse().ok())
+                .unwrap_or(1_000_000),
+        );
         return;
     }
     let keys: u64 = args

@@ -132,7 +132,9 @@ pub struct DiffArgs {
 pub fn exit_code(err: &VerifyError) -> ExitCode {
     match err {
         VerifyError::Url(_) | VerifyError::Snapshot { .. } => ExitCode::Usage,
-        VerifyError::WritersActive { .. } | VerifyError::DiskSpace { .. } => ExitCode::Blocked,
+        VerifyError::WritersActive { .. }
+        | VerifyError::ExpiriesAppeared { .. }
+        | VerifyError::DiskSpace { .. } => ExitCode::Blocked,
         _ => ExitCode::NeedsAttention,
     }
 }
