@@ -41,6 +41,12 @@ impl RecordSet {
     /// # Errors
     /// The spill file cannot be created or written.
     pub fn push(&mut self, record: Record) -> io::Result<()> {
+        if self.buffer.capacity() == 0 {
+            // Sized once for the budget: letting the Vec double would overshoot it by up to 2x.
+            let per_record = std::mem::size_of::<Record>() + 16;
+            self.buffer
+                .reserve_exact((self.budget / per_record).clamp(16, 1 << 24));
+        }
         self.buffered_bytes += record.footprint();
         self.buffer.push(record);
         if self.buffered_bytes >= self.budget {
