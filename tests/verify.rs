@@ -155,7 +155,6 @@ async fn equal_after_replica_and_promote() {
         window_elements: 97,
         window_bytes: 1000,
         memory_budget: 64 << 10,
-        use_scripts: false,
         ..opts()
     };
     let report = verify::diff(&b.parsed_url(), &snap, &small, &NoProgress)
@@ -295,11 +294,7 @@ async fn expired_between_scans_is_reported_not_failed() {
     verify::snapshot(&a.parsed_url(), &snap2, &pttl, &NoProgress)
         .await
         .unwrap();
-    let pttl_plain = VerifyOptions {
-        use_scripts: false,
-        ..pttl.clone()
-    };
-    let report = verify::diff(&a.parsed_url(), &snap2, &pttl_plain, &NoProgress)
+    let report = verify::diff(&a.parsed_url(), &snap2, &pttl, &NoProgress)
         .await
         .unwrap();
     assert!(report.differences.is_empty(), "{:?}", report.differences);
@@ -516,7 +511,7 @@ mod props {
 
     use proptest::prelude::*;
     use proptest::test_runner::{Config, TestRunner};
-    use upshift::verify::{self, DifferenceKind, NoProgress, VerifyOptions};
+    use upshift::verify::{self, DifferenceKind, NoProgress};
 
     use crate::verify_support::{Server, opts};
 
@@ -658,10 +653,6 @@ mod props {
         let (ca, cb) = (RefCell::new(a.conn()), RefCell::new(b.conn()));
         let rt = tokio::runtime::Runtime::new().unwrap();
         let (ua, ub) = (a.parsed_url(), b.parsed_url());
-        let plain = VerifyOptions {
-            use_scripts: false,
-            ..opts()
-        };
         runner()
             .run(&dataset(), |data| {
                 let base = base_ms();
@@ -670,8 +661,7 @@ mod props {
                 let (da, db) = rt.block_on(async {
                     (
                         verify::digest(&ua, &opts(), &NoProgress).await.unwrap(),
-                        // B without the batch scripts: both read paths agree.
-                        verify::digest(&ub, &plain, &NoProgress).await.unwrap(),
+                        verify::digest(&ub, &opts(), &NoProgress).await.unwrap(),
                     )
                 });
                 prop_assert_eq!(da.keys, data.len() as u64);

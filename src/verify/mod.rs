@@ -90,10 +90,6 @@ pub struct VerifyOptions {
     pub client_role: String,
     /// Read expiries with PTTL even on Redis >= 7.0 (exercises the Redis 6.x path in tests).
     pub force_pttl: bool,
-    /// Ask a batch's types and expiries through two read-only Lua scripts (EVALSHA running
-    /// only TYPE and PEXPIRETIME/PTTL) instead of one command per key: about a third fewer
-    /// commands. Falls back to plain commands when the server refuses SCRIPT LOAD.
-    pub use_scripts: bool,
 }
 
 impl Default for VerifyOptions {
@@ -110,7 +106,6 @@ impl Default for VerifyOptions {
             response_timeout: RESPONSE_TIMEOUT,
             client_role: "verify".to_owned(),
             force_pttl: false,
-            use_scripts: true,
         }
     }
 }

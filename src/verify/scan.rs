@@ -100,27 +100,22 @@ pub(crate) async fn scan(
         elements: opts.window_elements.max(1),
         string_bytes: opts.window_bytes.max(1),
     };
-    let ttl = ttl_mode(session, opts, &before_info);
-    let scripts = if opts.use_scripts {
-        load_scripts(session, ttl).await
+    let expires_before = before_info
+        .keyspace
+        .get(&session.db)
+        .map_or(0, |k| k.expires);
+    let ttl = if expires_before == 0 {
+        TtlMode::NoneInDatabase
+    } else if session.info.has_pexpiretime() && !opts.force_pttl {
+        TtlMode::Exact
     } else {
-        None
+        TtlMode::Pttl
     };
     let in_flight = session.conns.len() * 2;
     let batches = futures::stream::poll_fn(move |cx| rx.poll_recv(cx));
     let mut reads = batches
         .enumerate()
-        .map(|(i, keys)| {
-            read_batch(
-                session,
-                session.conn(i),
-                keys,
-                dump,
-                ttl,
-                scripts.as_ref(),
-                windows,
-            )
-        })
+        .map(|(i, keys)| read_batch(session, session.conn(i), keys, dump, ttl, windows))
         .buffer_unordered(in_flight);
     let mut bytes = 0_u64;
     let mut result = Ok(());
@@ -165,18 +160,6 @@ pub(crate) async fn scan(
     })
 }
 
-/// How this scan reads expiries (see [`TtlMode`]).
-fn ttl_mode(session: &Session, opts: &VerifyOptions, info: &ServerInfo) -> TtlMode {
-    let expires_before = info.keyspace.get(&session.db).map_or(0, |k| k.expires);
-    if expires_before == 0 {
-        TtlMode::NoneInDatabase
-    } else if session.info.has_pexpiretime() && !opts.force_pttl {
-        TtlMode::Exact
-    } else {
-        TtlMode::Pttl
-    }
-}
-
 /// The cheap gate after a scan: the key count may only have dropped by what expired or was
 /// evicted meanwhile, and a scan that skipped TTL reads must still find no TTL.
 async fn gate(
@@ -208,59 +191,12 @@ async fn gate(
     Ok(())
 }
 
-/// Read-only Lua scripts that answer TYPE / PEXPIRETIME / PTTL for a whole batch in one reply.
-/// They run only those data-plane commands; what they save is one command (parse, dispatch,
-/// reply) per key on the server and one reply per key on the client.
-const TYPES_SCRIPT: &str =
-    "local r = {} for i = 1, #KEYS do r[i] = redis.call('TYPE', KEYS[i])['ok'] end return r";
-const PEXPIRETIME_SCRIPT: &str =
-    "local r = {} for i = 1, #KEYS do r[i] = redis.call('PEXPIRETIME', KEYS[i]) end return r";
-const PTTL_SCRIPT: &str =
-    "local r = {} for i = 1, #KEYS do r[i] = redis.call('PTTL', KEYS[i]) end return r";
-
-/// SHA1s of the loaded batch scripts.
-#[derive(Debug, Clone)]
-pub(crate) struct Scripts {
-    types: String,
-    ttls: Option<String>,
-}
-
-/// Loads the batch scripts; `None` when the server refuses scripting (then every key gets its
-/// own TYPE and expiry command).
-async fn load_scripts(session: &Session, ttl: TtlMode) -> Option<Scripts> {
-    let conn = session.conn(0);
-    let load = |code: &'static str| {
-        let mut conn = conn.clone();
-        async move {
-            redis::cmd("SCRIPT")
-                .arg("LOAD")
-                .arg(code)
-                .query_async::<String>(&mut conn)
-                .await
-                .ok()
-        }
-    };
-    let types = load(TYPES_SCRIPT).await?;
-    let ttls = match ttl {
-        TtlMode::Exact => Some(load(PEXPIRETIME_SCRIPT).await?),
-        TtlMode::Pttl => Some(load(PTTL_SCRIPT).await?),
-        TtlMode::NoneInDatabase => None,
-    };
-    Some(Scripts { types, ttls })
-}
-
-/// One key's value as read, before its expiry is known.
-struct Partial {
+/// What pipeline B asked for one key.
+struct Plan {
     key: Vec<u8>,
     kind: KeyKind,
-    value: u128,
-    payload: Option<Vec<u8>>,
-    bytes: u64,
 }
 
-/// Reads one batch: round 1 the types, round 2 the first window of every value (plus DUMP
-/// when snapshotting) and, last, the expiries, so a key that vanished during the reads shows
-/// -2 and is dropped. Keys bigger than a window continue window by window.
 // One function on purpose: the pipeline it builds and the order it consumes replies in must
 // stay side by side.
 #[allow(clippy::too_many_lines)]
@@ -270,28 +206,18 @@ async fn read_batch(
     keys: Vec<Vec<u8>>,
     dump: bool,
     ttl: TtlMode,
-    scripts: Option<&Scripts>,
     w: Windows,
 ) -> Result<Vec<Scanned>, VerifyError> {
-    let types: Vec<String> = if let Some(s) = scripts {
-        redis::cmd("EVALSHA")
-            .arg(&s.types)
-            .arg(keys.len())
-            .arg(&keys)
-            .query_async(&mut conn)
-            .await
-            .map_err(session.command_err("EVALSHA (types)"))?
-    } else {
-        let mut pipe = redis::pipe();
-        for k in &keys {
-            pipe.cmd("TYPE").arg(k);
-        }
-        pipe.query_async(&mut conn)
-            .await
-            .map_err(session.command_err("TYPE"))?
-    };
+    let mut pipe = redis::pipe();
+    for k in &keys {
+        pipe.cmd("TYPE").arg(k);
+    }
+    let types: Vec<String> = pipe
+        .query_async(&mut conn)
+        .await
+        .map_err(session.command_err("TYPE"))?;
 
-    let mut plans: Vec<(Vec<u8>, KeyKind)> = Vec::with_capacity(keys.len());
+    let mut plans = Vec::with_capacity(keys.len());
     let mut pipe = redis::pipe();
     for (key, t) in keys.into_iter().zip(types) {
         let Some(kind) = KeyKind::from_type_name(&t) else {
@@ -303,33 +229,67 @@ async fn read_batch(
                 key: String::from_utf8_lossy(&key).into_owned(),
             });
         };
-        push_first_read(&mut pipe, &key, kind, w);
+        // One read per key: the first window. Sizes are asked only when a window comes back
+        // full (a big key), since every extra command per key costs server time.
+        let last = w.elements - 1;
+        match kind {
+            KeyKind::String => {
+                pipe.cmd("GETRANGE")
+                    .arg(&key)
+                    .arg(0)
+                    .arg(w.string_bytes - 1);
+            }
+            KeyKind::List => {
+                pipe.cmd("LRANGE").arg(&key).arg(0).arg(last);
+            }
+            KeyKind::Set => {
+                pipe.cmd("SSCAN")
+                    .arg(&key)
+                    .arg(0)
+                    .arg("COUNT")
+                    .arg(w.elements);
+            }
+            KeyKind::Hash => {
+                pipe.cmd("HSCAN")
+                    .arg(&key)
+                    .arg(0)
+                    .arg("COUNT")
+                    .arg(w.elements);
+            }
+            KeyKind::ZSet => {
+                pipe.cmd("ZRANGE")
+                    .arg(&key)
+                    .arg(0)
+                    .arg(last)
+                    .arg("WITHSCORES");
+            }
+            KeyKind::Stream => {
+                pipe.cmd("XINFO").arg("STREAM").arg(&key);
+                pipe.cmd("XRANGE")
+                    .arg(&key)
+                    .arg("-")
+                    .arg("+")
+                    .arg("COUNT")
+                    .arg(w.elements);
+            }
+        }
         if dump {
             pipe.cmd("DUMP").arg(&key);
         }
-        plans.push((key, kind));
+        // Last, so a key that vanished during the reads shows -2 here and is dropped.
+        match ttl {
+            TtlMode::Exact => {
+                pipe.cmd("PEXPIRETIME").arg(&key);
+            }
+            TtlMode::Pttl => {
+                pipe.cmd("PTTL").arg(&key);
+            }
+            TtlMode::NoneInDatabase => {}
+        }
+        plans.push(Plan { key, kind });
     }
     if plans.is_empty() {
         return Ok(Vec::new());
-    }
-    match (ttl, scripts.and_then(|s| s.ttls.as_ref())) {
-        (TtlMode::NoneInDatabase, _) => {}
-        (_, Some(sha)) => {
-            let cmd = pipe.cmd("EVALSHA").arg(sha).arg(plans.len());
-            for (key, _) in &plans {
-                cmd.arg(key);
-            }
-        }
-        (TtlMode::Exact, None) => {
-            for (key, _) in &plans {
-                pipe.cmd("PEXPIRETIME").arg(key);
-            }
-        }
-        (TtlMode::Pttl, None) => {
-            for (key, _) in &plans {
-                pipe.cmd("PTTL").arg(key);
-            }
-        }
     }
     let sent = local_ms() + session.clock_offset_ms;
     let replies: Vec<Value> = pipe
@@ -339,114 +299,52 @@ async fn read_batch(
     let received = local_ms() + session.clock_offset_ms;
 
     let mut replies = replies.into_iter();
-    let mut partials = Vec::with_capacity(plans.len());
-    for (key, kind) in plans {
-        let n = if kind == KeyKind::Stream { 2 } else { 1 };
-        let first: Vec<Value> = replies.by_ref().take(n).collect();
+    let mut out = Vec::with_capacity(plans.len());
+    for plan in plans {
         let mut reader = KeyReader {
             session,
             conn: &mut conn,
-            key: &key,
+            key: &plan.key,
             bytes: 0,
             w,
         };
-        let value = reader.read(kind, first).await?;
-        let bytes = reader.bytes;
+        let n = if plan.kind == KeyKind::Stream { 2 } else { 1 };
+        let first: Vec<Value> = replies.by_ref().take(n).collect();
+        let value = reader.read(plan.kind, first).await?;
         let payload = if dump {
             match replies.next() {
                 Some(Value::BulkString(p)) => Some(p),
-                _ => None, // vanished: its expiry reply says -2
+                _ => None, // vanished: the expiry reply below says so
             }
         } else {
             None
         };
-        partials.push(Partial {
-            key,
-            kind,
-            value,
+        let expiry = if ttl == TtlMode::NoneInDatabase {
+            Expiry::Never
+        } else {
+            match replies.next().map(|v| int(&v)) {
+                Some(Some(-2) | None) | None => continue, // gone: expired during the read
+                Some(Some(-1)) => Expiry::Never,
+                Some(Some(t)) if ttl == TtlMode::Exact => Expiry::exact(t),
+                Some(Some(t)) => Expiry::from_pttl(t, sent, received),
+            }
+        };
+        if dump && payload.is_none() {
+            continue;
+        }
+        let bytes = reader.bytes;
+        out.push(Scanned {
+            record: Record {
+                key: plan.key,
+                kind: plan.kind,
+                value,
+                expiry,
+            },
             payload,
             bytes,
         });
     }
-    let expiries: Vec<Option<i64>> = match ttl {
-        TtlMode::NoneInDatabase => vec![Some(-1); partials.len()],
-        _ if scripts.is_some_and(|s| s.ttls.is_some()) => array(replies.next())
-            .ok_or_else(|| session.protocol_err("EVALSHA (expiries)", "not an array"))?
-            .iter()
-            .map(int)
-            .collect(),
-        _ => replies.map(|v| int(&v)).collect(),
-    };
-    if expiries.len() != partials.len() {
-        return Err(session.protocol_err("expiry", "one reply per key expected"));
-    }
-    let mut out = Vec::with_capacity(partials.len());
-    for (p, at) in partials.into_iter().zip(expiries) {
-        let expiry = match at {
-            Some(-2) | None => continue, // gone: expired during the read
-            Some(-1) => Expiry::Never,
-            Some(t) if ttl == TtlMode::Exact => Expiry::exact(t),
-            Some(t) => Expiry::from_pttl(t, sent, received),
-        };
-        if dump && p.payload.is_none() {
-            continue;
-        }
-        out.push(Scanned {
-            record: Record {
-                key: p.key,
-                kind: p.kind,
-                value: p.value,
-                expiry,
-            },
-            payload: p.payload,
-            bytes: p.bytes,
-        });
-    }
     Ok(out)
-}
-
-/// One read per key: the first window. Sizes are asked only when a window comes back full (a
-/// big key), since every extra command per key costs server time.
-fn push_first_read(pipe: &mut redis::Pipeline, key: &[u8], kind: KeyKind, w: Windows) {
-    let last = w.elements - 1;
-    match kind {
-        KeyKind::String => {
-            pipe.cmd("GETRANGE").arg(key).arg(0).arg(w.string_bytes - 1);
-        }
-        KeyKind::List => {
-            pipe.cmd("LRANGE").arg(key).arg(0).arg(last);
-        }
-        KeyKind::Set => {
-            pipe.cmd("SSCAN")
-                .arg(key)
-                .arg(0)
-                .arg("COUNT")
-                .arg(w.elements);
-        }
-        KeyKind::Hash => {
-            pipe.cmd("HSCAN")
-                .arg(key)
-                .arg(0)
-                .arg("COUNT")
-                .arg(w.elements);
-        }
-        KeyKind::ZSet => {
-            pipe.cmd("ZRANGE")
-                .arg(key)
-                .arg(0)
-                .arg(last)
-                .arg("WITHSCORES");
-        }
-        KeyKind::Stream => {
-            pipe.cmd("XINFO").arg("STREAM").arg(key);
-            pipe.cmd("XRANGE")
-                .arg(key)
-                .arg("-")
-                .arg("+")
-                .arg("COUNT")
-                .arg(w.elements);
-        }
-    }
 }
 
 /// Reads one key's value from its first replies, fetching further windows when it is big.

@@ -72,7 +72,7 @@ impl RecordSet {
         }
         file.seek(SeekFrom::Start(0))?;
         self.runs.push(file);
-        self.buffer.clear(); // keeps the capacity for the next run
+        self.buffer = Vec::new();
         self.buffered_bytes = 0;
         Ok(())
     }
