@@ -191,6 +191,7 @@ impl Iterator for SortedRecords {
 #[cfg(test)]
 mod tests {
     use super::RecordSet;
+    use crate::verify::diff::merge_join;
     use crate::verify::record::{DatabaseDigest, Expiry, KeyKind, Record};
 
     fn rec(key: &str, value: u128) -> Record {
@@ -232,8 +233,22 @@ mod tests {
         let (dup, _) = digest(twice.clone(), usize::MAX);
         assert_eq!(plain, dup);
         // The same through many small spilled runs.
-        let (spilled, runs) = digest(twice, 2_000);
+        let (spilled, runs) = digest(twice.clone(), 2_000);
         assert!(runs > 5, "{runs}");
         assert_eq!(plain, spilled);
+
+        // And a diff of the repeated feed against the plain one names nothing.
+        let dir = std::env::temp_dir();
+        let mut once = RecordSet::new(usize::MAX, &dir);
+        for r in keys {
+            once.push(r).unwrap();
+        }
+        let mut repeated = RecordSet::new(2_000, &dir);
+        for r in twice {
+            repeated.push(r).unwrap();
+        }
+        let report = merge_join(once.into_sorted(), repeated.into_sorted(), 0, 10).unwrap();
+        assert!(report.differences.is_empty());
+        assert_eq!((report.before_keys, report.after_keys), (500, 500));
     }
 }
