@@ -763,3 +763,72 @@ mod props {
             .unwrap();
     }
 }
+
+/// The commands as a user runs them: JSON output, exit codes, no password anywhere.
+#[test]
+fn cli_commands_exit_codes_and_no_password() {
+    let secret = "CliS3cretValue";
+    let a = Server::builder().password(secret).start();
+    let mut c = a.conn();
+    redis::cmd("SET").arg("k1").arg("v").exec(&mut c).unwrap();
+    redis::cmd("HSET")
+        .arg("h")
+        .arg("f")
+        .arg("v")
+        .exec(&mut c)
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let snap = dir.path().join("s.snap");
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_upshift"))
+            .args(args)
+            .env_remove("REDIS_URL")
+            .output()
+            .unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(!text.contains(secret), "password leaked: {text}");
+        (
+            out.status.code().unwrap(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            text,
+        )
+    };
+    let url = a.url();
+    let (code, stdout, _) = run(&["digest", "--url", &url, "--json"]);
+    assert_eq!(code, 0);
+    let json: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert_eq!(json["keys"], 2);
+    assert_eq!(json["digest"].as_str().unwrap().len(), 32);
+
+    let (code, _, _) = run(&["snapshot", "--url", &url, "--out", snap.to_str().unwrap()]);
+    assert_eq!(code, 0);
+    let (code, stdout, _) = run(&["diff", "--url", &url, "--against", snap.to_str().unwrap()]);
+    assert_eq!(code, 0, "{stdout}");
+    redis::cmd("DEL").arg("k1").exec(&mut c).unwrap();
+    let (code, stdout, _) = run(&["diff", "--url", &url, "--against", snap.to_str().unwrap()]);
+    assert_eq!(code, 1, "1 = differences found");
+    assert!(
+        stdout.contains("missing") && stdout.contains("k1"),
+        "{stdout}"
+    );
+    let (code, _, _) = run(&[
+        "restore",
+        "--url",
+        &url,
+        "--from",
+        snap.to_str().unwrap(),
+        "--only-missing",
+    ]);
+    assert_eq!(code, 0);
+
+    let wrong = format!("redis://:{secret}x@127.0.0.1:{}", a.port);
+    let (code, _, text) = run(&["digest", "--url", &wrong]);
+    assert_eq!(code, 4, "{text}");
+    assert!(text.contains("cannot connect"), "{text}");
+    let (code, _, text) = run(&["digest", "--url", &format!("http://:{secret}@h")]);
+    assert_eq!(code, 2, "{text}");
+}

@@ -374,6 +374,20 @@ mod tests {
     }
 
     #[test]
+    fn help_of_the_verifier_commands() {
+        use clap::CommandFactory;
+        let mut cli = crate::cli::Cli::command().term_width(100);
+        for name in ["digest", "snapshot", "restore", "diff"] {
+            let help = cli
+                .find_subcommand_mut(name)
+                .expect("subcommand exists")
+                .render_long_help()
+                .to_string();
+            insta::assert_snapshot!(format!("{name}_help"), help);
+        }
+    }
+
+    #[test]
     fn arguments_convert_into_options() {
         let cfg = VerifyConfig::try_from(&args("rediss://:pw@host:1234")).unwrap();
         assert_eq!(cfg.options.max_connections, 3);
