@@ -258,7 +258,7 @@ pub async fn digest(
 }
 
 /// Free bytes for an unprivileged user in the directory holding `path`.
-fn available_space(dir: &Path) -> std::io::Result<u64> {
+pub fn available_space(dir: &Path) -> std::io::Result<u64> {
     let st = rustix::fs::statvfs(dir).map_err(std::io::Error::from)?;
     Ok(st.f_bavail.saturating_mul(st.f_frsize))
 }
