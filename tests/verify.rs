@@ -502,3 +502,333 @@ async fn the_password_never_shows() {
     let clients = verify::client_list(&good, &opts()).await.unwrap();
     assert!(clients.iter().any(verify::ClientInfo::is_upshift));
 }
+
+/// Property tests over random datasets of every type with TTLs, on two long-lived servers
+/// (FLUSHALL between cases) so the suite stays fast.
+mod props {
+    use std::cell::RefCell;
+    use std::collections::{BTreeMap, BTreeSet};
+
+    use proptest::prelude::*;
+    use proptest::test_runner::{Config, TestRunner};
+    use upshift::verify::{self, DifferenceKind, NoProgress};
+
+    use crate::verify_support::{Server, opts};
+
+    type Bytes = Vec<u8>;
+
+    #[derive(Debug, Clone)]
+    enum Value {
+        Str(Bytes),
+        List(Vec<Bytes>),
+        Set(BTreeSet<Bytes>),
+        ZSet(BTreeMap<Bytes, f64>),
+        Hash(BTreeMap<Bytes, Bytes>),
+        Stream(Vec<Vec<(Bytes, Bytes)>>),
+    }
+
+    #[derive(Debug, Clone)]
+    struct Entry {
+        value: Value,
+        ttl_offset_ms: Option<u32>,
+    }
+
+    fn bytes() -> impl Strategy<Value = Bytes> {
+        prop::collection::vec(any::<u8>(), 0..6)
+    }
+
+    fn score() -> impl Strategy<Value = f64> {
+        prop_oneof![
+            8 => any::<i16>().prop_map(|i| f64::from(i) / 4.0),
+            1 => Just(f64::INFINITY),
+            1 => Just(f64::NEG_INFINITY),
+            1 => Just(-0.0),
+        ]
+    }
+
+    fn value() -> impl Strategy<Value = Value> {
+        prop_oneof![
+            bytes().prop_map(Value::Str),
+            prop::collection::vec(bytes(), 1..6).prop_map(Value::List),
+            prop::collection::btree_set(bytes(), 1..6).prop_map(Value::Set),
+            prop::collection::btree_map(bytes(), score(), 1..6).prop_map(Value::ZSet),
+            prop::collection::btree_map(bytes(), bytes(), 1..6).prop_map(Value::Hash),
+            prop::collection::vec(prop::collection::vec((bytes(), bytes()), 1..3), 1..4)
+                .prop_map(Value::Stream),
+        ]
+    }
+
+    fn dataset() -> impl Strategy<Value = BTreeMap<Bytes, Entry>> {
+        let entry = (value(), prop::option::of(0_u32..1000)).prop_map(|(value, ttl)| Entry {
+            value,
+            ttl_offset_ms: ttl,
+        });
+        // Keys are binary and at most 7 bytes: the "new key" mutation uses a longer one.
+        prop::collection::btree_map(prop::collection::vec(any::<u8>(), 1..8), entry, 1..12)
+    }
+
+    /// Writes the dataset; `reverse` reverses key order and element order where Redis does
+    /// not keep it (sets, hashes, zsets), so encodings and table layouts differ.
+    fn load(c: &mut redis::Connection, data: &BTreeMap<Bytes, Entry>, base_ms: i64, reverse: bool) {
+        let mut p = redis::pipe();
+        p.cmd("FLUSHALL");
+        let mut keys: Vec<&Bytes> = data.keys().collect();
+        if reverse {
+            keys.reverse();
+        }
+        for k in keys {
+            let e = &data[k];
+            match &e.value {
+                Value::Str(v) => {
+                    p.cmd("SET").arg(k).arg(v);
+                }
+                Value::List(items) => {
+                    p.cmd("RPUSH").arg(k).arg(items);
+                }
+                Value::Set(items) => {
+                    let mut items: Vec<&Bytes> = items.iter().collect();
+                    if reverse {
+                        items.reverse();
+                    }
+                    p.cmd("SADD").arg(k).arg(items);
+                }
+                Value::ZSet(items) => {
+                    let mut items: Vec<(&Bytes, &f64)> = items.iter().collect();
+                    if reverse {
+                        items.reverse();
+                    }
+                    for (m, s) in items {
+                        p.cmd("ZADD").arg(k).arg(s.to_string()).arg(m);
+                    }
+                }
+                Value::Hash(items) => {
+                    let mut items: Vec<(&Bytes, &Bytes)> = items.iter().collect();
+                    if reverse {
+                        items.reverse();
+                    }
+                    for (f, v) in items {
+                        p.cmd("HSET").arg(k).arg(f).arg(v);
+                    }
+                }
+                Value::Stream(entries) => {
+                    for (i, fields) in entries.iter().enumerate() {
+                        let cmd = p.cmd("XADD").arg(k).arg(format!("1-{}", i + 1));
+                        for (f, v) in fields {
+                            cmd.arg(f).arg(v);
+                        }
+                    }
+                }
+            }
+            if let Some(off) = e.ttl_offset_ms {
+                p.cmd("PEXPIREAT").arg(k).arg(base_ms + i64::from(off));
+            }
+        }
+        p.exec(c).expect("load dataset");
+    }
+
+    fn base_ms() -> i64 {
+        // An hour ahead: nothing expires during a case.
+        i64::try_from(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_millis(),
+        )
+        .unwrap()
+            + 3_600_000
+    }
+
+    fn runner() -> TestRunner {
+        TestRunner::new(Config {
+            cases: 40,
+            failure_persistence: None,
+            ..Config::default()
+        })
+    }
+
+    #[test]
+    fn equal_data_never_differs() {
+        let (a, b) = (Server::start(), Server::start());
+        // The runner takes a `Fn`: the connections live in cells.
+        let (ca, cb) = (RefCell::new(a.conn()), RefCell::new(b.conn()));
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let (ua, ub) = (a.parsed_url(), b.parsed_url());
+        runner()
+            .run(&dataset(), |data| {
+                let base = base_ms();
+                load(&mut ca.borrow_mut(), &data, base, false);
+                load(&mut cb.borrow_mut(), &data, base, true);
+                let (da, db) = rt.block_on(async {
+                    (
+                        verify::digest(&ua, &opts(), &NoProgress).await.unwrap(),
+                        verify::digest(&ub, &opts(), &NoProgress).await.unwrap(),
+                    )
+                });
+                prop_assert_eq!(da.keys, data.len() as u64);
+                prop_assert_eq!(da.digest, db.digest);
+                Ok(())
+            })
+            .unwrap();
+    }
+
+    #[derive(Debug, Clone, Copy)]
+    enum Mutation {
+        Value,
+        Delete,
+        Add,
+        Ttl,
+    }
+
+    #[test]
+    fn a_single_mutation_is_found_and_named() {
+        let server = Server::start();
+        let conn = RefCell::new(server.conn());
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let url = server.parsed_url();
+        let dir = tempfile::tempdir().unwrap();
+        let snap = dir.path().join("p.snap");
+        let strategy = (
+            dataset(),
+            any::<prop::sample::Index>(),
+            prop_oneof![
+                Just(Mutation::Value),
+                Just(Mutation::Delete),
+                Just(Mutation::Add),
+                Just(Mutation::Ttl)
+            ],
+        );
+        runner()
+            .run(&strategy, |(data, index, mutation)| {
+                let base = base_ms();
+                load(&mut conn.borrow_mut(), &data, base, false);
+                rt.block_on(verify::snapshot(&url, &snap, &opts(), &NoProgress))
+                    .unwrap();
+                let (key, entry) = data.iter().nth(index.index(data.len())).unwrap();
+                let mut pipe = redis::pipe();
+                let (named, expected): (Bytes, &str) = match mutation {
+                    Mutation::Delete => {
+                        pipe.cmd("DEL").arg(key);
+                        (key.clone(), "missing")
+                    }
+                    Mutation::Add => {
+                        let new = b"\xffa-new-key".to_vec();
+                        pipe.cmd("SET").arg(&new).arg("v");
+                        (new, "extra")
+                    }
+                    Mutation::Ttl => {
+                        match entry.ttl_offset_ms {
+                            Some(off) => pipe
+                                .cmd("PEXPIREAT")
+                                .arg(key)
+                                .arg(base + i64::from(off) + 1),
+                            None => pipe.cmd("PEXPIREAT").arg(key).arg(base),
+                        };
+                        (key.clone(), "ttl changed")
+                    }
+                    Mutation::Value => {
+                        match &entry.value {
+                            Value::Str(_) => pipe.cmd("APPEND").arg(key).arg("x"),
+                            Value::List(_) => pipe.cmd("RPUSH").arg(key).arg("x"),
+                            Value::Set(_) => pipe.cmd("SADD").arg(key).arg("longer-than-six"),
+                            Value::ZSet(m) => {
+                                let (member, s) = m.iter().next().unwrap();
+                                let next = if s.is_finite() { s + 1.0 } else { 0.0 };
+                                pipe.cmd("ZADD").arg(key).arg(next.to_string()).arg(member)
+                            }
+                            Value::Hash(m) => {
+                                let (f, v) = m.iter().next().unwrap();
+                                let mut v = v.clone();
+                                v.push(b'!');
+                                pipe.cmd("HSET").arg(key).arg(f).arg(v)
+                            }
+                            Value::Stream(_) => {
+                                pipe.cmd("XADD").arg(key).arg("*").arg("f").arg("v")
+                            }
+                        };
+                        (key.clone(), "value changed")
+                    }
+                };
+                pipe.exec(&mut *conn.borrow_mut()).unwrap();
+                let report = rt
+                    .block_on(verify::diff(&url, &snap, &opts(), &NoProgress))
+                    .unwrap();
+                prop_assert_eq!(report.differences.len(), 1, "{:?}", report.differences);
+                let found = &report.differences[0];
+                prop_assert_eq!(&found.key_bytes, &named);
+                prop_assert_eq!(found.kind.label(), expected);
+                let expired = matches!(found.kind, DifferenceKind::ExpiredInWindow { .. });
+                prop_assert!(!expired);
+                Ok(())
+            })
+            .unwrap();
+    }
+}
+
+/// The commands as a user runs them: JSON output, exit codes, no password anywhere.
+#[test]
+fn cli_commands_exit_codes_and_no_password() {
+    let secret = "CliS3cretValue";
+    let a = Server::builder().password(secret).start();
+    let mut c = a.conn();
+    redis::cmd("SET").arg("k1").arg("v").exec(&mut c).unwrap();
+    redis::cmd("HSET")
+        .arg("h")
+        .arg("f")
+        .arg("v")
+        .exec(&mut c)
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let snap = dir.path().join("s.snap");
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_upshift"))
+            .args(args)
+            .env_remove("REDIS_URL")
+            .output()
+            .unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(!text.contains(secret), "password leaked: {text}");
+        (
+            out.status.code().unwrap(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            text,
+        )
+    };
+    let url = a.url();
+    let (code, stdout, _) = run(&["digest", "--url", &url, "--json"]);
+    assert_eq!(code, 0);
+    let json: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert_eq!(json["keys"], 2);
+    assert_eq!(json["digest"].as_str().unwrap().len(), 32);
+
+    let (code, _, _) = run(&["snapshot", "--url", &url, "--out", snap.to_str().unwrap()]);
+    assert_eq!(code, 0);
+    let (code, stdout, _) = run(&["diff", "--url", &url, "--against", snap.to_str().unwrap()]);
+    assert_eq!(code, 0, "{stdout}");
+    redis::cmd("DEL").arg("k1").exec(&mut c).unwrap();
+    let (code, stdout, _) = run(&["diff", "--url", &url, "--against", snap.to_str().unwrap()]);
+    assert_eq!(code, 1, "1 = differences found");
+    assert!(
+        stdout.contains("missing") && stdout.contains("k1"),
+        "{stdout}"
+    );
+    let (code, _, _) = run(&[
+        "restore",
+        "--url",
+        &url,
+        "--from",
+        snap.to_str().unwrap(),
+        "--only-missing",
+    ]);
+    assert_eq!(code, 0);
+
+    let wrong = format!("redis://:{secret}x@127.0.0.1:{}", a.port);
+    let (code, _, text) = run(&["digest", "--url", &wrong]);
+    assert_eq!(code, 4, "{text}");
+    assert!(text.contains("cannot connect"), "{text}");
+    let (code, _, text) = run(&["digest", "--url", &format!("http://:{secret}@h")]);
+    assert_eq!(code, 2, "{text}");
+}

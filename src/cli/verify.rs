@@ -132,7 +132,9 @@ pub struct DiffArgs {
 pub fn exit_code(err: &VerifyError) -> ExitCode {
     match err {
         VerifyError::Url(_) | VerifyError::Snapshot { .. } => ExitCode::Usage,
-        VerifyError::WritersActive { .. } | VerifyError::DiskSpace { .. } => ExitCode::Blocked,
+        VerifyError::WritersActive { .. }
+        | VerifyError::ExpiriesAppeared { .. }
+        | VerifyError::DiskSpace { .. } => ExitCode::Blocked,
         _ => ExitCode::NeedsAttention,
     }
 }
@@ -368,6 +370,20 @@ mod tests {
             max_connections: 3,
             memory_budget_mb: 8,
             spill_dir: None,
+        }
+    }
+
+    #[test]
+    fn help_of_the_verifier_commands() {
+        use clap::CommandFactory;
+        let mut cli = crate::cli::Cli::command().term_width(100);
+        for name in ["digest", "snapshot", "restore", "diff"] {
+            let help = cli
+                .find_subcommand_mut(name)
+                .expect("subcommand exists")
+                .render_long_help()
+                .to_string();
+            insta::assert_snapshot!(format!("{name}_help"), help);
         }
     }
 

@@ -162,6 +162,8 @@ impl ClientInfo {
 pub(crate) struct Session {
     pub conns: Vec<MultiplexedConnection>,
     pub endpoint: String,
+    /// The database number (INFO keyspace `dbN`).
+    pub db: u32,
     pub info: ServerInfo,
     /// Server clock minus local clock, ms (from TIME), to place PTTLs on the server's clock.
     pub clock_offset_ms: i64,
@@ -225,6 +227,7 @@ impl Session {
         let mut me = Self {
             conns,
             endpoint,
+            db: u32::try_from(url.db()).unwrap_or(0),
             info: ServerInfo::default(),
             clock_offset_ms: 0,
         };

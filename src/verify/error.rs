@@ -66,6 +66,14 @@ pub enum VerifyError {
         /// Expired plus evicted keys during the scan (INFO stats).
         expired: u64,
     },
+    /// Keys gained a TTL during a scan that found none at its start.
+    #[error(
+        "{after} keys gained a ttl during the scan, which found none at its start: writers are still active; stop every writer (scale web, workers and schedulers to 0) and run again"
+    )]
+    ExpiriesAppeared {
+        /// Keys with a TTL at the end (INFO keyspace).
+        after: u64,
+    },
     /// Not enough free disk for the snapshot.
     #[error(
         "not enough free disk space in {dir}: the snapshot needs about {needed} bytes (the server's used memory), {available} are available; free space or choose another --out"

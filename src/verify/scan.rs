@@ -4,8 +4,17 @@
 //! Throughput comes from overlap rather than from one clever pipeline: a scanner task runs
 //! SCAN COUNT 1000 ahead of the readers, and up to two batches per connection are in flight at
 //! once on multiplexed connections, so one batch's TYPEs travel while another's reads do.
-//! Each batch costs two round trips (TYPE, then sizes + first windows + DUMP + expiry); keys
-//! bigger than one window (10k elements, 1 MiB of string) continue window by window.
+//! Each batch costs two round trips: TYPE for every key, then per key its first window, DUMP
+//! (snapshots only) and its expiry, back to back. Keys bigger than one window (10k elements,
+//! 1 MiB of string) continue window by window; sizes are asked only then.
+//!
+//! Where the time goes (perf on redis-server, 1M keys): key lookups (`dictFind`) and SCAN
+//! itself, so the server's cost grows with commands per key. A digest needs three (type,
+//! value, expiry) where a raw DUMP loop needs one; keeping a key's value and expiry reads
+//! adjacent keeps the second lookup in cache. Batching TYPE/expiry through Lua was tried and
+//! measured slower (a `redis.call` costs about what a pipelined command does). When INFO
+//! keyspace counts no TTL at all in the database, the expiry command is skipped (and the
+//! count re-checked at the end).
 
 use std::collections::HashSet;
 
@@ -13,7 +22,7 @@ use futures::StreamExt;
 use redis::Value;
 use redis::aio::MultiplexedConnection;
 
-use crate::verify::conn::{Session, local_ms};
+use crate::verify::conn::{ServerInfo, Session, local_ms};
 use crate::verify::error::VerifyError;
 use crate::verify::record::{Expiry, KeyKind, Record, ValueDigest, element_hash, parse_score};
 use crate::verify::{Progress, VerifyOptions};
@@ -38,6 +47,18 @@ pub(crate) struct ScanOutcome {
     pub bytes: u64,
     /// Server time when the scan ended, ms.
     pub end_server_ms: i64,
+}
+
+/// How expiries are read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TtlMode {
+    /// PEXPIRETIME (Redis >= 7.0): exact absolute expiry.
+    Exact,
+    /// PTTL (Redis 6.x): converted to absolute with the round trip as tolerance.
+    Pttl,
+    /// INFO keyspace counts no key with a TTL in this database: no per-key command needed
+    /// (re-checked at the end of the scan).
+    NoneInDatabase,
 }
 
 /// Read sizes: windows for big keys.
@@ -88,12 +109,22 @@ pub(crate) async fn scan(
         elements: opts.window_elements.max(1),
         string_bytes: opts.window_bytes.max(1),
     };
-    let exact = session.info.has_pexpiretime() && !opts.force_pttl;
+    let expires_before = before_info
+        .keyspace
+        .get(&session.db)
+        .map_or(0, |k| k.expires);
+    let ttl = if expires_before == 0 {
+        TtlMode::NoneInDatabase
+    } else if session.info.has_pexpiretime() && !opts.force_pttl {
+        TtlMode::Exact
+    } else {
+        TtlMode::Pttl
+    };
     let in_flight = session.conns.len() * 2;
     let batches = futures::stream::poll_fn(move |cx| rx.poll_recv(cx));
     let mut reads = batches
         .enumerate()
-        .map(|(i, keys)| read_batch(session, session.conn(i), keys, dump, exact, windows))
+        .map(|(i, keys)| read_batch(session, session.conn(i), keys, dump, ttl, windows))
         .buffer_unordered(in_flight);
     let mut bytes = 0_u64;
     let mut result = Ok(());
@@ -130,7 +161,22 @@ pub(crate) async fn scan(
         }
     }
 
-    // The cheap gate: the key count may only have dropped by what expired or was evicted.
+    gate(session, &before_info, dbsize, ttl).await?;
+    let end_server_ms = session.server_time_ms().await?;
+    Ok(ScanOutcome {
+        bytes,
+        end_server_ms,
+    })
+}
+
+/// The cheap gate after a scan: the key count may only have dropped by what expired or was
+/// evicted meanwhile, and a scan that skipped TTL reads must still find no TTL.
+async fn gate(
+    session: &Session,
+    before_info: &ServerInfo,
+    dbsize: u64,
+    ttl: TtlMode,
+) -> Result<(), VerifyError> {
     let after = session.dbsize().await?;
     let after_info = session.info().await?;
     let gone = (after_info.expired_keys + after_info.evicted_keys)
@@ -142,11 +188,16 @@ pub(crate) async fn scan(
             expired: gone,
         });
     }
-    let end_server_ms = session.server_time_ms().await?;
-    Ok(ScanOutcome {
-        bytes,
-        end_server_ms,
-    })
+    let expires_after = after_info
+        .keyspace
+        .get(&session.db)
+        .map_or(0, |k| k.expires);
+    if ttl == TtlMode::NoneInDatabase && expires_after != 0 {
+        return Err(VerifyError::ExpiriesAppeared {
+            after: expires_after,
+        });
+    }
+    Ok(())
 }
 
 /// What pipeline B asked for one key.
@@ -163,7 +214,7 @@ async fn read_batch(
     mut conn: MultiplexedConnection,
     keys: Vec<Vec<u8>>,
     dump: bool,
-    exact: bool,
+    ttl: TtlMode,
     w: Windows,
 ) -> Result<Vec<Scanned>, VerifyError> {
     let mut pipe = redis::pipe();
@@ -187,21 +238,20 @@ async fn read_batch(
                 key: String::from_utf8_lossy(&key).into_owned(),
             });
         };
+        // One read per key: the first window. Sizes are asked only when a window comes back
+        // full (a big key), since every extra command per key costs server time.
         let last = w.elements - 1;
         match kind {
             KeyKind::String => {
-                pipe.cmd("STRLEN").arg(&key);
                 pipe.cmd("GETRANGE")
                     .arg(&key)
                     .arg(0)
                     .arg(w.string_bytes - 1);
             }
             KeyKind::List => {
-                pipe.cmd("LLEN").arg(&key);
                 pipe.cmd("LRANGE").arg(&key).arg(0).arg(last);
             }
             KeyKind::Set => {
-                pipe.cmd("SCARD").arg(&key);
                 pipe.cmd("SSCAN")
                     .arg(&key)
                     .arg(0)
@@ -209,7 +259,6 @@ async fn read_batch(
                     .arg(w.elements);
             }
             KeyKind::Hash => {
-                pipe.cmd("HLEN").arg(&key);
                 pipe.cmd("HSCAN")
                     .arg(&key)
                     .arg(0)
@@ -217,7 +266,6 @@ async fn read_batch(
                     .arg(w.elements);
             }
             KeyKind::ZSet => {
-                pipe.cmd("ZCARD").arg(&key);
                 pipe.cmd("ZRANGE")
                     .arg(&key)
                     .arg(0)
@@ -226,7 +274,6 @@ async fn read_batch(
             }
             KeyKind::Stream => {
                 pipe.cmd("XINFO").arg("STREAM").arg(&key);
-                pipe.cmd("XINFO").arg("GROUPS").arg(&key);
                 pipe.cmd("XRANGE")
                     .arg(&key)
                     .arg("-")
@@ -239,8 +286,15 @@ async fn read_batch(
             pipe.cmd("DUMP").arg(&key);
         }
         // Last, so a key that vanished during the reads shows -2 here and is dropped.
-        pipe.cmd(if exact { "PEXPIRETIME" } else { "PTTL" })
-            .arg(&key);
+        match ttl {
+            TtlMode::Exact => {
+                pipe.cmd("PEXPIRETIME").arg(&key);
+            }
+            TtlMode::Pttl => {
+                pipe.cmd("PTTL").arg(&key);
+            }
+            TtlMode::NoneInDatabase => {}
+        }
         plans.push(Plan { key, kind });
     }
     if plans.is_empty() {
@@ -263,10 +317,7 @@ async fn read_batch(
             bytes: 0,
             w,
         };
-        let n = match plan.kind {
-            KeyKind::Stream => 3,
-            _ => 2,
-        };
+        let n = if plan.kind == KeyKind::Stream { 2 } else { 1 };
         let first: Vec<Value> = replies.by_ref().take(n).collect();
         let value = reader.read(plan.kind, first).await?;
         let payload = if dump {
@@ -277,11 +328,15 @@ async fn read_batch(
         } else {
             None
         };
-        let expiry = match replies.next().map(|v| int(&v)) {
-            Some(Some(-2) | None) | None => continue, // gone: expired during the read
-            Some(Some(-1)) => Expiry::Never,
-            Some(Some(t)) if exact => Expiry::exact(t),
-            Some(Some(t)) => Expiry::from_pttl(t, sent, received),
+        let expiry = if ttl == TtlMode::NoneInDatabase {
+            Expiry::Never
+        } else {
+            match replies.next().map(|v| int(&v)) {
+                Some(Some(-2) | None) | None => continue, // gone: expired during the read
+                Some(Some(-1)) => Expiry::Never,
+                Some(Some(t)) if ttl == TtlMode::Exact => Expiry::exact(t),
+                Some(Some(t)) => Expiry::from_pttl(t, sent, received),
+            }
         };
         if dump && payload.is_none() {
             continue;
@@ -326,86 +381,53 @@ impl KeyReader<'_> {
         let mut d = ValueDigest::new(kind);
         match kind {
             KeyKind::String => {
-                let len = first
-                    .next()
-                    .as_ref()
-                    .and_then(int)
-                    .ok_or_else(|| self.bad("STRLEN"))?;
                 let chunk = bulk(first.next()).ok_or_else(|| self.bad("GETRANGE"))?;
-                self.string(&mut d, len, chunk).await?;
+                self.string(&mut d, chunk).await?;
             }
             KeyKind::List => {
-                let len = first
-                    .next()
-                    .as_ref()
-                    .and_then(int)
-                    .ok_or_else(|| self.bad("LLEN"))?;
                 let window = array(first.next()).ok_or_else(|| self.bad("LRANGE"))?;
-                self.list(&mut d, len, window).await?;
+                self.list(&mut d, window).await?;
             }
             KeyKind::ZSet => {
-                let len = first
-                    .next()
-                    .as_ref()
-                    .and_then(int)
-                    .ok_or_else(|| self.bad("ZCARD"))?;
                 let window = array(first.next()).ok_or_else(|| self.bad("ZRANGE"))?;
-                self.zset(&mut d, len, window).await?;
+                self.zset(&mut d, window).await?;
             }
             KeyKind::Set | KeyKind::Hash => {
-                let card = first
-                    .next()
-                    .as_ref()
-                    .and_then(int)
-                    .ok_or_else(|| self.bad("SCARD"))?;
                 let reply = first.next();
-                self.unordered(&mut d, kind, card, reply).await?;
+                self.unordered(&mut d, kind, reply).await?;
             }
             KeyKind::Stream => {
                 let info = first.next();
-                let groups = first.next();
                 let window = array(first.next()).ok_or_else(|| self.bad("XRANGE"))?;
-                self.stream(&mut d, info, groups, window).await?;
+                self.stream(&mut d, info, window).await?;
             }
         }
         Ok(d.finish())
     }
 
-    async fn string(
-        &mut self,
-        d: &mut ValueDigest,
-        len: i64,
-        first: Vec<u8>,
-    ) -> Result<(), VerifyError> {
-        let total = usize::try_from(len).unwrap_or(0);
-        let mut offset = first.len();
-        self.bytes += first.len() as u64;
-        d.bytes(&first);
-        while offset < total && !first.is_empty() {
-            let chunk: Vec<u8> = redis::cmd("GETRANGE")
+    /// GETRANGE windows of `window_bytes` until one comes back short.
+    async fn string(&mut self, d: &mut ValueDigest, first: Vec<u8>) -> Result<(), VerifyError> {
+        let mut chunk = first;
+        let mut offset = 0_usize;
+        loop {
+            offset += chunk.len();
+            self.bytes += chunk.len() as u64;
+            d.bytes(&chunk);
+            if chunk.len() < self.w.string_bytes {
+                return Ok(());
+            }
+            chunk = redis::cmd("GETRANGE")
                 .arg(self.key)
                 .arg(offset)
                 .arg(offset + self.w.string_bytes - 1)
                 .query_async(self.conn)
                 .await
                 .map_err(self.session.command_err("GETRANGE"))?;
-            if chunk.is_empty() {
-                break;
-            }
-            offset += chunk.len();
-            self.bytes += chunk.len() as u64;
-            d.bytes(&chunk);
         }
-        Ok(())
     }
 
-    async fn list(
-        &mut self,
-        d: &mut ValueDigest,
-        len: i64,
-        first: Vec<Value>,
-    ) -> Result<(), VerifyError> {
-        let total = usize::try_from(len).unwrap_or(0);
+    /// LRANGE windows until one comes back short.
+    async fn list(&mut self, d: &mut ValueDigest, first: Vec<Value>) -> Result<(), VerifyError> {
         let mut window = first;
         let mut start = 0_usize;
         loop {
@@ -416,7 +438,7 @@ impl KeyReader<'_> {
                 d.element(&e);
             }
             start += n;
-            if n == 0 || start >= total {
+            if n < self.w.elements {
                 return Ok(());
             }
             window = redis::cmd("LRANGE")
@@ -429,13 +451,8 @@ impl KeyReader<'_> {
         }
     }
 
-    async fn zset(
-        &mut self,
-        d: &mut ValueDigest,
-        len: i64,
-        first: Vec<Value>,
-    ) -> Result<(), VerifyError> {
-        let total = usize::try_from(len).unwrap_or(0);
+    /// ZRANGE … WITHSCORES windows until one comes back short.
+    async fn zset(&mut self, d: &mut ValueDigest, first: Vec<Value>) -> Result<(), VerifyError> {
         let mut window = first;
         let mut start = 0_usize;
         loop {
@@ -454,7 +471,7 @@ impl KeyReader<'_> {
                 n += 1;
             }
             start += n;
-            if n == 0 || start >= total {
+            if n < self.w.elements {
                 return Ok(());
             }
             window = redis::cmd("ZRANGE")
@@ -468,29 +485,31 @@ impl KeyReader<'_> {
         }
     }
 
-    /// Sets and hashes through SSCAN/HSCAN. SCAN may repeat an element; when the elements
-    /// returned outnumber the cardinality, the key is scanned again with a set of element
-    /// hashes (16 bytes per element, for that key only) to drop the repeats.
+    /// Sets and hashes through SSCAN/HSCAN. One reply (cursor 0 at once, the common case) is
+    /// atomic and cannot repeat an element. Over several pages SCAN may repeat one: when the
+    /// elements returned outnumber the cardinality (SCARD/HLEN, asked only then), the key is
+    /// scanned again with a set of element hashes (16 bytes per element, for that key only).
     async fn unordered(
         &mut self,
         d: &mut ValueDigest,
         kind: KeyKind,
-        card: i64,
         first: Option<Value>,
     ) -> Result<(), VerifyError> {
-        let card = u64::try_from(card).unwrap_or(0);
-        let command = if kind == KeyKind::Hash {
-            "HSCAN"
+        let (command, card_command) = if kind == KeyKind::Hash {
+            ("HSCAN", "HLEN")
         } else {
-            "SSCAN"
+            ("SSCAN", "SCARD")
         };
         let mut seen: Option<HashSet<u128>> = None;
+        let mut reply = first;
         loop {
             let mut digest = ValueDigest::new(kind);
-            let mut reply = first.clone();
             let mut returned = 0_u64;
+            let mut pages = 0_u32;
+            let start_bytes = self.bytes;
             loop {
-                let (cursor, items) = scan_reply(reply).ok_or_else(|| self.bad(command))?;
+                let (cursor, items) = scan_reply(reply.take()).ok_or_else(|| self.bad(command))?;
+                pages += 1;
                 let mut it = items.into_iter();
                 while let Some(a) = it.next() {
                     let a = bulk(Some(a)).ok_or_else(|| self.bad(command))?;
@@ -514,32 +533,48 @@ impl KeyReader<'_> {
                 if cursor == 0 {
                     break;
                 }
-                reply = Some(
-                    redis::cmd(command)
-                        .arg(self.key)
-                        .arg(cursor)
-                        .arg("COUNT")
-                        .arg(self.w.elements)
-                        .query_async(self.conn)
-                        .await
-                        .map_err(self.session.command_err(command))?,
-                );
+                reply = Some(self.scan_page(command, cursor).await?);
             }
-            if seen.is_some() || returned <= card {
+            if seen.is_some() || pages == 1 {
                 *d = digest;
                 return Ok(());
             }
-            // Repeats: every element present throughout is returned at least once, so a total
-            // above the cardinality means some came twice. Scan again, deduplicating.
+            let card: u64 = redis::cmd(card_command)
+                .arg(self.key)
+                .query_async(self.conn)
+                .await
+                .map_err(self.session.command_err(card_command))?;
+            if returned <= card {
+                *d = digest;
+                return Ok(());
+            }
+            // Every element present throughout is returned at least once, so a total above
+            // the cardinality means some came twice. Scan again, deduplicating.
+            self.bytes = start_bytes;
             seen = Some(HashSet::with_capacity(usize::try_from(card).unwrap_or(0)));
+            reply = Some(self.scan_page(command, 0).await?);
         }
+    }
+
+    async fn scan_page(
+        &mut self,
+        command: &'static str,
+        cursor: u64,
+    ) -> Result<Value, VerifyError> {
+        redis::cmd(command)
+            .arg(self.key)
+            .arg(cursor)
+            .arg("COUNT")
+            .arg(self.w.elements)
+            .query_async(self.conn)
+            .await
+            .map_err(self.session.command_err(command))
     }
 
     async fn stream(
         &mut self,
         d: &mut ValueDigest,
         info: Option<Value>,
-        groups: Option<Value>,
         first: Vec<Value>,
     ) -> Result<(), VerifyError> {
         // Only what every version reports and replication/RESTORE preserve: the last id and
@@ -551,6 +586,22 @@ impl KeyReader<'_> {
             .and_then(|(_, v)| text(v))
             .ok_or_else(|| self.bad("XINFO STREAM"))?;
         d.stream_meta("last-id", &[&last_id]);
+        let group_count = info
+            .iter()
+            .find(|(k, _)| k == b"groups")
+            .and_then(|(_, v)| int(v))
+            .unwrap_or(0);
+        let groups: Value = if group_count > 0 {
+            redis::cmd("XINFO")
+                .arg("GROUPS")
+                .arg(self.key)
+                .query_async(self.conn)
+                .await
+                .map_err(self.session.command_err("XINFO GROUPS"))?
+        } else {
+            Value::Array(Vec::new())
+        };
+        let groups = Some(groups);
         let mut groups: Vec<Vec<Vec<u8>>> = array(groups)
             .ok_or_else(|| self.bad("XINFO GROUPS"))?
             .into_iter()
