@@ -221,20 +221,7 @@ impl ActiveRun<'_> {
                 size: None,
             })
             .collect();
-        let what = updates
-            .iter()
-            .map(|u| format!("{}=0", u.process_type))
-            .collect::<Vec<_>>()
-            .join(" ");
-        let w = self
-            .runner
-            .client
-            .update_formation(&self.request.app, &updates)
-            .await?;
-        self.jrecord(&Record::Effect {
-            what: format!("scale {what}"),
-            request_id: Some(w.request_id),
-        })?;
+        let what = self.apply_formation(&updates, "scale").await?;
         if self.downtime_since.is_none() {
             self.downtime_since = Some(Instant::now());
             self.jrecord(&Record::Downtime { started: true })?;
@@ -684,6 +671,32 @@ impl ActiveRun<'_> {
     }
 
     // ---- compensations -----------------------------------------------------------------------
+    /// Sends one batch formation update (absolute, so repeatable) and journals it with its
+    /// request id. Returns the `type=quantity[:size]` summary.
+    async fn apply_formation(
+        &mut self,
+        updates: &[FormationUpdate],
+        label: &str,
+    ) -> Result<String, StepError> {
+        let what = updates
+            .iter()
+            .map(|u| {
+                let size = u.size.as_deref().map_or(String::new(), |s| format!(":{s}"));
+                format!("{}={}{size}", u.process_type, u.quantity.unwrap_or(0))
+            })
+            .collect::<Vec<_>>()
+            .join(" ");
+        let w = self
+            .runner
+            .client
+            .update_formation(&self.request.app, updates)
+            .await?;
+        self.jrecord(&Record::Effect {
+            what: format!("{label} {what}"),
+            request_id: Some(w.request_id),
+        })?;
+        Ok(what)
+    }
 
     /// Scales the writers back to exactly the captured quantities and sizes. Absolute, so it
     /// is safe to repeat.
@@ -701,27 +714,7 @@ impl ActiveRun<'_> {
                 size: Some(p.size.clone()),
             })
             .collect();
-        let what = updates
-            .iter()
-            .map(|u| {
-                format!(
-                    "{}={}:{}",
-                    u.process_type,
-                    u.quantity.unwrap_or(0),
-                    u.size.as_deref().unwrap_or("?")
-                )
-            })
-            .collect::<Vec<_>>()
-            .join(" ");
-        let w = self
-            .runner
-            .client
-            .update_formation(&self.request.app, &updates)
-            .await?;
-        self.jrecord(&Record::Effect {
-            what: format!("restore formation {what}"),
-            request_id: Some(w.request_id),
-        })?;
+        let what = self.apply_formation(&updates, "restore formation").await?;
         if let Some(since) = self.downtime_since.take() {
             self.downtime += since.elapsed();
             self.jrecord(&Record::Downtime { started: false })?;
