@@ -315,7 +315,7 @@ impl Notifications {
                 let line = line.trim_start_matches("warning: ").to_owned();
                 ("window-overrun", None, line.clone(), Some(line))
             }
-            RunEvent::WatchHit { kind, line, count } => (
+            RunEvent::WatchHit { kind, line, count } if *count == 1 => (
                 "watch-hit",
                 None,
                 format!("{kind} in the logs after the change (hit {count})"),

@@ -80,15 +80,47 @@ pub fn worst_case_rollback(estimate: &crate::plan::Estimate) -> Duration {
 }
 
 /// The cutoff guard: `run_estimate` (the whole run, from `source`) plus `rollback` must fit in
-/// what is left of the open occurrence at `now`. Blocks when the window is closed or too short.
+/// what is left of the open occurrence at `now`. Blocks when the window is too short, and when
+/// it is closed, unless `ahead` (`plan`, reviewed hours before): then the next occurrence is
+/// judged from its start.
 pub fn cutoff_guard(
     window: &Window,
     now: Timestamp,
     run_estimate: Duration,
     rollback: Duration,
     source: &str,
+    ahead: bool,
 ) -> Guard {
     let (verdict, detail) = match gate(window, now) {
+        Gate::Closed { next } if ahead => match check_cutoff(&next, now, run_estimate, rollback) {
+            CutoffVerdict::Fits {
+                needed,
+                available,
+                slack,
+            } => (
+                Verdict::Pass,
+                format!(
+                    "window `{window}` opens at {} (in {}): needs {} (run {} from {source} + worst-case rollback {}), the window is {} long ({} to spare); `run` outside it refuses",
+                    local(window, next.start),
+                    format_duration(until(now, next.start)),
+                    format_duration(needed),
+                    format_duration(run_estimate),
+                    format_duration(rollback),
+                    format_duration(available),
+                    format_duration(slack)
+                ),
+            ),
+            CutoffVerdict::TooLate { needed, available } => (
+                Verdict::Block,
+                format!(
+                    "window `{window}` is too short: needs {} (run {} from {source} + worst-case rollback {}) but it is only {} long",
+                    format_duration(needed),
+                    format_duration(run_estimate),
+                    format_duration(rollback),
+                    format_duration(available)
+                ),
+            ),
+        },
         Gate::Open(occ) => match check_cutoff(&occ, now, run_estimate, rollback) {
             CutoffVerdict::Fits {
                 needed,
@@ -209,6 +241,7 @@ mod tests {
             Duration::from_secs(600),
             Duration::from_secs(300),
             "median of 3 earlier runs",
+            false,
         );
         assert_eq!(g.verdict, Verdict::Pass, "{}", g.detail);
         assert_eq!(
@@ -226,6 +259,7 @@ mod tests {
             Duration::from_secs(600),
             Duration::from_secs(300),
             "playbook default",
+            false,
         );
         assert_eq!(g.verdict, Verdict::Block);
         assert_eq!(
@@ -242,6 +276,7 @@ mod tests {
             Duration::from_secs(60),
             Duration::from_secs(60),
             "playbook default",
+            false,
         );
         assert_eq!(g.verdict, Verdict::Block);
         assert!(
@@ -249,6 +284,34 @@ mod tests {
             "{}",
             g.detail
         );
+    }
+
+    #[test]
+    fn plan_judges_the_next_window_from_its_start() {
+        let now = ts("2026-11-25T23:00:00Z");
+        let g = cutoff_guard(
+            &window(),
+            now,
+            Duration::from_secs(600),
+            Duration::from_secs(300),
+            "playbook default",
+            true,
+        );
+        assert_eq!(g.verdict, Verdict::Pass, "{}", g.detail);
+        assert_eq!(
+            g.detail,
+            "window `sun 02:00-04:00 Europe/Berlin` opens at 2026-11-29 02:00 CET (in 74h): needs 15m (run 10m from playbook default + worst-case rollback 5m), the window is 2h long (1h45m to spare); `run` outside it refuses"
+        );
+        let g = cutoff_guard(
+            &window(),
+            now,
+            Duration::from_secs(6000),
+            Duration::from_secs(3000),
+            "playbook default",
+            true,
+        );
+        assert_eq!(g.verdict, Verdict::Block);
+        assert!(g.detail.contains("is too short"), "{}", g.detail);
     }
 
     #[test]
