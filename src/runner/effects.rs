@@ -16,6 +16,7 @@ use crate::plan::guards;
 use crate::plans;
 use crate::runner::capture::{self, verify_options};
 use crate::runner::reporter::Reporter;
+use crate::unattended::gate;
 use crate::verify::{self, RedisUrl, RestoreSelection};
 
 /// Keys to name in journals and messages.
@@ -163,11 +164,25 @@ impl ActiveRun<'_> {
     }
 
     pub(super) fn step_guard(&mut self) -> StepOk {
-        let Some(capture) = &self.capture else {
+        let Some(capture) = self.capture.clone() else {
             return StepOk::Blocked;
         };
-        let guards = guards::evaluate(&self.request, capture);
+        let capture = &capture;
+        let mut guards = guards::evaluate(&self.request, capture);
+        // The window cutoff is decided here, the last step before the first write: once the
+        // writers stop, the run finishes or rolls back whatever the clock says.
+        let now = jiff::Timestamp::now();
+        let estimate = self.runner.estimate(&self.request, capture);
+        guards.extend(
+            self.runner
+                .unattended_guards(&self.request, capture, &estimate, now, false),
+        );
         let blocked = guards::blocked(&guards);
+        if let Some(window) = &self.runner.config.window
+            && let gate::Gate::Open(occ) = gate::gate(window, now)
+        {
+            self.window = Some((occ, estimate.run));
+        }
         for g in guards.iter().filter(|g| g.verdict != guards::Verdict::Pass) {
             let subject = g
                 .subject

@@ -179,6 +179,15 @@ impl Reporter for HumanReporter {
                 }
                 eprintln!("run {}", outcome_name(*outcome));
             }
+            RunEvent::WindowWait { .. }
+            | RunEvent::WindowOverrun { .. }
+            | RunEvent::WatchStarted { .. }
+            | RunEvent::WatchHit { .. }
+            | RunEvent::WatchDone { .. } => {
+                if let Some(text) = crate::unattended::event::human_line(event) {
+                    Self::line(&state, &text);
+                }
+            }
         }
     }
 }
