@@ -330,9 +330,10 @@ async fn ask(
                     "{} cannot be chosen for {label}: it is the current plan",
                     offered[k].plan.name
                 ),
-                Availability::Blocked { reason } => eprintln!(
-                    "{} cannot be chosen for {label}: {reason}",
-                    offered[k].plan.name
+                Availability::Blocked { reasons } => eprintln!(
+                    "{} cannot be chosen for {label}: {}",
+                    offered[k].plan.name,
+                    reasons.join("; ")
                 ),
             }
         };

@@ -37,6 +37,10 @@ impl AddonRow {
         let note = a.redis_error.as_ref().map(|e| {
             if e.contains("max number of clients") {
                 "FULL: refuses connections (max number of clients reached)".to_owned()
+            } else if e.contains("reset by peer") || e.contains("broken pipe") {
+                // A server at maxclients answers the error and hangs up; the client often
+                // sees only the hang-up.
+                "FULL?: hangs up on new connections (as at its connection limit)".to_owned()
             } else {
                 format!("Redis not readable: {e}")
             }
@@ -95,8 +99,8 @@ pub enum Availability {
     Current,
     /// Every guard about this add-on passes (warnings are listed).
     Allowed { warnings: Vec<String> },
-    /// A guard blocks it; the guard's own figures say why.
-    Blocked { reason: String },
+    /// Guards block it; their own figures say why (the connection guard first).
+    Blocked { reasons: Vec<String> },
 }
 
 /// One catalog plan offered for one add-on.
@@ -124,7 +128,16 @@ impl PlanChoice {
             Availability::Current => format!("{head}  (current plan)"),
             Availability::Allowed { warnings } if warnings.is_empty() => head,
             Availability::Allowed { warnings } => format!("{head}  warn: {}", warnings.join("; ")),
-            Availability::Blocked { reason } => format!("{head}  cannot be chosen: {reason}"),
+            Availability::Blocked { reasons } => {
+                // One short line: a wrapped item would break the list's redraw. The full
+                // reasons are printed when someone picks it anyway.
+                let first = reasons.first().map_or("", String::as_str);
+                let mut short: String = first.chars().take(72).collect();
+                if short.len() < first.len() || reasons.len() > 1 {
+                    short.push('…');
+                }
+                format!("{head}  cannot be chosen: {short}")
+            }
         }
     }
 }
@@ -186,11 +199,12 @@ pub fn plan_choices(base: &RunRequest, capture: &Capture, label: &str) -> Option
                 .into_iter()
                 .filter(|g| g.subject.as_deref() == Some(label))
                 .collect();
-            let blocks: Vec<String> = about
+            let mut blocking: Vec<_> = about
                 .iter()
                 .filter(|g| g.verdict == Verdict::Block)
-                .map(|g| g.detail.clone())
                 .collect();
+            blocking.sort_by_key(|g| g.id != "connections-fit");
+            let blocks: Vec<String> = blocking.iter().map(|g| g.detail.clone()).collect();
             let availability = if blocks.is_empty() {
                 Availability::Allowed {
                     warnings: about
@@ -200,9 +214,7 @@ pub fn plan_choices(base: &RunRequest, capture: &Capture, label: &str) -> Option
                         .collect(),
                 }
             } else {
-                Availability::Blocked {
-                    reason: blocks.join("; "),
-                }
+                Availability::Blocked { reasons: blocks }
             };
             PlanChoice { plan, availability }
         })
@@ -433,11 +445,12 @@ mod tests {
         let find = |n: &str| choices.iter().find(|c| c.plan.name == n).unwrap();
         assert_eq!(find("premium-0").availability, Availability::Current);
         match &find("mini").availability {
-            Availability::Blocked { reason } => {
+            Availability::Blocked { reasons } => {
                 assert!(
-                    reason.contains("2 web x 26 = 52 > mini limit 20"),
-                    "{reason}"
+                    reasons[0].contains("2 web x 26 = 52 > mini limit 20"),
+                    "{reasons:?}"
                 );
+                assert!(reasons[1].contains("downgrade to mini needs the used memory"));
             }
             other => panic!("mini should be blocked: {other:?}"),
         }
@@ -454,10 +467,13 @@ mod tests {
         let choices = plan_choices(&base(), &enketo(), "ENKETO_REDIS_CACHE").unwrap();
         let mini = choices.iter().find(|c| c.plan.name == "mini").unwrap();
         match &mini.availability {
-            Availability::Blocked { reason } => {
-                assert!(
-                    reason.contains("measured: 36 clients / 2 dynos"),
-                    "{reason}"
+            Availability::Blocked { reasons } => {
+                assert_eq!(
+                    reasons,
+                    &vec![
+                        "connections after restore: 2 web x 18 = 36 > mini limit 20 (measured: 36 clients / 2 dynos)"
+                            .to_owned()
+                    ]
                 );
             }
             other => panic!("{other:?}"),
