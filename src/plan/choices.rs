@@ -83,13 +83,16 @@ impl AddonRow {
     }
 }
 
-/// The heroku-redis add-ons of a capture, as table rows (others are left out).
+/// The heroku-redis add-ons of a capture, as table rows sorted by label (others are left out).
 pub fn addon_rows(capture: &Capture) -> Vec<AddonRow> {
-    capture
+    let mut rows: Vec<AddonRow> = capture
         .found()
         .filter(|a| a.service == plans::HEROKU_REDIS)
         .map(AddonRow::from_facts)
-        .collect()
+        .collect();
+    // The platform's order is not stable; a list that reorders between runs trips people up.
+    rows.sort_by(|a, b| a.label.cmp(&b.label));
+    rows
 }
 
 /// Whether a plan can be chosen for an add-on.
@@ -421,6 +424,8 @@ mod tests {
     fn rows_show_figures_and_a_full_server() {
         let rows = addon_rows(&enketo());
         assert_eq!(rows.len(), 2);
+        assert_eq!(rows[0].label, "ENKETO_REDIS_CACHE");
+        let rows = [rows[1].clone(), rows[0].clone()];
         assert!(
             rows[0].render().contains("FULL: refuses connections"),
             "{}",
