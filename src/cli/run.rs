@@ -74,9 +74,6 @@ pub struct RunArgs {
     /// Print the run's report as JSON on stdout.
     #[arg(long)]
     pub json: bool,
-    /// Only warnings and the summary.
-    #[arg(short, long)]
-    pub quiet: bool,
 }
 
 /// `upshift resume` and `upshift rollback`.
@@ -370,7 +367,7 @@ pub fn run(args: &RunArgs) -> ExitCode {
     }
     crate::cli::runtime().block_on(async {
         let interrupts = Interrupts::default();
-        let reporter: Arc<dyn Reporter> = Arc::new(ui::HumanReporter::new(args.quiet));
+        let reporter: Arc<dyn Reporter> = Arc::new(ui::HumanReporter::new(false));
         let ctx = match context(reporter, interrupts.clone()) {
             Ok(c) => c,
             Err(code) => return code,

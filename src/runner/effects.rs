@@ -36,13 +36,16 @@ struct KeysProgress {
     subject: String,
     total: AtomicU64,
     done: AtomicU64,
+    /// Value bytes read, for the summary's "bytes verified".
+    bytes: AtomicU64,
 }
 
 impl verify::Progress for KeysProgress {
     fn total(&self, keys: u64) {
         self.total.store(keys, Ordering::Relaxed);
     }
-    fn advance(&self, keys: u64, _bytes: u64) {
+    fn advance(&self, keys: u64, bytes: u64) {
+        self.bytes.fetch_add(bytes, Ordering::Relaxed);
         let done = self.done.fetch_add(keys, Ordering::Relaxed) + keys;
         self.reporter.report(&RunEvent::Keys {
             subject: self.subject.clone(),
@@ -130,6 +133,7 @@ impl ActiveRun<'_> {
             subject: subject.to_owned(),
             total: AtomicU64::new(0),
             done: AtomicU64::new(0),
+            bytes: AtomicU64::new(0),
         }
     }
 
@@ -551,6 +555,7 @@ impl ActiveRun<'_> {
                 from: t.from.clone(),
                 to: plan.clone(),
                 keys_verified: diff.before_keys,
+                bytes_verified: progress.bytes.load(Ordering::Relaxed),
                 differences,
                 repaired,
             },

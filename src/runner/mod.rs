@@ -180,6 +180,8 @@ pub struct AddonReport {
     pub from: String,
     pub to: String,
     pub keys_verified: u64,
+    /// Value bytes the verify step read back from the new plan.
+    pub bytes_verified: u64,
     pub differences: u64,
     pub repaired: u64,
 }
@@ -949,6 +951,7 @@ impl<'r> ActiveRun<'r> {
                     from: t.from,
                     to: t.to,
                     keys_verified: 0,
+                    bytes_verified: 0,
                     differences: 0,
                     repaired: 0,
                 })
