@@ -332,7 +332,7 @@ impl Reporter for HumanReporter {
             | RunEvent::WatchHit { .. }
             | RunEvent::WatchDone { .. } => {
                 if let Some(text) = crate::unattended::event::human_line(event) {
-                    Self::line(&state, &text);
+                    self.line(state, &text);
                 }
             }
         }
