@@ -803,6 +803,25 @@ mod tests {
     }
 
     #[test]
+    fn app_and_changes_are_required_without_a_plan_file() {
+        let mut a = args(&[]);
+        assert!(
+            RunRequest::try_from(&a)
+                .unwrap_err()
+                .to_string()
+                .contains("pass --change ADDON=PLAN")
+        );
+        a = args(&["x=premium-1"]);
+        a.app = String::new();
+        assert!(
+            RunRequest::try_from(&a)
+                .unwrap_err()
+                .to_string()
+                .contains("pass -a APP")
+        );
+    }
+
+    #[test]
     fn bad_changes_say_what_to_write() {
         let e = RunRequest::try_from(&args(&["enketo_redis_main"]))
             .unwrap_err()
