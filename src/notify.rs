@@ -2,8 +2,9 @@
 //! notable run events into JSON POSTs (see [`crate::unattended::event::Notification`]).
 //!
 //! Notifications never block or fail a run: `report` only queues (a bounded queue; when it is
-//! full the notification is dropped and counted), one spawned task delivers them in order with
-//! retries and backoff, and [`Notifier::finish`] gives the queue a bounded time at exit.
+//! full the notification is dropped and counted), one spawned task per URL delivers them in
+//! order with retries and backoff (a dead webhook does not delay the others), and
+//! [`Notifier::finish`] gives the queues a bounded time at exit.
 //!
 //! This module has its own small reqwest client on purpose: the Heroku client carries the
 //! Heroku token, its retry policy and its base URLs, none of which belong near a third-party
@@ -98,8 +99,8 @@ struct Counters {
 #[derive(Debug)]
 pub struct Notifier {
     shape: Mutex<Notifications>,
-    tx: Mutex<Option<mpsc::Sender<Notification>>>,
-    task: Mutex<Option<JoinHandle<()>>>,
+    tx: Mutex<Vec<mpsc::Sender<Notification>>>,
+    task: Mutex<Vec<JoinHandle<()>>>,
     epoch: Instant,
     counters: Arc<Counters>,
 }
@@ -120,48 +121,56 @@ impl Notifier {
             .user_agent(concat!("upshift/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|source| NotifyError::Client { source })?;
-        let (tx, rx) = mpsc::channel(config.queue.max(1));
         let counters = Arc::new(Counters::default());
-        let task = tokio::spawn(deliver(http, urls, rx, config.clone(), counters.clone()));
+        // One queue and task per URL: a slow or dead webhook never delays the others.
+        let (senders, tasks) = urls
+            .into_iter()
+            .map(|url| {
+                let (tx, rx) = mpsc::channel(config.queue.max(1));
+                let task = tokio::spawn(deliver(
+                    http.clone(),
+                    url,
+                    rx,
+                    config.clone(),
+                    counters.clone(),
+                ));
+                (tx, task)
+            })
+            .unzip();
         Ok(Self {
             shape: Mutex::new(Notifications::new(app, changes)),
-            tx: Mutex::new(Some(tx)),
-            task: Mutex::new(Some(task)),
+            tx: Mutex::new(senders),
+            task: Mutex::new(tasks),
             epoch: Instant::now(),
             counters,
         })
     }
 
-    /// Queues one notification; never waits.
-    pub fn send(&self, notification: Notification) {
-        let tx = self.tx.lock().unwrap_or_else(PoisonError::into_inner);
-        let queued = tx
-            .as_ref()
-            .is_some_and(|tx| tx.try_send(notification).is_ok());
-        if !queued {
-            self.counters.dropped.fetch_add(1, Ordering::Relaxed);
+    /// Queues one notification for every URL; never waits.
+    pub fn send(&self, notification: &Notification) {
+        let senders = self.tx.lock().unwrap_or_else(PoisonError::into_inner);
+        for tx in senders.iter() {
+            if tx.try_send(notification.clone()).is_err() {
+                self.counters.dropped.fetch_add(1, Ordering::Relaxed);
+            }
         }
     }
 
-    /// Closes the queue and waits at most `budget` for the rest to be delivered; what is left
-    /// then is dropped (and counted).
+    /// Closes the queues and waits at most `budget` in all for the rest to be delivered; what
+    /// is left then is dropped (and counted).
     pub async fn finish(&self, budget: Duration) -> NotifySummary {
-        drop(
-            self.tx
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .take(),
-        );
-        let task = self
-            .task
+        self.tx
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .take();
-        if let Some(mut task) = task
-            && tokio::time::timeout(budget, &mut task).await.is_err()
-        {
-            task.abort();
-            self.counters.dropped.fetch_add(1, Ordering::Relaxed);
+            .clear();
+        let tasks: Vec<JoinHandle<()>> =
+            std::mem::take(&mut *self.task.lock().unwrap_or_else(PoisonError::into_inner));
+        let deadline = tokio::time::Instant::now() + budget;
+        for mut task in tasks {
+            if tokio::time::timeout_at(deadline, &mut task).await.is_err() {
+                task.abort();
+                self.counters.dropped.fetch_add(1, Ordering::Relaxed);
+            }
         }
         NotifySummary {
             delivered: self.counters.delivered.load(Ordering::Relaxed),
@@ -179,40 +188,38 @@ impl Reporter for Notifier {
             .unwrap_or_else(PoisonError::into_inner)
             .on_event(event, self.epoch.elapsed());
         if let Some(n) = n {
-            self.send(n);
+            self.send(&n);
         }
     }
 }
 
 async fn deliver(
     http: reqwest::Client,
-    urls: Vec<Url>,
+    url: Url,
     mut rx: mpsc::Receiver<Notification>,
     config: NotifyConfig,
     counters: Arc<Counters>,
 ) {
     while let Some(n) = rx.recv().await {
-        for url in &urls {
-            let mut delay = config.backoff;
-            let mut ok = false;
-            for attempt in 1..=config.attempts.max(1) {
-                let sent = http.post(url.clone()).json(&n).send().await;
-                if sent.is_ok_and(|r| r.status().is_success()) {
-                    ok = true;
-                    break;
-                }
-                if attempt < config.attempts {
-                    tokio::time::sleep(delay).await;
-                    delay = delay.saturating_mul(2);
-                }
+        let mut delay = config.backoff;
+        let mut ok = false;
+        for attempt in 1..=config.attempts.max(1) {
+            let sent = http.post(url.clone()).json(&n).send().await;
+            if sent.is_ok_and(|r| r.status().is_success()) {
+                ok = true;
+                break;
             }
-            let counter = if ok {
-                &counters.delivered
-            } else {
-                &counters.failed
-            };
-            counter.fetch_add(1, Ordering::Relaxed);
+            if attempt < config.attempts {
+                tokio::time::sleep(delay).await;
+                delay = delay.saturating_mul(2);
+            }
         }
+        let counter = if ok {
+            &counters.delivered
+        } else {
+            &counters.failed
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
     }
 }
 

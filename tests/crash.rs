@@ -39,6 +39,9 @@ fn run_args(target: &str) -> Vec<String> {
         format!("{MAIN}={target}"),
         "--confirm".into(),
         APP.into(),
+        // Unattended runs watch the logs for 5 minutes by default; these only test the run.
+        "--watch".into(),
+        "0".into(),
     ]
 }
 

@@ -6,6 +6,7 @@
 pub mod demo;
 pub mod run;
 pub mod sim;
+pub mod unattended;
 pub mod verify;
 pub mod wizard;
 

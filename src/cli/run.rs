@@ -8,6 +8,7 @@ use serde::Serialize;
 use thiserror::Error;
 
 use crate::cli::print_error;
+use crate::cli::unattended;
 use crate::exit::ExitCode;
 use crate::heroku::{Client, ClientConfig};
 use crate::journal::{self, StateDir};
@@ -22,12 +23,19 @@ use crate::ui;
 #[derive(Debug, Clone, Args)]
 pub struct TargetArgs {
     /// The Heroku app.
-    #[arg(short, long, env = "HEROKU_APP")]
+    #[arg(
+        short,
+        long,
+        env = "HEROKU_APP",
+        default_value = "",
+        hide_default_value = true
+    )]
     pub app: String,
     /// An add-on (name or attachment name, e.g. `enketo_redis_main`) and its new plan
     /// (premium-1 or heroku-redis:premium-1). Repeat for several add-ons: they change in one
     /// downtime.
-    #[arg(long = "change", value_name = "ADDON=PLAN", required = true)]
+    // Required, but checked in the conversion: `run --plan FILE` takes the changes from FILE.
+    #[arg(long = "change", value_name = "ADDON=PLAN")]
     pub changes: Vec<String>,
     /// Playbook: the built-in name or a TOML file.
     #[arg(long, default_value = crate::playbook::BUILTIN_NAME)]
@@ -58,6 +66,8 @@ pub struct PlanArgs {
     /// Print the plan as one JSON document.
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub schedule: crate::cli::unattended::PlanScheduleArgs,
 }
 
 /// `upshift run`.
@@ -74,6 +84,8 @@ pub struct RunArgs {
     /// Print the run's report as JSON on stdout.
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub schedule: crate::cli::unattended::RunScheduleArgs,
 }
 
 /// `upshift resume` and `upshift rollback`.
@@ -126,12 +138,24 @@ pub enum ArgsError {
     Playbook(#[from] PlaybookError),
     #[error("--writers is empty: name at least one process type, e.g. --writers web")]
     NoWriters,
+    #[error("no app: pass -a APP (or set HEROKU_APP)")]
+    NoApp,
+    #[error(
+        "nothing to change: pass --change ADDON=PLAN, e.g. --change enketo_redis_main=premium-1"
+    )]
+    NoChange,
 }
 
 impl TryFrom<&TargetArgs> for RunRequest {
     type Error = ArgsError;
 
     fn try_from(args: &TargetArgs) -> Result<Self, ArgsError> {
+        if args.app.trim().is_empty() {
+            return Err(ArgsError::NoApp);
+        }
+        if args.changes.is_empty() {
+            return Err(ArgsError::NoChange);
+        }
         let playbook = Playbook::load(&args.playbook)?;
         let mut changes: Vec<ChangeRequest> = Vec::new();
         for given in &args.changes {
@@ -217,6 +241,15 @@ struct Context {
 }
 
 fn context(reporter: Arc<dyn Reporter>, interrupts: Interrupts) -> Result<Context, ExitCode> {
+    context_with(reporter, interrupts, |_| {})
+}
+
+/// [`context`] with the runner's config adjusted (window, reviewed plan).
+fn context_with(
+    reporter: Arc<dyn Reporter>,
+    interrupts: Interrupts,
+    configure: impl FnOnce(&mut RunnerConfig),
+) -> Result<Context, ExitCode> {
     let config = ClientConfig::from_env().map_err(|e| {
         print_error(&e);
         ExitCode::Usage
@@ -229,8 +262,10 @@ fn context(reporter: Arc<dyn Reporter>, interrupts: Interrupts) -> Result<Contex
         print_error(&e);
         ExitCode::Usage
     })?;
+    let mut config = RunnerConfig::new(state);
+    configure(&mut config);
     Ok(Context {
-        runner: Runner::new(client, RunnerConfig::new(state), reporter, interrupts),
+        runner: Runner::new(client, config, reporter, interrupts),
     })
 }
 
@@ -324,8 +359,24 @@ pub fn plan(args: &PlanArgs) -> ExitCode {
     let Ok(request) = request(&args.target) else {
         return ExitCode::Usage;
     };
+    let window = match args
+        .schedule
+        .window
+        .as_deref()
+        .map(unattended::parse_window)
+    {
+        Some(Err(e)) => {
+            print_error(&e);
+            return ExitCode::Usage;
+        }
+        Some(Ok(w)) => Some(w),
+        None => None,
+    };
     crate::cli::runtime().block_on(async {
-        let ctx = match context(Arc::new(Silent), Interrupts::default()) {
+        let configured = window.clone();
+        let ctx = match context_with(Arc::new(Silent), Interrupts::default(), |c| {
+            c.window = configured;
+        }) {
             Ok(c) => c,
             Err(code) => return code,
         };
@@ -335,6 +386,24 @@ pub fn plan(args: &PlanArgs) -> ExitCode {
                     let _ = ui::print_json(&plan);
                 } else {
                     print!("{}", plan::render(&plan));
+                }
+                if let Some(out) = &args.schedule.out {
+                    let file = crate::unattended::plan_file::PlanFile::new(
+                        request.clone(),
+                        plan.clone(),
+                        window.clone(),
+                        jiff::Timestamp::now(),
+                    );
+                    if let Err(e) = file.save(out) {
+                        print_error(&e);
+                        return ExitCode::Usage;
+                    }
+                    eprintln!(
+                        "saved the plan to {}; run it with `upshift run --plan {} --confirm {}`",
+                        out.display(),
+                        out.display(),
+                        request.app
+                    );
                 }
                 if plan.blocked {
                     ExitCode::Blocked
@@ -352,9 +421,35 @@ pub fn plan(args: &PlanArgs) -> ExitCode {
 
 /// `upshift run`.
 pub fn run(args: &RunArgs) -> ExitCode {
-    let Ok(request) = request(&args.target) else {
-        return ExitCode::Usage;
+    let unattended_run = args.confirm.is_some() && !std::io::stdin().is_terminal();
+    let mut schedule = match unattended::Schedule::try_from((&args.schedule, unattended_run)) {
+        Ok(s) => s,
+        Err(e) => {
+            print_error(&e);
+            return ExitCode::Usage;
+        }
     };
+    let (request, reviewed) = match &schedule.plan_file {
+        Some(path) => match reviewed_request(path, &args.target) {
+            Ok((request, reviewed, window)) => {
+                if schedule.window.is_none() {
+                    schedule.window = window;
+                }
+                (request, Some(reviewed))
+            }
+            Err(code) => return code,
+        },
+        None => match request(&args.target) {
+            Ok(r) => (r, None),
+            Err(code) => return code,
+        },
+    };
+    if schedule.wait_for_window && schedule.window.is_none() {
+        eprintln!(
+            "error: --wait-for-window needs a window: pass --window SPEC (or a plan saved with one)"
+        );
+        return ExitCode::Usage;
+    }
     let interactive = args.confirm.is_none();
     if !interactive && let Err(code) = confirm(&request.app, args.confirm.as_deref(), "run") {
         return code;
@@ -367,31 +462,152 @@ pub fn run(args: &RunArgs) -> ExitCode {
     }
     crate::cli::runtime().block_on(async {
         let interrupts = Interrupts::default();
-        let reporter: Arc<dyn Reporter> = Arc::new(ui::HumanReporter::new(false));
-        let ctx = match context(reporter, interrupts.clone()) {
-            Ok(c) => c,
-            Err(code) => return code,
-        };
-        if interactive {
-            match ctx.runner.plan(&request).await {
-                Ok(plan) => {
-                    eprint!("{}", plan::render(&plan));
-                    if plan.blocked {
-                        return ExitCode::Blocked;
-                    }
-                }
-                Err(e) => {
-                    print_error(&e);
-                    return e.exit_code();
-                }
+        let changes = request
+            .changes
+            .iter()
+            .map(|c| format!("{}={}", c.addon, c.plan))
+            .collect();
+        let (reporter, notifier) = match unattended::reporter(
+            &schedule,
+            Arc::new(ui::HumanReporter::new(false)),
+            &request.app,
+            changes,
+        ) {
+            Ok(r) => r,
+            Err(e) => {
+                print_error(&e);
+                return ExitCode::Usage;
             }
-            if let Err(code) = confirm(&request.app, None, "run this plan") {
-                return code;
+        };
+        let code = run_scheduled(args, &schedule, &request, reviewed, reporter, &interrupts).await;
+        if let Some(notifier) = notifier {
+            let sent = notifier.finish(unattended::NOTIFY_BUDGET).await;
+            if sent.failed + sent.dropped > 0 {
+                eprintln!(
+                    "warning: notifications: {} delivered, {} failed, {} dropped (the run's outcome is unaffected)",
+                    sent.delivered, sent.failed, sent.dropped
+                );
             }
         }
-        install_interrupts(&interrupts);
-        finish(ctx.runner.run(&request).await, args.json)
+        code
     })
+}
+
+/// The request, the state it saw and its window, from a reviewed plan file. `-a` may repeat
+/// the plan's app; `--change` may not be combined with it.
+fn reviewed_request(
+    path: &std::path::Path,
+    target: &TargetArgs,
+) -> Result<
+    (
+        RunRequest,
+        crate::runner::Reviewed,
+        Option<crate::window::Window>,
+    ),
+    ExitCode,
+> {
+    use crate::unattended::plan_file::{PlanFile, PlanFileError};
+    let file = PlanFile::load(path).map_err(|e| {
+        print_error(&e);
+        ExitCode::Usage
+    })?;
+    if !target.changes.is_empty() {
+        eprintln!(
+            "error: --plan {} carries its changes: drop --change, or plan again",
+            path.display()
+        );
+        return Err(ExitCode::Usage);
+    }
+    if !target.app.is_empty() && target.app != file.request.app {
+        print_error(&PlanFileError::OtherApp {
+            path: path.to_owned(),
+            planned: file.request.app.clone(),
+            given: target.app.clone(),
+        });
+        return Err(ExitCode::Usage);
+    }
+    let reviewed = crate::runner::Reviewed {
+        capture: file.plan.capture.clone(),
+        file: path.display().to_string(),
+    };
+    Ok((file.request, reviewed, file.window))
+}
+
+/// `run` after its flags are checked: the window gate, the interactive review, the run, the
+/// post-change watch.
+async fn run_scheduled(
+    args: &RunArgs,
+    schedule: &unattended::Schedule,
+    request: &RunRequest,
+    reviewed: Option<crate::runner::Reviewed>,
+    reporter: Arc<dyn Reporter>,
+    interrupts: &Interrupts,
+) -> ExitCode {
+    let interactive = args.confirm.is_none();
+    let window = schedule.window.clone();
+    let ctx = match context_with(reporter.clone(), interrupts.clone(), |c| {
+        c.window = window;
+        c.reviewed = reviewed;
+    }) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let mut interrupts_installed = false;
+    if let Some(window) = &schedule.window {
+        if schedule.wait_for_window {
+            install_interrupts(interrupts);
+            interrupts_installed = true;
+        }
+        if let Err(code) = unattended::admit(schedule, window, interrupts, reporter.as_ref()).await
+        {
+            return code;
+        }
+    }
+    if interactive {
+        match ctx.runner.plan(request).await {
+            Ok(plan) => {
+                eprint!("{}", plan::render(&plan));
+                if plan.blocked {
+                    return ExitCode::Blocked;
+                }
+            }
+            Err(e) => {
+                print_error(&e);
+                return e.exit_code();
+            }
+        }
+        if let Err(code) = confirm(&request.app, None, "run this plan") {
+            return code;
+        }
+    }
+    if !interrupts_installed {
+        install_interrupts(interrupts);
+    }
+    let report = ctx.runner.run(request).await;
+    // The summary first: the watch that follows can take minutes.
+    let (code, watched) = match report {
+        Ok(r) => {
+            let code = finish(Ok(r.clone()), args.json);
+            let watched =
+                unattended::watch_after(&ctx.runner, &r, schedule, request.params.on_watch_hit)
+                    .await;
+            (code, watched)
+        }
+        Err(e) => (finish(Err(e), args.json), None),
+    };
+    match watched {
+        Some((watch, watch_code)) => {
+            if let Some(line) = unattended::watch_summary(&watch, watch_code, &request.app) {
+                eprintln!("{line}");
+            }
+            if code == ExitCode::Success {
+                watch_code
+            } else {
+                code
+            }
+        }
+        None => code,
+    }
 }
 
 /// `upshift resume` / `upshift rollback`.
@@ -580,6 +796,25 @@ mod tests {
         assert_eq!(
             r.params.writers,
             vec!["web".to_string(), "worker".to_string()]
+        );
+    }
+
+    #[test]
+    fn app_and_changes_are_required_without_a_plan_file() {
+        let mut a = args(&[]);
+        assert!(
+            RunRequest::try_from(&a)
+                .unwrap_err()
+                .to_string()
+                .contains("pass --change ADDON=PLAN")
+        );
+        a = args(&["x=premium-1"]);
+        a.app = String::new();
+        assert!(
+            RunRequest::try_from(&a)
+                .unwrap_err()
+                .to_string()
+                .contains("pass -a APP")
         );
     }
 

@@ -130,3 +130,21 @@ fn line_col_counts_from_one() {
     assert_eq!(line_col("ab\ncd", 0), (1, 1));
     assert_eq!(line_col("ab\ncd", 4), (2, 2));
 }
+
+#[test]
+fn on_watch_hit_is_notify_needs_attention_or_an_explained_refusal() {
+    assert_eq!(Params::default().on_watch_hit, OnWatchHit::Notify);
+    let p = parse(
+        &format!("{MINIMAL}\n[params]\non_watch_hit = \"needs-attention\"\n"),
+        "pb.toml",
+    )
+    .unwrap();
+    assert_eq!(p.params.on_watch_hit, OnWatchHit::NeedsAttention);
+    let e = err(&format!(
+        "{MINIMAL}\n[params]\non_watch_hit = \"rollback\"\n"
+    ));
+    assert!(e.starts_with("pb.toml:23:16:"), "{e}");
+    assert!(e.contains("\"needs-attention\" (exit 4)"), "{e}");
+    let e = err(&format!("{MINIMAL}\n[params]\non_watch_hit = \"page\"\n"));
+    assert!(e.contains("on_watch_hit \"page\" is unknown"), "{e}");
+}

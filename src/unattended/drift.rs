@@ -314,9 +314,7 @@ mod tests {
                 "clock was not in the formation, is now 1",
                 "maintenance mode was off, is now on",
                 "ENKETO_REDIS_MAIN plan was premium-0, is now premium-1",
-                "ENKETO_REDIS_MAIN state was provisioning, is now provisioning"
-                    .replace("was provisioning", "was provisioned")
-                    .as_str(),
+                "ENKETO_REDIS_MAIN state was provisioned, is now provisioning",
                 "ENKETO_REDIS_MAIN used memory was 10.0 MB, is now 20.0 MB: more than 20% more data than reviewed",
                 "ENKETO_REDIS_MAIN clients was 40, is now 90",
             ]
