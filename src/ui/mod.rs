@@ -140,6 +140,12 @@ impl HumanReporter {
         bar.set_style(
             ProgressStyle::with_template(template)
                 .unwrap_or_else(|_| ProgressStyle::default_spinner())
+                .with_key(
+                    "rate",
+                    |s: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
+                        let _ = write!(w, "{:.0} keys/s", s.per_sec());
+                    },
+                )
                 .progress_chars("=> "),
         );
         bar
@@ -266,7 +272,7 @@ impl Reporter for HumanReporter {
                         b.clone()
                     } else {
                         let b = self.add(
-                            "    {prefix:<20} [{bar:30}] {human_pos}/{human_len} keys  {per_sec}  eta {eta}",
+                            "    {prefix:<20} [{bar:30}] {human_pos}/{human_len} keys  {rate}  eta {eta}",
                         );
                         b.set_prefix(subject.clone());
                         state.keys.insert(subject.clone(), b.clone());
