@@ -14,6 +14,9 @@
 //!   It is the only fake: tests and the demo point the real client at it.
 //! * [`verify`]: the exact data verifier (canonical per-key digest, diff, snapshot, restore)
 //!   over the `redis` crate.
+//! * [`unattended`]: the pure decisions of unattended runs (window gate and cutoff guard,
+//!   drift from a reviewed plan, the post-change log watch's classifier, JSON event shapes)
+//!   and the reporters that fan events out; [`notify`] posts the notable ones to webhooks.
 //! * [`window`]: the pure maintenance-window math (`--window` specs, DST-correct occurrences,
 //!   the cutoff before the point of no return, run-time estimates); "now" is always passed in.
 //!
@@ -26,11 +29,13 @@ pub mod engine;
 pub mod exit;
 pub mod heroku;
 pub mod journal;
+pub mod notify;
 pub mod plan;
 pub mod plans;
 pub mod playbook;
 pub mod runner;
 pub mod sim;
 pub mod ui;
+pub mod unattended;
 pub mod verify;
 pub mod window;

@@ -409,6 +409,64 @@ impl Client {
         .map(|w| w.value)
     }
 
+    /// Reads a log session's `logplex_url` for at most `limit`, sending each line to `lines`
+    /// (server-sent events unwrapped from their `data:` frames) until the stream ends, the time
+    /// is up or the receiver is gone.
+    ///
+    /// The URL carries its own credentials, so the request goes out on a plain client, without
+    /// the Heroku token, and no error shows the URL.
+    ///
+    /// # Errors
+    /// The session cannot be opened or answers with an error status.
+    pub async fn stream_log(
+        &self,
+        logplex_url: &str,
+        limit: Duration,
+        lines: tokio::sync::mpsc::Sender<String>,
+    ) -> Result<(), HerokuError> {
+        let transport = |source: reqwest::Error| HerokuError::Transport {
+            method: "GET".into(),
+            path: "(log session)".into(),
+            source: source.without_url(),
+        };
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(10))
+            .build()
+            .map_err(transport)?;
+        let deadline = tokio::time::Instant::now() + limit;
+        let mut response = http
+            .get(logplex_url)
+            .timeout(limit)
+            .send()
+            .await
+            .map_err(transport)?
+            .error_for_status()
+            .map_err(transport)?;
+        let mut pending: Vec<u8> = Vec::new();
+        loop {
+            let chunk = match tokio::time::timeout_at(deadline, response.chunk()).await {
+                Ok(Ok(Some(chunk))) => chunk,
+                // The end of the stream, or the time is up: both end the watch normally.
+                Ok(Ok(None)) | Err(_) => return Ok(()),
+                Ok(Err(e)) if e.is_timeout() => return Ok(()),
+                Ok(Err(e)) => return Err(transport(e)),
+            };
+            pending.extend_from_slice(&chunk);
+            while let Some(i) = pending.iter().position(|b| *b == b'\n') {
+                let raw: Vec<u8> = pending.drain(..=i).collect();
+                let text = String::from_utf8_lossy(&raw);
+                let text = text.trim_end_matches(['\r', '\n']);
+                let text = text.strip_prefix("data: ").unwrap_or(text);
+                if text.is_empty() {
+                    continue;
+                }
+                if lines.send(text.to_owned()).await.is_err() {
+                    return Ok(());
+                }
+            }
+        }
+    }
+
     // ---- Redis Data API ---------------------------------------------------------------------
 
     /// `GET /redis/v0/databases/{addon}`.

@@ -68,7 +68,20 @@ pub struct Estimate {
     pub provisioning: Duration,
     /// Where the provisioning figure came from ("playbook default", "median of 3 runs").
     pub source: String,
+    /// The whole run, capture to health: the median of earlier successful runs of the same
+    /// plan changes on this machine, else the downtime plus the steps around it.
+    #[serde(default, with = "crate::plan::duration_ms")]
+    pub run: Duration,
+    /// Where `run` came from ("median of 3 earlier runs", "playbook default").
+    #[serde(default)]
+    pub run_source: String,
+    /// A worst-case rollback after the point of no return (see `unattended::gate`).
+    #[serde(default, with = "crate::plan::duration_ms")]
+    pub rollback: Duration,
 }
+
+/// Capture, guards and the health wait around the downtime, for the default run estimate.
+const RUN_OVERHEAD: Duration = Duration::from_secs(30);
 
 /// The plan: what `plan` prints and `run` executes.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -119,9 +132,13 @@ pub fn build(request: &RunRequest, capture: &Capture, provisioning: (Duration, S
         .collect();
     let keys: u64 = changes.iter().filter_map(|c| c.keys).sum();
     let data = Duration::from_millis(keys * 1000 / KEYS_PER_SECOND);
+    let downtime = DRAIN_ESTIMATE + provisioning.0 + data * 2;
     let estimate = Estimate {
-        downtime: DRAIN_ESTIMATE + provisioning.0 + data * 2,
+        downtime,
         provisioning: provisioning.0,
+        run: downtime + RUN_OVERHEAD,
+        run_source: provisioning.1.clone(),
+        rollback: downtime,
         source: provisioning.1,
     };
     let steps = request

@@ -79,6 +79,15 @@ pub fn render(plan: &Plan) -> String {
             .find(|s| s.ends_downtime)
             .map_or(0, |s| s.number),
     );
+    if plan.estimate.run > std::time::Duration::ZERO {
+        let _ = writeln!(
+            out,
+            "Estimated run: {} ({}); worst-case rollback after the point of no return: {}",
+            duration::format(plan.estimate.run),
+            plan.estimate.run_source,
+            duration::format(plan.estimate.rollback),
+        );
+    }
     let blocking = plan
         .guards
         .iter()

@@ -78,6 +78,32 @@ pub struct Params {
     pub memory_margin: f64,
     pub connections_per_dyno: u32,
     pub cache_connections_per_dyno: u32,
+    /// What a hit of the post-change log watch does.
+    #[serde(default)]
+    pub on_watch_hit: OnWatchHit,
+}
+
+/// What a hit of the post-change log watch (`--watch`) does. Rolling back is not offered: by
+/// then the change has finished, its data verified and the writers run on the new plan, so
+/// going back is a new plan change that a person should decide on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OnWatchHit {
+    /// Report and notify; the run's outcome stays succeeded (exit 0).
+    #[default]
+    Notify,
+    /// Report and notify, and end with needs-attention (exit 4).
+    NeedsAttention,
+}
+
+impl OnWatchHit {
+    /// The name in playbooks.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Notify => "notify",
+            Self::NeedsAttention => "needs-attention",
+        }
+    }
 }
 
 impl Default for Params {
@@ -88,6 +114,7 @@ impl Default for Params {
             memory_margin: 0.9,
             connections_per_dyno: 26,
             cache_connections_per_dyno: 18,
+            on_watch_hit: OnWatchHit::Notify,
         }
     }
 }
@@ -163,6 +190,7 @@ struct RawParams {
     memory_margin: Option<Spanned<f64>>,
     connections_per_dyno: Option<u32>,
     cache_connections_per_dyno: Option<u32>,
+    on_watch_hit: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -274,6 +302,26 @@ fn bind_params(raw: Spanned<RawParams>, loc: &Locator<'_>) -> Result<Params, Pla
     }
     if let Some(c) = p.cache_connections_per_dyno {
         params.cache_connections_per_dyno = c;
+    }
+    if let Some(w) = p.on_watch_hit {
+        params.on_watch_hit = match w.get_ref().as_str() {
+            "notify" => OnWatchHit::Notify,
+            "needs-attention" => OnWatchHit::NeedsAttention,
+            "rollback" => {
+                return Err(loc.at(
+                    w.span(),
+                    "on_watch_hit = \"rollback\" is not supported: the watch runs after the change finished and its data was verified; write \"notify\" or \"needs-attention\" (exit 4) and decide on a change back by hand".into(),
+                ));
+            }
+            other => {
+                return Err(loc.at(
+                    w.span(),
+                    format!(
+                        "on_watch_hit {other:?} is unknown: write \"notify\" or \"needs-attention\""
+                    ),
+                ));
+            }
+        };
     }
     Ok(params)
 }
@@ -453,6 +501,7 @@ impl fmt::Display for Playbook {
             "    cache_connections_per_dyno = {}",
             self.params.cache_connections_per_dyno
         )?;
+        writeln!(f, "    on_watch_hit = {}", self.params.on_watch_hit.name())?;
         writeln!(f, "  steps:")?;
         for (i, s) in self.steps.iter().enumerate() {
             let comp = s

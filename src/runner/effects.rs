@@ -16,6 +16,7 @@ use crate::plan::guards;
 use crate::plans;
 use crate::runner::capture::{self, verify_options};
 use crate::runner::reporter::Reporter;
+use crate::unattended::gate;
 use crate::verify::{self, RedisUrl, RestoreSelection};
 
 /// Keys to name in journals and messages.
@@ -167,11 +168,25 @@ impl ActiveRun<'_> {
     }
 
     pub(super) fn step_guard(&mut self) -> StepOk {
-        let Some(capture) = &self.capture else {
+        let Some(capture) = self.capture.clone() else {
             return StepOk::Blocked;
         };
-        let guards = guards::evaluate(&self.request, capture);
+        let capture = &capture;
+        let mut guards = guards::evaluate(&self.request, capture);
+        // The window cutoff is decided here, the last step before the first write: once the
+        // writers stop, the run finishes or rolls back whatever the clock says.
+        let now = jiff::Timestamp::now();
+        let estimate = self.runner.estimate(&self.request, capture);
+        guards.extend(
+            self.runner
+                .unattended_guards(&self.request, capture, &estimate, now, false),
+        );
         let blocked = guards::blocked(&guards);
+        if let Some(window) = &self.runner.config.window
+            && let gate::Gate::Open(occ) = gate::gate(window, now)
+        {
+            self.window = Some((occ, estimate.run));
+        }
         for g in guards.iter().filter(|g| g.verdict != guards::Verdict::Pass) {
             let subject = g
                 .subject
@@ -225,20 +240,7 @@ impl ActiveRun<'_> {
                 size: None,
             })
             .collect();
-        let what = updates
-            .iter()
-            .map(|u| format!("{}=0", u.process_type))
-            .collect::<Vec<_>>()
-            .join(" ");
-        let w = self
-            .runner
-            .client
-            .update_formation(&self.request.app, &updates)
-            .await?;
-        self.jrecord(&Record::Effect {
-            what: format!("scale {what}"),
-            request_id: Some(w.request_id),
-        })?;
+        let what = self.apply_formation(&updates, "scale").await?;
         if self.downtime_since.is_none() {
             self.downtime_since = Some(Instant::now());
             self.jrecord(&Record::Downtime { started: true })?;
@@ -689,6 +691,32 @@ impl ActiveRun<'_> {
     }
 
     // ---- compensations -----------------------------------------------------------------------
+    /// Sends one batch formation update (absolute, so repeatable) and journals it with its
+    /// request id. Returns the `type=quantity[:size]` summary.
+    async fn apply_formation(
+        &mut self,
+        updates: &[FormationUpdate],
+        label: &str,
+    ) -> Result<String, StepError> {
+        let what = updates
+            .iter()
+            .map(|u| {
+                let size = u.size.as_deref().map_or(String::new(), |s| format!(":{s}"));
+                format!("{}={}{size}", u.process_type, u.quantity.unwrap_or(0))
+            })
+            .collect::<Vec<_>>()
+            .join(" ");
+        let w = self
+            .runner
+            .client
+            .update_formation(&self.request.app, updates)
+            .await?;
+        self.jrecord(&Record::Effect {
+            what: format!("{label} {what}"),
+            request_id: Some(w.request_id),
+        })?;
+        Ok(what)
+    }
 
     /// Scales the writers back to exactly the captured quantities and sizes. Absolute, so it
     /// is safe to repeat.
@@ -706,27 +734,7 @@ impl ActiveRun<'_> {
                 size: Some(p.size.clone()),
             })
             .collect();
-        let what = updates
-            .iter()
-            .map(|u| {
-                format!(
-                    "{}={}:{}",
-                    u.process_type,
-                    u.quantity.unwrap_or(0),
-                    u.size.as_deref().unwrap_or("?")
-                )
-            })
-            .collect::<Vec<_>>()
-            .join(" ");
-        let w = self
-            .runner
-            .client
-            .update_formation(&self.request.app, &updates)
-            .await?;
-        self.jrecord(&Record::Effect {
-            what: format!("restore formation {what}"),
-            request_id: Some(w.request_id),
-        })?;
+        let what = self.apply_formation(&updates, "restore formation").await?;
         if let Some(since) = self.downtime_since.take() {
             self.downtime += since.elapsed();
             self.jrecord(&Record::Downtime { started: false })?;

@@ -8,8 +8,10 @@
 
 pub mod capture;
 mod effects;
+pub mod history;
 pub mod record;
 pub mod reporter;
+pub mod watch;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -26,8 +28,11 @@ use crate::engine::{
 use crate::heroku::{Client, HerokuError};
 use crate::journal::{self, AppLock, Journal, JournalError, StateDir};
 use crate::plan::facts::Capture;
+use crate::plan::guards::{self, Guard};
 use crate::plan::{self, Plan, RunRequest};
+use crate::unattended::{drift, gate};
 use crate::verify::VerifyOptions;
+use crate::window::{EstimateSource, Occurrence, Window};
 use record::Record;
 pub use reporter::{Reporter, RunEvent, Silent};
 
@@ -138,6 +143,18 @@ pub struct RunnerConfig {
     pub lock_lease: Duration,
     /// Provisioning estimate used by `plan` when there is no history.
     pub provisioning_estimate: Duration,
+    /// The maintenance window (`--window`): the guard step, the last before the first write,
+    /// blocks unless the run and a worst-case rollback fit in what is left of it.
+    pub window: Option<Window>,
+    /// A reviewed plan (`run --plan`): the guard step blocks when the platform drifted from it.
+    pub reviewed: Option<Reviewed>,
+}
+
+/// The state a reviewed plan saw, and the file it came from (for messages).
+#[derive(Debug, Clone)]
+pub struct Reviewed {
+    pub capture: Capture,
+    pub file: String,
 }
 
 impl RunnerConfig {
@@ -149,6 +166,8 @@ impl RunnerConfig {
             poll: PollPolicy::default(),
             lock_lease: Duration::from_secs(3600),
             provisioning_estimate: Duration::from_secs(180),
+            window: None,
+            reviewed: None,
         }
     }
 }
@@ -235,14 +254,75 @@ impl Runner {
             jiff::Timestamp::now(),
         )
         .await?;
-        Ok(plan::build(
+        let now = jiff::Timestamp::now();
+        let mut plan = plan::build(
             request,
             &capture,
             (
                 self.config.provisioning_estimate,
                 "playbook default".to_owned(),
             ),
-        ))
+        );
+        plan.estimate = self.estimate(request, &capture);
+        plan.guards
+            .extend(self.unattended_guards(request, &capture, &plan.estimate, now, true));
+        plan.blocked = guards::blocked(&plan.guards);
+        Ok(plan)
+    }
+
+    /// The plan's estimate, with the whole run's figure from this machine's history of the same
+    /// plan changes when there is one.
+    pub fn estimate(&self, request: &RunRequest, capture: &Capture) -> plan::Estimate {
+        let mut estimate = plan::build(
+            request,
+            capture,
+            (
+                self.config.provisioning_estimate,
+                "playbook default".to_owned(),
+            ),
+        )
+        .estimate;
+        let earlier =
+            history::durations(&self.config.state, &history::plan_pairs(request, capture));
+        let from_history = crate::window::Estimate::from_history(&earlier, estimate.run);
+        if let EstimateSource::History { runs } = from_history.source {
+            estimate.run = from_history.duration;
+            estimate.run_source = if runs == 1 {
+                "the 1 earlier run of these plan changes".to_owned()
+            } else {
+                format!("median of {runs} earlier runs of these plan changes")
+            };
+        }
+        estimate
+    }
+
+    /// The guards of unattended runs: the window cutoff (with `--window`) and the drift from a
+    /// reviewed plan (with `--plan`). `now` is the time the guard is evaluated; `ahead` judges
+    /// a closed window by its next opening (`plan`) rather than blocking (`run`).
+    fn unattended_guards(
+        &self,
+        request: &RunRequest,
+        capture: &Capture,
+        estimate: &plan::Estimate,
+        now: jiff::Timestamp,
+        ahead: bool,
+    ) -> Vec<Guard> {
+        let mut out = Vec::new();
+        if let Some(window) = &self.config.window {
+            out.push(gate::cutoff_guard(
+                window,
+                now,
+                estimate.run,
+                gate::worst_case_rollback(estimate),
+                &estimate.run_source,
+                ahead,
+            ));
+        }
+        if let Some(reviewed) = &self.config.reviewed {
+            let drifts = drift::compare(&reviewed.capture, capture, &request.params.writers);
+            out.extend(drift::guards(&drifts, &reviewed.file));
+        }
+        out
     }
 
     /// Starts a new run of `request`.
@@ -294,6 +374,15 @@ impl Runner {
     /// # Errors
     /// No such run, or its journal lacks a start.
     pub fn run_app(&self, run_id: Option<&str>) -> Result<(String, String), RunError> {
+        let (run_id, request, _) = self.load_run(run_id)?;
+        Ok((run_id, request.app))
+    }
+
+    /// A run's id, request and journal entries (`None`: the latest unfinished run).
+    fn load_run(
+        &self,
+        run_id: Option<&str>,
+    ) -> Result<(String, RunRequest, Vec<journal::Entry<Record>>), RunError> {
         let run_id = match run_id {
             Some(id) => id.to_owned(),
             None => latest_unfinished(&self.config.state, None)?,
@@ -303,32 +392,14 @@ impl Runner {
             .state
             .run_dir(&run_id)
             .join(journal::JOURNAL_FILE);
+        if !path.exists() {
+            return Err(JournalError::NoSuchRun {
+                run_id,
+                dir: self.config.state.runs_dir(),
+            }
+            .into());
+        }
         let entries = journal::read::<Record>(&path)?;
-        entries
-            .iter()
-            .find_map(|e| match &e.record {
-                Record::Started { request, .. } => Some((run_id.clone(), request.app.clone())),
-                _ => None,
-            })
-            .ok_or(RunError::NoStart { run_id, path })
-    }
-
-    async fn reopen(&self, run_id: Option<&str>, rollback: bool) -> Result<RunReport, RunError> {
-        let (run_id, app) = self.run_app(run_id)?;
-        let lock = AppLock::acquire(
-            &self.config.state,
-            &app,
-            &run_id,
-            jiff::Timestamp::now(),
-            self.config.lock_lease,
-        )?;
-        let path = self
-            .config
-            .state
-            .run_dir(&run_id)
-            .join(journal::JOURNAL_FILE);
-        let entries = journal::read::<Record>(&path)?;
-        let journal = Journal::open(&self.config.state, &run_id)?;
         let request = entries
             .iter()
             .find_map(|e| match &e.record {
@@ -337,8 +408,21 @@ impl Runner {
             })
             .ok_or_else(|| RunError::NoStart {
                 run_id: run_id.clone(),
-                path: path.clone(),
+                path,
             })?;
+        Ok((run_id, request, entries))
+    }
+
+    async fn reopen(&self, run_id: Option<&str>, rollback: bool) -> Result<RunReport, RunError> {
+        let (run_id, request, entries) = self.load_run(run_id)?;
+        let lock = AppLock::acquire(
+            &self.config.state,
+            &request.app,
+            &run_id,
+            jiff::Timestamp::now(),
+            self.config.lock_lease,
+        )?;
+        let journal = Journal::open(&self.config.state, &run_id)?;
         let mut run = ActiveRun::new(self, run_id, journal, lock, request);
         run.restore_from(&entries)?;
         if let Some(outcome) = run.engine.outcome() {
@@ -489,6 +573,10 @@ struct ActiveRun<'r> {
     started: Instant,
     downtime_since: Option<Instant>,
     downtime: Duration,
+    /// The window occurrence the guard step admitted the run into, and the run's estimate.
+    window: Option<(Occurrence, Duration)>,
+    /// Overrun already reported: (projected, actual).
+    overrun_told: (bool, bool),
     #[cfg(feature = "failpoints")]
     records_written: usize,
 }
@@ -515,6 +603,8 @@ impl<'r> ActiveRun<'r> {
             started: Instant::now(),
             downtime_since: None,
             downtime: Duration::ZERO,
+            window: None,
+            overrun_told: (false, false),
             #[cfg(feature = "failpoints")]
             records_written: 0,
         }
@@ -636,6 +726,7 @@ impl<'r> ActiveRun<'r> {
             let _ = self
                 .lock
                 .renew(jiff::Timestamp::now(), self.runner.config.lock_lease);
+            self.check_overrun()?;
             match self.engine.next() {
                 Next::Done { outcome } => {
                     self.finish(outcome)?;
@@ -803,6 +894,39 @@ impl<'r> ActiveRun<'r> {
                 })?;
             }
         }
+        Ok(())
+    }
+
+    /// Once admitted into a window, reports (once each) a projected and an actual overrun.
+    /// The run carries on either way: past the first write it finishes or rolls back.
+    fn check_overrun(&mut self) -> Result<(), RunError> {
+        let (Some((occ, estimate)), Some(window)) = (self.window, &self.runner.config.window)
+        else {
+            return Ok(());
+        };
+        let now = jiff::Timestamp::now();
+        let Some(notice) = gate::overrun_notice(&occ, now, self.started.elapsed(), estimate) else {
+            return Ok(());
+        };
+        let told = if notice.expected {
+            &mut self.overrun_told.0
+        } else {
+            &mut self.overrun_told.1
+        };
+        if std::mem::replace(told, true) {
+            return Ok(());
+        }
+        let event = RunEvent::WindowOverrun {
+            window: window.spec(),
+            ends_at: gate::local(window, occ.end),
+            by: notice.by,
+            expected: notice.expected,
+        };
+        let message = crate::unattended::event::human_line(&event).unwrap_or_default();
+        self.record(&Record::Note {
+            message: message.trim_start_matches("warning: ").to_owned(),
+        })?;
+        self.report_event(&event);
         Ok(())
     }
 

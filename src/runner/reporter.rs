@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use crate::engine::{Action, Compensation, Outcome};
+use crate::unattended::watch::WatchKind;
 
 /// An event worth showing.
 #[derive(Debug, Clone, PartialEq)]
@@ -49,6 +50,30 @@ pub enum RunEvent {
     Warning { message: String },
     /// The run is over.
     Finished { outcome: Outcome },
+    /// `--wait-for-window` is sleeping until the window opens (a heartbeat every few minutes).
+    WindowWait {
+        window: String,
+        opens_at: String,
+        remaining: Duration,
+    },
+    /// The run is past its point of no return and past (or, with `expected`, projected past) its
+    /// window's end; it still finishes or rolls back.
+    WindowOverrun {
+        window: String,
+        ends_at: String,
+        by: Duration,
+        expected: bool,
+    },
+    /// The post-change log watch began.
+    WatchStarted { duration: Duration },
+    /// A log line matched one of the watched errors (the line is redacted).
+    WatchHit {
+        kind: WatchKind,
+        line: String,
+        count: usize,
+    },
+    /// The watch ended with this many hits.
+    WatchDone { hits: usize },
 }
 
 /// Receives run events. Must not block.

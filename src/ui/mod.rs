@@ -332,6 +332,15 @@ impl Reporter for HumanReporter {
                 self.clear_keys(state);
                 self.line(state, &format!("run {}", outcome_name(*outcome)));
             }
+            RunEvent::WindowWait { .. }
+            | RunEvent::WindowOverrun { .. }
+            | RunEvent::WatchStarted { .. }
+            | RunEvent::WatchHit { .. }
+            | RunEvent::WatchDone { .. } => {
+                if let Some(text) = crate::unattended::event::human_line(event) {
+                    self.line(state, &text);
+                }
+            }
         }
     }
 }
