@@ -413,7 +413,7 @@ fn install_interrupts(
                 let _ = tx.send(answer);
             });
             let answer = rx.await;
-            reporter.resume();
+            // The decision first, then what the run reported meanwhile.
             match answer {
                 Ok(Ok(Some(0))) => {
                     interrupts.interrupt();
@@ -427,6 +427,7 @@ fn install_interrupts(
                     eprintln!("stopping now; the journal is kept for `upshift resume`");
                 }
             }
+            reporter.resume();
         }
     })
 }
