@@ -569,6 +569,8 @@ struct ActiveRun<'r> {
     engine: Engine,
     capture: Option<Capture>,
     snapshots: BTreeMap<String, PathBuf>,
+    /// Each add-on's write counter when the drain ended (see `check_no_new_writes`).
+    write_marks: BTreeMap<String, u64>,
     reports: BTreeMap<String, AddonReport>,
     started: Instant,
     downtime_since: Option<Instant>,
@@ -599,6 +601,7 @@ impl<'r> ActiveRun<'r> {
             engine,
             capture: None,
             snapshots: BTreeMap::new(),
+            write_marks: BTreeMap::new(),
             reports: BTreeMap::new(),
             started: Instant::now(),
             downtime_since: None,
