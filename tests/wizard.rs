@@ -185,6 +185,43 @@ async fn ctrl_c_during_the_wait_then_roll_back_restores_the_app() {
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctrl_c_then_leave_it_resumable_exits_130_with_an_unfinished_journal() {
+    let env = Env::start(Duration::from_secs(8)).await;
+    let mut s = spawn(&env);
+    let code = off_runtime(move || {
+        answer_until_review(&mut s, |s, _| send(s, ENTER));
+        send(&mut s, "enketo-demo\r");
+        expect(&mut s, "change-plan done");
+        expect(&mut s, "preparing");
+        send(&mut s, "\x03");
+        expect(&mut s, "Interrupted. What now?");
+        expect(&mut s, "continue the run");
+        send(&mut s, "\x1b[B");
+        send(&mut s, ENTER);
+        expect(&mut s, "the journal is kept for `upshift resume`");
+        expect(&mut s, "upshift rollback");
+        s.expect(Eof).expect("the wizard ends");
+        exit_code(&s)
+    })
+    .await;
+    assert_eq!(code, 130);
+    let unfinished = upshift::runner::unfinished(&env.state(), Some(APP)).expect("state dir");
+    assert_eq!(unfinished.len(), 1, "{unfinished:?}");
+    // And the journal finishes the job: roll it back in-process.
+    let report = env
+        .runner()
+        .rollback(Some(&unfinished[0].0))
+        .await
+        .expect("rollback runs");
+    assert_eq!(report.outcome, upshift::engine::Outcome::RolledBack);
+    assert!(
+        env.formation()
+            .await
+            .contains(&("web".into(), 2, "standard-1X".into()))
+    );
+}
+
 #[test]
 fn without_a_terminal_the_wizard_names_the_run_flags() {
     let out = Command::new(env!("CARGO_BIN_EXE_upshift"))
@@ -201,7 +238,6 @@ fn without_a_terminal_the_wizard_names_the_run_flags() {
         "{err}"
     );
     assert!(!err.contains("not-used"));
-    let _ = APP;
 }
 
 #[test]

@@ -55,6 +55,8 @@ pub enum WizardError {
         "no plan can be chosen for {label}: every offered plan is refused by a guard (see the list above)"
     )]
     NothingChoosable { label: String },
+    #[error("cancelled at a question: nothing was done")]
+    Cancelled,
     #[error("{typed:?} is not {app}: nothing was done")]
     NotConfirmed { typed: String, app: String },
     #[error("a guard blocks this plan (marked BLOCKED above): nothing was written")]
@@ -158,7 +160,13 @@ pub async fn wizard(client: Client, config: RunnerConfig, app: Option<String>) -
 
 /// Runs a blocking prompt without starving the runtime (the demo's simulator shares it).
 fn prompt<T>(f: impl FnOnce() -> dialoguer::Result<T>) -> Result<T, WizardError> {
-    Ok(tokio::task::block_in_place(f)?)
+    tokio::task::block_in_place(f).map_err(|e| match e {
+        // Ctrl-C at a question: the operator changed their mind.
+        dialoguer::Error::IO(io) if io.kind() == std::io::ErrorKind::Interrupted => {
+            WizardError::Cancelled
+        }
+        e @ dialoguer::Error::IO(_) => WizardError::Prompt(e),
+    })
 }
 
 fn theme() -> Box<dyn dialoguer::theme::Theme> {
@@ -413,7 +421,7 @@ fn install_interrupts(
                 let _ = tx.send(answer);
             });
             let answer = rx.await;
-            reporter.resume();
+            // The decision first, then what the run reported meanwhile.
             match answer {
                 Ok(Ok(Some(0))) => {
                     interrupts.interrupt();
@@ -427,6 +435,7 @@ fn install_interrupts(
                     eprintln!("stopping now; the journal is kept for `upshift resume`");
                 }
             }
+            reporter.resume();
         }
     })
 }

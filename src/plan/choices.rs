@@ -486,6 +486,24 @@ mod tests {
         assert!(plan_choices(&base(), &enketo(), "NOPE").is_none());
     }
 
+    /// What the wizard shows for Enketo: the add-on table and main's plan list.
+    #[test]
+    fn wizard_lists_snapshot() {
+        let capture = enketo();
+        let mut out: Vec<String> = addon_rows(&capture).iter().map(AddonRow::render).collect();
+        out.push(String::new());
+        for label in ["ENKETO_REDIS_MAIN", "ENKETO_REDIS_CACHE"] {
+            out.push(format!("New plan for {label}:"));
+            let choices = plan_choices(&base(), &capture, label).unwrap();
+            let pick = suggested(&choices).unwrap();
+            for (i, c) in choices.iter().enumerate() {
+                let cursor = if i == pick { ">" } else { " " };
+                out.push(format!("{cursor} {}", c.render()));
+            }
+        }
+        insta::assert_snapshot!(out.join("\n"));
+    }
+
     #[test]
     fn writers_with_dynos_are_preselected() {
         assert_eq!(

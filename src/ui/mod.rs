@@ -140,6 +140,12 @@ impl HumanReporter {
         bar.set_style(
             ProgressStyle::with_template(template)
                 .unwrap_or_else(|_| ProgressStyle::default_spinner())
+                .with_key(
+                    "rate",
+                    |s: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
+                        let _ = write!(w, "{:.0} keys/s", s.per_sec());
+                    },
+                )
                 .progress_chars("=> "),
         );
         bar
@@ -266,7 +272,7 @@ impl Reporter for HumanReporter {
                         b.clone()
                     } else {
                         let b = self.add(
-                            "    {prefix:<20} [{bar:30}] {human_pos}/{human_len} keys  {per_sec}  eta {eta}",
+                            "    {prefix:<20} [{bar:30}] {human_pos}/{human_len} keys  {rate}  eta {eta}",
                         );
                         b.set_prefix(subject.clone());
                         state.keys.insert(subject.clone(), b.clone());
@@ -399,4 +405,60 @@ pub fn print_json<T: serde::Serialize>(value: &T) -> std::io::Result<()> {
     let mut out = std::io::stdout().lock();
     serde_json::to_writer_pretty(&mut out, value).map_err(std::io::Error::other)?;
     writeln!(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+    use std::time::Duration;
+
+    use super::render_summary;
+    use crate::engine::Outcome;
+    use crate::runner::{AddonReport, RunReport};
+
+    fn report(outcome: Outcome, message: Option<&str>) -> RunReport {
+        let addon = |label: &str, name: &str, keys: u64, bytes: u64| AddonReport {
+            label: label.into(),
+            addon: name.into(),
+            from: "premium-0".into(),
+            to: "premium-1".into(),
+            keys_verified: keys,
+            bytes_verified: bytes,
+            differences: 0,
+            repaired: 0,
+        };
+        RunReport {
+            run_id: "20260101T000000Z-abcd".into(),
+            app: "enketo-demo".into(),
+            outcome,
+            message: message.map(str::to_owned),
+            addons: vec![
+                addon(
+                    "ENKETO_REDIS_CACHE",
+                    "redis-sinuous-67890",
+                    10_065,
+                    1_234_567,
+                ),
+                addon("ENKETO_REDIS_MAIN", "redis-cubed-12345", 30_065, 4_404_019),
+            ],
+            downtime: Duration::from_millis(9_200),
+            duration: Duration::from_millis(12_500),
+            journal: PathBuf::from("$STATE/runs/20260101T000000Z-abcd/journal.jsonl"),
+        }
+    }
+
+    #[test]
+    fn summary_of_a_successful_run() {
+        insta::assert_snapshot!(render_summary(&report(Outcome::Succeeded, None)));
+    }
+
+    #[test]
+    fn summary_of_a_rolled_back_run() {
+        insta::assert_snapshot!(render_summary(&report(
+            Outcome::RolledBack,
+            Some(
+                "the run failed and was rolled back; the app enketo-demo runs with its previous formation; see $STATE/runs/20260101T000000Z-abcd/journal.jsonl"
+            )
+        )));
+    }
 }
