@@ -3,11 +3,11 @@
 //! Loads 1,000,000 mixed keys into a throwaway local redis-server (50% strings, the rest small
 //! hashes, lists, sets and zsets, four keys of 100k elements, 10% with TTLs), then measures in
 //! separate processes, each under `/usr/bin/time` for its peak memory and CPU: the digest
-//! variants (the library's `digest`, scanning by type or asking TYPE per key, at 4 and 2
-//! connections) and a raw pipelined SCAN+DUMP loop (the physical reference, `raw` below),
+//! variants (the library's `digest`, asking TYPE per key at 4 and 2 connections, or
+//! scanning by type) and a raw pipelined SCAN+DUMP loop (the physical reference, `raw` below),
 //! round after round in rotating order, so that a noisy machine hits every variant alike; then
 //! `redis-cli --scan | wc -l` and `upshift snapshot` once. Prints medians, each digest's ratio
-//! to raw at the same connection count, and the load average.
+//! to raw (4 connections) and the load average.
 //!
 //! Usage: `bench_verify [KEYS] [ROUNDS]` (default 1000000, 3); `bench_verify raw URL
 //! CONNECTIONS` is the reference loop on its own; `bench_verify digest URL CONNECTIONS MODE`
@@ -372,30 +372,25 @@ struct Variant {
     conns: usize,
 }
 
-const VARIANTS: [Variant; 5] = [
-    Variant {
-        name: "digest, SCAN TYPE passes",
-        args: ["digest", "by-type"],
-        conns: 4,
-    },
+const VARIANTS: [Variant; 4] = [
     Variant {
         name: "digest, TYPE per key",
         args: ["digest", "type-per-key"],
         conns: 4,
     },
     Variant {
+        name: "digest, SCAN TYPE passes",
+        args: ["digest", "by-type"],
+        conns: 4,
+    },
+    Variant {
         name: "raw SCAN+DUMP (pipelined)",
         args: ["raw", ""],
         conns: 4,
     },
     Variant {
-        name: "digest, SCAN TYPE passes",
-        args: ["digest", "by-type"],
-        conns: 2,
-    },
-    Variant {
-        name: "raw SCAN+DUMP (pipelined)",
-        args: ["raw", ""],
+        name: "digest, TYPE per key",
+        args: ["digest", "type-per-key"],
         conns: 2,
     },
 ];
@@ -491,11 +486,11 @@ fn bench(keys: u64, rounds: usize) {
     };
     let snap_bytes = std::fs::metadata(&snap).map_or(0, |m| m.len());
 
-    let raw_rate = |conns: usize| {
+    let raw_rate = || {
         VARIANTS
             .iter()
             .zip(&samples)
-            .find(|(v, _)| v.args[0] == "raw" && v.conns == conns)
+            .find(|(v, _)| v.args[0] == "raw")
             .map_or(0.0, |(_, s)| median(s.iter().map(Sample::rate).collect()))
     };
     println!();
@@ -514,7 +509,7 @@ fn bench(keys: u64, rounds: usize) {
         );
     };
     for (v, s) in VARIANTS.iter().zip(&samples) {
-        let raw = (v.args[0] == "digest").then(|| raw_rate(v.conns));
+        let raw = (v.args[0] == "digest").then(raw_rate);
         row(v.name, v.conns, s, raw);
     }
     row(
@@ -532,7 +527,7 @@ fn bench(keys: u64, rounds: usize) {
         "upshift snapshot",
         CONNECTIONS,
         &[snap_sample],
-        Some(raw_rate(CONNECTIONS)),
+        Some(raw_rate()),
     );
     println!();
     println!(
