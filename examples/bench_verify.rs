@@ -2,12 +2,16 @@
 //!
 //! Loads 1,000,000 mixed keys into a throwaway local redis-server (50% strings, the rest small
 //! hashes, lists, sets and zsets, four keys of 100k elements, 10% with TTLs), then measures in
-//! separate processes, each under `/usr/bin/time` for its peak memory:
-//! `upshift digest`, a raw pipelined SCAN+DUMP loop (the physical reference, `raw` below),
-//! `redis-cli --scan | wc -l`, and `upshift snapshot`. Prints one table and the digest/raw ratio.
+//! separate processes, each under `/usr/bin/time` for its peak memory and CPU: the digest
+//! variants (the library's `digest`, asking TYPE per key at 4 and 2 connections, or
+//! scanning by type) and a raw pipelined SCAN+DUMP loop (the physical reference, `raw` below),
+//! round after round in rotating order, so that a noisy machine hits every variant alike; then
+//! `redis-cli --scan | wc -l` and `upshift snapshot` once. Prints medians, each digest's ratio
+//! to raw (4 connections) and the load average.
 //!
-//! Usage: `bench_verify [KEYS]` (default 1000000); `bench_verify raw URL CONNECTIONS` is the
-//! reference loop on its own; `bench_verify load URL KEYS` only loads the data set.
+//! Usage: `bench_verify [KEYS] [ROUNDS]` (default 1000000, 3); `bench_verify raw URL
+//! CONNECTIONS` is the reference loop on its own; `bench_verify digest URL CONNECTIONS MODE`
+//! (MODE `by-type` or `type-per-key`) one digest; `bench_verify load URL KEYS` only loads.
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -29,6 +33,15 @@ fn main() {
         raw(url, conns);
         return;
     }
+    if args.get(1).map(String::as_str) == Some("digest") {
+        let url = args.get(2).expect("digest URL CONNECTIONS MODE");
+        let conns: usize = args
+            .get(3)
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(CONNECTIONS);
+        digest(url, conns, args.get(4).map_or("by-type", String::as_str));
+        return;
+    }
     if args.get(1).map(String::as_str) == Some("load") {
         let url = args.get(2).expect("load URL KEYS");
         load(
@@ -43,7 +56,34 @@ fn main() {
         .get(1)
         .and_then(|k| k.parse().ok())
         .unwrap_or(1_000_000);
-    bench(keys);
+    let rounds: usize = args.get(2).and_then(|r| r.parse().ok()).unwrap_or(3);
+    bench(keys, rounds.max(1));
+}
+
+/// One library digest, as `upshift digest` runs it, with the scan mode chosen.
+fn digest(url: &str, conns: usize, mode: &str) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let opts = upshift::verify::VerifyOptions {
+        max_connections: conns,
+        scan_by_type: match mode {
+            "by-type" => true,
+            "type-per-key" => false,
+            other => panic!("unknown digest mode {other}"),
+        },
+        ..upshift::verify::VerifyOptions::default()
+    };
+    let url: upshift::verify::RedisUrl = url.parse().unwrap();
+    let report = rt
+        .block_on(upshift::verify::digest(
+            &url,
+            &opts,
+            &upshift::verify::NoProgress,
+        ))
+        .unwrap();
+    println!("{}", serde_json::to_string(&report).unwrap());
 }
 
 /// The reference: SCAN COUNT 1000 on one connection, DUMP of each batch pipelined on
@@ -233,18 +273,27 @@ fn load(url: &str, keys: u64) {
     flush(&mut p, &mut c);
 }
 
-struct Row {
-    name: &'static str,
+/// One measured process.
+#[derive(Debug, Clone, Copy)]
+struct Sample {
     keys: u64,
     secs: f64,
     peak_kb: u64,
+    /// User + system CPU seconds.
+    cpu_secs: f64,
 }
 
-/// Runs `cmd` under `/usr/bin/time -f %M` and returns (stdout, peak RSS in KiB, wall seconds).
-fn timed(cmd: &Command) -> (String, u64, f64) {
+impl Sample {
+    fn rate(&self) -> f64 {
+        self.keys as f64 / self.secs.max(1e-9)
+    }
+}
+
+/// Runs `cmd` under `/usr/bin/time` and returns (stdout, peak RSS in KiB, CPU seconds, wall).
+fn timed(cmd: &Command) -> (String, u64, f64, f64) {
     let mut time = Command::new("/usr/bin/time");
     time.arg("-f")
-        .arg("PEAK_KB=%M")
+        .arg("PEAK_KB=%M\nCPU=%U %S")
         .arg(cmd.get_program())
         .args(cmd.get_args());
     for (k, v) in cmd.get_envs() {
@@ -268,9 +317,18 @@ fn timed(cmd: &Command) -> (String, u64, f64) {
         .find_map(|l| l.strip_prefix("PEAK_KB="))
         .and_then(|v| v.trim().parse().ok())
         .unwrap_or(0);
+    let cpu = stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("CPU="))
+        .map_or(0.0, |v| {
+            v.split_whitespace()
+                .filter_map(|x| x.parse::<f64>().ok())
+                .sum()
+        });
     (
         String::from_utf8_lossy(&out.stdout).into_owned(),
         peak,
+        cpu,
         secs,
     )
 }
@@ -289,13 +347,65 @@ fn json_u64(out: &str, field: &str) -> u64 {
         .unwrap_or_else(|| panic!("field {field} in {out}"))
 }
 
+fn json_str(out: &str, field: &str) -> String {
+    let v: serde_json::Value = serde_json::from_str(out.trim()).expect("json output");
+    v[field].as_str().unwrap_or_default().to_owned()
+}
+
 fn upshift_bin() -> PathBuf {
     let me = std::env::current_exe().unwrap();
     // target/release/examples/bench_verify -> target/release/upshift
     me.parent().and_then(Path::parent).unwrap().join("upshift")
 }
 
-fn bench(keys: u64) {
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg").map_or_else(
+        |_| "?".to_owned(),
+        |l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "),
+    )
+}
+
+/// A variant measured every round: its name, the subcommand of this binary, connections.
+struct Variant {
+    name: &'static str,
+    args: [&'static str; 2],
+    conns: usize,
+}
+
+const VARIANTS: [Variant; 4] = [
+    Variant {
+        name: "digest, TYPE per key",
+        args: ["digest", "type-per-key"],
+        conns: 4,
+    },
+    Variant {
+        name: "digest, SCAN TYPE passes",
+        args: ["digest", "by-type"],
+        conns: 4,
+    },
+    Variant {
+        name: "raw SCAN+DUMP (pipelined)",
+        args: ["raw", ""],
+        conns: 4,
+    },
+    Variant {
+        name: "digest, TYPE per key",
+        args: ["digest", "type-per-key"],
+        conns: 2,
+    },
+];
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        f64::midpoint(v[n / 2 - 1], v[n / 2])
+    }
+}
+
+fn bench(keys: u64, rounds: usize) {
     let redis = start_redis();
     let url = format!("redis://127.0.0.1:{}", redis.port);
     eprintln!(
@@ -305,49 +415,54 @@ fn bench(keys: u64) {
     let t = Instant::now();
     load(&url, keys);
     eprintln!("loaded in {:.1} s", t.elapsed().as_secs_f64());
+    let load_before = load_average();
     let upshift = upshift_bin();
-    let conns = CONNECTIONS.to_string();
-    let mut rows = Vec::new();
-
-    let mut cmd = Command::new(&upshift);
-    cmd.args([
-        "digest",
-        "--json",
-        "--max-connections",
-        &conns,
-        "--url",
-        &url,
-    ]);
-    let (out, peak, _) = timed(&cmd);
-    let digest_secs = json_f64(&out, "elapsed_secs");
-    let digest_keys = json_u64(&out, "keys");
-    rows.push(Row {
-        name: "upshift digest",
-        keys: digest_keys,
-        secs: digest_secs,
-        peak_kb: peak,
-    });
-
-    let mut cmd = Command::new(std::env::current_exe().unwrap());
-    cmd.args(["raw", &url, &conns]);
-    let (out, peak, _) = timed(&cmd);
-    let raw_secs = json_f64(&out, "elapsed_secs");
-    rows.push(Row {
-        name: "raw SCAN+DUMP (pipelined)",
-        keys: json_u64(&out, "keys"),
-        secs: raw_secs,
-        peak_kb: peak,
-    });
+    let me = std::env::current_exe().unwrap();
+    let mut samples: Vec<Vec<Sample>> = VARIANTS.iter().map(|_| Vec::new()).collect();
+    let mut digests = std::collections::BTreeSet::new();
+    for round in 0..rounds {
+        // Rotate the order so that no variant always runs first (or after the same one).
+        for j in 0..VARIANTS.len() {
+            let i = (j + round) % VARIANTS.len();
+            let v = &VARIANTS[i];
+            let conns = v.conns.to_string();
+            let mut cmd = Command::new(&me);
+            cmd.args([v.args[0], &url, &conns]);
+            if !v.args[1].is_empty() {
+                cmd.arg(v.args[1]);
+            }
+            let (out, peak_kb, cpu_secs, _) = timed(&cmd);
+            if v.args[0] == "digest" {
+                digests.insert(json_str(&out, "digest"));
+            }
+            let s = Sample {
+                keys: json_u64(&out, "keys"),
+                secs: json_f64(&out, "elapsed_secs"),
+                peak_kb,
+                cpu_secs,
+            };
+            eprintln!(
+                "round {} {:<28} {} conns: {:>9.0} keys/s, {:.1} MB, {:.2} s CPU",
+                round + 1,
+                v.name,
+                v.conns,
+                s.rate(),
+                s.peak_kb as f64 / 1024.0,
+                s.cpu_secs
+            );
+            samples[i].push(s);
+        }
+    }
+    assert_eq!(
+        digests.len(),
+        1,
+        "the digest variants disagree: {digests:?}"
+    );
 
     let mut cmd = Command::new("sh");
     cmd.args(["-c", &format!("redis-cli -p {} --scan | wc -l", redis.port)]);
-    let (out, peak, secs) = timed(&cmd);
-    rows.push(Row {
-        name: "redis-cli --scan | wc -l",
-        keys: out.trim().parse().unwrap_or(0),
-        secs,
-        peak_kb: peak,
-    });
+    let (out, cli_peak, cli_cpu, cli_secs) = timed(&cmd);
+    let cli_keys: u64 = out.trim().parse().unwrap_or(0);
 
     let dir = tempfile::tempdir().unwrap();
     let snap = dir.path().join("bench.snapshot");
@@ -356,40 +471,68 @@ fn bench(keys: u64) {
         "snapshot",
         "--json",
         "--max-connections",
-        &conns,
+        &CONNECTIONS.to_string(),
         "--url",
         &url,
         "--out",
     ])
     .arg(&snap);
-    let (out, peak, _) = timed(&cmd);
-    rows.push(Row {
-        name: "upshift snapshot",
+    let (out, snap_peak, snap_cpu, _) = timed(&cmd);
+    let snap_sample = Sample {
         keys: json_u64(&out, "keys"),
         secs: json_f64(&out, "elapsed_secs"),
-        peak_kb: peak,
-    });
+        peak_kb: snap_peak,
+        cpu_secs: snap_cpu,
+    };
     let snap_bytes = std::fs::metadata(&snap).map_or(0, |m| m.len());
 
+    let raw_rate = || {
+        VARIANTS
+            .iter()
+            .zip(&samples)
+            .find(|(v, _)| v.args[0] == "raw")
+            .map_or(0.0, |(_, s)| median(s.iter().map(Sample::rate).collect()))
+    };
     println!();
     println!(
-        "{:<28} {:>9} {:>9} {:>11} {:>10}",
-        "tool", "keys", "seconds", "keys/s", "peak MB"
+        "{:<28} {:>5} {:>9} {:>11} {:>10} {:>8} {:>8}",
+        "tool (median of rounds)", "conns", "keys", "keys/s", "peak MB", "CPU s", "vs raw"
     );
-    for r in &rows {
+    let row = |name: &str, conns: usize, s: &[Sample], raw: Option<f64>| {
+        let rate = median(s.iter().map(Sample::rate).collect());
+        let peak = median(s.iter().map(|x| x.peak_kb as f64 / 1024.0).collect());
+        let cpu = median(s.iter().map(|x| x.cpu_secs).collect());
+        let ratio = raw.map_or_else(String::new, |r| format!("{:.0}%", 100.0 * rate / r));
         println!(
-            "{:<28} {:>9} {:>9.2} {:>11.0} {:>10.1}",
-            r.name,
-            r.keys,
-            r.secs,
-            r.keys as f64 / r.secs,
-            r.peak_kb as f64 / 1024.0
+            "{name:<28} {conns:>5} {:>9} {rate:>11.0} {peak:>10.1} {cpu:>8.2} {ratio:>8}",
+            s[0].keys
         );
+    };
+    for (v, s) in VARIANTS.iter().zip(&samples) {
+        let raw = (v.args[0] == "digest").then(raw_rate);
+        row(v.name, v.conns, s, raw);
     }
+    row(
+        "redis-cli --scan | wc -l",
+        1,
+        &[Sample {
+            keys: cli_keys,
+            secs: cli_secs,
+            peak_kb: cli_peak,
+            cpu_secs: cli_cpu,
+        }],
+        None,
+    );
+    row(
+        "upshift snapshot",
+        CONNECTIONS,
+        &[snap_sample],
+        Some(raw_rate()),
+    );
     println!();
     println!(
-        "digest / raw SCAN+DUMP rate: {:.0}%  (goal >= 85%); snapshot file {:.1} MB; {CONNECTIONS} connections",
-        100.0 * raw_secs / digest_secs,
-        snap_bytes as f64 / 1e6
+        "{rounds} rounds; goal: digest >= 85% of raw; snapshot file {:.1} MB; load average {load_before} before, {} after (2 cores shared)",
+        snap_bytes as f64 / 1e6,
+        load_average()
     );
 }

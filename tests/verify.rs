@@ -251,6 +251,72 @@ async fn every_change_is_found_and_named() {
     );
 }
 
+/// `SCAN … TYPE` passes read the same data as TYPE per key: same digest with tiny windows (every
+/// big key windowed), TTLs included, and a diff still names a key whose type changed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scanning_by_type_reads_the_same_data() {
+    let a = Server::start();
+    load_mixed(&a);
+    let per_key = VerifyOptions {
+        window_elements: 97,
+        window_bytes: 1000,
+        ..opts()
+    };
+    let by_type = VerifyOptions {
+        scan_by_type: true,
+        ..per_key.clone()
+    };
+    let d1 = verify::digest(&a.parsed_url(), &per_key, &NoProgress)
+        .await
+        .unwrap();
+    let d2 = verify::digest(&a.parsed_url(), &by_type, &NoProgress)
+        .await
+        .unwrap();
+    assert_eq!(
+        (d1.keys, &d1.per_type, &d1.digest),
+        (d2.keys, &d2.per_type, &d2.digest)
+    );
+    assert_eq!(d2.bytes, d1.bytes);
+
+    let dir = tempfile::tempdir().unwrap();
+    let snap = snapshot_to(&a, &dir, &by_type).await;
+    let mut c = a.conn();
+    let mut p = redis::pipe();
+    p.cmd("DEL").arg("list:3");
+    p.cmd("SET").arg("list:3").arg("now a string");
+    p.cmd("PEXPIRE").arg("str:9").arg(3_600_000);
+    p.exec(&mut c).unwrap();
+    let report = verify::diff(&a.parsed_url(), &snap, &by_type, &NoProgress)
+        .await
+        .unwrap();
+    let named: Vec<(&str, &DifferenceKind)> = report
+        .differences
+        .iter()
+        .map(|d| (d.key.as_str(), &d.kind))
+        .collect();
+    assert_eq!(named.len(), 2, "{named:?}");
+    assert!(matches!(
+        named[0],
+        (
+            "list:3",
+            DifferenceKind::TypeChanged {
+                before: KeyKind::List,
+                after: KeyKind::String
+            }
+        )
+    ));
+    assert!(matches!(
+        named[1],
+        (
+            "str:9",
+            DifferenceKind::TtlChanged {
+                before_ms: None,
+                after_ms: Some(_)
+            }
+        )
+    ));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn expired_between_scans_is_reported_not_failed() {
     let a = Server::start();

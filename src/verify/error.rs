@@ -54,6 +54,18 @@ pub enum VerifyError {
         /// The key, printable.
         key: String,
     },
+    /// Fewer distinct keys were read than DBSIZE counted, beyond what expired meanwhile.
+    #[error(
+        "the scan read {found} of {expected} keys ({expired} expired or were evicted meanwhile): the rest have a type upshift cannot read (a module type) or writers are active; stop every writer and run again, or check the keys' types with TYPE"
+    )]
+    KeysMissed {
+        /// DBSIZE when the scan started.
+        expected: u64,
+        /// Distinct keys read.
+        found: u64,
+        /// Expired plus evicted keys during the scan (INFO stats).
+        expired: u64,
+    },
     /// The key count moved during a scan by more than expiry and eviction explain.
     #[error(
         "the key count changed from {before} to {after} during the scan ({expired} keys expired or were evicted meanwhile): writers are still active; stop every writer (scale web, workers and schedulers to 0) and run again"
