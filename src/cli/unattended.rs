@@ -277,7 +277,7 @@ pub async fn watch_after(
     if report.outcome != Outcome::Succeeded || schedule.watch.is_zero() {
         return None;
     }
-    let watch = runner.watch(&report.app, schedule.watch).await;
+    let watch = runner.watch(&report.app, schedule.watch, on_hit).await;
     let code = if watch.total() > 0 && on_hit == OnWatchHit::NeedsAttention {
         ExitCode::NeedsAttention
     } else {
