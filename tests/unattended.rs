@@ -499,3 +499,43 @@ async fn watch_hits_exit_4_when_the_playbook_says_needs_attention() {
     assert_eq!(env.plan_of(CACHE).await, "premium-1");
     env.sim.shutdown().await;
 }
+
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_while_waiting_for_the_window_exits_130_and_writes_nothing() {
+    let env = Env::start(Duration::from_millis(300)).await;
+    let child = upshift(&env)
+        .args(run_args(&[
+            "--window",
+            &window_in(3600, 7200),
+            "--wait-for-window",
+        ]))
+        .spawn()
+        .unwrap();
+    let pid = child.id().unwrap().to_string();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let killed = tokio::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .await
+        .unwrap();
+    assert!(killed.success());
+    let out = tokio::time::timeout(Duration::from_secs(10), child.wait_with_output())
+        .await
+        .expect("exits soon after SIGTERM")
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{stderr}");
+    assert!(
+        stderr.contains("waiting for the maintenance window"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("interrupted while waiting for the window"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("rolling back"), "{stderr}");
+    assert!(env.writes().is_empty(), "{:?}", env.writes());
+    assert!(env.state().run_ids().unwrap().is_empty(), "no journal");
+    env.sim.shutdown().await;
+}
