@@ -113,6 +113,10 @@ async fn resume_after_a_crash_at_every_journal_point() {
     let (_, records) = latest_journal(&env);
     let points = records.len();
     assert!(points > 20, "only {points} journal points");
+    let after_plan_change = 1 + records
+        .iter()
+        .position(|r| matches!(r, Record::Effect { what, .. } if what.starts_with("plan change")))
+        .expect("a plan change effect");
     for k in 1..points {
         let before = env.plan_of(MAIN).await;
         let target = next_target(&env).await;
@@ -137,6 +141,27 @@ async fn resume_after_a_crash_at_every_journal_point() {
         );
         assert_consistent(&env, &format!("point {k}"), &before, target).await;
     }
+    // `upshift rollback` after a crash past the point of no return: the plan change cannot be
+    // undone on the platform, so the add-on settles, its data is verified, the app comes back.
+    let before = env.plan_of(MAIN).await;
+    let target = next_target(&env).await;
+    let crashed = upshift(&env)
+        .args(run_args(target))
+        .env("UPSHIFT_FAILPOINT", after_plan_change.to_string())
+        .output()
+        .unwrap();
+    assert!(!crashed.status.success());
+    let rolled = upshift(&env)
+        .args(["rollback", "--confirm", APP])
+        .output()
+        .unwrap();
+    assert_eq!(
+        rolled.status.code(),
+        Some(1),
+        "rollback: {}",
+        String::from_utf8_lossy(&rolled.stderr)
+    );
+    assert_consistent(&env, "rollback after the plan change", &before, target).await;
     env.sim.shutdown().await;
 }
 

@@ -240,3 +240,74 @@ async fn a_second_run_is_refused_while_one_is_unfinished() {
     let _ = APP;
     env.sim.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctrl_c_during_provisioning_settles_and_restores_the_app() {
+    let env = Env::start(Duration::from_millis(1500)).await;
+    let interrupts = upshift::runner::Interrupts::default();
+    let runner = env.runner_with(interrupts.clone());
+    let req = request(vec![change(MAIN, "premium-1")], None);
+    let run = tokio::spawn(async move { runner.run(&req).await });
+    // Interrupt once the plan change is under way.
+    for _ in 0..200 {
+        if env
+            .sim
+            .timeline()
+            .iter()
+            .any(|e| matches!(e.kind, upshift::sim::EventKind::ProvisioningStarted { .. }))
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    interrupts.interrupt();
+    let report = run.await.unwrap().expect("run");
+    assert_eq!(report.outcome, Outcome::RolledBack, "{report:#?}");
+    assert_formation_restored(&env).await;
+    // The change could not be stopped on the platform side: the add-on settled on the new
+    // plan and its data was verified against the snapshot.
+    assert_eq!(env.plan_of(MAIN).await, "premium-1");
+    assert_eq!(report.addons[0].differences, 0);
+    assert!(report.addons[0].keys_verified > 1000, "{report:#?}");
+    assert_eq!(
+        journal_outcome(&env, &report.run_id),
+        Some(Outcome::RolledBack)
+    );
+    env.sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_ctrl_c_leaves_a_resumable_run_that_resume_finishes() {
+    let env = Env::start(Duration::from_millis(1500)).await;
+    let interrupts = upshift::runner::Interrupts::default();
+    let runner = env.runner_with(interrupts.clone());
+    let req = request(vec![change(MAIN, "premium-1")], None);
+    let run = tokio::spawn(async move { runner.run(&req).await });
+    for _ in 0..200 {
+        if env.sim.downtime("web").is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    interrupts.interrupt();
+    interrupts.interrupt();
+    let err = run.await.unwrap().expect_err("interrupted twice");
+    assert_eq!(err.exit_code(), upshift::exit::ExitCode::Interrupted);
+    let run_id = env.state().run_ids().unwrap().pop().unwrap();
+    assert_eq!(journal_outcome(&env, &run_id), None, "journal left open");
+    let report = env.runner().resume(None).await.expect("resume");
+    assert_eq!(report.run_id, run_id);
+    assert!(
+        matches!(report.outcome, Outcome::RolledBack | Outcome::Succeeded),
+        "{report:#?}"
+    );
+    assert_formation_restored(&env).await;
+    // Resuming a finished run is idempotent: it reports the same outcome.
+    let again = env
+        .runner()
+        .resume(Some(&run_id))
+        .await
+        .expect("resume again");
+    assert_eq!(again.outcome, report.outcome);
+    env.sim.shutdown().await;
+}

@@ -26,10 +26,19 @@ pub struct DemoArgs {
     /// Keep the run's journal here instead of a temporary folder.
     #[arg(long, value_name = "DIR")]
     pub state_dir: Option<std::path::PathBuf>,
+    /// Walk the wizard against the simulator instead of running the fixed change.
+    #[arg(long)]
+    pub wizard: bool,
 }
 
 /// Runs the demo.
 pub fn run(args: &DemoArgs) -> ExitCode {
+    if args.wizard
+        && let Err(e) = crate::cli::wizard::require_terminal()
+    {
+        print_error(&e);
+        return e.exit_code();
+    }
     crate::cli::runtime().block_on(async {
         eprintln!(
             "starting the Heroku simulator (Enketo scenario: web=2, main + cache on premium-0)…"
@@ -96,6 +105,11 @@ async fn demo(sim: &Simulator, args: &DemoArgs) -> ExitCode {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    if args.wizard {
+        let mut config = RunnerConfig::new(state);
+        config.provisioning_estimate = args.provision;
+        return crate::cli::wizard::wizard(client, config, None).await;
     }
     let playbook = Playbook::builtin();
     let request = RunRequest {

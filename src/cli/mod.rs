@@ -8,15 +8,85 @@ pub mod run;
 pub mod sim;
 pub mod unattended;
 pub mod verify;
+pub mod wizard;
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
+
+use crate::exit::ExitCode;
+use crate::ui::{self, ColorChoice};
+
+/// The examples under `upshift --help`.
+const EXAMPLES: &str = "\
+Examples:
+  upshift wizard                          # walks you through a plan change
+  upshift demo --wizard                   # the same, against a built-in Heroku simulator
+  upshift plan -a enketo-demo --change enketo_redis_main=premium-1
+  upshift run  -a enketo-demo --change enketo_redis_main=premium-1 --confirm enketo-demo
+  upshift runs --json
+  upshift completions bash > ~/.local/share/bash-completion/completions/upshift
+
+Exit codes: 0 succeeded, 1 rolled back, 2 usage, 3 blocked by a guard, 4 needs attention,
+5 locked by another run, 130 interrupted (resumable).";
+
+/// What bare `upshift` prints (on stderr, exit 2): where to start.
+pub const SHORT_HELP: &str = "\
+upshift changes the plan of a Heroku Redis add-on without losing data.
+
+Start here:
+  upshift wizard      walks you through it (app, add-ons, plans, review, confirm)
+  upshift plan -a APP --change ADDON=PLAN
+                      shows what a change would do; read-only
+  upshift demo        tries it against a built-in simulator
+
+`upshift --help` lists every command.";
 
 /// Change the plan of a Heroku add-on (heroku-redis) without losing data.
 #[derive(Debug, Parser)]
-#[command(name = "upshift", version, about, propagate_version = true)]
+#[command(
+    name = "upshift",
+    version,
+    about,
+    propagate_version = true,
+    after_help = EXAMPLES
+)]
 pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
     #[command(subcommand)]
-    pub command: Command,
+    pub command: Option<Command>,
+}
+
+/// Flags every command accepts.
+#[derive(Debug, Clone, Args)]
+pub struct GlobalArgs {
+    /// When to use colour: auto follows `NO_COLOR` and whether the output is a terminal.
+    #[arg(long, global = true, value_enum, default_value_t = ColorChoice::Auto, value_name = "WHEN")]
+    pub color: ColorChoice,
+    /// Only warnings, errors and results (no progress).
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+}
+
+impl From<&GlobalArgs> for ui::Settings {
+    fn from(g: &GlobalArgs) -> Self {
+        Self {
+            color: g.color,
+            quiet: g.quiet,
+        }
+    }
+}
+
+/// `upshift completions`.
+#[derive(Debug, Clone, Args)]
+#[command(after_help = "\
+Examples:
+  upshift completions bash > ~/.local/share/bash-completion/completions/upshift
+  upshift completions zsh  > \"${fpath[1]}/_upshift\"
+  upshift completions fish > ~/.config/fish/completions/upshift.fish")]
+pub struct CompletionsArgs {
+    /// The shell to write completions for.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
 }
 
 /// Every subcommand.
@@ -35,7 +105,11 @@ pub enum Command {
     Runs(run::RunsArgs),
     /// List the playbooks and their parameters.
     Playbooks(run::PlaybooksArgs),
-    /// Start the simulator with the Enketo scenario and change both Redis add-ons against it.
+    /// Walk through a plan change: app, add-ons, target plans (too small ones refused with the
+    /// reason), writers, the dry-run plan, a typed confirmation, then the run with live progress.
+    Wizard(wizard::WizardArgs),
+    /// Start the simulator with the Enketo scenario and change both Redis add-ons against it
+    /// (`--wizard`: walk the wizard against it).
     Demo(demo::DemoArgs),
     /// The Heroku simulator (tests and the demo run against it).
     #[command(subcommand)]
@@ -49,24 +123,42 @@ pub enum Command {
     Restore(verify::RestoreArgs),
     /// Compare a live database with a snapshot and name every key that differs.
     Diff(verify::DiffArgs),
+    /// Print shell completions (bash, zsh, fish, …) on stdout.
+    Completions(CompletionsArgs),
 }
 
 /// Parses the process arguments, runs the command and returns the exit status.
 pub fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    let code = match cli.command {
+    ui::configure(ui::Settings::from(&cli.global));
+    let Some(command) = cli.command else {
+        eprintln!("{SHORT_HELP}");
+        return ExitCode::Usage.into();
+    };
+    let code = match command {
         Command::Plan(args) => run::plan(&args),
         Command::Run(args) => run::run(&args),
         Command::Resume(args) => run::reopen(&args, false),
         Command::Rollback(args) => run::reopen(&args, true),
         Command::Runs(args) => run::runs(&args),
         Command::Playbooks(args) => run::playbooks(&args),
+        Command::Wizard(args) => wizard::run(&args),
         Command::Demo(args) => demo::run(&args),
         Command::Sim(cmd) => sim::run(cmd),
         Command::Digest(args) => verify::run_digest(&args),
         Command::Snapshot(args) => verify::run_snapshot(&args),
         Command::Restore(args) => verify::run_restore(&args),
         Command::Diff(args) => verify::run_diff(&args),
+        Command::Completions(args) => {
+            use clap::CommandFactory;
+            clap_complete::generate(
+                args.shell,
+                &mut Cli::command(),
+                "upshift",
+                &mut std::io::stdout(),
+            );
+            ExitCode::Success
+        }
     };
     code.into()
 }
@@ -97,5 +189,33 @@ mod tests {
     #[test]
     fn clap_definition_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    fn help(args: &[&str]) -> String {
+        let err = Cli::command()
+            .term_width(100)
+            .try_get_matches_from(args)
+            .expect_err("--help ends parsing");
+        err.render().to_string()
+    }
+
+    #[test]
+    fn top_level_help_snapshot() {
+        insta::assert_snapshot!(help(&["upshift", "--help"]));
+    }
+
+    #[test]
+    fn wizard_help_snapshot() {
+        insta::assert_snapshot!(help(&["upshift", "wizard", "--help"]));
+    }
+
+    #[test]
+    fn global_flags_parse_anywhere() {
+        let cli = Cli::try_parse_from(["upshift", "runs", "--json", "-q", "--color", "never"])
+            .expect("parses");
+        assert!(cli.global.quiet);
+        assert_eq!(cli.global.color, ColorChoice::Never);
+        let cli = Cli::try_parse_from(["upshift"]).expect("bare upshift parses");
+        assert!(cli.command.is_none());
     }
 }

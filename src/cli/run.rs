@@ -84,9 +84,6 @@ pub struct RunArgs {
     /// Print the run's report as JSON on stdout.
     #[arg(long)]
     pub json: bool,
-    /// Only warnings and the summary.
-    #[arg(short, long)]
-    pub quiet: bool,
     #[command(flatten)]
     pub schedule: crate::cli::unattended::RunScheduleArgs,
 }
@@ -472,7 +469,7 @@ pub fn run(args: &RunArgs) -> ExitCode {
             .collect();
         let (reporter, notifier) = match unattended::reporter(
             &schedule,
-            Arc::new(ui::HumanReporter::new(args.quiet)),
+            Arc::new(ui::HumanReporter::new(false)),
             &request.app,
             changes,
         ) {

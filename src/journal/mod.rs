@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-pub use lock::{AppLock, LockOwner};
+pub use lock::{AppLock, LockOwner, hostname};
 
 /// The version of the record format; bumped on incompatible changes.
 pub const FORMAT_VERSION: u32 = 1;

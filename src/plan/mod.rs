@@ -1,6 +1,7 @@
 //! The plan as data: a pure function of the request and the captured facts. `upshift plan`
 //! renders it; `upshift run` executes the same steps. No I/O here.
 
+pub mod choices;
 pub mod facts;
 pub mod guards;
 mod render;

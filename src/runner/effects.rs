@@ -24,9 +24,11 @@ const EXAMPLES: usize = 20;
 /// A provisioning that shows the old plan, settled, this long after the change request, with
 /// no sign of work in between, is taken as refused rather than not yet started.
 const START_GRACE: Duration = Duration::from_secs(60);
-/// How long the server's write counter must stand still to count as drained. Together with
-/// the idle check below, a rogue writer is caught unless it writes less often than this.
-const QUIET: Duration = Duration::from_millis(750);
+/// How long the server's write counter must stand still to count as drained. A writer slower
+/// than this is caught by the counter checks after the snapshot and before the plan change.
+const QUIET: Duration = Duration::from_millis(300);
+/// How often Redis is polled while draining (no API calls involved).
+const DRAIN_POLL: Duration = Duration::from_millis(100);
 /// A foreign client idle at least this long (CLIENT LIST counts whole seconds) is not writing.
 const CLIENT_IDLE_SECS: u64 = 1;
 
@@ -36,13 +38,16 @@ struct KeysProgress {
     subject: String,
     total: AtomicU64,
     done: AtomicU64,
+    /// Value bytes read, for the summary's "bytes verified".
+    bytes: AtomicU64,
 }
 
 impl verify::Progress for KeysProgress {
     fn total(&self, keys: u64) {
         self.total.store(keys, Ordering::Relaxed);
     }
-    fn advance(&self, keys: u64, _bytes: u64) {
+    fn advance(&self, keys: u64, bytes: u64) {
+        self.bytes.fetch_add(bytes, Ordering::Relaxed);
         let done = self.done.fetch_add(keys, Ordering::Relaxed) + keys;
         self.reporter.report(&RunEvent::Keys {
             subject: self.subject.clone(),
@@ -57,6 +62,23 @@ struct Pacer {
     delay: Duration,
     deadline: Instant,
     abortable: bool,
+    /// Keep `delay` as it is (fast Redis polls that cost no API call).
+    fixed: bool,
+}
+
+/// Whether Redis' write counter (`rdb_changes_since_last_save`) shows writes between two
+/// readings. A background save resets it to 0: a lower reading means a save, and any non-zero
+/// value after one means writes since.
+pub(super) fn writes_seen(before: u64, now: u64) -> bool {
+    if now >= before {
+        now != before
+    } else {
+        now != 0
+    }
+}
+
+fn duration_text(d: Duration) -> String {
+    crate::playbook::duration::format(d)
 }
 
 impl ActiveRun<'_> {
@@ -65,6 +87,7 @@ impl ActiveRun<'_> {
             delay: self.runner.config.poll.initial,
             deadline: Instant::now() + timeout,
             abortable,
+            fixed: false,
         }
     }
 
@@ -86,11 +109,13 @@ impl ActiveRun<'_> {
             let left = until.saturating_duration_since(Instant::now());
             tokio::time::sleep(left.min(Duration::from_millis(100))).await;
         }
-        pacer.delay = self
-            .runner
-            .config
-            .poll
-            .next(pacer.delay, self.runner.client.rate_limit_remaining());
+        if !pacer.fixed {
+            pacer.delay = self
+                .runner
+                .config
+                .poll
+                .next(pacer.delay, self.runner.client.rate_limit_remaining());
+        }
         Ok(true)
     }
 
@@ -130,6 +155,7 @@ impl ActiveRun<'_> {
             subject: subject.to_owned(),
             total: AtomicU64::new(0),
             done: AtomicU64::new(0),
+            bytes: AtomicU64::new(0),
         }
     }
 
@@ -236,20 +262,7 @@ impl ActiveRun<'_> {
                 size: None,
             })
             .collect();
-        let what = updates
-            .iter()
-            .map(|u| format!("{}=0", u.process_type))
-            .collect::<Vec<_>>()
-            .join(" ");
-        let w = self
-            .runner
-            .client
-            .update_formation(&self.request.app, &updates)
-            .await?;
-        self.jrecord(&Record::Effect {
-            what: format!("scale {what}"),
-            request_id: Some(w.request_id),
-        })?;
+        let what = self.apply_formation(&updates, "scale").await?;
         if self.downtime_since.is_none() {
             self.downtime_since = Some(Instant::now());
             self.jrecord(&Record::Downtime { started: true })?;
@@ -259,17 +272,18 @@ impl ActiveRun<'_> {
     }
 
     /// Drained when no writer dyno is listed and Redis shows no foreign client that could be
-    /// writing: every client that is not upshift's own has been idle for a second and the
-    /// server's write counter has not moved for [`QUIET`]. Platform connections (Heroku
-    /// keeps its own) are idle readers at most, so they do not hold the run up; a rogue writer
-    /// does, and the timeout names it.
+    /// writing: the server's write counter has not moved for [`QUIET`] and every client that
+    /// is not upshift's own has been idle for a second. Platform connections (Heroku keeps its
+    /// own) are idle at most, so they do not hold the run up; a rogue writer does, and the
+    /// timeout names it. The counter at the end is kept: the snapshot and the plan change
+    /// check it again, so a writer slower than `QUIET` is still caught before the point of no
+    /// return.
     pub(super) async fn step_wait_drained(
         &mut self,
         timeout: Duration,
     ) -> Result<StepOk, StepError> {
         let mut pacer = self.pacer(timeout, true);
-        let targets = self.targets();
-        let mut last_writes: Vec<Option<(u64, Instant)>> = vec![None; targets.len()];
+        // Phase 1: the platform stops the dynos (API calls, polled with back-off).
         loop {
             let dynos = self.runner.client.dynos(&self.request.app).await?;
             let lingering: Vec<String> = dynos
@@ -277,69 +291,112 @@ impl ActiveRun<'_> {
                 .filter(|d| self.request.params.writers.contains(&d.process_type))
                 .map(|d| format!("{} ({})", d.name, d.state))
                 .collect();
-            let mut busy = Vec::new();
             if lingering.is_empty() {
-                for (i, t) in targets.iter().enumerate() {
-                    let url = self.current_url(t).await?;
-                    let opts = verify_options(&self.runner.config.verify, &t.from, "drain");
-                    let info = verify::server_info(&url, &opts).await?;
-                    let writes = info.changes_since_save;
-                    let quiet_since = match last_writes[i] {
-                        Some((w, since)) if w == writes => since,
-                        _ => {
-                            last_writes[i] = Some((writes, Instant::now()));
-                            Instant::now()
-                        }
-                    };
-                    let writes_quiet = quiet_since.elapsed() >= QUIET;
-                    for c in verify::client_list(&url, &opts).await? {
-                        if c.is_upshift() {
-                            continue;
-                        }
-                        if !writes_quiet || c.idle_secs < CLIENT_IDLE_SECS {
-                            busy.push(format!(
-                                "{}: {} (name {:?}, connected {}s, idle {}s, last command {})",
-                                t.label, c.addr, c.name, c.age_secs, c.idle_secs, c.cmd
-                            ));
-                        }
-                    }
-                    if !writes_quiet && busy.is_empty() {
-                        busy.push(format!(
-                            "{}: writes seen in the last {}s",
-                            t.label,
-                            QUIET.as_secs()
-                        ));
-                    }
-                }
-                if busy.is_empty() {
-                    return Ok(StepOk::Done(Some(format!(
-                        "no writer dyno, no write for {}",
-                        crate::playbook::duration::format(QUIET)
-                    ))));
-                }
+                break;
             }
             self.report_event(&RunEvent::Waiting {
                 subject: "writers".into(),
-                status: if lingering.is_empty() {
-                    format!("{} client(s) still active", busy.len())
-                } else {
-                    format!("dynos still listed: {}", lingering.join(", "))
-                },
+                status: format!("dynos still listed: {}", lingering.join(", ")),
             });
             if !self.pace(&mut pacer).await? {
-                let what = if lingering.is_empty() {
-                    format!("clients still active: {}", busy.join("; "))
-                } else {
-                    format!("dynos still running: {}", lingering.join(", "))
-                };
                 return Err(StepError::failed(format!(
-                    "the writers did not stop within {}: {what}. Something else writes to Redis \
-                     (another process type? a one-off dyno? an external client?): add it with \
-                     --writers or stop it, then run again",
-                    crate::playbook::duration::format(timeout)
+                    "the writer dynos did not stop within {}: {}; check `heroku ps -a {}`",
+                    crate::playbook::duration::format(timeout),
+                    lingering.join(", "),
+                    self.request.app
                 )));
             }
         }
+        // Phase 2: Redis goes quiet (no API calls: the URLs are read once, Redis is polled fast).
+        let mut servers = Vec::new();
+        for t in self.targets() {
+            let url = self.current_url(&t).await?;
+            let opts = verify_options(&self.runner.config.verify, &t.from, "drain");
+            servers.push((t, url, opts));
+        }
+        let mut last: Vec<Option<(u64, Instant)>> = vec![None; servers.len()];
+        let mut fast = Pacer {
+            delay: DRAIN_POLL,
+            deadline: pacer.deadline,
+            abortable: true,
+            fixed: true,
+        };
+        loop {
+            let mut busy = Vec::new();
+            for (i, (t, url, opts)) in servers.iter().enumerate() {
+                let writes = verify::server_info(url, opts).await?.changes_since_save;
+                let quiet_since = match last[i] {
+                    Some((w, since)) if !writes_seen(w, writes) => since,
+                    _ => {
+                        last[i] = Some((writes, Instant::now()));
+                        Instant::now()
+                    }
+                };
+                let writes_quiet = quiet_since.elapsed() >= QUIET;
+                for c in verify::client_list(url, opts).await? {
+                    if !c.is_upshift() && (!writes_quiet || c.idle_secs < CLIENT_IDLE_SECS) {
+                        busy.push(format!(
+                            "{}: {} (name {:?}, connected {}s, idle {}s, last command {})",
+                            t.label, c.addr, c.name, c.age_secs, c.idle_secs, c.cmd
+                        ));
+                    }
+                }
+                if !writes_quiet && busy.is_empty() {
+                    busy.push(format!(
+                        "{}: writes in the last {}",
+                        t.label,
+                        duration_text(QUIET)
+                    ));
+                }
+            }
+            if busy.is_empty() {
+                for ((t, _, _), mark) in servers.iter().zip(&last) {
+                    if let Some((writes, _)) = mark {
+                        self.write_marks.insert(t.name.clone(), *writes);
+                    }
+                }
+                return Ok(StepOk::Done(Some(format!(
+                    "no writer dyno, no write for {}",
+                    duration_text(QUIET)
+                ))));
+            }
+            self.report_event(&RunEvent::Waiting {
+                subject: "writers".into(),
+                status: format!("{} client(s) still active", busy.len()),
+            });
+            if !self.pace(&mut fast).await? {
+                return Err(StepError::failed(format!(
+                    "the writers did not stop within {}: clients still active: {}. Something \
+                     else writes to Redis (another process type? a one-off dyno? an external \
+                     client?): add it with --writers or stop it, then run again",
+                    duration_text(timeout),
+                    busy.join("; ")
+                )));
+            }
+        }
+    }
+
+    /// Fails when a server saw writes since the drain ended: something still writes, and the
+    /// snapshot or the plan change would lose it. Before the point of no return, so the run
+    /// rolls back cleanly. Skipped for add-ons without a mark (a resumed run).
+    async fn check_no_new_writes(&self, when: &str) -> Result<(), StepError> {
+        for t in self.targets() {
+            let Some(mark) = self.write_marks.get(&t.name).copied() else {
+                continue;
+            };
+            let url = self.current_url(&t).await?;
+            let opts = verify_options(&self.runner.config.verify, &t.from, "check");
+            let now = verify::server_info(&url, &opts).await?.changes_since_save;
+            if writes_seen(mark, now) {
+                return Err(StepError::failed(format!(
+                    "{} was written to {when} although the writers are stopped (write counter \
+                     {mark} -> {now}): something else writes to it; find it with `CLIENT LIST`, \
+                     add its process type to --writers or stop it, then run again",
+                    t.label
+                )));
+            }
+        }
+        Ok(())
     }
 
     pub(super) async fn step_snapshot(&mut self) -> Result<StepOk, StepError> {
@@ -367,10 +424,12 @@ impl ActiveRun<'_> {
             notes.push(format!("{} {} keys", t.label, summary.keys));
             self.snapshots.insert(t.name.clone(), file);
         }
+        self.check_no_new_writes("during the snapshot").await?;
         Ok(StepOk::Done(Some(notes.join(", "))))
     }
 
     pub(super) async fn step_change_plan(&mut self) -> Result<StepOk, StepError> {
+        self.check_no_new_writes("after the snapshot").await?;
         let client = &self.runner.client;
         let app = &self.request.app;
         let jobs = self.targets().into_iter().map(|t| async move {
@@ -564,6 +623,7 @@ impl ActiveRun<'_> {
                 from: t.from.clone(),
                 to: plan.clone(),
                 keys_verified: diff.before_keys,
+                bytes_verified: progress.bytes.load(Ordering::Relaxed),
                 differences,
                 repaired,
             },
@@ -699,6 +759,32 @@ impl ActiveRun<'_> {
     }
 
     // ---- compensations -----------------------------------------------------------------------
+    /// Sends one batch formation update (absolute, so repeatable) and journals it with its
+    /// request id. Returns the `type=quantity[:size]` summary.
+    async fn apply_formation(
+        &mut self,
+        updates: &[FormationUpdate],
+        label: &str,
+    ) -> Result<String, StepError> {
+        let what = updates
+            .iter()
+            .map(|u| {
+                let size = u.size.as_deref().map_or(String::new(), |s| format!(":{s}"));
+                format!("{}={}{size}", u.process_type, u.quantity.unwrap_or(0))
+            })
+            .collect::<Vec<_>>()
+            .join(" ");
+        let w = self
+            .runner
+            .client
+            .update_formation(&self.request.app, updates)
+            .await?;
+        self.jrecord(&Record::Effect {
+            what: format!("{label} {what}"),
+            request_id: Some(w.request_id),
+        })?;
+        Ok(what)
+    }
 
     /// Scales the writers back to exactly the captured quantities and sizes. Absolute, so it
     /// is safe to repeat.
@@ -716,27 +802,7 @@ impl ActiveRun<'_> {
                 size: Some(p.size.clone()),
             })
             .collect();
-        let what = updates
-            .iter()
-            .map(|u| {
-                format!(
-                    "{}={}:{}",
-                    u.process_type,
-                    u.quantity.unwrap_or(0),
-                    u.size.as_deref().unwrap_or("?")
-                )
-            })
-            .collect::<Vec<_>>()
-            .join(" ");
-        let w = self
-            .runner
-            .client
-            .update_formation(&self.request.app, &updates)
-            .await?;
-        self.jrecord(&Record::Effect {
-            what: format!("restore formation {what}"),
-            request_id: Some(w.request_id),
-        })?;
+        let what = self.apply_formation(&updates, "restore formation").await?;
         if let Some(since) = self.downtime_since.take() {
             self.downtime += since.elapsed();
             self.jrecord(&Record::Downtime { started: false })?;
@@ -809,5 +875,20 @@ impl ActiveRun<'_> {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::writes_seen;
+
+    #[test]
+    fn the_write_counter_survives_a_background_save() {
+        assert!(!writes_seen(10, 10));
+        assert!(writes_seen(10, 11));
+        // A save reset it and nothing was written since.
+        assert!(!writes_seen(10, 0));
+        // A save, then writes.
+        assert!(writes_seen(10, 3));
     }
 }

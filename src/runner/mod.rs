@@ -180,6 +180,8 @@ pub struct AddonReport {
     pub from: String,
     pub to: String,
     pub keys_verified: u64,
+    /// Value bytes the verify step read back from the new plan.
+    pub bytes_verified: u64,
     pub differences: u64,
     pub repaired: u64,
 }
@@ -372,6 +374,15 @@ impl Runner {
     /// # Errors
     /// No such run, or its journal lacks a start.
     pub fn run_app(&self, run_id: Option<&str>) -> Result<(String, String), RunError> {
+        let (run_id, request, _) = self.load_run(run_id)?;
+        Ok((run_id, request.app))
+    }
+
+    /// A run's id, request and journal entries (`None`: the latest unfinished run).
+    fn load_run(
+        &self,
+        run_id: Option<&str>,
+    ) -> Result<(String, RunRequest, Vec<journal::Entry<Record>>), RunError> {
         let run_id = match run_id {
             Some(id) => id.to_owned(),
             None => latest_unfinished(&self.config.state, None)?,
@@ -381,32 +392,14 @@ impl Runner {
             .state
             .run_dir(&run_id)
             .join(journal::JOURNAL_FILE);
+        if !path.exists() {
+            return Err(JournalError::NoSuchRun {
+                run_id,
+                dir: self.config.state.runs_dir(),
+            }
+            .into());
+        }
         let entries = journal::read::<Record>(&path)?;
-        entries
-            .iter()
-            .find_map(|e| match &e.record {
-                Record::Started { request, .. } => Some((run_id.clone(), request.app.clone())),
-                _ => None,
-            })
-            .ok_or(RunError::NoStart { run_id, path })
-    }
-
-    async fn reopen(&self, run_id: Option<&str>, rollback: bool) -> Result<RunReport, RunError> {
-        let (run_id, app) = self.run_app(run_id)?;
-        let lock = AppLock::acquire(
-            &self.config.state,
-            &app,
-            &run_id,
-            jiff::Timestamp::now(),
-            self.config.lock_lease,
-        )?;
-        let path = self
-            .config
-            .state
-            .run_dir(&run_id)
-            .join(journal::JOURNAL_FILE);
-        let entries = journal::read::<Record>(&path)?;
-        let journal = Journal::open(&self.config.state, &run_id)?;
         let request = entries
             .iter()
             .find_map(|e| match &e.record {
@@ -415,8 +408,21 @@ impl Runner {
             })
             .ok_or_else(|| RunError::NoStart {
                 run_id: run_id.clone(),
-                path: path.clone(),
+                path,
             })?;
+        Ok((run_id, request, entries))
+    }
+
+    async fn reopen(&self, run_id: Option<&str>, rollback: bool) -> Result<RunReport, RunError> {
+        let (run_id, request, entries) = self.load_run(run_id)?;
+        let lock = AppLock::acquire(
+            &self.config.state,
+            &request.app,
+            &run_id,
+            jiff::Timestamp::now(),
+            self.config.lock_lease,
+        )?;
+        let journal = Journal::open(&self.config.state, &run_id)?;
         let mut run = ActiveRun::new(self, run_id, journal, lock, request);
         run.restore_from(&entries)?;
         if let Some(outcome) = run.engine.outcome() {
@@ -563,6 +569,8 @@ struct ActiveRun<'r> {
     engine: Engine,
     capture: Option<Capture>,
     snapshots: BTreeMap<String, PathBuf>,
+    /// Each add-on's write counter when the drain ended (see `check_no_new_writes`).
+    write_marks: BTreeMap<String, u64>,
     reports: BTreeMap<String, AddonReport>,
     started: Instant,
     downtime_since: Option<Instant>,
@@ -593,6 +601,7 @@ impl<'r> ActiveRun<'r> {
             engine,
             capture: None,
             snapshots: BTreeMap::new(),
+            write_marks: BTreeMap::new(),
             reports: BTreeMap::new(),
             started: Instant::now(),
             downtime_since: None,
@@ -945,6 +954,7 @@ impl<'r> ActiveRun<'r> {
                     from: t.from,
                     to: t.to,
                     keys_verified: 0,
+                    bytes_verified: 0,
                     differences: 0,
                     repaired: 0,
                 })

@@ -245,6 +245,11 @@ impl RedisServer {
             }
             None => Command::new(binary),
         };
+        // Its own process group: a Ctrl-C typed at the terminal (the wizard's "roll back or
+        // resume?" question in `upshift demo --wizard`) reaches upshift only, not the servers
+        // the simulated add-ons live in. `--pdeathsig` still ends them with the simulator.
+        #[cfg(unix)]
+        std::os::unix::process::CommandExt::process_group(&mut command, 0);
         command
             .args(&args)
             .stdin(Stdio::null())

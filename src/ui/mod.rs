@@ -6,7 +6,7 @@ use std::io::{IsTerminal, Write};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::engine::Outcome;
 use crate::playbook::duration;
@@ -21,36 +21,138 @@ pub enum ColorChoice {
     Never,
 }
 
-/// Human progress on stderr: a spinner per step on a terminal, plain lines elsewhere.
+/// Output settings from the global flags (`--color`, `-q`), set once by `cli::main` before
+/// any command runs; library users who never set them get the defaults.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Settings {
+    pub color: ColorChoice,
+    pub quiet: bool,
+}
+
+static SETTINGS: std::sync::OnceLock<Settings> = std::sync::OnceLock::new();
+
+/// Applies the global output settings: colour on stdout and stderr follows `--color`, and
+/// `auto` honours `NO_COLOR` and whether the stream is a terminal.
+pub fn configure(settings: Settings) {
+    let _ = SETTINGS.set(settings);
+    let (out, err) = match settings.color {
+        ColorChoice::Always => (true, true),
+        ColorChoice::Never => (false, false),
+        ColorChoice::Auto => {
+            let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+            (
+                !no_color && std::io::stdout().is_terminal(),
+                !no_color && std::io::stderr().is_terminal(),
+            )
+        }
+    };
+    console::set_colors_enabled(out);
+    console::set_colors_enabled_stderr(err);
+}
+
+/// The settings `configure` applied (defaults before).
+pub fn settings() -> Settings {
+    SETTINGS.get().copied().unwrap_or_default()
+}
+
+/// Human progress on stderr. On a terminal: one line per step with a spinner and its elapsed
+/// time, a downtime clock while the writers are stopped, key bars with counts and rate for
+/// snapshot and verify, and the platform's own status during waits. Elsewhere: plain lines.
+/// [`HumanReporter::pause`] hides everything while a prompt owns the terminal.
 #[derive(Debug)]
 pub struct HumanReporter {
     tty: bool,
     quiet: bool,
+    multi: MultiProgress,
     state: Mutex<HumanState>,
 }
 
 #[derive(Debug, Default)]
 struct HumanState {
     spinner: Option<ProgressBar>,
+    clock: Option<ProgressBar>,
+    keys: std::collections::BTreeMap<String, ProgressBar>,
     downtime_since: Option<Instant>,
     last_wait: std::collections::BTreeMap<String, String>,
+    /// A prompt owns the terminal: lines wait here until `resume`.
+    paused: bool,
+    held: Vec<String>,
 }
 
 impl HumanReporter {
-    /// A reporter drawing on stderr; spinners only when stderr is a terminal.
+    /// A reporter drawing on stderr; spinners and bars only when stderr is a terminal.
+    /// `quiet` (or the global `-q`) keeps only warnings.
     pub fn new(quiet: bool) -> Self {
+        let tty = std::io::stderr().is_terminal();
         Self {
-            tty: std::io::stderr().is_terminal(),
-            quiet,
+            tty,
+            quiet: quiet || settings().quiet,
+            multi: MultiProgress::with_draw_target(if tty {
+                ProgressDrawTarget::stderr()
+            } else {
+                ProgressDrawTarget::hidden()
+            }),
             state: Mutex::new(HumanState::default()),
         }
     }
 
-    fn line(state: &HumanState, text: &str) {
-        if let Some(s) = &state.spinner {
-            s.println(text);
+    /// Stops drawing (a prompt is about to own the terminal); lines are held until
+    /// [`HumanReporter::resume`].
+    pub fn pause(&self) {
+        if let Ok(mut state) = self.state.lock() {
+            state.paused = true;
+            if self.tty {
+                self.multi.set_draw_target(ProgressDrawTarget::hidden());
+            }
+        }
+    }
+
+    /// Draws again and prints what arrived meanwhile.
+    pub fn resume(&self) {
+        if let Ok(mut state) = self.state.lock() {
+            state.paused = false;
+            if self.tty {
+                self.multi.set_draw_target(ProgressDrawTarget::stderr());
+            }
+            for line in std::mem::take(&mut state.held) {
+                self.emit(&state, &line);
+            }
+        }
+    }
+
+    /// One finished line above the bars (or held while paused).
+    fn line(&self, state: &mut HumanState, text: &str) {
+        if state.paused {
+            state.held.push(text.to_owned());
         } else {
+            self.emit(state, text);
+        }
+    }
+
+    fn emit(&self, _state: &HumanState, text: &str) {
+        if !self.tty || self.multi.println(text).is_err() {
             eprintln!("{text}");
+        }
+    }
+
+    fn add(&self, template: &str) -> ProgressBar {
+        let bar = self.multi.add(ProgressBar::new_spinner());
+        bar.set_style(
+            ProgressStyle::with_template(template)
+                .unwrap_or_else(|_| ProgressStyle::default_spinner())
+                .progress_chars("=> "),
+        );
+        bar
+    }
+
+    fn clear(&self, bar: &ProgressBar) {
+        bar.finish_and_clear();
+        self.multi.remove(bar);
+    }
+
+    fn clear_keys(&self, state: &mut HumanState) {
+        for (_, bar) in std::mem::take(&mut state.keys) {
+            self.clear(&bar);
         }
     }
 
@@ -62,6 +164,15 @@ impl HumanReporter {
             )
         })
     }
+
+    fn wait_message(state: &HumanState) -> String {
+        state
+            .last_wait
+            .iter()
+            .map(|(s, m)| format!("{s}: {m}"))
+            .collect::<Vec<_>>()
+            .join("  ·  ")
+    }
 }
 
 fn round(d: Duration) -> Duration {
@@ -70,15 +181,16 @@ fn round(d: Duration) -> Duration {
 
 impl Reporter for HumanReporter {
     fn report(&self, event: &RunEvent) {
-        let Ok(mut state) = self.state.lock() else {
+        let Ok(mut guard) = self.state.lock() else {
             return;
         };
+        let state = &mut *guard;
         if self.quiet && !matches!(event, RunEvent::Warning { .. }) {
             return;
         }
         match event {
             RunEvent::Started { run_id, journal } => {
-                Self::line(&state, &format!("run {run_id} (journal {journal})"));
+                self.line(state, &format!("run {run_id} (journal {journal})"));
             }
             RunEvent::StepStarted {
                 number,
@@ -86,18 +198,17 @@ impl Reporter for HumanReporter {
                 detail,
             } => {
                 if self.tty {
-                    let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
-                    bar.set_style(
-                        ProgressStyle::with_template("{spinner} {prefix} {elapsed} {msg}")
-                            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
-                    );
+                    let bar = self.add("{spinner:.cyan} {prefix} {elapsed:>4} {wide_msg}");
                     bar.set_prefix(format!("{number:>2}. {action}"));
                     bar.set_message(detail.clone());
                     bar.enable_steady_tick(Duration::from_millis(120));
-                    state.spinner = Some(bar);
+                    if let Some(old) = state.spinner.replace(bar) {
+                        self.clear(&old);
+                    }
                 } else {
-                    eprintln!("{number:>2}. {action}: {detail}");
+                    self.line(state, &format!("{number:>2}. {action}: {detail}"));
                 }
+                state.last_wait.clear();
             }
             RunEvent::StepDone {
                 number,
@@ -107,14 +218,16 @@ impl Reporter for HumanReporter {
             } => {
                 let note = note.as_deref().map_or(String::new(), |n| format!(" ({n})"));
                 let text = format!(
-                    "{number:>2}. {action} done in {}{note}{}",
+                    "{} {number:>2}. {action} done in {}{note}{}",
+                    console::style("✓").green().for_stderr(),
                     duration::format(*elapsed),
-                    Self::downtime_suffix(&state)
+                    Self::downtime_suffix(state)
                 );
                 if let Some(s) = state.spinner.take() {
-                    s.finish_and_clear();
+                    self.clear(&s);
                 }
-                eprintln!("{text}");
+                self.clear_keys(state);
+                self.line(state, &text);
             }
             RunEvent::StepFailed {
                 number,
@@ -122,19 +235,25 @@ impl Reporter for HumanReporter {
                 message,
             } => {
                 if let Some(s) = state.spinner.take() {
-                    s.finish_and_clear();
+                    self.clear(&s);
                 }
-                eprintln!("{number:>2}. {action} FAILED: {message}");
+                self.clear_keys(state);
+                let text = format!(
+                    "{} {number:>2}. {action} FAILED: {message}",
+                    console::style("✗").red().for_stderr()
+                );
+                self.line(state, &text);
             }
             RunEvent::Waiting { subject, status } => {
                 if state.last_wait.get(subject) != Some(status) {
-                    let text = format!("    {subject}: {status}{}", Self::downtime_suffix(&state));
-                    if let Some(s) = &state.spinner {
-                        s.set_message(format!("{subject}: {status}"));
-                    } else {
-                        eprintln!("{text}");
-                    }
                     state.last_wait.insert(subject.clone(), status.clone());
+                    if let Some(s) = &state.spinner {
+                        s.set_message(Self::wait_message(state));
+                    } else {
+                        let text =
+                            format!("    {subject}: {status}{}", Self::downtime_suffix(state));
+                        self.line(state, &text);
+                    }
                 }
             }
             RunEvent::Keys {
@@ -142,22 +261,40 @@ impl Reporter for HumanReporter {
                 done,
                 total,
             } => {
-                if let Some(s) = &state.spinner {
-                    s.set_message(format!("{subject}: {done}/{total} keys"));
+                if self.tty {
+                    let bar = if let Some(b) = state.keys.get(subject) {
+                        b.clone()
+                    } else {
+                        let b = self.add(
+                            "    {prefix:<20} [{bar:30}] {human_pos}/{human_len} keys  {per_sec}  eta {eta}",
+                        );
+                        b.set_prefix(subject.clone());
+                        state.keys.insert(subject.clone(), b.clone());
+                        b
+                    };
+                    bar.set_length((*total).max(*done));
+                    bar.set_position(*done);
                 }
             }
             RunEvent::Downtime { started } => {
                 if *started {
                     state.downtime_since = Some(Instant::now());
-                    Self::line(&state, "    writers stopped: downtime starts");
+                    self.line(state, "    writers stopped: downtime starts");
+                    if self.tty {
+                        let clock = self
+                            .add("    {spinner:.red} downtime {elapsed_precise} (writers stopped)");
+                        clock.enable_steady_tick(Duration::from_millis(250));
+                        state.clock = Some(clock);
+                    }
                 } else if let Some(t) = state.downtime_since.take() {
-                    Self::line(
-                        &state,
-                        &format!(
-                            "    writers back: downtime {}",
-                            duration::format(t.elapsed())
-                        ),
+                    if let Some(c) = state.clock.take() {
+                        self.clear(&c);
+                    }
+                    let text = format!(
+                        "    writers back: downtime {}",
+                        duration::format(t.elapsed())
                     );
+                    self.line(state, &text);
                 }
             }
             RunEvent::Compensating {
@@ -170,14 +307,24 @@ impl Reporter for HumanReporter {
                     (true, None) => format!("rollback: {compensation} done"),
                     (true, Some(m)) => format!("rollback: {compensation}: {m}"),
                 };
-                Self::line(&state, &text);
+                self.line(state, &text);
             }
-            RunEvent::Warning { message } => Self::line(&state, &format!("warning: {message}")),
+            RunEvent::Warning { message } => {
+                let text = format!(
+                    "{} {message}",
+                    console::style("warning:").yellow().for_stderr()
+                );
+                self.line(state, &text);
+            }
             RunEvent::Finished { outcome } => {
-                if let Some(s) = state.spinner.take() {
-                    s.finish_and_clear();
+                for bar in [state.spinner.take(), state.clock.take()]
+                    .into_iter()
+                    .flatten()
+                {
+                    self.clear(&bar);
                 }
-                eprintln!("run {}", outcome_name(*outcome));
+                self.clear_keys(state);
+                self.line(state, &format!("run {}", outcome_name(*outcome)));
             }
             RunEvent::WindowWait { .. }
             | RunEvent::WindowOverrun { .. }
@@ -185,7 +332,7 @@ impl Reporter for HumanReporter {
             | RunEvent::WatchHit { .. }
             | RunEvent::WatchDone { .. } => {
                 if let Some(text) = crate::unattended::event::human_line(event) {
-                    Self::line(&state, &text);
+                    self.line(state, &text);
                 }
             }
         }
@@ -221,8 +368,13 @@ pub fn render_summary(report: &RunReport) -> String {
         };
         let _ = writeln!(
             out,
-            "  {:<22} {} -> {}  {} keys verified, {} differences{repaired}",
-            a.label, a.from, a.to, a.keys_verified, a.differences
+            "  {:<22} {} -> {}  {} keys ({}) verified, {} differences{repaired}",
+            a.label,
+            a.from,
+            a.to,
+            a.keys_verified,
+            crate::plan::choices::bytes(a.bytes_verified),
+            a.differences
         );
     }
     let _ = writeln!(
@@ -231,6 +383,7 @@ pub fn render_summary(report: &RunReport) -> String {
         duration::format(report.downtime),
         duration::format(report.duration)
     );
+    let _ = writeln!(out, "  run id {}", report.run_id);
     let _ = writeln!(out, "  journal {}", report.journal.display());
     if let Some(m) = &report.message {
         let _ = writeln!(out, "\n{m}");

@@ -1,0 +1,432 @@
+//! `upshift wizard`: asks the questions an operator who changes a plan once a year needs
+//! asked (app, add-ons, caches, writers, target plans), shows the same dry-run plan as
+//! `upshift plan`, confirms by app name, then runs the same [`RunRequest`] through the same
+//! [`Runner::run`] as `upshift run`. The answers and the offered plans are pure
+//! ([`crate::plan::choices`]); this file only prompts (dialoguer) and calls the runner.
+
+use std::io::IsTerminal;
+use std::sync::Arc;
+
+use clap::Args;
+use dialoguer::{FuzzySelect, Input, MultiSelect, Select};
+use thiserror::Error;
+
+use crate::cli::print_error;
+use crate::exit::ExitCode;
+use crate::heroku::{Client, ClientConfig, HerokuError};
+use crate::journal::StateDir;
+use crate::plan::choices::{self, AddonRow, Availability};
+use crate::plan::facts::{ChangeRequest, DataPolicy};
+use crate::plan::{self, RunRequest};
+use crate::playbook::Playbook;
+use crate::runner::{self, Interrupts, Reporter, RunError, Runner, RunnerConfig};
+use crate::ui::{self, HumanReporter};
+
+/// `upshift wizard`.
+#[derive(Debug, Clone, Args)]
+#[command(after_help = "\
+Examples:
+  upshift wizard                 # asks for the app among those your token can see
+  upshift wizard -a enketo-demo  # starts at the add-ons of enketo-demo
+  upshift demo --wizard          # tries it against the built-in simulator
+
+Without a terminal the wizard refuses (exit 2); pass the answers as flags instead:
+  upshift run -a APP --change ADDON=PLAN [--cache ADDON] [--writers web,worker] --confirm APP")]
+pub struct WizardArgs {
+    /// Start with this app instead of choosing it from a list.
+    #[arg(short, long)]
+    pub app: Option<String>,
+}
+
+/// Why the wizard stopped before running anything.
+#[derive(Debug, Error)]
+pub enum WizardError {
+    #[error(
+        "upshift wizard asks questions and needs a terminal on stdin and stderr; unattended, pass the answers as flags: upshift run -a APP --change ADDON=PLAN [--change ADDON=PLAN] [--cache ADDON] [--writers web,worker] --confirm APP"
+    )]
+    NoTerminal,
+    #[error("the prompt failed: {0}")]
+    Prompt(#[from] dialoguer::Error),
+    #[error("your token sees no apps: check HEROKU_API_KEY (or `heroku auth:token`)")]
+    NoApps,
+    #[error("{app} has no heroku-redis add-on: `heroku addons -a {app}` lists what it has")]
+    NoRedis { app: String },
+    #[error(
+        "no plan can be chosen for {label}: every offered plan is refused by a guard (see the list above)"
+    )]
+    NothingChoosable { label: String },
+    #[error("{typed:?} is not {app}: nothing was done")]
+    NotConfirmed { typed: String, app: String },
+    #[error("a guard blocks this plan (marked BLOCKED above): nothing was written")]
+    Blocked,
+    #[error(transparent)]
+    Run(#[from] RunError),
+}
+
+impl From<HerokuError> for WizardError {
+    fn from(e: HerokuError) -> Self {
+        Self::Run(RunError::Heroku(e))
+    }
+}
+
+impl WizardError {
+    /// The exit code this error means.
+    pub fn exit_code(&self) -> ExitCode {
+        match self {
+            Self::Run(e) => e.exit_code(),
+            Self::NothingChoosable { .. } | Self::Blocked => ExitCode::Blocked,
+            _ => ExitCode::Usage,
+        }
+    }
+}
+
+/// `upshift wizard`.
+pub fn run(args: &WizardArgs) -> ExitCode {
+    if let Err(e) = require_terminal() {
+        print_error(&e);
+        return e.exit_code();
+    }
+    let config = match ClientConfig::from_env().and_then(Client::new) {
+        Ok(c) => c,
+        Err(e) => {
+            print_error(&e);
+            return ExitCode::Usage;
+        }
+    };
+    let state = match StateDir::from_env() {
+        Ok(s) => s,
+        Err(e) => {
+            print_error(&e);
+            return ExitCode::Usage;
+        }
+    };
+    crate::cli::runtime().block_on(wizard(config, RunnerConfig::new(state), args.app.clone()))
+}
+
+/// Refuses early, before any call, when there is nobody to answer.
+///
+/// # Errors
+/// [`WizardError::NoTerminal`].
+pub fn require_terminal() -> Result<(), WizardError> {
+    if std::io::stdin().is_terminal() && std::io::stderr().is_terminal() {
+        Ok(())
+    } else {
+        Err(WizardError::NoTerminal)
+    }
+}
+
+/// The whole wizard against one client (Heroku, or the demo's simulator).
+pub async fn wizard(client: Client, config: RunnerConfig, app: Option<String>) -> ExitCode {
+    let reporter = Arc::new(HumanReporter::new(false));
+    let interrupts = Interrupts::default();
+    let dyn_reporter: Arc<dyn Reporter> = reporter.clone();
+    let runner = Runner::new(client, config.clone(), dyn_reporter, interrupts.clone());
+    let request = match ask(&runner, &config.state, app).await {
+        Ok(r) => r,
+        Err(e) => {
+            print_error(&e);
+            return e.exit_code();
+        }
+    };
+    let handler = install_interrupts(&interrupts, reporter.clone());
+    let result = runner.run(&request).await;
+    handler.abort();
+    match result {
+        Ok(report) => {
+            print!("{}", ui::render_summary(&report));
+            if report.outcome == crate::engine::Outcome::Succeeded {
+                // A fresh read of the new plans: what the app has left to grow into.
+                if let Ok(after) = runner.plan(&request).await {
+                    println!("\nWhat to watch next (headroom on the new plans):");
+                    for line in choices::headroom(&after.capture) {
+                        println!("  {line}");
+                    }
+                    println!(
+                        "  in the logs: heroku logs --tail -a {} | grep -E 'max number of clients|R14|H10'",
+                        request.app
+                    );
+                }
+            }
+            report.outcome.exit_code()
+        }
+        Err(e) => {
+            print_error(&e);
+            e.exit_code()
+        }
+    }
+}
+
+/// Runs a blocking prompt without starving the runtime (the demo's simulator shares it).
+fn prompt<T>(f: impl FnOnce() -> dialoguer::Result<T>) -> Result<T, WizardError> {
+    Ok(tokio::task::block_in_place(f)?)
+}
+
+fn theme() -> Box<dyn dialoguer::theme::Theme> {
+    if console::colors_enabled_stderr() {
+        Box::new(dialoguer::theme::ColorfulTheme::default())
+    } else {
+        Box::new(dialoguer::theme::SimpleTheme)
+    }
+}
+
+/// The questions, in the order their answers are needed: the connection guard that judges
+/// each plan depends on which add-ons are caches and which process types come back.
+async fn ask(
+    runner: &Runner,
+    state: &StateDir,
+    app: Option<String>,
+) -> Result<RunRequest, WizardError> {
+    let theme = theme();
+    let client = runner.client();
+    let app = if let Some(app) = app {
+        app
+    } else {
+        let mut apps: Vec<String> = client.apps().await?.into_iter().map(|a| a.name).collect();
+        apps.sort();
+        if apps.is_empty() {
+            return Err(WizardError::NoApps);
+        }
+        let i = prompt(|| {
+            FuzzySelect::with_theme(&*theme)
+                .with_prompt("App (type to filter)")
+                .items(&apps)
+                .default(0)
+                .interact_on(&console::Term::stderr())
+        })?;
+        apps[i].clone()
+    };
+
+    let redis: Vec<String> = client
+        .addons(&app)
+        .await?
+        .into_iter()
+        .filter(|a| a.addon_service.name == crate::plans::HEROKU_REDIS)
+        .map(|a| {
+            // What a person would type: the attachment name behind the config var.
+            runner::capture::url_var(&a, None)
+                .and_then(|v| v.strip_suffix("_URL").map(str::to_lowercase))
+                .unwrap_or(a.name)
+        })
+        .collect();
+    if redis.is_empty() {
+        return Err(WizardError::NoRedis { app });
+    }
+    let playbook = Playbook::builtin();
+    let mut request = RunRequest {
+        app: app.clone(),
+        changes: redis
+            .iter()
+            .map(|name| ChangeRequest {
+                addon: name.clone(),
+                plan: String::new(),
+                policy: DataPolicy::Critical,
+                connections_per_dyno: None,
+            })
+            .collect(),
+        params: playbook.params.clone(),
+        playbook,
+    };
+    eprintln!("Reading {app}: formation, add-ons and Redis INFO…");
+    let unfinished = runner::unfinished(state, Some(&app))?
+        .into_iter()
+        .map(|(id, _)| id)
+        .collect();
+    let capture = runner::capture::capture(
+        client,
+        &request,
+        state.root(),
+        unfinished,
+        jiff::Timestamp::now(),
+    )
+    .await?;
+    let rows = choices::addon_rows(&capture);
+    eprintln!(
+        "\n  {:<20} {:<20} {:<10} {:<24} clients / limit",
+        "add-on", "name", "plan", "memory used / plan"
+    );
+    for row in &rows {
+        eprintln!("  {}", row.render());
+    }
+    eprintln!();
+
+    let picked: Vec<AddonRow> = loop {
+        let sel = prompt(|| {
+            MultiSelect::with_theme(&*theme)
+                .with_prompt("Add-ons to change (space toggles, enter accepts)")
+                .items(rows.iter().map(|r| r.label.as_str()))
+                .defaults(&vec![true; rows.len()])
+                .interact_on(&console::Term::stderr())
+        })?;
+        if sel.is_empty() {
+            eprintln!("choose at least one add-on");
+            continue;
+        }
+        break sel.into_iter().map(|i| rows[i].clone()).collect();
+    };
+    let caches = prompt(|| {
+        MultiSelect::with_theme(&*theme)
+            .with_prompt("Which of them are caches? (data loss tolerated: differences are reported, not repaired; none by default)")
+            .items(picked.iter().map(|r| r.label.as_str()))
+            .interact_on(&console::Term::stderr())
+    })?;
+    let writers = choices::writer_choices(&capture);
+    let writers: Vec<String> = loop {
+        let defaults: Vec<bool> = writers.iter().map(|(_, on)| *on).collect();
+        let sel = prompt(|| {
+            MultiSelect::with_theme(&*theme)
+                .with_prompt("Process types that write to Redis (stopped during the change)")
+                .items(writers.iter().map(|(t, _)| t.as_str()))
+                .defaults(&defaults)
+                .interact_on(&console::Term::stderr())
+        })?;
+        if sel.is_empty() {
+            eprintln!(
+                "choose at least one process type: the writers must stop for the data to be safe"
+            );
+            continue;
+        }
+        break sel.into_iter().map(|i| writers[i].0.clone()).collect();
+    };
+    request.params.writers = writers;
+    request.changes = picked
+        .iter()
+        .enumerate()
+        .map(|(i, row)| ChangeRequest {
+            addon: row.requested_as.clone(),
+            plan: row.plan.clone(),
+            policy: if caches.contains(&i) {
+                DataPolicy::Cache
+            } else {
+                DataPolicy::Critical
+            },
+            connections_per_dyno: None,
+        })
+        .collect();
+
+    for (i, row) in picked.iter().enumerate() {
+        let label = &row.label;
+        let offered = choices::plan_choices(&request, &capture, label).unwrap_or_default();
+        let Some(default) = choices::suggested(&offered) else {
+            for c in &offered {
+                eprintln!("  {}", c.render());
+            }
+            return Err(WizardError::NothingChoosable {
+                label: label.clone(),
+            });
+        };
+        let items: Vec<String> = offered.iter().map(choices::PlanChoice::render).collect();
+        let chosen = loop {
+            let k = prompt(|| {
+                Select::with_theme(&*theme)
+                    .with_prompt(format!("New plan for {label} (now {})", row.plan))
+                    .items(&items)
+                    .default(default)
+                    .max_length(14)
+                    .interact_on(&console::Term::stderr())
+            })?;
+            match &offered[k].availability {
+                Availability::Allowed { .. } => break offered[k].plan.name,
+                Availability::Current => eprintln!(
+                    "{} cannot be chosen for {label}: it is the current plan",
+                    offered[k].plan.name
+                ),
+                Availability::Blocked { reasons } => eprintln!(
+                    "{} cannot be chosen for {label}: {}",
+                    offered[k].plan.name,
+                    reasons.join("; ")
+                ),
+            }
+        };
+        chosen.clone_into(&mut request.changes[i].plan);
+    }
+
+    let plan = runner.plan(&request).await?;
+    eprintln!("\n{}", plan::render(&plan));
+    eprintln!(
+        "Unattended, the same run is:\n  {}\n",
+        choices::command_line(&request)
+    );
+    if plan.blocked {
+        return Err(WizardError::Blocked);
+    }
+    let typed: String = prompt(|| {
+        Input::<String>::with_theme(&*theme)
+            .with_prompt(format!("Type the app name ({app}) to run this plan"))
+            .interact_text_on(&console::Term::stderr())
+    })?;
+    if typed.trim() != app {
+        return Err(WizardError::NotConfirmed { typed, app });
+    }
+    Ok(request)
+}
+
+/// Ctrl-C during the run asks what to do, with the progress display paused; SIGTERM (nobody
+/// to ask) keeps `upshift run`'s meaning: stop safely and roll back, then leave resumable.
+fn install_interrupts(
+    interrupts: &Interrupts,
+    reporter: Arc<HumanReporter>,
+) -> tokio::task::JoinHandle<()> {
+    let interrupts = interrupts.clone();
+    tokio::spawn(async move {
+        #[cfg(unix)]
+        let mut term =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+        loop {
+            #[cfg(unix)]
+            let (got, ask) = match term.as_mut() {
+                Some(t) => tokio::select! {
+                    r = tokio::signal::ctrl_c() => (r.is_ok(), true),
+                    r = t.recv() => (r.is_some(), false),
+                },
+                None => (tokio::signal::ctrl_c().await.is_ok(), true),
+            };
+            #[cfg(not(unix))]
+            let (got, ask) = (tokio::signal::ctrl_c().await.is_ok(), true);
+            if !got {
+                return;
+            }
+            if !ask || interrupts.count() >= 1 {
+                interrupts.interrupt();
+                eprintln!(
+                    "\ninterrupt: {}",
+                    if interrupts.count() >= 2 {
+                        "stopping now; the journal is kept for `upshift resume`"
+                    } else {
+                        "finishing the current step safely, then rolling back"
+                    }
+                );
+                continue;
+            }
+            reporter.pause();
+            // A plain thread: if the run ends meanwhile, the process must not wait for it.
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            std::thread::spawn(move || {
+                let answer = Select::new()
+                    .with_prompt("\nInterrupted. What now?")
+                    .items([
+                        "roll back now (the current step finishes safely, then everything is undone)",
+                        "leave it resumable (stop now; `upshift resume` or `upshift rollback` later)",
+                        "continue the run",
+                    ])
+                    .default(0)
+                    .interact_on_opt(&console::Term::stderr());
+                let _ = tx.send(answer);
+            });
+            let answer = rx.await;
+            reporter.resume();
+            match answer {
+                Ok(Ok(Some(0))) => {
+                    interrupts.interrupt();
+                    eprintln!("rolling back after the current step…");
+                }
+                Ok(Ok(Some(2) | None)) => eprintln!("continuing the run"),
+                // "Leave it resumable", or Ctrl-C again at the prompt.
+                _ => {
+                    interrupts.interrupt();
+                    interrupts.interrupt();
+                    eprintln!("stopping now; the journal is kept for `upshift resume`");
+                }
+            }
+        }
+    })
+}

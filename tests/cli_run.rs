@@ -1,0 +1,256 @@
+//! The `upshift` binary as scripts see it: exit codes, refusals before any call, JSON output,
+//! and errors that say what to do. Against the simulator on 127.0.0.1.
+
+mod harness;
+
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+use harness::{APP, Env, MAIN};
+
+fn upshift(env: &Env, args: &[&str]) -> Output {
+    let cfg = env.sim.client_config();
+    Command::new(env!("CARGO_BIN_EXE_upshift"))
+        .args(args)
+        .env("HEROKU_API_URL", cfg.api_url.as_str())
+        .env("HEROKU_DATA_URL", cfg.data_url.as_str())
+        .env("HEROKU_API_KEY", env.sim.api_key())
+        .env("UPSHIFT_STATE_DIR", env.state_dir.path())
+        .env_remove("HEROKU_APP")
+        .stdin(Stdio::null())
+        .output()
+        .expect("upshift runs")
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refusals_happen_before_any_call() {
+    let env = Env::start(Duration::from_millis(300)).await;
+    let before = env.sim.request_log().len();
+    let change = format!("{MAIN}=premium-1");
+
+    // No terminal and no --confirm: exit 2, nothing sent.
+    let o = upshift(&env, &["run", "-a", APP, "--change", &change]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains(&format!("pass --confirm {APP}")),
+        "{}",
+        stderr(&o)
+    );
+
+    // A --confirm that names another app.
+    let o = upshift(
+        &env,
+        &[
+            "run",
+            "-a",
+            APP,
+            "--change",
+            &change,
+            "--confirm",
+            "other-app",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("does not match the app"),
+        "{}",
+        stderr(&o)
+    );
+
+    // Bad --change and an unknown plan.
+    let o = upshift(&env, &["plan", "-a", APP, "--change", "enketo_redis_main"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("--change enketo_redis_main=premium-1"),
+        "{}",
+        stderr(&o)
+    );
+    let o = upshift(
+        &env,
+        &["plan", "-a", APP, "--change", "enketo_redis_main=premium-l"],
+    );
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("no heroku-redis plan \"premium-l\""),
+        "{}",
+        stderr(&o)
+    );
+
+    // A playbook with an error points at it.
+    let pb = env.state_dir.path().join("bad.toml");
+    std::fs::write(
+        &pb,
+        "name = \"x\"\n[[steps]]\naction = \"capture\"\nfoo = 1\n",
+    )
+    .unwrap();
+    let o = upshift(
+        &env,
+        &[
+            "plan",
+            "-a",
+            APP,
+            "--change",
+            &change,
+            "--playbook",
+            pb.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("bad.toml:4:1: unknown key `foo`"),
+        "{}",
+        stderr(&o)
+    );
+
+    assert_eq!(
+        env.sim.request_log().len(),
+        before,
+        "no request may reach the platform"
+    );
+    env.sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plan_reads_only_and_exits_3_when_blocked() {
+    let env = Env::start(Duration::from_millis(300)).await;
+    let o = upshift(
+        &env,
+        &[
+            "plan",
+            "-a",
+            APP,
+            "--change",
+            &format!("{MAIN}=mini"),
+            "--json",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    let plan: serde_json::Value = serde_json::from_slice(&o.stdout).expect("plan --json is JSON");
+    assert_eq!(plan["blocked"], true);
+    let connections = plan["guards"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|g| g["id"] == "connections-fit")
+        .expect("connections guard");
+    assert_eq!(connections["verdict"], "block");
+    assert!(
+        !String::from_utf8_lossy(&o.stdout).contains(&env.sim.api_key()),
+        "no secret in the plan"
+    );
+    let o = upshift(
+        &env,
+        &["plan", "-a", APP, "--change", &format!("{MAIN}=premium-1")],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(text.contains("POINT OF NO RETURN"), "{text}");
+    assert!(text.contains("Estimated downtime"), "{text}");
+    assert!(env.writes().is_empty(), "plan wrote: {:?}", env.writes());
+    env.sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unattended_run_succeeds_and_runs_lists_it() {
+    let env = Env::start(Duration::from_millis(300)).await;
+    let o = upshift(
+        &env,
+        &[
+            "run",
+            "-a",
+            APP,
+            "--change",
+            &format!("{MAIN}=premium-1"),
+            "--confirm",
+            APP,
+            "--json",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let report: serde_json::Value = serde_json::from_slice(&o.stdout).expect("run --json");
+    assert_eq!(report["outcome"], "succeeded");
+    let out = format!("{}{}", String::from_utf8_lossy(&o.stdout), stderr(&o));
+    assert!(!out.contains(&env.sim.api_key()), "the API key leaked");
+    assert!(
+        !out.contains(&env.sim.redis_url(MAIN)),
+        "a Redis URL leaked"
+    );
+
+    let o = upshift(&env, &["runs", "--json"]);
+    assert_eq!(o.status.code(), Some(0));
+    let rows: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(rows[0]["outcome"], "succeeded");
+    assert_eq!(rows[0]["app"], APP);
+    assert!(rows[0]["downtime_ms"].as_i64().unwrap() > 0);
+
+    // The journal holds no secret either.
+    let id = rows[0]["id"].as_str().unwrap();
+    let journal = std::fs::read_to_string(
+        env.state_dir
+            .path()
+            .join("runs")
+            .join(id)
+            .join("journal.jsonl"),
+    )
+    .unwrap();
+    assert!(!journal.contains(&env.sim.api_key()));
+    assert!(!journal.contains("redis://"), "a Redis URL in the journal");
+    env.sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_held_lock_exits_5_at_once() {
+    let env = Env::start(Duration::from_millis(300)).await;
+    let locks = env.state_dir.path().join("locks");
+    std::fs::create_dir_all(&locks).unwrap();
+    // A live holder: this test process, on this host.
+    let owner = serde_json::json!({
+        "host": upshift::journal::hostname(),
+        "pid": std::process::id(),
+        "run_id": "20260101T000000Z-live",
+        "lease_until": "2099-01-01T00:00:00Z",
+    });
+    std::fs::write(locks.join(format!("{APP}.lock")), owner.to_string()).unwrap();
+    let o = upshift(
+        &env,
+        &[
+            "run",
+            "-a",
+            APP,
+            "--change",
+            &format!("{MAIN}=premium-1"),
+            "--confirm",
+            APP,
+        ],
+    );
+    assert_eq!(o.status.code(), Some(5), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("held by run 20260101T000000Z-live"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(env.writes().is_empty());
+    env.sim.shutdown().await;
+}
+
+#[test]
+fn a_missing_token_says_where_to_put_one() {
+    let o = Command::new(env!("CARGO_BIN_EXE_upshift"))
+        .args(["plan", "-a", APP, "--change", &format!("{MAIN}=premium-1")])
+        .env_remove("HEROKU_API_KEY")
+        .env("NETRC", "/nonexistent/netrc")
+        .env("HEROKU_API_URL", "http://127.0.0.1:9")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    let e = stderr(&o);
+    assert!(
+        e.contains("HEROKU_API_KEY") && e.contains("heroku auth:token"),
+        "{e}"
+    );
+}

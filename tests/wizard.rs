@@ -1,0 +1,229 @@
+//! `upshift wizard` end to end through a real pseudo-terminal: the simulator runs in this
+//! process, the binary in a PTY with the simulator's URLs and key in its environment, and the
+//! test types what an operator would (enter, arrows, space, the app name, Ctrl-C).
+
+mod harness;
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use expectrl::{Eof, Session, WaitStatus};
+use harness::{APP, CACHE, Env, MAIN};
+
+const ENTER: &str = "\r";
+const UP: &str = "\x1b[A";
+/// Generous per-prompt timeout: the machine is shared and the simulator provisions for real.
+const PROMPT_TIMEOUT: Duration = Duration::from_secs(30);
+
+fn command(env: &Env) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_upshift"));
+    cmd.args(["wizard", "--color", "never"])
+        .env("HEROKU_API_URL", env.sim.api_url().as_str())
+        .env("HEROKU_DATA_URL", env.sim.data_url().as_str())
+        .env("HEROKU_API_KEY", env.sim.api_key())
+        .env("UPSHIFT_STATE_DIR", env.state_dir.path())
+        .env("TERM", "xterm")
+        .env_remove("HEROKU_APP")
+        .env_remove("NO_COLOR");
+    cmd
+}
+
+/// The wizard in a PTY wide enough that no list item wraps.
+fn spawn(env: &Env) -> Session {
+    let mut session = Session::spawn(command(env)).expect("the wizard starts in a pty");
+    session
+        .get_process_mut()
+        .set_window_size(220, 60)
+        .expect("pty window size");
+    session.set_expect_timeout(Some(PROMPT_TIMEOUT));
+    session
+}
+
+fn expect(s: &mut Session, needle: &str) {
+    if let Err(e) = s.expect(needle) {
+        panic!("the wizard never showed {needle:?}: {e}");
+    }
+}
+
+/// Types keys, after a pause: a prompt's text can reach the screen a moment before it puts
+/// the terminal in raw mode, and keys typed in between would be cooked (CR turned into LF).
+fn send(s: &mut Session, keys: &str) {
+    std::thread::sleep(Duration::from_millis(150));
+    s.send(keys).expect("typing into the pty");
+}
+
+/// Answers up to the plan review: the app, both add-ons, cache marked as a cache, web as the
+/// writer; `pick` answers each plan list.
+fn answer_until_review(s: &mut Session, pick: impl Fn(&mut Session, &str)) {
+    expect(s, "App (type to filter)");
+    send(s, ENTER);
+    expect(s, "FULL");
+    expect(s, "Add-ons to change");
+    send(s, ENTER);
+    expect(s, "Which of them are caches?");
+    // The cache is listed first (the platform lists add-ons by name): toggle it.
+    send(s, " ");
+    send(s, ENTER);
+    expect(s, "Process types that write to Redis");
+    send(s, ENTER);
+    for label in ["ENKETO_REDIS_CACHE", "ENKETO_REDIS_MAIN"] {
+        expect(s, &format!("New plan for {label}"));
+        pick(s, label);
+    }
+    expect(s, "Plan for enketo-demo");
+    expect(s, "Unattended, the same run is");
+    expect(s, "--cache enketo_redis_cache --confirm enketo-demo");
+    expect(s, "Type the app name (enketo-demo) to run this plan");
+}
+
+fn exit_code(s: &Session) -> i32 {
+    match s.get_process().wait().expect("the wizard exits") {
+        WaitStatus::Exited(_, code) => code,
+        other => panic!("the wizard did not exit normally: {other:?}"),
+    }
+}
+
+/// Runs blocking PTY work off the runtime the simulator lives on.
+async fn off_runtime<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    tokio::task::spawn_blocking(f).await.expect("pty thread")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_wizard_upgrades_both_addons_and_ends_with_a_summary() {
+    let t = Instant::now();
+    let env = Env::start(Duration::from_secs(1)).await;
+    let mut s = spawn(&env);
+    let code = off_runtime(move || {
+        answer_until_review(&mut s, |s, _| send(s, ENTER));
+        send(&mut s, "enketo-demo\r");
+        expect(&mut s, "wait-provisioned");
+        expect(&mut s, "succeeded on enketo-demo");
+        expect(&mut s, "premium-0 -> premium-1");
+        expect(&mut s, "What to watch next");
+        expect(&mut s, "connections in use");
+        s.expect(Eof).expect("the wizard ends");
+        exit_code(&s)
+    })
+    .await;
+    assert_eq!(code, 0);
+    assert_eq!(env.plan_of(MAIN).await, "premium-1");
+    assert_eq!(env.plan_of(CACHE).await, "premium-1");
+    assert!(
+        env.formation()
+            .await
+            .contains(&("web".into(), 2, "standard-1X".into()))
+    );
+    eprintln!("wizard success test took {:?}", t.elapsed());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plan_a_guard_refuses_is_shown_and_cannot_be_chosen() {
+    let env = Env::start(Duration::from_secs(1)).await;
+    let mut s = spawn(&env);
+    let code = off_runtime(move || {
+        answer_until_review(&mut s, |s, label| {
+            if label == "ENKETO_REDIS_CACHE" {
+                expect(s, "mini");
+                expect(s, "cannot be chosen: connections after restore");
+                // From the suggested premium-1 up twice: mini.
+                send(s, UP);
+                send(s, UP);
+                send(s, ENTER);
+                expect(
+                    s,
+                    "mini cannot be chosen for ENKETO_REDIS_CACHE: connections after restore",
+                );
+                expect(s, "New plan for ENKETO_REDIS_CACHE");
+                // premium-0, the current plan, is refused as well.
+                send(s, UP);
+                send(s, ENTER);
+                expect(
+                    s,
+                    "premium-0 cannot be chosen for ENKETO_REDIS_CACHE: it is the current plan",
+                );
+                expect(s, "New plan for ENKETO_REDIS_CACHE");
+            }
+            send(s, ENTER);
+        });
+        // A wrong name: nothing is done.
+        send(&mut s, "enketo\r");
+        expect(&mut s, "is not enketo-demo: nothing was done");
+        s.expect(Eof).expect("the wizard ends");
+        exit_code(&s)
+    })
+    .await;
+    assert_eq!(code, 2);
+    assert!(env.writes().is_empty(), "{:?}", env.writes());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctrl_c_during_the_wait_then_roll_back_restores_the_app() {
+    let env = Env::start(Duration::from_secs(8)).await;
+    let mut s = spawn(&env);
+    let code = off_runtime(move || {
+        answer_until_review(&mut s, |s, _| send(s, ENTER));
+        send(&mut s, "enketo-demo\r");
+        expect(&mut s, "change-plan done");
+        expect(&mut s, "preparing");
+        send(&mut s, "\x03");
+        expect(&mut s, "Interrupted. What now?");
+        expect(&mut s, "continue the run");
+        send(&mut s, ENTER);
+        expect(&mut s, "rolling back after the current step");
+        expect(&mut s, "rolled-back on enketo-demo");
+        s.expect(Eof).expect("the wizard ends");
+        exit_code(&s)
+    })
+    .await;
+    assert_eq!(code, 1);
+    assert!(
+        env.formation()
+            .await
+            .contains(&("web".into(), 2, "standard-1X".into())),
+        "{:?}",
+        env.formation().await
+    );
+}
+
+#[test]
+fn without_a_terminal_the_wizard_names_the_run_flags() {
+    let out = Command::new(env!("CARGO_BIN_EXE_upshift"))
+        .args(["wizard", "--color", "never"])
+        .env("HEROKU_API_KEY", "not-used")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("the binary runs");
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("needs a terminal"), "{err}");
+    assert!(
+        err.contains("upshift run -a APP --change ADDON=PLAN"),
+        "{err}"
+    );
+    assert!(!err.contains("not-used"));
+    let _ = APP;
+}
+
+#[test]
+fn bare_upshift_points_at_the_wizard() {
+    let out = Command::new(env!("CARGO_BIN_EXE_upshift"))
+        .output()
+        .expect("the binary runs");
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("upshift wizard"), "{err}");
+    assert!(err.contains("upshift plan"), "{err}");
+}
+
+#[test]
+fn completions_are_generated_for_each_shell() {
+    for shell in ["bash", "zsh", "fish"] {
+        let out = Command::new(env!("CARGO_BIN_EXE_upshift"))
+            .args(["completions", shell])
+            .output()
+            .expect("the binary runs");
+        assert!(out.status.success(), "{shell}");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.contains("wizard"), "{shell}: {text}");
+    }
+}
