@@ -168,6 +168,9 @@ async fn unattended_run_succeeds_and_runs_lists_it() {
             "--confirm",
             APP,
             "--json",
+            // Unattended runs watch the logs for 5 minutes by default; this tests the run.
+            "--watch",
+            "0",
         ],
     );
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));

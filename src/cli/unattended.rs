@@ -87,7 +87,7 @@ pub struct RunScheduleArgs {
     /// After the formation is restored, watch the app's logs this long for R14, H10 and
     /// "max number of clients reached" [default: 5m with --confirm and no terminal, else 0].
     /// 0 disables.
-    #[arg(long, value_name = "DURATION")]
+    #[arg(long, value_name = "DURATION", env = "UPSHIFT_WATCH")]
     pub watch: Option<String>,
 }
 
