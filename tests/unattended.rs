@@ -14,6 +14,7 @@ use upshift::heroku::models::FormationUpdate;
 use upshift::journal::{self, AppLock};
 use upshift::notify::{Notifier, NotifyConfig};
 use upshift::plan::guards::Verdict;
+use upshift::playbook::OnWatchHit;
 use upshift::runner::record::Record;
 use upshift::runner::{Interrupts, PollPolicy, Reporter, Reviewed, Runner, RunnerConfig};
 use upshift::unattended::plan_file::PlanFile;
@@ -423,7 +424,9 @@ async fn the_watch_sees_a_full_connection_limit_after_the_change() {
     let req = request(vec![change(CACHE, "premium-1")], None);
     let report = r.run(&req).await.unwrap();
     assert_eq!(report.outcome, Outcome::Succeeded, "{report:#?}");
-    let watch = r.watch(APP, Duration::from_secs(4)).await;
+    let watch = r
+        .watch(APP, Duration::from_secs(4), OnWatchHit::Notify)
+        .await;
     assert_eq!(watch.error, None);
     assert!(
         watch.hits.get(&WatchKind::MaxClients).copied().unwrap_or(0) >= 1,
@@ -446,7 +449,93 @@ async fn the_watch_sees_a_full_connection_limit_after_the_change() {
     let report = r.run(&req).await.unwrap();
     assert_eq!(report.outcome, Outcome::Succeeded, "{report:#?}");
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let watch = r.watch(APP, Duration::from_secs(3)).await;
+    let watch = r
+        .watch(APP, Duration::from_secs(3), OnWatchHit::Notify)
+        .await;
     assert_eq!(watch.total(), 0, "{watch:?}");
+    env.sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_hits_exit_4_when_the_playbook_says_needs_attention() {
+    let env = Env::start(Duration::from_millis(300)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let playbook = dir.path().join("attention.toml");
+    std::fs::write(
+        &playbook,
+        include_str!("../playbooks/heroku-redis-plan-change.toml").replace(
+            "on_watch_hit = \"notify\"",
+            "on_watch_hit = \"needs-attention\"",
+        ),
+    )
+    .unwrap();
+    // Only the cache changes: main stays too small for 2 web dynos.
+    let out = upshift(&env)
+        .args([
+            "run",
+            "-a",
+            APP,
+            "--change",
+            &format!("{CACHE}=premium-1"),
+            "--cache",
+            CACHE,
+            "--playbook",
+            playbook.to_str().unwrap(),
+            "--confirm",
+            APP,
+            "--watch",
+            "3s",
+        ])
+        .output()
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(4), "{stderr}");
+    assert!(
+        stderr.contains("watch: Redis max number of clients reached"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("the change needs attention"), "{stderr}");
+    assert_eq!(env.plan_of(CACHE).await, "premium-1");
+    env.sim.shutdown().await;
+}
+
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_while_waiting_for_the_window_exits_130_and_writes_nothing() {
+    let env = Env::start(Duration::from_millis(300)).await;
+    let child = upshift(&env)
+        .args(run_args(&[
+            "--window",
+            &window_in(3600, 7200),
+            "--wait-for-window",
+        ]))
+        .spawn()
+        .unwrap();
+    let pid = child.id().unwrap().to_string();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let killed = tokio::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .await
+        .unwrap();
+    assert!(killed.success());
+    let out = tokio::time::timeout(Duration::from_secs(10), child.wait_with_output())
+        .await
+        .expect("exits soon after SIGTERM")
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{stderr}");
+    assert!(
+        stderr.contains("waiting for the maintenance window"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("interrupted while waiting for the window"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("rolling back"), "{stderr}");
+    assert!(env.writes().is_empty(), "{:?}", env.writes());
+    assert!(env.state().run_ids().unwrap().is_empty(), "no journal");
     env.sim.shutdown().await;
 }

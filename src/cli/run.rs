@@ -552,14 +552,16 @@ async fn run_scheduled(
         Ok(c) => c,
         Err(code) => return code,
     };
-    let mut interrupts_installed = false;
     if let Some(window) = &schedule.window {
-        if schedule.wait_for_window {
-            install_interrupts(interrupts);
-            interrupts_installed = true;
+        // While waiting, an interrupt only ends the wait; the run's own handlers come after.
+        let waiting = schedule
+            .wait_for_window
+            .then(|| unattended::install_wait_interrupts(interrupts));
+        let admitted = unattended::admit(schedule, window, interrupts, reporter.as_ref()).await;
+        if let Some(handler) = waiting {
+            handler.abort();
         }
-        if let Err(code) = unattended::admit(schedule, window, interrupts, reporter.as_ref()).await
-        {
+        if let Err(code) = admitted {
             return code;
         }
     }
@@ -580,9 +582,7 @@ async fn run_scheduled(
             return code;
         }
     }
-    if !interrupts_installed {
-        install_interrupts(interrupts);
-    }
+    install_interrupts(interrupts);
     let report = ctx.runner.run(request).await;
     // The summary first: the watch that follows can take minutes.
     let (code, watched) = match report {

@@ -87,7 +87,7 @@ pub struct RunScheduleArgs {
     /// After the formation is restored, watch the app's logs this long for R14, H10 and
     /// "max number of clients reached" [default: 5m with --confirm and no terminal, else 0].
     /// 0 disables.
-    #[arg(long, value_name = "DURATION")]
+    #[arg(long, value_name = "DURATION", env = "UPSHIFT_WATCH")]
     pub watch: Option<String>,
 }
 
@@ -232,6 +232,31 @@ pub async fn wait_for_window(
     }
 }
 
+/// Catches Ctrl-C and SIGTERM while waiting for the window: each only stops the wait (nothing
+/// has been written). Abort the returned task when the wait is over; the run then installs its
+/// own handlers (stop safely and roll back).
+pub fn install_wait_interrupts(interrupts: &Interrupts) -> tokio::task::JoinHandle<()> {
+    let interrupts = interrupts.clone();
+    tokio::spawn(async move {
+        #[cfg(unix)]
+        let mut term =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+        #[cfg(unix)]
+        let got = match term.as_mut() {
+            Some(t) => tokio::select! {
+                r = tokio::signal::ctrl_c() => r.is_ok(),
+                r = t.recv() => r.is_some(),
+            },
+            None => tokio::signal::ctrl_c().await.is_ok(),
+        };
+        #[cfg(not(unix))]
+        let got = tokio::signal::ctrl_c().await.is_ok();
+        if got {
+            interrupts.interrupt();
+        }
+    })
+}
+
 /// The gate before a run with a window: open goes on; closed refuses (exit 3, the next start
 /// in the message) or waits with `--wait-for-window`; an interrupt while waiting exits 130.
 pub async fn admit(
@@ -277,7 +302,7 @@ pub async fn watch_after(
     if report.outcome != Outcome::Succeeded || schedule.watch.is_zero() {
         return None;
     }
-    let watch = runner.watch(&report.app, schedule.watch).await;
+    let watch = runner.watch(&report.app, schedule.watch, on_hit).await;
     let code = if watch.total() > 0 && on_hit == OnWatchHit::NeedsAttention {
         ExitCode::NeedsAttention
     } else {

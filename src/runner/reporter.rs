@@ -72,8 +72,9 @@ pub enum RunEvent {
         line: String,
         count: usize,
     },
-    /// The watch ended with this many hits.
-    WatchDone { hits: usize },
+    /// The watch ended with this many hits; with `needs_attention` the playbook
+    /// (`on_watch_hit = "needs-attention"`) turns them into a needs-attention exit.
+    WatchDone { hits: usize, needs_attention: bool },
 }
 
 /// Receives run events. Must not block.

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use crate::heroku::models::LogSessionRequest;
+use crate::playbook::OnWatchHit;
 use crate::runner::{RunEvent, Runner, error_chain};
 use crate::unattended::watch::{WatchKind, classify, redact};
 
@@ -36,7 +37,9 @@ impl WatchReport {
 impl Runner {
     /// Tails `app`'s logs for `duration`, classifying each line. Log sessions that end early
     /// (Heroku closes idle tails) are reopened until the time is up.
-    pub async fn watch(&self, app: &str, duration: Duration) -> WatchReport {
+    /// `on_hit` is the playbook's `on_watch_hit`: it only shapes the closing event here; the
+    /// caller decides the exit code.
+    pub async fn watch(&self, app: &str, duration: Duration, on_hit: OnWatchHit) -> WatchReport {
         self.reporter.report(&RunEvent::WatchStarted { duration });
         let mut report = WatchReport::default();
         let deadline = tokio::time::Instant::now() + duration;
@@ -93,6 +96,7 @@ impl Runner {
         }
         self.reporter.report(&RunEvent::WatchDone {
             hits: report.total(),
+            needs_attention: report.total() > 0 && on_hit == OnWatchHit::NeedsAttention,
         });
         report
     }

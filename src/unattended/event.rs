@@ -89,6 +89,7 @@ pub enum LogEvent {
     },
     WatchDone {
         hits: usize,
+        needs_attention: bool,
     },
 }
 
@@ -182,7 +183,13 @@ impl From<&RunEvent> for LogEvent {
                 line,
                 count,
             },
-            RunEvent::WatchDone { hits } => Self::WatchDone { hits },
+            RunEvent::WatchDone {
+                hits,
+                needs_attention,
+            } => Self::WatchDone {
+                hits,
+                needs_attention,
+            },
         }
     }
 }
@@ -223,8 +230,8 @@ pub fn human_line(event: &RunEvent) -> Option<String> {
         RunEvent::WatchHit { kind, line, count } => {
             format!("watch: {kind} (hit {count}): {line}")
         }
-        RunEvent::WatchDone { hits: 0 } => "watch: no errors in the logs".to_owned(),
-        RunEvent::WatchDone { hits } => format!("watch: {hits} error line(s) in the logs"),
+        RunEvent::WatchDone { hits: 0, .. } => "watch: no errors in the logs".to_owned(),
+        RunEvent::WatchDone { hits, .. } => format!("watch: {hits} error line(s) in the logs"),
         _ => return None,
     })
 }
@@ -315,6 +322,17 @@ impl Notifications {
                 let line = line.trim_start_matches("warning: ").to_owned();
                 ("window-overrun", None, line.clone(), Some(line))
             }
+            RunEvent::WatchDone {
+                hits,
+                needs_attention: true,
+            } => (
+                "needs-attention",
+                Some(Outcome::NeedsAttention),
+                format!(
+                    "needs-attention: the logs showed {hits} error line(s) after the change (on_watch_hit = \"needs-attention\")"
+                ),
+                None,
+            ),
             RunEvent::WatchHit { kind, line, count } if *count == 1 => (
                 "watch-hit",
                 None,
@@ -426,7 +444,10 @@ mod tests {
                 line: "app[web.1]: Error: ERR max number of clients reached".into(),
                 count: 1,
             },
-            RunEvent::WatchDone { hits: 1 },
+            RunEvent::WatchDone {
+                hits: 1,
+                needs_attention: true,
+            },
         ]
     }
 
@@ -456,7 +477,8 @@ mod tests {
                 "rollback-started",
                 "window-overrun",
                 "rolled-back",
-                "watch-hit"
+                "watch-hit",
+                "needs-attention"
             ]
         );
         insta::assert_json_snapshot!(sent);
