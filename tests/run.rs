@@ -5,7 +5,7 @@ mod harness;
 
 use std::time::Duration;
 
-use harness::{APP, CACHE, Env, MAIN, change, request, short_playbook};
+use harness::{CACHE, Env, MAIN, change, request, short_playbook};
 use upshift::engine::Outcome;
 use upshift::journal;
 use upshift::plan::facts::DataPolicy;
@@ -237,7 +237,6 @@ async fn a_second_run_is_refused_while_one_is_unfinished() {
         .expect("run");
     assert_eq!(report.outcome, Outcome::Blocked);
     assert_eq!(env.writes(), Vec::<String>::new());
-    let _ = APP;
     env.sim.shutdown().await;
 }
 
@@ -249,17 +248,12 @@ async fn ctrl_c_during_provisioning_settles_and_restores_the_app() {
     let req = request(vec![change(MAIN, "premium-1")], None);
     let run = tokio::spawn(async move { runner.run(&req).await });
     // Interrupt once the plan change is under way.
-    for _ in 0..200 {
-        if env
-            .sim
-            .timeline()
+    env.wait_until("the plan change started", |sim| {
+        sim.timeline()
             .iter()
             .any(|e| matches!(e.kind, upshift::sim::EventKind::ProvisioningStarted { .. }))
-        {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    })
+    .await;
     interrupts.interrupt();
     let report = run.await.unwrap().expect("run");
     assert_eq!(report.outcome, Outcome::RolledBack, "{report:#?}");
@@ -283,12 +277,8 @@ async fn a_second_ctrl_c_leaves_a_resumable_run_that_resume_finishes() {
     let runner = env.runner_with(interrupts.clone());
     let req = request(vec![change(MAIN, "premium-1")], None);
     let run = tokio::spawn(async move { runner.run(&req).await });
-    for _ in 0..200 {
-        if env.sim.downtime("web").is_some() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    env.wait_until("web is stopped", |sim| sim.downtime("web").is_some())
+        .await;
     interrupts.interrupt();
     interrupts.interrupt();
     let err = run.await.unwrap().expect_err("interrupted twice");

@@ -71,6 +71,17 @@ impl Env {
         panic!("the scenario's dynos did not come up and write");
     }
 
+    /// Polls the simulator until `cond` holds (every 20 ms, at most 4 s); panics naming `what`.
+    pub async fn wait_until(&self, what: &str, cond: impl Fn(&Simulator) -> bool) {
+        for _ in 0..200 {
+            if cond(&self.sim) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("timed out waiting until {what}");
+    }
+
     pub fn client(&self) -> Client {
         Client::new(self.sim.client_config()).expect("client")
     }
