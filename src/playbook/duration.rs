@@ -55,6 +55,9 @@ pub fn parse(text: &str) -> Result<Duration, String> {
 /// Renders a duration compactly (`1h30m`, `2m5s`, `800ms`) for plans and summaries.
 pub fn format(d: Duration) -> String {
     let ms = d.as_millis();
+    if ms == 0 {
+        return "0s".to_owned();
+    }
     if ms < 1000 {
         return format!("{ms}ms");
     }
@@ -97,6 +100,7 @@ mod tests {
     fn formats_compactly() {
         assert_eq!(format(Duration::from_secs(5400)), "1h30m");
         assert_eq!(format(Duration::from_millis(800)), "800ms");
+        assert_eq!(format(Duration::ZERO), "0s");
         assert_eq!(format(Duration::from_millis(2500)), "2.5s");
         assert_eq!(format(Duration::from_secs(125)), "2m5s");
     }

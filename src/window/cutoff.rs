@@ -1,7 +1,7 @@
 //! The runner's cutoff math: does the rest of a run, plus a worst-case rollback, fit before the
 //! window closes; by how much did a run overrun; and how long a run is expected to take.
 
-use std::fmt::{self, Write as _};
+use std::fmt;
 use std::time::Duration;
 
 use jiff::Timestamp;
@@ -159,23 +159,13 @@ impl fmt::Display for Estimate {
 
 /// A duration for people, to the second (rounded): `3m12s`, `1h30m`, `2h`, `0s`.
 pub fn format_duration(duration: Duration) -> String {
+    // Window figures are whole seconds; the formatting itself is the playbook's, so plans,
+    // summaries and window messages spell durations alike.
     let mut secs = duration.as_secs();
     if duration.subsec_millis() >= 500 {
         secs += 1;
     }
-    let (hours, minutes, seconds) = (secs / 3600, secs / 60 % 60, secs % 60);
-    let mut out = String::new();
-    // Writing to a String cannot fail.
-    if hours > 0 {
-        let _ = write!(out, "{hours}h");
-    }
-    if minutes > 0 {
-        let _ = write!(out, "{minutes}m");
-    }
-    if seconds > 0 || out.is_empty() {
-        let _ = write!(out, "{seconds}s");
-    }
-    out
+    crate::playbook::duration::format(Duration::from_secs(secs))
 }
 
 #[cfg(test)]
