@@ -134,6 +134,8 @@ pub enum ArgsError {
     NotChanged { flag: &'static str, addon: String },
     #[error("--connections {given:?} is not ADDON=N with N a whole number")]
     ConnectionsSyntax { given: String },
+    #[error("--connections {given:?}: {message}")]
+    ConnectionsRange { given: String, message: String },
     #[error(transparent)]
     Playbook(#[from] PlaybookError),
     #[error("--writers is empty: name at least one process type, e.g. --writers web")]
@@ -202,6 +204,12 @@ impl TryFrom<&TargetArgs> for RunRequest {
                 .ok_or_else(|| ArgsError::ConnectionsSyntax {
                     given: given.clone(),
                 })?;
+            crate::playbook::check_connections("N", n).map_err(|message| {
+                ArgsError::ConnectionsRange {
+                    given: given.clone(),
+                    message,
+                }
+            })?;
             let c = changes
                 .iter_mut()
                 .find(|c| c.addon == addon)
@@ -832,6 +840,21 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("names x twice"), "{e}");
+        for n in ["0", "10001", "2147483648"] {
+            let mut a = args(&["x=premium-1"]);
+            a.connections = vec![format!("x={n}")];
+            let e = RunRequest::try_from(&a).unwrap_err().to_string();
+            assert!(
+                e.contains("out of range") || e.contains("whole number"),
+                "{n}: {e}"
+            );
+        }
+        let mut a = args(&["x=premium-1"]);
+        a.connections = vec!["x=10000".into()];
+        assert_eq!(
+            RunRequest::try_from(&a).unwrap().changes[0].connections_per_dyno,
+            Some(10_000)
+        );
         let mut a = args(&["x=premium-1"]);
         a.cache = vec!["y".into()];
         assert!(

@@ -336,28 +336,30 @@ fn connections_fit(
     clients_now: Option<u32>,
     target: &plans::Plan,
 ) -> Guard {
-    let restored: u32 = request
+    // u64 and saturating sums: figures come from flags and the platform, and a wrapped
+    // product (2 x 2147483648 = 0 in u32) would pass a plan that cannot hold the app.
+    let restored: u64 = request
         .params
         .writers
         .iter()
-        .map(|w| capture.quantity(w))
-        .sum();
+        .map(|w| u64::from(capture.quantity(w)))
+        .fold(0, u64::saturating_add);
     let all_up = request
         .params
         .writers
         .iter()
         .all(|w| capture.running(w) >= capture.quantity(w));
-    let running: u32 = request
+    let running: u64 = request
         .params
         .writers
         .iter()
-        .map(|w| capture.running(w))
-        .sum();
+        .map(|w| u64::from(capture.running(w)))
+        .fold(0, u64::saturating_add);
     let (per_dyno, source) = if let Some(n) = change.connections_per_dyno {
-        (n, "given".to_owned())
+        (u64::from(n), "given".to_owned())
     } else if let Some(clients) = clients_now.filter(|c| all_up && running > 0 && *c > 0) {
         (
-            clients.div_ceil(running),
+            u64::from(clients).div_ceil(running),
             format!("measured: {clients} clients / {running} dynos"),
         )
     } else {
@@ -365,11 +367,11 @@ fn connections_fit(
             DataPolicy::Critical => request.params.connections_per_dyno,
             DataPolicy::Cache => request.params.cache_connections_per_dyno,
         };
-        (n, "playbook default".to_owned())
+        (u64::from(n), "playbook default".to_owned())
     };
-    let total = restored * per_dyno;
+    let total = restored.saturating_mul(per_dyno);
     let writers = request.params.writers.join("+");
-    let fits = total <= target.max_clients;
+    let fits = total <= u64::from(target.max_clients);
     guard(
         "connections-fit",
         Some(addon.label()),

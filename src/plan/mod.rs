@@ -27,6 +27,21 @@ pub struct RunRequest {
     pub playbook: Playbook,
 }
 
+impl RunRequest {
+    /// Validates a request read back from a plan file or a journal: its playbook's safety
+    /// structure and every bound, as when it was first parsed.
+    ///
+    /// # Errors
+    /// The first problem, naming the playbook.
+    pub fn validate(&self) -> Result<(), crate::playbook::PlaybookError> {
+        self.playbook.validate()?;
+        self.playbook.validate_params(
+            &self.params,
+            self.changes.iter().filter_map(|c| c.connections_per_dyno),
+        )
+    }
+}
+
 /// One add-on's planned change.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PlannedChange {

@@ -144,6 +144,25 @@ fn connections_that_do_not_fit_block_with_figures() {
 }
 
 #[test]
+fn huge_connection_counts_never_wrap_to_a_pass() {
+    let mut cap = capture();
+    cap.running.clear();
+    let mut req = request("mini", "premium-1");
+    // 2 web x 2147483648 wrapped to 0 in u32 arithmetic, which passed mini's limit of 20.
+    req.changes[0].connections_per_dyno = Some(2_147_483_648);
+    let p = plan(&req, &cap);
+    let (v, d) = verdict(&p, "connections-fit", "ENKETO_REDIS_MAIN");
+    assert_eq!(v, Verdict::Block, "{d}");
+    assert!(
+        d.contains("2 web x 2147483648 = 4294967296 > mini limit 20"),
+        "{d}"
+    );
+    req.changes[0].connections_per_dyno = Some(u32::MAX);
+    let (v, _) = verdict(&plan(&req, &cap), "connections-fit", "ENKETO_REDIS_MAIN");
+    assert_eq!(v, Verdict::Block);
+}
+
+#[test]
 fn a_downgrade_that_does_not_fit_in_memory_blocks() {
     let mut cap = capture();
     if let AddonLookup::Found(a) = &mut cap.addons[0] {

@@ -22,19 +22,20 @@ pub fn parse(text: &str) -> Result<Duration, String> {
                 "\"{s}\" is not a duration: expected a number at \"{rest}\" (write for example \"90s\", \"2m\" or \"1h30m\")"
             ));
         }
-        let n: u64 = rest[..digits]
-            .parse()
-            .map_err(|_| format!("\"{s}\": number too large"))?;
+        let n: u64 = rest[..digits].parse().map_err(|_| {
+            format!("\"{s}\" is too large: write at most a few hours, e.g. \"24h\"")
+        })?;
         rest = &rest[digits..];
         let unit_len = rest
             .find(|c: char| c.is_ascii_digit())
             .unwrap_or(rest.len());
         let unit = &rest[..unit_len];
+        let too_large = || too_large_message(s);
         let part = match unit {
             "ms" => Duration::from_millis(n),
             "s" => Duration::from_secs(n),
-            "m" => Duration::from_secs(n * 60),
-            "h" => Duration::from_secs(n * 3600),
+            "m" => Duration::from_secs(n.checked_mul(60).ok_or_else(too_large)?),
+            "h" => Duration::from_secs(n.checked_mul(3600).ok_or_else(too_large)?),
             "" => {
                 return Err(format!(
                     "\"{s}\" has no unit: write \"{n}s\", \"{n}m\" or \"{n}h\""
@@ -46,10 +47,21 @@ pub fn parse(text: &str) -> Result<Duration, String> {
                 ));
             }
         };
-        total += part;
+        total = total.checked_add(part).ok_or_else(too_large)?;
         rest = &rest[unit_len..];
     }
+    if total > MAX {
+        return Err(too_large_message(s));
+    }
     Ok(total)
+}
+
+/// The longest duration anything accepts: far beyond any sane timeout, far below what
+/// overflows `Instant + Duration`.
+const MAX: Duration = Duration::from_secs(365 * 24 * 3600);
+
+fn too_large_message(s: &str) -> String {
+    format!("\"{s}\" is too large: write at most a few hours, e.g. \"24h\"")
 }
 
 /// Renders a duration compactly (`1h30m`, `2m5s`, `800ms`) for plans and summaries.
@@ -94,6 +106,21 @@ mod tests {
         assert!(parse("30").unwrap_err().contains("\"30s\""));
         assert!(parse("3d").unwrap_err().contains("unknown unit \"d\""));
         assert!(parse("m").unwrap_err().contains("expected a number"));
+    }
+
+    #[test]
+    fn huge_durations_are_errors_not_panics() {
+        for text in [
+            "5124095576030431h",
+            "18446744073709551615s18446744073709551615s",
+            "307445734561825861m",
+            "307445734561825860m",
+            "9000h",
+            "99999999999999999999999s",
+        ] {
+            let e = parse(text).unwrap_err();
+            assert!(e.contains("too large"), "{text}: {e}");
+        }
     }
 
     #[test]

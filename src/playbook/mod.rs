@@ -37,6 +37,11 @@ pub enum PlaybookError {
         message: String,
     },
     #[error(
+        "{origin}: the stored playbook is not safe to run: {message}; plan again with a valid \
+         playbook"
+    )]
+    Stored { origin: String, message: String },
+    #[error(
         "no built-in playbook named \"{name}\": the built-in one is \"{BUILTIN_NAME}\"; pass a \
          file path to run your own"
     )]
@@ -156,6 +161,54 @@ impl Playbook {
             source,
         })?;
         parse(&text, &path.display().to_string())
+    }
+
+    /// Checks a playbook that did not come through [`parse`]: the one embedded in a plan
+    /// file or stored in a journal. Same rules as parsing: safety structure and bounds.
+    ///
+    /// # Errors
+    /// [`PlaybookError::Stored`] naming the first problem.
+    pub fn validate(&self) -> Result<(), PlaybookError> {
+        let stored = |message: String| PlaybookError::Stored {
+            origin: self.origin.clone(),
+            message,
+        };
+        check_params(&self.params).map_err(stored)?;
+        for (i, step) in self.steps.iter().enumerate() {
+            if step.compensation != step.action.compensation() {
+                return Err(stored(format!(
+                    "step \"{}\" has the wrong compensation",
+                    step.action
+                )));
+            }
+            check_timeout(step.timeout).map_err(stored)?;
+            check_retry(step.retry.attempts, step.retry.backoff).map_err(stored)?;
+            if self.steps[..i].iter().any(|s| s.action == step.action) {
+                return Err(stored(format!("action \"{}\" appears twice", step.action)));
+            }
+        }
+        check_order(&self.steps).map_err(stored)
+    }
+
+    /// Checks parameters bound to this playbook (its own, with command-line overrides) and
+    /// per-add-on connection figures, as stored in a plan file or journal.
+    ///
+    /// # Errors
+    /// [`PlaybookError::Stored`] naming the first problem.
+    pub fn validate_params(
+        &self,
+        params: &Params,
+        connections: impl IntoIterator<Item = u32>,
+    ) -> Result<(), PlaybookError> {
+        let stored = |message: String| PlaybookError::Stored {
+            origin: self.origin.clone(),
+            message,
+        };
+        check_params(params).map_err(stored)?;
+        for n in connections {
+            check_connections("connections per dyno", n).map_err(stored)?;
+        }
+        Ok(())
     }
 
     /// The actions in order, for the engine.
@@ -298,9 +351,11 @@ fn bind_params(raw: Spanned<RawParams>, loc: &Locator<'_>) -> Result<Params, Pla
         params.memory_margin = v;
     }
     if let Some(c) = p.connections_per_dyno {
+        check_connections("connections_per_dyno", c).map_err(|m| loc.at(span.clone(), m))?;
         params.connections_per_dyno = c;
     }
     if let Some(c) = p.cache_connections_per_dyno {
+        check_connections("cache_connections_per_dyno", c).map_err(|m| loc.at(span.clone(), m))?;
         params.cache_connections_per_dyno = c;
     }
     if let Some(w) = p.on_watch_hit {
@@ -375,7 +430,11 @@ fn build_step(raw: RawStep, loc: &Locator<'_>) -> Result<Step, PlaybookError> {
         (None, None) => None,
     };
     let timeout = match raw.timeout {
-        Some(t) => duration::parse(t.get_ref()).map_err(|m| loc.at(t.span(), m))?,
+        Some(t) => {
+            let d = duration::parse(t.get_ref()).map_err(|m| loc.at(t.span(), m))?;
+            check_timeout(d).map_err(|m| loc.at(t.span(), m))?;
+            d
+        }
         None => DEFAULT_TIMEOUT,
     };
     let retry = match raw.retry {
@@ -388,8 +447,13 @@ fn build_step(raw: RawStep, loc: &Locator<'_>) -> Result<Step, PlaybookError> {
                     "retry.attempts is 0: write 1 for no retry, or more".into(),
                 ));
             }
+            check_retry(r.attempts, Duration::ZERO).map_err(|m| loc.at(span.clone(), m))?;
             let backoff = match r.backoff {
-                Some(b) => duration::parse(b.get_ref()).map_err(|m| loc.at(b.span(), m))?,
+                Some(b) => {
+                    let d = duration::parse(b.get_ref()).map_err(|m| loc.at(b.span(), m))?;
+                    check_retry(r.attempts, d).map_err(|m| loc.at(b.span(), m))?;
+                    d
+                }
                 None => Retry::default().backoff,
             };
             Retry {
@@ -405,6 +469,68 @@ fn build_step(raw: RawStep, loc: &Locator<'_>) -> Result<Step, PlaybookError> {
         timeout,
         retry,
     })
+}
+
+/// Step timeouts: at least a second (a zero timeout fails every step, after the plan change
+/// too), at most a day (a longer one is a typo, and durations this large overflow clocks).
+const MIN_TIMEOUT: Duration = Duration::from_secs(1);
+const MAX_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
+/// Retries: enough for flaky calls, few enough that a step ends.
+const MAX_ATTEMPTS: u32 = 20;
+const MAX_BACKOFF: Duration = Duration::from_secs(3600);
+/// Connections per dyno: a bound that keeps `dynos x connections` far from overflowing.
+pub const MAX_CONNECTIONS_PER_DYNO: u32 = 10_000;
+
+fn check_timeout(t: Duration) -> Result<(), String> {
+    if t < MIN_TIMEOUT || t > MAX_TIMEOUT {
+        return Err(format!(
+            "timeout {} is out of range: write between 1s and 24h, e.g. \"5m\"",
+            duration::format(t)
+        ));
+    }
+    Ok(())
+}
+
+fn check_retry(attempts: u32, backoff: Duration) -> Result<(), String> {
+    if attempts == 0 || attempts > MAX_ATTEMPTS {
+        return Err(format!(
+            "retry.attempts {attempts} is out of range: write 1 (no retry) to {MAX_ATTEMPTS}"
+        ));
+    }
+    if backoff > MAX_BACKOFF {
+        return Err(format!(
+            "retry.backoff {} is out of range: write at most 1h, e.g. \"5s\"",
+            duration::format(backoff)
+        ));
+    }
+    Ok(())
+}
+
+/// Checks a connections-per-dyno figure (a playbook parameter or `--connections`).
+///
+/// # Errors
+/// A message naming the bounds.
+pub fn check_connections(name: &str, n: u32) -> Result<(), String> {
+    if n == 0 || n > MAX_CONNECTIONS_PER_DYNO {
+        return Err(format!(
+            "{name} {n} is out of range: write 1 to {MAX_CONNECTIONS_PER_DYNO}"
+        ));
+    }
+    Ok(())
+}
+
+fn check_params(p: &Params) -> Result<(), String> {
+    if p.writers.is_empty() {
+        return Err("params.writers is empty: name at least one process type".into());
+    }
+    if !(p.memory_margin > 0.0 && p.memory_margin <= 1.0) {
+        return Err(format!(
+            "memory_margin {} is out of range: write a fraction such as 0.9",
+            p.memory_margin
+        ));
+    }
+    check_connections("connections_per_dyno", p.connections_per_dyno)?;
+    check_connections("cache_connections_per_dyno", p.cache_connections_per_dyno)
 }
 
 /// Order rules that keep a playbook safe: facts before guards, guards before any write, a
@@ -442,16 +568,30 @@ fn check_order(steps: &[Step]) -> Result<(), String> {
     if wait < change || verify < wait {
         return Err("the order must be change-plan, then wait-provisioned, then verify".into());
     }
-    if let Some(scale) = pos(Action::Scale) {
-        let restore = need(Action::RestoreFormation)?;
-        if restore < verify || scale > snapshot {
-            return Err("stop the writers (\"scale\") before \"snapshot\", and \"restore-formation\" after \"verify\"".into());
-        }
-        if let Some(drained) = pos(Action::WaitDrained)
-            && (drained < scale || drained > snapshot)
-        {
-            return Err("\"wait-drained\" belongs between \"scale\" and \"snapshot\"".into());
-        }
+    // Writers must be stopped and drained before the snapshot, or writes after it are lost.
+    let scale = need(Action::Scale)?;
+    let drained = need(Action::WaitDrained)?;
+    let restore = need(Action::RestoreFormation)?;
+    if !(scale < drained && drained < snapshot) {
+        return Err(
+            "the order must be scale, then wait-drained, then snapshot: stop and drain the \
+             writers before the data is copied"
+                .into(),
+        );
+    }
+    if restore < verify {
+        return Err(
+            "\"restore-formation\" comes before \"verify\": the writers come back only onto \
+             verified data"
+                .into(),
+        );
+    }
+    if let Some(late) = steps[restore + 1..].iter().find(|s| s.action.writes()) {
+        return Err(format!(
+            "\"{}\" writes after \"restore-formation\": restoring the formation is the last \
+             change a playbook makes",
+            late.action
+        ));
     }
     if let Some(m) = pos(Action::Maintenance)
         && m > change

@@ -12,6 +12,8 @@ action = "guard"
 action = "scale"
 compensation = "restore-formation"
 [[steps]]
+action = "wait-drained"
+[[steps]]
 action = "snapshot"
 [[steps]]
 action = "change-plan"
@@ -44,7 +46,7 @@ fn builtin_is_valid_and_complete() {
 #[test]
 fn minimal_playbook_parses() {
     let p = parse(MINIMAL, "pb.toml").unwrap();
-    assert_eq!(p.steps.len(), 8);
+    assert_eq!(p.steps.len(), 9);
     assert_eq!(p.params, Params::default());
 }
 
@@ -55,14 +57,14 @@ fn unknown_key_points_at_it() {
         "action = \"snapshot\"\ntimeuot = \"1m\"",
     );
     let e = err(&text);
-    assert!(e.starts_with("pb.toml:12:1: unknown key `timeuot`"), "{e}");
+    assert!(e.starts_with("pb.toml:14:1: unknown key `timeuot`"), "{e}");
 }
 
 #[test]
 fn unknown_action_lists_the_registry() {
     let e = err(&MINIMAL.replace("\"verify\"", "\"verfy\""));
     assert!(
-        e.starts_with("pb.toml:18:10: unknown action \"verfy\""),
+        e.starts_with("pb.toml:20:10: unknown action \"verfy\""),
         "{e}"
     );
     assert!(e.contains("wait-provisioned"), "{e}");
@@ -71,7 +73,7 @@ fn unknown_action_lists_the_registry() {
 #[test]
 fn missing_compensation_says_what_to_write() {
     let e = err(&MINIMAL.replace("compensation = \"settle-plan\"\n", ""));
-    assert!(e.starts_with("pb.toml:13:10:"), "{e}");
+    assert!(e.starts_with("pb.toml:15:10:"), "{e}");
     assert!(e.contains("add compensation = \"settle-plan\""), "{e}");
 }
 
@@ -91,7 +93,7 @@ fn wrong_compensation_is_refused() {
 #[test]
 fn ill_typed_parameter_is_refused() {
     let e = err(&format!("{MINIMAL}\n[params]\nwriters = \"web\"\n"));
-    assert!(e.contains("pb.toml:23:11:"), "{e}");
+    assert!(e.contains("pb.toml:25:11:"), "{e}");
     assert!(e.contains("invalid type"), "{e}");
 }
 
@@ -101,7 +103,7 @@ fn bad_duration_names_the_unit() {
         "action = \"verify\"",
         "action = \"verify\"\ntimeout = \"30\"",
     ));
-    assert!(e.contains("pb.toml:19:11:"), "{e}");
+    assert!(e.contains("pb.toml:21:11:"), "{e}");
     assert!(e.contains("\"30s\""), "{e}");
 }
 
@@ -143,8 +145,118 @@ fn on_watch_hit_is_notify_needs_attention_or_an_explained_refusal() {
     let e = err(&format!(
         "{MINIMAL}\n[params]\non_watch_hit = \"rollback\"\n"
     ));
-    assert!(e.starts_with("pb.toml:23:16:"), "{e}");
+    assert!(e.starts_with("pb.toml:25:16:"), "{e}");
     assert!(e.contains("\"needs-attention\" (exit 4)"), "{e}");
     let e = err(&format!("{MINIMAL}\n[params]\non_watch_hit = \"page\"\n"));
     assert!(e.contains("on_watch_hit \"page\" is unknown"), "{e}");
+}
+
+fn without(action: &str) -> String {
+    let block = MINIMAL
+        .split("[[steps]]")
+        .find(|b| b.contains(&format!("action = \"{action}\"\n")))
+        .unwrap();
+    MINIMAL.replacen(&format!("[[steps]]{block}"), "", 1)
+}
+
+#[test]
+fn a_playbook_without_its_safety_steps_is_refused() {
+    for action in [
+        "scale",
+        "wait-drained",
+        "snapshot",
+        "wait-provisioned",
+        "verify",
+        "restore-formation",
+    ] {
+        let text = without(action);
+        assert!(
+            !text.contains(&format!("action = \"{action}\"\n")),
+            "{text}"
+        );
+        let e = err(&text);
+        assert!(e.starts_with("pb.toml:"), "{action}: {e}");
+        assert!(
+            e.contains(&format!("no \"{action}\" step")),
+            "{action}: {e}"
+        );
+    }
+}
+
+#[test]
+fn writers_are_drained_before_the_snapshot_and_restored_last() {
+    // wait-drained after snapshot: writes between them would be lost.
+    let swapped = MINIMAL.replace(
+        "action = \"wait-drained\"\n[[steps]]\naction = \"snapshot\"",
+        "action = \"snapshot\"\n[[steps]]\naction = \"wait-drained\"",
+    );
+    assert!(err(&swapped).contains("scale, then wait-drained, then snapshot"));
+    // A write after restore-formation.
+    let late = MINIMAL.replace(
+        "[[steps]]\naction = \"scale\"\ncompensation = \"restore-formation\"\n",
+        "",
+    ) + "[[steps]]\naction = \"scale\"\ncompensation = \"restore-formation\"\n";
+    assert!(err(&late).contains("pb.toml:"), "{}", err(&late));
+}
+
+#[test]
+fn numbers_are_bounded_and_huge_durations_are_errors() {
+    let with_timeout = |t: &str| {
+        MINIMAL.replace(
+            "action = \"verify\"",
+            &format!("action = \"verify\"\ntimeout = \"{t}\""),
+        )
+    };
+    for t in [
+        "0s",
+        "500ms",
+        "25h",
+        "5124095576030431h",
+        "18446744073709551615s18446744073709551615s",
+    ] {
+        let e = err(&with_timeout(t));
+        assert!(e.starts_with("pb.toml:21:11: "), "{t}: {e}");
+    }
+    assert!(parse(&with_timeout("24h"), "pb.toml").is_ok());
+    assert!(parse(&with_timeout("1s"), "pb.toml").is_ok());
+    let retry = |r: &str| {
+        MINIMAL.replace(
+            "action = \"verify\"",
+            &format!("action = \"verify\"\nretry = {r}"),
+        )
+    };
+    assert!(err(&retry("{ attempts = 1000000 }")).contains("retry.attempts 1000000"));
+    assert!(err(&retry("{ attempts = 2, backoff = \"2h\" }")).contains("retry.backoff"));
+    let conns = MINIMAL.replace(
+        "name = \"mine\"",
+        "name = \"mine\"\n[params]\nconnections_per_dyno = 2147483648",
+    );
+    assert!(err(&conns).starts_with("pb.toml:"), "{}", err(&conns));
+    let conns = MINIMAL.replace(
+        "name = \"mine\"",
+        "name = \"mine\"\n[params]\nconnections_per_dyno = 0",
+    );
+    assert!(err(&conns).contains("connections_per_dyno 0 is out of range"));
+}
+
+#[test]
+fn a_stored_playbook_is_validated_the_same_way() {
+    assert!(Playbook::builtin().validate().is_ok());
+    let mut p = Playbook::builtin();
+    p.steps.retain(|s| s.action != Action::Snapshot);
+    let e = p.validate().unwrap_err().to_string();
+    assert!(e.contains("no \"snapshot\" step"), "{e}");
+    let mut p = Playbook::builtin();
+    p.steps[0].timeout = Duration::ZERO;
+    assert!(p.validate().unwrap_err().to_string().contains("timeout 0s"));
+    let mut p = Playbook::builtin();
+    p.params.connections_per_dyno = 2_147_483_648;
+    assert!(p.validate().is_err());
+    // A stored playbook whose duration overflows is refused while reading, not panicking.
+    let mut json = serde_json::to_value(Playbook::builtin()).unwrap();
+    json["steps"][0]["timeout"] = "5124095576030431h".into();
+    let e = serde_json::from_value::<Playbook>(json)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("too large"), "{e}");
 }

@@ -54,6 +54,15 @@ pub enum RunError {
     Interrupted { run_id: String },
     #[error("run {run_id} has no start record: its journal {path} is unusable; inspect it by hand")]
     NoStart { run_id: String, path: PathBuf },
+    #[error(
+        "run {run_id} cannot be resumed: the playbook stored in its journal {path} is invalid; \
+         nothing was done; check the app's formation and add-on plans by hand"
+    )]
+    StoredPlaybook {
+        run_id: String,
+        path: PathBuf,
+        source: crate::playbook::PlaybookError,
+    },
 }
 
 impl RunError {
@@ -74,7 +83,9 @@ impl RunError {
             ) => ExitCode::Usage,
             Self::Journal(JournalError::Locked { .. }) => ExitCode::Locked,
             Self::Interrupted { .. } => ExitCode::Interrupted,
-            Self::Engine(_) | Self::NoStart { .. } => ExitCode::NeedsAttention,
+            Self::Engine(_) | Self::NoStart { .. } | Self::StoredPlaybook { .. } => {
+                ExitCode::NeedsAttention
+            }
             Self::Heroku(_) | Self::Journal(_) => ExitCode::RolledBack,
         }
     }
@@ -408,7 +419,16 @@ impl Runner {
             })
             .ok_or_else(|| RunError::NoStart {
                 run_id: run_id.clone(),
+                path: path.clone(),
+            })?;
+        // A journal is a file like any other: a stored playbook gets the checks a new one
+        // gets, so that nothing it says can make the engine act unsafely or panic.
+        request
+            .validate()
+            .map_err(|source| RunError::StoredPlaybook {
+                run_id: run_id.clone(),
                 path,
+                source,
             })?;
         Ok((run_id, request, entries))
     }

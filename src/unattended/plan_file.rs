@@ -59,6 +59,11 @@ pub enum PlanFileError {
         "{path} is a plan file of version {version}, this upshift reads version {VERSION}: plan again with this version"
     )]
     Version { path: PathBuf, version: u32 },
+    #[error("{path}: {source}")]
+    Playbook {
+        path: PathBuf,
+        source: crate::playbook::PlaybookError,
+    },
     #[error("{path} was saved for {planned}, not {given}: nothing was done")]
     OtherApp {
         path: PathBuf,
@@ -142,6 +147,13 @@ impl PlanFile {
                 source: serde::de::Error::custom(format!("format is {:?}", file.format)),
             });
         }
+        // The embedded playbook is checked like one given with --playbook: an edited file
+        // must not smuggle in a playbook that cannot be safe.
+        let invalid = |source| PlanFileError::Playbook {
+            path: path.to_owned(),
+            source,
+        };
+        file.request.validate().map_err(invalid)?;
         Ok(file)
     }
 }
