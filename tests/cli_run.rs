@@ -257,3 +257,96 @@ fn a_missing_token_says_where_to_put_one() {
         "{e}"
     );
 }
+
+fn upshift_with(env: &Env, args: &[&str], vars: &[(&str, &std::ffi::OsStr)]) -> Output {
+    let cfg = env.sim.client_config();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_upshift"));
+    cmd.args(args)
+        .env("HEROKU_API_URL", cfg.api_url.as_str())
+        .env("HEROKU_DATA_URL", cfg.data_url.as_str())
+        .env("HEROKU_API_KEY", env.sim.api_key())
+        .env("UPSHIFT_STATE_DIR", env.state_dir.path())
+        .env_remove("HEROKU_APP")
+        .env_remove("UPSHIFT_FAILPOINT")
+        .stdin(Stdio::null());
+    for (k, v) in vars {
+        cmd.env(k, v);
+    }
+    cmd.output().expect("upshift runs")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_tokens_apps_and_state_dirs_exit_2_and_write_nothing() {
+    use std::os::unix::fs::PermissionsExt;
+    let env = Env::start(Duration::from_millis(300)).await;
+    let change = format!("{MAIN}=premium-1");
+    let run = |app: &'static str| -> Vec<String> {
+        [
+            "run",
+            "-a",
+            app,
+            "--change",
+            &change,
+            "--confirm",
+            app,
+            "--watch",
+            "0",
+        ]
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect()
+    };
+    let args = run(APP);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let writes = env.writes().len();
+    let scratch = tempfile::tempdir().unwrap();
+    let private = |name: &str| {
+        let p = scratch.path().join(name);
+        std::fs::create_dir(&p).unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o700)).unwrap();
+        p
+    };
+
+    // A token the platform refuses (401).
+    let o = upshift_with(&env, &args, &[("HEROKU_API_KEY", "not-a-token".as_ref())]);
+    assert_eq!(o.status.code(), Some(2), "401: {}", stderr(&o));
+
+    // An app that does not exist.
+    let other = run("no-such-app-42");
+    let other: Vec<&str> = other.iter().map(String::as_str).collect();
+    let o = upshift(&env, &other);
+    assert_eq!(o.status.code(), Some(2), "unknown app: {}", stderr(&o));
+
+    // A state dir that is a file.
+    let file = scratch.path().join("a-file");
+    std::fs::write(&file, "x").unwrap();
+    let o = upshift_with(&env, &args, &[("UPSHIFT_STATE_DIR", file.as_os_str())]);
+    assert_eq!(o.status.code(), Some(2), "a file: {}", stderr(&o));
+
+    // A state dir that others may write: refused like ssh does, saying how to fix it.
+    let open = private("open");
+    std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let o = upshift_with(&env, &args, &[("UPSHIFT_STATE_DIR", open.as_os_str())]);
+    assert_eq!(o.status.code(), Some(2), "0777: {}", stderr(&o));
+    assert!(stderr(&o).contains("chmod 700"), "{}", stderr(&o));
+    assert!(std::fs::read_dir(&open).unwrap().next().is_none());
+
+    // A lock path that is a directory.
+    let locked = private("locked");
+    std::fs::create_dir_all(locked.join("locks").join(format!("{APP}.lock"))).unwrap();
+    let o = upshift_with(&env, &args, &[("UPSHIFT_STATE_DIR", locked.as_os_str())]);
+    assert_eq!(o.status.code(), Some(2), "lock dir: {}", stderr(&o));
+
+    // A read-only state dir (root ignores modes, so only as a normal user).
+    let ro = private("ro");
+    std::fs::set_permissions(&ro, std::fs::Permissions::from_mode(0o500)).unwrap();
+    if std::fs::write(ro.join("probe"), "").is_err() {
+        let o = upshift_with(&env, &args, &[("UPSHIFT_STATE_DIR", ro.as_os_str())]);
+        assert_eq!(o.status.code(), Some(2), "read-only: {}", stderr(&o));
+    }
+    std::fs::set_permissions(&ro, std::fs::Permissions::from_mode(0o700)).unwrap();
+
+    assert_eq!(env.writes().len(), writes, "{:?}", env.writes());
+    assert_eq!(env.plan_of(MAIN).await, "premium-0");
+    env.sim.shutdown().await;
+}

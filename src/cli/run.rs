@@ -270,6 +270,10 @@ fn context_with(
         print_error(&e);
         ExitCode::Usage
     })?;
+    state.check().map_err(|e| {
+        print_error(&e);
+        ExitCode::Usage
+    })?;
     let mut config = RunnerConfig::new(state);
     configure(&mut config);
     Ok(Context {

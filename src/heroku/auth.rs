@@ -84,7 +84,7 @@ fn netrc_password(text: &str, machine: &str) -> Option<String> {
         match word {
             "machine" => in_machine = words.next() == Some(machine),
             "default" => in_machine = false,
-            "password" if in_machine => return words.next().map(str::to_owned),
+            "password" if in_machine => return words.next().map(unquote),
             "login" | "account" | "password" => {
                 words.next();
             }
@@ -94,9 +94,30 @@ fn netrc_password(text: &str, machine: &str) -> Option<String> {
     None
 }
 
+/// `password "abc"` means `abc`: tools that write netrc files quote values, and a token sent
+/// with its quotes is refused with a 401 that names neither.
+fn unquote(word: &str) -> String {
+    word.strip_prefix('"')
+        .and_then(|w| w.strip_suffix('"'))
+        .filter(|w| !w.is_empty())
+        .unwrap_or(word)
+        .to_owned()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_quoted_password_loses_its_quotes() {
+        let text = "machine api.heroku.com login a@b.c password \"abc-123\"\n";
+        assert_eq!(
+            netrc_password(text, NETRC_MACHINE).as_deref(),
+            Some("abc-123")
+        );
+        assert_eq!(unquote("\""), "\"");
+        assert_eq!(unquote("plain"), "plain");
+    }
 
     #[test]
     fn env_wins_over_netrc() {

@@ -62,6 +62,16 @@ impl AppLock {
         let dir = state.locks_dir();
         create_private_dir(&dir)?;
         let path = dir.join(format!("{}.lock", sanitize(app)));
+        if path.is_dir() {
+            // Never removed: a directory here is not a lock any run of ours wrote.
+            return Err(JournalError::UnusableStateDir {
+                path: state.root().to_owned(),
+                problem: format!(
+                    "the lock {} is a directory: remove it by hand",
+                    path.display()
+                ),
+            });
+        }
         let owner = LockOwner {
             host: hostname(),
             pid: std::process::id(),

@@ -27,6 +27,8 @@ pub enum JournalError {
         "no state directory: set UPSHIFT_STATE_DIR (or XDG_STATE_HOME / HOME) to a writable folder"
     )]
     NoStateDir,
+    #[error("the state directory {path} cannot be used: {problem}")]
+    UnusableStateDir { path: PathBuf, problem: String },
     #[error("cannot create {path}")]
     CreateDir {
         path: PathBuf,
@@ -92,6 +94,69 @@ impl StateDir {
         dirs::home_dir()
             .map(|h| Self::at(h.join(".local/state/upshift")))
             .ok_or(JournalError::NoStateDir)
+    }
+
+    /// Checks the state dir before anything is written through it, creating it (0700) when
+    /// missing: it must be a directory this user owns and can write, that no one else may
+    /// write (like ssh, since its journals decide what `resume` does to an app), with `runs`
+    /// and `locks` folders where they exist.
+    ///
+    /// # Errors
+    /// [`JournalError::UnusableStateDir`] saying what is wrong and how to fix it.
+    pub fn check(&self) -> Result<(), JournalError> {
+        let root = &self.root;
+        let bad = |problem: String| JournalError::UnusableStateDir {
+            path: root.clone(),
+            problem,
+        };
+        if !root.exists() {
+            create_private_dir(root)?;
+        }
+        let meta = std::fs::metadata(root).map_err(|e| bad(format!("{e}")))?;
+        if !meta.is_dir() {
+            return Err(bad(
+                "it is not a directory: point UPSHIFT_STATE_DIR at a folder".into(),
+            ));
+        }
+        for sub in [self.runs_dir(), self.locks_dir()] {
+            if sub.exists() && !sub.is_dir() {
+                return Err(bad(format!(
+                    "{} is not a directory: move it away",
+                    sub.display()
+                )));
+            }
+        }
+        // A file created here is owned by this user: comparing owners needs no libc call.
+        let probe = tempfile::NamedTempFile::new_in(root).map_err(|e| {
+            bad(format!(
+                "it is not writable ({e}): give this user write access, e.g. chmod 700 {}",
+                root.display()
+            ))
+        })?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::MetadataExt;
+            let me = probe
+                .as_file()
+                .metadata()
+                .map_err(|e| bad(format!("{e}")))?
+                .uid();
+            if meta.uid() != me {
+                return Err(bad(format!(
+                    "it is owned by uid {}, not by this user (uid {me}): use a folder of your own",
+                    meta.uid()
+                )));
+            }
+            if meta.mode() & 0o022 != 0 {
+                return Err(bad(format!(
+                    "others may write to it (mode {:o}): run `chmod 700 {}`",
+                    meta.mode() & 0o7777,
+                    root.display()
+                )));
+            }
+        }
+        drop(probe);
+        Ok(())
     }
 
     /// The root folder.

@@ -55,6 +55,15 @@ pub enum RunError {
     #[error("run {run_id} has no start record: its journal {path} is unusable; inspect it by hand")]
     NoStart { run_id: String, path: PathBuf },
     #[error(
+        "--change {first} and --change {second} name the same add-on ({addon}): give each \
+         add-on once; nothing was done"
+    )]
+    DuplicateAddon {
+        first: String,
+        second: String,
+        addon: String,
+    },
+    #[error(
         "run {run_id} cannot be resumed: the playbook stored in its journal {path} is invalid; \
          nothing was done; check the app's formation and add-on plans by hand"
     )]
@@ -79,8 +88,12 @@ impl RunError {
                 | HerokuError::InvalidParams { .. },
             )
             | Self::Journal(
-                JournalError::NoSuchRun { .. } | JournalError::NothingToResume { .. },
-            ) => ExitCode::Usage,
+                JournalError::NoSuchRun { .. }
+                | JournalError::NothingToResume { .. }
+                | JournalError::NoStateDir
+                | JournalError::UnusableStateDir { .. },
+            )
+            | Self::DuplicateAddon { .. } => ExitCode::Usage,
             Self::Journal(JournalError::Locked { .. }) => ExitCode::Locked,
             Self::Interrupted { .. } => ExitCode::Interrupted,
             Self::Engine(_) | Self::NoStart { .. } | Self::StoredPlaybook { .. } => {
@@ -256,6 +269,7 @@ impl Runner {
     /// # Errors
     /// The app cannot be read.
     pub async fn plan(&self, request: &RunRequest) -> Result<Plan, RunError> {
+        self.preflight(request).await?;
         let unfinished = unfinished_runs(&self.config.state, &request.app)?;
         let capture = capture::capture(
             &self.client,
@@ -336,12 +350,40 @@ impl Runner {
         out
     }
 
+    /// Checks, with reads only, what makes a request bad input rather than a failed run: the
+    /// token and the app (401/403/404 exit 2, before any lock, journal or write), and two
+    /// `--change` naming one add-on by different names (resolved to add-on ids). An add-on
+    /// that is not found is left to the capture, whose guard blocks with the details.
+    async fn preflight(&self, request: &RunRequest) -> Result<(), RunError> {
+        self.client.app(&request.app).await?;
+        let mut seen: Vec<(String, &str)> = Vec::new();
+        for change in &request.changes {
+            match capture::resolve_addon(&self.client, &request.app, &change.addon).await {
+                Ok((addon, _)) => {
+                    if let Some((_, first)) = seen.iter().find(|(id, _)| *id == addon.id) {
+                        return Err(RunError::DuplicateAddon {
+                            first: (*first).to_owned(),
+                            second: change.addon.clone(),
+                            addon: addon.name,
+                        });
+                    }
+                    seen.push((addon.id, &change.addon));
+                }
+                Err(HerokuError::NotFound { .. }) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(())
+    }
+
     /// Starts a new run of `request`.
     ///
     /// # Errors
     /// The lock is held, the journal cannot be written, or the run was interrupted twice.
     /// A run that fails and rolls back is not an error: see [`RunReport::outcome`].
     pub async fn run(&self, request: &RunRequest) -> Result<RunReport, RunError> {
+        self.preflight(request).await?;
+        self.config.state.check()?;
         let now = jiff::Timestamp::now();
         let run_id = journal::new_run_id(now);
         let lock = AppLock::acquire(
@@ -434,6 +476,7 @@ impl Runner {
     }
 
     async fn reopen(&self, run_id: Option<&str>, rollback: bool) -> Result<RunReport, RunError> {
+        self.config.state.check()?;
         let (run_id, request, entries) = self.load_run(run_id)?;
         let lock = AppLock::acquire(
             &self.config.state,
