@@ -350,3 +350,152 @@ async fn bad_tokens_apps_and_state_dirs_exit_2_and_write_nothing() {
     assert_eq!(env.plan_of(MAIN).await, "premium-0");
     env.sim.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_addon_named_twice_by_different_names_is_refused_before_any_write() {
+    let env = Env::start(Duration::from_millis(300)).await;
+    let name = env.client().addon(APP, MAIN).await.unwrap().name;
+    assert_ne!(
+        name, MAIN,
+        "the add-on's own name differs from its attachment name"
+    );
+    let writes = env.writes().len();
+    let second = format!("{name}=premium-2");
+    let first = format!("{MAIN}=premium-1");
+    for cmd in ["plan", "run"] {
+        let mut args = vec![cmd, "-a", APP, "--change", &first, "--change", &second];
+        if cmd == "run" {
+            args.extend(["--confirm", APP, "--watch", "0"]);
+        }
+        let o = upshift(&env, &args);
+        assert_eq!(o.status.code(), Some(2), "{cmd}: {}", stderr(&o));
+        assert!(
+            stderr(&o).contains("name the same add-on"),
+            "{}",
+            stderr(&o)
+        );
+    }
+    assert_eq!(env.writes().len(), writes, "{:?}", env.writes());
+    assert!(
+        !env.state_dir.path().join("runs").exists(),
+        "no journal for bad input"
+    );
+    assert_eq!(env.plan_of(MAIN).await, "premium-0");
+    env.sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_edited_plan_file_without_a_snapshot_is_refused() {
+    let env = Env::start(Duration::from_millis(300)).await;
+    let path = env.state_dir.path().join("plan.json");
+    let change = format!("{MAIN}=premium-1");
+    let o = upshift(
+        &env,
+        &[
+            "plan",
+            "-a",
+            APP,
+            "--change",
+            &change,
+            "--out",
+            path.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let mut file: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    file["request"]["playbook"]["steps"]
+        .as_array_mut()
+        .unwrap()
+        .retain(|s| s["action"] != "snapshot");
+    std::fs::write(&path, file.to_string()).unwrap();
+    let before = env.sim.request_log().len();
+    let o = upshift(
+        &env,
+        &[
+            "run",
+            "--plan",
+            path.to_str().unwrap(),
+            "--confirm",
+            APP,
+            "--watch",
+            "0",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("no \"snapshot\" step"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(
+        env.sim.request_log().len(),
+        before,
+        "no request may reach the platform"
+    );
+    env.sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resume_of_a_stored_invalid_playbook_is_a_clear_error_not_a_panic() {
+    let env = Env::start(Duration::from_millis(300)).await;
+    // A run that dies right after its start record leaves a journal to resume.
+    let o = upshift_with(
+        &env,
+        &[
+            "run",
+            "-a",
+            APP,
+            "--change",
+            &format!("{MAIN}=premium-1"),
+            "--confirm",
+            APP,
+            "--watch",
+            "0",
+        ],
+        &[("UPSHIFT_FAILPOINT", "1".as_ref())],
+    );
+    assert!(!o.status.success());
+    let runs = env.state_dir.path().join("runs");
+    let run = std::fs::read_dir(&runs)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let journal = run.join("journal.jsonl");
+    let text = std::fs::read_to_string(&journal).unwrap();
+    // An overflowing duration makes the start record unreadable: the journal is unusable, said so.
+    let bad_timeouts = [("0s", "timeout 0s"), ("5124095576030431h", "is unusable")];
+    for (timeout, says) in bad_timeouts {
+        let edited: Vec<String> = text
+            .lines()
+            .map(|line| {
+                let mut v: serde_json::Value = serde_json::from_str(line).unwrap();
+                if let Some(steps) = v["request"]["playbook"]["steps"].as_array_mut() {
+                    for s in steps {
+                        if s["action"] == "restore-formation" {
+                            s["timeout"] = timeout.into();
+                        }
+                    }
+                }
+                v.to_string()
+            })
+            .collect();
+        std::fs::write(&journal, edited.join("\n") + "\n").unwrap();
+        let before = env.sim.request_log().len();
+        // An unparsable duration makes the record unreadable, so name the run.
+        let id = run.file_name().unwrap().to_str().unwrap().to_owned();
+        let o = upshift(&env, &["resume", &id, "--confirm", APP]);
+        let e = stderr(&o);
+        assert!(!e.contains("panicked"), "{e}");
+        assert_eq!(o.status.code(), Some(4), "{timeout}: {e}");
+        assert!(e.contains(says), "{timeout}: {e}");
+        assert_eq!(
+            env.sim.request_log().len(),
+            before,
+            "{timeout}: resume sent requests"
+        );
+    }
+    env.sim.shutdown().await;
+}

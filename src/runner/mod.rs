@@ -96,9 +96,10 @@ impl RunError {
             | Self::DuplicateAddon { .. } => ExitCode::Usage,
             Self::Journal(JournalError::Locked { .. }) => ExitCode::Locked,
             Self::Interrupted { .. } => ExitCode::Interrupted,
-            Self::Engine(_) | Self::NoStart { .. } | Self::StoredPlaybook { .. } => {
-                ExitCode::NeedsAttention
-            }
+            Self::Engine(_)
+            | Self::NoStart { .. }
+            | Self::StoredPlaybook { .. }
+            | Self::Journal(JournalError::Corrupt { .. }) => ExitCode::NeedsAttention,
             Self::Heroku(_) | Self::Journal(_) => ExitCode::RolledBack,
         }
     }
