@@ -90,6 +90,8 @@ pub fn parse_urls(given: &[String]) -> Result<Vec<Url>, NotifyError> {
 
 #[derive(Debug, Default)]
 struct Counters {
+    /// Notifications put in a queue (one per URL).
+    queued: AtomicUsize,
     delivered: AtomicUsize,
     failed: AtomicUsize,
     dropped: AtomicUsize,
@@ -152,6 +154,8 @@ impl Notifier {
         for tx in senders.iter() {
             if tx.try_send(notification.clone()).is_err() {
                 self.counters.dropped.fetch_add(1, Ordering::Relaxed);
+            } else {
+                self.counters.queued.fetch_add(1, Ordering::Relaxed);
             }
         }
     }
@@ -169,13 +173,23 @@ impl Notifier {
         for mut task in tasks {
             if tokio::time::timeout_at(deadline, &mut task).await.is_err() {
                 task.abort();
-                self.counters.dropped.fetch_add(1, Ordering::Relaxed);
+                // Wait for the abort so the counters below are final.
+                let _ = task.await;
             }
         }
+        let delivered = self.counters.delivered.load(Ordering::Relaxed);
+        let failed = self.counters.failed.load(Ordering::Relaxed);
+        // Every queued notification that an aborted task never finished was dropped: one
+        // per notification, not one per task (a slow webhook with 3 waiting said 1).
+        let unfinished = self
+            .counters
+            .queued
+            .load(Ordering::Relaxed)
+            .saturating_sub(delivered + failed);
         NotifySummary {
-            delivered: self.counters.delivered.load(Ordering::Relaxed),
-            failed: self.counters.failed.load(Ordering::Relaxed),
-            dropped: self.counters.dropped.load(Ordering::Relaxed),
+            delivered,
+            failed,
+            dropped: self.counters.dropped.load(Ordering::Relaxed) + unfinished,
         }
     }
 }
@@ -226,6 +240,52 @@ async fn deliver(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn every_notification_left_at_exit_counts_as_dropped() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = Url::parse(&format!("http://{}/hook", listener.local_addr().unwrap())).unwrap();
+        // Accepts and never answers: every POST hangs until the exit budget ends.
+        tokio::spawn(async move {
+            let mut open = Vec::new();
+            while let Ok((socket, _)) = listener.accept().await {
+                open.push(socket);
+            }
+        });
+        let notifier = Notifier::start(
+            vec![url],
+            "app",
+            vec![],
+            &NotifyConfig {
+                attempts: 1,
+                backoff: Duration::from_millis(10),
+                request_timeout: Duration::from_secs(30),
+                queue: 8,
+            },
+        )
+        .unwrap();
+        let note = Notifications::new("app", vec![])
+            .on_event(
+                &RunEvent::Started {
+                    run_id: "r".into(),
+                    journal: "j".into(),
+                },
+                Duration::ZERO,
+            )
+            .unwrap();
+        for _ in 0..4 {
+            notifier.send(&note);
+        }
+        let sent = notifier.finish(Duration::from_millis(300)).await;
+        assert_eq!(
+            sent,
+            NotifySummary {
+                delivered: 0,
+                failed: 0,
+                dropped: 4
+            }
+        );
+    }
 
     #[test]
     fn urls_are_checked_and_never_shown_whole() {

@@ -539,3 +539,46 @@ async fn sigterm_while_waiting_for_the_window_exits_130_and_writes_nothing() {
     assert!(env.state().run_ids().unwrap().is_empty(), "no journal");
     env.sim.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_json_logs_the_notification_warning_is_a_json_event_with_the_right_count() {
+    let env = Env::start(Duration::from_millis(300)).await;
+    // A webhook that accepts and never answers: every notification is still waiting at exit.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let hook = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        let mut open = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            open.push(socket);
+        }
+    });
+    let out = upshift(&env)
+        .args(run_args(&[
+            "--watch",
+            "0",
+            "--log-format",
+            "json",
+            "--notify",
+            &hook,
+        ]))
+        .output()
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    // Every line on the event stream is JSON: no plain-text warning among them.
+    let events: Vec<serde_json::Value> = stderr
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    let warning = events
+        .iter()
+        .find(|e| e["event"] == "notifications")
+        .unwrap_or_else(|| panic!("no notifications event: {stderr}"));
+    // started, point-of-no-return, succeeded: three notifications, none delivered.
+    assert_eq!(warning["delivered"], 0, "{warning}");
+    assert_eq!(warning["dropped"], 3, "{warning}");
+    assert!(warning["ts"].is_string());
+    env.sim.shutdown().await;
+}

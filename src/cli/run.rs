@@ -16,7 +16,9 @@ use crate::plan::facts::{ChangeRequest, DataPolicy};
 use crate::plan::{self, RunRequest};
 use crate::playbook::{Playbook, PlaybookError};
 use crate::runner::record::Record;
-use crate::runner::{Interrupts, Reporter, RunError, RunReport, Runner, RunnerConfig, Silent};
+use crate::runner::{
+    Interrupts, Reporter, RunError, RunEvent, RunReport, Runner, RunnerConfig, Silent,
+};
 use crate::ui;
 
 /// What to change, shared by `plan` and `run`.
@@ -479,7 +481,7 @@ pub fn run(args: &RunArgs) -> ExitCode {
             .iter()
             .map(|c| format!("{}={}", c.addon, c.plan))
             .collect();
-        let (reporter, notifier) = match unattended::reporter(
+        let (reporter, notifier, output) = match unattended::reporter(
             &schedule,
             Arc::new(ui::HumanReporter::new(false)),
             &request.app,
@@ -495,10 +497,13 @@ pub fn run(args: &RunArgs) -> ExitCode {
         if let Some(notifier) = notifier {
             let sent = notifier.finish(unattended::NOTIFY_BUDGET).await;
             if sent.failed + sent.dropped > 0 {
-                eprintln!(
-                    "warning: notifications: {} delivered, {} failed, {} dropped (the run's outcome is unaffected)",
-                    sent.delivered, sent.failed, sent.dropped
-                );
+                // Through the run's reporter (not the notifier, finished now): a JSON line
+                // with --log-format json, a warning line for people.
+                output.report(&RunEvent::NotificationsDone {
+                    delivered: sent.delivered,
+                    failed: sent.failed,
+                    dropped: sent.dropped,
+                });
             }
         }
         code

@@ -153,7 +153,9 @@ impl TryFrom<(&RunScheduleArgs, bool)> for Schedule {
 }
 
 /// The reporter a run reports to, and the notifier inside it (to drain at exit).
-pub type RunReporters = (Arc<dyn Reporter>, Option<Arc<Notifier>>);
+/// The run's reporter, the notifier when there is one, and the output alone (for what is
+/// reported after the notifier finished).
+pub type RunReporters = (Arc<dyn Reporter>, Option<Arc<Notifier>>, Arc<dyn Reporter>);
 
 /// The reporter of a run: human lines or JSON lines on stderr, teed with the webhook notifier
 /// when `--notify` is given (start it inside the runtime).
@@ -171,7 +173,7 @@ pub fn reporter(
         LogFormat::Json => Arc::new(JsonLines::new(std::io::stderr())),
     };
     if schedule.notify.is_empty() {
-        return Ok((base, None));
+        return Ok((base.clone(), None, base));
     }
     let notifier = Arc::new(Notifier::start(
         schedule.notify.clone(),
@@ -179,8 +181,8 @@ pub fn reporter(
         changes,
         &NotifyConfig::default(),
     )?);
-    let tee: Arc<dyn Reporter> = Arc::new(Tee::new(vec![base, notifier.clone()]));
-    Ok((tee, Some(notifier)))
+    let tee: Arc<dyn Reporter> = Arc::new(Tee::new(vec![base.clone(), notifier.clone()]));
+    Ok((tee, Some(notifier), base))
 }
 
 /// How a wait for the window ended.

@@ -75,6 +75,12 @@ pub enum RunEvent {
     /// The watch ended with this many hits; with `needs_attention` the playbook
     /// (`on_watch_hit = "needs-attention"`) turns them into a needs-attention exit.
     WatchDone { hits: usize, needs_attention: bool },
+    /// Webhook delivery at exit, reported when some notifications failed or were dropped.
+    NotificationsDone {
+        delivered: usize,
+        failed: usize,
+        dropped: usize,
+    },
 }
 
 /// Receives run events. Must not block.

@@ -191,7 +191,12 @@ impl Reporter for HumanReporter {
             return;
         };
         let state = &mut *guard;
-        if self.quiet && !matches!(event, RunEvent::Warning { .. }) {
+        if self.quiet
+            && !matches!(
+                event,
+                RunEvent::Warning { .. } | RunEvent::NotificationsDone { .. }
+            )
+        {
             return;
         }
         match event {
@@ -336,7 +341,8 @@ impl Reporter for HumanReporter {
             | RunEvent::WindowOverrun { .. }
             | RunEvent::WatchStarted { .. }
             | RunEvent::WatchHit { .. }
-            | RunEvent::WatchDone { .. } => {
+            | RunEvent::WatchDone { .. }
+            | RunEvent::NotificationsDone { .. } => {
                 if let Some(text) = crate::unattended::event::human_line(event) {
                     self.line(state, &text);
                 }

@@ -91,6 +91,12 @@ pub enum LogEvent {
         hits: usize,
         needs_attention: bool,
     },
+    /// Some webhook notifications failed or were dropped; the run's outcome is unaffected.
+    Notifications {
+        delivered: usize,
+        failed: usize,
+        dropped: usize,
+    },
 }
 
 impl From<&RunEvent> for LogEvent {
@@ -190,6 +196,15 @@ impl From<&RunEvent> for LogEvent {
                 hits,
                 needs_attention,
             },
+            RunEvent::NotificationsDone {
+                delivered,
+                failed,
+                dropped,
+            } => Self::Notifications {
+                delivered,
+                failed,
+                dropped,
+            },
         }
     }
 }
@@ -232,6 +247,13 @@ pub fn human_line(event: &RunEvent) -> Option<String> {
         }
         RunEvent::WatchDone { hits: 0, .. } => "watch: no errors in the logs".to_owned(),
         RunEvent::WatchDone { hits, .. } => format!("watch: {hits} error line(s) in the logs"),
+        RunEvent::NotificationsDone {
+            delivered,
+            failed,
+            dropped,
+        } => format!(
+            "warning: notifications: {delivered} delivered, {failed} failed, {dropped} dropped (the run's outcome is unaffected)"
+        ),
         _ => return None,
     })
 }

@@ -108,6 +108,24 @@ mod tests {
     }
 
     #[test]
+    fn the_notification_warning_is_a_json_event() {
+        let line = JsonLines::<Vec<u8>>::line(
+            &RunEvent::NotificationsDone {
+                delivered: 1,
+                failed: 2,
+                dropped: 3,
+            },
+            jiff::Timestamp::UNIX_EPOCH,
+        );
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(v["event"], "notifications", "{line}");
+        assert_eq!(
+            (&v["delivered"], &v["failed"], &v["dropped"]),
+            (&1.into(), &2.into(), &3.into())
+        );
+    }
+
+    #[test]
     fn tee_hands_every_event_to_every_reporter() {
         let a = Arc::new(Count::default());
         let b = Arc::new(Count::default());
