@@ -17,6 +17,9 @@ pub struct LockOwner {
     pub run_id: String,
     /// RFC 3339; the holder renews it while it runs.
     pub lease_until: String,
+    /// RFC 3339; when the holder took the lock (empty in locks written before it was kept).
+    #[serde(default)]
+    pub since: String,
 }
 
 /// A held lock; released on drop (only if still ours).
@@ -67,6 +70,7 @@ impl AppLock {
             pid: std::process::id(),
             run_id: run_id.to_owned(),
             lease_until: lease_end(now, lease),
+            since: now.to_string(),
         };
         for _ in 0..2 {
             match Self::create(&path, &owner) {
@@ -77,11 +81,8 @@ impl AppLock {
                         let _ = std::fs::remove_file(&path);
                         continue;
                     };
-                    if holder.run_id == run_id && holder.host == owner.host {
-                        // Our own run, resumed by a new process: take it back.
-                        Self::write(&path, &owner)?;
-                        return Ok(Self { path, owner });
-                    }
+                    // The same run id is no exception: a `resume` of a run whose process is
+                    // still alive would drive it twice at once. Only a gone holder is replaced.
                     if Self::holder_gone(&holder, now) {
                         let _ = std::fs::remove_file(&path);
                         continue;
@@ -210,7 +211,46 @@ mod tests {
             AppLock::acquire(&state, "app", "r2", now(), Duration::from_secs(120)).unwrap_err();
         let msg = err.to_string();
         assert!(msg.contains("held by run r1"), "{msg}");
-        assert!(msg.contains("upshift resume r1"), "{msg}");
+        assert!(
+            msg.contains(&format!("pid {}", std::process::id())),
+            "{msg}"
+        );
+        assert!(msg.contains("since 2026-11-25T12:00:00Z"), "{msg}");
+        assert!(
+            !msg.contains("resume"),
+            "a live holder must not be resumed: {msg}"
+        );
+    }
+
+    #[test]
+    fn a_live_holder_of_the_same_run_is_not_taken_over() {
+        let tmp = tempfile::tempdir().unwrap();
+        let state = StateDir::at(tmp.path());
+        // This process holds run r1; a `resume r1` from another process on this host (same
+        // host, same run id) must be refused while the pid lives.
+        let _held = AppLock::acquire(&state, "app", "r1", now(), Duration::from_secs(120)).unwrap();
+        let err =
+            AppLock::acquire(&state, "app", "r1", now(), Duration::from_secs(120)).unwrap_err();
+        assert!(matches!(err, JournalError::Locked { .. }), "{err}");
+        assert_eq!(AppLock::holder(&state, "app").unwrap().run_id, "r1");
+    }
+
+    #[test]
+    fn a_dead_holder_of_the_same_run_is_taken_back() {
+        let tmp = tempfile::tempdir().unwrap();
+        let state = StateDir::at(tmp.path());
+        create_private_dir(&state.locks_dir()).unwrap();
+        let dead = LockOwner {
+            host: hostname(),
+            pid: u32::MAX - 1,
+            run_id: "r1".into(),
+            lease_until: "2099-01-01T00:00:00Z".into(),
+            since: String::new(),
+        };
+        let path = state.locks_dir().join("app.lock");
+        std::fs::write(&path, serde_json::to_vec(&dead).unwrap()).unwrap();
+        let lock = AppLock::acquire(&state, "app", "r1", now(), Duration::from_secs(60)).unwrap();
+        assert_eq!(lock.owner().pid, std::process::id());
     }
 
     #[test]
@@ -224,6 +264,7 @@ mod tests {
             pid: u32::MAX - 1,
             run_id: "old".into(),
             lease_until: "2099-01-01T00:00:00Z".into(),
+            since: String::new(),
         };
         std::fs::write(&path, serde_json::to_vec(&dead).unwrap()).unwrap();
         let lock = AppLock::acquire(&state, "app", "new", now(), Duration::from_secs(60)).unwrap();
@@ -240,6 +281,7 @@ mod tests {
             pid: 1,
             run_id: "theirs".into(),
             lease_until: "2026-11-25T12:01:00Z".into(),
+            since: String::new(),
         };
         let path = state.locks_dir().join("app.lock");
         std::fs::write(&path, serde_json::to_vec(&other).unwrap()).unwrap();

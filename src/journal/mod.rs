@@ -53,9 +53,11 @@ pub enum JournalError {
     #[error("no unfinished run{}: `upshift runs` lists the runs", app.as_ref().map(|a| format!(" for app {a}")).unwrap_or_default())]
     NothingToResume { app: Option<String> },
     #[error(
-        "app {app} is held by run {} (pid {} on {}, lease until {}): wait for it to finish, or \
-         `upshift resume {}` if it died",
-        owner.run_id, owner.pid, owner.host, owner.lease_until, owner.run_id
+        "app {app} is held by run {} (pid {} on {}, since {}, lease until {}), which is still \
+         alive: wait for it to finish; do not take it over while its process runs",
+        owner.run_id, owner.pid, owner.host,
+        if owner.since.is_empty() { "an unknown time" } else { owner.since.as_str() },
+        owner.lease_until
     )]
     Locked { app: String, owner: LockOwner },
     #[error("cannot take the lock {path}")]
