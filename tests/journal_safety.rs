@@ -126,3 +126,134 @@ async fn resume_and_rollback_never_take_over_a_live_run() {
     assert_eq!(env.plan_of(MAIN).await, "premium-1");
     env.sim.shutdown().await;
 }
+
+/// Starts a run that crashes (abort, like kill -9) right after its `k`th journal record,
+/// and checks it landed mid-run: journal there, no outcome, writers stopped.
+async fn crashed_run(env: &Env, k: usize) -> (String, std::path::PathBuf) {
+    let out = upshift(env)
+        .args(run_args("premium-1"))
+        .env("UPSHIFT_FAILPOINT", k.to_string())
+        .output()
+        .unwrap();
+    assert!(
+        !out.status.success(),
+        "the failpoint fired: {}",
+        stderr(&out)
+    );
+    let id = env.state().run_ids().unwrap().pop().expect("a run");
+    let recs = records(env, &id);
+    assert_eq!(recs.len(), k, "{recs:?}");
+    assert!(!recs.iter().any(|r| matches!(r, Record::Finished { .. })));
+    assert_eq!(web(env).await, 0, "the crash landed after the scale-down");
+    let path = env.state().run_dir(&id).join(journal::JOURNAL_FILE);
+    (id, path)
+}
+
+/// The index (1-based) of the first journal record written after the writers stopped.
+fn after_scale_down(env: &Env) -> usize {
+    let out = upshift(env).args(run_args("premium-2")).output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let id = env.state().run_ids().unwrap().pop().expect("a run");
+    1 + records(env, &id)
+        .iter()
+        .position(|r| matches!(r, Record::Effect { what, .. } if what.starts_with("scale")))
+        .expect("a scale effect")
+}
+
+fn combined(out: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&out.stdout), stderr(out))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_torn_tail_is_recovered_with_a_copy_and_resume_finishes_the_run() {
+    let env = Env::start(Duration::from_millis(300)).await;
+    let k = after_scale_down(&env);
+    let (id, path) = crashed_run(&env, k).await;
+    let mut torn = std::fs::read(&path).unwrap();
+    torn.extend_from_slice(b"{\"v\":1,\"at_ms\":17");
+    std::fs::write(&path, &torn).unwrap();
+
+    let runs = upshift(&env).arg("runs").output().unwrap();
+    let listed = combined(&runs);
+    assert!(
+        listed
+            .lines()
+            .any(|l| l.contains(&id) && l.contains("unfinished")),
+        "{listed}"
+    );
+    let blocked = upshift(&env).args(run_args("premium-2")).output().unwrap();
+    assert_eq!(blocked.status.code(), Some(3), "{}", combined(&blocked));
+    assert!(combined(&blocked).contains(&id), "{}", combined(&blocked));
+
+    let out = upshift(&env)
+        .args(["resume", "--confirm", APP])
+        .output()
+        .unwrap();
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(err.contains("torn"), "resume says it recovered: {err}");
+    let copy = path.with_extension("jsonl.torn");
+    assert_eq!(std::fs::read(&copy).unwrap(), torn, "the original is kept");
+    let recs = records(&env, &id);
+    assert!(recs.len() > k, "{recs:?}");
+    let finished = recs
+        .iter()
+        .filter(|r| matches!(r, Record::Finished { .. }))
+        .count();
+    assert_eq!(finished, 1);
+    assert_eq!(web(&env).await, 2);
+    env.sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_corrupt_or_unreadable_journal_is_listed_and_blocks_the_app() {
+    let env = Env::start(Duration::from_millis(300)).await;
+    let k = after_scale_down(&env);
+    let (id, path) = crashed_run(&env, k).await;
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes.extend_from_slice(b"garbage appended by someone\n");
+    std::fs::write(&path, &bytes).unwrap();
+    let shown = path.display().to_string();
+
+    // Garbage, then a journal that cannot be read at all (a directory in its place).
+    for case in ["garbage", "unreadable"] {
+        if case == "unreadable" {
+            std::fs::rename(&path, path.with_extension("moved")).unwrap();
+            std::fs::create_dir(&path).unwrap();
+        }
+        let runs = upshift(&env).arg("runs").output().unwrap();
+        let listed = combined(&runs);
+        assert_eq!(runs.status.code(), Some(0), "{case}: {listed}");
+        assert!(
+            listed
+                .lines()
+                .any(|l| l.contains(&id) && l.contains("unreadable") && l.contains(&shown)),
+            "{case}: {listed}"
+        );
+
+        let resumed = upshift(&env)
+            .args(["resume", "--confirm", APP])
+            .output()
+            .unwrap();
+        let err = stderr(&resumed);
+        assert_eq!(resumed.status.code(), Some(4), "{case}: {err}");
+        assert!(err.contains(&shown), "{case}: {err}");
+        assert!(!err.contains("no unfinished run"), "{case}: {err}");
+
+        let blocked = upshift(&env).args(run_args("premium-2")).output().unwrap();
+        let text = combined(&blocked);
+        assert_eq!(blocked.status.code(), Some(3), "{case}: {text}");
+        assert!(
+            text.contains(&id) && text.contains(&shown),
+            "{case}: {text}"
+        );
+        // Nothing moved: the writers stay as the crashed run left them.
+        assert_eq!(web(&env).await, 0, "{case}");
+    }
+    assert_eq!(
+        std::fs::read(path.with_extension("moved")).unwrap(),
+        bytes,
+        "a corrupt journal is never rewritten"
+    );
+    env.sim.shutdown().await;
+}

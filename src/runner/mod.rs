@@ -74,7 +74,11 @@ impl RunError {
             ) => ExitCode::Usage,
             Self::Journal(JournalError::Locked { .. }) => ExitCode::Locked,
             Self::Interrupted { .. } => ExitCode::Interrupted,
-            Self::Engine(_) | Self::NoStart { .. } => ExitCode::NeedsAttention,
+            Self::Engine(_)
+            | Self::NoStart { .. }
+            | Self::Journal(JournalError::Corrupt { .. } | JournalError::Read { .. }) => {
+                ExitCode::NeedsAttention
+            }
             Self::Heroku(_) | Self::Journal(_) => ExitCode::RolledBack,
         }
     }
@@ -423,7 +427,21 @@ impl Runner {
             self.config.lock_lease,
         )?;
         let journal = Journal::open(&self.config.state, &run_id)?;
+        let recovered = journal.recovered().map(|copy| {
+            format!(
+                "journal {} ended in a torn line (a crash mid-write): cut back to its last \
+                 complete record; the original is kept at {}",
+                journal.path().display(),
+                copy.display()
+            )
+        });
         let mut run = ActiveRun::new(self, run_id, journal, lock, request);
+        if let Some(message) = recovered {
+            run.report_event(&RunEvent::Warning {
+                message: message.clone(),
+            });
+            run.record(&Record::Note { message })?;
+        }
         run.restore_from(&entries)?;
         if let Some(outcome) = run.engine.outcome() {
             // Finished before: make sure it is recorded, then report it again.
@@ -457,13 +475,19 @@ pub fn unfinished(state: &StateDir, app: Option<&str>) -> Result<Vec<(String, St
     let mut out = Vec::new();
     for id in state.run_ids()? {
         let path = state.run_dir(&id).join(journal::JOURNAL_FILE);
-        let Ok(entries) = journal::read::<Record>(&path) else {
-            continue;
-        };
+        // A journal that cannot be read whole never hides its run: it counts as unfinished
+        // for its app (for every app when even its start cannot be read) until resolved.
+        let (entries, problem) = journal::read_prefix::<Record>(&path);
         let run_app = entries.iter().find_map(|e| match &e.record {
             Record::Started { request, .. } => Some(request.app.clone()),
             _ => None,
         });
+        if problem.is_some() {
+            if app.is_none_or(|a| run_app.as_deref().is_none_or(|r| r == a)) {
+                out.push((id, run_app.unwrap_or_default()));
+            }
+            continue;
+        }
         let finished = entries
             .iter()
             .any(|e| matches!(e.record, Record::Finished { .. }));
@@ -480,7 +504,13 @@ pub fn unfinished(state: &StateDir, app: Option<&str>) -> Result<Vec<(String, St
 fn unfinished_runs(state: &StateDir, app: &str) -> Result<Vec<String>, RunError> {
     Ok(unfinished(state, Some(app))?
         .into_iter()
-        .map(|(id, _)| id)
+        .map(|(id, _)| {
+            let path = state.run_dir(&id).join(journal::JOURNAL_FILE);
+            match journal::read::<Record>(&path) {
+                Ok(_) => id,
+                Err(e) => format!("{id} (unreadable: {e})"),
+            }
+        })
         .collect())
 }
 
