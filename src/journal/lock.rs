@@ -22,11 +22,50 @@ pub struct LockOwner {
     pub since: String,
 }
 
-/// A held lock; released on drop (only if still ours).
+/// A held lock; released on drop (only if still ours). While held, a heartbeat thread renews
+/// its lease every few seconds, so a live run keeps its lease through a step of any length.
 #[derive(Debug)]
 pub struct AppLock {
     path: PathBuf,
     owner: LockOwner,
+    heartbeat: Option<Heartbeat>,
+}
+
+/// The thread renewing a held lock's lease; stopped (and joined) when the lock is dropped.
+#[derive(Debug)]
+struct Heartbeat {
+    stop: std::sync::mpsc::Sender<()>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl Heartbeat {
+    /// Renews every third of the lease (at most every 5 s), writing only while the lock file
+    /// still names this run and this process: a lock taken over is never written back.
+    fn start(path: PathBuf, owner: LockOwner, lease: std::time::Duration) -> Option<Self> {
+        let every = (lease / 3).clamp(
+            std::time::Duration::from_millis(10),
+            std::time::Duration::from_secs(5),
+        );
+        let (stop, stopped) = std::sync::mpsc::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name("upshift-lock-heartbeat".into())
+            .spawn(move || {
+                let mut owner = owner;
+                while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
+                    stopped.recv_timeout(every)
+                {
+                    let ours = AppLock::read_owner(&path)
+                        .is_some_and(|o| o.run_id == owner.run_id && o.pid == owner.pid);
+                    if !ours {
+                        break;
+                    }
+                    owner.lease_until = lease_end(jiff::Timestamp::now(), lease);
+                    let _ = AppLock::write(&path, &owner);
+                }
+            })
+            .ok()?;
+        Some(Self { stop, thread })
+    }
 }
 
 /// This machine's name, for lock ownership.
@@ -74,7 +113,14 @@ impl AppLock {
         };
         for _ in 0..2 {
             match Self::create(&path, &owner) {
-                Ok(()) => return Ok(Self { path, owner }),
+                Ok(()) => {
+                    let heartbeat = Heartbeat::start(path.clone(), owner.clone(), lease);
+                    return Ok(Self {
+                        path,
+                        owner,
+                        heartbeat,
+                    });
+                }
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
                     let Some(holder) = Self::read_owner(&path) else {
                         // Unreadable (torn by a crash while writing): gone.
@@ -148,7 +194,10 @@ impl AppLock {
     }
 
     fn write(path: &std::path::Path, owner: &LockOwner) -> Result<(), JournalError> {
-        let tmp = path.with_extension("lock.tmp");
+        // One temporary name per write: the heartbeat and `renew` may write at the same time.
+        static WRITES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = WRITES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let tmp = path.with_extension(format!("lock.tmp.{}.{n}", std::process::id()));
         let result = (|| {
             let _ = std::fs::remove_file(&tmp);
             Self::create(&tmp, owner)?;
@@ -168,6 +217,10 @@ impl AppLock {
 
 impl Drop for AppLock {
     fn drop(&mut self) {
+        if let Some(heartbeat) = self.heartbeat.take() {
+            drop(heartbeat.stop);
+            let _ = heartbeat.thread.join();
+        }
         if Self::read_owner(&self.path).is_some_and(|o| o.run_id == self.owner.run_id) {
             let _ = std::fs::remove_file(&self.path);
         }
@@ -288,6 +341,34 @@ mod tests {
         assert!(AppLock::acquire(&state, "app", "mine", now(), Duration::from_secs(60)).is_err());
         let later: jiff::Timestamp = "2026-11-25T12:02:00Z".parse().unwrap();
         assert!(AppLock::acquire(&state, "app", "mine", later, Duration::from_secs(60)).is_ok());
+    }
+
+    #[test]
+    fn a_live_holder_keeps_renewing_its_lease_until_dropped() {
+        let tmp = tempfile::tempdir().unwrap();
+        let state = StateDir::at(tmp.path());
+        let start = jiff::Timestamp::now();
+        let lock =
+            AppLock::acquire(&state, "app", "r1", start, Duration::from_millis(300)).unwrap();
+        std::thread::sleep(Duration::from_millis(700));
+        // Without a heartbeat the lease would have ended at start + 300 ms.
+        let until: jiff::Timestamp = AppLock::holder(&state, "app")
+            .unwrap()
+            .lease_until
+            .parse()
+            .unwrap();
+        assert!(
+            until > start + jiff::SignedDuration::from_millis(600),
+            "{until}"
+        );
+        drop(lock);
+        std::thread::sleep(Duration::from_millis(250));
+        assert!(
+            AppLock::holder(&state, "app").is_none(),
+            "the heartbeat stopped"
+        );
+        let leftovers = std::fs::read_dir(state.locks_dir()).unwrap().count();
+        assert_eq!(leftovers, 0);
     }
 
     #[test]
