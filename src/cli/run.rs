@@ -667,6 +667,9 @@ pub struct RunRow {
     pub started: String,
     pub downtime_ms: Option<i64>,
     pub duration_ms: i64,
+    /// Why the journal cannot be read whole (outcome `unreadable`); it names the file.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub problem: Option<String>,
 }
 
 /// Reads the history from the journals.
@@ -677,22 +680,25 @@ pub fn history(state: &StateDir) -> Result<Vec<RunRow>, RunError> {
     let mut rows = Vec::new();
     for id in state.run_ids()? {
         let path = state.run_dir(&id).join(journal::JOURNAL_FILE);
-        let Ok(entries) = journal::read::<Record>(&path) else {
+        let (entries, problem) = journal::read_prefix::<Record>(&path);
+        let first_ms = entries.first().map(|e| e.at_ms);
+        if first_ms.is_none() && problem.is_none() {
             continue;
-        };
-        let Some(first) = entries.first() else {
-            continue;
-        };
+        }
         let mut row = RunRow {
             id: id.clone(),
             app: String::new(),
             changes: Vec::new(),
             outcome: "unfinished".into(),
-            started: jiff::Timestamp::from_millisecond(first.at_ms)
+            started: first_ms
+                .and_then(|ms| jiff::Timestamp::from_millisecond(ms).ok())
                 .map(|t| t.to_string())
                 .unwrap_or_default(),
             downtime_ms: None,
-            duration_ms: entries.last().map_or(0, |e| e.at_ms - first.at_ms),
+            duration_ms: first_ms
+                .zip(entries.last())
+                .map_or(0, |(first, last)| last.at_ms - first),
+            problem: problem.map(|e| e.to_string()),
         };
         let mut down_since = None;
         for e in &entries {
@@ -716,6 +722,9 @@ pub fn history(state: &StateDir) -> Result<Vec<RunRow>, RunError> {
                 }
                 _ => {}
             }
+        }
+        if row.problem.is_some() {
+            "unreadable".clone_into(&mut row.outcome);
         }
         rows.push(row);
     }
@@ -755,7 +764,7 @@ pub fn runs(args: &RunsArgs) -> ExitCode {
                     r.started.get(..19).unwrap_or(&r.started),
                     r.downtime_ms.map_or("-".into(), ms),
                     ms(r.duration_ms),
-                    r.changes.join(" ")
+                    r.problem.unwrap_or_else(|| r.changes.join(" "))
                 );
             }
             ExitCode::Success

@@ -9,7 +9,7 @@
 mod lock;
 
 use std::fs::{File, OpenOptions};
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -39,12 +39,15 @@ pub enum JournalError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("cannot read journal {path}")]
+    #[error("cannot read {path}: check its owner and permissions, or move its run directory aside")]
     Read {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("journal {path} line {line} is not a record this upshift understands")]
+    #[error(
+        "journal {path} line {line} is not a record this upshift understands: inspect the file, \
+         or move its run directory aside"
+    )]
     Corrupt {
         path: PathBuf,
         line: usize,
@@ -55,9 +58,11 @@ pub enum JournalError {
     #[error("no unfinished run{}: `upshift runs` lists the runs", app.as_ref().map(|a| format!(" for app {a}")).unwrap_or_default())]
     NothingToResume { app: Option<String> },
     #[error(
-        "app {app} is held by run {} (pid {} on {}, lease until {}): wait for it to finish, or \
-         `upshift resume {}` if it died",
-        owner.run_id, owner.pid, owner.host, owner.lease_until, owner.run_id
+        "app {app} is held by run {} (pid {} on {}, since {}, lease until {}), which is still \
+         alive: wait for it to finish; do not take it over while its process runs",
+        owner.run_id, owner.pid, owner.host,
+        if owner.since.is_empty() { "an unknown time" } else { owner.since.as_str() },
+        owner.lease_until
     )]
     Locked { app: String, owner: LockOwner },
     #[error("cannot take the lock {path}")]
@@ -252,6 +257,8 @@ pub struct Journal {
     path: PathBuf,
     file: File,
     run_id: String,
+    /// Where the original was kept when opening recovered a torn tail.
+    recovered: Option<PathBuf>,
 }
 
 impl Journal {
@@ -265,10 +272,12 @@ impl Journal {
         Self::open(state, run_id)
     }
 
-    /// Opens an existing run's journal for appending (resume, rollback).
+    /// Opens an existing run's journal for appending (resume, rollback). A torn tail is
+    /// recovered first (see [`recover_torn_tail`]) so that nothing is ever appended onto a
+    /// half-written line. Call it only while holding the app's lock.
     ///
     /// # Errors
-    /// [`JournalError::NoSuchRun`] when it does not exist.
+    /// [`JournalError::NoSuchRun`] when it does not exist; a corrupt or unreadable journal.
     pub fn open(state: &StateDir, run_id: &str) -> Result<Self, JournalError> {
         let dir = state.run_dir(run_id);
         if !dir.is_dir() {
@@ -278,6 +287,11 @@ impl Journal {
             });
         }
         let path = dir.join(JOURNAL_FILE);
+        let recovered = if path.exists() {
+            recover_torn_tail(&path)?
+        } else {
+            None
+        };
         let file = open_private_append(&path).map_err(|source| JournalError::Write {
             path: path.clone(),
             source,
@@ -286,7 +300,13 @@ impl Journal {
             path,
             file,
             run_id: run_id.to_owned(),
+            recovered,
         })
+    }
+
+    /// Where the original journal was kept, when opening it recovered a torn tail.
+    pub fn recovered(&self) -> Option<&Path> {
+        self.recovered.as_deref()
     }
 
     /// The run id.
@@ -325,42 +345,116 @@ impl Journal {
     }
 }
 
-/// Reads every record of a journal. A torn last line (a crash mid-write) is dropped: it was
-/// never fsync'd as complete, so its effect is re-derived from the platform.
+/// Reads every record of a journal. A torn tail (bytes after the last newline: a crash cut
+/// the last write) is ignored: it was never fsync'd as complete, so its effect is re-derived
+/// from the platform. Every complete line must be a record.
 ///
 /// # Errors
-/// Unreadable file, or a corrupt line that is not the last.
+/// Unreadable file, or a complete line that is not a record (garbage, in the middle or at
+/// the end).
 pub fn read<R: for<'de> Deserialize<'de>>(path: &Path) -> Result<Vec<Entry<R>>, JournalError> {
-    let file = File::open(path).map_err(|source| JournalError::Read {
-        path: path.to_owned(),
-        source,
-    })?;
-    let lines: Vec<String> = BufReader::new(file)
-        .lines()
-        .collect::<Result<_, _>>()
-        .map_err(|source| JournalError::Read {
-            path: path.to_owned(),
-            source,
-        })?;
-    let mut entries = Vec::with_capacity(lines.len());
-    let count = lines.len();
-    for (i, line) in lines.iter().enumerate() {
-        if line.trim().is_empty() {
+    let (entries, problem) = read_prefix(path);
+    match problem {
+        Some(e) => Err(e),
+        None => Ok(entries),
+    }
+}
+
+/// The records of a journal up to its first problem, and that problem: lets `runs` and the
+/// unfinished-run guard name the app of a run whose journal cannot be fully read.
+pub fn read_prefix<R: for<'de> Deserialize<'de>>(
+    path: &Path,
+) -> (Vec<Entry<R>>, Option<JournalError>) {
+    let bytes = match std::fs::read(path) {
+        Ok(b) => b,
+        Err(source) => {
+            let e = JournalError::Read {
+                path: path.to_owned(),
+                source,
+            };
+            return (Vec::new(), Some(e));
+        }
+    };
+    parse(path, &bytes[..complete_len(&bytes)])
+}
+
+/// The length of the complete lines of a journal: up to and including its last newline.
+fn complete_len(bytes: &[u8]) -> usize {
+    bytes.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1)
+}
+
+fn parse<R: for<'de> Deserialize<'de>>(
+    path: &Path,
+    complete: &[u8],
+) -> (Vec<Entry<R>>, Option<JournalError>) {
+    let mut entries = Vec::new();
+    for (i, line) in complete.split(|b| *b == b'\n').enumerate() {
+        if line.iter().all(u8::is_ascii_whitespace) {
             continue;
         }
-        match serde_json::from_str(line) {
+        match serde_json::from_slice(line) {
             Ok(e) => entries.push(e),
-            Err(_) if i + 1 == count => break,
             Err(source) => {
-                return Err(JournalError::Corrupt {
+                let e = JournalError::Corrupt {
                     path: path.to_owned(),
                     line: i + 1,
                     source,
-                });
+                };
+                return (entries, Some(e));
             }
         }
     }
-    Ok(entries)
+    (entries, None)
+}
+
+/// Recovers a torn tail: when the journal ends in a partial line (a crash mid-write), keeps a
+/// copy of the whole file next to it (`journal.jsonl.torn`, `.torn.1`, ...), then truncates
+/// the journal to its last complete record. Returns the copy's path, `None` when nothing was
+/// torn. Garbage among the complete lines is not touched but refused: it needs a person.
+///
+/// # Errors
+/// An unreadable journal, a corrupt complete line, or a failure writing the copy or the cut.
+pub fn recover_torn_tail(path: &Path) -> Result<Option<PathBuf>, JournalError> {
+    let bytes = std::fs::read(path).map_err(|source| JournalError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    let keep = complete_len(&bytes);
+    if let (_, Some(e)) = parse::<serde::de::IgnoredAny>(path, &bytes[..keep]) {
+        return Err(e);
+    }
+    if keep == bytes.len() {
+        return Ok(None);
+    }
+    let write_err = |source| JournalError::Write {
+        path: path.to_owned(),
+        source,
+    };
+    let mut copy = path.with_extension("jsonl.torn");
+    let mut n = 0;
+    while copy.exists() {
+        n += 1;
+        copy = path.with_extension(format!("jsonl.torn.{n}"));
+    }
+    let mut options = OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options.open(&copy).map_err(write_err)?;
+    file.write_all(&bytes).map_err(write_err)?;
+    file.sync_all().map_err(write_err)?;
+    let journal = OpenOptions::new()
+        .write(true)
+        .open(path)
+        .map_err(write_err)?;
+    journal
+        .set_len(u64::try_from(keep).unwrap_or(u64::MAX))
+        .map_err(write_err)?;
+    journal.sync_all().map_err(write_err)?;
+    Ok(Some(copy))
 }
 
 /// A fresh run id: UTC start time (sortable) and a random suffix.
@@ -401,17 +495,76 @@ mod tests {
         assert_eq!(state.run_ids().unwrap(), vec!["r1".to_string()]);
     }
 
+    const B: &str = "{\"v\":1,\"at_ms\":1,\"type\":\"B\"}\n";
+
     #[test]
     fn a_torn_last_line_is_dropped_but_a_corrupt_middle_is_an_error() {
         let tmp = tempfile::tempdir().unwrap();
         let p = tmp.path().join("j");
-        std::fs::write(&p, "{\"v\":1,\"at_ms\":1,\"type\":\"B\"}\n{\"v\":1,\"at_").unwrap();
+        std::fs::write(&p, format!("{B}{{\"v\":1,\"at_")).unwrap();
         assert_eq!(read::<Rec>(&p).unwrap().len(), 1);
-        std::fs::write(&p, "garbage\n{\"v\":1,\"at_ms\":1,\"type\":\"B\"}\n").unwrap();
+        std::fs::write(&p, format!("garbage\n{B}")).unwrap();
         assert!(matches!(
             read::<Rec>(&p),
             Err(JournalError::Corrupt { line: 1, .. })
         ));
+    }
+
+    #[test]
+    fn garbage_appended_as_a_whole_line_is_an_error_naming_the_file() {
+        let tmp = tempfile::tempdir().unwrap();
+        let p = tmp.path().join("journal.jsonl");
+        std::fs::write(&p, format!("{B}{B}not json at all\n")).unwrap();
+        let err = read::<Rec>(&p).unwrap_err();
+        assert!(
+            matches!(err, JournalError::Corrupt { line: 3, .. }),
+            "{err}"
+        );
+        assert!(err.to_string().contains(&p.display().to_string()), "{err}");
+        let (prefix, problem) = read_prefix::<Rec>(&p);
+        assert_eq!(prefix.len(), 2);
+        assert!(problem.is_some());
+        // Recovery never touches garbage among complete lines.
+        assert!(recover_torn_tail(&p).is_err());
+        assert_eq!(
+            std::fs::read_to_string(&p).unwrap(),
+            format!("{B}{B}not json at all\n")
+        );
+    }
+
+    #[test]
+    fn a_torn_tail_is_cut_with_a_copy_kept_and_open_never_appends_onto_it() {
+        let tmp = tempfile::tempdir().unwrap();
+        let state = StateDir::at(tmp.path());
+        drop(Journal::create(&state, "r1").unwrap());
+        let p = state.run_dir("r1").join(JOURNAL_FILE);
+        let torn = format!("{B}{{\"v\":1,\"at_ms\":2,\"ty");
+        std::fs::write(&p, &torn).unwrap();
+        let mut j = Journal::open(&state, "r1").unwrap();
+        let copy = j.recovered().expect("recovered").to_owned();
+        assert_eq!(std::fs::read_to_string(&copy).unwrap(), torn);
+        assert_eq!(std::fs::read_to_string(&p).unwrap(), B);
+        j.append(3, &Rec::A { n: 1 }).unwrap();
+        let back: Vec<Entry<Rec>> = read(&p).unwrap();
+        assert_eq!(back.len(), 2);
+        assert_eq!(back[1].record, Rec::A { n: 1 });
+        // A whole journal is left alone.
+        assert!(recover_torn_tail(&p).unwrap().is_none());
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&copy).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+    }
+
+    #[test]
+    fn an_unreadable_journal_is_an_error_naming_the_file() {
+        let tmp = tempfile::tempdir().unwrap();
+        let p = tmp.path().join("missing").join(JOURNAL_FILE);
+        let err = read::<Rec>(&p).unwrap_err();
+        assert!(matches!(err, JournalError::Read { .. }), "{err}");
+        assert!(err.to_string().contains(&p.display().to_string()), "{err}");
     }
 
     #[test]

@@ -99,7 +99,9 @@ impl RunError {
             Self::Engine(_)
             | Self::NoStart { .. }
             | Self::StoredPlaybook { .. }
-            | Self::Journal(JournalError::Corrupt { .. }) => ExitCode::NeedsAttention,
+            | Self::Journal(JournalError::Corrupt { .. } | JournalError::Read { .. }) => {
+                ExitCode::NeedsAttention
+            }
             Self::Heroku(_) | Self::Journal(_) => ExitCode::RolledBack,
         }
     }
@@ -487,7 +489,21 @@ impl Runner {
             self.config.lock_lease,
         )?;
         let journal = Journal::open(&self.config.state, &run_id)?;
+        let recovered = journal.recovered().map(|copy| {
+            format!(
+                "journal {} ended in a torn line (a crash mid-write): cut back to its last \
+                 complete record; the original is kept at {}",
+                journal.path().display(),
+                copy.display()
+            )
+        });
         let mut run = ActiveRun::new(self, run_id, journal, lock, request);
+        if let Some(message) = recovered {
+            run.report_event(&RunEvent::Warning {
+                message: message.clone(),
+            });
+            run.record(&Record::Note { message })?;
+        }
         run.restore_from(&entries)?;
         if let Some(outcome) = run.engine.outcome() {
             // Finished before: make sure it is recorded, then report it again.
@@ -521,13 +537,19 @@ pub fn unfinished(state: &StateDir, app: Option<&str>) -> Result<Vec<(String, St
     let mut out = Vec::new();
     for id in state.run_ids()? {
         let path = state.run_dir(&id).join(journal::JOURNAL_FILE);
-        let Ok(entries) = journal::read::<Record>(&path) else {
-            continue;
-        };
+        // A journal that cannot be read whole never hides its run: it counts as unfinished
+        // for its app (for every app when even its start cannot be read) until resolved.
+        let (entries, problem) = journal::read_prefix::<Record>(&path);
         let run_app = entries.iter().find_map(|e| match &e.record {
             Record::Started { request, .. } => Some(request.app.clone()),
             _ => None,
         });
+        if problem.is_some() {
+            if app.is_none_or(|a| run_app.as_deref().is_none_or(|r| r == a)) {
+                out.push((id, run_app.unwrap_or_default()));
+            }
+            continue;
+        }
         let finished = entries
             .iter()
             .any(|e| matches!(e.record, Record::Finished { .. }));
@@ -544,7 +566,13 @@ pub fn unfinished(state: &StateDir, app: Option<&str>) -> Result<Vec<(String, St
 fn unfinished_runs(state: &StateDir, app: &str) -> Result<Vec<String>, RunError> {
     Ok(unfinished(state, Some(app))?
         .into_iter()
-        .map(|(id, _)| id)
+        .map(|(id, _)| {
+            let path = state.run_dir(&id).join(journal::JOURNAL_FILE);
+            match journal::read::<Record>(&path) {
+                Ok(_) => id,
+                Err(e) => format!("{id} (unreadable: {e})"),
+            }
+        })
         .collect())
 }
 
@@ -643,6 +671,10 @@ struct ActiveRun<'r> {
     window: Option<(Occurrence, Duration)>,
     /// Overrun already reported: (projected, actual).
     overrun_told: (bool, bool),
+    /// Records this process appended; a failure after the first is survived (see `record`).
+    appended: usize,
+    /// The journal could not be written: the first error and how many records it holds.
+    journal_failure: Option<(String, usize)>,
     #[cfg(feature = "failpoints")]
     records_written: usize,
 }
@@ -672,6 +704,8 @@ impl<'r> ActiveRun<'r> {
             downtime: Duration::ZERO,
             window: None,
             overrun_told: (false, false),
+            appended: 0,
+            journal_failure: None,
             #[cfg(feature = "failpoints")]
             records_written: 0,
         }
@@ -684,9 +718,51 @@ impl<'r> ActiveRun<'r> {
     /// Appends a record (fsync'd). With the `failpoints` feature, `UPSHIFT_FAILPOINT=N`
     /// aborts the process right after the Nth record of this process: the crash tests kill
     /// the run at every journal point this way.
+    ///
+    /// A write failure after the first record (disk full, I/O error) does not stop the run:
+    /// what is in memory still knows how to restore the app. The journal is left as a crash
+    /// would leave it (no later record, so no gap), the run is asked to stop safely exactly as
+    /// by a first Ctrl-C (roll back at the next safe point, compensations carry on), and the
+    /// run ends `needs-attention` with the steps to finish (see `report`). With the
+    /// `failpoints` feature, `UPSHIFT_FAIL_JOURNAL_AFTER=N` fails every append after the Nth.
     fn record(&mut self, record: &Record) -> Result<(), RunError> {
+        if self.journal_failure.is_some() {
+            return Ok(());
+        }
         let now = jiff::Timestamp::now().as_millisecond();
-        self.journal.append(now, record)?;
+        #[cfg(feature = "failpoints")]
+        let failed = std::env::var("UPSHIFT_FAIL_JOURNAL_AFTER")
+            .ok()
+            .and_then(|v| v.parse::<usize>().ok())
+            .is_some_and(|n| self.records_written >= n);
+        #[cfg(not(feature = "failpoints"))]
+        let failed = false;
+        let appended = if failed {
+            Err(JournalError::Write {
+                path: self.journal.path().to_owned(),
+                source: std::io::Error::other("no space left on device (failpoint)"),
+            })
+        } else {
+            self.journal.append(now, record)
+        };
+        if let Err(e) = appended {
+            if self.appended == 0 {
+                return Err(e.into());
+            }
+            let message = error_chain(&e);
+            self.journal_failure = Some((message.clone(), self.appended));
+            self.report_event(&RunEvent::Warning {
+                message: format!(
+                    "{message}; stopping safely: the run rolls back what it can from memory and \
+                     will end needs-attention"
+                ),
+            });
+            if self.runner.interrupts.count() == 0 {
+                self.runner.interrupts.interrupt();
+            }
+            return Ok(());
+        }
+        self.appended += 1;
         #[cfg(feature = "failpoints")]
         {
             self.records_written += 1;
@@ -1003,11 +1079,44 @@ impl<'r> ActiveRun<'r> {
         }
         let message = self.outcome_message(outcome);
         self.record(&Record::Finished { outcome, message })?;
+        let outcome = if self.journal_failure.is_some() {
+            Outcome::NeedsAttention
+        } else {
+            outcome
+        };
         self.report_event(&RunEvent::Finished { outcome });
         Ok(())
     }
 
+    #[allow(clippy::needless_pass_by_value)] // the message is replaced, not borrowed
     fn report(&self, outcome: Outcome, message: Option<String>) -> RunReport {
+        // A journal that could not be written makes any ending needs-attention: the run's
+        // memory of what it did is gone once this process exits.
+        let ended = match outcome {
+            Outcome::Succeeded => "succeeded",
+            Outcome::RolledBack => "rolled back (the writers are back on the previous plans)",
+            Outcome::NeedsAttention => "needs-attention",
+            Outcome::Blocked => "blocked",
+        };
+        let (outcome, message) = match &self.journal_failure {
+            Some((error, kept)) => (
+                Outcome::NeedsAttention,
+                Some(format!(
+                    "{}\nthe journal could not be written ({error}); it keeps only its first \
+                     {kept} records, so it is behind the app. In memory the run ended {ended}. \
+                     Free space under {}, check the app with the steps above, then move {} aside \
+                     (resuming it would replay a past the app has left)",
+                    self.manual_steps(),
+                    self.runner.config.state.root().display(),
+                    self.journal
+                        .path()
+                        .parent()
+                        .unwrap_or(self.journal.path())
+                        .display(),
+                )),
+            ),
+            None => (outcome, message),
+        };
         let addons = self
             .targets()
             .into_iter()
