@@ -82,6 +82,23 @@ pub enum Event {
         #[serde(default)]
         data_unsafe: bool,
     },
+    /// `upshift resume` or `upshift rollback` reopened a run that ended `needs-attention`
+    /// with compensations on its stack: every compensation runs again (each is idempotent and
+    /// re-derives from the platform), so a run that needs attention is always resumable.
+    Reopened,
+}
+
+/// Where the critical data of a run stands. Derived from events, never set by the runner:
+/// "safe" is something only a successful verify (or settle) can establish.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DataState {
+    /// Before the point of no return (the plan PATCH): the data is where the writers left it.
+    Untouched,
+    /// The plan PATCH started: the data is not known to be whole until a verify proves it.
+    AtRisk,
+    /// A verify (the step, or the settle compensation) found it equal to the snapshot.
+    Proven,
 }
 
 /// Where a run stands. Each state carries what is known at that point.
@@ -138,6 +155,11 @@ pub struct Engine {
     /// Whether any effectful step has started: a failure after the stack is settled is then
     /// not "nothing happened".
     wrote: bool,
+    /// Whether the run holds critical data (false only when every add-on is a `--cache`,
+    /// which keeps the looser rule: its loss is tolerated).
+    critical: bool,
+    /// Where the critical data stands; see [`DataState`].
+    data: DataState,
 }
 
 impl Engine {
@@ -148,7 +170,17 @@ impl Engine {
             state: State::Forward { next: 0 },
             stack: Vec::new(),
             wrote: false,
+            critical: true,
+            data: DataState::Untouched,
         }
+    }
+
+    /// Whether the run holds critical data. Defaults to true (the safe side): only a run
+    /// whose every add-on is a cache may bring the writers back without a successful verify.
+    #[must_use]
+    pub fn critical(mut self, critical: bool) -> Self {
+        self.critical = critical;
+        self
     }
 
     /// Rebuilds an engine by replaying events (the journal) through [`Engine::apply`].
@@ -157,9 +189,10 @@ impl Engine {
     /// The first event that does not fit.
     pub fn replay<'a>(
         actions: Vec<Action>,
+        critical: bool,
         events: impl IntoIterator<Item = &'a Event>,
     ) -> Result<Self, EngineError> {
-        let mut engine = Self::new(actions);
+        let mut engine = Self::new(actions).critical(critical);
         for event in events {
             engine.apply(event)?;
         }
@@ -174,6 +207,27 @@ impl Engine {
     /// The steps of this run.
     pub fn actions(&self) -> &[Action] {
         &self.actions
+    }
+
+    /// Where the critical data stands.
+    pub fn data(&self) -> DataState {
+        self.data
+    }
+
+    /// Whether critical data is past the point of no return and not proven whole: the writers
+    /// must then stay stopped, whatever the failure said about itself.
+    pub fn data_at_risk(&self) -> bool {
+        self.data == DataState::AtRisk
+    }
+
+    /// Whether a finished run can be reopened by `resume`/`rollback` (see [`Event::Reopened`]).
+    pub fn can_reopen(&self) -> bool {
+        matches!(
+            self.state,
+            State::Finished {
+                outcome: Outcome::NeedsAttention
+            }
+        ) && !self.stack.is_empty()
     }
 
     /// The compensation stack, bottom first.
@@ -230,7 +284,9 @@ impl Engine {
 
     fn rollback_outcome(&self) -> Outcome {
         match &self.state {
-            State::RollingBack { cause, failed, .. } if !failed.is_empty() || cause.data_unsafe => {
+            State::RollingBack { cause, failed, .. }
+                if !failed.is_empty() || cause.data_unsafe || self.data_at_risk() =>
+            {
                 Outcome::NeedsAttention
             }
             _ => Outcome::RolledBack,
@@ -240,8 +296,11 @@ impl Engine {
     /// Whether a compensation is skipped while rolling back from `cause`: with a critical
     /// add-on's data not whole, the app must not come back (it would write on top of the hole),
     /// so restoring the formation and the maintenance flag waits for the operator.
-    fn skipped(cause: &Failure, compensation: Compensation) -> bool {
-        cause.data_unsafe
+    ///
+    /// Unsafe is the default after the point of no return: the cause's own `data_unsafe` can
+    /// only add to it, and only a verify that succeeded ([`DataState::Proven`]) lifts it.
+    fn skipped(&self, cause: &Failure, compensation: Compensation) -> bool {
+        (cause.data_unsafe || self.data_at_risk())
             && matches!(
                 compensation,
                 Compensation::RestoreFormation | Compensation::RestoreMaintenance
@@ -263,6 +322,9 @@ impl Engine {
                 if action.writes() {
                     self.wrote = true;
                 }
+                if action == Action::ChangePlan && self.critical {
+                    self.data = DataState::AtRisk;
+                }
                 if let Some(c) = action.compensation()
                     && !self.stack.contains(&c)
                 {
@@ -274,6 +336,9 @@ impl Engine {
                 State::Forward { next: s } | State::InStep { step: s },
                 Event::StepSucceeded { step },
             ) if s == step => {
+                if self.actions[*step] == Action::Verify && self.data == DataState::AtRisk {
+                    self.data = DataState::Proven;
+                }
                 if self.actions[*step].settles() {
                     // The app is back with its data verified: nothing is left to undo.
                     self.stack.clear();
@@ -301,7 +366,7 @@ impl Engine {
                 if self.stack.is_empty() {
                     // Nothing to undo. Before any write that is a plain failure; after the app
                     // was restored (health, say) a person has to look.
-                    let outcome = if failure.data_unsafe || self.wrote {
+                    let outcome = if failure.data_unsafe || self.wrote || self.data_at_risk() {
                         Outcome::NeedsAttention
                     } else {
                         Outcome::RolledBack
@@ -343,7 +408,7 @@ impl Engine {
                 },
                 Event::CompensationStarted { index },
             ) if Some(*index) == self.pending_compensation() => {
-                if Self::skipped(cause, self.stack[*index]) {
+                if self.skipped(cause, self.stack[*index]) {
                     // Not run: recorded as done so the next one comes up.
                     self.after_compensation(cause, done + 1, failed.clone())
                 } else {
@@ -363,7 +428,16 @@ impl Engine {
                     failed,
                 },
                 Event::CompensationSucceeded { index },
-            ) if i == index => self.after_compensation(cause, done + 1, failed.clone()),
+            ) if i == index => {
+                if self.stack[*index] == Compensation::SettlePlan
+                    && self.data == DataState::AtRisk
+                {
+                    // Settling waits, verifies against the snapshot and repairs: success is
+                    // the proof the writers need.
+                    self.data = DataState::Proven;
+                }
+                self.after_compensation(cause, done + 1, failed.clone())
+            }
             (
                 State::RollingBack {
                     cause,
@@ -394,6 +468,14 @@ impl Engine {
                 },
             },
             (State::RollingBack { .. }, Event::AbortRequested { .. }) => self.state.clone(),
+            (State::Finished { .. }, Event::Reopened) if self.can_reopen() => {
+                // The earlier cause's own verdict is not carried over: the data state decides
+                // whether the writers may come back, and only a new verify can prove it.
+                Self::rolling_back(Failure {
+                    message: "reopened to finish the rollback".into(),
+                    data_unsafe: false,
+                })
+            }
             (state, event) => return Err(err(state, event)),
         };
         self.state = new_state;
@@ -416,7 +498,7 @@ impl Engine {
         failed: Vec<(usize, String)>,
     ) -> State {
         if done >= self.stack.len() {
-            let outcome = if failed.is_empty() && !cause.data_unsafe {
+            let outcome = if failed.is_empty() && !cause.data_unsafe && !self.data_at_risk() {
                 Outcome::RolledBack
             } else {
                 Outcome::NeedsAttention
@@ -439,7 +521,7 @@ impl Engine {
             State::RollingBack { cause, .. } => self
                 .stack
                 .get(index)
-                .is_some_and(|c| Self::skipped(cause, *c)),
+                .is_some_and(|c| self.skipped(cause, *c)),
             _ => false,
         }
     }

@@ -183,7 +183,7 @@ fn replay_rebuilds_the_same_engine() {
             reason: "ctrl-c".into(),
         },
     ];
-    let e = Engine::replay(builtin(), &events).unwrap();
+    let e = Engine::replay(builtin(), true, &events).unwrap();
     assert_eq!(
         e.next(),
         Next::Compensate {
@@ -226,6 +226,10 @@ proptest! {
         let mut compensations_started = Vec::new();
         let mut scale_started = false;
         let mut restore_step_done = false;
+        // A data-unsafe failure was reported, or a compensation failed: the only excuses for
+        // leaving the writers stopped.
+        let mut unsafe_reported = false;
+        let mut compensation_failed = false;
         let mut choices = choices.into_iter().chain(std::iter::repeat(Choice::Succeed));
         for _ in 0..200 {
             let mut push = |engine: &mut Engine, ev: Event| {
@@ -241,6 +245,11 @@ proptest! {
                             push(&mut engine, Event::AbortRequested { reason: "stop".into() });
                             continue;
                         }
+                        if action == Action::RestoreFormation {
+                            // The writers come back: past the point of no return only onto
+                            // critical data a verify proved whole.
+                            prop_assert!(engine.data() != DataState::AtRisk, "restore step on unproven data");
+                        }
                         push(&mut engine, Event::StepStarted { step });
                         if action == Action::Scale {
                             scale_started = true;
@@ -250,10 +259,13 @@ proptest! {
                         Choice::Block if action == Action::Guard && !engine.wrote => {
                             push(&mut engine, Event::GuardsBlocked { step });
                         }
-                        Choice::Fail { data_unsafe } => push(
-                            &mut engine,
-                            Event::StepFailed { step, failure: failure(data_unsafe) },
-                        ),
+                        Choice::Fail { data_unsafe } => {
+                            unsafe_reported |= data_unsafe;
+                            push(
+                                &mut engine,
+                                Event::StepFailed { step, failure: failure(data_unsafe) },
+                            );
+                        }
                         Choice::Abort => {
                             let ev = Event::AbortRequested { reason: "stop".into() };
                             if engine.apply(&ev).is_ok() {
@@ -264,7 +276,7 @@ proptest! {
                         }
                         Choice::Crash => {
                             // Kill -9 here: rebuild from the journal and carry on.
-                            engine = Engine::replay(actions.clone(), &journal).unwrap();
+                            engine = Engine::replay(actions.clone(), true, &journal).unwrap();
                         }
                         _ => {
                             push(&mut engine, Event::StepSucceeded { step });
@@ -280,13 +292,16 @@ proptest! {
                     if skipped {
                         continue;
                     }
+                    if compensation == Compensation::RestoreFormation {
+                        prop_assert!(engine.data() != DataState::AtRisk, "formation restored on unproven data");
+                    }
                     compensations_started.push(index);
                     if let Choice::CompensationFails = choices.next().unwrap() {
+                        compensation_failed = true;
                         push(&mut engine, Event::CompensationFailed { index, message: "x".into(), data_unsafe: false });
                     } else {
                         push(&mut engine, Event::CompensationSucceeded { index });
                     }
-                    let _ = compensation;
                 }
             }
         }
@@ -306,9 +321,11 @@ proptest! {
                 .iter()
                 .enumerate()
                 .any(|(i, c)| *c == Compensation::RestoreFormation && compensations_started.contains(&i));
+            let excused = outcome == Some(Outcome::NeedsAttention)
+                && (unsafe_reported || compensation_failed || engine.data_at_risk());
             prop_assert!(
-                restored || outcome == Some(Outcome::NeedsAttention),
-                "scaled down but neither restored nor flagged: {:?}", outcome
+                restored || excused,
+                "scaled down but neither restored nor excused: {:?}", outcome
             );
         }
         // Blocked only before any write.
@@ -316,7 +333,112 @@ proptest! {
             prop_assert!(!scale_started);
         }
         // Replaying the journal lands in the same state.
-        let replayed = Engine::replay(actions, &journal).unwrap();
+        let replayed = Engine::replay(actions, true, &journal).unwrap();
         prop_assert_eq!(replayed.state(), engine.state());
     }
+}
+
+/// Runs the rollback to its end: `settle` says whether the settle compensation succeeds.
+/// Returns the compensations actually performed.
+fn roll_back(e: &mut Engine, settle: bool) -> Vec<Compensation> {
+    let mut run = Vec::new();
+    while let Next::Compensate {
+        index,
+        compensation,
+    } = e.next()
+    {
+        let skipped = e.is_skipped(index);
+        ok(e, Event::CompensationStarted { index });
+        if skipped {
+            continue;
+        }
+        run.push(compensation);
+        if compensation == Compensation::SettlePlan && !settle {
+            ok(
+                e,
+                Event::CompensationFailed {
+                    index,
+                    message: "redis unreachable".into(),
+                    data_unsafe: false,
+                },
+            );
+        } else {
+            ok(e, Event::CompensationSucceeded { index });
+        }
+    }
+    run
+}
+
+/// The verify step (8) fails with an error that says nothing about data (an unreadable
+/// server): after the plan PATCH that is unsafe by default.
+fn verify_errors(critical: bool) -> Engine {
+    let mut e = Engine::new(builtin()).critical(critical);
+    run_forward(&mut e, 8);
+    ok(&mut e, Event::StepStarted { step: 8 });
+    ok(
+        &mut e,
+        Event::StepFailed {
+            step: 8,
+            failure: failure(false),
+        },
+    );
+    e
+}
+
+#[test]
+fn an_error_after_the_point_of_no_return_keeps_the_writers_stopped_unless_settle_proves_the_data()
+{
+    let mut e = verify_errors(true);
+    assert_eq!(e.data(), DataState::AtRisk);
+    let run = roll_back(&mut e, false);
+    assert_eq!(run, vec![Compensation::SettlePlan], "formation must not come back");
+    assert_eq!(e.outcome(), Some(Outcome::NeedsAttention));
+
+    let mut e = verify_errors(true);
+    let run = roll_back(&mut e, true);
+    assert_eq!(
+        run,
+        vec![
+            Compensation::SettlePlan,
+            Compensation::RestoreFormation,
+            Compensation::RestoreMaintenance
+        ],
+        "a settle that verified the data lets the writers back"
+    );
+    assert_eq!(e.data(), DataState::Proven);
+    assert_eq!(e.outcome(), Some(Outcome::RolledBack));
+}
+
+#[test]
+fn a_run_of_caches_only_keeps_the_looser_rule() {
+    let mut e = verify_errors(false);
+    assert_eq!(e.data(), DataState::Untouched);
+    let run = roll_back(&mut e, false);
+    assert!(run.contains(&Compensation::RestoreFormation));
+}
+
+#[test]
+fn a_needs_attention_run_reopens_and_restores_only_after_a_verify() {
+    let mut e = verify_errors(true);
+    roll_back(&mut e, false);
+    assert_eq!(e.outcome(), Some(Outcome::NeedsAttention));
+    assert!(e.can_reopen());
+    ok(&mut e, Event::Reopened);
+    // Settle fails again: still stopped, still reopenable.
+    assert_eq!(roll_back(&mut e, false), vec![Compensation::SettlePlan]);
+    assert!(e.can_reopen());
+    ok(&mut e, Event::Reopened);
+    let run = roll_back(&mut e, true);
+    assert!(run.contains(&Compensation::RestoreFormation));
+    assert_eq!(e.outcome(), Some(Outcome::RolledBack));
+    assert!(!e.can_reopen());
+    assert!(Engine::new(builtin()).apply(&Event::Reopened).is_err());
+}
+
+#[test]
+fn a_blocked_or_succeeded_run_cannot_be_reopened() {
+    let mut e = Engine::new(builtin());
+    run_forward(&mut e, ALL_ACTIONS.len());
+    assert!(!e.can_reopen());
+    assert!(e.apply(&Event::Reopened).is_err());
 }

@@ -537,7 +537,22 @@ impl ActiveRun<'_> {
     pub(super) async fn step_verify(&mut self) -> Result<StepOk, StepError> {
         let mut notes = Vec::new();
         for t in self.targets() {
-            let note = self.verify_target(&t, true).await?;
+            let note = match self.verify_target(&t, true).await {
+                Ok(note) => note,
+                // A cache keeps its looser rule: an unreadable cache is reported, not fatal
+                // (its loss is tolerated). Critical data has no such escape: an error is a
+                // failure, and the engine keeps the writers stopped until a verify succeeds.
+                Err(StepError::Failed { message, .. }) if t.policy == DataPolicy::Cache => {
+                    self.report_event(&RunEvent::Warning {
+                        message: format!(
+                            "{} (cache) could not be verified ({message}); tolerated by its data policy",
+                            t.label
+                        ),
+                    });
+                    format!("{} (cache) not verified, tolerated", t.label)
+                }
+                Err(e) => return Err(e),
+            };
             notes.push(note);
             self.check_redis_settings(&t).await?;
         }

@@ -505,6 +505,15 @@ impl Runner {
             run.record(&Record::Note { message })?;
         }
         run.restore_from(&entries)?;
+        if run.engine.can_reopen() {
+            // Ended needs-attention with compensations left: run them all again (each is
+            // idempotent). The writers come back only if a verify now proves the data whole.
+            run.record(&Record::Note {
+                message: "reopened: running every compensation again".into(),
+            })?;
+            run.event(Event::Reopened)?;
+            return run.drive().await;
+        }
         if let Some(outcome) = run.engine.outcome() {
             // Finished before: make sure it is recorded, then report it again.
             if !entries
@@ -527,6 +536,15 @@ impl Runner {
         }
         run.drive().await
     }
+}
+
+/// Whether any add-on of the run holds critical data (the default policy). A run of caches
+/// only keeps the looser rule: their loss is tolerated, so no verify is needed to restore.
+fn holds_critical(request: &RunRequest) -> bool {
+    request
+        .changes
+        .iter()
+        .any(|c| c.policy == crate::plan::facts::DataPolicy::Critical)
 }
 
 /// Runs of `app` (all apps when `None`) whose journals have no outcome, oldest first.
@@ -687,7 +705,7 @@ impl<'r> ActiveRun<'r> {
         lock: AppLock,
         request: RunRequest,
     ) -> Self {
-        let engine = Engine::new(request.playbook.actions());
+        let engine = Engine::new(request.playbook.actions()).critical(holds_critical(&request));
         Self {
             runner,
             run_id,
@@ -806,7 +824,11 @@ impl<'r> ActiveRun<'r> {
                 _ => None,
             })
             .collect();
-        self.engine = Engine::replay(self.request.playbook.actions(), &events)?;
+        self.engine = Engine::replay(
+            self.request.playbook.actions(),
+            holds_critical(&self.request),
+            &events,
+        )?;
         for e in entries {
             match &e.record {
                 Record::Captured { capture } => self.capture = Some(capture.clone()),

@@ -65,6 +65,13 @@ pub enum Fault {
         addon: Option<String>,
         count: u32,
     },
+    /// After the next plan change switches over, the new server refuses the credentials in
+    /// the config var (its password changes, as an ACL or credential rotation gone wrong
+    /// would): nothing can read or repair it through the URL the app will use.
+    UnreadableAfterSwitch {
+        #[serde(default)]
+        addon: Option<String>,
+    },
     /// The next scale-down of `process_type` leaves `dynos` of its dynos running as rogues: the
     /// platform no longer lists them, but they keep their connections and keep writing.
     IgnoreScaleDown {

@@ -341,6 +341,33 @@ impl Simulator {
             .map(|a| a.server.url())
     }
 
+    /// Undoes the `unreadable_after_switch` fault: the server accepts the config var's
+    /// credentials again, as after an operator repaired the ACL.
+    ///
+    /// # Errors
+    /// [`SimError::UnknownAddon`], or the Redis error as text.
+    pub async fn restore_credentials(&self, addon: &str) -> Result<(), SimError> {
+        let server = self
+            .shared
+            .world()
+            .addon(addon, None)
+            .map(|a| std::sync::Arc::clone(&a.server))
+            .ok_or_else(|| SimError::UnknownAddon(addon.to_owned()))?;
+        let redis_err = |source| SimError::Redis {
+            addon: addon.to_owned(),
+            context: "restoring the credentials".into(),
+            source,
+        };
+        let mut con = server.control().await.map_err(redis_err)?;
+        redis::cmd("CONFIG")
+            .arg("SET")
+            .arg("requirepass")
+            .arg(server.password())
+            .query_async::<()>(&mut con)
+            .await
+            .map_err(redis_err)
+    }
+
     /// The pids of every redis-server child now running (primaries and replicas).
     pub fn redis_pids(&self) -> Vec<u32> {
         let world = self.shared.world();

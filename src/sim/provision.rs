@@ -27,6 +27,7 @@ struct ChangeFaults {
     fail: Option<String>,
     lose: u32,
     change: u32,
+    unreadable: bool,
 }
 
 /// Starts a plan change of `addon` (already marked `provisioning` on `target` by the caller)
@@ -98,6 +99,12 @@ fn take_faults(shared: &Shared, addon: &str) -> ChangeFaults {
             _ => None,
         })
         .unwrap_or(0);
+    out.unreadable = f
+        .take(addon, |x| match x {
+            Fault::UnreadableAfterSwitch { addon } => Some((addon.as_deref(), ())),
+            _ => None,
+        })
+        .is_some();
     out
 }
 
@@ -194,10 +201,33 @@ async fn migrate(
         "heroku-redis",
         &format!("source=REDIS addon={addon} plan change to {target} completed"),
     );
+    if faults.unreadable {
+        lock_out(shared, addon, &new).await;
+    }
     // Heroku restarts the app when a config var changes; then the old server goes away.
     dynos::restart_app(shared, &app_id).await;
     stop_server(shared, addon, &old);
     Ok(())
+}
+
+/// The `unreadable_after_switch` fault: the server's password changes under the config var,
+/// so every new connection through the app's URL fails authentication. The platform's own
+/// connection, already authenticated, keeps working (the Data API still answers).
+async fn lock_out(shared: &Shared, addon: &str, server: &RedisServer) {
+    let detail = match server.control().await {
+        Ok(mut con) => redis::cmd("CONFIG")
+            .arg("SET")
+            .arg("requirepass")
+            .arg(format!("locked-out-{}", uuid::Uuid::new_v4().simple()))
+            .query_async::<()>(&mut con)
+            .await
+            .map_or_else(|e| format!("could not lock out: {e}"), |()| "password changed".into()),
+        Err(e) => format!("could not lock out: {e}"),
+    };
+    shared.event(EventKind::FaultFired {
+        fault: "unreadable_after_switch".into(),
+        detail: format!("{addon}: {detail}"),
+    });
 }
 
 async fn replicate_and_promote(
