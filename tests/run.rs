@@ -308,19 +308,31 @@ async fn seeded(env: &Env, addon: &str) -> std::collections::BTreeMap<String, (V
     common::snapshot(&env.sim.redis_url(addon))
         .await
         .into_iter()
-        .filter(|(k, _)| !["wr:", "counter:", "dyno:"].iter().any(|p| k.starts_with(p)))
+        .filter(|(k, _)| {
+            !["wr:", "counter:", "dyno:"]
+                .iter()
+                .any(|p| k.starts_with(p))
+        })
         .collect()
 }
 
 /// The `wr:` keys the dynos wrote to `addon` and the platform acknowledged, from the timeline.
 async fn acknowledged_writes(env: &Env, addon: &str) -> Vec<String> {
-    let name = env.client().addon(harness::APP, addon).await.expect("add-on").name;
+    let name = env
+        .client()
+        .addon(harness::APP, addon)
+        .await
+        .expect("add-on")
+        .name;
     env.sim
         .timeline()
         .into_iter()
         .filter_map(|e| match e.kind {
             upshift::sim::EventKind::Write {
-                addon: a, key, ok: true, ..
+                addon: a,
+                key,
+                ok: true,
+                ..
             } if (a == name || a == addon) && key.starts_with("wr:") => Some(key),
             _ => None,
         })
@@ -380,10 +392,16 @@ async fn an_unreadable_new_server_keeps_the_writers_stopped_until_a_verify_passe
     let req = request(vec![change(CACHE, "premium-1")], None);
     let report = env.runner().run(&req).await.expect("run");
     assert_eq!(report.outcome, Outcome::NeedsAttention, "{report:#?}");
-    assert_eq!(report.outcome.exit_code(), upshift::exit::ExitCode::NeedsAttention);
+    assert_eq!(
+        report.outcome.exit_code(),
+        upshift::exit::ExitCode::NeedsAttention
+    );
     let message = report.message.clone().unwrap_or_default();
     assert!(message.contains("upshift restore --url"), "{message}");
-    assert!(message.contains("heroku ps:scale web=2:standard-1X"), "{message}");
+    assert!(
+        message.contains("heroku ps:scale web=2:standard-1X"),
+        "{message}"
+    );
     assert_eq!(env.plan_of(CACHE).await, "premium-1");
     assert_eq!(web_quantity(&env).await, 0, "writers must stay stopped");
     assert_eq!(
@@ -417,6 +435,9 @@ async fn an_unreadable_new_server_keeps_the_writers_stopped_until_a_verify_passe
     assert_eq!(seeded(&env, CACHE).await, before);
     let acked = acknowledged_writes(&env, CACHE).await;
     assert!(!acked.is_empty());
-    assert_eq!(missing_keys(&env, CACHE, &acked).await, Vec::<String>::new());
+    assert_eq!(
+        missing_keys(&env, CACHE, &acked).await,
+        Vec::<String>::new()
+    );
     env.sim.shutdown().await;
 }

@@ -429,8 +429,7 @@ impl Engine {
                 },
                 Event::CompensationSucceeded { index },
             ) if i == index => {
-                if self.stack[*index] == Compensation::SettlePlan
-                    && self.data == DataState::AtRisk
+                if self.stack[*index] == Compensation::SettlePlan && self.data == DataState::AtRisk
                 {
                     // Settling waits, verifies against the snapshot and repairs: success is
                     // the proof the writers need.

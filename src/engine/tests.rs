@@ -386,12 +386,15 @@ fn verify_errors(critical: bool) -> Engine {
 }
 
 #[test]
-fn an_error_after_the_point_of_no_return_keeps_the_writers_stopped_unless_settle_proves_the_data()
-{
+fn an_error_after_the_point_of_no_return_keeps_the_writers_stopped_unless_settle_proves_the_data() {
     let mut e = verify_errors(true);
     assert_eq!(e.data(), DataState::AtRisk);
     let run = roll_back(&mut e, false);
-    assert_eq!(run, vec![Compensation::SettlePlan], "formation must not come back");
+    assert_eq!(
+        run,
+        vec![Compensation::SettlePlan],
+        "formation must not come back"
+    );
     assert_eq!(e.outcome(), Some(Outcome::NeedsAttention));
 
     let mut e = verify_errors(true);

@@ -24,6 +24,11 @@ const EXAMPLES: usize = 20;
 /// A provisioning that shows the old plan, settled, this long after the change request, with
 /// no sign of work in between, is taken as refused rather than not yet started.
 const START_GRACE: Duration = Duration::from_secs(60);
+
+/// How long a new server may refuse the URL's password before the wait gives up. A credential
+/// rotation settles within seconds; past that, waiting out the provisioning timeout (minutes)
+/// only lengthens the downtime of a run that needs an operator anyway.
+const AUTH_GRACE: Duration = Duration::from_secs(15);
 /// How long the server's write counter must stand still to count as drained. A writer slower
 /// than this is caught by the counter checks after the snapshot and before the plan change.
 const QUIET: Duration = Duration::from_millis(300);
@@ -473,6 +478,7 @@ impl ActiveRun<'_> {
         let targets = self.targets();
         let mut settled = vec![false; targets.len()];
         let mut seen_busy = vec![false; targets.len()];
+        let mut refused_since: Vec<Option<Instant>> = vec![None; targets.len()];
         loop {
             let mut statuses = Vec::new();
             for (i, t) in targets.iter().enumerate() {
@@ -500,8 +506,26 @@ impl ActiveRun<'_> {
                             settled[i] = true;
                             continue;
                         }
-                        Ok(info) => format!("{}: Redis answers as {}", t.label, info.role),
-                        Err(e) => format!("{}: Redis not answering yet ({e})", t.label),
+                        Ok(info) => {
+                            refused_since[i] = None;
+                            format!("{}: Redis answers as {}", t.label, info.role)
+                        }
+                        Err(e) if e.is_auth_failure() => {
+                            let since = *refused_since[i].get_or_insert_with(Instant::now);
+                            if since.elapsed() >= AUTH_GRACE {
+                                return Err(StepError::failed(format!(
+                                    "{} is on {} but its server refuses the password in the add-on's config var for {}s ({e}); check `heroku redis:credentials` and the config var, then resume",
+                                    t.label,
+                                    t.to,
+                                    since.elapsed().as_secs()
+                                )));
+                            }
+                            format!("{}: Redis refuses the password ({e})", t.label)
+                        }
+                        Err(e) => {
+                            refused_since[i] = None;
+                            format!("{}: Redis not answering yet ({e})", t.label)
+                        }
                     };
                     statuses.push(status);
                 } else if plan == t.from && (seen_busy[i] || started.elapsed() > START_GRACE) {

@@ -221,7 +221,10 @@ async fn lock_out(shared: &Shared, addon: &str, server: &RedisServer) {
             .arg(format!("locked-out-{}", uuid::Uuid::new_v4().simple()))
             .query_async::<()>(&mut con)
             .await
-            .map_or_else(|e| format!("could not lock out: {e}"), |()| "password changed".into()),
+            .map_or_else(
+                |e| format!("could not lock out: {e}"),
+                |()| "password changed".into(),
+            ),
         Err(e) => format!("could not lock out: {e}"),
     };
     shared.event(EventKind::FaultFired {

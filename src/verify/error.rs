@@ -141,3 +141,20 @@ pub enum VerifyError {
         source: Box<redis::RedisError>,
     },
 }
+
+impl VerifyError {
+    /// Whether the server refused our credentials (AUTH failed, `WRONGPASS`, `NOAUTH`).
+    ///
+    /// Waits treat "not answering yet" as transient, but a refused password does not heal by
+    /// waiting: the config var and the server disagree, and only an operator (or the platform
+    /// finishing a credential rotation within seconds) fixes it. Callers give it a short grace,
+    /// then fail instead of sleeping out a long timeout.
+    pub fn is_auth_failure(&self) -> bool {
+        let source = match self {
+            Self::Connect { source, .. } | Self::Command { source, .. } => source,
+            _ => return false,
+        };
+        source.kind() == redis::ErrorKind::AuthenticationFailed
+            || matches!(source.code(), Some("WRONGPASS" | "NOAUTH"))
+    }
+}
