@@ -150,9 +150,8 @@ impl VerifyError {
     /// finishing a credential rotation within seconds) fixes it. Callers give it a short grace,
     /// then fail instead of sleeping out a long timeout.
     pub fn is_auth_failure(&self) -> bool {
-        let source = match self {
-            Self::Connect { source, .. } | Self::Command { source, .. } => source,
-            _ => return false,
+        let (Self::Connect { source, .. } | Self::Command { source, .. }) = self else {
+            return false;
         };
         source.kind() == redis::ErrorKind::AuthenticationFailed
             || matches!(source.code(), Some("WRONGPASS" | "NOAUTH"))
