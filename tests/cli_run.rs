@@ -466,7 +466,10 @@ async fn resume_of_a_stored_invalid_playbook_is_a_clear_error_not_a_panic() {
     let journal = run.join("journal.jsonl");
     let text = std::fs::read_to_string(&journal).unwrap();
     // An overflowing duration makes the start record unreadable: the journal is unusable, said so.
-    let bad_timeouts = [("0s", "timeout 0s"), ("5124095576030431h", "is unusable")];
+    let bad_timeouts = [
+        ("0s", "timeout 0s"),
+        ("5124095576030431h", "not a record this upshift understands"),
+    ];
     for (timeout, says) in bad_timeouts {
         let edited: Vec<String> = text
             .lines()
@@ -497,5 +500,66 @@ async fn resume_of_a_stored_invalid_playbook_is_a_clear_error_not_a_panic() {
             "{timeout}: resume sent requests"
         );
     }
+    env.sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_writer_someone_else_stopped_blocks_the_run_and_is_never_restored_to_zero() {
+    let env = Env::start(Duration::from_millis(300)).await;
+    // Another actor (a person, another machine's run) stopped web mid-change.
+    env.client()
+        .update_formation(
+            APP,
+            &[upshift::heroku::models::FormationUpdate {
+                process_type: "web".into(),
+                quantity: Some(0),
+                size: None,
+            }],
+        )
+        .await
+        .expect("scale web to 0");
+    let writes = env.writes().len();
+    let change = format!("{MAIN}=premium-1");
+    let o = upshift(
+        &env,
+        &[
+            "run",
+            "-a",
+            APP,
+            "--change",
+            &change,
+            "--confirm",
+            APP,
+            "--watch",
+            "0",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("--allow-stopped-writers"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(env.writes().len(), writes, "{:?}", env.writes());
+    assert_eq!(env.plan_of(MAIN).await, "premium-0");
+    let web = env.formation().await;
+    assert!(web.iter().any(|(t, q, _)| t == "web" && *q == 0), "{web:?}");
+    // The plan says so too, and the flag turns the block into a warning.
+    let o = upshift(&env, &["plan", "-a", APP, "--change", &change]);
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    let o = upshift(
+        &env,
+        &[
+            "plan",
+            "-a",
+            APP,
+            "--change",
+            &change,
+            "--allow-stopped-writers",
+        ],
+    );
+    let out = String::from_utf8_lossy(&o.stdout).into_owned() + &stderr(&o);
+    assert!(out.contains("is at 0 dynos now"), "{out}");
+    assert_ne!(o.status.code(), Some(3), "{out}");
     env.sim.shutdown().await;
 }

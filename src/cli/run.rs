@@ -55,6 +55,10 @@ pub struct TargetArgs {
     /// Connections each writer dyno opens to ADDON, when they cannot be measured.
     #[arg(long = "connections", value_name = "ADDON=N")]
     pub connections: Vec<String>,
+    /// Run even when a writer type is at 0 dynos now. Without it such a run is blocked: someone
+    /// else may be mid-change, and the run would restore their 0 at the end.
+    #[arg(long)]
+    pub allow_stopped_writers: bool,
 }
 
 /// `upshift plan`.
@@ -235,6 +239,9 @@ impl TryFrom<&TargetArgs> for RunRequest {
         }
         if args.maintenance {
             params.maintenance = true;
+        }
+        if args.allow_stopped_writers {
+            params.allow_stopped_writers = true;
         }
         Ok(Self {
             app: args.app.clone(),
@@ -803,6 +810,7 @@ mod tests {
             maintenance: false,
             cache: vec![],
             connections: vec![],
+            allow_stopped_writers: false,
         }
     }
 

@@ -272,6 +272,9 @@ pub fn command_line(request: &RunRequest) -> String {
     if request.params.maintenance && !request.playbook.params.maintenance {
         out.push_str(" --maintenance");
     }
+    if request.params.allow_stopped_writers {
+        out.push_str(" --allow-stopped-writers");
+    }
     let _ = write!(out, " --confirm {}", request.app);
     out
 }

@@ -101,13 +101,42 @@ fn no_other_run(capture: &Capture) -> Guard {
     }
 }
 
+/// A writer type already at 0 when the run captures the formation: someone else (another run,
+/// another machine with its own state dir, a person) may be mid-change. Restoring "the exact
+/// previous formation" would then restore their 0 and keep the app down, so it blocks unless
+/// the operator says 0 is the type's normal state.
+fn stopped_writer(w: &str, allowed: bool) -> Guard {
+    if allowed {
+        guard(
+            "writers-running",
+            Some(w),
+            Verdict::Warn,
+            format!(
+                "writer {w} is at 0 dynos now and --allow-stopped-writers was given: it stays at 0 after the run"
+            ),
+        )
+    } else {
+        guard(
+            "writers-running",
+            Some(w),
+            Verdict::Block,
+            format!(
+                "writer {w} is at 0 dynos now: another run, machine or person may be mid-change, and this run would restore 0 at its end; find out who stopped it and scale it back (`heroku ps`), or pass --allow-stopped-writers if 0 is its normal state"
+            ),
+        )
+    }
+}
+
 fn writers_known(request: &RunRequest, capture: &Capture) -> Vec<Guard> {
     request
         .params
         .writers
         .iter()
         .map(|w| {
-            if capture.formation.iter().any(|p| &p.process_type == w) {
+            let exists = capture.formation.iter().any(|p| &p.process_type == w);
+            if exists && capture.quantity(w) == 0 {
+                stopped_writer(w, request.params.allow_stopped_writers)
+            } else if exists {
                 guard(
                     "writer-exists",
                     None,

@@ -250,3 +250,23 @@ fn rendered_plan_snapshot() {
     let p = plan(&request("premium-1", "premium-1"), &capture());
     insta::assert_snapshot!(render(&p));
 }
+
+#[test]
+fn a_writer_already_at_zero_blocks_unless_allowed() {
+    let mut cap = capture();
+    for p in &mut cap.formation {
+        if p.process_type == "web" {
+            p.quantity = 0;
+        }
+    }
+    let mut req = request("premium-1", "premium-1");
+    let p = plan(&req, &cap);
+    let (v, d) = verdict(&p, "writers-running", "web");
+    assert_eq!(v, Verdict::Block, "{d}");
+    assert!(d.contains("--allow-stopped-writers"), "{d}");
+    assert!(crate::plan::guards::blocked(&p.guards));
+    req.params.allow_stopped_writers = true;
+    let p = plan(&req, &cap);
+    assert_eq!(verdict(&p, "writers-running", "web").0, Verdict::Warn);
+    assert!(!crate::plan::guards::blocked(&p.guards));
+}

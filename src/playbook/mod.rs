@@ -86,6 +86,11 @@ pub struct Params {
     /// What a hit of the post-change log watch does.
     #[serde(default)]
     pub on_watch_hit: OnWatchHit,
+    /// Run even when a writer type is already at 0 dynos at capture (`--allow-stopped-writers`).
+    /// Off by default: a writer at 0 usually means another run, another machine or a person
+    /// is mid-change, and the run would "restore" their 0 at the end.
+    #[serde(default)]
+    pub allow_stopped_writers: bool,
 }
 
 /// What a hit of the post-change log watch (`--watch`) does. Rolling back is not offered: by
@@ -120,6 +125,7 @@ impl Default for Params {
             connections_per_dyno: 26,
             cache_connections_per_dyno: 18,
             on_watch_hit: OnWatchHit::Notify,
+            allow_stopped_writers: false,
         }
     }
 }
