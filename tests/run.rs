@@ -441,3 +441,50 @@ async fn an_unreadable_new_server_keeps_the_writers_stopped_until_a_verify_passe
     );
     env.sim.shutdown().await;
 }
+
+fn connections_guard(plan: &upshift::plan::Plan, addon: &str) -> String {
+    plan.guards
+        .iter()
+        .find(|g| {
+            g.id == "connections-fit"
+                && g.subject
+                    .as_deref()
+                    .is_some_and(|s| s.eq_ignore_ascii_case(addon))
+        })
+        .map(|g| g.detail.clone())
+        .expect("connections guard")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_are_measured_only_on_dynos_that_have_been_up_a_while() {
+    let env = Env::start(Duration::from_millis(300)).await;
+    // The cache: main is at its connection limit in the Enketo scenario, so INFO cannot reach it.
+    let req = request(vec![change(CACHE, "premium-1")], None);
+    // The scenario's dynos have run for an hour: their connections are a measurement.
+    let steady = env.runner().plan(&req).await.expect("plan");
+    let d = connections_guard(&steady, CACHE);
+    assert!(d.contains("(measured: "), "{d}");
+    // A restart: the new dynos have just come up and may not have opened every connection.
+    let client = env.client();
+    for quantity in [0, 2] {
+        client
+            .update_formation(
+                harness::APP,
+                &[upshift::heroku::models::FormationUpdate {
+                    process_type: "web".into(),
+                    quantity: Some(quantity),
+                    size: None,
+                }],
+            )
+            .await
+            .expect("scale");
+    }
+    env.wait_app_up().await;
+    let fresh = env.runner().plan(&req).await.expect("plan");
+    let d = connections_guard(&fresh, CACHE);
+    assert!(
+        d.contains("playbook default, not measured: 0 of 2 web dyno(s) up for 30s"),
+        "{d}"
+    );
+    env.sim.shutdown().await;
+}

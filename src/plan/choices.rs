@@ -388,6 +388,7 @@ mod tests {
                 },
             ],
             running: vec![("web".into(), 2)],
+            steady: vec![("web".into(), 2)],
             addons: vec![
                 AddonLookup::Found(Box::new(addon(
                     "ENKETO_REDIS_MAIN",

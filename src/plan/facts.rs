@@ -99,6 +99,9 @@ pub enum AddonLookup {
     },
 }
 
+/// How long a dyno must have been up before its connections count as a measurement.
+pub const STEADY_AGE: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// Everything captured before the first write.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Capture {
@@ -108,6 +111,11 @@ pub struct Capture {
     pub formation: Vec<ProcessFacts>,
     /// Running dynos per process type (any state but `down`/`crashed`).
     pub running: Vec<(String, u32)>,
+    /// Dynos per process type that have been `up` for at least [`STEADY_AGE`]: only they have
+    /// opened all their connections, so only they can be measured. A dyno that has just
+    /// started holds one or two, and dividing by it would pass a plan that cannot hold the app.
+    #[serde(default)]
+    pub steady: Vec<(String, u32)>,
     pub addons: Vec<AddonLookup>,
     /// Free bytes where snapshots go.
     pub local_free_bytes: Option<u64>,
@@ -125,6 +133,14 @@ impl Capture {
             .iter()
             .find(|p| p.process_type == process_type)
             .map_or(0, |p| p.quantity)
+    }
+
+    /// Dynos of a type up for at least [`STEADY_AGE`].
+    pub fn steady(&self, process_type: &str) -> u32 {
+        self.steady
+            .iter()
+            .find(|(t, _)| t == process_type)
+            .map_or(0, |(_, n)| *n)
     }
 
     /// Running dynos of a type.

@@ -373,16 +373,28 @@ fn connections_fit(
         .iter()
         .map(|w| u64::from(capture.quantity(w)))
         .fold(0, u64::saturating_add);
-    let all_up = request
+    // Only dynos up for a while have opened all their connections: measure only when every
+    // writer dyno is steady, and say so when the playbook's figure stands in.
+    let unsteady: Vec<String> = request
         .params
         .writers
         .iter()
-        .all(|w| capture.running(w) >= capture.quantity(w));
+        .filter(|w| capture.steady(w) < capture.quantity(w))
+        .map(|w| {
+            format!(
+                "{} of {} {w} dyno(s) up for {}s",
+                capture.steady(w),
+                capture.quantity(w),
+                crate::plan::facts::STEADY_AGE.as_secs()
+            )
+        })
+        .collect();
+    let all_up = unsteady.is_empty();
     let running: u64 = request
         .params
         .writers
         .iter()
-        .map(|w| u64::from(capture.running(w)))
+        .map(|w| u64::from(capture.steady(w)))
         .fold(0, u64::saturating_add);
     let (per_dyno, source) = if let Some(n) = change.connections_per_dyno {
         (u64::from(n), "given".to_owned())
@@ -396,7 +408,15 @@ fn connections_fit(
             DataPolicy::Critical => request.params.connections_per_dyno,
             DataPolicy::Cache => request.params.cache_connections_per_dyno,
         };
-        (u64::from(n), "playbook default".to_owned())
+        let source = if all_up || restored == 0 {
+            "playbook default".to_owned()
+        } else {
+            format!(
+                "playbook default, not measured: {}; measure later with `upshift plan`",
+                unsteady.join(", ")
+            )
+        };
+        (u64::from(n), source)
     };
     let total = restored.saturating_mul(per_dyno);
     let writers = request.params.writers.join("+");

@@ -46,6 +46,7 @@ fn capture() -> Capture {
             },
         ],
         running: vec![("web".into(), 2)],
+        steady: vec![("web".into(), 2)],
         addons: vec![
             AddonLookup::Found(Box::new(addon(
                 "redis-cubed-1",
@@ -124,6 +125,7 @@ fn upgrade_of_both_passes_with_measured_connections() {
 fn connections_that_do_not_fit_block_with_figures() {
     let mut cap = capture();
     cap.running.clear(); // dynos at 0: fall back to the playbook's figure
+    cap.steady.clear();
     let mut req = request("premium-1", "mini");
     req.changes[0].plan = "premium-0".into();
     if let AddonLookup::Found(a) = &mut cap.addons[0] {
@@ -134,7 +136,7 @@ fn connections_that_do_not_fit_block_with_figures() {
     assert_eq!(v, Verdict::Block);
     assert_eq!(
         d,
-        "connections after restore: 2 web x 26 = 52 > premium-0 limit 40 (playbook default)"
+        "connections after restore: 2 web x 26 = 52 > premium-0 limit 40 (playbook default, not measured: 0 of 2 web dyno(s) up for 30s; measure later with `upshift plan`)"
     );
     let (v, d) = verdict(&p, "connections-fit", "ENKETO_REDIS_CACHE");
     assert_eq!(v, Verdict::Block);
@@ -269,4 +271,19 @@ fn a_writer_already_at_zero_blocks_unless_allowed() {
     let p = plan(&req, &cap);
     assert_eq!(verdict(&p, "writers-running", "web").0, Verdict::Warn);
     assert!(!crate::plan::guards::blocked(&p.guards));
+}
+
+#[test]
+fn dynos_that_just_started_are_not_measured() {
+    let mut cap = capture();
+    // Two web dynos, one of them up for less than the steady age: it holds a connection or
+    // two, and 53 / 2 would read as 27 per dyno while the app opens 26 + what the new one will.
+    cap.steady = vec![("web".into(), 1)];
+    let p = plan(&request("premium-1", "premium-1"), &cap);
+    let (v, d) = verdict(&p, "connections-fit", "ENKETO_REDIS_MAIN");
+    assert_eq!(v, Verdict::Pass, "{d}");
+    assert!(
+        d.contains("playbook default, not measured: 1 of 2 web dyno(s) up for 30s"),
+        "{d}"
+    );
 }

@@ -27,7 +27,14 @@ pub async fn capture(
     let dynos = client.dynos(&request.app).await?;
     let config = client.config_vars(&request.app).await?;
     let mut running: Vec<(String, u32)> = Vec::new();
+    let mut steady: Vec<(String, u32)> = Vec::new();
     for d in &dynos {
+        if d.state == DynoState::Up && up_for_a_while(d.updated_at.as_deref(), now) {
+            match steady.iter_mut().find(|(t, _)| *t == d.process_type) {
+                Some((_, n)) => *n += 1,
+                None => steady.push((d.process_type.clone(), 1)),
+            }
+        }
         if matches!(
             d.state,
             DynoState::Up | DynoState::Starting | DynoState::Idle
@@ -71,6 +78,7 @@ pub async fn capture(
             })
             .collect(),
         running,
+        steady,
         addons,
         local_free_bytes: verify::available_space(state_dir).ok(),
         unfinished_runs,
@@ -202,4 +210,14 @@ async fn addon_facts(
         redis_config,
         redis_error,
     }
+}
+
+/// Whether a dyno whose state last changed at `updated_at` has been up for [`STEADY_AGE`]. A
+/// missing or unreadable time counts as not steady: a wrong measurement is worse than the
+/// playbook's figure.
+fn up_for_a_while(updated_at: Option<&str>, now: jiff::Timestamp) -> bool {
+    updated_at
+        .and_then(|t| t.parse::<jiff::Timestamp>().ok())
+        .and_then(|t| now.duration_since(t).try_into().ok())
+        .is_some_and(|age: std::time::Duration| age >= crate::plan::facts::STEADY_AGE)
 }

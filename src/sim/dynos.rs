@@ -275,6 +275,7 @@ fn spawn_dyno(
         up: false,
         created_at: now.clone(),
         updated_at: now,
+        long_running: false,
         task: Some(task),
     }
 }
@@ -306,7 +307,9 @@ async fn run_dyno(
             return;
         };
         rec.up = true;
-        rec.updated_at = now_iso();
+        if !rec.long_running {
+            rec.updated_at = now_iso();
+        }
     }
     shared.log(&app, "heroku", &dyno, "State changed from starting to up");
     shared.event(EventKind::DynoUp {

@@ -253,6 +253,16 @@ impl Simulator {
         for id in app_ids {
             let stopping = dynos::reconcile(&shared, &id);
             dynos::finish_stops(&shared, stopping).await;
+            // The starting formation has been running for a while (its connections are
+            // steady), as on an app that was up before anyone ran upshift.
+            let ago = state::hour_ago_iso();
+            if let Some(app) = shared.world().app_mut(&id) {
+                for d in &mut app.dynos {
+                    d.long_running = true;
+                    d.created_at.clone_from(&ago);
+                    d.updated_at.clone_from(&ago);
+                }
+            }
         }
         Ok(sim)
     }

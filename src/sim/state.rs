@@ -184,6 +184,9 @@ pub(crate) struct DynoRec {
     pub up: bool,
     pub created_at: String,
     pub updated_at: String,
+    /// A dyno of the scenario's starting formation: it has been up for an hour already (an
+    /// app that was running before the simulator started), so its timestamps are kept.
+    pub long_running: bool,
     pub task: Option<JoinHandle<()>>,
 }
 
@@ -276,6 +279,13 @@ impl World {
 }
 
 /// Now as Heroku writes timestamps (`2026-11-25T23:00:00Z`).
+/// An hour before now, for the scenario's starting dynos.
+pub(crate) fn hour_ago_iso() -> String {
+    (jiff::Timestamp::now() - jiff::SignedDuration::from_hours(1))
+        .strftime("%Y-%m-%dT%H:%M:%SZ")
+        .to_string()
+}
+
 pub(crate) fn now_iso() -> String {
     jiff::Timestamp::now()
         .strftime("%Y-%m-%dT%H:%M:%SZ")

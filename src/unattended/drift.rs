@@ -217,6 +217,7 @@ mod tests {
                 },
             ],
             running: vec![("web".into(), 2)],
+            steady: vec![("web".into(), 2)],
             addons: vec![AddonLookup::Found(Box::new(AddonFacts {
                 requested_as: "enketo_redis_main".into(),
                 id: "addon-1".into(),
