@@ -563,3 +563,55 @@ async fn a_writer_someone_else_stopped_blocks_the_run_and_is_never_restored_to_z
     assert_ne!(o.status.code(), Some(3), "{out}");
     env.sim.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resume_and_rollback_with_a_refused_token_exit_2_before_touching_the_run() {
+    let env = Env::start(Duration::from_millis(300)).await;
+    // A run that dies right after its start record leaves a journal to resume.
+    let o = upshift_with(
+        &env,
+        &[
+            "run",
+            "-a",
+            APP,
+            "--change",
+            &format!("{MAIN}=premium-1"),
+            "--confirm",
+            APP,
+            "--watch",
+            "0",
+        ],
+        &[("UPSHIFT_FAILPOINT", "1".as_ref())],
+    );
+    assert!(!o.status.success(), "{}", stderr(&o));
+    let run = std::fs::read_dir(env.state_dir.path().join("runs"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let id = run.file_name().unwrap().to_str().unwrap().to_owned();
+    let journal = std::fs::read(run.join("journal.jsonl")).unwrap();
+    let writes = env.writes().len();
+    for cmd in ["resume", "rollback"] {
+        let o = upshift_with(
+            &env,
+            &[cmd, &id, "--confirm", APP],
+            &[("HEROKU_API_KEY", "not-a-token".as_ref())],
+        );
+        assert_eq!(o.status.code(), Some(2), "{cmd}: {}", stderr(&o));
+        assert!(!stderr(&o).contains("not-a-token"), "{}", stderr(&o));
+        assert_eq!(
+            std::fs::read(run.join("journal.jsonl")).unwrap(),
+            journal,
+            "{cmd} wrote to the journal"
+        );
+        assert_eq!(env.writes().len(), writes, "{cmd}: {:?}", env.writes());
+    }
+    // With the right token the run finishes, and the app is up again.
+    let o = upshift(&env, &["resume", &id, "--confirm", APP]);
+    assert!(matches!(o.status.code(), Some(0 | 1)), "{}", stderr(&o));
+    let web = env.formation().await;
+    assert!(web.iter().any(|(t, q, _)| t == "web" && *q == 2), "{web:?}");
+    env.sim.shutdown().await;
+}

@@ -481,6 +481,19 @@ impl Runner {
     async fn reopen(&self, run_id: Option<&str>, rollback: bool) -> Result<RunReport, RunError> {
         self.config.state.check()?;
         let (run_id, request, entries) = self.load_run(run_id)?;
+        // The same read-only pre-flight as a new run for what no retry fixes (a refused token,
+        // an app gone or renamed): exit 2 before the lock and before any compensation, rather
+        // than failing partway through one. A transient error is left to the run's retries.
+        match self.client.app(&request.app).await {
+            Err(
+                e @ (HerokuError::Unauthorized { .. }
+                | HerokuError::Forbidden { .. }
+                | HerokuError::NotFound { .. }
+                | HerokuError::NoToken { .. }
+                | HerokuError::BadBaseUrl { .. }),
+            ) => return Err(e.into()),
+            Ok(_) | Err(_) => {}
+        }
         let lock = AppLock::acquire(
             &self.config.state,
             &request.app,
