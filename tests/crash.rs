@@ -165,34 +165,128 @@ async fn resume_after_a_crash_at_every_journal_point() {
     env.sim.shutdown().await;
 }
 
+/// The records of the only journal in the state dir so far, tolerating a line being written.
+fn journal_so_far(env: &Env) -> Vec<Record> {
+    let Some(id) = env.state().run_ids().unwrap().pop() else {
+        return Vec::new();
+    };
+    let path = env.state().run_dir(&id).join(journal::JOURNAL_FILE);
+    journal::read_prefix::<Record>(&path)
+        .0
+        .into_iter()
+        .map(|e| e.record)
+        .collect()
+}
+
+fn finished(records: &[Record]) -> bool {
+    records.iter().any(|r| matches!(r, Record::Finished { .. }))
+}
+
+/// `kill -9` from outside at chosen moments of a run: each kill waits until the journal shows
+/// the run reached that moment, so every case lands mid-run (a kill before the run began or
+/// after it finished would prove nothing), and the test says so if one does not.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn resume_after_kill_9_from_outside() {
+    type Moment = (&'static str, fn(&Record) -> bool);
+    let moments: [Moment; 5] = [
+        ("after capture, before any write", |r| {
+            matches!(r, Record::Captured { .. })
+        }),
+        ("with the writers stopped", |r| {
+            matches!(r, Record::Downtime { started: true })
+        }),
+        ("after the snapshot", |r| matches!(r, Record::Snapshot { .. })),
+        ("while provisioning", |r| {
+            matches!(r, Record::Effect { what, .. } if what.starts_with("plan change"))
+        }),
+        ("after the verify", |r| matches!(r, Record::Verified { .. })),
+    ];
     let env = Env::start(Duration::from_millis(600)).await;
-    for delay_ms in [150_u64, 900, 1700, 2600] {
+    for (i, (moment, reached)) in moments.iter().enumerate() {
         let before = env.plan_of(MAIN).await;
         let target = next_target(&env).await;
+        let runs_before = env.state().run_ids().unwrap().len();
         let mut child = upshift(&env).args(run_args(target)).spawn().unwrap();
-        tokio::time::sleep(Duration::from_millis(delay_ms)).await;
-        let _ = child.kill(); // SIGKILL
-        let _ = child.wait();
-        if env.state().run_ids().unwrap().is_empty() {
-            continue; // killed before it began
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let records = if env.state().run_ids().unwrap().len() > runs_before {
+                journal_so_far(&env)
+            } else {
+                Vec::new()
+            };
+            if records.iter().any(reached) {
+                break;
+            }
+            assert!(
+                child.try_wait().unwrap().is_none(),
+                "{moment}: the run ended before the kill: {records:?}"
+            );
+            assert!(std::time::Instant::now() < deadline, "{moment}: never reached");
+            tokio::time::sleep(Duration::from_millis(2)).await;
         }
+        child.kill().unwrap(); // SIGKILL
+        let _ = child.wait();
+        assert_eq!(env.state().run_ids().unwrap().len(), runs_before + 1);
+        let records = journal_so_far(&env);
+        assert!(!finished(&records), "{moment}: the kill landed after the end");
         let resumed = upshift(&env)
             .args(["resume", "--confirm", APP])
             .output()
             .unwrap();
         let code = resumed.status.code();
-        let stderr = String::from_utf8_lossy(&resumed.stderr);
-        if code == Some(2) && stderr.contains("no unfinished run") {
-            // It had finished before the kill landed.
-        } else {
-            assert!(
-                matches!(code, Some(0 | 1)),
-                "kill at {delay_ms} ms: resume exited {code:?}: {stderr}"
-            );
-        }
-        assert_consistent(&env, &format!("kill at {delay_ms} ms"), &before, target).await;
+        assert!(
+            matches!(code, Some(0 | 1)),
+            "kill {i} {moment}: resume exited {code:?}: {}",
+            String::from_utf8_lossy(&resumed.stderr)
+        );
+        assert_consistent(&env, &format!("kill {moment}"), &before, target).await;
     }
+    env.sim.shutdown().await;
+}
+
+/// A crash after the platform accepted the plan change and before the journal recorded it: the
+/// journal is behind the platform. Resume must find the change on the platform (not send it
+/// twice, not take the add-on for untouched), wait for it, verify, and bring the app back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_between_the_plan_patch_and_its_record_resumes_onto_verified_data() {
+    let env = Env::start(Duration::from_millis(300)).await;
+    let before = env.plan_of(MAIN).await;
+    let target = next_target(&env).await;
+    let crashed = upshift(&env)
+        .args(run_args(target))
+        .env("UPSHIFT_FAILPOINT_AFTER_PATCH", "1")
+        .output()
+        .unwrap();
+    assert!(!crashed.status.success());
+    let records = journal_so_far(&env);
+    assert!(
+        !records
+            .iter()
+            .any(|r| matches!(r, Record::Effect { what, .. } if what.starts_with("plan change"))),
+        "the crash came before the record"
+    );
+    let patches = |env: &Env| {
+        env.writes()
+            .iter()
+            .filter(|w| w.starts_with("PATCH /apps/") && w.contains("/addons/"))
+            .count()
+    };
+    let sent = patches(&env);
+    assert_eq!(sent, 1, "{:?}", env.writes());
+    // The platform has the change although the journal does not.
+    let f = env.formation().await;
+    assert!(f.iter().any(|(t, q, _)| t == "web" && *q == 0), "{f:?}");
+    let resumed = upshift(&env)
+        .args(["resume", "--confirm", APP])
+        .output()
+        .unwrap();
+    assert!(
+        matches!(resumed.status.code(), Some(0 | 1)),
+        "{}",
+        String::from_utf8_lossy(&resumed.stderr)
+    );
+    assert_consistent(&env, "crash after the PATCH", &before, target).await;
+    assert_eq!(env.plan_of(MAIN).await, target, "the change had landed");
+    assert_eq!(patches(&env), sent, "the PATCH was not sent again");
     env.sim.shutdown().await;
 }

@@ -448,7 +448,16 @@ impl ActiveRun<'_> {
         });
         let mut notes = Vec::new();
         let mut first_error = None;
-        for result in join_all(jobs).await {
+        let results = join_all(jobs).await;
+        // Test builds only: die after the platform accepted the PATCH and before the journal
+        // says so, the one window a crash leaves the journal behind the platform.
+        #[cfg(feature = "failpoints")]
+        if std::env::var_os("UPSHIFT_FAILPOINT_AFTER_PATCH").is_some()
+            && results.iter().any(|r| matches!(r, Ok((_, Some(_)))))
+        {
+            std::process::abort();
+        }
+        for result in results {
             match result {
                 Ok((t, Some(request_id))) => {
                     self.jrecord(&Record::Effect {
