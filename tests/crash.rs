@@ -195,10 +195,13 @@ async fn resume_after_kill_9_from_outside() {
         ("with the writers stopped", |r| {
             matches!(r, Record::Downtime { started: true })
         }),
-        ("after the snapshot", |r| matches!(r, Record::Snapshot { .. })),
-        ("while provisioning", |r| {
-            matches!(r, Record::Effect { what, .. } if what.starts_with("plan change"))
+        ("after the snapshot", |r| {
+            matches!(r, Record::Snapshot { .. })
         }),
+        (
+            "while provisioning",
+            |r| matches!(r, Record::Effect { what, .. } if what.starts_with("plan change")),
+        ),
         ("after the verify", |r| matches!(r, Record::Verified { .. })),
     ];
     let env = Env::start(Duration::from_millis(600)).await;
@@ -221,14 +224,20 @@ async fn resume_after_kill_9_from_outside() {
                 child.try_wait().unwrap().is_none(),
                 "{moment}: the run ended before the kill: {records:?}"
             );
-            assert!(std::time::Instant::now() < deadline, "{moment}: never reached");
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{moment}: never reached"
+            );
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
         child.kill().unwrap(); // SIGKILL
         let _ = child.wait();
         assert_eq!(env.state().run_ids().unwrap().len(), runs_before + 1);
         let records = journal_so_far(&env);
-        assert!(!finished(&records), "{moment}: the kill landed after the end");
+        assert!(
+            !finished(&records),
+            "{moment}: the kill landed after the end"
+        );
         let resumed = upshift(&env)
             .args(["resume", "--confirm", APP])
             .output()

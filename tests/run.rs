@@ -488,3 +488,111 @@ async fn connections_are_measured_only_on_dynos_that_have_been_up_a_while() {
     );
     env.sim.shutdown().await;
 }
+
+/// The snapshot, the test's own digest and the acknowledged writes of `CACHE`, held critical,
+/// after a run and its resume: nothing lost, the app back.
+async fn assert_cache_whole(
+    env: &Env,
+    before: &std::collections::BTreeMap<String, (Vec<u8>, bool)>,
+) {
+    assert_formation_restored(env).await;
+    assert_eq!(&seeded(env, CACHE).await, before, "seeded keys differ");
+    let acked = acknowledged_writes(env, CACHE).await;
+    assert!(!acked.is_empty());
+    assert_eq!(missing_keys(env, CACHE, &acked).await, Vec::<String>::new());
+}
+
+/// A repair that cannot write (the new server refuses writes) must not bring the writers back
+/// onto data that lacks keys: needs-attention, writers at 0, the steps to finish; once the
+/// server takes writes again, resume repairs, verifies and only then restores the app.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_repair_that_fails_keeps_the_writers_stopped_until_the_data_is_whole() {
+    let env = Env::start(Duration::from_millis(300)).await;
+    let before = seeded(&env, CACHE).await;
+    env.inject(Fault::LoseKeys {
+        addon: Some(CACHE.into()),
+        count: 40,
+    });
+    env.inject(Fault::RefuseWritesAfterSwitch {
+        addon: Some(CACHE.into()),
+    });
+    let req = request(vec![change(CACHE, "premium-1")], None);
+    let report = env.runner().run(&req).await.expect("run");
+    assert_eq!(report.outcome, Outcome::NeedsAttention, "{report:#?}");
+    assert_eq!(
+        report.outcome.exit_code(),
+        upshift::exit::ExitCode::NeedsAttention
+    );
+    let message = report.message.clone().unwrap_or_default();
+    assert!(message.contains("upshift restore --url"), "{message}");
+    assert_eq!(web_quantity(&env).await, 0, "writers must stay stopped");
+    assert_ne!(
+        seeded(&env, CACHE).await,
+        before,
+        "the keys are still missing"
+    );
+    assert_eq!(
+        journal_outcomes(&env, &report.run_id),
+        vec![Outcome::NeedsAttention]
+    );
+    env.sim.lift_write_refusal(CACHE).await.expect("lifted");
+    let resumed = env
+        .runner()
+        .resume(Some(&report.run_id))
+        .await
+        .expect("resume");
+    assert!(
+        matches!(resumed.outcome, Outcome::RolledBack | Outcome::Succeeded),
+        "{resumed:#?}"
+    );
+    assert_cache_whole(&env, &before).await;
+    env.sim.shutdown().await;
+}
+
+/// More differences than any report lists (10,000+): every one is repaired, not only the
+/// listed ones, and the test's own digest proves it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn more_than_ten_thousand_differences_are_all_repaired() {
+    let env = Env::start(Duration::from_millis(300)).await;
+    let before = seeded(&env, CACHE).await;
+    assert!(before.len() >= 10_000, "{}", before.len());
+    // Every key of the cache (10,002 with the app's own) is lost on the new server.
+    env.inject(Fault::LoseKeys {
+        addon: Some(CACHE.into()),
+        count: 20_000,
+    });
+    let req = request(vec![change(CACHE, "premium-1")], None);
+    let report = env.runner().run(&req).await.expect("run");
+    assert_eq!(report.outcome, Outcome::Succeeded, "{report:#?}");
+    let a = &report.addons[0];
+    assert!(a.differences > 10_000, "{a:?}");
+    assert_eq!(env.plan_of(CACHE).await, "premium-1");
+    assert_cache_whole(&env, &before).await;
+    env.sim.shutdown().await;
+}
+
+/// The plan PATCH lands but its answer is lost: the client must find the change on the
+/// platform rather than send a second, and the run goes on to verify it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plan_change_whose_answer_is_lost_is_not_sent_twice() {
+    let env = Env::start(Duration::from_millis(300)).await;
+    let before = seeded(&env, CACHE).await;
+    env.inject(Fault::LoseResponse {
+        method: Some("PATCH".into()),
+        path: "/apps/*/addons/*".into(),
+        nth: 1,
+        times: 1,
+    });
+    let req = request(vec![change(CACHE, "premium-1")], None);
+    let report = env.runner().run(&req).await.expect("run");
+    assert_eq!(report.outcome, Outcome::Succeeded, "{report:#?}");
+    let patches: Vec<String> = env
+        .writes()
+        .into_iter()
+        .filter(|w| w.starts_with("PATCH /apps/") && w.contains("/addons/"))
+        .collect();
+    assert_eq!(patches.len(), 1, "{patches:?}");
+    assert_eq!(env.plan_of(CACHE).await, "premium-1");
+    assert_cache_whole(&env, &before).await;
+    env.sim.shutdown().await;
+}

@@ -484,15 +484,15 @@ impl Runner {
         // The same read-only pre-flight as a new run for what no retry fixes (a refused token,
         // an app gone or renamed): exit 2 before the lock and before any compensation, rather
         // than failing partway through one. A transient error is left to the run's retries.
-        match self.client.app(&request.app).await {
-            Err(
-                e @ (HerokuError::Unauthorized { .. }
-                | HerokuError::Forbidden { .. }
-                | HerokuError::NotFound { .. }
-                | HerokuError::NoToken { .. }
-                | HerokuError::BadBaseUrl { .. }),
-            ) => return Err(e.into()),
-            Ok(_) | Err(_) => {}
+        if let Err(
+            e @ (HerokuError::Unauthorized { .. }
+            | HerokuError::Forbidden { .. }
+            | HerokuError::NotFound { .. }
+            | HerokuError::NoToken { .. }
+            | HerokuError::BadBaseUrl { .. }),
+        ) = self.client.app(&request.app).await
+        {
+            return Err(e.into());
         }
         let lock = AppLock::acquire(
             &self.config.state,

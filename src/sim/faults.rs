@@ -72,6 +72,24 @@ pub enum Fault {
         #[serde(default)]
         addon: Option<String>,
     },
+    /// After the next plan change switches over, the new server refuses every write (its
+    /// memory limit drops below what it holds, with `noeviction`, as a plan too small for the
+    /// data would): reads work, so a verify sees the data, but a repair cannot write it back.
+    RefuseWritesAfterSwitch {
+        #[serde(default)]
+        addon: Option<String>,
+    },
+    /// Serve the call, then close the connection without sending the answer: the write lands
+    /// on the platform but the client never learns it did (a proxy timeout, a reset).
+    LoseResponse {
+        #[serde(default)]
+        method: Option<String>,
+        path: String,
+        #[serde(default = "one")]
+        nth: u32,
+        #[serde(default = "one")]
+        times: u32,
+    },
     /// The next scale-down of `process_type` leaves `dynos` of its dynos running as rogues: the
     /// platform no longer lists them, but they keep their connections and keep writing.
     IgnoreScaleDown {
@@ -145,6 +163,8 @@ pub enum HttpAction {
     Error { status: u16, retry_after: u64 },
     /// Close the connection without an answer.
     Drop,
+    /// Serve the call, then close the connection without its answer.
+    ServeThenDrop,
     /// Drop and take the API down for this many seconds.
     Restart { down_seconds: f64 },
 }
@@ -207,6 +227,12 @@ impl Faults {
                     path,
                     nth,
                     times,
+                }
+                | Fault::LoseResponse {
+                    method,
+                    path,
+                    nth,
+                    times,
                 } => (method, path, *nth, *times),
                 Fault::Restart {
                     method, path, nth, ..
@@ -240,6 +266,7 @@ impl Faults {
                     Fault::Restart { down_seconds, .. } => HttpAction::Restart {
                         down_seconds: *down_seconds,
                     },
+                    Fault::LoseResponse { .. } => HttpAction::ServeThenDrop,
                     _ => HttpAction::Drop,
                 };
                 fired = Some(a.fault.describe());

@@ -378,6 +378,45 @@ impl Simulator {
             .map_err(redis_err)
     }
 
+    /// Undoes the `refuse_writes_after_switch` fault: the plan's memory limit and the add-on's
+    /// eviction policy again, as an operator raising the plan or freeing memory would.
+    ///
+    /// # Errors
+    /// Unknown add-on, or the server did not take the settings.
+    pub async fn lift_write_refusal(&self, addon: &str) -> Result<(), SimError> {
+        let (server, policy) = self
+            .shared
+            .world()
+            .addon(addon, None)
+            .map(|a| {
+                (
+                    std::sync::Arc::clone(&a.server),
+                    a.settings.maxmemory_policy.clone(),
+                )
+            })
+            .ok_or_else(|| SimError::UnknownAddon(addon.to_owned()))?;
+        let redis_err = |source| SimError::Redis {
+            addon: addon.to_owned(),
+            context: "lifting the write refusal".into(),
+            source,
+        };
+        let mut con = server.control().await.map_err(redis_err)?;
+        redis::pipe()
+            .cmd("CONFIG")
+            .arg("SET")
+            .arg("maxmemory")
+            .arg(server.plan().memory_bytes.to_string())
+            .ignore()
+            .cmd("CONFIG")
+            .arg("SET")
+            .arg("maxmemory-policy")
+            .arg(policy)
+            .ignore()
+            .query_async::<()>(&mut con)
+            .await
+            .map_err(redis_err)
+    }
+
     /// The pids of every redis-server child now running (primaries and replicas).
     pub fn redis_pids(&self) -> Vec<u32> {
         let world = self.shared.world();

@@ -28,6 +28,7 @@ struct ChangeFaults {
     lose: u32,
     change: u32,
     unreadable: bool,
+    refuse_writes: bool,
 }
 
 /// Starts a plan change of `addon` (already marked `provisioning` on `target` by the caller)
@@ -102,6 +103,12 @@ fn take_faults(shared: &Shared, addon: &str) -> ChangeFaults {
     out.unreadable = f
         .take(addon, |x| match x {
             Fault::UnreadableAfterSwitch { addon } => Some((addon.as_deref(), ())),
+            _ => None,
+        })
+        .is_some();
+    out.refuse_writes = f
+        .take(addon, |x| match x {
+            Fault::RefuseWritesAfterSwitch { addon } => Some((addon.as_deref(), ())),
             _ => None,
         })
         .is_some();
@@ -204,10 +211,42 @@ async fn migrate(
     if faults.unreadable {
         lock_out(shared, addon, &new).await;
     }
+    if faults.refuse_writes {
+        refuse_writes(shared, addon, &new).await;
+    }
     // Heroku restarts the app when a config var changes; then the old server goes away.
     dynos::restart_app(shared, &app_id).await;
     stop_server(shared, addon, &old);
     Ok(())
+}
+
+/// The `refuse_writes_after_switch` fault: `noeviction` and a 1-byte memory limit, so every
+/// write answers OOM while reads work. [`crate::sim::Simulator::lift_write_refusal`] undoes it.
+async fn refuse_writes(shared: &Shared, addon: &str, server: &RedisServer) {
+    let detail = match server.control().await {
+        Ok(mut con) => redis::pipe()
+            .cmd("CONFIG")
+            .arg("SET")
+            .arg("maxmemory-policy")
+            .arg("noeviction")
+            .ignore()
+            .cmd("CONFIG")
+            .arg("SET")
+            .arg("maxmemory")
+            .arg("1")
+            .ignore()
+            .query_async::<()>(&mut con)
+            .await
+            .map_or_else(
+                |e| format!("could not refuse writes: {e}"),
+                |()| "writes refused".into(),
+            ),
+        Err(e) => format!("could not refuse writes: {e}"),
+    };
+    shared.event(EventKind::FaultFired {
+        fault: "refuse_writes_after_switch".into(),
+        detail: format!("{addon}: {detail}"),
+    });
 }
 
 /// The `unreadable_after_switch` fault: the server's password changes under the config var,

@@ -156,6 +156,23 @@ pub(crate) async fn gate(State(shared): State<Arc<Shared>>, req: Request, next: 
                 // The connection task drops this future with the connection.
                 return std::future::pending().await;
             }
+            HttpAction::ServeThenDrop => {
+                let conn = req.extensions().get::<ConnDrop>().map(|c| Arc::clone(&c.0));
+                let served = next.run(req).await;
+                record(
+                    &shared,
+                    &method,
+                    &path,
+                    served.status().as_u16(),
+                    &request_id,
+                );
+                // Let the handler's effects settle as they would before the bytes went out.
+                drop(served);
+                if let Some(n) = conn {
+                    n.notify_one();
+                }
+                return std::future::pending().await;
+            }
             HttpAction::Error {
                 status,
                 retry_after,
