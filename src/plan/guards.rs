@@ -3,6 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::heroku::models::AddOnState;
 use crate::plan::RunRequest;
 use crate::plan::facts::{AddonFacts, AddonLookup, Capture, ChangeRequest, DataPolicy};
 use crate::plans;
@@ -195,7 +196,7 @@ fn addon_guards(
         return out;
     }
     let waiting = addon.waiting.as_ref().filter(|(w, _)| *w);
-    let provisioned = addon.state == "provisioned" && waiting.is_none();
+    let provisioned = addon.state == AddOnState::Provisioned && waiting.is_none();
     out.push(guard(
         "addon-provisioned",
         s,

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use crate::heroku::models::AddOnState;
 use futures::future::join_all;
 
 use super::record::Record;
@@ -497,12 +498,15 @@ impl ActiveRun<'_> {
                 let addon = self.runner.client.addon(&self.request.app, &t.name).await?;
                 let wait = self.runner.client.redis_wait(&t.name).await?;
                 let plan = plans::bare_name(&addon.plan.name).to_owned();
-                let state = addon.state.as_str().to_owned();
-                let busy = wait.waiting || state != "provisioned";
-                if !matches!(state.as_str(), "provisioned" | "provisioning") {
+                let state = addon.state.clone();
+                let busy = wait.waiting || state != AddOnState::Provisioned;
+                if !matches!(state, AddOnState::Provisioned | AddOnState::Provisioning) {
                     return Err(StepError::failed(format!(
-                        "{} is {state} while changing to {}: the platform gave up; the Data API says: {}",
-                        t.label, t.to, wait.message
+                        "{} is {} while changing to {}: the platform gave up; the Data API says: {}",
+                        t.label,
+                        state.as_str(),
+                        t.to,
+                        wait.message
                     )));
                 }
                 if busy {
@@ -511,7 +515,7 @@ impl ActiveRun<'_> {
                     let url = self.current_url(t).await?;
                     let opts = verify_options(&self.runner.config.verify, &t.to, "wait");
                     let status = match verify::server_info(&url, &opts).await {
-                        Ok(info) if info.role == "master" => {
+                        Ok(info) if info.is_primary() => {
                             settled[i] = true;
                             continue;
                         }
@@ -890,7 +894,7 @@ impl ActiveRun<'_> {
             loop {
                 let addon = self.runner.client.addon(&self.request.app, &t.name).await?;
                 let wait = self.runner.client.redis_wait(&t.name).await?;
-                if !wait.waiting && addon.state.as_str() != "provisioning" {
+                if !wait.waiting && addon.state != AddOnState::Provisioning {
                     self.report_event(&RunEvent::Warning {
                         message: format!(
                             "{} settled on {} ({})",

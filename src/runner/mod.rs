@@ -870,22 +870,15 @@ impl<'r> ActiveRun<'r> {
         let Some(capture) = &self.capture else {
             return Vec::new();
         };
-        self.request
-            .changes
-            .iter()
-            .zip(capture.found())
+        capture
+            .found_changes(&self.request.changes)
             .map(|(change, a)| Target {
                 label: a.label().to_owned(),
                 name: a.name.clone(),
                 from: a.plan.clone(),
                 to: crate::plans::bare_name(&change.plan).to_owned(),
                 policy: change.policy,
-                url_var: a
-                    .attachment
-                    .as_ref()
-                    .map(|att| format!("{att}_URL"))
-                    .filter(|v| a.config_vars.contains(v))
-                    .or_else(|| a.config_vars.first().cloned()),
+                url_var: a.url_var(),
             })
             .collect()
     }
