@@ -596,3 +596,149 @@ async fn a_plan_change_whose_answer_is_lost_is_not_sent_twice() {
     assert_cache_whole(&env, &before).await;
     env.sim.shutdown().await;
 }
+
+/// Issue 9, item 6: a burst of rate limits during wait-provisioned used to exhaust every
+/// compensation after the client's few attempts (web stayed at 0, exit 4). Compensations now
+/// ride it out, honouring `Retry-After`, and the run rolls back with the app restored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rate_limit_burst_during_the_rollback_is_ridden_out() {
+    let env = Env::start(Duration::from_millis(1500)).await;
+    let before = seeded(&env, CACHE).await;
+    assert!(before.len() > 1000, "the scenario seeds the cache");
+    let runner = env.runner();
+    let req = request(vec![change(CACHE, "premium-1")], None);
+    let run = tokio::spawn(async move { runner.run(&req).await });
+    env.wait_until("the plan change started", |sim| {
+        sim.timeline()
+            .iter()
+            .any(|e| matches!(e.kind, upshift::sim::EventKind::ProvisioningStarted { .. }))
+    })
+    .await;
+    // 25 calls in a row answered 429 with Retry-After 1: more than the client's attempts for
+    // wait-provisioned and then for settle-plan, several times over.
+    env.inject(Fault::Http {
+        method: None,
+        path: "/**".into(),
+        status: 429,
+        nth: 1,
+        times: 25,
+        retry_after: Some(1),
+    });
+    let report = run.await.unwrap().expect("run");
+    assert_eq!(report.outcome, Outcome::RolledBack, "{report:#?}");
+    assert_eq!(
+        journal_outcomes(&env, &report.run_id),
+        vec![Outcome::RolledBack]
+    );
+    assert_formation_restored(&env).await;
+    // The test's own judgement of the data, whatever plan the add-on settled on.
+    assert_eq!(seeded(&env, CACHE).await, before);
+    env.sim.shutdown().await;
+}
+
+/// A compensation that keeps failing past `compensation_deadline` ends the run
+/// needs-attention with the writers stopped; `upshift resume` (no run id) then finds that run,
+/// reopens it and, once the platform answers again, finishes the rollback.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_compensation_past_its_deadline_needs_attention_and_resume_finishes_it() {
+    let env = Env::start(Duration::from_millis(500)).await;
+    let before = seeded(&env, CACHE).await;
+    env.inject(Fault::FailProvisioning {
+        addon: None,
+        message: Some("simulated provisioning failure".into()),
+    });
+    // The scale-down passes; every formation write after it is rate limited.
+    env.inject(Fault::Http {
+        method: Some("PATCH".into()),
+        path: "/apps/*/formation".into(),
+        status: 429,
+        nth: 2,
+        times: 10_000,
+        retry_after: Some(1),
+    });
+    let pb = include_str!("../playbooks/heroku-redis-plan-change.toml").replace(
+        "compensation_deadline = \"15m\"",
+        "compensation_deadline = \"5s\"",
+    );
+    let req = request(vec![change(CACHE, "premium-1")], Some(&pb));
+    assert_eq!(req.params.compensation_deadline, Duration::from_secs(5));
+    let report = env.runner().run(&req).await.expect("run");
+    assert_eq!(report.outcome, Outcome::NeedsAttention, "{report:#?}");
+    assert_eq!(
+        report.outcome.exit_code(),
+        upshift::exit::ExitCode::NeedsAttention
+    );
+    let message = report.message.clone().unwrap_or_default();
+    // The restore was tried more than once before the deadline, then gave up.
+    let patches = env
+        .writes()
+        .into_iter()
+        .filter(|w| w.ends_with("/formation"))
+        .count();
+    assert!(patches > 2, "{:?}", env.writes());
+    assert!(
+        message.contains(&format!("upshift resume {}", report.run_id)),
+        "{message}"
+    );
+    assert!(
+        message.contains("heroku ps:scale web=2:standard-1X"),
+        "{message}"
+    );
+    assert_eq!(web_quantity(&env).await, 0, "the restore never got through");
+    assert_eq!(env.plan_of(CACHE).await, "premium-0");
+    assert_eq!(
+        journal_outcomes(&env, &report.run_id),
+        vec![Outcome::NeedsAttention]
+    );
+    // Still 0 later: nothing brings the writers back behind the run's back.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(web_quantity(&env).await, 0);
+
+    // `resume` without a run id would pick it, unless a newer run on the app superseded it
+    // (its capture and snapshots would then describe a past the app has left).
+    let state = env.state();
+    assert_eq!(
+        upshift::runner::resumable(&state, None).unwrap(),
+        vec![(report.run_id.clone(), harness::APP.to_owned())]
+    );
+    let newer = format!("{}-newer", report.run_id);
+    let mut j = journal::Journal::create(&state, &newer).unwrap();
+    for record in [
+        Record::Started {
+            run_id: newer.clone(),
+            request: req.clone(),
+            host: "test".into(),
+            pid: 1,
+            version: "test".into(),
+        },
+        Record::Finished {
+            outcome: Outcome::Succeeded,
+            message: None,
+        },
+    ] {
+        j.append(0, &record).unwrap();
+    }
+    drop(j);
+    assert_eq!(upshift::runner::resumable(&state, None).unwrap(), vec![]);
+    std::fs::remove_dir_all(state.run_dir(&newer)).unwrap();
+
+    // Heroku answers again; `resume` without a run id picks the needs-attention run.
+    env.sim.clear_faults();
+    let resumed = env.runner().resume(None).await.expect("resume");
+    assert_eq!(resumed.run_id, report.run_id);
+    assert_eq!(resumed.outcome, Outcome::RolledBack, "{resumed:#?}");
+    assert_formation_restored(&env).await;
+    assert_eq!(
+        journal_outcomes(&env, &report.run_id),
+        vec![Outcome::NeedsAttention, Outcome::RolledBack]
+    );
+    assert_eq!(seeded(&env, CACHE).await, before);
+    // Nothing is left to resume: the run is finished for good.
+    let err = env
+        .runner()
+        .resume(None)
+        .await
+        .expect_err("nothing left to resume");
+    assert!(err.to_string().contains("no unfinished run"), "{err}");
+    env.sim.shutdown().await;
+}

@@ -125,6 +125,22 @@ impl ActiveRun<'_> {
         Ok(true)
     }
 
+    /// Sleeps `pause` between compensation attempts. A second interrupt leaves at once (the
+    /// run stays resumable); a first one changes nothing while rolling back.
+    pub(super) async fn nap(&self, pause: Duration) -> Result<(), StepError> {
+        let until = Instant::now() + pause;
+        loop {
+            if self.runner.interrupts.count() >= 2 {
+                return Err(StepError::Interrupted);
+            }
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Ok(());
+            }
+            tokio::time::sleep(left.min(Duration::from_millis(100))).await;
+        }
+    }
+
     fn jrecord(&mut self, record: &Record) -> Result<(), StepError> {
         self.record(record).map_err(|e| {
             StepError::failed(format!("cannot write the journal: {}", error_chain(&e)))
@@ -609,6 +625,7 @@ impl ActiveRun<'_> {
                     t.label
                 ),
                 data_unsafe: t.policy == DataPolicy::Critical,
+                transient: None,
             })?;
         let url = self.current_url(t).await?;
         let plan = self
@@ -707,6 +724,7 @@ impl ActiveRun<'_> {
                     examples.join(", ")
                 ),
                 data_unsafe: true,
+                transient: None,
             }),
         }
     }
@@ -919,6 +937,7 @@ impl ActiveRun<'_> {
                             self.request.app
                         ),
                         data_unsafe: t.policy == DataPolicy::Critical,
+                        transient: None,
                     });
                 }
             }

@@ -4,8 +4,10 @@
 //!
 //! Every step re-derives from the platform before it acts (a resumed run trusts the journal
 //! for intent and the platform for truth), and every step is idempotent: repeating one after a
-//! crash converges on the same state.
+//! crash converges on the same state. That is also why a compensation may be tried again
+//! after a transient failure until the playbook's `compensation_deadline` (see `backoff`).
 
+mod backoff;
 pub mod capture;
 mod effects;
 pub mod history;
@@ -33,6 +35,7 @@ use crate::plan::{self, Plan, RunRequest};
 use crate::unattended::{drift, gate};
 use crate::verify::VerifyOptions;
 use crate::window::{EstimateSource, Occurrence, Window};
+use backoff::Transient;
 use record::Record;
 pub use reporter::{Reporter, RunEvent, Silent};
 
@@ -408,8 +411,10 @@ impl Runner {
         run.drive().await
     }
 
-    /// Carries on an unfinished run from its journal (`None`: the latest unfinished one).
-    /// Idempotent: resuming a finished run reports its outcome again.
+    /// Carries on an unfinished run from its journal (`None`: the latest unfinished one, or
+    /// else the latest that ended needs-attention and can be reopened). A needs-attention run
+    /// with compensations left is reopened: they all run again. Idempotent: resuming any
+    /// other finished run reports its outcome again.
     ///
     /// # Errors
     /// No such run, unreadable journal, lock held by a live run.
@@ -607,8 +612,65 @@ fn unfinished_runs(state: &StateDir, app: &str) -> Result<Vec<String>, RunError>
         .collect())
 }
 
+/// Whether a finished run ended needs-attention with compensations that `resume` can run
+/// again (see [`Engine::can_reopen`]), judged by replaying its journal.
+fn reopenable(entries: &[journal::Entry<Record>]) -> bool {
+    let Some(request) = entries.iter().find_map(|e| match &e.record {
+        Record::Started { request, .. } => Some(request),
+        _ => None,
+    }) else {
+        return false;
+    };
+    let events = entries.iter().filter_map(|e| match &e.record {
+        Record::Engine { event } => Some(event),
+        _ => None,
+    });
+    Engine::replay(request.playbook.actions(), holds_critical(request), events)
+        .is_ok_and(|engine| engine.can_reopen())
+}
+
+/// Runs that `resume` without a run id may pick, oldest first: the unfinished ones (see
+/// [`unfinished`]) and those that ended needs-attention but can be reopened. A run that
+/// needs attention stays resumable, so that `upshift resume` after fixing the cause
+/// finishes it instead of saying there is nothing to do; but only while it is its app's
+/// latest run: once a newer run started on the app, the old run's captured formation and
+/// snapshots describe a past the app has left, and reopening it takes its id.
+///
+/// # Errors
+/// Unreadable state dir or journal.
+pub fn resumable(state: &StateDir, app: Option<&str>) -> Result<Vec<(String, String)>, RunError> {
+    let open = unfinished(state, app)?;
+    // Every run's app and whether it could be reopened, oldest first.
+    let mut runs: Vec<(String, Option<String>, bool)> = Vec::new();
+    for id in state.run_ids()? {
+        let path = state.run_dir(&id).join(journal::JOURNAL_FILE);
+        let (entries, problem) = journal::read_prefix::<Record>(&path);
+        let run_app = entries.iter().find_map(|e| match &e.record {
+            Record::Started { request, .. } => Some(request.app.clone()),
+            _ => None,
+        });
+        let reopen = problem.is_none() && reopenable(&entries);
+        runs.push((id, run_app, reopen));
+    }
+    let mut out = Vec::new();
+    for (i, (id, run_app, reopen)) in runs.iter().enumerate() {
+        if let Some(run) = open.iter().find(|(o, _)| o == id) {
+            out.push(run.clone());
+            continue;
+        }
+        let Some(run_app) = run_app else { continue };
+        let superseded = runs[i + 1..]
+            .iter()
+            .any(|(_, later, _)| later.as_deref().is_none_or(|l| l == run_app));
+        if *reopen && !superseded && app.is_none_or(|a| a == run_app) {
+            out.push((id.clone(), run_app.clone()));
+        }
+    }
+    Ok(out)
+}
+
 fn latest_unfinished(state: &StateDir, app: Option<&str>) -> Result<String, RunError> {
-    unfinished(state, app)?
+    resumable(state, app)?
         .pop()
         .map(|(id, _)| id)
         .ok_or_else(|| {
@@ -628,7 +690,13 @@ enum StepOk {
 #[derive(Debug)]
 enum StepError {
     /// The step failed; with `data_unsafe`, a critical add-on's data is not known to be whole.
-    Failed { message: String, data_unsafe: bool },
+    /// With `transient`, the same call may succeed later (a rate limit, a 5xx, a lost
+    /// connection): compensations try again until their deadline.
+    Failed {
+        message: String,
+        data_unsafe: bool,
+        transient: Option<Transient>,
+    },
     /// The first interrupt arrived during a wait: stop and roll back.
     Aborted,
     /// The second interrupt: leave now, resumable.
@@ -640,13 +708,24 @@ impl StepError {
         Self::Failed {
             message: message.into(),
             data_unsafe: false,
+            transient: None,
         }
     }
 }
 
 impl From<HerokuError> for StepError {
     fn from(e: HerokuError) -> Self {
-        Self::failed(error_chain(&e))
+        let transient = e.is_transient().then_some(Transient {
+            retry_after: match &e {
+                HerokuError::RateLimited { retry_after, .. } => *retry_after,
+                _ => None,
+            },
+        });
+        Self::Failed {
+            message: error_chain(&e),
+            data_unsafe: false,
+            transient,
+        }
     }
 }
 
@@ -934,7 +1013,7 @@ impl<'r> ActiveRun<'r> {
                         done: false,
                         message: None,
                     });
-                    match self.compensate(compensation).await {
+                    match self.compensate_until_deadline(compensation).await {
                         Ok(()) => {
                             self.event(Event::CompensationSucceeded { index })?;
                             self.report_event(&RunEvent::Compensating {
@@ -954,6 +1033,7 @@ impl<'r> ActiveRun<'r> {
                         Err(StepError::Failed {
                             message,
                             data_unsafe,
+                            ..
                         }) => {
                             self.report_event(&RunEvent::Compensating {
                                 compensation,
@@ -1004,6 +1084,7 @@ impl<'r> ActiveRun<'r> {
                 Err(StepError::Failed {
                     data_unsafe: false,
                     ref message,
+                    ..
                 }) if attempt < spec.retry.attempts
                     && !matches!(action, Action::Guard | Action::Verify) =>
                 {
@@ -1050,6 +1131,7 @@ impl<'r> ActiveRun<'r> {
             Err(StepError::Failed {
                 message,
                 data_unsafe,
+                ..
             }) => {
                 self.report_event(&RunEvent::StepFailed {
                     number: step + 1,
@@ -1186,6 +1268,13 @@ impl<'r> ActiveRun<'r> {
                 self.request.app,
                 self.journal.path().display()
             )),
+            Outcome::NeedsAttention if self.engine.can_reopen() => Some(format!(
+                "{}\n  or, once the cause is fixed (Heroku answers again, the data is \
+                 reachable), run `upshift resume {}`: it runs every compensation again and \
+                 brings the writers back only onto verified data",
+                self.manual_steps(),
+                self.run_id
+            )),
             Outcome::NeedsAttention => Some(self.manual_steps()),
         }
     }
@@ -1252,6 +1341,61 @@ impl<'r> ActiveRun<'r> {
             Action::Verify => self.step_verify().await,
             Action::RestoreFormation => self.step_restore_formation().await,
             Action::Health => self.step_health(timeout).await,
+        }
+    }
+
+    /// Runs one compensation, trying again after transient failures (rate limits, 5xx,
+    /// timeouts, lost connections) with backoff and `Retry-After` until the playbook's
+    /// `compensation_deadline`; each retry is reported as a warning. Every compensation is
+    /// idempotent (it re-reads the platform and writes absolute values), so repeating one
+    /// is safe; other failures end it at once, as before.
+    async fn compensate_until_deadline(
+        &mut self,
+        compensation: Compensation,
+    ) -> Result<(), StepError> {
+        let deadline = self.request.params.compensation_deadline;
+        let started = Instant::now();
+        let mut attempt = 1;
+        loop {
+            let (message, data_unsafe, transient) = match self.compensate(compensation).await {
+                Err(StepError::Failed {
+                    message,
+                    data_unsafe,
+                    transient: Some(transient),
+                }) => (message, data_unsafe, transient),
+                other => return other,
+            };
+            let left = deadline.saturating_sub(started.elapsed());
+            let Some(pause) = backoff::next_pause(
+                attempt,
+                transient,
+                self.runner.client.rate_limit_remaining(),
+                rand::random::<f64>(),
+                left,
+            ) else {
+                return Err(StepError::Failed {
+                    message: format!(
+                        "{message} (still failing after {attempt} attempt{} over {}, the \
+                         playbook's compensation_deadline; once Heroku answers again, \
+                         `upshift resume {}` runs the compensations again)",
+                        if attempt == 1 { "" } else { "s" },
+                        crate::playbook::duration::format(deadline),
+                        self.run_id
+                    ),
+                    data_unsafe,
+                    transient: None,
+                });
+            };
+            self.report_event(&RunEvent::Warning {
+                message: format!(
+                    "{compensation} attempt {attempt} failed ({message}); retrying in {} \
+                     ({} left of its compensation_deadline)",
+                    crate::playbook::duration::format(pause),
+                    crate::playbook::duration::format(left)
+                ),
+            });
+            self.nap(pause).await?;
+            attempt += 1;
         }
     }
 
