@@ -15,8 +15,9 @@
 //! * [`verify`]: the exact data verifier (canonical per-key digest, diff, snapshot, restore)
 //!   over the `redis` crate.
 //! * [`unattended`]: the pure decisions of unattended runs (window gate and cutoff guard,
-//!   drift from a reviewed plan, the post-change log watch's classifier, JSON event shapes)
-//!   and the reporters that fan events out; [`notify`] posts the notable ones to webhooks.
+//!   drift from a reviewed plan and the rebuilt plan against it, the sealed plan file, the
+//!   post-change log watch's classifier, JSON event shapes) and the reporters that fan events
+//!   out; [`notify`] posts the notable ones to webhooks.
 //! * [`window`]: the pure maintenance-window math (`--window` specs, DST-correct occurrences,
 //!   the cutoff before the point of no return, run-time estimates); "now" is always passed in.
 //!

@@ -415,12 +415,22 @@ pub fn plan(args: &PlanArgs) -> ExitCode {
                         window.clone(),
                         jiff::Timestamp::now(),
                     );
-                    if let Err(e) = file.save(out) {
-                        print_error(&e);
-                        return ExitCode::Usage;
+                    let hash = match file.save(out) {
+                        Ok(hash) => hash,
+                        Err(e) => {
+                            print_error(&e);
+                            return ExitCode::Usage;
+                        }
+                    };
+                    // The hash is part of the result (the reviewer notes it); stdout carries
+                    // only the JSON plan with --json.
+                    if args.json {
+                        eprintln!("plan hash: {hash}");
+                    } else {
+                        println!("plan hash: {hash}");
                     }
                     eprintln!(
-                        "saved the plan to {}; run it with `upshift run --plan {} --confirm {}`",
+                        "saved the plan to {}; run it with `upshift run --plan {} --plan-hash {hash} --confirm {}`",
                         out.display(),
                         out.display(),
                         request.app
@@ -451,7 +461,7 @@ pub fn run(args: &RunArgs) -> ExitCode {
         }
     };
     let (request, reviewed) = match &schedule.plan_file {
-        Some(path) => match reviewed_request(path, &args.target) {
+        Some(path) => match reviewed_request(path, schedule.plan_hash.as_deref(), &args.target) {
             Ok((request, reviewed, window)) => {
                 if schedule.window.is_none() {
                     schedule.window = window;
@@ -517,10 +527,16 @@ pub fn run(args: &RunArgs) -> ExitCode {
     })
 }
 
-/// The request, the state it saw and its window, from a reviewed plan file. `-a` may repeat
-/// the plan's app; `--change` may not be combined with it.
+/// The request, the reviewed plan and its window, from a reviewed plan file whose content
+/// matches its hash (and `--plan-hash`, when given). `-a` may repeat the plan's app;
+/// `--change` may not be combined with it.
+///
+/// A file that fails its hash exits 2, like any bad input: it is not the reviewed plan, so
+/// there is nothing to judge the platform against (exit 3 is for a sound plan that the
+/// platform or a rebuilt plan blocks).
 fn reviewed_request(
     path: &std::path::Path,
+    plan_hash: Option<&str>,
     target: &TargetArgs,
 ) -> Result<
     (
@@ -531,7 +547,7 @@ fn reviewed_request(
     ExitCode,
 > {
     use crate::unattended::plan_file::{PlanFile, PlanFileError};
-    let file = PlanFile::load(path).map_err(|e| {
+    let file = PlanFile::load_reviewed(path, plan_hash).map_err(|e| {
         print_error(&e);
         ExitCode::Usage
     })?;
@@ -551,7 +567,7 @@ fn reviewed_request(
         return Err(ExitCode::Usage);
     }
     let reviewed = crate::runner::Reviewed {
-        capture: file.plan.capture.clone(),
+        plan: file.plan.clone(),
         file: path.display().to_string(),
     };
     Ok((file.request, reviewed, file.window))

@@ -68,9 +68,15 @@ pub struct RunScheduleArgs {
     #[arg(long)]
     pub wait_for_window: bool,
     /// Run a plan saved by `upshift plan … --out FILE`: re-read the platform and refuse
-    /// (exit 3) if it drifted from what the plan saw. Replaces -a and --change.
+    /// (exit 3) if it drifted from what the plan saw or the plan rebuilt now differs from the
+    /// reviewed one; a file changed after it was saved is refused (exit 2). Replaces -a and
+    /// --change.
     #[arg(long = "plan", value_name = "PLAN.json")]
     pub plan_file: Option<PathBuf>,
+    /// With --plan: the hash `plan --out` printed for the reviewed plan (`sha256:…`); any other
+    /// file is refused (exit 2).
+    #[arg(long, value_name = "HASH", requires = "plan_file")]
+    pub plan_hash: Option<String>,
     /// POST a JSON notification (Slack-compatible `text`) to URL on start, point of no return,
     /// rollback, outcome, window overrun and watch hits. Repeatable; never fails the run.
     #[arg(
@@ -97,6 +103,8 @@ pub struct Schedule {
     pub window: Option<Window>,
     pub wait_for_window: bool,
     pub plan_file: Option<PathBuf>,
+    /// The reviewed plan's hash to insist on (`--plan-hash`).
+    pub plan_hash: Option<String>,
     pub notify: Vec<Url>,
     pub log_format: LogFormat,
     pub watch: Duration,
@@ -145,6 +153,7 @@ impl TryFrom<(&RunScheduleArgs, bool)> for Schedule {
             window,
             wait_for_window: args.wait_for_window,
             plan_file: args.plan_file.clone(),
+            plan_hash: args.plan_hash.clone(),
             notify: notify::parse_urls(&args.notify)?,
             log_format: args.log_format,
             watch,

@@ -32,7 +32,7 @@ use crate::journal::{self, AppLock, Journal, JournalError, StateDir};
 use crate::plan::facts::Capture;
 use crate::plan::guards::{self, Guard};
 use crate::plan::{self, Plan, RunRequest};
-use crate::unattended::{drift, gate};
+use crate::unattended::{drift, gate, review};
 use crate::verify::VerifyOptions;
 use crate::window::{EstimateSource, Occurrence, Window};
 use backoff::Transient;
@@ -176,14 +176,15 @@ pub struct RunnerConfig {
     /// The maintenance window (`--window`): the guard step, the last before the first write,
     /// blocks unless the run and a worst-case rollback fit in what is left of it.
     pub window: Option<Window>,
-    /// A reviewed plan (`run --plan`): the guard step blocks when the platform drifted from it.
+    /// A reviewed plan (`run --plan`): the guard step blocks when the platform drifted from it
+    /// or the plan rebuilt now is not the reviewed one.
     pub reviewed: Option<Reviewed>,
 }
 
-/// The state a reviewed plan saw, and the file it came from (for messages).
+/// A reviewed plan (it embeds the state it saw), and the file it came from (for messages).
 #[derive(Debug, Clone)]
 pub struct Reviewed {
-    pub capture: Capture,
+    pub plan: Plan,
     pub file: String,
 }
 
@@ -327,8 +328,9 @@ impl Runner {
         estimate
     }
 
-    /// The guards of unattended runs: the window cutoff (with `--window`) and the drift from a
-    /// reviewed plan (with `--plan`). `now` is the time the guard is evaluated; `ahead` judges
+    /// The guards of unattended runs: the window cutoff (with `--window`), and the drift from a
+    /// reviewed plan and the difference of the plan rebuilt now from it (with `--plan`).
+    /// `now` is the time the guard is evaluated; `ahead` judges
     /// a closed window by its next opening (`plan`) rather than blocking (`run`).
     fn unattended_guards(
         &self,
@@ -350,8 +352,20 @@ impl Runner {
             ));
         }
         if let Some(reviewed) = &self.config.reviewed {
-            let drifts = drift::compare(&reviewed.capture, capture, &request.params.writers);
+            let drifts = drift::compare(&reviewed.plan.capture, capture, &request.params.writers);
             out.extend(drift::guards(&drifts, &reviewed.file));
+            // The plan this run would execute, rebuilt from the stored request and the live
+            // capture, must be the one reviewed: an edited request shows up here.
+            let now = plan::build(
+                request,
+                capture,
+                (
+                    self.config.provisioning_estimate,
+                    "playbook default".to_owned(),
+                ),
+            );
+            let differences = review::compare(&reviewed.plan, &now);
+            out.extend(review::guards(&differences, &reviewed.file));
         }
         out
     }

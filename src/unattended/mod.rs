@@ -4,6 +4,7 @@
 //! * [`gate`]: is the window open, when does it open next, and the cutoff guard checked right
 //!   before the first write.
 //! * [`drift`]: what changed on the platform since a reviewed plan was saved.
+//! * [`review`]: how the plan a run would execute now differs from the reviewed one.
 //! * [`watch`]: which log lines after the change are the errors the Enketo guide warns about.
 //! * [`event`]: the stable JSON shapes of log events and notifications.
 //! * [`reporters`]: a [`reporters::Tee`] of reporters and the JSON-lines reporter.
@@ -17,4 +18,5 @@ pub mod event;
 pub mod gate;
 pub mod plan_file;
 pub mod reporters;
+pub mod review;
 pub mod watch;
