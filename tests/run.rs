@@ -742,3 +742,183 @@ async fn a_compensation_past_its_deadline_needs_attention_and_resume_finishes_it
     assert!(err.to_string().contains("no unfinished run"), "{err}");
     env.sim.shutdown().await;
 }
+
+// ---- behaviour profiles (issue 11) -------------------------------------------------------
+
+/// What a run did to the data, judged by the test alone: the cache's seeded keys before and
+/// after, and every write the platform acknowledged to `addons` still there. (Main can be read
+/// only once it is off premium-0: the Enketo app holds all of its connections.)
+async fn assert_no_data_lost(
+    env: &Env,
+    before: &std::collections::BTreeMap<String, (Vec<u8>, bool)>,
+    addons: &[&str],
+) {
+    assert_eq!(&seeded(env, CACHE).await, before, "the cache's seeded data");
+    for &addon in addons {
+        let acked = acknowledged_writes(env, addon).await;
+        assert!(!acked.is_empty(), "{addon}: the dynos wrote");
+        assert_eq!(
+            missing_keys(env, addon, &acked).await,
+            Vec::<String>::new(),
+            "{addon}: acknowledged writes lost"
+        );
+    }
+}
+
+fn journal_text(env: &Env, run_id: &str) -> String {
+    let path = env.state().run_dir(run_id).join(journal::JOURNAL_FILE);
+    format!(
+        "{:?}",
+        journal::read::<Record>(&path).expect("journal readable")
+    )
+}
+
+/// The main run: main and cache (both critical) change in one downtime.
+async fn profile_succeeds(profile: upshift::sim::Profile) {
+    let env = Env::start_with(Duration::from_millis(600), profile).await;
+    let before = seeded(&env, CACHE).await;
+    assert!(before.len() > 1000);
+    let req = request(
+        vec![change(MAIN, "premium-1"), change(CACHE, "premium-1")],
+        None,
+    );
+    let report = env.runner().run(&req).await.expect("run");
+    assert_eq!(report.outcome, Outcome::Succeeded, "{profile}: {report:#?}");
+    assert_eq!(env.plan_of(MAIN).await, "premium-1");
+    assert_eq!(env.plan_of(CACHE).await, "premium-1");
+    assert_formation_restored(&env).await;
+    let journal = journal_text(&env, &report.run_id);
+    assert!(journal.contains("OldServer"), "{profile}: {journal}");
+    if profile == upshift::sim::Profile::Strict {
+        assert!(
+            journal.contains("CLIENT LIST refused"),
+            "the drain says how it decided: {journal}"
+        );
+    }
+    assert_no_data_lost(&env, &before, &[CACHE, MAIN]).await;
+    env.sim.shutdown().await;
+}
+
+/// A provisioning that fails rolls back with the data whole.
+async fn profile_rolls_back(profile: upshift::sim::Profile) {
+    let env = Env::start_with(Duration::from_millis(600), profile).await;
+    let before = seeded(&env, CACHE).await;
+    env.inject(Fault::FailProvisioning {
+        addon: Some(CACHE.into()),
+        message: Some("simulated provisioning failure".into()),
+    });
+    let req = request(vec![change(CACHE, "premium-1")], None);
+    let report = env.runner().run(&req).await.expect("run");
+    assert_eq!(
+        report.outcome,
+        Outcome::RolledBack,
+        "{profile}: {report:#?}"
+    );
+    assert_eq!(env.plan_of(CACHE).await, "premium-0");
+    assert_formation_restored(&env).await;
+    assert_no_data_lost(&env, &before, &[CACHE]).await;
+    env.sim.shutdown().await;
+}
+
+/// One success and one failure test per built-in profile (the harness runs them in parallel,
+/// each in its own simulator).
+macro_rules! profile_matrix {
+    ($($module:ident => $profile:ident),* $(,)?) => {
+        mod profiles {
+            $(
+                mod $module {
+                    use upshift::sim::Profile;
+
+                    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                    async fn succeeds_without_losing_a_write() {
+                        super::super::profile_succeeds(Profile::$profile).await;
+                    }
+
+                    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                    async fn a_failed_provisioning_rolls_back() {
+                        super::super::profile_rolls_back(Profile::$profile).await;
+                    }
+                }
+            )*
+            #[test]
+            fn the_matrix_covers_every_built_in_profile() {
+                let covered = [$(upshift::sim::Profile::$profile),*];
+                assert_eq!(covered.len(), upshift::sim::Profile::ALL.len());
+                for p in upshift::sim::Profile::ALL {
+                    assert!(covered.contains(&p), "{p} has no tests");
+                }
+            }
+        }
+    };
+}
+
+profile_matrix! {
+    optimistic => Optimistic,
+    in_place => InPlace,
+    lagging => Lagging,
+    sparse => Sparse,
+    strict => Strict,
+}
+
+/// Issue 11, 5(b): under `in-place` the add-on says `provisioned` on the target at once, while
+/// the old server is still behind the config var. A naive "state + plan" check would have
+/// verified that old server and brought the writers back onto it; the runner waits for a
+/// server the old one cannot be, and the writers come back only after the switch.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_place_a_naive_check_would_read_the_old_server_and_the_runner_waits() {
+    let env = Env::start_with(Duration::from_millis(1500), upshift::sim::Profile::InPlace).await;
+    let before = seeded(&env, CACHE).await;
+    let old_run_id = env.sim.server_run_id(CACHE).await.expect("run_id");
+    let client = env.client();
+    let watch = async {
+        // The first moment a naive check would have called the change done.
+        for _ in 0..1000 {
+            let a = client.addon(harness::APP, CACHE).await.expect("add-on");
+            if a.state == upshift::heroku::models::AddOnState::Provisioned
+                && upshift::plans::bare_name(&a.plan.name) == "premium-1"
+            {
+                let wait = client.redis_wait(CACHE).await.expect("wait");
+                return (
+                    wait.waiting,
+                    env.sim.server_run_id(CACHE).await.expect("run_id"),
+                    env.sim.now_ms(),
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("the platform never said provisioned on premium-1");
+    };
+    let req = request(vec![change(CACHE, "premium-1")], None);
+    let runner = env.runner();
+    let (report, (waiting, naive_run_id, naive_at)) = tokio::join!(runner.run(&req), watch);
+    let report = report.expect("run");
+    assert!(!waiting, "the Data API agreed with the platform");
+    assert_eq!(
+        naive_run_id, old_run_id,
+        "a naive check would have verified the OLD server"
+    );
+    assert_eq!(report.outcome, Outcome::Succeeded, "{report:#?}");
+    let new_run_id = env.sim.server_run_id(CACHE).await.expect("run_id");
+    assert_ne!(new_run_id, old_run_id);
+    // The writers came back only after the switch-over, well after the naive moment.
+    let timeline = env.sim.timeline();
+    let switched = timeline
+        .iter()
+        .find_map(|e| match &e.kind {
+            upshift::sim::EventKind::ProvisioningSucceeded { .. } => Some(e.at_ms),
+            _ => None,
+        })
+        .expect("the change completed");
+    let restored = timeline
+        .iter()
+        .filter_map(|e| match &e.kind {
+            upshift::sim::EventKind::FormationChanged { to, .. } if *to > 0 => Some(e.at_ms),
+            _ => None,
+        })
+        .next_back()
+        .expect("web came back");
+    assert!(naive_at < switched, "{naive_at} < {switched}");
+    assert!(switched < restored, "{switched} < {restored}");
+    assert_no_data_lost(&env, &before, &[CACHE]).await;
+    env.sim.shutdown().await;
+}

@@ -6,7 +6,7 @@ use std::time::Duration;
 use clap::{Args, Subcommand};
 
 use crate::exit::ExitCode;
-use crate::sim::{Scenario, SimConfig, SimError, Simulator};
+use crate::sim::{BehaviourSpec, Profile, Scenario, SimConfig, SimError, Simulator};
 
 /// Simulator subcommands.
 #[derive(Debug, Subcommand)]
@@ -30,6 +30,10 @@ pub struct ServeArgs {
     /// Seconds a plan change takes.
     #[arg(long, default_value_t = 3.0)]
     pub provision_seconds: f64,
+    /// Behaviour profile where Heroku's behaviour is undocumented: optimistic, in-place,
+    /// lagging, sparse or strict (overrides the scenario's `[behaviour]` profile).
+    #[arg(long, value_name = "NAME")]
+    pub profile: Option<Profile>,
 }
 
 impl TryFrom<ServeArgs> for SimConfig {
@@ -42,8 +46,12 @@ impl TryFrom<ServeArgs> for SimConfig {
                 message: "must be a non-negative number of seconds".into(),
             });
         }
+        let mut scenario = Scenario::load(&args.scenario)?;
+        if let Some(profile) = args.profile {
+            scenario.behaviour = BehaviourSpec::of(profile);
+        }
         Ok(Self {
-            scenario: Scenario::load(&args.scenario)?,
+            scenario,
             port: args.port,
             provision: Duration::from_secs_f64(args.provision_seconds),
             ..Self::default()

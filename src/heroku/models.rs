@@ -381,7 +381,9 @@ pub struct InfoRow {
 /// Redis Data API `GET /redis/v0/databases/{addon}/wait`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RedisWait {
-    /// `preparing`, `upgrading version`, `available`, …
+    /// `preparing`, `upgrading version`, `available`, …; Heroku may leave it out (the CLI's
+    /// own fixtures answer `{"waiting?": false}`), then it is empty.
+    #[serde(default)]
     pub message: String,
     #[serde(rename = "waiting?")]
     pub waiting: bool,

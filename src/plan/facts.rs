@@ -47,6 +47,22 @@ pub struct ProcessFacts {
     pub size: String,
 }
 
+/// Who a Redis server is, as INFO shows it: recorded for the server behind each add-on's
+/// config var before the plan change, so that the wait can demand proof that the URL now
+/// leads to a different server (see `runner::evidence`). Secret-free.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServerIdentity {
+    /// INFO server `run_id` (random per process); empty when the server hides it.
+    #[serde(default)]
+    pub run_id: String,
+    /// INFO memory `maxmemory`, bytes; 0 when unlimited or hidden.
+    #[serde(default)]
+    pub maxmemory: u64,
+    /// INFO clients `maxclients`, when shown.
+    #[serde(default)]
+    pub maxclients: Option<u64>,
+}
+
 /// The Redis server behind an add-on, as INFO showed it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RedisFacts {

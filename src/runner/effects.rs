@@ -13,9 +13,11 @@ use super::{ActiveRun, AddonReport, RunEvent, StepError, StepOk, Target, error_c
 use crate::engine::Action;
 use crate::heroku::models::{DynoState, FormationUpdate};
 use crate::plan::facts::DataPolicy;
+use crate::plan::facts::ServerIdentity;
 use crate::plan::guards;
 use crate::plans;
 use crate::runner::capture::{self, verify_options};
+use crate::runner::evidence::{self, Observed, Verdict};
 use crate::runner::reporter::Reporter;
 use crate::unattended::gate;
 use crate::verify::{self, RedisUrl, RestoreSelection};
@@ -80,6 +82,15 @@ pub(super) fn writes_seen(before: u64, now: u64) -> bool {
         now != before
     } else {
         now != 0
+    }
+}
+
+/// The Data API's `/wait` in words; Heroku may leave `message` out (issue 11, 5(e)).
+fn wait_text(wait: &crate::heroku::models::RedisWait) -> String {
+    match (wait.message.is_empty(), wait.waiting) {
+        (false, _) => wait.message.clone(),
+        (true, true) => "waiting".into(),
+        (true, false) => "not waiting".into(),
     }
 }
 
@@ -337,6 +348,10 @@ impl ActiveRun<'_> {
             servers.push((t, url, opts));
         }
         let mut last: Vec<Option<(u64, Instant)>> = vec![None; servers.len()];
+        let mut identities: Vec<Option<ServerIdentity>> = vec![None; servers.len()];
+        // Servers that refuse CLIENT (managed services do): drained is decided by what
+        // writes, the write counter, alone.
+        let mut no_client_list: Vec<String> = Vec::new();
         let mut fast = Pacer {
             delay: DRAIN_POLL,
             deadline: pacer.deadline,
@@ -346,7 +361,9 @@ impl ActiveRun<'_> {
         loop {
             let mut busy = Vec::new();
             for (i, (t, url, opts)) in servers.iter().enumerate() {
-                let writes = verify::server_info(url, opts).await?.changes_since_save;
+                let info = verify::server_info(url, opts).await?;
+                let writes = info.changes_since_save;
+                identities[i] = Some(evidence::identity(&info));
                 let quiet_since = match last[i] {
                     Some((w, since)) if !writes_seen(w, writes) => since,
                     _ => {
@@ -355,7 +372,19 @@ impl ActiveRun<'_> {
                     }
                 };
                 let writes_quiet = quiet_since.elapsed() >= QUIET;
-                for c in verify::client_list(url, opts).await? {
+                let clients = if no_client_list.contains(&t.name) {
+                    Vec::new()
+                } else {
+                    match verify::client_list(url, opts).await {
+                        Ok(clients) => clients,
+                        Err(e) if e.is_command_refused() => {
+                            no_client_list.push(t.name.clone());
+                            Vec::new()
+                        }
+                        Err(e) => return Err(e.into()),
+                    }
+                };
+                for c in clients {
                     if !c.is_upshift() && (!writes_quiet || c.idle_secs < CLIENT_IDLE_SECS) {
                         busy.push(format!(
                             "{}: {} (name {:?}, connected {}s, idle {}s, last command {})",
@@ -372,13 +401,37 @@ impl ActiveRun<'_> {
                 }
             }
             if busy.is_empty() {
-                for ((t, _, _), mark) in servers.iter().zip(&last) {
+                for (((t, _, _), mark), identity) in servers.iter().zip(&last).zip(&identities) {
                     if let Some((writes, _)) = mark {
                         self.write_marks.insert(t.name.clone(), *writes);
                     }
+                    if let Some(identity) = identity {
+                        self.jrecord(&Record::OldServer {
+                            addon: t.name.clone(),
+                            identity: identity.clone(),
+                        })?;
+                        self.old_servers.insert(t.name.clone(), identity.clone());
+                    }
                 }
+                let refused = if no_client_list.is_empty() {
+                    String::new()
+                } else {
+                    let text = format!(
+                        "CLIENT LIST refused by {}: decided by the write counter alone",
+                        servers
+                            .iter()
+                            .filter(|(t, _, _)| no_client_list.contains(&t.name))
+                            .map(|(t, _, _)| t.label.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    );
+                    self.jrecord(&Record::Note {
+                        message: format!("drain: {text}"),
+                    })?;
+                    format!(" ({text})")
+                };
                 return Ok(StepOk::Done(Some(format!(
-                    "no writer dyno, no write for {}",
+                    "no writer dyno, no write for {}{refused}",
                     duration_text(QUIET)
                 ))));
             }
@@ -495,16 +548,23 @@ impl ActiveRun<'_> {
         }
     }
 
+    /// Waits until every target's new server is proven live: the platform and the Data API
+    /// agree on the target plan, and the server behind the config var is a primary that the
+    /// old server cannot be (see [`evidence`]), all of it holding for the settle period.
+    /// Only then may verify read it, and the writers come back onto it.
     pub(super) async fn step_wait_provisioned(
         &mut self,
         timeout: Duration,
     ) -> Result<StepOk, StepError> {
         let mut pacer = self.pacer(timeout, true);
         let started = Instant::now();
+        let settle = self.runner.config.settle;
         let targets = self.targets();
         let mut settled = vec![false; targets.len()];
+        let mut proofs = vec![String::new(); targets.len()];
         let mut seen_busy = vec![false; targets.len()];
         let mut refused_since: Vec<Option<Instant>> = vec![None; targets.len()];
+        let mut live_since: Vec<Option<Instant>> = vec![None; targets.len()];
         loop {
             let mut statuses = Vec::new();
             for (i, t) in targets.iter().enumerate() {
@@ -522,24 +582,34 @@ impl ActiveRun<'_> {
                         t.label,
                         state.as_str(),
                         t.to,
-                        wait.message
+                        wait_text(&wait)
                     )));
                 }
-                if busy {
+                // The platform showing the target (even as provisioned, at once) is a sign
+                // the change started: going back to the old plan afterwards is a failure.
+                if busy || plan == t.to {
                     seen_busy[i] = true;
-                } else if plan == t.to {
-                    let url = self.current_url(t).await?;
-                    let opts = verify_options(&self.runner.config.verify, &t.to, "wait");
-                    let status = match verify::server_info(&url, &opts).await {
-                        Ok(info) if info.is_primary() => {
-                            settled[i] = true;
-                            continue;
-                        }
-                        Ok(info) => {
+                }
+                let mut evidence_status = None;
+                if !busy && plan == t.to {
+                    let status = match self.judge_target(t, &addon, &wait).await {
+                        Ok(Verdict::Live { proof }) => {
                             refused_since[i] = None;
-                            format!("{}: Redis answers as {}", t.label, info.role)
+                            let since = *live_since[i].get_or_insert_with(Instant::now);
+                            if since.elapsed() >= settle {
+                                settled[i] = true;
+                                proofs[i] = proof;
+                                continue;
+                            }
+                            format!("{proof}; settling")
+                        }
+                        Ok(Verdict::NotYet { reason }) => {
+                            refused_since[i] = None;
+                            live_since[i] = None;
+                            reason
                         }
                         Err(e) if e.is_auth_failure() => {
+                            live_since[i] = None;
                             let since = *refused_since[i].get_or_insert_with(Instant::now);
                             if since.elapsed() >= AUTH_GRACE {
                                 return Err(StepError::failed(format!(
@@ -549,30 +619,39 @@ impl ActiveRun<'_> {
                                     since.elapsed().as_secs()
                                 )));
                             }
-                            format!("{}: Redis refuses the password ({e})", t.label)
+                            format!("Redis refuses the password ({e})")
                         }
                         Err(e) => {
                             refused_since[i] = None;
-                            format!("{}: Redis not answering yet ({e})", t.label)
+                            live_since[i] = None;
+                            format!("Redis not answering yet ({e})")
                         }
                     };
-                    statuses.push(status);
+                    statuses.push(format!("{}: {status}", t.label));
+                    evidence_status = Some(status);
                 } else if plan == t.from && (seen_busy[i] || started.elapsed() > START_GRACE) {
                     return Err(StepError::failed(format!(
                         "provisioning {} on {} failed: the add-on is back on {} and the Data API says \"{}\"",
-                        t.label, t.to, t.from, wait.message
+                        t.label,
+                        t.to,
+                        t.from,
+                        wait_text(&wait)
                     )));
+                } else {
+                    live_since[i] = None;
                 }
-                statuses.push(format!("{}: {} ({})", t.label, wait.message, state));
+                let status = format!("{} ({})", wait_text(&wait), state);
+                statuses.push(format!("{}: {status}", t.label));
                 self.report_event(&RunEvent::Waiting {
                     subject: t.label.clone(),
-                    status: wait.message.clone(),
+                    status: evidence_status.unwrap_or(status),
                 });
             }
             if settled.iter().all(|s| *s) {
                 let note = targets
                     .iter()
-                    .map(|t| format!("{} on {}", t.label, t.to))
+                    .zip(&proofs)
+                    .map(|(t, proof)| format!("{} on {}: {proof}", t.label, t.to))
                     .collect::<Vec<_>>()
                     .join(", ");
                 return Ok(StepOk::Done(Some(note)));
@@ -585,6 +664,71 @@ impl ActiveRun<'_> {
                 )));
             }
         }
+    }
+
+    /// One look at a target that the platform says is provisioned on its new plan: the Data
+    /// API's plan and the server behind the config var now, judged by [`evidence::judge`]
+    /// against the server recorded before the change.
+    ///
+    /// # Errors
+    /// The config var cannot be read (a step error inside), or Redis cannot (returned as the
+    /// verifier's error so the caller can tell a refused password apart).
+    async fn judge_target(
+        &self,
+        t: &Target,
+        addon: &crate::heroku::models::AddOn,
+        wait: &crate::heroku::models::RedisWait,
+    ) -> Result<Verdict, verify::VerifyError> {
+        let data_plan = self
+            .runner
+            .client
+            .redis_database(&t.name)
+            .await
+            .ok()
+            .map(|d| plans::bare_name(&d.plan).to_owned());
+        let url = match self.current_url(t).await {
+            Ok(url) => url,
+            Err(e) => {
+                let detail = match e {
+                    StepError::Failed { message, .. } => message,
+                    other => format!("{other:?}"),
+                };
+                return Ok(Verdict::NotYet {
+                    reason: format!("the config var cannot be read ({detail})"),
+                });
+            }
+        };
+        let opts = verify_options(&self.runner.config.verify, &t.to, "wait");
+        let info = verify::server_info(&url, &opts).await?;
+        let plan = plans::bare_name(&addon.plan.name);
+        let observed = Observed {
+            state: &addon.state,
+            plan,
+            data_waiting: wait.waiting,
+            data_plan: data_plan.as_deref(),
+            server: &info,
+        };
+        Ok(match (plans::find(&t.from), plans::find(&t.to)) {
+            (Some(from), Some(to)) => {
+                evidence::judge(&from, &to, self.old_servers.get(&t.name), &observed)
+            }
+            // A plan outside upshift's catalog: no limits to compare, the identity only.
+            _ => match self.old_servers.get(&t.name) {
+                Some(old) if !old.run_id.is_empty() && old.run_id == info.run_id => {
+                    Verdict::NotYet {
+                        reason: "the old server is still behind the URL".into(),
+                    }
+                }
+                _ if info.is_primary() && data_plan.as_deref() == Some(t.to.as_str()) => {
+                    Verdict::Live {
+                        proof: format!("run_id {}", info.run_id),
+                    }
+                }
+                _ => Verdict::NotYet {
+                    reason: format!("Redis answers as {}", info.role),
+                },
+            },
+        })
     }
 
     pub(super) async fn step_verify(&mut self) -> Result<StepOk, StepError> {
@@ -912,7 +1056,15 @@ impl ActiveRun<'_> {
             loop {
                 let addon = self.runner.client.addon(&self.request.app, &t.name).await?;
                 let wait = self.runner.client.redis_wait(&t.name).await?;
-                if !wait.waiting && addon.state != AddOnState::Provisioning {
+                // On the target plan, "settled" needs the same proof as the wait: the
+                // platform may say provisioned while the old server still serves.
+                let on_target = plans::bare_name(&addon.plan.name) == t.to;
+                let proven = !on_target
+                    || matches!(
+                        self.judge_target(&t, &addon, &wait).await,
+                        Ok(Verdict::Live { .. })
+                    );
+                if !wait.waiting && addon.state != AddOnState::Provisioning && proven {
                     self.report_event(&RunEvent::Warning {
                         message: format!(
                             "{} settled on {} ({})",
@@ -925,7 +1077,7 @@ impl ActiveRun<'_> {
                 }
                 self.report_event(&RunEvent::Waiting {
                     subject: t.label.clone(),
-                    status: wait.message.clone(),
+                    status: wait_text(&wait),
                 });
                 if !self.pace(&mut pacer).await? {
                     return Err(StepError::Failed {

@@ -10,6 +10,7 @@
 mod backoff;
 pub mod capture;
 mod effects;
+pub mod evidence;
 pub mod history;
 pub mod record;
 pub mod reporter;
@@ -179,6 +180,9 @@ pub struct RunnerConfig {
     /// A reviewed plan (`run --plan`): the guard step blocks when the platform drifted from it
     /// or the plan rebuilt now is not the reviewed one.
     pub reviewed: Option<Reviewed>,
+    /// How long the evidence that a new server is live must hold before verify reads it
+    /// (see [`evidence`]).
+    pub settle: Duration,
 }
 
 /// A reviewed plan (it embeds the state it saw), and the file it came from (for messages).
@@ -199,9 +203,14 @@ impl RunnerConfig {
             provisioning_estimate: Duration::from_secs(180),
             window: None,
             reviewed: None,
+            settle: DEFAULT_SETTLE,
         }
     }
 }
+
+/// The default settle period: a few polls' worth of agreement between the platform, the Data
+/// API and the server behind the URL (the poll interval grows to one second).
+pub const DEFAULT_SETTLE: Duration = Duration::from_secs(2);
 
 /// One add-on's result.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -787,6 +796,8 @@ struct ActiveRun<'r> {
     snapshots: BTreeMap<String, PathBuf>,
     /// Each add-on's write counter when the drain ended (see `check_no_new_writes`).
     write_marks: BTreeMap<String, u64>,
+    /// The server behind each add-on's URL before the plan change (journaled as `OldServer`).
+    old_servers: BTreeMap<String, crate::plan::facts::ServerIdentity>,
     reports: BTreeMap<String, AddonReport>,
     started: Instant,
     downtime_since: Option<Instant>,
@@ -822,6 +833,7 @@ impl<'r> ActiveRun<'r> {
             capture: None,
             snapshots: BTreeMap::new(),
             write_marks: BTreeMap::new(),
+            old_servers: BTreeMap::new(),
             reports: BTreeMap::new(),
             started: Instant::now(),
             downtime_since: None,
@@ -940,6 +952,9 @@ impl<'r> ActiveRun<'r> {
                 Record::Captured { capture } => self.capture = Some(capture.clone()),
                 Record::Snapshot { addon, file, .. } => {
                     self.snapshots.insert(addon.clone(), PathBuf::from(file));
+                }
+                Record::OldServer { addon, identity } => {
+                    self.old_servers.insert(addon.clone(), identity.clone());
                 }
                 Record::Downtime { started: true } if self.downtime_since.is_none() => {
                     // The clock restarts here; the time before the crash is in the journal.

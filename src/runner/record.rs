@@ -39,6 +39,12 @@ pub enum Record {
         keys: u64,
         digest: String,
     },
+    /// The server behind an add-on's config var before its plan change (recorded when the
+    /// drain ends): the wait after the change demands a different one.
+    OldServer {
+        addon: String,
+        identity: crate::plan::facts::ServerIdentity,
+    },
     /// Verification of one add-on after the change.
     Verified {
         addon: String,

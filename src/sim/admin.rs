@@ -1,6 +1,6 @@
 //! The admin API under `/__sim/` (no auth: the simulator only listens on 127.0.0.1):
 //! timeline, request log, faults, data maintenance status, restart, processes, downtime, the
-//! rate-limit pool, and the log-session streams.
+//! rate-limit pool, the behaviour profile, and the log-session streams.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -14,6 +14,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::heroku::models::MaintenanceStatus;
+use crate::sim::behaviour::BehaviourSpec;
 use crate::sim::dynos::expand_fault;
 use crate::sim::faults::Fault;
 use crate::sim::server::{Control, error, not_found};
@@ -189,6 +190,33 @@ pub(crate) async fn downtime_of(State(s): S, Path(process_type): Path<String>) -
         "downtime_ms": d.map(|d| d.as_secs_f64() * 1000.0),
     }))
     .into_response()
+}
+
+/// The behaviour profile's knobs now.
+pub(crate) async fn get_behaviour(State(s): S) -> Response {
+    axum::Json(s.behaviour()).into_response()
+}
+
+/// Switches the behaviour profile: a `[behaviour]` table as JSON, e.g. `{"profile": "lagging",
+/// "data_lag_seconds": 2}`. Answers the knobs now in force.
+pub(crate) async fn set_behaviour(State(s): S, body: Bytes) -> Response {
+    let spec: BehaviourSpec = match serde_json::from_slice(&body) {
+        Ok(b) => b,
+        Err(e) => {
+            return bad(&format!(
+                "expected {{\"profile\": \"optimistic|in-place|lagging|sparse|strict\"}}: {e}"
+            ));
+        }
+    };
+    if let Err(m) = spec.validate() {
+        return bad(&m);
+    }
+    let b = spec.resolve();
+    *lock(&s.behaviour) = b.clone();
+    s.event(EventKind::FaultInjected {
+        fault: format!("behaviour profile {}", b.profile),
+    });
+    axum::Json(b).into_response()
 }
 
 #[derive(Debug, Deserialize)]

@@ -13,6 +13,8 @@ use crate::heroku::models::{
     DataMaintenance, InfoRow, MaintenanceStatus, RedisConfig, RedisDatabase, RedisFormation,
     RedisSetting, RedisWait,
 };
+use crate::plans::Plan;
+use crate::sim::behaviour::Behaviour;
 use crate::sim::redis_proc::RedisServer;
 use crate::sim::scenario::{MAXMEMORY_POLICIES, RedisSettingsSpec};
 use crate::sim::server::{error, not_found};
@@ -27,9 +29,29 @@ fn ok<T: serde::Serialize>(v: &T) -> Response {
     (StatusCode::OK, axum::Json(v)).into_response()
 }
 
+/// What the Data API says of a database under the behaviour profile: the plan and status it
+/// reports. The truth is the serving server's plan and the add-on's [`DataStatus`]; the
+/// `in-place` profile reports the target as available during the change, the `lagging`
+/// profile keeps reporting the old plan, preparing, for a while after the switch.
+pub(crate) fn view(a: &AddonState, b: &Behaviour) -> (Plan, DataStatus) {
+    let mut plan = a.server.plan();
+    let mut status = a.data.clone();
+    if b.provisioned_at_once && status == DataStatus::Preparing {
+        plan = a.plan;
+        status = DataStatus::Available;
+    }
+    if let Some((at, old)) = a.switched
+        && at.elapsed() < b.data_lag
+    {
+        plan = old;
+        status = DataStatus::Preparing;
+    }
+    (plan, status)
+}
+
 /// The Data API's status word.
-fn status_word(a: &AddonState) -> &'static str {
-    match a.data {
+fn status_word(status: &DataStatus) -> &'static str {
+    match status {
         DataStatus::Preparing => "preparing",
         DataStatus::Available | DataStatus::ChangeFailed(_) => "available",
     }
@@ -52,10 +74,11 @@ fn row(name: &str, value: impl Into<String>) -> InfoRow {
     }
 }
 
-pub(crate) fn database(a: &AddonState, version: &str) -> RedisDatabase {
+pub(crate) fn database(a: &AddonState, version: &str, b: &Behaviour) -> RedisDatabase {
+    let (plan, status) = view(a, b);
     let mut info = vec![
-        row("Plan", human(a.server.plan().name)),
-        row("Status", status_word(a)),
+        row("Plan", human(plan.name)),
+        row("Status", status_word(&status)),
         row("Created", a.created_at.clone()),
         row("Version", version),
         row("Timeout", a.settings.timeout.to_string()),
@@ -73,7 +96,8 @@ pub(crate) fn database(a: &AddonState, version: &str) -> RedisDatabase {
         name: a.name.clone(),
         // The database's plan is the one of the server serving it (the old one until a plan
         // change has switched over); the Platform API shows the target during a change.
-        plan: a.server.plan().name.to_owned(),
+        // Profiles change what is reported: see `view`.
+        plan: plan.name.to_owned(),
         created_at: Some(a.created_at.clone()),
         version: Some(version.to_owned()),
         port: Some(a.server.port()),
@@ -96,11 +120,17 @@ fn human(bare: &str) -> String {
 }
 
 pub(crate) async fn get_database(State(s): S, Path(name): Path<String>) -> Response {
+    let b = s.behaviour();
     let world = s.world();
-    match world.addon(&name, None) {
-        Some(a) => ok(&database(a, &a_version(a))),
-        None => not_found("database", NO_DB),
+    let Some(a) = world.addon(&name, None) else {
+        return not_found("database", NO_DB);
+    };
+    let db = database(a, &a_version(a), &b);
+    if b.sparse_bodies {
+        // Only what a client cannot do without; everything optional is left out.
+        return ok(&json!({ "addon_id": db.addon_id, "name": db.name, "plan": db.plan }));
     }
+    ok(&db)
 }
 
 fn a_version(_a: &AddonState) -> String {
@@ -111,11 +141,12 @@ fn a_version(_a: &AddonState) -> String {
 }
 
 pub(crate) async fn wait(State(s): S, Path(name): Path<String>) -> Response {
+    let b = s.behaviour();
     let world = s.world();
     let Some(a) = world.addon(&name, None) else {
         return not_found("database", NO_DB);
     };
-    let w = match &a.data {
+    let w = match &view(a, &b).1 {
         DataStatus::Preparing => RedisWait {
             message: "preparing".into(),
             waiting: true,
@@ -129,6 +160,10 @@ pub(crate) async fn wait(State(s): S, Path(name): Path<String>) -> Response {
             waiting: false,
         },
     };
+    if b.sparse_bodies {
+        // As in the Heroku CLI's fixtures: no `message`.
+        return ok(&json!({ "waiting?": w.waiting }));
+    }
     ok(&w)
 }
 
@@ -222,7 +257,8 @@ pub(crate) async fn patch_config(State(s): S, Path(name): Path<String>, body: By
             }
         };
         for (param, value) in &changes {
-            if let Err(e) = redis::cmd("CONFIG")
+            if let Err(e) = server
+                .config_cmd()
                 .arg("SET")
                 .arg(*param)
                 .arg(value)

@@ -65,9 +65,17 @@
 //! `GET|POST|DELETE /__sim/faults` (POST a [`Fault`] or a list), `POST /__sim/maintenance/{addon}`
 //! `{"status":"pending"}`, `POST /__sim/restart` `{"down_seconds":1}`, `GET /__sim/processes`
 //! (redis-server pids and ports), `GET /__sim/downtime/{type}`, `POST /__sim/rate-limit`
-//! `{"remaining":N}`, `GET /__sim/logs/{session}` (a log session's stream).
+//! `{"remaining":N}`, `GET /__sim/logs/{session}` (a log session's stream),
+//! `GET|PUT /__sim/behaviour` `{"profile":"in-place"}` (the [`behaviour`] profile, switchable at
+//! runtime).
+//!
+//! # Behaviour profiles
+//! Where Heroku's behaviour is not documented, [`behaviour::Profile`] picks a variant
+//! (scenario `[behaviour]`, `sim serve --profile`, or the admin API); the default,
+//! `optimistic`, is what this page describes.
 
 mod admin;
+pub mod behaviour;
 mod data;
 mod dynos;
 mod error;
@@ -98,6 +106,7 @@ use url::Url;
 use crate::heroku::models::AddOnState;
 use crate::heroku::{ClientConfig, RetryPolicy, Token};
 
+pub use behaviour::{Behaviour, BehaviourSpec, Profile};
 pub use error::SimError;
 pub use faults::Fault;
 pub use redis_proc::redis_server_path;
@@ -222,6 +231,7 @@ impl Simulator {
             requests: Mutex::new(Vec::new()),
             logs: logs::LogBus::default(),
             base_url: Mutex::new(format!("http://{addr}")),
+            behaviour: Mutex::new(scenario.behaviour.resolve()),
         });
         let (shutdown, shutdown_rx) = watch::channel(false);
         let mut sim = Self {
@@ -329,6 +339,50 @@ impl Simulator {
         admin::arm(&self.shared, fault);
     }
 
+    /// Switches the behaviour profile (as `PUT /__sim/behaviour`).
+    pub fn set_behaviour(&self, spec: &BehaviourSpec) {
+        *timeline::lock(&self.shared.behaviour) = spec.resolve();
+        self.shared.event(EventKind::FaultInjected {
+            fault: format!("behaviour profile {}", spec.profile),
+        });
+    }
+
+    /// The behaviour profile's knobs now.
+    pub fn behaviour(&self) -> Behaviour {
+        self.shared.behaviour()
+    }
+
+    /// The `run_id` (INFO server) of the server now behind an add-on's config var, read
+    /// through the platform's own connection (tests use it to tell old and new servers apart).
+    ///
+    /// # Errors
+    /// [`SimError::UnknownAddon`], or the Redis error.
+    pub async fn server_run_id(&self, addon: &str) -> Result<String, SimError> {
+        let server = self
+            .shared
+            .world()
+            .addon(addon, None)
+            .map(|a| std::sync::Arc::clone(&a.server))
+            .ok_or_else(|| SimError::UnknownAddon(addon.to_owned()))?;
+        let redis_err = |source| SimError::Redis {
+            addon: addon.to_owned(),
+            context: "reading INFO server".into(),
+            source,
+        };
+        let mut con = server.control().await.map_err(redis_err)?;
+        let info: String = redis::cmd("INFO")
+            .arg("server")
+            .query_async(&mut con)
+            .await
+            .map_err(redis_err)?;
+        Ok(info
+            .lines()
+            .find_map(|l| l.strip_prefix("run_id:"))
+            .unwrap_or_default()
+            .trim()
+            .to_owned())
+    }
+
     /// Disarms every fault (as `DELETE /__sim/faults`): the platform recovers.
     pub fn clear_faults(&self) {
         self.shared.faults.clear();
@@ -374,7 +428,8 @@ impl Simulator {
             source,
         };
         let mut con = server.control().await.map_err(redis_err)?;
-        redis::cmd("CONFIG")
+        server
+            .config_cmd()
             .arg("SET")
             .arg("requirepass")
             .arg(server.password())
@@ -407,12 +462,12 @@ impl Simulator {
         };
         let mut con = server.control().await.map_err(redis_err)?;
         redis::pipe()
-            .cmd("CONFIG")
+            .cmd(server.config_name())
             .arg("SET")
             .arg("maxmemory")
             .arg(server.plan().memory_bytes.to_string())
             .ignore()
-            .cmd("CONFIG")
+            .cmd(server.config_name())
             .arg("SET")
             .arg("maxmemory-policy")
             .arg(policy)
@@ -576,6 +631,12 @@ fn router(shared: Arc<Shared>, control: server::Control) -> Router {
             "/__sim/rate-limit",
             post(admin::set_rate_limit).patch(admin::set_rate_limit),
         )
+        .route(
+            "/__sim/behaviour",
+            get(admin::get_behaviour)
+                .put(admin::set_behaviour)
+                .post(admin::set_behaviour),
+        )
         .route("/__sim/logs/{id}", get(admin::log_stream))
         .fallback(|| async {
             server::not_found("resource", "The requested API endpoint was not found.")
@@ -628,6 +689,7 @@ async fn build_world(shared: &Arc<Shared>, scenario: &Scenario) -> Result<(), Si
                 timeout: spec.config.timeout,
                 notify_keyspace_events: spec.config.notify_keyspace_events.clone(),
                 tls: spec.tls,
+                restricted: shared.behaviour().restricted_commands,
             };
             starts.push(start_addon(name, server_spec, spec.seed.clone()));
         }
@@ -662,6 +724,7 @@ async fn build_world(shared: &Arc<Shared>, scenario: &Scenario) -> Result<(), Si
                 server,
                 pending: None,
                 data: DataStatus::Available,
+                switched: None,
                 maintenance: spec.maintenance,
                 settings: spec.config.clone(),
                 connections: spec.connections.clone(),

@@ -423,6 +423,7 @@ pub(crate) async fn patch_addon(
         .unwrap_or("")
         .to_owned();
     let expand = render::wants_plan(&headers);
+    let behaviour = s.behaviour();
     let (from, target, out, addon_name) = {
         let mut world = s.world();
         let Some(app_id) = world.app(&app).map(|a| a.id.clone()) else {
@@ -453,7 +454,7 @@ pub(crate) async fn patch_addon(
             };
             return ok(render::addon(a, x, expand));
         }
-        if x.state == AddOnState::Provisioning {
+        if x.state == AddOnState::Provisioning || x.data == DataStatus::Preparing {
             return invalid(&format!(
                 "{} is being provisioned ({}); wait until it is provisioned before changing its plan again.",
                 x.name,
@@ -462,7 +463,13 @@ pub(crate) async fn patch_addon(
         }
         let from = x.plan;
         x.plan = target;
-        x.state = AddOnState::Provisioning;
+        // The `in-place` profile: the add-on says provisioned at once, while the migration
+        // (`data` preparing) runs behind the old server.
+        x.state = if behaviour.provisioned_at_once {
+            AddOnState::Provisioned
+        } else {
+            AddOnState::Provisioning
+        };
         x.data = DataStatus::Preparing;
         x.updated_at = now_iso();
         let name = x.name.clone();

@@ -145,6 +145,7 @@ async fn migrate(
                 timeout: a.settings.timeout,
                 notify_keyspace_events: a.settings.notify_keyspace_events.clone(),
                 tls: old.is_tls(),
+                restricted: shared.behaviour().restricted_commands,
             },
         )
     };
@@ -172,8 +173,10 @@ async fn migrate(
         let Some(a) = world.addon_mut(addon) else {
             return Err("the add-on is gone".into());
         };
+        let before = a.server.plan();
         a.server = Arc::clone(&new);
         a.pending = None;
+        a.switched = Some((Instant::now(), before));
         a.plan = target;
         a.state = AddOnState::Provisioned;
         a.data = DataStatus::Available;
@@ -225,12 +228,12 @@ async fn migrate(
 async fn refuse_writes(shared: &Shared, addon: &str, server: &RedisServer) {
     let detail = match server.control().await {
         Ok(mut con) => redis::pipe()
-            .cmd("CONFIG")
+            .cmd(server.config_name())
             .arg("SET")
             .arg("maxmemory-policy")
             .arg("noeviction")
             .ignore()
-            .cmd("CONFIG")
+            .cmd(server.config_name())
             .arg("SET")
             .arg("maxmemory")
             .arg("1")
@@ -254,7 +257,8 @@ async fn refuse_writes(shared: &Shared, addon: &str, server: &RedisServer) {
 /// connection, already authenticated, keeps working (the Data API still answers).
 async fn lock_out(shared: &Shared, addon: &str, server: &RedisServer) {
     let detail = match server.control().await {
-        Ok(mut con) => redis::cmd("CONFIG")
+        Ok(mut con) => server
+            .config_cmd()
             .arg("SET")
             .arg("requirepass")
             .arg(format!("locked-out-{}", uuid::Uuid::new_v4().simple()))
@@ -288,7 +292,7 @@ async fn replicate_and_promote(
     // The old server's platform slot goes to the replication link.
     old.release_control().await;
     tokio::time::sleep(Duration::from_millis(20)).await;
-    redis::cmd("CONFIG")
+    new.config_cmd()
         .arg("SET")
         .arg("masterauth")
         .arg(old.password())

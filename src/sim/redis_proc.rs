@@ -131,7 +131,13 @@ pub struct ServerSpec {
     pub notify_keyspace_events: String,
     /// Serve TLS only (`rediss://`, self-signed), as Heroku's plans do.
     pub tls: bool,
+    /// Refuse `CONFIG`, `CLIENT`, `DEBUG`, `MONITOR` and `OBJECT` to everyone but the
+    /// simulator (the `strict` behaviour profile).
+    pub restricted: bool,
 }
+
+/// Commands a `strict` server refuses outright (renamed to nothing).
+const REFUSED: &[&str] = &["DEBUG", "MONITOR", "OBJECT"];
 
 /// The process-wide self-signed certificate (one for every server, so that replicas trust
 /// their primary): `(dir, cert, key)`.
@@ -188,6 +194,10 @@ pub struct RedisServer {
     password: String,
     pid: u32,
     tls: bool,
+    /// The names `CONFIG` and `CLIENT` answer to on this server: themselves, or secret ones
+    /// only the simulator knows (`strict` profile: the app and upshift are refused).
+    config_name: String,
+    client_name: String,
     child: Mutex<Option<Child>>,
     control: tokio::sync::Mutex<Option<MultiplexedConnection>>,
     dir: tempfile::TempDir,
@@ -236,7 +246,21 @@ impl RedisServer {
         } else {
             None
         };
-        let args = server_args(spec, port, &password, dir.path(), tls);
+        let (config_name, client_name) = if spec.restricted {
+            let secret = uuid::Uuid::new_v4().simple().to_string();
+            (format!("CONFIG-{secret}"), format!("CLIENT-{secret}"))
+        } else {
+            ("CONFIG".to_owned(), "CLIENT".to_owned())
+        };
+        let mut args = server_args(spec, port, &password, dir.path(), tls);
+        if spec.restricted {
+            for (command, name) in [("CONFIG", &config_name), ("CLIENT", &client_name)] {
+                args.extend(["--rename-command".into(), command.into(), name.clone()]);
+            }
+            for command in REFUSED {
+                args.extend(["--rename-command".into(), (*command).into(), String::new()]);
+            }
+        }
         let mut command = match which("setpriv") {
             Some(setpriv) => {
                 let mut c = Command::new(setpriv);
@@ -273,6 +297,8 @@ impl RedisServer {
             password,
             pid: child.id(),
             tls: spec.tls,
+            config_name,
+            client_name,
             child: Mutex::new(Some(child)),
             control: tokio::sync::Mutex::new(None),
             dir,
@@ -338,6 +364,16 @@ impl RedisServer {
         self.tls
     }
 
+    /// The name `CONFIG` answers to on this server (a secret one under the `strict` profile).
+    pub(crate) fn config_name(&self) -> &str {
+        &self.config_name
+    }
+
+    /// A `CONFIG` command under the name this server answers to.
+    pub(crate) fn config_cmd(&self) -> redis::Cmd {
+        redis::cmd(&self.config_name)
+    }
+
     /// The loopback port.
     pub fn port(&self) -> u16 {
         self.port
@@ -378,7 +414,7 @@ impl RedisServer {
             return Ok(con.clone());
         }
         let mut con = self.connect().await?;
-        redis::cmd("CLIENT")
+        redis::cmd(&self.client_name)
             .arg("SETNAME")
             .arg(PLATFORM_CLIENT)
             .query_async::<()>(&mut con)

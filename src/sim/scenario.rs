@@ -6,6 +6,9 @@
 //! writes_per_second = 4        # per dyno and add-on
 //! start_seconds = 0.3          # `starting` -> `up`
 //!
+//! [behaviour]                  # optional: see `crate::sim::behaviour`
+//! profile = "in-place"         # optimistic (default), in-place, lagging, sparse, strict
+//!
 //! [rate_limit]                 # optional
 //! capacity = 4500
 //! refill_per_minute = 75
@@ -43,6 +46,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::heroku::models::MaintenanceStatus;
 use crate::sim::SimError;
+use crate::sim::behaviour::BehaviourSpec;
 use crate::sim::faults::Fault;
 
 const ENKETO: &str = include_str!("../../scenarios/enketo.toml");
@@ -58,6 +62,9 @@ pub struct Scenario {
     pub dynos: DynoSettings,
     #[serde(default)]
     pub rate_limit: RateLimitSettings,
+    /// Where Heroku's behaviour is not documented, which variant to simulate.
+    #[serde(default)]
+    pub behaviour: BehaviourSpec,
     #[serde(default)]
     pub apps: Vec<AppSpec>,
     #[serde(default)]
@@ -328,6 +335,7 @@ impl Scenario {
         if !(self.dynos.writes_per_second >= 0.0 && self.dynos.start_seconds >= 0.0) {
             return Err("dynos.writes_per_second and dynos.start_seconds must be >= 0".into());
         }
+        self.behaviour.validate()?;
         for app in &self.apps {
             if app.name.is_empty() || !app_names.insert(app.name.clone()) {
                 return Err(format!("app name `{}` is empty or used twice", app.name));
@@ -447,6 +455,17 @@ count = 3
         let err = Scenario::load(path.to_str().unwrap()).unwrap_err();
         let text = err.to_string();
         assert!(text.contains("bad.toml:2:"), "{text}");
+    }
+
+    #[test]
+    fn a_behaviour_table_picks_a_profile() {
+        let s = Scenario::parse("[behaviour]\nprofile = \"in-place\"\n", "b.toml").unwrap();
+        assert!(s.behaviour.resolve().provisioned_at_once);
+        let err = Scenario::parse("[behaviour]\nprofile = \"kind\"\n", "c.toml").unwrap_err();
+        assert!(
+            err.to_string().starts_with("invalid scenario c.toml:2:"),
+            "{err}"
+        );
     }
 
     #[test]

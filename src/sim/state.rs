@@ -10,6 +10,7 @@ use tokio::task::JoinHandle;
 
 use crate::heroku::models::{AddOnState, ConfigVars, MaintenanceStatus};
 use crate::plans::Plan;
+use crate::sim::behaviour::Behaviour;
 use crate::sim::faults::Faults;
 use crate::sim::logs::{LogBus, LogFilter};
 use crate::sim::redis_proc::RedisServer;
@@ -63,6 +64,8 @@ pub(crate) struct Shared {
     pub rate: Mutex<RateLimiter>,
     /// `http://127.0.0.1:PORT`, set once bound.
     pub base_url: Mutex<String>,
+    /// The behaviour profile's knobs; switchable at runtime (`PUT /__sim/behaviour`).
+    pub behaviour: Mutex<Behaviour>,
 }
 
 impl Shared {
@@ -74,6 +77,11 @@ impl Shared {
     /// Emits a log line.
     pub fn log(&self, app: &str, source: &str, dyno: &str, message: &str) {
         self.logs.emit(app, source, dyno, message);
+    }
+
+    /// The behaviour profile's knobs now.
+    pub fn behaviour(&self) -> Behaviour {
+        lock(&self.behaviour).clone()
     }
 
     /// The world, locked.
@@ -217,6 +225,9 @@ pub(crate) struct AddonState {
     /// The server being prepared during a plan change.
     pub pending: Option<Arc<RedisServer>>,
     pub data: DataStatus,
+    /// The last switch-over: when it happened and the plan before it (the `lagging`
+    /// profile's Data API keeps describing that plan for a while).
+    pub switched: Option<(Instant, Plan)>,
     pub maintenance: MaintenanceStatus,
     pub settings: RedisSettingsSpec,
     pub connections: BTreeMap<String, u32>,

@@ -32,6 +32,8 @@ pub struct ServerInfo {
     pub redis_version: String,
     /// `role`: `master` or `slave`.
     pub role: String,
+    /// `run_id`: random per server process; a different one means a different server.
+    pub run_id: String,
     /// `used_memory`, bytes.
     pub used_memory: u64,
     /// `maxmemory`, bytes (0 = no limit).
@@ -67,6 +69,7 @@ impl ServerInfo {
                 "maxmemory" => info.maxmemory = num(),
                 "connected_clients" => info.connected_clients = num(),
                 "rdb_changes_since_last_save" => info.changes_since_save = num(),
+                "run_id" => value.clone_into(&mut info.run_id),
                 "maxclients" => info.maxclients = value.parse().ok(),
                 "expired_keys" => info.expired_keys = num(),
                 "evicted_keys" => info.evicted_keys = num(),
@@ -221,12 +224,17 @@ impl Session {
                 opts.client_role,
                 std::process::id()
             );
-            redis::cmd("CLIENT")
+            // The name only helps a drain check read CLIENT LIST; a server that refuses
+            // CLIENT (managed services do) refuses LIST too, so the name is optional.
+            match redis::cmd("CLIENT")
                 .arg("SETNAME")
                 .arg(&name)
                 .exec_async(&mut conn)
                 .await
-                .map_err(connect_err)?;
+            {
+                Err(e) if !crate::verify::error::is_refused(&e) => return Err(connect_err(e)),
+                _ => {}
+            }
             conns.push(conn);
         }
         let mut me = Self {
@@ -313,9 +321,10 @@ mod tests {
 
     #[test]
     fn info_is_parsed() {
-        let text = "# Server\r\nredis_version:7.0.15\r\nrole:master\r\n# Clients\r\nconnected_clients:3\r\nmaxclients:10000\r\n# Memory\r\nused_memory:1048576\r\nmaxmemory:0\r\n# Stats\r\nexpired_keys:5\r\nevicted_keys:1\r\n# Keyspace\r\ndb0:keys=10,expires=2,avg_ttl=100\r\ndb3:keys=1,expires=0,avg_ttl=0\r\n";
+        let text = "# Server\r\nredis_version:7.0.15\r\nrole:master\r\nrun_id:5e1f\r\n# Clients\r\nconnected_clients:3\r\nmaxclients:10000\r\n# Memory\r\nused_memory:1048576\r\nmaxmemory:0\r\n# Stats\r\nexpired_keys:5\r\nevicted_keys:1\r\n# Keyspace\r\ndb0:keys=10,expires=2,avg_ttl=100\r\ndb3:keys=1,expires=0,avg_ttl=0\r\n";
         let info = ServerInfo::parse(text);
         assert_eq!(info.version(), (7, 0, 15));
+        assert_eq!(info.run_id, "5e1f");
         assert!(info.has_pexpiretime());
         assert_eq!(info.used_memory, 1_048_576);
         assert_eq!(info.maxclients, Some(10_000));

@@ -156,4 +156,22 @@ impl VerifyError {
         source.kind() == redis::ErrorKind::AuthenticationFailed
             || matches!(source.code(), Some("WRONGPASS" | "NOAUTH"))
     }
+
+    /// Whether the server refused the command itself (renamed away, disabled, or not allowed
+    /// by its ACL), as managed Redis services do with `CONFIG` and some with `CLIENT`.
+    pub fn is_command_refused(&self) -> bool {
+        match self {
+            Self::Command { source, .. } => is_refused(source),
+            _ => false,
+        }
+    }
+}
+
+/// Whether a Redis error says the command is unknown or not permitted (not that it failed).
+pub(crate) fn is_refused(e: &redis::RedisError) -> bool {
+    if e.code() == Some("NOPERM") {
+        return true;
+    }
+    let text = e.to_string().to_ascii_lowercase();
+    text.contains("unknown command") || text.contains("unknown subcommand")
 }

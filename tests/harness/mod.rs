@@ -12,7 +12,7 @@ use upshift::plan::RunRequest;
 use upshift::plan::facts::{ChangeRequest, DataPolicy};
 use upshift::playbook::{self, Playbook};
 use upshift::runner::{Interrupts, PollPolicy, Runner, RunnerConfig};
-use upshift::sim::{Fault, Scenario, SimConfig, Simulator};
+use upshift::sim::{BehaviourSpec, Fault, Profile, Scenario, SimConfig, Simulator};
 
 pub const APP: &str = "enketo-demo";
 pub const MAIN: &str = "enketo_redis_main";
@@ -33,9 +33,16 @@ pub struct Env {
 impl Env {
     /// The Enketo scenario with a plan change taking `provision`.
     pub async fn start(provision: Duration) -> Self {
+        Self::start_with(provision, Profile::Optimistic).await
+    }
+
+    /// The Enketo scenario under a behaviour profile.
+    pub async fn start_with(provision: Duration, profile: Profile) -> Self {
         require_redis_server();
+        let mut scenario = Scenario::builtin("enketo").expect("built-in scenario");
+        scenario.behaviour = BehaviourSpec::of(profile);
         let sim = Simulator::start(SimConfig {
-            scenario: Scenario::builtin("enketo").expect("built-in scenario"),
+            scenario,
             provision,
             dyno_start: Some(Duration::from_millis(200)),
             ..SimConfig::default()
@@ -103,6 +110,8 @@ impl Env {
             low_rate_limit: 10,
             slow: Duration::from_secs(1),
         };
+        // Long enough for several polls to agree, short enough for the suite.
+        config.settle = Duration::from_millis(300);
         Runner::new(
             self.client(),
             config,

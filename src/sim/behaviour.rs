@@ -1,0 +1,240 @@
+//! Behaviour profiles: where Heroku's behaviour is not documented, the simulator offers each
+//! plausible variant as data, and the runner's end-to-end suite must pass under every one.
+//!
+//! A profile is a named starting point ([`Profile`]); a scenario's `[behaviour]` table may
+//! pick one and override single knobs:
+//!
+//! ```toml
+//! [behaviour]
+//! profile = "lagging"          # optimistic | in-place | lagging | sparse | strict
+//! data_lag_seconds = 0.5       # optional overrides of the profile's knobs
+//! ```
+//!
+//! `upshift sim serve --profile NAME` picks one from the command line, and
+//! `GET|PUT /__sim/behaviour` reads or switches it at runtime (`{"profile": "in-place"}`).
+//! Knobs that shape a redis-server's command line ([`Behaviour::restricted_commands`]) apply
+//! to servers started after the switch, e.g. the new server of the next plan change.
+
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// The built-in profiles.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Profile {
+    /// The simulator as it was first built: during a plan change the add-on is `provisioning`
+    /// on the target plan, the Data API describes the serving (old) database and `/wait` says
+    /// `preparing` until the config var has moved to the new server.
+    #[default]
+    Optimistic,
+    /// Issue 11, 5(b): the add-on reports `provisioned` on the target plan (and the Data API
+    /// `available` on it) as soon as the change is accepted, while the migration still runs
+    /// and the OLD server stays behind the config var until the switch. Heroku does not
+    /// document the add-on's state during a plan change; a check of "state + plan" alone
+    /// would verify the old server and restore the writers onto it (the 2016 Enketo loss).
+    InPlace,
+    /// Issue 11, 5(d): the Data API (`plan`, `Status`, `/wait`) lags the Platform API: it
+    /// keeps describing the old database for [`Behaviour::data_lag`] after the switch.
+    Lagging,
+    /// Issue 11, 5(e) and 7: `/wait` answers `{"waiting?": false}` with no `message` (as in
+    /// the Heroku CLI's own test fixtures) and database bodies carry only `addon_id`, `name`
+    /// and `plan`.
+    Sparse,
+    /// Issue 11, 3: `CONFIG`, `CLIENT`, `DEBUG`, `MONITOR` and `OBJECT` are refused, as
+    /// managed Redis services do (Heroku refuses `CONFIG`; some providers also `CLIENT`). The
+    /// simulator keeps its own control through secret renamed commands.
+    Strict,
+}
+
+impl Profile {
+    /// Every built-in, in documentation order.
+    pub const ALL: [Self; 5] = [
+        Self::Optimistic,
+        Self::InPlace,
+        Self::Lagging,
+        Self::Sparse,
+        Self::Strict,
+    ];
+
+    /// The profile's name as written in TOML and on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Optimistic => "optimistic",
+            Self::InPlace => "in-place",
+            Self::Lagging => "lagging",
+            Self::Sparse => "sparse",
+            Self::Strict => "strict",
+        }
+    }
+}
+
+impl fmt::Display for Profile {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for Profile {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        Self::ALL
+            .into_iter()
+            .find(|p| p.name() == s)
+            .ok_or_else(|| {
+                format!(
+                    "unknown behaviour profile `{s}`; known: {}",
+                    Self::ALL.map(Profile::name).join(", ")
+                )
+            })
+    }
+}
+
+/// The scenario's `[behaviour]` table: a profile and optional overrides of its knobs.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BehaviourSpec {
+    #[serde(default)]
+    pub profile: Profile,
+    /// Overrides [`Behaviour::provisioned_at_once`].
+    #[serde(default)]
+    pub provisioned_at_once: Option<bool>,
+    /// Overrides [`Behaviour::data_lag`], in seconds.
+    #[serde(default)]
+    pub data_lag_seconds: Option<f64>,
+    /// Overrides [`Behaviour::sparse_bodies`].
+    #[serde(default)]
+    pub sparse_bodies: Option<bool>,
+    /// Overrides [`Behaviour::restricted_commands`].
+    #[serde(default)]
+    pub restricted_commands: Option<bool>,
+}
+
+impl BehaviourSpec {
+    /// A profile with no overrides.
+    pub fn of(profile: Profile) -> Self {
+        Self {
+            profile,
+            ..Self::default()
+        }
+    }
+
+    /// The knobs: the profile's, then the overrides.
+    pub fn resolve(&self) -> Behaviour {
+        let mut b = Behaviour::of(self.profile);
+        if let Some(v) = self.provisioned_at_once {
+            b.provisioned_at_once = v;
+        }
+        if let Some(s) = self.data_lag_seconds {
+            b.data_lag = Duration::from_secs_f64(s.max(0.0));
+        }
+        if let Some(v) = self.sparse_bodies {
+            b.sparse_bodies = v;
+        }
+        if let Some(v) = self.restricted_commands {
+            b.restricted_commands = v;
+        }
+        b
+    }
+
+    /// Checks what TOML cannot.
+    ///
+    /// # Errors
+    /// A message naming the bad knob.
+    pub fn validate(&self) -> Result<(), String> {
+        match self.data_lag_seconds {
+            Some(s) if !(s.is_finite() && (0.0..=600.0).contains(&s)) => {
+                Err("behaviour.data_lag_seconds must be between 0 and 600".into())
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+/// The knobs a profile sets.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Behaviour {
+    pub profile: Profile,
+    /// A plan change reports `provisioned` on the target plan at once (Platform and Data API)
+    /// while the migration runs behind it.
+    pub provisioned_at_once: bool,
+    /// How long after the switch the Data API still describes the old database.
+    #[serde(serialize_with = "secs")]
+    pub data_lag: Duration,
+    /// `/wait` without `message`; database bodies without optional fields.
+    pub sparse_bodies: bool,
+    /// New redis-servers refuse `CONFIG`, `CLIENT`, `DEBUG`, `MONITOR` and `OBJECT`.
+    pub restricted_commands: bool,
+}
+
+fn secs<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_f64(d.as_secs_f64())
+}
+
+/// The `lagging` profile's delay: about 1-2 s on Heroku's scale of minutes, kept short so the
+/// simulator's seconds-long plan changes stay quick.
+pub const LAGGING_DATA_LAG: Duration = Duration::from_millis(1200);
+
+impl Behaviour {
+    /// A built-in profile's knobs.
+    pub fn of(profile: Profile) -> Self {
+        let mut b = Self {
+            profile,
+            provisioned_at_once: false,
+            data_lag: Duration::ZERO,
+            sparse_bodies: false,
+            restricted_commands: false,
+        };
+        match profile {
+            Profile::Optimistic => {}
+            Profile::InPlace => b.provisioned_at_once = true,
+            Profile::Lagging => b.data_lag = LAGGING_DATA_LAG,
+            Profile::Sparse => b.sparse_bodies = true,
+            Profile::Strict => b.restricted_commands = true,
+        }
+        b
+    }
+}
+
+impl Default for Behaviour {
+    fn default() -> Self {
+        Self::of(Profile::Optimistic)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{BehaviourSpec, Profile};
+
+    #[test]
+    fn names_round_trip_and_unknown_ones_list_the_built_ins() {
+        for p in Profile::ALL {
+            assert_eq!(p.name().parse::<Profile>(), Ok(p));
+        }
+        let err = "heroku-ish".parse::<Profile>().unwrap_err();
+        assert!(err.contains("in-place, lagging"), "{err}");
+    }
+
+    #[test]
+    fn overrides_apply_on_top_of_the_profile() {
+        let spec: BehaviourSpec = toml::from_str(
+            "profile = \"lagging\"\ndata_lag_seconds = 0.25\nsparse_bodies = true\n",
+        )
+        .unwrap();
+        let b = spec.resolve();
+        assert_eq!(b.profile, Profile::Lagging);
+        assert_eq!(b.data_lag.as_millis(), 250);
+        assert!(b.sparse_bodies && !b.provisioned_at_once && !b.restricted_commands);
+        assert!(
+            BehaviourSpec {
+                data_lag_seconds: Some(-1.0),
+                ..BehaviourSpec::default()
+            }
+            .validate()
+            .is_err()
+        );
+    }
+}
