@@ -11,7 +11,9 @@
 //! * [`plans`]: the heroku-redis plan catalog (memory, connection limit). The platform's plan
 //!   objects carry neither figure, so upshift keeps its own.
 //! * [`sim`]: the Heroku simulator, a real axum server backed by real `redis-server` processes.
-//!   It is the only fake: tests and the demo point the real client at it.
+//!   It is the only fake: tests and the demo point the real client at it. Its behaviour
+//!   profiles ([`sim::Profile`]) model each plausible answer where Heroku is undocumented; the
+//!   runner's wait ([`runner::evidence`]) must not be fooled by any of them.
 //! * [`verify`]: the exact data verifier (canonical per-key digest, diff, snapshot, restore)
 //!   over the `redis` crate.
 //! * [`unattended`]: the pure decisions of unattended runs (window gate and cutoff guard,

@@ -311,6 +311,11 @@ impl ActiveRun<'_> {
     /// timeout names it. The counter at the end is kept: the snapshot and the plan change
     /// check it again, so a writer slower than `QUIET` is still caught before the point of no
     /// return.
+    ///
+    /// A server that refuses `CLIENT` (managed Redis services do) is judged by what writes:
+    /// the writer dynos are gone and the write counter is still; the note and the journal
+    /// say so. The identity of each server (`run_id`, limits) is journaled at the end: the
+    /// wait after the plan change demands a different one (see [`evidence`]).
     pub(super) async fn step_wait_drained(
         &mut self,
         timeout: Duration,
@@ -1058,11 +1063,14 @@ impl ActiveRun<'_> {
                 let wait = self.runner.client.redis_wait(&t.name).await?;
                 // On the target plan, "settled" needs the same proof as the wait: the
                 // platform may say provisioned while the old server still serves.
+                // A server that cannot be read at all is left to verify, which then fails
+                // and keeps the writers stopped; only a server known to be the old one (or
+                // a platform and Data API that disagree) holds the settle up.
                 let on_target = plans::bare_name(&addon.plan.name) == t.to;
                 let proven = !on_target
-                    || matches!(
+                    || !matches!(
                         self.judge_target(&t, &addon, &wait).await,
-                        Ok(Verdict::Live { .. })
+                        Ok(Verdict::NotYet { .. })
                     );
                 if !wait.waiting && addon.state != AddOnState::Provisioning && proven {
                     self.report_event(&RunEvent::Warning {
