@@ -373,3 +373,89 @@ async fn writes_that_land_on_the_old_server_after_the_sync_are_lost() {
     assert!(kept > 0 && lost > 3, "kept {kept}, lost {lost}");
     sim.shutdown().await;
 }
+
+/// Issue 11: behaviour profiles are data, switchable at runtime, and shape what the platform
+/// says: `strict` servers refuse CONFIG and CLIENT to clients (the simulator keeps its own
+/// control: a plan change still replicates), `sparse` leaves `/wait`'s `message` out,
+/// `in-place` says provisioned on the target at once while the old server still serves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn behaviour_profiles_shape_what_the_platform_reports() {
+    use upshift::sim::{BehaviourSpec, Profile};
+    let mut scenario = shop(1, "premium-0", 200, 2);
+    scenario.behaviour = BehaviourSpec::of(Profile::Strict);
+    let sim = common::start_with(scenario, Duration::from_millis(600)).await;
+    let c = client(&sim);
+    let mut con = common::redis(&sim.redis_url("shop_redis")).await;
+    for command in ["CONFIG", "CLIENT"] {
+        let refused = redis::cmd(command)
+            .arg(if command == "CONFIG" { "GET" } else { "LIST" })
+            .arg("maxmemory")
+            .query_async::<redis::Value>(&mut con)
+            .await;
+        assert!(refused.is_err(), "{command} must be refused under strict");
+    }
+    let old = sim.server_run_id("shop_redis").await.unwrap();
+    c.change_addon_plan("shop", "shop_redis", "premium-1")
+        .await
+        .unwrap();
+    common::wait_provisioned(&c, "shop", "shop_redis", "heroku-redis:premium-1").await;
+    assert_ne!(sim.server_run_id("shop_redis").await.unwrap(), old);
+
+    // Sparse, switched through the admin API.
+    let http = reqwest::Client::new();
+    let base = sim.api_url();
+    let put = http
+        .put(format!("{base}__sim/behaviour"))
+        .body(r#"{"profile":"sparse"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert!(put.status().is_success(), "{put:?}");
+    let knobs: serde_json::Value = http
+        .get(format!("{base}__sim/behaviour"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(knobs["profile"], "sparse");
+    assert_eq!(knobs["sparse_bodies"], true);
+    let wait: serde_json::Value = http
+        .get(format!("{base}redis/v0/databases/shop_redis/wait"))
+        .bearer_auth(sim.api_key())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(wait, serde_json::json!({"waiting?": false}));
+    assert!(c.redis_wait("shop_redis").await.unwrap().message.is_empty());
+    let bad = http
+        .put(format!("{base}__sim/behaviour"))
+        .body(r#"{"profile":"kind"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status().as_u16(), 422);
+
+    // In-place: provisioned on the target at once; the old server serves until the switch.
+    sim.set_behaviour(&BehaviourSpec::of(Profile::InPlace));
+    let old = sim.server_run_id("shop_redis").await.unwrap();
+    let a = c
+        .change_addon_plan("shop", "shop_redis", "premium-2")
+        .await
+        .unwrap()
+        .value;
+    assert_eq!(a.state.as_str(), "provisioned");
+    let db = c.redis_database("shop_redis").await.unwrap();
+    assert_eq!(db.plan, "premium-2");
+    assert!(!c.redis_wait("shop_redis").await.unwrap().waiting);
+    assert_eq!(sim.server_run_id("shop_redis").await.unwrap(), old);
+    eventually(Duration::from_secs(10), "the switch-over", || async {
+        sim.server_run_id("shop_redis").await.unwrap() != old
+    })
+    .await;
+    sim.shutdown().await;
+}

@@ -132,3 +132,37 @@ impl Stop {
         let _ = tokio::signal::ctrl_c().await;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::ServeArgs;
+    use crate::sim::{Profile, SimConfig};
+
+    #[test]
+    fn profile_flag_overrides_the_scenario_behaviour() {
+        let args = |profile| ServeArgs {
+            scenario: "enketo".into(),
+            port: 0,
+            provision_seconds: 1.0,
+            profile,
+        };
+        let config = SimConfig::try_from(args(Some(Profile::InPlace))).unwrap();
+        assert_eq!(config.scenario.behaviour.profile, Profile::InPlace);
+        let config = SimConfig::try_from(args(None)).unwrap();
+        assert_eq!(config.scenario.behaviour.profile, Profile::Optimistic);
+    }
+
+    #[test]
+    fn profile_flag_parses_names() {
+        use clap::Parser;
+        #[derive(Debug, Parser)]
+        struct Cli {
+            #[command(flatten)]
+            serve: ServeArgs,
+        }
+        let cli = Cli::try_parse_from(["sim", "--profile", "lagging"]).unwrap();
+        assert_eq!(cli.serve.profile, Some(Profile::Lagging));
+        let err = Cli::try_parse_from(["sim", "--profile", "kind"]).unwrap_err();
+        assert!(err.to_string().contains("in-place"), "{err}");
+    }
+}
