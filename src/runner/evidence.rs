@@ -8,12 +8,14 @@
 //! cannot give:
 //! 1. the Platform API: `provisioned` on the target plan;
 //! 2. the Data API agreeing: `/wait` not waiting and the database's `plan` the target;
-//! 3. the server behind the config var now: a primary (`role:master`), and
-//!    - a `run_id` different from the one recorded before the change, or, when the same
-//!      process was reconfigured in place (or no `run_id` was recorded), the target plan's
-//!      `maxmemory` on it;
-//!    - never the old plan's limits where INFO shows them (`maxmemory` of the old plan or of
-//!      the old server, `maxclients` of the old server when the plans' limits differ);
+//! 3. the server behind the config var now: a primary (`role:master`) that does not show the
+//!    old plan's catalog `maxmemory`, and
+//!    - a `run_id` different from the one recorded before the change; or, with the same
+//!      `run_id` (a process reconfigured in place), limits changed away from the old server's;
+//!    - where no `run_id` can be compared: limits that are not the old server's, and either
+//!      the target plan's `maxmemory` or a change from the old server's (Heroku may show a
+//!      figure of its own); a server that shows neither `run_id` nor limits leaves only the
+//!      platform's and the Data API's word;
 //! 4. all of it holding for a settle period (the caller's clock).
 
 use crate::heroku::models::AddOnState;
@@ -79,41 +81,45 @@ pub fn judge(from: &Plan, to: &Plan, old: Option<&ServerIdentity>, o: &Observed<
     if s.role != "master" {
         return not_yet(format!("the server behind the URL answers as {}", s.role));
     }
-    // The old plan's (or the old server's) limits on the server behind the URL: it is the old
-    // one, whatever the platform says.
     let memory_differs = from.memory_bytes != to.memory_bytes;
-    if s.maxmemory != 0
-        && memory_differs
-        && (s.maxmemory == from.memory_bytes || old.is_some_and(|o| o.maxmemory == s.maxmemory))
-    {
+    // The old plan's catalog limit on the server behind the URL: it is the old server (or a
+    // new one that does not hold the target's limits), whatever the platform says.
+    if s.maxmemory != 0 && memory_differs && s.maxmemory == from.memory_bytes {
         return not_yet(format!(
             "the server behind the URL has the old plan's maxmemory ({} bytes)",
             s.maxmemory
         ));
     }
-    if from.max_clients != to.max_clients
-        && let (Some(now), Some(before)) = (s.maxclients, old.and_then(|o| o.maxclients))
-        && now == before
-    {
-        return not_yet(format!(
-            "the server behind the URL has the old server's maxclients ({now})"
-        ));
-    }
+    // `Some(true)`: a different process; `Some(false)`: the same; `None`: unknown (no run_id).
+    let new_process = match old {
+        Some(o) if !o.run_id.is_empty() && !s.run_id.is_empty() => Some(o.run_id != s.run_id),
+        _ => None,
+    };
+    // Limits exactly as the old server had them, where the plans' limits differ. Heroku may
+    // show a figure of its own rather than the catalog's, so only a comparison with the old
+    // server itself counts, and only when the run_id cannot tell.
+    let same_limits_as_old = old.is_some_and(|o| {
+        (memory_differs && o.maxmemory != 0 && o.maxmemory == s.maxmemory)
+            || (from.max_clients != to.max_clients
+                && o.maxclients.is_some()
+                && o.maxclients == s.maxclients)
+    });
+    let limits_changed =
+        old.is_some_and(|o| o.maxmemory != 0 && s.maxmemory != 0 && o.maxmemory != s.maxmemory);
     let target_limits = s.maxmemory == to.memory_bytes;
-    match old {
-        Some(o) if !o.run_id.is_empty() && !s.run_id.is_empty() => {
-            if s.run_id != o.run_id {
+    match (new_process, old) {
+        (Some(true), Some(o)) => Verdict::Live {
+            proof: format!(
+                "a new server (run_id {} -> {})",
+                short(&o.run_id),
+                short(&s.run_id)
+            ),
+        },
+        (Some(_), _) => {
+            if memory_differs && (target_limits || limits_changed) && !same_limits_as_old {
                 Verdict::Live {
                     proof: format!(
-                        "a new server (run_id {} -> {})",
-                        short(&o.run_id),
-                        short(&s.run_id)
-                    ),
-                }
-            } else if target_limits && memory_differs {
-                Verdict::Live {
-                    proof: format!(
-                        "the same server reconfigured to {} (maxmemory {} bytes)",
+                        "the same server reconfigured for {} (maxmemory {} bytes)",
                         to.name, s.maxmemory
                     ),
                 }
@@ -124,16 +130,23 @@ pub fn judge(from: &Plan, to: &Plan, old: Option<&ServerIdentity>, o: &Observed<
                 ))
             }
         }
-        _ if target_limits => Verdict::Live {
-            proof: format!("the target plan's maxmemory ({} bytes)", s.maxmemory),
+        (None, _) if same_limits_as_old => not_yet(format!(
+            "the server behind the URL has the old server's limits (maxmemory {} bytes)",
+            s.maxmemory
+        )),
+        (None, _) if target_limits || limits_changed => Verdict::Live {
+            proof: format!(
+                "the limits changed to maxmemory {} bytes (no run_id to compare)",
+                s.maxmemory
+            ),
         },
         // Nothing recorded and no limits shown: the platform's and the Data API's word, held
         // for the settle period, is all there is.
-        _ if s.maxmemory == 0 => Verdict::Live {
+        (None, _) if s.maxmemory == 0 => Verdict::Live {
             proof: "the platform and the Data API (the server shows no identity)".into(),
         },
-        _ => not_yet(format!(
-            "the server behind the URL shows maxmemory {} bytes, not {}'s",
+        (None, _) => not_yet(format!(
+            "the server behind the URL shows maxmemory {} bytes, not {}'s, and no run_id",
             s.maxmemory, to.name
         )),
     }
@@ -252,6 +265,48 @@ mod tests {
             &to,
             Some(&old),
             &seen(&done, Some("premium-1"), &same),
+        );
+        assert!(matches!(v, Verdict::Live { .. }), "{v:?}");
+        // A provider that shows one fixed maxmemory of its own on every plan: the run_id
+        // decides.
+        let mut fixed_old = old.clone();
+        fixed_old.maxmemory = 1_000_000_000;
+        let mut fixed_new = new.clone();
+        fixed_new.maxmemory = 1_000_000_000;
+        let v = judge(
+            &from,
+            &to,
+            Some(&fixed_old),
+            &seen(&done, Some("premium-1"), &fixed_new),
+        );
+        assert!(matches!(v, Verdict::Live { .. }), "{v:?}");
+        let mut fixed_same = fixed_new.clone();
+        fixed_same.run_id = old.run_id.clone();
+        let v = judge(
+            &from,
+            &to,
+            Some(&fixed_old),
+            &seen(&done, Some("premium-1"), &fixed_same),
+        );
+        assert!(matches!(v, Verdict::NotYet { .. }), "{v:?}");
+        // No run_id anywhere: changed limits count, the old server's limits do not.
+        let mut blind_old = fixed_old.clone();
+        blind_old.run_id.clear();
+        fixed_same.run_id.clear();
+        let v = judge(
+            &from,
+            &to,
+            Some(&blind_old),
+            &seen(&done, Some("premium-1"), &fixed_same),
+        );
+        assert!(matches!(v, Verdict::NotYet { .. }), "{v:?}");
+        fixed_same.maxmemory = 2_000_000_000;
+        fixed_same.maxclients = Some(81);
+        let v = judge(
+            &from,
+            &to,
+            Some(&blind_old),
+            &seen(&done, Some("premium-1"), &fixed_same),
         );
         assert!(matches!(v, Verdict::Live { .. }), "{v:?}");
         // A server that hides run_id and limits: the platform's word only.
