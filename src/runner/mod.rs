@@ -18,7 +18,6 @@ pub mod watch;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
@@ -146,20 +145,51 @@ impl PollPolicy {
     }
 }
 
-/// Interrupt requests, shared with the signal handlers: the first asks for a safe stop and a
-/// rollback, the second for an immediate, resumable exit.
-#[derive(Debug, Clone, Default)]
-pub struct Interrupts(Arc<AtomicU8>);
+/// Interrupt requests, shared with the signal handler: the first asks for a safe stop and a
+/// rollback, the second for an immediate, resumable exit. A watch channel rather than a bare
+/// counter, so that a running step can wait for the second interrupt (see [`Interrupts::stopped`])
+/// instead of polling for it between chunks of work.
+#[derive(Debug, Clone)]
+pub struct Interrupts(Arc<tokio::sync::watch::Sender<u8>>);
+
+impl Default for Interrupts {
+    fn default() -> Self {
+        Self(Arc::new(tokio::sync::watch::Sender::new(0)))
+    }
+}
 
 impl Interrupts {
     /// Records one interrupt (Ctrl-C, SIGTERM).
     pub fn interrupt(&self) {
-        self.0.fetch_add(1, Ordering::SeqCst);
+        self.0.send_modify(|n| *n = n.saturating_add(1));
     }
 
     /// How many interrupts arrived.
     pub fn count(&self) -> u8 {
-        self.0.load(Ordering::SeqCst)
+        *self.0.borrow()
+    }
+
+    /// Resolves once the second interrupt has arrived (at once if it already has). Every step
+    /// and compensation races it, so "stop now" acts within a second whatever the step.
+    pub async fn stopped(&self) {
+        let mut rx = self.0.subscribe();
+        // `self` holds the sender, so the channel cannot close while this waits.
+        let _ = rx.wait_for(|n| *n >= 2).await;
+    }
+}
+
+/// Runs `work` unless the second interrupt comes first. Then `work` is dropped where it stands,
+/// at an await point, as a crash would leave it: the journal says the step started and not that
+/// it ended, every step and compensation re-reads the platform and is idempotent, and the files
+/// it was writing are only renamed into place when complete, so `upshift resume` repeats it.
+async fn unless_stopped<T>(
+    interrupts: &Interrupts,
+    work: impl std::future::Future<Output = Result<T, StepError>>,
+) -> Result<T, StepError> {
+    tokio::select! {
+        biased;
+        () = interrupts.stopped() => Err(StepError::Interrupted),
+        result = work => result,
     }
 }
 
@@ -1027,7 +1057,13 @@ impl<'r> ActiveRun<'r> {
                         done: false,
                         message: None,
                     });
-                    match self.compensate_until_deadline(compensation).await {
+                    let interrupts = self.runner.interrupts.clone();
+                    match unless_stopped(
+                        &interrupts,
+                        Box::pin(self.compensate_until_deadline(compensation)),
+                    )
+                    .await
+                    {
                         Ok(()) => {
                             self.event(Event::CompensationSucceeded { index })?;
                             self.report_event(&RunEvent::Compensating {
@@ -1079,38 +1115,48 @@ impl<'r> ActiveRun<'r> {
         });
         let started = Instant::now();
         let mut attempt = 1;
-        let result = loop {
-            // The step's own deadline fires first and names what it waited for; this outer one
-            // only catches a step stuck in a call.
-            let result = match tokio::time::timeout(
-                spec.timeout + STEP_GRACE,
-                self.perform(action, spec.timeout),
-            )
-            .await
-            {
-                Ok(r) => r,
-                Err(_) => Err(StepError::failed(format!(
-                    "step {action} did not finish within its timeout of {}",
-                    crate::playbook::duration::format(spec.timeout)
-                ))),
-            };
-            match result {
-                Err(StepError::Failed {
-                    data_unsafe: false,
-                    ref message,
-                    ..
-                }) if attempt < spec.retry.attempts
-                    && !matches!(action, Action::Guard | Action::Verify) =>
-                {
-                    self.report_event(&RunEvent::Warning {
-                        message: format!("{action} attempt {attempt} failed ({message}); retrying"),
-                    });
-                    tokio::time::sleep(spec.retry.backoff).await;
-                    attempt += 1;
+        let interrupts = self.runner.interrupts.clone();
+        // Boxed: the step's future is large, and the race would hold it inline.
+        let result = unless_stopped(
+            &interrupts,
+            Box::pin(async {
+                loop {
+                    // The step's own deadline fires first and names what it waited for; this outer one
+                    // only catches a step stuck in a call.
+                    let result = match tokio::time::timeout(
+                        spec.timeout + STEP_GRACE,
+                        self.perform(action, spec.timeout),
+                    )
+                    .await
+                    {
+                        Ok(r) => r,
+                        Err(_) => Err(StepError::failed(format!(
+                            "step {action} did not finish within its timeout of {}",
+                            crate::playbook::duration::format(spec.timeout)
+                        ))),
+                    };
+                    match result {
+                        Err(StepError::Failed {
+                            data_unsafe: false,
+                            ref message,
+                            ..
+                        }) if attempt < spec.retry.attempts
+                            && !matches!(action, Action::Guard | Action::Verify) =>
+                        {
+                            self.report_event(&RunEvent::Warning {
+                                message: format!(
+                                    "{action} attempt {attempt} failed ({message}); retrying"
+                                ),
+                            });
+                            tokio::time::sleep(spec.retry.backoff).await;
+                            attempt += 1;
+                        }
+                        other => break other,
+                    }
                 }
-                other => break other,
-            }
-        };
+            }),
+        )
+        .await;
         match result {
             Ok(StepOk::Done(note)) => {
                 self.event(Event::StepSucceeded { step })?;
