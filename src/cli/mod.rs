@@ -5,6 +5,7 @@
 
 pub mod demo;
 pub mod run;
+pub mod signals;
 pub mod sim;
 pub mod unattended;
 pub mod verify;

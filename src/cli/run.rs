@@ -8,6 +8,7 @@ use serde::Serialize;
 use thiserror::Error;
 
 use crate::cli::print_error;
+use crate::cli::signals::{self, Listen};
 use crate::cli::unattended;
 use crate::exit::ExitCode;
 use crate::heroku::{Client, ClientConfig};
@@ -301,33 +302,16 @@ fn request(args: &TargetArgs) -> Result<RunRequest, ExitCode> {
 /// a resumable journal.
 fn install_interrupts(interrupts: &Interrupts) {
     let interrupts = interrupts.clone();
-    tokio::spawn(async move {
-        #[cfg(unix)]
-        let mut term =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-        loop {
-            #[cfg(unix)]
-            let got = match term.as_mut() {
-                Some(t) => tokio::select! {
-                    r = tokio::signal::ctrl_c() => r.is_ok(),
-                    r = t.recv() => r.is_some(),
-                },
-                None => tokio::signal::ctrl_c().await.is_ok(),
-            };
-            #[cfg(not(unix))]
-            let got = tokio::signal::ctrl_c().await.is_ok();
-            if !got {
-                return;
-            }
-            interrupts.interrupt();
-            if interrupts.count() == 1 {
-                eprintln!(
-                    "\ninterrupt: finishing the current step safely, then rolling back (interrupt again to stop now and leave it resumable)"
-                );
-            } else {
-                eprintln!("\ninterrupt: stopping now; the journal is kept for `upshift resume`");
-            }
+    signals::listen(move |_| {
+        interrupts.interrupt();
+        if interrupts.count() == 1 {
+            eprintln!(
+                "\ninterrupt: finishing the current step safely, then rolling back (interrupt again to stop now and leave it resumable)"
+            );
+        } else {
+            eprintln!("\ninterrupt: stopping now; the journal is kept for `upshift resume`");
         }
+        std::future::ready(Listen::On)
     });
 }
 

@@ -248,23 +248,9 @@ pub async fn wait_for_window(
 /// own handlers (stop safely and roll back).
 pub fn install_wait_interrupts(interrupts: &Interrupts) -> tokio::task::JoinHandle<()> {
     let interrupts = interrupts.clone();
-    tokio::spawn(async move {
-        #[cfg(unix)]
-        let mut term =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-        #[cfg(unix)]
-        let got = match term.as_mut() {
-            Some(t) => tokio::select! {
-                r = tokio::signal::ctrl_c() => r.is_ok(),
-                r = t.recv() => r.is_some(),
-            },
-            None => tokio::signal::ctrl_c().await.is_ok(),
-        };
-        #[cfg(not(unix))]
-        let got = tokio::signal::ctrl_c().await.is_ok();
-        if got {
-            interrupts.interrupt();
-        }
+    crate::cli::signals::listen(move |_| {
+        interrupts.interrupt();
+        std::future::ready(crate::cli::signals::Listen::Off)
     })
 }
 

@@ -12,6 +12,7 @@ use dialoguer::{FuzzySelect, Input, MultiSelect, Select};
 use thiserror::Error;
 
 use crate::cli::print_error;
+use crate::cli::signals::{self, Listen, Signal};
 use crate::exit::ExitCode;
 use crate::heroku::{Client, ClientConfig, HerokuError};
 use crate::journal::StateDir;
@@ -375,25 +376,11 @@ fn install_interrupts(
     reporter: Arc<HumanReporter>,
 ) -> tokio::task::JoinHandle<()> {
     let interrupts = interrupts.clone();
-    tokio::spawn(async move {
-        #[cfg(unix)]
-        let mut term =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-        loop {
-            #[cfg(unix)]
-            let (got, ask) = match term.as_mut() {
-                Some(t) => tokio::select! {
-                    r = tokio::signal::ctrl_c() => (r.is_ok(), true),
-                    r = t.recv() => (r.is_some(), false),
-                },
-                None => (tokio::signal::ctrl_c().await.is_ok(), true),
-            };
-            #[cfg(not(unix))]
-            let (got, ask) = (tokio::signal::ctrl_c().await.is_ok(), true);
-            if !got {
-                return;
-            }
-            if !ask || interrupts.count() >= 1 {
+    signals::listen(move |signal| {
+        let interrupts = interrupts.clone();
+        let reporter = reporter.clone();
+        async move {
+            if signal == Signal::Terminate || interrupts.count() >= 1 {
                 interrupts.interrupt();
                 eprintln!(
                     "\ninterrupt: {}",
@@ -403,7 +390,7 @@ fn install_interrupts(
                         "finishing the current step safely, then rolling back"
                     }
                 );
-                continue;
+                return Listen::On;
             }
             reporter.pause();
             // A plain thread: if the run ends meanwhile, the process must not wait for it.
@@ -436,6 +423,7 @@ fn install_interrupts(
                 }
             }
             reporter.resume();
+            Listen::On
         }
     })
 }
