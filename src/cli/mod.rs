@@ -4,6 +4,7 @@
 //! struct and a pure conversion into the library's options; this file only dispatches.
 
 pub mod demo;
+pub mod error;
 pub mod run;
 pub mod signals;
 pub mod sim;
@@ -12,6 +13,8 @@ pub mod verify;
 pub mod wizard;
 
 use clap::{Args, Parser, Subcommand};
+
+pub use error::CliError;
 
 use crate::exit::ExitCode;
 use crate::ui::{self, ColorChoice};
@@ -136,13 +139,13 @@ pub fn main() -> std::process::ExitCode {
         eprintln!("{SHORT_HELP}");
         return ExitCode::Usage.into();
     };
-    let code = match command {
+    let result = match command {
         Command::Plan(args) => run::plan(&args),
         Command::Run(args) => run::run(&args),
         Command::Resume(args) => run::reopen(&args, false),
         Command::Rollback(args) => run::reopen(&args, true),
         Command::Runs(args) => run::runs(&args),
-        Command::Playbooks(args) => run::playbooks(&args),
+        Command::Playbooks(args) => Ok(run::playbooks(&args)),
         Command::Wizard(args) => wizard::run(&args),
         Command::Demo(args) => demo::run(&args),
         Command::Sim(cmd) => sim::run(cmd),
@@ -158,20 +161,15 @@ pub fn main() -> std::process::ExitCode {
                 "upshift",
                 &mut std::io::stdout(),
             );
-            ExitCode::Success
+            Ok(ExitCode::Success)
         }
     };
+    // The one place errors are printed: commands return them with the exit code they mean.
+    let code = result.unwrap_or_else(|e| {
+        e.print();
+        e.exit_code()
+    });
     code.into()
-}
-
-/// Prints an error and its sources on stderr, one `caused by` line per source.
-pub fn print_error(err: &dyn std::error::Error) {
-    eprintln!("error: {err}");
-    let mut source = err.source();
-    while let Some(s) = source {
-        eprintln!("  caused by: {s}");
-        source = s.source();
-    }
 }
 
 /// A Tokio runtime for one command.

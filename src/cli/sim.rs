@@ -52,15 +52,14 @@ impl TryFrom<ServeArgs> for SimConfig {
 }
 
 /// Runs a simulator subcommand.
-pub fn run(cmd: SimCommand) -> ExitCode {
+///
+/// # Errors
+/// The simulator cannot start (exit 2).
+pub fn run(cmd: SimCommand) -> Result<ExitCode, super::CliError> {
     match cmd {
-        SimCommand::Serve(args) => match serve(args) {
-            Ok(()) => ExitCode::Success,
-            Err(e) => {
-                super::print_error(&e);
-                ExitCode::Usage
-            }
-        },
+        SimCommand::Serve(args) => serve(args)
+            .map(|()| ExitCode::Success)
+            .map_err(super::CliError::usage),
     }
 }
 

@@ -15,6 +15,7 @@ use jiff::Timestamp;
 use thiserror::Error;
 use url::Url;
 
+use crate::cli::CliError;
 use crate::engine::Outcome;
 use crate::exit::ExitCode;
 use crate::notify::{self, Notifier, NotifyConfig, NotifyError};
@@ -261,7 +262,7 @@ pub async fn admit(
     window: &Window,
     interrupts: &Interrupts,
     reporter: &dyn Reporter,
-) -> Result<(), ExitCode> {
+) -> Result<(), CliError> {
     let now = Timestamp::now();
     let g = gate::gate(window, now);
     match g {
@@ -269,22 +270,22 @@ pub async fn admit(
         Gate::Closed { .. } if schedule.wait_for_window => {
             match wait_for_window(window, &Timestamp::now, HEARTBEAT, interrupts, reporter).await {
                 WaitEnd::Open(_) => Ok(()),
-                WaitEnd::Interrupted => {
-                    eprintln!(
+                WaitEnd::Interrupted => Err(CliError::line(
+                    ExitCode::Interrupted,
+                    format!(
                         "interrupted while waiting for the window `{window}`: nothing was written"
-                    );
-                    Err(ExitCode::Interrupted)
-                }
-                WaitEnd::Never => {
-                    eprintln!("error: {}", gate::closed_message(window, &Gate::Never, now));
-                    Err(ExitCode::Blocked)
-                }
+                    ),
+                )),
+                WaitEnd::Never => Err(CliError::text(
+                    ExitCode::Blocked,
+                    gate::closed_message(window, &Gate::Never, now),
+                )),
             }
         }
-        _ => {
-            eprintln!("error: {}", gate::closed_message(window, &g, now));
-            Err(ExitCode::Blocked)
-        }
+        _ => Err(CliError::text(
+            ExitCode::Blocked,
+            gate::closed_message(window, &g, now),
+        )),
     }
 }
 

@@ -11,7 +11,7 @@ use clap::Args;
 use dialoguer::{FuzzySelect, Input, MultiSelect, Select};
 use thiserror::Error;
 
-use crate::cli::print_error;
+use crate::cli::CliError;
 use crate::cli::signals::{self, Listen, Signal};
 use crate::exit::ExitCode;
 use crate::heroku::{Client, ClientConfig, HerokuError};
@@ -84,25 +84,15 @@ impl WizardError {
 }
 
 /// `upshift wizard`.
-pub fn run(args: &WizardArgs) -> ExitCode {
-    if let Err(e) = require_terminal() {
-        print_error(&e);
-        return e.exit_code();
-    }
-    let config = match ClientConfig::from_env().and_then(Client::new) {
-        Ok(c) => c,
-        Err(e) => {
-            print_error(&e);
-            return ExitCode::Usage;
-        }
-    };
-    let state = match StateDir::from_env() {
-        Ok(s) => s,
-        Err(e) => {
-            print_error(&e);
-            return ExitCode::Usage;
-        }
-    };
+///
+/// # Errors
+/// No terminal, no token or state dir (exit 2), and what [`wizard`] returns.
+pub fn run(args: &WizardArgs) -> Result<ExitCode, CliError> {
+    require_terminal()?;
+    let config = ClientConfig::from_env()
+        .and_then(Client::new)
+        .map_err(CliError::usage)?;
+    let state = StateDir::from_env().map_err(CliError::usage)?;
     crate::cli::runtime().block_on(wizard(config, RunnerConfig::new(state), args.app.clone()))
 }
 
@@ -119,44 +109,39 @@ pub fn require_terminal() -> Result<(), WizardError> {
 }
 
 /// The whole wizard against one client (Heroku, or the demo's simulator).
-pub async fn wizard(client: Client, config: RunnerConfig, app: Option<String>) -> ExitCode {
+///
+/// # Errors
+/// The answers could not be gathered ([`WizardError`]) or the run could not go on
+/// ([`RunError`]); a run that rolls back is an outcome, not an error.
+pub async fn wizard(
+    client: Client,
+    config: RunnerConfig,
+    app: Option<String>,
+) -> Result<ExitCode, CliError> {
     let reporter = Arc::new(HumanReporter::new(false));
     let interrupts = Interrupts::default();
     let dyn_reporter: Arc<dyn Reporter> = reporter.clone();
     let runner = Runner::new(client, config.clone(), dyn_reporter, interrupts.clone());
-    let request = match ask(&runner, &config.state, app).await {
-        Ok(r) => r,
-        Err(e) => {
-            print_error(&e);
-            return e.exit_code();
-        }
-    };
+    let request = ask(&runner, &config.state, app).await?;
     let handler = install_interrupts(&interrupts, reporter.clone());
     let result = runner.run(&request).await;
     handler.abort();
-    match result {
-        Ok(report) => {
-            print!("{}", ui::render_summary(&report));
-            if report.outcome == crate::engine::Outcome::Succeeded {
-                // A fresh read of the new plans: what the app has left to grow into.
-                if let Ok(after) = runner.plan(&request).await {
-                    println!("\nWhat to watch next (headroom on the new plans):");
-                    for line in choices::headroom(&after.capture) {
-                        println!("  {line}");
-                    }
-                    println!(
-                        "  in the logs: heroku logs --tail -a {} | grep -E 'max number of clients|R14|H10'",
-                        request.app
-                    );
-                }
+    let report = result?;
+    print!("{}", ui::render_summary(&report));
+    if report.outcome == crate::engine::Outcome::Succeeded {
+        // A fresh read of the new plans: what the app has left to grow into.
+        if let Ok(after) = runner.plan(&request).await {
+            println!("\nWhat to watch next (headroom on the new plans):");
+            for line in choices::headroom(&after.capture) {
+                println!("  {line}");
             }
-            report.outcome.exit_code()
-        }
-        Err(e) => {
-            print_error(&e);
-            e.exit_code()
+            println!(
+                "  in the logs: heroku logs --tail -a {} | grep -E 'max number of clients|R14|H10'",
+                request.app
+            );
         }
     }
+    Ok(report.outcome.exit_code())
 }
 
 /// Runs a blocking prompt without starving the runtime (the demo's simulator shares it).
