@@ -217,7 +217,7 @@ pub async fn wait_for_window(
     interrupts: &Interrupts,
     reporter: &dyn Reporter,
 ) -> WaitEnd {
-    // Interrupts are polled: the handler only counts them.
+    // Sleeps in slices to re-read the clock; an interrupt ends a slice at once.
     const SLICE: Duration = Duration::from_secs(1);
     let mut next_beat = tokio::time::Instant::now();
     loop {
@@ -240,7 +240,10 @@ pub async fn wait_for_window(
         }
         let left = gate::until(now, next.start).max(Duration::from_millis(1));
         let to_beat = next_beat.saturating_duration_since(tokio::time::Instant::now());
-        tokio::time::sleep(left.min(SLICE).min(to_beat.max(Duration::from_millis(1)))).await;
+        tokio::select! {
+            () = interrupts.reached(1) => return WaitEnd::Interrupted,
+            () = tokio::time::sleep(left.min(SLICE).min(to_beat.max(Duration::from_millis(1)))) => {}
+        }
     }
 }
 

@@ -104,16 +104,19 @@ impl ActiveRun<'_> {
             return Ok(false);
         }
         let until = (now + pacer.delay).min(pacer.deadline);
-        while Instant::now() < until {
-            let interrupts = self.runner.interrupts.count();
-            if interrupts >= 2 {
-                return Err(StepError::Interrupted);
+        // The wait races the interrupts rather than polling them: the first ends an abortable
+        // wait (roll back), the second any wait (leave resumable).
+        let interrupts = &self.runner.interrupts;
+        tokio::select! {
+            biased;
+            () = interrupts.reached(if pacer.abortable { 1 } else { 2 }) => {
+                return Err(if interrupts.count() >= 2 {
+                    StepError::Interrupted
+                } else {
+                    StepError::Aborted
+                });
             }
-            if interrupts == 1 && pacer.abortable {
-                return Err(StepError::Aborted);
-            }
-            let left = until.saturating_duration_since(Instant::now());
-            tokio::time::sleep(left.min(Duration::from_millis(100))).await;
+            () = tokio::time::sleep(until.saturating_duration_since(now)) => {}
         }
         if !pacer.fixed {
             pacer.delay = self
@@ -128,16 +131,10 @@ impl ActiveRun<'_> {
     /// Sleeps `pause` between compensation attempts. A second interrupt leaves at once (the
     /// run stays resumable); a first one changes nothing while rolling back.
     pub(super) async fn nap(&self, pause: Duration) -> Result<(), StepError> {
-        let until = Instant::now() + pause;
-        loop {
-            if self.runner.interrupts.count() >= 2 {
-                return Err(StepError::Interrupted);
-            }
-            let left = until.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return Ok(());
-            }
-            tokio::time::sleep(left.min(Duration::from_millis(100))).await;
+        tokio::select! {
+            biased;
+            () = self.runner.interrupts.stopped() => Err(StepError::Interrupted),
+            () = tokio::time::sleep(pause) => Ok(()),
         }
     }
 

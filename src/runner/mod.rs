@@ -172,9 +172,14 @@ impl Interrupts {
     /// Resolves once the second interrupt has arrived (at once if it already has). Every step
     /// and compensation races it, so "stop now" acts within a second whatever the step.
     pub async fn stopped(&self) {
+        self.reached(2).await;
+    }
+
+    /// Resolves once at least `n` interrupts have arrived (at once if they already have).
+    pub async fn reached(&self, n: u8) {
         let mut rx = self.0.subscribe();
         // `self` holds the sender, so the channel cannot close while this waits.
-        let _ = rx.wait_for(|n| *n >= 2).await;
+        let _ = rx.wait_for(|count| *count >= n).await;
     }
 }
 
