@@ -36,7 +36,7 @@ pub struct DemoArgs {
 /// # Errors
 /// `--wizard` without a terminal (exit 2), the simulator not starting (exit 4), and what the
 /// run or the wizard returns.
-pub fn run(args: &DemoArgs) -> Result<ExitCode, CliError> {
+pub fn run(args: &DemoArgs, settings: ui::Settings) -> Result<ExitCode, CliError> {
     if args.wizard {
         crate::cli::wizard::require_terminal()?;
     }
@@ -53,13 +53,17 @@ pub fn run(args: &DemoArgs) -> Result<ExitCode, CliError> {
         })
         .await
         .map_err(|e| CliError::new(ExitCode::NeedsAttention, e))?;
-        let result = demo(&sim, args).await;
+        let result = demo(&sim, args, settings).await;
         sim.shutdown().await;
         result
     })
 }
 
-async fn demo(sim: &Simulator, args: &DemoArgs) -> Result<ExitCode, CliError> {
+async fn demo(
+    sim: &Simulator,
+    args: &DemoArgs,
+    settings: ui::Settings,
+) -> Result<ExitCode, CliError> {
     let tmp = tempfile::tempdir();
     let state = match (&args.state_dir, &tmp) {
         (Some(dir), _) => StateDir::at(dir),
@@ -93,7 +97,7 @@ async fn demo(sim: &Simulator, args: &DemoArgs) -> Result<ExitCode, CliError> {
     if args.wizard {
         let mut config = RunnerConfig::new(state);
         config.provisioning_estimate = args.provision;
-        return crate::cli::wizard::wizard(client, config, None).await;
+        return crate::cli::wizard::wizard(client, config, None, settings).await;
     }
     let playbook = Playbook::builtin();
     let request = RunRequest {
@@ -115,7 +119,7 @@ async fn demo(sim: &Simulator, args: &DemoArgs) -> Result<ExitCode, CliError> {
         params: playbook.params.clone(),
         playbook,
     };
-    let reporter: Arc<dyn Reporter> = Arc::new(ui::HumanReporter::new(false));
+    let reporter: Arc<dyn Reporter> = Arc::new(ui::HumanReporter::new(settings.quiet));
     let mut config = RunnerConfig::new(state);
     config.provisioning_estimate = args.provision;
     let runner = Runner::new(client, config, reporter, Interrupts::default());

@@ -134,20 +134,21 @@ pub enum Command {
 /// Parses the process arguments, runs the command and returns the exit status.
 pub fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    ui::configure(ui::Settings::from(&cli.global));
+    let settings = ui::Settings::from(&cli.global);
+    ui::configure(settings);
     let Some(command) = cli.command else {
         eprintln!("{SHORT_HELP}");
         return ExitCode::Usage.into();
     };
     let result = match command {
         Command::Plan(args) => run::plan(&args),
-        Command::Run(args) => run::run(&args),
-        Command::Resume(args) => run::reopen(&args, false),
-        Command::Rollback(args) => run::reopen(&args, true),
+        Command::Run(args) => run::run(&args, settings),
+        Command::Resume(args) => run::reopen(&args, false, settings),
+        Command::Rollback(args) => run::reopen(&args, true, settings),
         Command::Runs(args) => run::runs(&args),
         Command::Playbooks(args) => Ok(run::playbooks(&args)),
-        Command::Wizard(args) => wizard::run(&args),
-        Command::Demo(args) => demo::run(&args),
+        Command::Wizard(args) => wizard::run(&args, settings),
+        Command::Demo(args) => demo::run(&args, settings),
         Command::Sim(cmd) => sim::run(cmd),
         Command::Digest(args) => verify::run_digest(&args),
         Command::Snapshot(args) => verify::run_snapshot(&args),

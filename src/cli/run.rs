@@ -402,7 +402,7 @@ pub fn plan(args: &PlanArgs) -> Result<ExitCode, CliError> {
 /// # Errors
 /// Bad input or no confirmation (exit 2), a closed window (exit 3), an interrupted wait (130),
 /// and a run that could not go on ([`RunError`]); a run that rolls back is an outcome.
-pub fn run(args: &RunArgs) -> Result<ExitCode, CliError> {
+pub fn run(args: &RunArgs, settings: ui::Settings) -> Result<ExitCode, CliError> {
     let unattended_run = args.confirm.is_some() && !std::io::stdin().is_terminal();
     let mut schedule = unattended::Schedule::try_from((&args.schedule, unattended_run))
         .map_err(CliError::usage)?;
@@ -441,7 +441,7 @@ pub fn run(args: &RunArgs) -> Result<ExitCode, CliError> {
             .collect();
         let (reporter, notifier, output) = unattended::reporter(
             &schedule,
-            Arc::new(ui::HumanReporter::new(false)),
+            Arc::new(ui::HumanReporter::new(settings.quiet)),
             &request.app,
             changes,
         )
@@ -568,10 +568,14 @@ async fn run_scheduled(
 ///
 /// # Errors
 /// Bad input or no confirmation (exit 2), and a run that could not go on ([`RunError`]).
-pub fn reopen(args: &ReopenArgs, rollback: bool) -> Result<ExitCode, CliError> {
+pub fn reopen(
+    args: &ReopenArgs,
+    rollback: bool,
+    settings: ui::Settings,
+) -> Result<ExitCode, CliError> {
     crate::cli::runtime().block_on(async {
         let interrupts = Interrupts::default();
-        let reporter: Arc<dyn Reporter> = Arc::new(ui::HumanReporter::new(false));
+        let reporter: Arc<dyn Reporter> = Arc::new(ui::HumanReporter::new(settings.quiet));
         let ctx = context(reporter, interrupts.clone())?;
         let (run_id, app) = ctx.runner.run_app(args.run_id.as_deref())?;
         let what = if rollback { "roll back" } else { "resume" };

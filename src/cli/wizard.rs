@@ -87,13 +87,18 @@ impl WizardError {
 ///
 /// # Errors
 /// No terminal, no token or state dir (exit 2), and what [`wizard`] returns.
-pub fn run(args: &WizardArgs) -> Result<ExitCode, CliError> {
+pub fn run(args: &WizardArgs, settings: ui::Settings) -> Result<ExitCode, CliError> {
     require_terminal()?;
     let config = ClientConfig::from_env()
         .and_then(Client::new)
         .map_err(CliError::usage)?;
     let state = StateDir::from_env().map_err(CliError::usage)?;
-    crate::cli::runtime().block_on(wizard(config, RunnerConfig::new(state), args.app.clone()))
+    crate::cli::runtime().block_on(wizard(
+        config,
+        RunnerConfig::new(state),
+        args.app.clone(),
+        settings,
+    ))
 }
 
 /// Refuses early, before any call, when there is nobody to answer.
@@ -117,8 +122,9 @@ pub async fn wizard(
     client: Client,
     config: RunnerConfig,
     app: Option<String>,
+    settings: ui::Settings,
 ) -> Result<ExitCode, CliError> {
-    let reporter = Arc::new(HumanReporter::new(false));
+    let reporter = Arc::new(HumanReporter::new(settings.quiet));
     let interrupts = Interrupts::default();
     let dyn_reporter: Arc<dyn Reporter> = reporter.clone();
     let runner = Runner::new(client, config.clone(), dyn_reporter, interrupts.clone());

@@ -21,20 +21,17 @@ pub enum ColorChoice {
     Never,
 }
 
-/// Output settings from the global flags (`--color`, `-q`), set once by `cli::main` before
-/// any command runs; library users who never set them get the defaults.
+/// Output settings from the global flags (`--color`, `-q`): `cli::main` applies the colour
+/// choice once and hands the settings down to the commands that draw.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Settings {
     pub color: ColorChoice,
     pub quiet: bool,
 }
 
-static SETTINGS: std::sync::OnceLock<Settings> = std::sync::OnceLock::new();
-
 /// Applies the global output settings: colour on stdout and stderr follows `--color`, and
 /// `auto` honours `NO_COLOR` and whether the stream is a terminal.
 pub fn configure(settings: Settings) {
-    let _ = SETTINGS.set(settings);
     let (out, err) = match settings.color {
         ColorChoice::Always => (true, true),
         ColorChoice::Never => (false, false),
@@ -48,11 +45,6 @@ pub fn configure(settings: Settings) {
     };
     console::set_colors_enabled(out);
     console::set_colors_enabled_stderr(err);
-}
-
-/// The settings `configure` applied (defaults before).
-pub fn settings() -> Settings {
-    SETTINGS.get().copied().unwrap_or_default()
 }
 
 /// Human progress on stderr. On a terminal: one line per step with a spinner and its elapsed
@@ -81,12 +73,12 @@ struct HumanState {
 
 impl HumanReporter {
     /// A reporter drawing on stderr; spinners and bars only when stderr is a terminal.
-    /// `quiet` (or the global `-q`) keeps only warnings.
+    /// `quiet` (the global `-q`) keeps only warnings.
     pub fn new(quiet: bool) -> Self {
         let tty = std::io::stderr().is_terminal();
         Self {
             tty,
-            quiet: quiet || settings().quiet,
+            quiet,
             multi: MultiProgress::with_draw_target(if tty {
                 ProgressDrawTarget::stderr()
             } else {
