@@ -24,38 +24,59 @@ pub enum Listen {
     Off,
 }
 
-/// Spawns the listener: `on_signal` runs for each Ctrl-C or SIGTERM, one at a time, until it
-/// answers [`Listen::Off`] or signals can no longer be received. Abort the returned task to stop
-/// listening earlier.
+/// Ctrl-C and SIGTERM, registered when this is made: a signal that arrives before the first
+/// [`Signals::next`] is kept for it, not lost to the default action (the process ending).
+#[derive(Debug)]
+pub struct Signals {
+    #[cfg(unix)]
+    unix: Option<(tokio::signal::unix::Signal, tokio::signal::unix::Signal)>,
+}
+
+impl Signals {
+    /// Registers the handlers (inside a Tokio runtime).
+    pub fn register() -> Self {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            Self {
+                unix: signal(SignalKind::interrupt())
+                    .and_then(|int| Ok((int, signal(SignalKind::terminate())?)))
+                    .ok(),
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            Self {}
+        }
+    }
+
+    /// The next signal; `None` when signals can no longer be received.
+    pub async fn next(&mut self) -> Option<Signal> {
+        #[cfg(unix)]
+        if let Some((int, term)) = self.unix.as_mut() {
+            return tokio::select! {
+                r = int.recv() => r.map(|()| Signal::Interrupt),
+                r = term.recv() => r.map(|()| Signal::Terminate),
+            };
+        }
+        tokio::signal::ctrl_c()
+            .await
+            .ok()
+            .map(|()| Signal::Interrupt)
+    }
+}
+
+/// Registers the handlers now, then spawns the listener: `on_signal` runs for each Ctrl-C or
+/// SIGTERM, one at a time, until it answers [`Listen::Off`] or signals can no longer be
+/// received. Abort the returned task to stop listening earlier.
 pub fn listen<F, Fut>(mut on_signal: F) -> JoinHandle<()>
 where
     F: FnMut(Signal) -> Fut + Send + 'static,
     Fut: Future<Output = Listen> + Send,
 {
+    let mut signals = Signals::register();
     tokio::spawn(async move {
-        #[cfg(unix)]
-        let mut term =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-        loop {
-            #[cfg(unix)]
-            let signal = match term.as_mut() {
-                Some(t) => tokio::select! {
-                    r = tokio::signal::ctrl_c() => r.ok().map(|()| Signal::Interrupt),
-                    r = t.recv() => r.map(|()| Signal::Terminate),
-                },
-                None => tokio::signal::ctrl_c()
-                    .await
-                    .ok()
-                    .map(|()| Signal::Interrupt),
-            };
-            #[cfg(not(unix))]
-            let signal = tokio::signal::ctrl_c()
-                .await
-                .ok()
-                .map(|()| Signal::Interrupt);
-            let Some(signal) = signal else {
-                return;
-            };
+        while let Some(signal) = signals.next().await {
             if on_signal(signal).await == Listen::Off {
                 return;
             }
