@@ -1472,3 +1472,45 @@ impl<'r> ActiveRun<'r> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::{Interrupts, StepError, unless_stopped};
+
+    /// A step that would run for an hour ends at the second interrupt, not at its next check.
+    #[tokio::test(start_paused = true)]
+    async fn the_second_interrupt_cancels_a_step_where_it_stands() {
+        let interrupts = Interrupts::default();
+        let i = interrupts.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            i.interrupt();
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            i.interrupt();
+        });
+        let started = tokio::time::Instant::now();
+        let result = unless_stopped(&interrupts, async {
+            tokio::time::sleep(Duration::from_secs(3600)).await;
+            Ok(())
+        })
+        .await;
+        assert!(matches!(result, Err(StepError::Interrupted)), "{result:?}");
+        assert_eq!(started.elapsed(), Duration::from_millis(1300));
+    }
+
+    /// One interrupt does not cut a step: it finishes, and the run rolls back after it.
+    #[tokio::test(start_paused = true)]
+    async fn the_first_interrupt_lets_the_step_finish() {
+        let interrupts = Interrupts::default();
+        interrupts.interrupt();
+        let result = unless_stopped(&interrupts, async {
+            tokio::time::sleep(Duration::from_secs(60)).await;
+            Ok(7)
+        })
+        .await;
+        assert_eq!(result.ok(), Some(7));
+        assert_eq!(interrupts.count(), 1);
+    }
+}
