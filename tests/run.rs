@@ -193,10 +193,23 @@ async fn cache_loss_is_tolerated_and_reported() {
 async fn blocking_guards_write_nothing() {
     let env = Env::start(Duration::from_millis(500)).await;
     // mini holds 20 connections; two web dynos open 26 each to main.
-    let req = request(
-        vec![change(MAIN, "mini"), change("no_such_addon", "premium-1")],
+    // A typo in an add-on name is bad input (exit 2) before any plan, naming the close one.
+    let typo = request(
+        vec![
+            change(MAIN, "mini"),
+            change("enketo_redis_cahce", "premium-1"),
+        ],
         None,
     );
+    let err = env.runner().plan(&typo).await.expect_err("unknown add-on");
+    assert_eq!(err.exit_code(), upshift::exit::ExitCode::Usage);
+    let text = err.to_string();
+    assert!(text.contains("did you mean enketo_redis_cache?"), "{text}");
+    assert!(text.contains("enketo_redis_main"), "{text}");
+    let err = env.runner().run(&typo).await.expect_err("unknown add-on");
+    assert_eq!(err.exit_code(), upshift::exit::ExitCode::Usage);
+    assert!(env.state().run_ids().unwrap().is_empty(), "no journal");
+    let req = request(vec![change(MAIN, "mini")], None);
     let plan = env.runner().plan(&req).await.expect("plan");
     assert!(plan.blocked);
     let rendered = upshift::plan::render(&plan);

@@ -5,6 +5,7 @@ pub mod choices;
 pub mod facts;
 pub mod guards;
 mod render;
+pub mod suggest;
 
 use std::time::Duration;
 

@@ -67,6 +67,22 @@ pub enum RunError {
         addon: String,
     },
     #[error(
+        "no app {app} visible to this token{}: check -a/--app (or HEROKU_APP); `heroku apps` lists the apps you can reach; nothing was done",
+        did_you_mean(.close)
+    )]
+    UnknownApp { app: String, close: Vec<String> },
+    #[error(
+        "no add-on {addon} on app {app}{}; its add-ons: {}; fix --change; nothing was done",
+        did_you_mean(.close),
+        if .known.is_empty() { "none".to_owned() } else { .known.join(", ") }
+    )]
+    UnknownAddon {
+        app: String,
+        addon: String,
+        close: Vec<String>,
+        known: Vec<String>,
+    },
+    #[error(
         "run {run_id} cannot be resumed: the playbook stored in its journal {path} is invalid; \
          nothing was done; check the app's formation and add-on plans by hand"
     )]
@@ -96,7 +112,9 @@ impl RunError {
                 | JournalError::NoStateDir
                 | JournalError::UnusableStateDir { .. },
             )
-            | Self::DuplicateAddon { .. } => ExitCode::Usage,
+            | Self::DuplicateAddon { .. }
+            | Self::UnknownApp { .. }
+            | Self::UnknownAddon { .. } => ExitCode::Usage,
             Self::Journal(JournalError::Locked { .. }) => ExitCode::Locked,
             Self::Interrupted { .. } => ExitCode::Interrupted,
             Self::Engine(_)
@@ -371,11 +389,26 @@ impl Runner {
     }
 
     /// Checks, with reads only, what makes a request bad input rather than a failed run: the
-    /// token and the app (401/403/404 exit 2, before any lock, journal or write), and two
-    /// `--change` naming one add-on by different names (resolved to add-on ids). An add-on
-    /// that is not found is left to the capture, whose guard blocks with the details.
+    /// token and the app (401/403/404 exit 2, before any lock, journal or write), an add-on
+    /// name that is not on the app (a typo: exit 2 naming the app's add-ons, not a blocked
+    /// plan), and two `--change` naming one add-on by different names (resolved to ids).
     async fn preflight(&self, request: &RunRequest) -> Result<(), RunError> {
-        self.client.app(&request.app).await?;
+        match self.client.app(&request.app).await {
+            Ok(_) => {}
+            Err(HerokuError::NotFound { .. }) => {
+                let names: Vec<String> = self
+                    .client
+                    .apps()
+                    .await
+                    .map(|apps| apps.into_iter().map(|a| a.name).collect())
+                    .unwrap_or_default();
+                return Err(RunError::UnknownApp {
+                    app: request.app.clone(),
+                    close: crate::plan::suggest::close(&request.app, &names),
+                });
+            }
+            Err(e) => return Err(e.into()),
+        }
         let mut seen: Vec<(String, &str)> = Vec::new();
         for change in &request.changes {
             match capture::resolve_addon(&self.client, &request.app, &change.addon).await {
@@ -389,7 +422,20 @@ impl Runner {
                     }
                     seen.push((addon.id, &change.addon));
                 }
-                Err(HerokuError::NotFound { .. }) => {}
+                Err(HerokuError::NotFound { .. }) => {
+                    let known: Vec<String> = self
+                        .client
+                        .addons(&request.app)
+                        .await
+                        .map(|list| addon_names(&list))
+                        .unwrap_or_default();
+                    return Err(RunError::UnknownAddon {
+                        app: request.app.clone(),
+                        addon: change.addon.clone(),
+                        close: crate::plan::suggest::close(&change.addon, &known),
+                        known,
+                    });
+                }
                 Err(e) => return Err(e.into()),
             }
         }
@@ -1419,5 +1465,30 @@ impl<'r> ActiveRun<'r> {
             Compensation::RestoreFormation => self.restore_formation().await.map(|_| ()),
             Compensation::SettlePlan => self.settle_plans().await,
         }
+    }
+}
+
+/// What a user may type for each add-on: the attachment names (lower case, as `heroku addons`
+/// shows them) and the add-on names.
+fn addon_names(list: &[crate::heroku::models::AddOn]) -> Vec<String> {
+    let mut names: Vec<String> = Vec::new();
+    for a in list {
+        for var in &a.config_vars {
+            if let Some(att) = var.strip_suffix("_URL") {
+                names.push(att.to_lowercase());
+            }
+        }
+        names.push(a.name.clone());
+    }
+    names.dedup();
+    names
+}
+
+/// `; did you mean X?` (or `X or Y`), or nothing.
+fn did_you_mean(close: &[String]) -> String {
+    match close {
+        [] => String::new(),
+        [one] => format!("; did you mean {one}?"),
+        more => format!("; did you mean {}?", more.join(" or ")),
     }
 }
