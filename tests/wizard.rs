@@ -170,12 +170,14 @@ async fn ctrl_c_during_the_wait_then_roll_back_restores_the_app() {
         expect(&mut s, "continue the run");
         send(&mut s, ENTER);
         expect(&mut s, "rolling back after the current step");
-        expect(&mut s, "rolled-back on enketo-demo");
+        // Past the point of no return the new plan stays: said so, exit 6.
+        expect(&mut s, "kept-new-plan on enketo-demo");
+        expect(&mut s, "stays on premium-1");
         s.expect(Eof).expect("the wizard ends");
         exit_code(&s)
     })
     .await;
-    assert_eq!(code, 1);
+    assert_eq!(code, 6);
     assert!(
         env.formation()
             .await
@@ -214,7 +216,7 @@ async fn ctrl_c_then_leave_it_resumable_exits_130_with_an_unfinished_journal() {
         .rollback(Some(&unfinished[0].0))
         .await
         .expect("rollback runs");
-    assert_eq!(report.outcome, upshift::engine::Outcome::RolledBack);
+    assert_eq!(report.outcome, upshift::engine::Outcome::KeptNewPlan);
     assert!(
         env.formation()
             .await

@@ -913,6 +913,10 @@ impl ActiveRun<'_> {
                 let addon = self.runner.client.addon(&self.request.app, &t.name).await?;
                 let wait = self.runner.client.redis_wait(&t.name).await?;
                 if !wait.waiting && addon.state != AddOnState::Provisioning {
+                    self.settled_on.insert(
+                        t.name.clone(),
+                        plans::bare_name(&addon.plan.name).to_owned(),
+                    );
                     self.report_event(&RunEvent::Warning {
                         message: format!(
                             "{} settled on {} ({})",

@@ -593,7 +593,16 @@ impl Runner {
             return run.drive().await;
         }
         if let Some(outcome) = run.engine.outcome() {
-            // Finished before: make sure it is recorded, then report it again.
+            // Finished before: make sure it is recorded, then report it again, as recorded
+            // (the runner may have told a kept new plan from a rollback).
+            let outcome = entries
+                .iter()
+                .rev()
+                .find_map(|e| match e.record {
+                    Record::Finished { outcome, .. } => Some(outcome),
+                    _ => None,
+                })
+                .unwrap_or(outcome);
             if !entries
                 .iter()
                 .any(|e| matches!(e.record, Record::Finished { .. }))
@@ -828,6 +837,9 @@ struct ActiveRun<'r> {
     journal: Journal,
     lock: AppLock,
     request: RunRequest,
+    /// The plan each add-on settled on in the settle compensation (name -> bare plan): a
+    /// rollback that kept a new plan is reported as such, not as "rolled back".
+    settled_on: BTreeMap<String, String>,
     engine: Engine,
     capture: Option<Capture>,
     snapshots: BTreeMap<String, PathBuf>,
@@ -864,6 +876,7 @@ impl<'r> ActiveRun<'r> {
             journal,
             lock,
             request,
+            settled_on: BTreeMap::new(),
             engine,
             capture: None,
             snapshots: BTreeMap::new(),
@@ -1039,6 +1052,7 @@ impl<'r> ActiveRun<'r> {
             self.check_overrun()?;
             match self.engine.next() {
                 Next::Done { outcome } => {
+                    let outcome = self.truthful(outcome);
                     self.finish(outcome)?;
                     let message = self.outcome_message(outcome);
                     return Ok(self.report(outcome, message));
@@ -1267,6 +1281,9 @@ impl<'r> ActiveRun<'r> {
             Outcome::RolledBack => "rolled back (the writers are back on the previous plans)",
             Outcome::NeedsAttention => "needs-attention",
             Outcome::Blocked => "blocked",
+            Outcome::KeptNewPlan => {
+                "stopped with the new plan kept (data verified, formation restored)"
+            }
         };
         let (outcome, message) = match &self.journal_failure {
             Some((error, kept)) => (
@@ -1336,6 +1353,48 @@ impl<'r> ActiveRun<'r> {
                 self.run_id
             )),
             Outcome::NeedsAttention => Some(self.manual_steps()),
+            Outcome::KeptNewPlan => Some(self.kept_new_plan_message()),
+        }
+    }
+
+    /// The truth after a rollback past the point of no return: which add-ons stay on their new
+    /// plan (and so are billed on it), that their data was verified, and the command that goes
+    /// back, which is a new, reverse plan change rather than an undo.
+    fn kept_new_plan_message(&self) -> String {
+        let kept: Vec<Target> = self
+            .targets()
+            .into_iter()
+            .filter(|t| self.settled_on.get(&t.name) == Some(&t.to))
+            .collect();
+        let stays: Vec<String> = kept
+            .iter()
+            .map(|t| format!("{} stays on {} (was {})", t.label, t.to, t.from))
+            .collect();
+        let back: Vec<String> = kept
+            .iter()
+            .map(|t| format!("--change {}={}", t.label.to_lowercase(), t.from))
+            .collect();
+        format!(
+            "the run stopped after the point of no return: {}; a plan change cannot be undone in              place, so billing follows the new plan. The data was verified equal to the snapshot              and the app {} runs with its previous formation. To go back, run a reverse change:              upshift run -a {} {} --confirm {}; see {}",
+            stays.join(", "),
+            self.request.app,
+            self.request.app,
+            back.join(" "),
+            self.request.app,
+            self.journal.path().display()
+        )
+    }
+
+    /// A rolled-back run whose plan change landed for some add-on did not go back: say so.
+    fn truthful(&self, outcome: Outcome) -> Outcome {
+        let kept = self
+            .targets()
+            .iter()
+            .any(|t| self.settled_on.get(&t.name) == Some(&t.to));
+        if outcome == Outcome::RolledBack && kept {
+            Outcome::KeptNewPlan
+        } else {
+            outcome
         }
     }
 

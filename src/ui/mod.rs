@@ -353,12 +353,7 @@ impl Reporter for HumanReporter {
 
 /// The outcome's name as scripts see it.
 pub fn outcome_name(outcome: Outcome) -> &'static str {
-    match outcome {
-        Outcome::Succeeded => "succeeded",
-        Outcome::RolledBack => "rolled-back",
-        Outcome::Blocked => "blocked",
-        Outcome::NeedsAttention => "needs-attention",
-    }
+    outcome.as_str()
 }
 
 /// The end-of-run summary for people (stdout).
