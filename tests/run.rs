@@ -307,6 +307,13 @@ async fn a_second_ctrl_c_leaves_a_resumable_run_that_resume_finishes() {
     interrupts.interrupt();
     let err = run.await.unwrap().expect_err("interrupted twice");
     assert_eq!(err.exit_code(), upshift::exit::ExitCode::Interrupted);
+    // Walking away from a resumable run must not hide that the app is down.
+    let text = err.to_string();
+    assert!(
+        text.contains("the app enketo-demo is DOWN: web at 0 dynos"),
+        "{text}"
+    );
+    assert_eq!(web_quantity(&env).await, 0);
     let run_id = env.state().run_ids().unwrap().pop().unwrap();
     assert_eq!(journal_outcome(&env, &run_id), None, "journal left open");
     let report = env.runner().resume(None).await.expect("resume");
@@ -448,6 +455,13 @@ async fn an_unreadable_new_server_keeps_the_writers_stopped_until_a_verify_passe
         .await
         .expect("resume");
     assert_eq!(resumed.outcome, Outcome::KeptNewPlan, "{resumed:#?}");
+    // The app's downtime, from the journal: it went on between the two processes.
+    assert!(
+        resumed.downtime >= report.downtime + Duration::from_millis(600),
+        "resume reported {:?}, the first run {:?}",
+        resumed.downtime,
+        report.downtime
+    );
     assert_formation_restored(&env).await;
     assert_eq!(
         journal_outcomes(&env, &report.run_id),

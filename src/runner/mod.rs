@@ -52,9 +52,15 @@ pub enum RunError {
     #[error(transparent)]
     Engine(#[from] EngineError),
     #[error(
-        "run {run_id} interrupted; its journal is kept: `upshift resume {run_id}` carries on, `upshift rollback {run_id}` undoes it"
+        "run {run_id} interrupted; its journal is kept: `upshift resume {run_id}` carries on, `upshift rollback {run_id}` rolls back (a plan change that landed stays){}",
+        app_state(.app, .writers_down)
     )]
-    Interrupted { run_id: String },
+    Interrupted {
+        run_id: String,
+        app: String,
+        /// Writer types this run left at 0: the app is down until resume or rollback.
+        writers_down: Vec<String>,
+    },
     #[error("run {run_id} has no start record: its journal {path} is unusable; inspect it by hand")]
     NoStart { run_id: String, path: PathBuf },
     #[error(
@@ -994,20 +1000,34 @@ impl<'r> ActiveRun<'r> {
             holds_critical(&self.request),
             &events,
         )?;
+        // Downtime is the app's, not this process's: closed intervals from the journal's
+        // timestamps, and an open one (the writers are still stopped) counted from its start,
+        // so a resume reports what `runs` reports.
+        let mut open_since_ms: Option<i64> = None;
+        let mut closed_ms: i64 = 0;
         for e in entries {
             match &e.record {
                 Record::Captured { capture } => self.capture = Some(capture.clone()),
                 Record::Snapshot { addon, file, .. } => {
                     self.snapshots.insert(addon.clone(), PathBuf::from(file));
                 }
-                Record::Downtime { started: true } if self.downtime_since.is_none() => {
-                    // The clock restarts here; the time before the crash is in the journal.
-                    self.downtime_since = Some(Instant::now());
+                Record::Downtime { started: true } if open_since_ms.is_none() => {
+                    open_since_ms = Some(e.at_ms);
                 }
-                Record::Downtime { started: false } => self.downtime_since = None,
+                Record::Downtime { started: false } => {
+                    if let Some(since) = open_since_ms.take() {
+                        closed_ms = closed_ms.saturating_add(e.at_ms.saturating_sub(since).max(0));
+                    }
+                }
                 _ => {}
             }
         }
+        self.downtime = Duration::from_millis(u64::try_from(closed_ms).unwrap_or(0));
+        self.downtime_since = open_since_ms.map(|since| {
+            let now = jiff::Timestamp::now().as_millisecond();
+            let ago = Duration::from_millis(u64::try_from(now.saturating_sub(since)).unwrap_or(0));
+            Instant::now().checked_sub(ago).unwrap_or_else(Instant::now)
+        });
         Ok(())
     }
 
@@ -1042,9 +1062,7 @@ impl<'r> ActiveRun<'r> {
         });
         loop {
             if self.runner.interrupts.count() >= 2 {
-                return Err(RunError::Interrupted {
-                    run_id: self.run_id.clone(),
-                });
+                return Err(self.interrupted());
             }
             let _ = self
                 .lock
@@ -1097,9 +1115,7 @@ impl<'r> ActiveRun<'r> {
                             });
                         }
                         Err(StepError::Interrupted) => {
-                            return Err(RunError::Interrupted {
-                                run_id: self.run_id.clone(),
-                            });
+                            return Err(self.interrupted());
                         }
                         Err(StepError::Aborted) => {
                             // Already rolling back: a first interrupt changes nothing; go on.
@@ -1190,9 +1206,7 @@ impl<'r> ActiveRun<'r> {
                 });
             }
             Err(StepError::Interrupted) => {
-                return Err(RunError::Interrupted {
-                    run_id: self.run_id.clone(),
-                });
+                return Err(self.interrupted());
             }
             Err(StepError::Aborted) => {
                 self.report_event(&RunEvent::StepFailed {
@@ -1385,6 +1399,19 @@ impl<'r> ActiveRun<'r> {
         )
     }
 
+    /// The interrupt error, saying whether the app is down.
+    fn interrupted(&self) -> RunError {
+        RunError::Interrupted {
+            run_id: self.run_id.clone(),
+            app: self.request.app.clone(),
+            writers_down: if self.downtime_since.is_some() {
+                self.request.params.writers.clone()
+            } else {
+                Vec::new()
+            },
+        }
+    }
+
     /// A rolled-back run whose plan change landed for some add-on did not go back: say so.
     fn truthful(&self, outcome: Outcome) -> Outcome {
         let kept = self
@@ -1541,6 +1568,19 @@ fn addon_names(list: &[crate::heroku::models::AddOn]) -> Vec<String> {
     }
     names.dedup();
     names
+}
+
+/// What an interrupted run leaves behind on the app, in words: the operator must know the app
+/// is down before walking away from a resumable journal.
+fn app_state(app: &str, writers_down: &[String]) -> String {
+    if writers_down.is_empty() {
+        format!("; the app {app} runs as before (its writers were not stopped)")
+    } else {
+        format!(
+            "; the app {app} is DOWN: {} at 0 dynos until then",
+            writers_down.join(", ")
+        )
+    }
 }
 
 /// `; did you mean X?` (or `X or Y`), or nothing.
