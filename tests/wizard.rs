@@ -265,3 +265,55 @@ fn completions_are_generated_for_each_shell() {
         assert!(text.contains("wizard"), "{shell}: {text}");
     }
 }
+
+/// TERM=dumb: the interactive run cannot redraw, so every step is a plain line (nothing goes
+/// missing between the confirmation and the summary) and no escape code is sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dumb_terminal_gets_every_step_as_a_plain_line_without_escape_codes() {
+    let env = Env::start(Duration::from_millis(300)).await;
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_upshift"));
+    cmd.args([
+        "run",
+        "-a",
+        APP,
+        "--change",
+        &format!("{MAIN}=premium-1"),
+        "--watch",
+        "0",
+    ])
+    .env("HEROKU_API_URL", env.sim.api_url().as_str())
+    .env("HEROKU_DATA_URL", env.sim.data_url().as_str())
+    .env("HEROKU_API_KEY", env.sim.api_key())
+    .env("UPSHIFT_STATE_DIR", env.state_dir.path())
+    .env("TERM", "dumb")
+    .env_remove("HEROKU_APP")
+    .env_remove("NO_COLOR");
+    let mut s = Session::spawn(cmd).expect("upshift starts in a pty");
+    s.set_expect_timeout(Some(PROMPT_TIMEOUT));
+    let (code, after) = off_runtime(move || {
+        expect(&mut s, "to run this plan");
+        send(&mut s, "enketo-demo\r");
+        let rest = s.expect(Eof).expect("the run ends");
+        // Eof matches everything left: the run's whole output after the confirmation.
+        let mut after = String::from_utf8_lossy(rest.before()).into_owned();
+        for m in rest.matches() {
+            after.push_str(&String::from_utf8_lossy(m));
+        }
+        (exit_code(&s), after)
+    })
+    .await;
+    assert_eq!(code, 0, "{after}");
+    for step in [
+        "capture done",
+        "snapshot done",
+        "verify done",
+        "restore-formation done",
+    ] {
+        assert!(after.contains(step), "{step} missing: {after}");
+    }
+    assert!(after.contains("succeeded on enketo-demo"), "{after}");
+    assert!(
+        !after.contains('\u{1b}'),
+        "an escape code on a dumb terminal: {after:?}"
+    );
+}

@@ -236,8 +236,13 @@ impl ActiveRun<'_> {
                 .subject
                 .as_deref()
                 .map_or(String::new(), |s| format!("{s}: "));
+            // A warning is already shown as one ("warning: …"); only a block says its verdict.
+            let verdict = match g.verdict {
+                guards::Verdict::Warn => String::new(),
+                v => format!("{} ", v.label()),
+            };
             self.report_event(&RunEvent::Warning {
-                message: format!("{} {subject}{}", g.verdict.label(), g.detail),
+                message: format!("{verdict}{subject}{}", g.detail),
             });
         }
         if self.record(&Record::Guards { guards }).is_err() {
