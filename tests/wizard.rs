@@ -316,4 +316,5 @@ async fn a_dumb_terminal_gets_every_step_as_a_plain_line_without_escape_codes() 
         !after.contains('\u{1b}'),
         "an escape code on a dumb terminal: {after:?}"
     );
+    assert!(!after.contains("warning: WARN"), "a doubled label: {after}");
 }
