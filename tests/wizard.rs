@@ -145,7 +145,14 @@ async fn a_plan_a_guard_refuses_is_shown_and_cannot_be_chosen() {
             }
             send(s, ENTER);
         });
-        // A wrong name: nothing is done.
+        // A wrong name asks again (the answers above are kept); three wrong names and
+        // nothing is done.
+        send(&mut s, "enketo\r");
+        expect(&mut s, "type it again to run");
+        expect(&mut s, "to run this plan");
+        send(&mut s, "enketo-dmeo\r");
+        expect(&mut s, "type it again to run");
+        expect(&mut s, "to run this plan");
         send(&mut s, "enketo\r");
         expect(&mut s, "is not enketo-demo: nothing was done");
         s.expect(Eof).expect("the wizard ends");
