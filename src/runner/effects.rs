@@ -17,8 +17,8 @@ use crate::plan::guards;
 use crate::plans;
 use crate::runner::capture::{self, verify_options};
 use crate::runner::reporter::Reporter;
-use crate::unattended::gate;
 use crate::verify::{self, RedisUrl, RestoreSelection};
+use crate::window::gate;
 
 /// Keys to name in journals and messages.
 const EXAMPLES: usize = 20;

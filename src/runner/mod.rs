@@ -12,7 +12,8 @@ pub mod capture;
 mod effects;
 pub mod history;
 pub mod record;
-pub mod reporter;
+/// The events the runner reports, defined in the leaf module [`crate::events`].
+pub use crate::events as reporter;
 pub mod watch;
 
 use std::collections::BTreeMap;
@@ -32,8 +33,9 @@ use crate::journal::{self, AppLock, Journal, JournalError, StateDir};
 use crate::plan::facts::Capture;
 use crate::plan::guards::{self, Guard};
 use crate::plan::{self, Plan, RunRequest};
-use crate::unattended::{drift, gate, review};
+use crate::plan::{drift, review};
 use crate::verify::VerifyOptions;
+use crate::window::gate;
 use crate::window::{EstimateSource, Occurrence, Window};
 use backoff::Transient;
 use record::Record;
@@ -1263,9 +1265,11 @@ impl<'r> ActiveRun<'r> {
             by: notice.by,
             expected: notice.expected,
         };
-        let message = crate::unattended::event::human_line(&event).unwrap_or_default();
-        self.record(&Record::Note {
-            message: message.trim_start_matches("warning: ").to_owned(),
+        self.record(&Record::WindowOverrun {
+            window: window.spec(),
+            ends_at: gate::local(window, occ.end),
+            by_ms: u64::try_from(notice.by.as_millis()).unwrap_or(u64::MAX),
+            expected: notice.expected,
         })?;
         self.report_event(&event);
         Ok(())
