@@ -97,7 +97,13 @@ async fn demo(
     if args.wizard {
         let mut config = RunnerConfig::new(state);
         config.provisioning_estimate = args.provision;
-        return crate::cli::wizard::wizard(client, config, None, settings).await;
+        let code = crate::cli::wizard::wizard(client, config, None, settings).await;
+        if matches!(code, Ok(ExitCode::Interrupted)) {
+            // The wizard just said the journal is kept for `upshift resume`: in the demo the
+            // simulated app and (without --state-dir) the journal end with this process.
+            eprintln!("{}", demo_resume_note(args.state_dir.is_some()));
+        }
+        return code;
     }
     let playbook = Playbook::builtin();
     let request = RunRequest {
@@ -138,4 +144,16 @@ async fn demo(
         );
     }
     Ok(report.outcome.exit_code())
+}
+
+/// What "resumable" means in the demo, where the simulated app ends with the process.
+fn demo_resume_note(kept_state_dir: bool) -> &'static str {
+    if kept_state_dir {
+        "demo: the journal is in --state-dir, but the simulated app ends with the demo, so there \
+         is nothing left to resume; against Heroku, `upshift resume` would carry on from here"
+    } else {
+        "demo: the simulated app and its temporary journal end with the demo, so there is \
+         nothing to resume; against Heroku, `upshift resume` would carry on from here (keep \
+         journals with --state-dir DIR)"
+    }
 }

@@ -30,7 +30,7 @@ Examples:
   upshift completions bash > ~/.local/share/bash-completion/completions/upshift
 
 Exit codes: 0 succeeded, 1 rolled back, 2 usage, 3 blocked by a guard, 4 needs attention,
-5 locked by another run, 130 interrupted (resumable).";
+5 locked by another run, 6 stopped with the new plan kept, 130 interrupted (resumable).";
 
 /// What bare `upshift` prints (on stderr, exit 2): where to start.
 pub const SHORT_HELP: &str = "\

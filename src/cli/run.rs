@@ -319,10 +319,21 @@ fn confirm(app: &str, given: Option<&str>, what: &str) -> Result<(), CliError> {
             ),
         ));
     }
-    let typed: String = dialoguer::Input::new()
-        .with_prompt(format!("Type the app name ({app}) to {what}"))
-        .interact_text()
-        .map_err(|_| CliError::silent(ExitCode::Usage))?;
+    let prompt = format!("Type the app name ({app}) to {what}");
+    let typed: String = if crate::ui::can_redraw() {
+        dialoguer::Input::new()
+            .with_prompt(prompt)
+            .interact_text()
+            .map_err(|_| CliError::silent(ExitCode::Usage))?
+    } else {
+        // A terminal that cannot redraw (TERM=dumb) gets a plain prompt and line.
+        eprint!("{prompt}: ");
+        let mut line = String::new();
+        std::io::stdin()
+            .read_line(&mut line)
+            .map_err(|_| CliError::silent(ExitCode::Usage))?;
+        line
+    };
     if typed.trim() == app {
         Ok(())
     } else {

@@ -5,7 +5,6 @@
 //! snapshot); 3 blocked before reading (writers still active, not enough disk); 4 any other
 //! failure (connection, command, local file).
 
-use std::io::IsTerminal;
 use std::path::PathBuf;
 
 use clap::Args;
@@ -144,7 +143,7 @@ struct Bar(indicatif::ProgressBar);
 
 impl Bar {
     fn new() -> Self {
-        let bar = if std::io::stderr().is_terminal() {
+        let bar = if crate::ui::can_redraw() {
             indicatif::ProgressBar::new(0)
         } else {
             indicatif::ProgressBar::hidden()

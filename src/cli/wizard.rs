@@ -349,16 +349,30 @@ async fn ask(
     if plan.blocked {
         return Err(WizardError::Blocked);
     }
-    let typed: String = prompt(|| {
-        Input::<String>::with_theme(&*theme)
-            .with_prompt(format!("Type the app name ({app}) to run this plan"))
-            .interact_text_on(&console::Term::stderr())
-    })?;
-    if typed.trim() != app {
-        return Err(WizardError::NotConfirmed { typed, app });
+    // A typo asks again (three tries) rather than throwing away every answer above.
+    let mut attempt = 1;
+    loop {
+        let typed: String = prompt(|| {
+            Input::<String>::with_theme(&*theme)
+                .with_prompt(format!("Type the app name ({app}) to run this plan"))
+                .interact_text_on(&console::Term::stderr())
+        })?;
+        if typed.trim() == app {
+            return Ok(request);
+        }
+        if attempt >= CONFIRM_TRIES {
+            return Err(WizardError::NotConfirmed { typed, app });
+        }
+        attempt += 1;
+        eprintln!(
+            "{:?} is not {app}; type it again to run, or press Ctrl-C to leave (nothing was done)",
+            typed.trim()
+        );
     }
-    Ok(request)
 }
+
+/// How many times the final confirmation may be mistyped before the wizard gives up.
+const CONFIRM_TRIES: u32 = 3;
 
 /// Ctrl-C during the run asks what to do, with the progress display paused; SIGTERM (nobody
 /// to ask) keeps `upshift run`'s meaning: stop safely and roll back, then leave resumable.

@@ -17,8 +17,8 @@ use crate::plan::guards;
 use crate::plans;
 use crate::runner::capture::{self, verify_options};
 use crate::runner::reporter::Reporter;
-use crate::unattended::gate;
 use crate::verify::{self, RedisUrl, RestoreSelection};
+use crate::window::gate;
 
 /// Keys to name in journals and messages.
 const EXAMPLES: usize = 20;
@@ -233,8 +233,13 @@ impl ActiveRun<'_> {
                 .subject
                 .as_deref()
                 .map_or(String::new(), |s| format!("{s}: "));
+            // A warning is already shown as one ("warning: …"); only a block says its verdict.
+            let verdict = match g.verdict {
+                guards::Verdict::Warn => String::new(),
+                v => format!("{} ", v.label()),
+            };
             self.report_event(&RunEvent::Warning {
-                message: format!("{} {subject}{}", g.verdict.label(), g.detail),
+                message: format!("{verdict}{subject}{}", g.detail),
             });
         }
         if self.record(&Record::Guards { guards }).is_err() {
@@ -910,6 +915,10 @@ impl ActiveRun<'_> {
                 let addon = self.runner.client.addon(&self.request.app, &t.name).await?;
                 let wait = self.runner.client.redis_wait(&t.name).await?;
                 if !wait.waiting && addon.state != AddOnState::Provisioning {
+                    self.settled_on.insert(
+                        t.name.clone(),
+                        plans::bare_name(&addon.plan.name).to_owned(),
+                    );
                     self.report_event(&RunEvent::Warning {
                         message: format!(
                             "{} settled on {} ({})",

@@ -29,6 +29,18 @@ pub struct Settings {
     pub quiet: bool,
 }
 
+/// Whether `TERM` says the terminal cannot move the cursor or show colour (`dumb`, or unset as
+/// under some CI runners and Emacs shells). Such a terminal gets plain lines, never a redraw.
+fn dumb_term() -> bool {
+    std::env::var("TERM").map_or(true, |t| t.is_empty() || t == "dumb")
+}
+
+/// Whether stderr can show spinners and bars: a terminal that can redraw. Elsewhere every
+/// event is a plain line, so nothing between the confirmation and the summary goes missing.
+pub fn can_redraw() -> bool {
+    std::io::stderr().is_terminal() && !dumb_term()
+}
+
 /// Applies the global output settings: colour on stdout and stderr follows `--color`, and
 /// `auto` honours `NO_COLOR` and whether the stream is a terminal.
 pub fn configure(settings: Settings) {
@@ -36,7 +48,8 @@ pub fn configure(settings: Settings) {
         ColorChoice::Always => (true, true),
         ColorChoice::Never => (false, false),
         ColorChoice::Auto => {
-            let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+            let no_color =
+                std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty()) || dumb_term();
             (
                 !no_color && std::io::stdout().is_terminal(),
                 !no_color && std::io::stderr().is_terminal(),
@@ -75,7 +88,7 @@ impl HumanReporter {
     /// A reporter drawing on stderr; spinners and bars only when stderr is a terminal.
     /// `quiet` (the global `-q`) keeps only warnings.
     pub fn new(quiet: bool) -> Self {
-        let tty = std::io::stderr().is_terminal();
+        let tty = can_redraw();
         Self {
             tty,
             quiet,
@@ -345,12 +358,7 @@ impl Reporter for HumanReporter {
 
 /// The outcome's name as scripts see it.
 pub fn outcome_name(outcome: Outcome) -> &'static str {
-    match outcome {
-        Outcome::Succeeded => "succeeded",
-        Outcome::RolledBack => "rolled-back",
-        Outcome::Blocked => "blocked",
-        Outcome::NeedsAttention => "needs-attention",
-    }
+    outcome.as_str()
 }
 
 /// The end-of-run summary for people (stdout).
