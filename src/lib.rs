@@ -29,6 +29,7 @@
 
 pub mod cli;
 pub mod engine;
+pub mod events;
 pub mod exit;
 pub mod heroku;
 pub mod journal;

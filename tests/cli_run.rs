@@ -368,6 +368,21 @@ async fn bad_tokens_apps_and_state_dirs_exit_2_and_write_nothing() {
     let other: Vec<&str> = other.iter().map(String::as_str).collect();
     let o = upshift(&env, &other);
     assert_eq!(o.status.code(), Some(2), "unknown app: {}", stderr(&o));
+    assert!(
+        stderr(&o).contains("no app no-such-app-42 visible to this token"),
+        "{}",
+        stderr(&o)
+    );
+    // A near miss names the app the user meant.
+    let near = run("enketo-dem");
+    let near: Vec<&str> = near.iter().map(String::as_str).collect();
+    let o = upshift(&env, &near);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains(&format!("did you mean {APP}?")),
+        "{}",
+        stderr(&o)
+    );
 
     // A state dir that is a file.
     let file = scratch.path().join("a-file");

@@ -2,9 +2,12 @@
 //! renders it; `upshift run` executes the same steps. No I/O here.
 
 pub mod choices;
+pub mod drift;
 pub mod facts;
 pub mod guards;
 mod render;
+pub mod review;
+pub mod suggest;
 
 use std::time::Duration;
 

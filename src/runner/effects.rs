@@ -19,8 +19,8 @@ use crate::plans;
 use crate::runner::capture::{self, verify_options};
 use crate::runner::evidence::{self, Observed, Verdict};
 use crate::runner::reporter::Reporter;
-use crate::unattended::gate;
 use crate::verify::{self, RedisUrl, RestoreSelection};
+use crate::window::gate;
 
 /// Keys to name in journals and messages.
 const EXAMPLES: usize = 20;
@@ -115,16 +115,19 @@ impl ActiveRun<'_> {
             return Ok(false);
         }
         let until = (now + pacer.delay).min(pacer.deadline);
-        while Instant::now() < until {
-            let interrupts = self.runner.interrupts.count();
-            if interrupts >= 2 {
-                return Err(StepError::Interrupted);
+        // The wait races the interrupts rather than polling them: the first ends an abortable
+        // wait (roll back), the second any wait (leave resumable).
+        let interrupts = &self.runner.interrupts;
+        tokio::select! {
+            biased;
+            () = interrupts.reached(if pacer.abortable { 1 } else { 2 }) => {
+                return Err(if interrupts.count() >= 2 {
+                    StepError::Interrupted
+                } else {
+                    StepError::Aborted
+                });
             }
-            if interrupts == 1 && pacer.abortable {
-                return Err(StepError::Aborted);
-            }
-            let left = until.saturating_duration_since(Instant::now());
-            tokio::time::sleep(left.min(Duration::from_millis(100))).await;
+            () = tokio::time::sleep(until.saturating_duration_since(now)) => {}
         }
         if !pacer.fixed {
             pacer.delay = self
@@ -139,16 +142,10 @@ impl ActiveRun<'_> {
     /// Sleeps `pause` between compensation attempts. A second interrupt leaves at once (the
     /// run stays resumable); a first one changes nothing while rolling back.
     pub(super) async fn nap(&self, pause: Duration) -> Result<(), StepError> {
-        let until = Instant::now() + pause;
-        loop {
-            if self.runner.interrupts.count() >= 2 {
-                return Err(StepError::Interrupted);
-            }
-            let left = until.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return Ok(());
-            }
-            tokio::time::sleep(left.min(Duration::from_millis(100))).await;
+        tokio::select! {
+            biased;
+            () = self.runner.interrupts.stopped() => Err(StepError::Interrupted),
+            () = tokio::time::sleep(pause) => Ok(()),
         }
     }
 
@@ -247,8 +244,13 @@ impl ActiveRun<'_> {
                 .subject
                 .as_deref()
                 .map_or(String::new(), |s| format!("{s}: "));
+            // A warning is already shown as one ("warning: …"); only a block says its verdict.
+            let verdict = match g.verdict {
+                guards::Verdict::Warn => String::new(),
+                v => format!("{} ", v.label()),
+            };
             self.report_event(&RunEvent::Warning {
-                message: format!("{} {subject}{}", g.verdict.label(), g.detail),
+                message: format!("{verdict}{subject}{}", g.detail),
             });
         }
         if self.record(&Record::Guards { guards }).is_err() {
@@ -1073,6 +1075,10 @@ impl ActiveRun<'_> {
                         Ok(Verdict::NotYet { .. })
                     );
                 if !wait.waiting && addon.state != AddOnState::Provisioning && proven {
+                    self.settled_on.insert(
+                        t.name.clone(),
+                        plans::bare_name(&addon.plan.name).to_owned(),
+                    );
                     self.report_event(&RunEvent::Warning {
                         message: format!(
                             "{} settled on {} ({})",

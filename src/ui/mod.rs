@@ -21,25 +21,35 @@ pub enum ColorChoice {
     Never,
 }
 
-/// Output settings from the global flags (`--color`, `-q`), set once by `cli::main` before
-/// any command runs; library users who never set them get the defaults.
+/// Output settings from the global flags (`--color`, `-q`): `cli::main` applies the colour
+/// choice once and hands the settings down to the commands that draw.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Settings {
     pub color: ColorChoice,
     pub quiet: bool,
 }
 
-static SETTINGS: std::sync::OnceLock<Settings> = std::sync::OnceLock::new();
+/// Whether `TERM` says the terminal cannot move the cursor or show colour (`dumb`, or unset as
+/// under some CI runners and Emacs shells). Such a terminal gets plain lines, never a redraw.
+fn dumb_term() -> bool {
+    std::env::var("TERM").map_or(true, |t| t.is_empty() || t == "dumb")
+}
+
+/// Whether stderr can show spinners and bars: a terminal that can redraw. Elsewhere every
+/// event is a plain line, so nothing between the confirmation and the summary goes missing.
+pub fn can_redraw() -> bool {
+    std::io::stderr().is_terminal() && !dumb_term()
+}
 
 /// Applies the global output settings: colour on stdout and stderr follows `--color`, and
 /// `auto` honours `NO_COLOR` and whether the stream is a terminal.
 pub fn configure(settings: Settings) {
-    let _ = SETTINGS.set(settings);
     let (out, err) = match settings.color {
         ColorChoice::Always => (true, true),
         ColorChoice::Never => (false, false),
         ColorChoice::Auto => {
-            let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+            let no_color =
+                std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty()) || dumb_term();
             (
                 !no_color && std::io::stdout().is_terminal(),
                 !no_color && std::io::stderr().is_terminal(),
@@ -48,11 +58,6 @@ pub fn configure(settings: Settings) {
     };
     console::set_colors_enabled(out);
     console::set_colors_enabled_stderr(err);
-}
-
-/// The settings `configure` applied (defaults before).
-pub fn settings() -> Settings {
-    SETTINGS.get().copied().unwrap_or_default()
 }
 
 /// Human progress on stderr. On a terminal: one line per step with a spinner and its elapsed
@@ -81,12 +86,12 @@ struct HumanState {
 
 impl HumanReporter {
     /// A reporter drawing on stderr; spinners and bars only when stderr is a terminal.
-    /// `quiet` (or the global `-q`) keeps only warnings.
+    /// `quiet` (the global `-q`) keeps only warnings.
     pub fn new(quiet: bool) -> Self {
-        let tty = std::io::stderr().is_terminal();
+        let tty = can_redraw();
         Self {
             tty,
-            quiet: quiet || settings().quiet,
+            quiet,
             multi: MultiProgress::with_draw_target(if tty {
                 ProgressDrawTarget::stderr()
             } else {
@@ -353,12 +358,7 @@ impl Reporter for HumanReporter {
 
 /// The outcome's name as scripts see it.
 pub fn outcome_name(outcome: Outcome) -> &'static str {
-    match outcome {
-        Outcome::Succeeded => "succeeded",
-        Outcome::RolledBack => "rolled-back",
-        Outcome::Blocked => "blocked",
-        Outcome::NeedsAttention => "needs-attention",
-    }
+    outcome.as_str()
 }
 
 /// The end-of-run summary for people (stdout).

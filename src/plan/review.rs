@@ -23,11 +23,8 @@
 use std::fmt;
 
 use crate::plan::facts::AddonLookup;
-use crate::plan::guards::{Guard, Verdict};
+use crate::plan::guards::{Guard, GuardId, Verdict};
 use crate::plan::{Plan, PlannedChange, PlannedStep};
-
-/// The guard id of review findings.
-pub const REVIEW_GUARD: &str = "plan-reviewed";
 
 /// One way the plan built now differs from the reviewed one.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -198,7 +195,7 @@ fn list(items: &[String]) -> String {
 pub fn guards(differences: &[PlanDifference], plan_file: &str) -> Vec<Guard> {
     if differences.is_empty() {
         return vec![Guard {
-            id: REVIEW_GUARD.into(),
+            id: GuardId::PlanReviewed,
             subject: None,
             verdict: Verdict::Pass,
             detail: format!("the run is the plan reviewed in {plan_file}"),
@@ -207,7 +204,7 @@ pub fn guards(differences: &[PlanDifference], plan_file: &str) -> Vec<Guard> {
     differences
         .iter()
         .map(|d| Guard {
-            id: REVIEW_GUARD.into(),
+            id: GuardId::PlanReviewed,
             subject: None,
             verdict: Verdict::Block,
             detail: format!(
@@ -326,7 +323,7 @@ mod tests {
         now.estimate.run = Duration::from_secs(300);
         now.estimate.run_source = "median of 3 earlier runs".into();
         now.guards.push(Guard {
-            id: "memory-fits".into(),
+            id: GuardId::MemoryFits,
             subject: None,
             verdict: Verdict::Pass,
             detail: "12 MB".into(),
