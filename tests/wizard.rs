@@ -174,9 +174,12 @@ async fn ctrl_c_during_the_wait_then_roll_back_restores_the_app() {
         expect(&mut s, "preparing");
         send(&mut s, "\x03");
         expect(&mut s, "Interrupted. What now?");
+        // Past the plan change the menu does not promise an undo, and says the app is down.
+        expect(&mut s, "finish safely and keep the new plan");
+        expect(&mut s, "the app stays DOWN with its writers at 0");
         expect(&mut s, "continue the run");
         send(&mut s, ENTER);
-        expect(&mut s, "rolling back after the current step");
+        expect(&mut s, "stopping safely after the current step");
         // Past the point of no return the new plan stays: said so, exit 6.
         expect(&mut s, "kept-new-plan on enketo-demo");
         expect(&mut s, "stays on premium-1");

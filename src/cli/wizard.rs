@@ -371,6 +371,27 @@ async fn ask(
     }
 }
 
+/// The Ctrl-C menu, worded by where the run stands: before the plan change "undo everything"
+/// is true; after it, the change cannot be undone in place, so the first choice keeps the new
+/// plan. "Leave it resumable" says when the app stays down.
+fn menu_items(phase: crate::ui::Phase) -> [String; 3] {
+    let first = if phase.past_point_of_no_return {
+        "finish safely and keep the new plan (the plan change cannot be undone: the data is verified, then the app comes back on its formation)"
+    } else {
+        "roll back now (the current step finishes safely, then everything is undone)"
+    };
+    let resumable = if phase.writers_stopped {
+        "leave it resumable (stop now; the app stays DOWN with its writers at 0 until `upshift resume` or `upshift rollback`)"
+    } else {
+        "leave it resumable (stop now; `upshift resume` or `upshift rollback` later)"
+    };
+    [
+        first.to_owned(),
+        resumable.to_owned(),
+        "continue the run".to_owned(),
+    ]
+}
+
 /// How many times the final confirmation may be mistyped before the wizard gives up.
 const CONFIRM_TRIES: u32 = 3;
 
@@ -397,17 +418,14 @@ fn install_interrupts(
                 );
                 return Listen::On;
             }
+            let items = menu_items(reporter.phase());
             reporter.pause();
             // A plain thread: if the run ends meanwhile, the process must not wait for it.
             let (tx, rx) = tokio::sync::oneshot::channel();
             std::thread::spawn(move || {
                 let answer = Select::new()
                     .with_prompt("\nInterrupted. What now?")
-                    .items([
-                        "roll back now (the current step finishes safely, then everything is undone)",
-                        "leave it resumable (stop now; `upshift resume` or `upshift rollback` later)",
-                        "continue the run",
-                    ])
+                    .items(&items)
                     .default(0)
                     .interact_on_opt(&console::Term::stderr());
                 let _ = tx.send(answer);
@@ -417,7 +435,7 @@ fn install_interrupts(
             match answer {
                 Ok(Ok(Some(0))) => {
                     interrupts.interrupt();
-                    eprintln!("rolling back after the current step…");
+                    eprintln!("stopping safely after the current step…");
                 }
                 Ok(Ok(Some(2) | None)) => eprintln!("continuing the run"),
                 // "Leave it resumable", or Ctrl-C again at the prompt.
@@ -431,4 +449,25 @@ fn install_interrupts(
             Listen::On
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::menu_items;
+    use crate::ui::Phase;
+
+    #[test]
+    fn the_ctrl_c_menu_promises_an_undo_only_before_the_plan_change() {
+        let before = menu_items(Phase::default());
+        assert!(before[0].contains("everything is undone"), "{before:?}");
+        assert!(!before[1].contains("DOWN"), "{before:?}");
+        let after = menu_items(Phase {
+            past_point_of_no_return: true,
+            writers_stopped: true,
+        });
+        assert!(after[0].contains("keep the new plan"), "{after:?}");
+        assert!(!after[0].contains("undone,"), "{after:?}");
+        assert!(!after.iter().any(|i| i.contains("everything is undone")));
+        assert!(after[1].contains("the app stays DOWN"), "{after:?}");
+    }
 }

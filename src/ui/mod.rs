@@ -78,13 +78,29 @@ struct HumanState {
     clock: Option<ProgressBar>,
     keys: std::collections::BTreeMap<String, ProgressBar>,
     downtime_since: Option<Instant>,
+    /// What the run has done so far, for the Ctrl-C menu's wording (tracked even when quiet).
+    phase: Phase,
     last_wait: std::collections::BTreeMap<String, String>,
     /// A prompt owns the terminal: lines wait here until `resume`.
     paused: bool,
     held: Vec<String>,
 }
 
+/// Where a run stands, as the events told it: the Ctrl-C menu words its choices by this.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Phase {
+    /// The plan change was sent: rolling back can no longer undo it.
+    pub past_point_of_no_return: bool,
+    /// The writers are stopped: the app is down.
+    pub writers_stopped: bool,
+}
+
 impl HumanReporter {
+    /// Where the run stands now.
+    pub fn phase(&self) -> Phase {
+        self.state.lock().map(|s| s.phase).unwrap_or_default()
+    }
+
     /// A reporter drawing on stderr; spinners and bars only when stderr is a terminal.
     /// `quiet` (the global `-q`) keeps only warnings.
     pub fn new(quiet: bool) -> Self {
@@ -196,6 +212,14 @@ impl Reporter for HumanReporter {
             return;
         };
         let state = &mut *guard;
+        match event {
+            RunEvent::StepStarted {
+                action: crate::engine::Action::ChangePlan,
+                ..
+            } => state.phase.past_point_of_no_return = true,
+            RunEvent::Downtime { started } => state.phase.writers_stopped = *started,
+            _ => {}
+        }
         if self.quiet
             && !matches!(
                 event,
