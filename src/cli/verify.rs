@@ -219,6 +219,12 @@ pub fn run_digest(args: &DigestArgs) -> ExitCode {
                     report.elapsed.as_secs_f64()
                 );
                 println!("digest      {}", report.digest);
+                if report.fallbacks > 0 {
+                    println!(
+                        "fallbacks   {} keys read with commands (DUMP not decoded: streams, other types or rdb versions)",
+                        report.fallbacks
+                    );
+                }
             }
             ExitCode::Success
         }
