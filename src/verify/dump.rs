@@ -362,59 +362,35 @@ fn read_object(
         }
         RdbType::HashZiplist | RdbType::HashListpack => {
             let blob = cur.string()?;
-            let mut field: Option<Vec<u8>> = None;
-            let mut each = |e: Entry<'_>| -> Result<(), DumpError> {
-                let mut buf = IntText::default();
-                match field.take() {
-                    None => field = Some(e.bytes(&mut buf).to_vec()),
-                    Some(f) => visitor.pair(&f, e.bytes(&mut buf)),
-                }
+            let ziplist = rdb_type == RdbType::HashZiplist;
+            each_pair(&blob, ziplist, |field, value| {
+                let (mut a, mut b) = (IntText::default(), IntText::default());
+                visitor.pair(field.bytes(&mut a), value.bytes(&mut b));
                 Ok(())
-            };
-            if rdb_type == RdbType::HashZiplist {
-                each_ziplist(&blob, &mut each)?;
-            } else {
-                each_listpack(&blob, &mut each)?;
-            }
-            if field.is_some() {
-                return Err(cur.malformed("a hash field without a value"));
-            }
+            })?;
         }
         RdbType::ZSetZiplist | RdbType::ZSetListpack => {
             // Stored in ZRANGE order already: ZRANGE walks the same list.
             let blob = cur.string()?;
-            let mut member: Option<Vec<u8>> = None;
-            let mut each = |e: Entry<'_>| -> Result<(), DumpError> {
-                match member.take() {
-                    None => member = Some(e.bytes(&mut IntText::default()).to_vec()),
-                    Some(member_bytes) => {
-                        let score = match e {
-                            // As Redis: `(double)` of the integer.
-                            Entry::Int(i) => i as f64,
-                            Entry::Bytes(s) => parse_score(s).ok_or(DumpError::Malformed {
-                                at: 0,
-                                what: "a zset score is not a number",
-                            })?,
-                        };
-                        if score.is_nan() {
-                            return Err(DumpError::Malformed {
-                                at: 0,
-                                what: "a zset score is NaN",
-                            });
-                        }
-                        visitor.scored(&member_bytes, score);
-                    }
+            let ziplist = rdb_type == RdbType::ZSetZiplist;
+            each_pair(&blob, ziplist, |member, score| {
+                let score = match score {
+                    // As Redis: `(double)` of the integer.
+                    Entry::Int(i) => i as f64,
+                    Entry::Bytes(s) => parse_score(s).ok_or(DumpError::Malformed {
+                        at: 0,
+                        what: "a zset score is not a number",
+                    })?,
+                };
+                if score.is_nan() {
+                    return Err(DumpError::Malformed {
+                        at: 0,
+                        what: "a zset score is NaN",
+                    });
                 }
+                visitor.scored(member.bytes(&mut IntText::default()), score);
                 Ok(())
-            };
-            if rdb_type == RdbType::ZSetZiplist {
-                each_ziplist(&blob, &mut each)?;
-            } else {
-                each_listpack(&blob, &mut each)?;
-            }
-            if member.is_some() {
-                return Err(cur.malformed("a zset member without a score"));
-            }
+            })?;
         }
     }
     Ok(())
@@ -660,7 +636,36 @@ fn sign_extend(u: u64, bits: u32) -> i64 {
     i >> shift
 }
 
-/// Calls `f` with every entry of a listpack (`listpack.c`), checking the header and terminator.
+/// Calls `each` with consecutive entries two by two (hash field and value, zset member and
+/// score) of a ziplist or listpack.
+fn each_pair<'a>(
+    blob: &'a [u8],
+    ziplist: bool,
+    mut each: impl FnMut(Entry<'a>, Entry<'a>) -> Result<(), DumpError>,
+) -> Result<(), DumpError> {
+    let mut first: Option<Entry<'a>> = None;
+    let mut step = |entry: Entry<'a>| match first.take() {
+        None => {
+            first = Some(entry);
+            Ok(())
+        }
+        Some(f) => each(f, entry),
+    };
+    if ziplist {
+        each_ziplist(blob, &mut step)?;
+    } else {
+        each_listpack(blob, &mut step)?;
+    }
+    if first.is_some() {
+        return Err(DumpError::Malformed {
+            at: blob.len(),
+            what: "an odd number of entries where pairs belong",
+        });
+    }
+    Ok(())
+}
+
+/// Calls `each` with every entry of a listpack (`listpack.c`), checking the header and terminator.
 fn each_listpack<'a>(
     blob: &'a [u8],
     mut each: impl FnMut(Entry<'a>) -> Result<(), DumpError>,
@@ -728,7 +733,7 @@ fn each_listpack<'a>(
     Ok(())
 }
 
-/// Calls `f` with every entry of a ziplist (`ziplist.c`), checking the header and terminator.
+/// Calls `each` with every entry of a ziplist (`ziplist.c`), checking the header and terminator.
 fn each_ziplist<'a>(
     blob: &'a [u8],
     mut each: impl FnMut(Entry<'a>) -> Result<(), DumpError>,
@@ -790,7 +795,7 @@ fn each_ziplist<'a>(
     Ok(())
 }
 
-/// Calls `f` with every member of an intset (`intset.c`: encoding, length, little-endian ints).
+/// Calls `each` with every member of an intset (`intset.c`: encoding, length, little-endian ints).
 fn each_intset(blob: &[u8], mut each: impl FnMut(i64)) -> Result<(), DumpError> {
     let mut cur = Reader::new(blob, 0);
     let width = u32::from_le_bytes(array(cur.take(4)?));
@@ -1036,6 +1041,37 @@ mod tests {
                 (b"b".to_vec(), Some(b"2.5".to_vec()))
             ]
         );
+    }
+
+    #[test]
+    fn listpack_hashes_and_zsets_pair_their_entries() {
+        let hash = listpack(&[b"\x81f\x02", b"\x0c\x01", b"\x80\x01", b"\x81v\x02"]);
+        assert_eq!(
+            seen(&payload(16, &rdb_string(&hash), 11)).1,
+            vec![
+                (b"f".to_vec(), Some(b"12".to_vec())),
+                (Vec::new(), Some(b"v".to_vec()))
+            ]
+        );
+        // Scores as integers and as text; stored in ZRANGE order already.
+        let zset = listpack(&[b"\x81a\x02", b"\xdf\xfe\x02", b"\x81b\x02", b"\x832.5\x04"]);
+        assert_eq!(
+            seen(&payload(17, &rdb_string(&zset), 11)).1,
+            vec![
+                (b"a".to_vec(), Some(b"-2".to_vec())),
+                (b"b".to_vec(), Some(b"2.5".to_vec()))
+            ]
+        );
+        let odd = listpack(&[b"\x81f\x02"]);
+        assert!(matches!(
+            decode(&payload(16, &rdb_string(&odd), 11)),
+            Err(DumpError::Malformed { .. })
+        ));
+        let bad_score = listpack(&[b"\x81a\x02", b"\x81x\x02"]);
+        assert!(matches!(
+            decode(&payload(17, &rdb_string(&bad_score), 11)),
+            Err(DumpError::Malformed { .. })
+        ));
     }
 
     #[test]
