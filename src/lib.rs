@@ -12,7 +12,8 @@
 //!   objects carry neither figure, so upshift keeps its own.
 //! * [`sim`]: the Heroku simulator, a real axum server backed by real `redis-server` processes.
 //!   It is the only fake: tests and the demo point the real client at it.
-//! * [`verify`]: the exact data verifier (canonical per-key digest, diff, snapshot, restore)
+//! * [`verify`]: the exact data verifier (canonical per-key digest, decoded from DUMP payloads
+//!   with type-specific reads as the fallback; diff, snapshot, restore)
 //!   over the `redis` crate.
 //! * [`unattended`]: the pure decisions of unattended runs (window gate and cutoff guard,
 //!   drift from a reviewed plan, the post-change log watch's classifier, JSON event shapes)

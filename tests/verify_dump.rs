@@ -516,3 +516,28 @@ async fn decoded_dumps_digest_exactly_as_the_command_reader() {
     assert_eq!(by_dump.fallbacks, 1, "only the stream falls back");
     assert_eq!(by_commands.fallbacks, 0);
 }
+
+/// A server that refuses DUMP (renamed away, as some managed services do): every key falls
+/// back to the command reader, is counted, and the digest is the command reader's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_dump_falls_back_to_commands_for_every_key() {
+    let server = Server::builder()
+        .args(&["--rename-command", "DUMP", ""])
+        .start();
+    let mut c = server.conn();
+    let mut rng = StdRng::seed_from_u64(12);
+    load(&mut c, &mut rng, "k", &[1, 5, 50]);
+    let keys = keys_matching(&mut c, "*").len();
+    let by_dump = verify::digest(&server.parsed_url(), &opts(), &NoProgress)
+        .await
+        .expect("digest with DUMP refused");
+    let commands = verify::VerifyOptions {
+        value_source: ValueSource::Commands,
+        ..opts()
+    };
+    let by_commands = verify::digest(&server.parsed_url(), &commands, &NoProgress)
+        .await
+        .expect("digest from commands");
+    assert_eq!(by_dump.digest, by_commands.digest);
+    assert_eq!(by_dump.fallbacks, u64::try_from(keys).unwrap());
+}

@@ -403,18 +403,20 @@ async fn read_dumped(
         } else {
             replies.next()
         };
-        if let Some(Value::ServerError(e)) = payload
-            .iter()
-            .chain(expiry.iter())
-            .find(|v| matches!(v, Value::ServerError(_)))
-        {
+        if let Some(Value::ServerError(e)) = &expiry {
             return Err(session.command_err("DUMP pipeline")(e.clone().into()));
         }
         let Some(expiry) = to_expiry(expiry, how.ttl, sent, received) else {
             continue; // gone: expired during the read
         };
-        let Some(Value::BulkString(payload)) = payload else {
-            continue; // gone since SCAN
+        let payload = match payload {
+            Some(Value::BulkString(payload)) => payload,
+            // DUMP refused (renamed, or denied by an ACL): the commands can still read it.
+            Some(Value::ServerError(_)) => {
+                rest.push((key, None));
+                continue;
+            }
+            _ => continue, // gone since SCAN
         };
         match dump::decode(&payload) {
             Ok(decoded) => out.push(Scanned {
