@@ -295,6 +295,8 @@ struct Sample {
     peak_kb: u64,
     /// User + system CPU seconds.
     cpu_secs: f64,
+    /// The server's CPU seconds spent meanwhile (INFO `used_cpu_sys` + `used_cpu_user`).
+    server_cpu_secs: f64,
 }
 
 impl Sample {
@@ -304,6 +306,19 @@ impl Sample {
 }
 
 /// Runs `cmd` under `/usr/bin/time` and returns (stdout, peak RSS in KiB, CPU seconds, wall).
+/// The server's CPU seconds so far (INFO cpu: `used_cpu_sys` + `used_cpu_user`).
+fn server_cpu(url: &str) -> f64 {
+    let mut c = redis::Client::open(url).unwrap().get_connection().unwrap();
+    let info: String = redis::cmd("INFO").arg("cpu").query(&mut c).unwrap();
+    info.lines()
+        .filter_map(|l| {
+            l.strip_prefix("used_cpu_sys:")
+                .or_else(|| l.strip_prefix("used_cpu_user:"))
+        })
+        .filter_map(|v| v.trim().parse::<f64>().ok())
+        .sum()
+}
+
 fn timed(cmd: &Command) -> (String, u64, f64, f64) {
     let mut time = Command::new("/usr/bin/time");
     time.arg("-f")
@@ -445,7 +460,9 @@ fn bench(keys: u64, rounds: usize) {
             if !v.args[1].is_empty() {
                 cmd.arg(v.args[1]);
             }
+            let server_before = server_cpu(&url);
             let (out, peak_kb, cpu_secs, _) = timed(&cmd);
+            let server_cpu_secs = server_cpu(&url) - server_before;
             if v.args[0] == "digest" {
                 digests.insert(json_str(&out, "digest"));
             }
@@ -454,15 +471,17 @@ fn bench(keys: u64, rounds: usize) {
                 secs: json_f64(&out, "elapsed_secs"),
                 peak_kb,
                 cpu_secs,
+                server_cpu_secs,
             };
             eprintln!(
-                "round {} {:<28} {} conns: {:>9.0} keys/s, {:.1} MB, {:.2} s CPU",
+                "round {} {:<28} {} conns: {:>9.0} keys/s, {:.1} MB, {:.2} s CPU, server {:.2} s CPU",
                 round + 1,
                 v.name,
                 v.conns,
                 s.rate(),
                 s.peak_kb as f64 / 1024.0,
-                s.cpu_secs
+                s.cpu_secs,
+                s.server_cpu_secs
             );
             samples[i].push(s);
         }
@@ -475,7 +494,9 @@ fn bench(keys: u64, rounds: usize) {
 
     let mut cmd = Command::new("sh");
     cmd.args(["-c", &format!("redis-cli -p {} --scan | wc -l", redis.port)]);
+    let server_before = server_cpu(&url);
     let (out, cli_peak, cli_cpu, cli_secs) = timed(&cmd);
+    let cli_server = server_cpu(&url) - server_before;
     let cli_keys: u64 = out.trim().parse().unwrap_or(0);
 
     let dir = tempfile::tempdir().unwrap();
@@ -491,12 +512,15 @@ fn bench(keys: u64, rounds: usize) {
         "--out",
     ])
     .arg(&snap);
+    let server_before = server_cpu(&url);
     let (out, snap_peak, snap_cpu, _) = timed(&cmd);
+    let snap_server = server_cpu(&url) - server_before;
     let snap_sample = Sample {
         keys: json_u64(&out, "keys"),
         secs: json_f64(&out, "elapsed_secs"),
         peak_kb: snap_peak,
         cpu_secs: snap_cpu,
+        server_cpu_secs: snap_server,
     };
     let snap_bytes = std::fs::metadata(&snap).map_or(0, |m| m.len());
 
@@ -511,13 +535,14 @@ fn bench(keys: u64, rounds: usize) {
     let raw_ttl_rate = raw_rate_of("ttl");
     println!();
     println!(
-        "{:<28} {:>5} {:>9} {:>11} {:>10} {:>8} {:>8} {:>8}",
+        "{:<28} {:>5} {:>9} {:>11} {:>10} {:>8} {:>11} {:>8} {:>8}",
         "tool (median of rounds)",
         "conns",
         "keys",
         "keys/s",
         "peak MB",
         "CPU s",
+        "srv us/key",
         "vs raw",
         "vs +TTL"
     );
@@ -525,12 +550,17 @@ fn bench(keys: u64, rounds: usize) {
         let rate = median(s.iter().map(Sample::rate).collect());
         let peak = median(s.iter().map(|x| x.peak_kb as f64 / 1024.0).collect());
         let cpu = median(s.iter().map(|x| x.cpu_secs).collect());
+        let server_us = median(
+            s.iter()
+                .map(|x| 1e6 * x.server_cpu_secs / (x.keys.max(1) as f64))
+                .collect(),
+        );
         let ratio = raw.map_or_else(String::new, |r| format!("{:.0}%", 100.0 * rate / r));
         let ratio_ttl = raw.map_or_else(String::new, |_| {
             format!("{:.0}%", 100.0 * rate / raw_ttl_rate.max(1e-9))
         });
         println!(
-            "{name:<28} {conns:>5} {:>9} {rate:>11.0} {peak:>10.1} {cpu:>8.2} {ratio:>8} {ratio_ttl:>8}",
+            "{name:<28} {conns:>5} {:>9} {rate:>11.0} {peak:>10.1} {cpu:>8.2} {server_us:>11.2} {ratio:>8} {ratio_ttl:>8}",
             s[0].keys
         );
     };
@@ -546,6 +576,7 @@ fn bench(keys: u64, rounds: usize) {
             secs: cli_secs,
             peak_kb: cli_peak,
             cpu_secs: cli_cpu,
+            server_cpu_secs: cli_server,
         }],
         None,
     );
