@@ -15,6 +15,9 @@ pub enum ExitCode {
     NeedsAttention,
     /// Another run holds this app.
     Locked,
+    /// Stopped after the point of no return: the new plan stays, its data verified, the app
+    /// restored on its formation. Not the same as 1: the add-on did not go back.
+    KeptNewPlan,
     /// Interrupted; the journal is resumable.
     Interrupted,
 }
@@ -29,6 +32,7 @@ impl ExitCode {
             Self::Blocked => 3,
             Self::NeedsAttention => 4,
             Self::Locked => 5,
+            Self::KeptNewPlan => 6,
             Self::Interrupted => 130,
         }
     }

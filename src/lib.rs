@@ -16,8 +16,9 @@
 //!   with type-specific reads as the fallback; diff, snapshot, restore)
 //!   over the `redis` crate.
 //! * [`unattended`]: the pure decisions of unattended runs (window gate and cutoff guard,
-//!   drift from a reviewed plan, the post-change log watch's classifier, JSON event shapes)
-//!   and the reporters that fan events out; [`notify`] posts the notable ones to webhooks.
+//!   drift from a reviewed plan and the rebuilt plan against it, the sealed plan file, the
+//!   post-change log watch's classifier, JSON event shapes) and the reporters that fan events
+//!   out; [`notify`] posts the notable ones to webhooks.
 //! * [`window`]: the pure maintenance-window math (`--window` specs, DST-correct occurrences,
 //!   the cutoff before the point of no return, run-time estimates); "now" is always passed in.
 //!
@@ -27,6 +28,7 @@
 
 pub mod cli;
 pub mod engine;
+pub mod events;
 pub mod exit;
 pub mod heroku;
 pub mod journal;

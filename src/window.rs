@@ -50,6 +50,7 @@
 //! about two weeks after now.
 
 mod cutoff;
+pub mod gate;
 
 use std::fmt;
 use std::str::FromStr;

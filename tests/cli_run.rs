@@ -26,6 +26,58 @@ fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
+/// Seals an edited plan file's JSON with the hash of its new content, as someone who edits the
+/// file and recomputes the hash would: only the rebuilt plan can tell then.
+fn reseal(file: &mut serde_json::Value) {
+    file["hash"] = upshift::unattended::plan_file::content_hash(file).into();
+}
+
+/// `upshift plan --change MAIN=premium-1 --out PATH`, which must succeed; returns the hash it
+/// printed.
+fn save_plan(env: &Env, path: &std::path::Path) -> String {
+    let change = format!("{MAIN}=premium-1");
+    let o = upshift(
+        env,
+        &[
+            "plan",
+            "-a",
+            APP,
+            "--change",
+            &change,
+            "--out",
+            path.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    let hash = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("plan hash: "))
+        .unwrap_or_else(|| panic!("plan --out prints the hash: {stdout}"))
+        .to_owned();
+    assert!(hash.starts_with("sha256:"), "{hash}");
+    assert!(
+        stderr(&o).contains(&format!("--plan-hash {hash}")),
+        "{}",
+        stderr(&o)
+    );
+    hash
+}
+
+fn run_plan(env: &Env, path: &std::path::Path, extra: &[&str]) -> Output {
+    let mut args = vec!["run", "--plan", path.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    args.extend_from_slice(&["--confirm", APP, "--watch", "0"]);
+    upshift(env, &args)
+}
+
+/// What a refused run must leave as it was: the platform's writes, formation and plans.
+async fn untouched(env: &Env, writes: usize, formation: &[(String, u32, String)]) {
+    assert_eq!(env.writes().len(), writes, "{:?}", env.writes());
+    assert_eq!(env.formation().await, formation);
+    assert_eq!(env.plan_of(MAIN).await, "premium-0");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refusals_happen_before_any_call() {
     let env = Env::start(Duration::from_millis(300)).await;
@@ -316,6 +368,21 @@ async fn bad_tokens_apps_and_state_dirs_exit_2_and_write_nothing() {
     let other: Vec<&str> = other.iter().map(String::as_str).collect();
     let o = upshift(&env, &other);
     assert_eq!(o.status.code(), Some(2), "unknown app: {}", stderr(&o));
+    assert!(
+        stderr(&o).contains("no app no-such-app-42 visible to this token"),
+        "{}",
+        stderr(&o)
+    );
+    // A near miss names the app the user meant.
+    let near = run("enketo-dem");
+    let near: Vec<&str> = near.iter().map(String::as_str).collect();
+    let o = upshift(&env, &near);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains(&format!("did you mean {APP}?")),
+        "{}",
+        stderr(&o)
+    );
 
     // A state dir that is a file.
     let file = scratch.path().join("a-file");
@@ -408,6 +475,8 @@ async fn an_edited_plan_file_without_a_snapshot_is_refused() {
         .as_array_mut()
         .unwrap()
         .retain(|s| s["action"] != "snapshot");
+    // Resealed, so that the playbook check, not the hash, is what refuses it.
+    reseal(&mut file);
     std::fs::write(&path, file.to_string()).unwrap();
     let before = env.sim.request_log().len();
     let o = upshift(
@@ -614,4 +683,178 @@ async fn resume_and_rollback_with_a_refused_token_exit_2_before_touching_the_run
     let web = env.formation().await;
     assert!(web.iter().any(|(t, q, _)| t == "web" && *q == 2), "{web:?}");
     env.sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_edited_target_policy_or_compensation_is_refused_and_nothing_is_written() {
+    type Edit = fn(&mut serde_json::Value);
+    let env = Env::start(Duration::from_millis(300)).await;
+    let path = env.state_dir.path().join("plan.json");
+    let hash = save_plan(&env, &path);
+    let original = std::fs::read_to_string(&path).unwrap();
+    let formation = env.formation().await;
+    let writes = env.writes().len();
+    // (edit, exit code once resealed, what stderr then says)
+    let edits: [(&str, Edit, i32, &str); 4] = [
+        (
+            "target",
+            |f| f["request"]["changes"][0]["plan"] = "premium-5".into(),
+            3,
+            "target of ENKETO_REDIS_MAIN: reviewed premium-1, now premium-5",
+        ),
+        (
+            "policy",
+            |f| f["request"]["changes"][0]["policy"] = "cache".into(),
+            3,
+            "data policy of ENKETO_REDIS_MAIN: reviewed critical, now cache",
+        ),
+        (
+            // The playbook check refuses a step without its compensation before any call.
+            "compensation in the request",
+            |f| {
+                for s in f["request"]["playbook"]["steps"].as_array_mut().unwrap() {
+                    if s["action"] == "scale" {
+                        s["compensation"] = serde_json::Value::Null;
+                    }
+                }
+            },
+            2,
+            "step \"scale\" has the wrong compensation",
+        ),
+        (
+            // What the reviewer read differs from what would run.
+            "compensation in the reviewed plan",
+            |f| {
+                for s in f["plan"]["steps"].as_array_mut().unwrap() {
+                    if s["action"] == "scale" {
+                        s.as_object_mut().unwrap().remove("compensation");
+                    }
+                }
+            },
+            3,
+            "reviewed scale, no compensation, stops the writers, now scale, compensation \
+             restore-formation, stops the writers",
+        ),
+    ];
+    for (what, edit, resealed_code, says) in edits {
+        let mut file: serde_json::Value = serde_json::from_str(&original).unwrap();
+        edit(&mut file);
+        // As edited, the content no longer matches its hash: refused before any call.
+        std::fs::write(&path, serde_json::to_string_pretty(&file).unwrap()).unwrap();
+        let before = env.sim.request_log().len();
+        let o = run_plan(&env, &path, &[]);
+        assert_eq!(o.status.code(), Some(2), "{what}: {}", stderr(&o));
+        assert!(
+            stderr(&o).contains("was changed or corrupted after it was saved")
+                && stderr(&o).contains(path.to_str().unwrap()),
+            "{what}: {}",
+            stderr(&o)
+        );
+        assert_eq!(env.sim.request_log().len(), before, "{what}: no request");
+        // Resealed, the hash holds, and the plan rebuilt from the platform tells the edit.
+        reseal(&mut file);
+        std::fs::write(&path, serde_json::to_string_pretty(&file).unwrap()).unwrap();
+        let o = run_plan(&env, &path, &[]);
+        assert_eq!(
+            o.status.code(),
+            Some(resealed_code),
+            "{what}: {}",
+            stderr(&o)
+        );
+        assert!(stderr(&o).contains(says), "{what}: {}", stderr(&o));
+        if resealed_code == 3 {
+            assert!(
+                stderr(&o).contains("run `upshift plan … --out` again and review the new plan"),
+                "{what}: {}",
+                stderr(&o)
+            );
+        }
+        untouched(&env, writes, &formation).await;
+        // And the reviewed hash refuses the resealed file outright.
+        let o = run_plan(&env, &path, &["--plan-hash", &hash]);
+        assert_eq!(o.status.code(), Some(2), "{what}: {}", stderr(&o));
+        assert!(
+            stderr(&o).contains("is not the plan that was reviewed"),
+            "{what}: {}",
+            stderr(&o)
+        );
+        untouched(&env, writes, &formation).await;
+    }
+    env.sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_corrupted_plan_file_is_refused_and_the_untouched_one_runs() {
+    let env = Env::start(Duration::from_millis(300)).await;
+    let path = env.state_dir.path().join("plan.json");
+    let hash = save_plan(&env, &path);
+    let original = std::fs::read(&path).unwrap();
+    let file: serde_json::Value = serde_json::from_slice(&original).unwrap();
+    assert_eq!(
+        file["hash"],
+        hash.as_str(),
+        "the printed hash is the file's"
+    );
+    let formation = env.formation().await;
+    let writes = env.writes().len();
+    // One flipped bit anywhere is refused (a changed value by the hash, broken JSON by the
+    // parser), always exit 2, naming the file, before any request.
+    let targets = [
+        original.len() / 3,
+        original.len() / 2,
+        original.len() * 2 / 3,
+        // A digit of the target plan: still valid JSON, only the hash can tell.
+        original
+            .windows(b"premium-1".len())
+            .position(|w| w == b"premium-1")
+            .unwrap()
+            + b"premium-".len(),
+    ];
+    for at in targets {
+        let mut bytes = original.clone();
+        bytes[at] ^= 0x04;
+        std::fs::write(&path, &bytes).unwrap();
+        let before = env.sim.request_log().len();
+        let o = run_plan(&env, &path, &[]);
+        assert_eq!(o.status.code(), Some(2), "byte {at}: {}", stderr(&o));
+        assert!(
+            stderr(&o).contains(path.to_str().unwrap()),
+            "byte {at}: {}",
+            stderr(&o)
+        );
+        assert_eq!(env.sim.request_log().len(), before, "byte {at}: no request");
+    }
+    // Cut short (a half-written copy).
+    std::fs::write(&path, &original[..original.len() / 2]).unwrap();
+    let o = run_plan(&env, &path, &[]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    untouched(&env, writes, &formation).await;
+
+    // The untouched file with its printed hash runs (any case, prefix or not).
+    std::fs::write(&path, &original).unwrap();
+    let bare = hash.strip_prefix("sha256:").unwrap().to_ascii_uppercase();
+    let o = run_plan(&env, &path, &["--plan-hash", &bare]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(env.plan_of(MAIN).await, "premium-1");
+    assert_eq!(env.formation().await, formation, "writers restored");
+    env.sim.shutdown().await;
+}
+
+#[test]
+fn plan_hash_needs_a_plan() {
+    let o = Command::new(env!("CARGO_BIN_EXE_upshift"))
+        .args([
+            "run",
+            "-a",
+            APP,
+            "--plan-hash",
+            "sha256:00",
+            "--confirm",
+            APP,
+        ])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("--plan"), "{}", stderr(&o));
 }

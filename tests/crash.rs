@@ -6,6 +6,7 @@
 //! Needs `--features failpoints` (the README's test command passes it).
 #![cfg(feature = "failpoints")]
 
+mod common;
 mod harness;
 
 use std::process::{Command, Stdio};
@@ -72,7 +73,10 @@ async fn assert_consistent(env: &Env, case: &str, before_plan: &str, target: &st
         _ => None,
     });
     assert!(
-        matches!(outcome, Some(Outcome::Succeeded | Outcome::RolledBack)),
+        matches!(
+            outcome,
+            Some(Outcome::Succeeded | Outcome::RolledBack | Outcome::KeptNewPlan)
+        ),
         "{case}: run {id} ended {outcome:?}"
     );
     let f = env.formation().await;
@@ -135,7 +139,7 @@ async fn resume_after_a_crash_at_every_journal_point() {
             .unwrap();
         let code = resumed.status.code();
         assert!(
-            matches!(code, Some(0 | 1)),
+            matches!(code, Some(0 | 1 | 6)),
             "point {k}: resume exited {code:?}: {}",
             String::from_utf8_lossy(&resumed.stderr)
         );
@@ -155,11 +159,15 @@ async fn resume_after_a_crash_at_every_journal_point() {
         .args(["rollback", "--confirm", APP])
         .output()
         .unwrap();
-    assert_eq!(
-        rolled.status.code(),
-        Some(1),
-        "rollback: {}",
-        String::from_utf8_lossy(&rolled.stderr)
+    // Past the point of no return the plan stays: exit 6, said as such, not "rolled back".
+    let stderr = String::from_utf8_lossy(&rolled.stderr);
+    assert_eq!(rolled.status.code(), Some(6), "rollback: {stderr}");
+    let out = String::from_utf8_lossy(&rolled.stdout).into_owned() + &stderr;
+    assert!(out.contains("kept-new-plan"), "{out}");
+    assert!(out.contains(&format!("stays on {target}")), "{out}");
+    assert!(
+        out.contains(&format!("={before}")),
+        "the reverse command: {out}"
     );
     assert_consistent(&env, "rollback after the plan change", &before, target).await;
     env.sim.shutdown().await;
@@ -244,7 +252,7 @@ async fn resume_after_kill_9_from_outside() {
             .unwrap();
         let code = resumed.status.code();
         assert!(
-            matches!(code, Some(0 | 1)),
+            matches!(code, Some(0 | 1 | 6)),
             "kill {i} {moment}: resume exited {code:?}: {}",
             String::from_utf8_lossy(&resumed.stderr)
         );
@@ -290,7 +298,7 @@ async fn a_crash_between_the_plan_patch_and_its_record_resumes_onto_verified_dat
         .output()
         .unwrap();
     assert!(
-        matches!(resumed.status.code(), Some(0 | 1)),
+        matches!(resumed.status.code(), Some(0 | 1 | 6)),
         "{}",
         String::from_utf8_lossy(&resumed.stderr)
     );
@@ -298,4 +306,196 @@ async fn a_crash_between_the_plan_patch_and_its_record_resumes_onto_verified_dat
     assert_eq!(env.plan_of(MAIN).await, target, "the change had landed");
     assert_eq!(patches(&env), sent, "the PATCH was not sent again");
     env.sim.shutdown().await;
+}
+
+/// A second SIGINT stops at once, whatever the step: with 400,000 keys being snapshotted, the
+/// first SIGINT asks for a safe stop, the second (0.3 s later) must end the process within a
+/// second, exit 130, and leave a journal that `upshift resume` finishes onto the same data.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_sigint_mid_snapshot_stops_within_a_second_and_resume_finishes() {
+    const KEYS: u32 = 400_000;
+    const APP: &str = "shop";
+    const ADDON: &str = "shop_redis";
+    common::require_redis();
+    let seeding = std::time::Instant::now();
+    let sim = upshift::sim::Simulator::start(upshift::sim::SimConfig {
+        scenario: common::shop(2, "premium-3", KEYS, 5),
+        provision: Duration::from_millis(300),
+        dyno_start: Some(Duration::from_millis(50)),
+        // No dyno writes: the data must be the same before and after, key for key.
+        writes_per_second: Some(0.0),
+        log_tail: Duration::from_secs(2),
+        ..upshift::sim::SimConfig::default()
+    })
+    .await
+    .expect("the simulator starts");
+    eprintln!("seeded {KEYS} keys in {:?}", seeding.elapsed());
+    let before = common::snapshot(&sim.redis_url(ADDON)).await;
+    assert!(before.len() >= KEYS as usize - 1, "{} keys", before.len());
+    let state = tempfile::tempdir().unwrap();
+    let logs = tempfile::tempdir().unwrap();
+    let cfg = sim.client_config();
+    let upshift = |log: &str| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_upshift"));
+        cmd.env("HEROKU_API_URL", cfg.api_url.as_str())
+            .env("HEROKU_DATA_URL", cfg.data_url.as_str())
+            .env("HEROKU_API_KEY", sim.api_key())
+            .env("UPSHIFT_STATE_DIR", state.path())
+            .env_remove("UPSHIFT_FAILPOINT")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            // A file, not a pipe nobody reads: a full pipe would stall the child.
+            .stderr(std::fs::File::create(logs.path().join(log)).unwrap());
+        cmd
+    };
+    let log = |name: &str| std::fs::read_to_string(logs.path().join(name)).unwrap_or_default();
+    let state_dir = upshift::journal::StateDir::at(state.path());
+    let snapshot_step = upshift::playbook::Playbook::builtin()
+        .actions()
+        .iter()
+        .position(|a| *a == upshift::engine::Action::Snapshot)
+        .expect("the built-in playbook snapshots");
+
+    let mut child = upshift("run.log")
+        .args([
+            "run",
+            "-a",
+            APP,
+            "--change",
+            &format!("{ADDON}=premium-4"),
+            "--confirm",
+            APP,
+            "--watch",
+            "0",
+        ])
+        .spawn()
+        .unwrap();
+    // Wait until the snapshot is streaming: its step started and its partial file exists.
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    let run_id = loop {
+        if let Some(id) = state_dir.run_ids().unwrap().pop() {
+            let dir = state_dir.run_dir(&id);
+            let started = journal::read_prefix::<Record>(&dir.join(journal::JOURNAL_FILE))
+                .0
+                .iter()
+                .any(|e| {
+                    matches!(
+                        e.record,
+                        Record::Engine {
+                            event: upshift::engine::Event::StepStarted { step }
+                        } if step == snapshot_step
+                    )
+                });
+            let streaming = std::fs::read_dir(&dir).is_ok_and(|entries| {
+                entries
+                    .filter_map(Result::ok)
+                    .any(|e| e.file_name().to_string_lossy().ends_with(".partial"))
+            });
+            if started && streaming {
+                break id;
+            }
+        }
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the run ended before the snapshot: {}",
+            log("run.log")
+        );
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the snapshot never started: {}",
+            log("run.log")
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    };
+    let sigint = |pid: u32| {
+        let status = Command::new("kill")
+            .args(["-INT", &pid.to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill -INT {pid}");
+    };
+    sigint(child.id());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "the first SIGINT must not end the run at once: {}",
+        log("run.log")
+    );
+    sigint(child.id());
+    let second = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if second.elapsed() > Duration::from_secs(10) {
+            let _ = child.kill();
+            panic!(
+                "still running 10 s after the second SIGINT: {}",
+                log("run.log")
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    };
+    let stopped_in = second.elapsed();
+    eprintln!("stopped {stopped_in:?} after the second SIGINT");
+    assert!(
+        stopped_in < Duration::from_secs(1),
+        "the second SIGINT took {stopped_in:?}: {}",
+        log("run.log")
+    );
+    assert_eq!(status.code(), Some(130), "{}", log("run.log"));
+    let path = state_dir.run_dir(&run_id).join(journal::JOURNAL_FILE);
+    let records: Vec<Record> = journal::read::<Record>(&path)
+        .unwrap()
+        .into_iter()
+        .map(|e| e.record)
+        .collect();
+    assert!(
+        !records
+            .iter()
+            .any(|r| matches!(r, Record::Snapshot { .. } | Record::Finished { .. })),
+        "the snapshot must have been cut short, the run left unfinished: {records:?}"
+    );
+    assert!(
+        !std::fs::read_dir(state_dir.run_dir(&run_id))
+            .unwrap()
+            .filter_map(Result::ok)
+            .any(|e| e.file_name().to_string_lossy().ends_with(".partial")),
+        "the cancelled snapshot's partial file is removed"
+    );
+
+    let resumed = upshift("resume.log")
+        .args(["resume", "--confirm", APP])
+        .status()
+        .unwrap();
+    assert!(
+        matches!(resumed.code(), Some(0 | 1)),
+        "resume exited {:?}: {}",
+        resumed.code(),
+        log("resume.log")
+    );
+    let records: Vec<Record> = journal::read::<Record>(&path)
+        .unwrap()
+        .into_iter()
+        .map(|e| e.record)
+        .collect();
+    assert!(
+        records.iter().any(|r| matches!(r, Record::Finished { .. })),
+        "resume closed the journal: {}",
+        log("resume.log")
+    );
+    let formation = common::client(&sim).formation(APP).await.unwrap();
+    assert!(
+        formation
+            .iter()
+            .any(|f| f.process_type == "web" && f.quantity == 2),
+        "formation restored: {formation:?}"
+    );
+    let after = common::snapshot(&sim.redis_url(ADDON)).await;
+    assert_eq!(before.len(), after.len(), "key count");
+    assert!(
+        before == after,
+        "the data changed across the interrupted run"
+    );
+    sim.shutdown().await;
 }

@@ -193,10 +193,23 @@ async fn cache_loss_is_tolerated_and_reported() {
 async fn blocking_guards_write_nothing() {
     let env = Env::start(Duration::from_millis(500)).await;
     // mini holds 20 connections; two web dynos open 26 each to main.
-    let req = request(
-        vec![change(MAIN, "mini"), change("no_such_addon", "premium-1")],
+    // A typo in an add-on name is bad input (exit 2) before any plan, naming the close one.
+    let typo = request(
+        vec![
+            change(MAIN, "mini"),
+            change("enketo_redis_cahce", "premium-1"),
+        ],
         None,
     );
+    let err = env.runner().plan(&typo).await.expect_err("unknown add-on");
+    assert_eq!(err.exit_code(), upshift::exit::ExitCode::Usage);
+    let text = err.to_string();
+    assert!(text.contains("did you mean enketo_redis_cache?"), "{text}");
+    assert!(text.contains("enketo_redis_main"), "{text}");
+    let err = env.runner().run(&typo).await.expect_err("unknown add-on");
+    assert_eq!(err.exit_code(), upshift::exit::ExitCode::Usage);
+    assert!(env.state().run_ids().unwrap().is_empty(), "no journal");
+    let req = request(vec![change(MAIN, "mini")], None);
     let plan = env.runner().plan(&req).await.expect("plan");
     assert!(plan.blocked);
     let rendered = upshift::plan::render(&plan);
@@ -257,16 +270,26 @@ async fn ctrl_c_during_provisioning_settles_and_restores_the_app() {
     .await;
     interrupts.interrupt();
     let report = run.await.unwrap().expect("run");
-    assert_eq!(report.outcome, Outcome::RolledBack, "{report:#?}");
-    assert_formation_restored(&env).await;
     // The change could not be stopped on the platform side: the add-on settled on the new
-    // plan and its data was verified against the snapshot.
+    // plan and its data was verified against the snapshot. Said as it is, not "rolled back".
+    assert_eq!(report.outcome, Outcome::KeptNewPlan, "{report:#?}");
+    assert_eq!(report.outcome.exit_code().code(), 6);
+    let message = report.message.clone().unwrap_or_default();
+    assert!(
+        message.contains("stays on premium-1 (was premium-0)"),
+        "{message}"
+    );
+    assert!(
+        message.contains("--change enketo_redis_main=premium-0"),
+        "the reverse change: {message}"
+    );
+    assert_formation_restored(&env).await;
     assert_eq!(env.plan_of(MAIN).await, "premium-1");
     assert_eq!(report.addons[0].differences, 0);
     assert!(report.addons[0].keys_verified > 1000, "{report:#?}");
     assert_eq!(
         journal_outcome(&env, &report.run_id),
-        Some(Outcome::RolledBack)
+        Some(Outcome::KeptNewPlan)
     );
     env.sim.shutdown().await;
 }
@@ -284,6 +307,13 @@ async fn a_second_ctrl_c_leaves_a_resumable_run_that_resume_finishes() {
     interrupts.interrupt();
     let err = run.await.unwrap().expect_err("interrupted twice");
     assert_eq!(err.exit_code(), upshift::exit::ExitCode::Interrupted);
+    // Walking away from a resumable run must not hide that the app is down.
+    let text = err.to_string();
+    assert!(
+        text.contains("the app enketo-demo is DOWN: web at 0 dynos"),
+        "{text}"
+    );
+    assert_eq!(web_quantity(&env).await, 0);
     let run_id = env.state().run_ids().unwrap().pop().unwrap();
     assert_eq!(journal_outcome(&env, &run_id), None, "journal left open");
     let report = env.runner().resume(None).await.expect("resume");
@@ -424,11 +454,18 @@ async fn an_unreadable_new_server_keeps_the_writers_stopped_until_a_verify_passe
         .resume(Some(&report.run_id))
         .await
         .expect("resume");
-    assert_eq!(resumed.outcome, Outcome::RolledBack, "{resumed:#?}");
+    assert_eq!(resumed.outcome, Outcome::KeptNewPlan, "{resumed:#?}");
+    // The app's downtime, from the journal: it went on between the two processes.
+    assert!(
+        resumed.downtime >= report.downtime + Duration::from_millis(600),
+        "resume reported {:?}, the first run {:?}",
+        resumed.downtime,
+        report.downtime
+    );
     assert_formation_restored(&env).await;
     assert_eq!(
         journal_outcomes(&env, &report.run_id),
-        vec![Outcome::NeedsAttention, Outcome::RolledBack]
+        vec![Outcome::NeedsAttention, Outcome::KeptNewPlan]
     );
     // The test's own judgement of the data: every seeded key as before, no acknowledged
     // write lost.
@@ -542,7 +579,10 @@ async fn a_repair_that_fails_keeps_the_writers_stopped_until_the_data_is_whole()
         .await
         .expect("resume");
     assert!(
-        matches!(resumed.outcome, Outcome::RolledBack | Outcome::Succeeded),
+        matches!(
+            resumed.outcome,
+            Outcome::RolledBack | Outcome::Succeeded | Outcome::KeptNewPlan
+        ),
         "{resumed:#?}"
     );
     assert_cache_whole(&env, &before).await;
@@ -594,5 +634,154 @@ async fn a_plan_change_whose_answer_is_lost_is_not_sent_twice() {
     assert_eq!(patches.len(), 1, "{patches:?}");
     assert_eq!(env.plan_of(CACHE).await, "premium-1");
     assert_cache_whole(&env, &before).await;
+    env.sim.shutdown().await;
+}
+
+/// Issue 9, item 6: a burst of rate limits during wait-provisioned used to exhaust every
+/// compensation after the client's few attempts (web stayed at 0, exit 4). Compensations now
+/// ride it out, honouring `Retry-After`, and the run rolls back with the app restored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rate_limit_burst_during_the_rollback_is_ridden_out() {
+    let env = Env::start(Duration::from_millis(1500)).await;
+    let before = seeded(&env, CACHE).await;
+    assert!(before.len() > 1000, "the scenario seeds the cache");
+    let runner = env.runner();
+    let req = request(vec![change(CACHE, "premium-1")], None);
+    let run = tokio::spawn(async move { runner.run(&req).await });
+    env.wait_until("the plan change started", |sim| {
+        sim.timeline()
+            .iter()
+            .any(|e| matches!(e.kind, upshift::sim::EventKind::ProvisioningStarted { .. }))
+    })
+    .await;
+    // 25 calls in a row answered 429 with Retry-After 1: more than the client's attempts for
+    // wait-provisioned and then for settle-plan, several times over.
+    env.inject(Fault::Http {
+        method: None,
+        path: "/**".into(),
+        status: 429,
+        nth: 1,
+        times: 25,
+        retry_after: Some(1),
+    });
+    let report = run.await.unwrap().expect("run");
+    // Rolled back, or stopped with the new plan kept when provisioning finished meanwhile.
+    let expected = if env.plan_of(CACHE).await == "premium-1" {
+        Outcome::KeptNewPlan
+    } else {
+        Outcome::RolledBack
+    };
+    assert_eq!(report.outcome, expected, "{report:#?}");
+    assert_eq!(journal_outcomes(&env, &report.run_id), vec![expected]);
+    assert_formation_restored(&env).await;
+    // The test's own judgement of the data, whatever plan the add-on settled on.
+    assert_eq!(seeded(&env, CACHE).await, before);
+    env.sim.shutdown().await;
+}
+
+/// A compensation that keeps failing past `compensation_deadline` ends the run
+/// needs-attention with the writers stopped; `upshift resume` (no run id) then finds that run,
+/// reopens it and, once the platform answers again, finishes the rollback.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_compensation_past_its_deadline_needs_attention_and_resume_finishes_it() {
+    let env = Env::start(Duration::from_millis(500)).await;
+    let before = seeded(&env, CACHE).await;
+    env.inject(Fault::FailProvisioning {
+        addon: None,
+        message: Some("simulated provisioning failure".into()),
+    });
+    // The scale-down passes; every formation write after it is rate limited.
+    env.inject(Fault::Http {
+        method: Some("PATCH".into()),
+        path: "/apps/*/formation".into(),
+        status: 429,
+        nth: 2,
+        times: 10_000,
+        retry_after: Some(1),
+    });
+    let pb = include_str!("../playbooks/heroku-redis-plan-change.toml").replace(
+        "compensation_deadline = \"15m\"",
+        "compensation_deadline = \"5s\"",
+    );
+    let req = request(vec![change(CACHE, "premium-1")], Some(&pb));
+    assert_eq!(req.params.compensation_deadline, Duration::from_secs(5));
+    let report = env.runner().run(&req).await.expect("run");
+    assert_eq!(report.outcome, Outcome::NeedsAttention, "{report:#?}");
+    assert_eq!(
+        report.outcome.exit_code(),
+        upshift::exit::ExitCode::NeedsAttention
+    );
+    let message = report.message.clone().unwrap_or_default();
+    // The restore was tried more than once before the deadline, then gave up.
+    let patches = env
+        .writes()
+        .into_iter()
+        .filter(|w| w.ends_with("/formation"))
+        .count();
+    assert!(patches > 2, "{:?}", env.writes());
+    assert!(
+        message.contains(&format!("upshift resume {}", report.run_id)),
+        "{message}"
+    );
+    assert!(
+        message.contains("heroku ps:scale web=2:standard-1X"),
+        "{message}"
+    );
+    assert_eq!(web_quantity(&env).await, 0, "the restore never got through");
+    assert_eq!(env.plan_of(CACHE).await, "premium-0");
+    assert_eq!(
+        journal_outcomes(&env, &report.run_id),
+        vec![Outcome::NeedsAttention]
+    );
+    // Still 0 later: nothing brings the writers back behind the run's back.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(web_quantity(&env).await, 0);
+
+    // `resume` without a run id would pick it, unless a newer run on the app superseded it
+    // (its capture and snapshots would then describe a past the app has left).
+    let state = env.state();
+    assert_eq!(
+        upshift::runner::resumable(&state, None).unwrap(),
+        vec![(report.run_id.clone(), harness::APP.to_owned())]
+    );
+    let newer = format!("{}-newer", report.run_id);
+    let mut j = journal::Journal::create(&state, &newer).unwrap();
+    for record in [
+        Record::Started {
+            run_id: newer.clone(),
+            request: req.clone(),
+            host: "test".into(),
+            pid: 1,
+            version: "test".into(),
+        },
+        Record::Finished {
+            outcome: Outcome::Succeeded,
+            message: None,
+        },
+    ] {
+        j.append(0, &record).unwrap();
+    }
+    drop(j);
+    assert_eq!(upshift::runner::resumable(&state, None).unwrap(), vec![]);
+    std::fs::remove_dir_all(state.run_dir(&newer)).unwrap();
+
+    // Heroku answers again; `resume` without a run id picks the needs-attention run.
+    env.sim.clear_faults();
+    let resumed = env.runner().resume(None).await.expect("resume");
+    assert_eq!(resumed.run_id, report.run_id);
+    assert_eq!(resumed.outcome, Outcome::RolledBack, "{resumed:#?}");
+    assert_formation_restored(&env).await;
+    assert_eq!(
+        journal_outcomes(&env, &report.run_id),
+        vec![Outcome::NeedsAttention, Outcome::RolledBack]
+    );
+    assert_eq!(seeded(&env, CACHE).await, before);
+    // Nothing is left to resume: the run is finished for good.
+    let err = env
+        .runner()
+        .resume(None)
+        .await
+        .expect_err("nothing left to resume");
+    assert!(err.to_string().contains("no unfinished run"), "{err}");
     env.sim.shutdown().await;
 }

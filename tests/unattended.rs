@@ -280,7 +280,7 @@ async fn a_drifted_plan_is_refused_saying_what_changed() {
     let before = env.writes().len();
     let file = PlanFile::load(&path).unwrap();
     let reviewed = Reviewed {
-        capture: file.plan.capture.clone(),
+        plan: file.plan.clone(),
         file: "plan.json".into(),
     };
     let r = runner(

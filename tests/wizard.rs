@@ -145,7 +145,14 @@ async fn a_plan_a_guard_refuses_is_shown_and_cannot_be_chosen() {
             }
             send(s, ENTER);
         });
-        // A wrong name: nothing is done.
+        // A wrong name asks again (the answers above are kept); three wrong names and
+        // nothing is done.
+        send(&mut s, "enketo\r");
+        expect(&mut s, "type it again to run");
+        expect(&mut s, "to run this plan");
+        send(&mut s, "enketo-dmeo\r");
+        expect(&mut s, "type it again to run");
+        expect(&mut s, "to run this plan");
         send(&mut s, "enketo\r");
         expect(&mut s, "is not enketo-demo: nothing was done");
         s.expect(Eof).expect("the wizard ends");
@@ -167,15 +174,20 @@ async fn ctrl_c_during_the_wait_then_roll_back_restores_the_app() {
         expect(&mut s, "preparing");
         send(&mut s, "\x03");
         expect(&mut s, "Interrupted. What now?");
+        // Past the plan change the menu does not promise an undo, and says the app is down.
+        expect(&mut s, "finish safely and keep the new plan");
+        expect(&mut s, "the app stays DOWN with its writers at 0");
         expect(&mut s, "continue the run");
         send(&mut s, ENTER);
-        expect(&mut s, "rolling back after the current step");
-        expect(&mut s, "rolled-back on enketo-demo");
+        expect(&mut s, "stopping safely after the current step");
+        // Past the point of no return the new plan stays: said so, exit 6.
+        expect(&mut s, "kept-new-plan on enketo-demo");
+        expect(&mut s, "stays on premium-1");
         s.expect(Eof).expect("the wizard ends");
         exit_code(&s)
     })
     .await;
-    assert_eq!(code, 1);
+    assert_eq!(code, 6);
     assert!(
         env.formation()
             .await
@@ -214,7 +226,7 @@ async fn ctrl_c_then_leave_it_resumable_exits_130_with_an_unfinished_journal() {
         .rollback(Some(&unfinished[0].0))
         .await
         .expect("rollback runs");
-    assert_eq!(report.outcome, upshift::engine::Outcome::RolledBack);
+    assert_eq!(report.outcome, upshift::engine::Outcome::KeptNewPlan);
     assert!(
         env.formation()
             .await
@@ -262,4 +274,57 @@ fn completions_are_generated_for_each_shell() {
         let text = String::from_utf8_lossy(&out.stdout);
         assert!(text.contains("wizard"), "{shell}: {text}");
     }
+}
+
+/// TERM=dumb: the interactive run cannot redraw, so every step is a plain line (nothing goes
+/// missing between the confirmation and the summary) and no escape code is sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dumb_terminal_gets_every_step_as_a_plain_line_without_escape_codes() {
+    let env = Env::start(Duration::from_millis(300)).await;
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_upshift"));
+    cmd.args([
+        "run",
+        "-a",
+        APP,
+        "--change",
+        &format!("{MAIN}=premium-1"),
+        "--watch",
+        "0",
+    ])
+    .env("HEROKU_API_URL", env.sim.api_url().as_str())
+    .env("HEROKU_DATA_URL", env.sim.data_url().as_str())
+    .env("HEROKU_API_KEY", env.sim.api_key())
+    .env("UPSHIFT_STATE_DIR", env.state_dir.path())
+    .env("TERM", "dumb")
+    .env_remove("HEROKU_APP")
+    .env_remove("NO_COLOR");
+    let mut s = Session::spawn(cmd).expect("upshift starts in a pty");
+    s.set_expect_timeout(Some(PROMPT_TIMEOUT));
+    let (code, after) = off_runtime(move || {
+        expect(&mut s, "to run this plan");
+        send(&mut s, "enketo-demo\r");
+        let rest = s.expect(Eof).expect("the run ends");
+        // Eof matches everything left: the run's whole output after the confirmation.
+        let mut after = String::from_utf8_lossy(rest.before()).into_owned();
+        for m in rest.matches() {
+            after.push_str(&String::from_utf8_lossy(m));
+        }
+        (exit_code(&s), after)
+    })
+    .await;
+    assert_eq!(code, 0, "{after}");
+    for step in [
+        "capture done",
+        "snapshot done",
+        "verify done",
+        "restore-formation done",
+    ] {
+        assert!(after.contains(step), "{step} missing: {after}");
+    }
+    assert!(after.contains("succeeded on enketo-demo"), "{after}");
+    assert!(
+        !after.contains('\u{1b}'),
+        "an escape code on a dumb terminal: {after:?}"
+    );
+    assert!(!after.contains("warning: WARN"), "a doubled label: {after}");
 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use clap::Args;
 
-use crate::cli::print_error;
+use crate::cli::CliError;
 use crate::exit::ExitCode;
 use crate::heroku::Client;
 use crate::journal::StateDir;
@@ -32,60 +32,48 @@ pub struct DemoArgs {
 }
 
 /// Runs the demo.
-pub fn run(args: &DemoArgs) -> ExitCode {
-    if args.wizard
-        && let Err(e) = crate::cli::wizard::require_terminal()
-    {
-        print_error(&e);
-        return e.exit_code();
+///
+/// # Errors
+/// `--wizard` without a terminal (exit 2), the simulator not starting (exit 4), and what the
+/// run or the wizard returns.
+pub fn run(args: &DemoArgs, settings: ui::Settings) -> Result<ExitCode, CliError> {
+    if args.wizard {
+        crate::cli::wizard::require_terminal()?;
     }
     crate::cli::runtime().block_on(async {
         eprintln!(
             "starting the Heroku simulator (Enketo scenario: web=2, main + cache on premium-0)…"
         );
-        let scenario = match Scenario::builtin("enketo") {
-            Ok(s) => s,
-            Err(e) => {
-                print_error(&e);
-                return ExitCode::NeedsAttention;
-            }
-        };
-        let sim = match Simulator::start(SimConfig {
+        let scenario =
+            Scenario::builtin("enketo").map_err(|e| CliError::new(ExitCode::NeedsAttention, e))?;
+        let sim = Simulator::start(SimConfig {
             scenario,
             provision: args.provision,
             ..SimConfig::default()
         })
         .await
-        {
-            Ok(sim) => sim,
-            Err(e) => {
-                print_error(&e);
-                return ExitCode::NeedsAttention;
-            }
-        };
-        let code = demo(&sim, args).await;
+        .map_err(|e| CliError::new(ExitCode::NeedsAttention, e))?;
+        let result = demo(&sim, args, settings).await;
         sim.shutdown().await;
-        code
+        result
     })
 }
 
-async fn demo(sim: &Simulator, args: &DemoArgs) -> ExitCode {
+async fn demo(
+    sim: &Simulator,
+    args: &DemoArgs,
+    settings: ui::Settings,
+) -> Result<ExitCode, CliError> {
     let tmp = tempfile::tempdir();
     let state = match (&args.state_dir, &tmp) {
         (Some(dir), _) => StateDir::at(dir),
         (None, Ok(t)) => StateDir::at(t.path()),
         (None, Err(e)) => {
-            print_error(e);
-            return ExitCode::NeedsAttention;
+            return Err(CliError::text(ExitCode::NeedsAttention, e.to_string()));
         }
     };
-    let client = match Client::new(sim.client_config()) {
-        Ok(c) => c,
-        Err(e) => {
-            print_error(&e);
-            return ExitCode::NeedsAttention;
-        }
-    };
+    let client =
+        Client::new(sim.client_config()).map_err(|e| CliError::new(ExitCode::NeedsAttention, e))?;
     eprintln!(
         "simulator at {} (the same client talks to api.heroku.com)\n",
         sim.api_url()
@@ -109,7 +97,13 @@ async fn demo(sim: &Simulator, args: &DemoArgs) -> ExitCode {
     if args.wizard {
         let mut config = RunnerConfig::new(state);
         config.provisioning_estimate = args.provision;
-        return crate::cli::wizard::wizard(client, config, None).await;
+        let code = crate::cli::wizard::wizard(client, config, None, settings).await;
+        if matches!(code, Ok(ExitCode::Interrupted)) {
+            // The wizard just said the journal is kept for `upshift resume`: in the demo the
+            // simulated app and (without --state-dir) the journal end with this process.
+            eprintln!("{}", demo_resume_note(args.state_dir.is_some()));
+        }
+        return code;
     }
     let playbook = Playbook::builtin();
     let request = RunRequest {
@@ -131,28 +125,16 @@ async fn demo(sim: &Simulator, args: &DemoArgs) -> ExitCode {
         params: playbook.params.clone(),
         playbook,
     };
-    let reporter: Arc<dyn Reporter> = Arc::new(ui::HumanReporter::new(false));
+    let reporter: Arc<dyn Reporter> = Arc::new(ui::HumanReporter::new(settings.quiet));
     let mut config = RunnerConfig::new(state);
     config.provisioning_estimate = args.provision;
     let runner = Runner::new(client, config, reporter, Interrupts::default());
     eprintln!(
         "$ upshift plan -a enketo-demo --change enketo_redis_main=premium-1 --change enketo_redis_cache=premium-1 --cache enketo_redis_cache\n"
     );
-    match runner.plan(&request).await {
-        Ok(p) => println!("{}", plan::render(&p)),
-        Err(e) => {
-            print_error(&e);
-            return e.exit_code();
-        }
-    }
+    println!("{}", plan::render(&runner.plan(&request).await?));
     eprintln!("$ upshift run … --confirm enketo-demo\n");
-    let report = match runner.run(&request).await {
-        Ok(r) => r,
-        Err(e) => {
-            print_error(&e);
-            return e.exit_code();
-        }
-    };
+    let report = runner.run(&request).await?;
     print!("{}", ui::render_summary(&report));
     if let Some(platform) = sim.downtime("web") {
         println!(
@@ -161,5 +143,17 @@ async fn demo(sim: &Simulator, args: &DemoArgs) -> ExitCode {
             duration::format(args.provision)
         );
     }
-    report.outcome.exit_code()
+    Ok(report.outcome.exit_code())
+}
+
+/// What "resumable" means in the demo, where the simulated app ends with the process.
+fn demo_resume_note(kept_state_dir: bool) -> &'static str {
+    if kept_state_dir {
+        "demo: the journal is in --state-dir, but the simulated app ends with the demo, so there \
+         is nothing left to resume; against Heroku, `upshift resume` would carry on from here"
+    } else {
+        "demo: the simulated app and its temporary journal end with the demo, so there is \
+         nothing to resume; against Heroku, `upshift resume` would carry on from here (keep \
+         journals with --state-dir DIR)"
+    }
 }

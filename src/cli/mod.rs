@@ -4,13 +4,17 @@
 //! struct and a pure conversion into the library's options; this file only dispatches.
 
 pub mod demo;
+pub mod error;
 pub mod run;
+pub mod signals;
 pub mod sim;
 pub mod unattended;
 pub mod verify;
 pub mod wizard;
 
 use clap::{Args, Parser, Subcommand};
+
+pub use error::CliError;
 
 use crate::exit::ExitCode;
 use crate::ui::{self, ColorChoice};
@@ -26,7 +30,7 @@ Examples:
   upshift completions bash > ~/.local/share/bash-completion/completions/upshift
 
 Exit codes: 0 succeeded, 1 rolled back, 2 usage, 3 blocked by a guard, 4 needs attention,
-5 locked by another run, 130 interrupted (resumable).";
+5 locked by another run, 6 stopped with the new plan kept, 130 interrupted (resumable).";
 
 /// What bare `upshift` prints (on stderr, exit 2): where to start.
 pub const SHORT_HELP: &str = "\
@@ -130,20 +134,21 @@ pub enum Command {
 /// Parses the process arguments, runs the command and returns the exit status.
 pub fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    ui::configure(ui::Settings::from(&cli.global));
+    let settings = ui::Settings::from(&cli.global);
+    ui::configure(settings);
     let Some(command) = cli.command else {
         eprintln!("{SHORT_HELP}");
         return ExitCode::Usage.into();
     };
-    let code = match command {
+    let result = match command {
         Command::Plan(args) => run::plan(&args),
-        Command::Run(args) => run::run(&args),
-        Command::Resume(args) => run::reopen(&args, false),
-        Command::Rollback(args) => run::reopen(&args, true),
+        Command::Run(args) => run::run(&args, settings),
+        Command::Resume(args) => run::reopen(&args, false, settings),
+        Command::Rollback(args) => run::reopen(&args, true, settings),
         Command::Runs(args) => run::runs(&args),
-        Command::Playbooks(args) => run::playbooks(&args),
-        Command::Wizard(args) => wizard::run(&args),
-        Command::Demo(args) => demo::run(&args),
+        Command::Playbooks(args) => Ok(run::playbooks(&args)),
+        Command::Wizard(args) => wizard::run(&args, settings),
+        Command::Demo(args) => demo::run(&args, settings),
         Command::Sim(cmd) => sim::run(cmd),
         Command::Digest(args) => verify::run_digest(&args),
         Command::Snapshot(args) => verify::run_snapshot(&args),
@@ -157,20 +162,15 @@ pub fn main() -> std::process::ExitCode {
                 "upshift",
                 &mut std::io::stdout(),
             );
-            ExitCode::Success
+            Ok(ExitCode::Success)
         }
     };
+    // The one place errors are printed: commands return them with the exit code they mean.
+    let code = result.unwrap_or_else(|e| {
+        e.print();
+        e.exit_code()
+    });
     code.into()
-}
-
-/// Prints an error and its sources on stderr, one `caused by` line per source.
-pub fn print_error(err: &dyn std::error::Error) {
-    eprintln!("error: {err}");
-    let mut source = err.source();
-    while let Some(s) = source {
-        eprintln!("  caused by: {s}");
-        source = s.source();
-    }
 }
 
 /// A Tokio runtime for one command.

@@ -7,7 +7,8 @@ use clap::Args;
 use serde::Serialize;
 use thiserror::Error;
 
-use crate::cli::print_error;
+use crate::cli::CliError;
+use crate::cli::signals::{self, Listen};
 use crate::cli::unattended;
 use crate::exit::ExitCode;
 use crate::heroku::{Client, ClientConfig};
@@ -257,7 +258,7 @@ struct Context {
     runner: Runner,
 }
 
-fn context(reporter: Arc<dyn Reporter>, interrupts: Interrupts) -> Result<Context, ExitCode> {
+fn context(reporter: Arc<dyn Reporter>, interrupts: Interrupts) -> Result<Context, CliError> {
     context_with(reporter, interrupts, |_| {})
 }
 
@@ -266,23 +267,11 @@ fn context_with(
     reporter: Arc<dyn Reporter>,
     interrupts: Interrupts,
     configure: impl FnOnce(&mut RunnerConfig),
-) -> Result<Context, ExitCode> {
-    let config = ClientConfig::from_env().map_err(|e| {
-        print_error(&e);
-        ExitCode::Usage
-    })?;
-    let client = Client::new(config).map_err(|e| {
-        print_error(&e);
-        ExitCode::Usage
-    })?;
-    let state = StateDir::from_env().map_err(|e| {
-        print_error(&e);
-        ExitCode::Usage
-    })?;
-    state.check().map_err(|e| {
-        print_error(&e);
-        ExitCode::Usage
-    })?;
+) -> Result<Context, CliError> {
+    let config = ClientConfig::from_env().map_err(CliError::usage)?;
+    let client = Client::new(config).map_err(CliError::usage)?;
+    let state = StateDir::from_env().map_err(CliError::usage)?;
+    state.check().map_err(CliError::usage)?;
     let mut config = RunnerConfig::new(state);
     configure(&mut config);
     Ok(Context {
@@ -290,196 +279,169 @@ fn context_with(
     })
 }
 
-fn request(args: &TargetArgs) -> Result<RunRequest, ExitCode> {
-    RunRequest::try_from(args).map_err(|e| {
-        print_error(&e);
-        ExitCode::Usage
-    })
+fn request(args: &TargetArgs) -> Result<RunRequest, CliError> {
+    RunRequest::try_from(args).map_err(CliError::usage)
 }
 
 /// Catches Ctrl-C and SIGTERM: the first asks for a safe stop and rollback, the second leaves
 /// a resumable journal.
 fn install_interrupts(interrupts: &Interrupts) {
     let interrupts = interrupts.clone();
-    tokio::spawn(async move {
-        #[cfg(unix)]
-        let mut term =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-        loop {
-            #[cfg(unix)]
-            let got = match term.as_mut() {
-                Some(t) => tokio::select! {
-                    r = tokio::signal::ctrl_c() => r.is_ok(),
-                    r = t.recv() => r.is_some(),
-                },
-                None => tokio::signal::ctrl_c().await.is_ok(),
-            };
-            #[cfg(not(unix))]
-            let got = tokio::signal::ctrl_c().await.is_ok();
-            if !got {
-                return;
-            }
-            interrupts.interrupt();
-            if interrupts.count() == 1 {
-                eprintln!(
-                    "\ninterrupt: finishing the current step safely, then rolling back (interrupt again to stop now and leave it resumable)"
-                );
-            } else {
-                eprintln!("\ninterrupt: stopping now; the journal is kept for `upshift resume`");
-            }
+    signals::listen(move |_| {
+        interrupts.interrupt();
+        if interrupts.count() == 1 {
+            eprintln!(
+                "\ninterrupt: finishing the current step safely, then rolling back (interrupt again to stop now and leave it resumable)"
+            );
+        } else {
+            eprintln!("\ninterrupt: stopping now; the journal is kept for `upshift resume`");
         }
+        std::future::ready(Listen::On)
     });
 }
 
 /// Asks for the app name on a terminal; without one, `--confirm APP` must match.
-fn confirm(app: &str, given: Option<&str>, what: &str) -> Result<(), ExitCode> {
+fn confirm(app: &str, given: Option<&str>, what: &str) -> Result<(), CliError> {
     if let Some(given) = given {
         if given == app {
             return Ok(());
         }
-        eprintln!("error: --confirm {given} does not match the app {app}: nothing was done");
-        return Err(ExitCode::Usage);
+        return Err(CliError::text(
+            ExitCode::Usage,
+            format!("--confirm {given} does not match the app {app}: nothing was done"),
+        ));
     }
     if !std::io::stdin().is_terminal() || !std::io::stderr().is_terminal() {
-        eprintln!(
-            "error: {what} writes to {app} and there is no terminal to confirm on: pass --confirm {app}"
-        );
-        return Err(ExitCode::Usage);
+        return Err(CliError::text(
+            ExitCode::Usage,
+            format!(
+                "{what} writes to {app} and there is no terminal to confirm on: pass --confirm {app}"
+            ),
+        ));
     }
-    let typed: String = dialoguer::Input::new()
-        .with_prompt(format!("Type the app name ({app}) to {what}"))
-        .interact_text()
-        .map_err(|_| ExitCode::Usage)?;
+    let prompt = format!("Type the app name ({app}) to {what}");
+    let typed: String = if crate::ui::can_redraw() {
+        dialoguer::Input::new()
+            .with_prompt(prompt)
+            .interact_text()
+            .map_err(|_| CliError::silent(ExitCode::Usage))?
+    } else {
+        // A terminal that cannot redraw (TERM=dumb) gets a plain prompt and line.
+        eprint!("{prompt}: ");
+        let mut line = String::new();
+        std::io::stdin()
+            .read_line(&mut line)
+            .map_err(|_| CliError::silent(ExitCode::Usage))?;
+        line
+    };
     if typed.trim() == app {
         Ok(())
     } else {
-        eprintln!("error: {typed:?} is not {app}: nothing was done");
-        Err(ExitCode::Usage)
+        Err(CliError::text(
+            ExitCode::Usage,
+            format!("{typed:?} is not {app}: nothing was done"),
+        ))
     }
 }
 
-fn finish(report: Result<RunReport, RunError>, json: bool) -> ExitCode {
-    match report {
-        Ok(report) => {
-            if json {
-                let _ = ui::print_json(&report);
-            } else {
-                print!("{}", ui::render_summary(&report));
-            }
-            report.outcome.exit_code()
-        }
-        Err(e) => {
-            print_error(&e);
-            e.exit_code()
-        }
+/// Prints a finished run's report; its outcome is the exit code.
+fn finish(report: &RunReport, json: bool) -> ExitCode {
+    if json {
+        let _ = ui::print_json(report);
+    } else {
+        print!("{}", ui::render_summary(report));
     }
+    report.outcome.exit_code()
 }
 
 /// `upshift plan`.
-pub fn plan(args: &PlanArgs) -> ExitCode {
-    let Ok(request) = request(&args.target) else {
-        return ExitCode::Usage;
-    };
-    let window = match args
+///
+/// # Errors
+/// Bad input (exit 2) and a platform that cannot be read.
+pub fn plan(args: &PlanArgs) -> Result<ExitCode, CliError> {
+    let request = request(&args.target)?;
+    let window = args
         .schedule
         .window
         .as_deref()
         .map(unattended::parse_window)
-    {
-        Some(Err(e)) => {
-            print_error(&e);
-            return ExitCode::Usage;
-        }
-        Some(Ok(w)) => Some(w),
-        None => None,
-    };
+        .transpose()
+        .map_err(CliError::usage)?;
     crate::cli::runtime().block_on(async {
         let configured = window.clone();
-        let ctx = match context_with(Arc::new(Silent), Interrupts::default(), |c| {
+        let ctx = context_with(Arc::new(Silent), Interrupts::default(), |c| {
             c.window = configured;
-        }) {
-            Ok(c) => c,
-            Err(code) => return code,
-        };
-        match ctx.runner.plan(&request).await {
-            Ok(plan) => {
-                if args.json {
-                    let _ = ui::print_json(&plan);
-                } else {
-                    print!("{}", plan::render(&plan));
-                }
-                if let Some(out) = &args.schedule.out {
-                    let file = crate::unattended::plan_file::PlanFile::new(
-                        request.clone(),
-                        plan.clone(),
-                        window.clone(),
-                        jiff::Timestamp::now(),
-                    );
-                    if let Err(e) = file.save(out) {
-                        print_error(&e);
-                        return ExitCode::Usage;
-                    }
-                    eprintln!(
-                        "saved the plan to {}; run it with `upshift run --plan {} --confirm {}`",
-                        out.display(),
-                        out.display(),
-                        request.app
-                    );
-                }
-                if plan.blocked {
-                    ExitCode::Blocked
-                } else {
-                    ExitCode::Success
-                }
+        })?;
+        let plan = ctx.runner.plan(&request).await?;
+        if args.json {
+            let _ = ui::print_json(&plan);
+        } else {
+            print!("{}", plan::render(&plan));
+        }
+        if let Some(out) = &args.schedule.out {
+            let file = crate::unattended::plan_file::PlanFile::new(
+                request.clone(),
+                plan.clone(),
+                window.clone(),
+                jiff::Timestamp::now(),
+            );
+            let hash = file.save(out).map_err(CliError::usage)?;
+            // The hash is part of the result (the reviewer notes it); stdout carries
+            // only the JSON plan with --json.
+            if args.json {
+                eprintln!("plan hash: {hash}");
+            } else {
+                println!("plan hash: {hash}");
             }
-            Err(e) => {
-                print_error(&e);
-                e.exit_code()
-            }
+            eprintln!(
+                "saved the plan to {}; run it with `upshift run --plan {} --plan-hash {hash} --confirm {}`",
+                out.display(),
+                out.display(),
+                request.app
+            );
+        }
+        if plan.blocked {
+            Ok(ExitCode::Blocked)
+        } else {
+            Ok(ExitCode::Success)
         }
     })
 }
 
 /// `upshift run`.
-pub fn run(args: &RunArgs) -> ExitCode {
+///
+/// # Errors
+/// Bad input or no confirmation (exit 2), a closed window (exit 3), an interrupted wait (130),
+/// and a run that could not go on ([`RunError`]); a run that rolls back is an outcome.
+pub fn run(args: &RunArgs, settings: ui::Settings) -> Result<ExitCode, CliError> {
     let unattended_run = args.confirm.is_some() && !std::io::stdin().is_terminal();
-    let mut schedule = match unattended::Schedule::try_from((&args.schedule, unattended_run)) {
-        Ok(s) => s,
-        Err(e) => {
-            print_error(&e);
-            return ExitCode::Usage;
-        }
-    };
+    let mut schedule = unattended::Schedule::try_from((&args.schedule, unattended_run))
+        .map_err(CliError::usage)?;
     let (request, reviewed) = match &schedule.plan_file {
-        Some(path) => match reviewed_request(path, &args.target) {
-            Ok((request, reviewed, window)) => {
-                if schedule.window.is_none() {
-                    schedule.window = window;
-                }
-                (request, Some(reviewed))
+        Some(path) => {
+            let (request, reviewed, window) =
+                reviewed_request(path, schedule.plan_hash.as_deref(), &args.target)?;
+            if schedule.window.is_none() {
+                schedule.window = window;
             }
-            Err(code) => return code,
-        },
-        None => match request(&args.target) {
-            Ok(r) => (r, None),
-            Err(code) => return code,
-        },
+            (request, Some(reviewed))
+        }
+        None => (request(&args.target)?, None),
     };
     if schedule.wait_for_window && schedule.window.is_none() {
-        eprintln!(
-            "error: --wait-for-window needs a window: pass --window SPEC (or a plan saved with one)"
-        );
-        return ExitCode::Usage;
+        return Err(CliError::text(
+            ExitCode::Usage,
+            "--wait-for-window needs a window: pass --window SPEC (or a plan saved with one)",
+        ));
     }
     let interactive = args.confirm.is_none();
-    if !interactive && let Err(code) = confirm(&request.app, args.confirm.as_deref(), "run") {
-        return code;
+    if !interactive {
+        confirm(&request.app, args.confirm.as_deref(), "run")?;
     }
     if interactive && (!std::io::stdin().is_terminal() || !std::io::stderr().is_terminal()) {
         // Refuse before any call: unattended runs must name the app.
-        return confirm(&request.app, None, "run")
-            .err()
-            .unwrap_or(ExitCode::Usage);
+        confirm(&request.app, None, "run")?;
+        return Err(CliError::silent(ExitCode::Usage));
     }
     crate::cli::runtime().block_on(async {
         let interrupts = Interrupts::default();
@@ -488,19 +450,15 @@ pub fn run(args: &RunArgs) -> ExitCode {
             .iter()
             .map(|c| format!("{}={}", c.addon, c.plan))
             .collect();
-        let (reporter, notifier, output) = match unattended::reporter(
+        let (reporter, notifier, output) = unattended::reporter(
             &schedule,
-            Arc::new(ui::HumanReporter::new(false)),
+            Arc::new(ui::HumanReporter::new(settings.quiet)),
             &request.app,
             changes,
-        ) {
-            Ok(r) => r,
-            Err(e) => {
-                print_error(&e);
-                return ExitCode::Usage;
-            }
-        };
-        let code = run_scheduled(args, &schedule, &request, reviewed, reporter, &interrupts).await;
+        )
+        .map_err(CliError::usage)?;
+        let result =
+            run_scheduled(args, &schedule, &request, reviewed, reporter, &interrupts).await;
         if let Some(notifier) = notifier {
             let sent = notifier.finish(unattended::NOTIFY_BUDGET).await;
             if sent.failed + sent.dropped > 0 {
@@ -513,14 +471,20 @@ pub fn run(args: &RunArgs) -> ExitCode {
                 });
             }
         }
-        code
+        result
     })
 }
 
-/// The request, the state it saw and its window, from a reviewed plan file. `-a` may repeat
-/// the plan's app; `--change` may not be combined with it.
+/// The request, the reviewed plan and its window, from a reviewed plan file whose content
+/// matches its hash (and `--plan-hash`, when given). `-a` may repeat the plan's app;
+/// `--change` may not be combined with it.
+///
+/// A file that fails its hash exits 2, like any bad input: it is not the reviewed plan, so
+/// there is nothing to judge the platform against (exit 3 is for a sound plan that the
+/// platform or a rebuilt plan blocks).
 fn reviewed_request(
     path: &std::path::Path,
+    plan_hash: Option<&str>,
     target: &TargetArgs,
 ) -> Result<
     (
@@ -528,30 +492,28 @@ fn reviewed_request(
         crate::runner::Reviewed,
         Option<crate::window::Window>,
     ),
-    ExitCode,
+    CliError,
 > {
     use crate::unattended::plan_file::{PlanFile, PlanFileError};
-    let file = PlanFile::load(path).map_err(|e| {
-        print_error(&e);
-        ExitCode::Usage
-    })?;
+    let file = PlanFile::load_reviewed(path, plan_hash).map_err(CliError::usage)?;
     if !target.changes.is_empty() {
-        eprintln!(
-            "error: --plan {} carries its changes: drop --change, or plan again",
-            path.display()
-        );
-        return Err(ExitCode::Usage);
+        return Err(CliError::text(
+            ExitCode::Usage,
+            format!(
+                "--plan {} carries its changes: drop --change, or plan again",
+                path.display()
+            ),
+        ));
     }
     if !target.app.is_empty() && target.app != file.request.app {
-        print_error(&PlanFileError::OtherApp {
+        return Err(CliError::usage(PlanFileError::OtherApp {
             path: path.to_owned(),
             planned: file.request.app.clone(),
             given: target.app.clone(),
-        });
-        return Err(ExitCode::Usage);
+        }));
     }
     let reviewed = crate::runner::Reviewed {
-        capture: file.plan.capture.clone(),
+        plan: file.plan.clone(),
         file: path.display().to_string(),
     };
     Ok((file.request, reviewed, file.window))
@@ -566,16 +528,13 @@ async fn run_scheduled(
     reviewed: Option<crate::runner::Reviewed>,
     reporter: Arc<dyn Reporter>,
     interrupts: &Interrupts,
-) -> ExitCode {
+) -> Result<ExitCode, CliError> {
     let interactive = args.confirm.is_none();
     let window = schedule.window.clone();
-    let ctx = match context_with(reporter.clone(), interrupts.clone(), |c| {
+    let ctx = context_with(reporter.clone(), interrupts.clone(), |c| {
         c.window = window;
         c.reviewed = reviewed;
-    }) {
-        Ok(c) => c,
-        Err(code) => return code,
-    };
+    })?;
     if let Some(window) = &schedule.window {
         // While waiting, an interrupt only ends the wait; the run's own handlers come after.
         let waiting = schedule
@@ -585,41 +544,23 @@ async fn run_scheduled(
         if let Some(handler) = waiting {
             handler.abort();
         }
-        if let Err(code) = admitted {
-            return code;
-        }
+        admitted?;
     }
     if interactive {
-        match ctx.runner.plan(request).await {
-            Ok(plan) => {
-                eprint!("{}", plan::render(&plan));
-                if plan.blocked {
-                    return ExitCode::Blocked;
-                }
-            }
-            Err(e) => {
-                print_error(&e);
-                return e.exit_code();
-            }
+        let plan = ctx.runner.plan(request).await?;
+        eprint!("{}", plan::render(&plan));
+        if plan.blocked {
+            return Ok(ExitCode::Blocked);
         }
-        if let Err(code) = confirm(&request.app, None, "run this plan") {
-            return code;
-        }
+        confirm(&request.app, None, "run this plan")?;
     }
     install_interrupts(interrupts);
-    let report = ctx.runner.run(request).await;
+    let report = ctx.runner.run(request).await?;
     // The summary first: the watch that follows can take minutes.
-    let (code, watched) = match report {
-        Ok(r) => {
-            let code = finish(Ok(r.clone()), args.json);
-            let watched =
-                unattended::watch_after(&ctx.runner, &r, schedule, request.params.on_watch_hit)
-                    .await;
-            (code, watched)
-        }
-        Err(e) => (finish(Err(e), args.json), None),
-    };
-    match watched {
+    let code = finish(&report, args.json);
+    let watched =
+        unattended::watch_after(&ctx.runner, &report, schedule, request.params.on_watch_hit).await;
+    Ok(match watched {
         Some((watch, watch_code)) => {
             if let Some(line) = unattended::watch_summary(&watch, watch_code, &request.app) {
                 eprintln!("{line}");
@@ -631,36 +572,32 @@ async fn run_scheduled(
             }
         }
         None => code,
-    }
+    })
 }
 
 /// `upshift resume` / `upshift rollback`.
-pub fn reopen(args: &ReopenArgs, rollback: bool) -> ExitCode {
+///
+/// # Errors
+/// Bad input or no confirmation (exit 2), and a run that could not go on ([`RunError`]).
+pub fn reopen(
+    args: &ReopenArgs,
+    rollback: bool,
+    settings: ui::Settings,
+) -> Result<ExitCode, CliError> {
     crate::cli::runtime().block_on(async {
         let interrupts = Interrupts::default();
-        let reporter: Arc<dyn Reporter> = Arc::new(ui::HumanReporter::new(false));
-        let ctx = match context(reporter, interrupts.clone()) {
-            Ok(c) => c,
-            Err(code) => return code,
-        };
-        let (run_id, app) = match ctx.runner.run_app(args.run_id.as_deref()) {
-            Ok(x) => x,
-            Err(e) => {
-                print_error(&e);
-                return e.exit_code();
-            }
-        };
+        let reporter: Arc<dyn Reporter> = Arc::new(ui::HumanReporter::new(settings.quiet));
+        let ctx = context(reporter, interrupts.clone())?;
+        let (run_id, app) = ctx.runner.run_app(args.run_id.as_deref())?;
         let what = if rollback { "roll back" } else { "resume" };
-        if let Err(code) = confirm(&app, args.confirm.as_deref(), what) {
-            return code;
-        }
+        confirm(&app, args.confirm.as_deref(), what)?;
         install_interrupts(&interrupts);
         let report = if rollback {
             ctx.runner.rollback(Some(&run_id)).await
         } else {
             ctx.runner.resume(Some(&run_id)).await
-        };
-        finish(report, args.json)
+        }?;
+        Ok(finish(&report, args.json))
     })
 }
 
@@ -739,48 +676,38 @@ pub fn history(state: &StateDir) -> Result<Vec<RunRow>, RunError> {
 }
 
 /// `upshift runs`.
-pub fn runs(args: &RunsArgs) -> ExitCode {
-    let state = match StateDir::from_env() {
-        Ok(s) => s,
-        Err(e) => {
-            print_error(&e);
-            return ExitCode::Usage;
-        }
-    };
-    match history(&state) {
-        Ok(rows) if args.json => {
-            let _ = ui::print_json(&rows);
-            ExitCode::Success
-        }
-        Ok(rows) => {
-            println!(
-                "{:<24} {:<16} {:<16} {:<22} {:>9} {:>9}  changes",
-                "id", "app", "outcome", "started", "downtime", "duration"
-            );
-            for r in rows {
-                let ms = |v: i64| {
-                    crate::playbook::duration::format(std::time::Duration::from_millis(
-                        u64::try_from(v).unwrap_or(0),
-                    ))
-                };
-                println!(
-                    "{:<24} {:<16} {:<16} {:<22} {:>9} {:>9}  {}",
-                    r.id,
-                    r.app,
-                    r.outcome,
-                    r.started.get(..19).unwrap_or(&r.started),
-                    r.downtime_ms.map_or("-".into(), ms),
-                    ms(r.duration_ms),
-                    r.problem.unwrap_or_else(|| r.changes.join(" "))
-                );
-            }
-            ExitCode::Success
-        }
-        Err(e) => {
-            print_error(&e);
-            e.exit_code()
-        }
+///
+/// # Errors
+/// No usable state dir.
+pub fn runs(args: &RunsArgs) -> Result<ExitCode, CliError> {
+    let state = StateDir::from_env().map_err(CliError::usage)?;
+    let rows = history(&state)?;
+    if args.json {
+        let _ = ui::print_json(&rows);
+        return Ok(ExitCode::Success);
     }
+    println!(
+        "{:<24} {:<16} {:<16} {:<22} {:>9} {:>9}  changes",
+        "id", "app", "outcome", "started", "downtime", "duration"
+    );
+    for r in rows {
+        let ms = |v: i64| {
+            crate::playbook::duration::format(std::time::Duration::from_millis(
+                u64::try_from(v).unwrap_or(0),
+            ))
+        };
+        println!(
+            "{:<24} {:<16} {:<16} {:<22} {:>9} {:>9}  {}",
+            r.id,
+            r.app,
+            r.outcome,
+            r.started.get(..19).unwrap_or(&r.started),
+            r.downtime_ms.map_or("-".into(), ms),
+            ms(r.duration_ms),
+            r.problem.unwrap_or_else(|| r.changes.join(" "))
+        );
+    }
+    Ok(ExitCode::Success)
 }
 
 /// `upshift playbooks`.

@@ -52,15 +52,14 @@ impl TryFrom<ServeArgs> for SimConfig {
 }
 
 /// Runs a simulator subcommand.
-pub fn run(cmd: SimCommand) -> ExitCode {
+///
+/// # Errors
+/// The simulator cannot start (exit 2).
+pub fn run(cmd: SimCommand) -> Result<ExitCode, super::CliError> {
     match cmd {
-        SimCommand::Serve(args) => match serve(args) {
-            Ok(()) => ExitCode::Success,
-            Err(e) => {
-                super::print_error(&e);
-                ExitCode::Usage
-            }
-        },
+        SimCommand::Serve(args) => serve(args)
+            .map(|()| ExitCode::Success)
+            .map_err(super::CliError::usage),
     }
 }
 
@@ -69,7 +68,7 @@ fn serve(args: ServeArgs) -> Result<(), SimError> {
     super::runtime().block_on(async {
         // Listen for signals before announcing the URLs: a script may send SIGTERM as soon
         // as it has read them.
-        let stop = Stop::listen();
+        let mut stop = super::signals::Signals::register();
         let sim = Simulator::start(config).await?;
         {
             let mut out = std::io::stdout().lock();
@@ -79,7 +78,7 @@ fn serve(args: ServeArgs) -> Result<(), SimError> {
             let _ = writeln!(out, "HEROKU_API_KEY={}", sim.api_key());
             let _ = out.flush();
         }
-        stop.wait().await;
+        stop.next().await;
         sim.shutdown().await;
         Ok(())
     })
@@ -87,40 +86,4 @@ fn serve(args: ServeArgs) -> Result<(), SimError> {
 
 fn trim(url: &str) -> &str {
     url.trim_end_matches('/')
-}
-
-/// SIGINT and SIGTERM, registered up front.
-struct Stop {
-    #[cfg(unix)]
-    signals: Option<(tokio::signal::unix::Signal, tokio::signal::unix::Signal)>,
-}
-
-impl Stop {
-    fn listen() -> Self {
-        #[cfg(unix)]
-        {
-            use tokio::signal::unix::{SignalKind, signal};
-            Self {
-                signals: signal(SignalKind::interrupt())
-                    .and_then(|int| Ok((int, signal(SignalKind::terminate())?)))
-                    .ok(),
-            }
-        }
-        #[cfg(not(unix))]
-        {
-            Self {}
-        }
-    }
-
-    async fn wait(self) {
-        #[cfg(unix)]
-        if let Some((mut int, mut term)) = self.signals {
-            tokio::select! {
-                _ = int.recv() => {}
-                _ = term.recv() => {}
-            }
-            return;
-        }
-        let _ = tokio::signal::ctrl_c().await;
-    }
 }

@@ -15,6 +15,7 @@ use jiff::Timestamp;
 use thiserror::Error;
 use url::Url;
 
+use crate::cli::CliError;
 use crate::engine::Outcome;
 use crate::exit::ExitCode;
 use crate::notify::{self, Notifier, NotifyConfig, NotifyError};
@@ -68,9 +69,15 @@ pub struct RunScheduleArgs {
     #[arg(long)]
     pub wait_for_window: bool,
     /// Run a plan saved by `upshift plan … --out FILE`: re-read the platform and refuse
-    /// (exit 3) if it drifted from what the plan saw. Replaces -a and --change.
+    /// (exit 3) if it drifted from what the plan saw or the plan rebuilt now differs from the
+    /// reviewed one; a file changed after it was saved is refused (exit 2). Replaces -a and
+    /// --change.
     #[arg(long = "plan", value_name = "PLAN.json")]
     pub plan_file: Option<PathBuf>,
+    /// With --plan: the hash `plan --out` printed for the reviewed plan (`sha256:…`); any other
+    /// file is refused (exit 2).
+    #[arg(long, value_name = "HASH", requires = "plan_file")]
+    pub plan_hash: Option<String>,
     /// POST a JSON notification (Slack-compatible `text`) to URL on start, point of no return,
     /// rollback, outcome, window overrun and watch hits. Repeatable; never fails the run.
     #[arg(
@@ -97,6 +104,8 @@ pub struct Schedule {
     pub window: Option<Window>,
     pub wait_for_window: bool,
     pub plan_file: Option<PathBuf>,
+    /// The reviewed plan's hash to insist on (`--plan-hash`).
+    pub plan_hash: Option<String>,
     pub notify: Vec<Url>,
     pub log_format: LogFormat,
     pub watch: Duration,
@@ -145,6 +154,7 @@ impl TryFrom<(&RunScheduleArgs, bool)> for Schedule {
             window,
             wait_for_window: args.wait_for_window,
             plan_file: args.plan_file.clone(),
+            plan_hash: args.plan_hash.clone(),
             notify: notify::parse_urls(&args.notify)?,
             log_format: args.log_format,
             watch,
@@ -207,7 +217,7 @@ pub async fn wait_for_window(
     interrupts: &Interrupts,
     reporter: &dyn Reporter,
 ) -> WaitEnd {
-    // Interrupts are polled: the handler only counts them.
+    // Sleeps in slices to re-read the clock; an interrupt ends a slice at once.
     const SLICE: Duration = Duration::from_secs(1);
     let mut next_beat = tokio::time::Instant::now();
     loop {
@@ -230,7 +240,10 @@ pub async fn wait_for_window(
         }
         let left = gate::until(now, next.start).max(Duration::from_millis(1));
         let to_beat = next_beat.saturating_duration_since(tokio::time::Instant::now());
-        tokio::time::sleep(left.min(SLICE).min(to_beat.max(Duration::from_millis(1)))).await;
+        tokio::select! {
+            () = interrupts.reached(1) => return WaitEnd::Interrupted,
+            () = tokio::time::sleep(left.min(SLICE).min(to_beat.max(Duration::from_millis(1)))) => {}
+        }
     }
 }
 
@@ -239,23 +252,9 @@ pub async fn wait_for_window(
 /// own handlers (stop safely and roll back).
 pub fn install_wait_interrupts(interrupts: &Interrupts) -> tokio::task::JoinHandle<()> {
     let interrupts = interrupts.clone();
-    tokio::spawn(async move {
-        #[cfg(unix)]
-        let mut term =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-        #[cfg(unix)]
-        let got = match term.as_mut() {
-            Some(t) => tokio::select! {
-                r = tokio::signal::ctrl_c() => r.is_ok(),
-                r = t.recv() => r.is_some(),
-            },
-            None => tokio::signal::ctrl_c().await.is_ok(),
-        };
-        #[cfg(not(unix))]
-        let got = tokio::signal::ctrl_c().await.is_ok();
-        if got {
-            interrupts.interrupt();
-        }
+    crate::cli::signals::listen(move |_| {
+        interrupts.interrupt();
+        std::future::ready(crate::cli::signals::Listen::Off)
     })
 }
 
@@ -266,7 +265,7 @@ pub async fn admit(
     window: &Window,
     interrupts: &Interrupts,
     reporter: &dyn Reporter,
-) -> Result<(), ExitCode> {
+) -> Result<(), CliError> {
     let now = Timestamp::now();
     let g = gate::gate(window, now);
     match g {
@@ -274,22 +273,22 @@ pub async fn admit(
         Gate::Closed { .. } if schedule.wait_for_window => {
             match wait_for_window(window, &Timestamp::now, HEARTBEAT, interrupts, reporter).await {
                 WaitEnd::Open(_) => Ok(()),
-                WaitEnd::Interrupted => {
-                    eprintln!(
+                WaitEnd::Interrupted => Err(CliError::line(
+                    ExitCode::Interrupted,
+                    format!(
                         "interrupted while waiting for the window `{window}`: nothing was written"
-                    );
-                    Err(ExitCode::Interrupted)
-                }
-                WaitEnd::Never => {
-                    eprintln!("error: {}", gate::closed_message(window, &Gate::Never, now));
-                    Err(ExitCode::Blocked)
-                }
+                    ),
+                )),
+                WaitEnd::Never => Err(CliError::text(
+                    ExitCode::Blocked,
+                    gate::closed_message(window, &Gate::Never, now),
+                )),
             }
         }
-        _ => {
-            eprintln!("error: {}", gate::closed_message(window, &g, now));
-            Err(ExitCode::Blocked)
-        }
+        _ => Err(CliError::text(
+            ExitCode::Blocked,
+            gate::closed_message(window, &g, now),
+        )),
     }
 }
 

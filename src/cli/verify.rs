@@ -5,12 +5,11 @@
 //! snapshot); 3 blocked before reading (writers still active, not enough disk); 4 any other
 //! failure (connection, command, local file).
 
-use std::io::IsTerminal;
 use std::path::PathBuf;
 
 use clap::Args;
 
-use crate::cli::{print_error, runtime};
+use crate::cli::{CliError, runtime};
 use crate::exit::ExitCode;
 use crate::verify::{
     self, DiffReport, Progress, RedisUrl, RestoreSelection, UrlError, VerifyError, VerifyOptions,
@@ -144,7 +143,7 @@ struct Bar(indicatif::ProgressBar);
 
 impl Bar {
     fn new() -> Self {
-        let bar = if std::io::stderr().is_terminal() {
+        let bar = if crate::ui::can_redraw() {
             indicatif::ProgressBar::new(0)
         } else {
             indicatif::ProgressBar::hidden()
@@ -174,16 +173,8 @@ impl Drop for Bar {
     }
 }
 
-fn config(args: &ConnectionArgs) -> Result<VerifyConfig, ExitCode> {
-    VerifyConfig::try_from(args).map_err(|e| {
-        print_error(&e);
-        ExitCode::Usage
-    })
-}
-
-fn fail(err: &VerifyError) -> ExitCode {
-    print_error(err);
-    exit_code(err)
+fn config(args: &ConnectionArgs) -> Result<VerifyConfig, CliError> {
+    VerifyConfig::try_from(args).map_err(CliError::usage)
 }
 
 fn print_json(value: &impl serde::Serialize) {
@@ -194,11 +185,11 @@ fn print_json(value: &impl serde::Serialize) {
 }
 
 /// Runs `upshift digest`.
-pub fn run_digest(args: &DigestArgs) -> ExitCode {
-    let cfg = match config(&args.connection) {
-        Ok(c) => c,
-        Err(code) => return code,
-    };
+///
+/// # Errors
+/// Bad flags (exit 2) and verifier failures (see [`exit_code`]).
+pub fn run_digest(args: &DigestArgs) -> Result<ExitCode, CliError> {
+    let cfg = config(&args.connection)?;
     let result = runtime().block_on(async {
         let bar = Bar::new();
         verify::digest(&cfg.url, &cfg.options, &bar).await
@@ -226,18 +217,18 @@ pub fn run_digest(args: &DigestArgs) -> ExitCode {
                     );
                 }
             }
-            ExitCode::Success
+            Ok(ExitCode::Success)
         }
-        Err(e) => fail(&e),
+        Err(e) => Err(e.into()),
     }
 }
 
 /// Runs `upshift snapshot`.
-pub fn run_snapshot(args: &SnapshotArgs) -> ExitCode {
-    let cfg = match config(&args.connection) {
-        Ok(c) => c,
-        Err(code) => return code,
-    };
+///
+/// # Errors
+/// Bad flags (exit 2) and verifier failures (see [`exit_code`]).
+pub fn run_snapshot(args: &SnapshotArgs) -> Result<ExitCode, CliError> {
+    let cfg = config(&args.connection)?;
     let result = runtime().block_on(async {
         let bar = Bar::new();
         verify::snapshot(&cfg.url, &args.out, &cfg.options, &bar).await
@@ -256,9 +247,9 @@ pub fn run_snapshot(args: &SnapshotArgs) -> ExitCode {
                 );
                 println!("digest {}", s.digest);
             }
-            ExitCode::Success
+            Ok(ExitCode::Success)
         }
-        Err(e) => fail(&e),
+        Err(e) => Err(e.into()),
     }
 }
 
@@ -295,11 +286,11 @@ struct DiffJson<'a> {
 }
 
 /// Runs `upshift diff`.
-pub fn run_diff(args: &DiffArgs) -> ExitCode {
-    let cfg = match config(&args.connection) {
-        Ok(c) => c,
-        Err(code) => return code,
-    };
+///
+/// # Errors
+/// Bad flags (exit 2) and verifier failures (see [`exit_code`]).
+pub fn run_diff(args: &DiffArgs) -> Result<ExitCode, CliError> {
+    let cfg = config(&args.connection)?;
     let result = runtime().block_on(async {
         let bar = Bar::new();
         verify::diff(&cfg.url, &args.against, &cfg.options, &bar).await
@@ -315,22 +306,22 @@ pub fn run_diff(args: &DiffArgs) -> ExitCode {
                 print_diff(&report);
             }
             if report.is_equal() {
-                ExitCode::Success
+                Ok(ExitCode::Success)
             } else {
                 // 1 = differences found (documented in the help).
-                ExitCode::RolledBack
+                Ok(ExitCode::RolledBack)
             }
         }
-        Err(e) => fail(&e),
+        Err(e) => Err(e.into()),
     }
 }
 
 /// Runs `upshift restore`.
-pub fn run_restore(args: &RestoreArgs) -> ExitCode {
-    let cfg = match config(&args.connection) {
-        Ok(c) => c,
-        Err(code) => return code,
-    };
+///
+/// # Errors
+/// Bad flags (exit 2) and verifier failures (see [`exit_code`]).
+pub fn run_restore(args: &RestoreArgs) -> Result<ExitCode, CliError> {
+    let cfg = config(&args.connection)?;
     let selection = if args.only_missing {
         RestoreSelection::OnlyMissing
     } else if args.keys.is_empty() {
@@ -356,12 +347,12 @@ pub fn run_restore(args: &RestoreArgs) -> ExitCode {
                 print_diff(&s.remaining);
             }
             if s.remaining.is_equal() {
-                ExitCode::Success
+                Ok(ExitCode::Success)
             } else {
-                ExitCode::RolledBack
+                Ok(ExitCode::RolledBack)
             }
         }
-        Err(e) => fail(&e),
+        Err(e) => Err(e.into()),
     }
 }
 

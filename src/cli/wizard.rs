@@ -11,7 +11,8 @@ use clap::Args;
 use dialoguer::{FuzzySelect, Input, MultiSelect, Select};
 use thiserror::Error;
 
-use crate::cli::print_error;
+use crate::cli::CliError;
+use crate::cli::signals::{self, Listen, Signal};
 use crate::exit::ExitCode;
 use crate::heroku::{Client, ClientConfig, HerokuError};
 use crate::journal::StateDir;
@@ -83,26 +84,21 @@ impl WizardError {
 }
 
 /// `upshift wizard`.
-pub fn run(args: &WizardArgs) -> ExitCode {
-    if let Err(e) = require_terminal() {
-        print_error(&e);
-        return e.exit_code();
-    }
-    let config = match ClientConfig::from_env().and_then(Client::new) {
-        Ok(c) => c,
-        Err(e) => {
-            print_error(&e);
-            return ExitCode::Usage;
-        }
-    };
-    let state = match StateDir::from_env() {
-        Ok(s) => s,
-        Err(e) => {
-            print_error(&e);
-            return ExitCode::Usage;
-        }
-    };
-    crate::cli::runtime().block_on(wizard(config, RunnerConfig::new(state), args.app.clone()))
+///
+/// # Errors
+/// No terminal, no token or state dir (exit 2), and what [`wizard`] returns.
+pub fn run(args: &WizardArgs, settings: ui::Settings) -> Result<ExitCode, CliError> {
+    require_terminal()?;
+    let config = ClientConfig::from_env()
+        .and_then(Client::new)
+        .map_err(CliError::usage)?;
+    let state = StateDir::from_env().map_err(CliError::usage)?;
+    crate::cli::runtime().block_on(wizard(
+        config,
+        RunnerConfig::new(state),
+        args.app.clone(),
+        settings,
+    ))
 }
 
 /// Refuses early, before any call, when there is nobody to answer.
@@ -118,44 +114,40 @@ pub fn require_terminal() -> Result<(), WizardError> {
 }
 
 /// The whole wizard against one client (Heroku, or the demo's simulator).
-pub async fn wizard(client: Client, config: RunnerConfig, app: Option<String>) -> ExitCode {
-    let reporter = Arc::new(HumanReporter::new(false));
+///
+/// # Errors
+/// The answers could not be gathered ([`WizardError`]) or the run could not go on
+/// ([`RunError`]); a run that rolls back is an outcome, not an error.
+pub async fn wizard(
+    client: Client,
+    config: RunnerConfig,
+    app: Option<String>,
+    settings: ui::Settings,
+) -> Result<ExitCode, CliError> {
+    let reporter = Arc::new(HumanReporter::new(settings.quiet));
     let interrupts = Interrupts::default();
     let dyn_reporter: Arc<dyn Reporter> = reporter.clone();
     let runner = Runner::new(client, config.clone(), dyn_reporter, interrupts.clone());
-    let request = match ask(&runner, &config.state, app).await {
-        Ok(r) => r,
-        Err(e) => {
-            print_error(&e);
-            return e.exit_code();
-        }
-    };
+    let request = ask(&runner, &config.state, app).await?;
     let handler = install_interrupts(&interrupts, reporter.clone());
     let result = runner.run(&request).await;
     handler.abort();
-    match result {
-        Ok(report) => {
-            print!("{}", ui::render_summary(&report));
-            if report.outcome == crate::engine::Outcome::Succeeded {
-                // A fresh read of the new plans: what the app has left to grow into.
-                if let Ok(after) = runner.plan(&request).await {
-                    println!("\nWhat to watch next (headroom on the new plans):");
-                    for line in choices::headroom(&after.capture) {
-                        println!("  {line}");
-                    }
-                    println!(
-                        "  in the logs: heroku logs --tail -a {} | grep -E 'max number of clients|R14|H10'",
-                        request.app
-                    );
-                }
+    let report = result?;
+    print!("{}", ui::render_summary(&report));
+    if report.outcome == crate::engine::Outcome::Succeeded {
+        // A fresh read of the new plans: what the app has left to grow into.
+        if let Ok(after) = runner.plan(&request).await {
+            println!("\nWhat to watch next (headroom on the new plans):");
+            for line in choices::headroom(&after.capture) {
+                println!("  {line}");
             }
-            report.outcome.exit_code()
-        }
-        Err(e) => {
-            print_error(&e);
-            e.exit_code()
+            println!(
+                "  in the logs: heroku logs --tail -a {} | grep -E 'max number of clients|R14|H10'",
+                request.app
+            );
         }
     }
+    Ok(report.outcome.exit_code())
 }
 
 /// Runs a blocking prompt without starving the runtime (the demo's simulator shares it).
@@ -357,16 +349,51 @@ async fn ask(
     if plan.blocked {
         return Err(WizardError::Blocked);
     }
-    let typed: String = prompt(|| {
-        Input::<String>::with_theme(&*theme)
-            .with_prompt(format!("Type the app name ({app}) to run this plan"))
-            .interact_text_on(&console::Term::stderr())
-    })?;
-    if typed.trim() != app {
-        return Err(WizardError::NotConfirmed { typed, app });
+    // A typo asks again (three tries) rather than throwing away every answer above.
+    let mut attempt = 1;
+    loop {
+        let typed: String = prompt(|| {
+            Input::<String>::with_theme(&*theme)
+                .with_prompt(format!("Type the app name ({app}) to run this plan"))
+                .interact_text_on(&console::Term::stderr())
+        })?;
+        if typed.trim() == app {
+            return Ok(request);
+        }
+        if attempt >= CONFIRM_TRIES {
+            return Err(WizardError::NotConfirmed { typed, app });
+        }
+        attempt += 1;
+        eprintln!(
+            "{:?} is not {app}; type it again to run, or press Ctrl-C to leave (nothing was done)",
+            typed.trim()
+        );
     }
-    Ok(request)
 }
+
+/// The Ctrl-C menu, worded by where the run stands: before the plan change "undo everything"
+/// is true; after it, the change cannot be undone in place, so the first choice keeps the new
+/// plan. "Leave it resumable" says when the app stays down.
+fn menu_items(phase: crate::ui::Phase) -> [String; 3] {
+    let first = if phase.past_point_of_no_return {
+        "finish safely and keep the new plan (the plan change cannot be undone: the data is verified, then the app comes back on its formation)"
+    } else {
+        "roll back now (the current step finishes safely, then everything is undone)"
+    };
+    let resumable = if phase.writers_stopped {
+        "leave it resumable (stop now; the app stays DOWN with its writers at 0 until `upshift resume` or `upshift rollback`)"
+    } else {
+        "leave it resumable (stop now; `upshift resume` or `upshift rollback` later)"
+    };
+    [
+        first.to_owned(),
+        resumable.to_owned(),
+        "continue the run".to_owned(),
+    ]
+}
+
+/// How many times the final confirmation may be mistyped before the wizard gives up.
+const CONFIRM_TRIES: u32 = 3;
 
 /// Ctrl-C during the run asks what to do, with the progress display paused; SIGTERM (nobody
 /// to ask) keeps `upshift run`'s meaning: stop safely and roll back, then leave resumable.
@@ -375,25 +402,11 @@ fn install_interrupts(
     reporter: Arc<HumanReporter>,
 ) -> tokio::task::JoinHandle<()> {
     let interrupts = interrupts.clone();
-    tokio::spawn(async move {
-        #[cfg(unix)]
-        let mut term =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-        loop {
-            #[cfg(unix)]
-            let (got, ask) = match term.as_mut() {
-                Some(t) => tokio::select! {
-                    r = tokio::signal::ctrl_c() => (r.is_ok(), true),
-                    r = t.recv() => (r.is_some(), false),
-                },
-                None => (tokio::signal::ctrl_c().await.is_ok(), true),
-            };
-            #[cfg(not(unix))]
-            let (got, ask) = (tokio::signal::ctrl_c().await.is_ok(), true);
-            if !got {
-                return;
-            }
-            if !ask || interrupts.count() >= 1 {
+    signals::listen(move |signal| {
+        let interrupts = interrupts.clone();
+        let reporter = reporter.clone();
+        async move {
+            if signal == Signal::Terminate || interrupts.count() >= 1 {
                 interrupts.interrupt();
                 eprintln!(
                     "\ninterrupt: {}",
@@ -403,19 +416,16 @@ fn install_interrupts(
                         "finishing the current step safely, then rolling back"
                     }
                 );
-                continue;
+                return Listen::On;
             }
+            let items = menu_items(reporter.phase());
             reporter.pause();
             // A plain thread: if the run ends meanwhile, the process must not wait for it.
             let (tx, rx) = tokio::sync::oneshot::channel();
             std::thread::spawn(move || {
                 let answer = Select::new()
                     .with_prompt("\nInterrupted. What now?")
-                    .items([
-                        "roll back now (the current step finishes safely, then everything is undone)",
-                        "leave it resumable (stop now; `upshift resume` or `upshift rollback` later)",
-                        "continue the run",
-                    ])
+                    .items(&items)
                     .default(0)
                     .interact_on_opt(&console::Term::stderr());
                 let _ = tx.send(answer);
@@ -425,7 +435,7 @@ fn install_interrupts(
             match answer {
                 Ok(Ok(Some(0))) => {
                     interrupts.interrupt();
-                    eprintln!("rolling back after the current step…");
+                    eprintln!("stopping safely after the current step…");
                 }
                 Ok(Ok(Some(2) | None)) => eprintln!("continuing the run"),
                 // "Leave it resumable", or Ctrl-C again at the prompt.
@@ -436,6 +446,28 @@ fn install_interrupts(
                 }
             }
             reporter.resume();
+            Listen::On
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::menu_items;
+    use crate::ui::Phase;
+
+    #[test]
+    fn the_ctrl_c_menu_promises_an_undo_only_before_the_plan_change() {
+        let before = menu_items(Phase::default());
+        assert!(before[0].contains("everything is undone"), "{before:?}");
+        assert!(!before[1].contains("DOWN"), "{before:?}");
+        let after = menu_items(Phase {
+            past_point_of_no_return: true,
+            writers_stopped: true,
+        });
+        assert!(after[0].contains("keep the new plan"), "{after:?}");
+        assert!(!after[0].contains("undone,"), "{after:?}");
+        assert!(!after.iter().any(|i| i.contains("everything is undone")));
+        assert!(after[1].contains("the app stays DOWN"), "{after:?}");
+    }
 }

@@ -30,9 +30,25 @@ pub enum Outcome {
     /// Something could not be compensated, or data could not be made whole: the journal's
     /// last record says what to do by hand.
     NeedsAttention,
+    /// Stopped after the point of no return: a plan change cannot be undone in place, so an
+    /// add-on stays on its new plan (billing follows it), its data verified, and the app runs
+    /// on its previous formation. Never produced by the engine (it does not know plans): the
+    /// runner tells a rollback that kept a new plan from one that did not.
+    KeptNewPlan,
 }
 
 impl Outcome {
+    /// The name scripts see (the serde name): one source for JSON, journals and summaries.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Succeeded => "succeeded",
+            Self::RolledBack => "rolled-back",
+            Self::Blocked => "blocked",
+            Self::NeedsAttention => "needs-attention",
+            Self::KeptNewPlan => "kept-new-plan",
+        }
+    }
+
     /// The process exit code for this outcome.
     pub fn exit_code(self) -> crate::exit::ExitCode {
         use crate::exit::ExitCode;
@@ -41,6 +57,7 @@ impl Outcome {
             Self::RolledBack => ExitCode::RolledBack,
             Self::Blocked => ExitCode::Blocked,
             Self::NeedsAttention => ExitCode::NeedsAttention,
+            Self::KeptNewPlan => ExitCode::KeptNewPlan,
         }
     }
 }

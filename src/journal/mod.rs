@@ -55,7 +55,7 @@ pub enum JournalError {
     },
     #[error("no run {run_id} under {dir}: `upshift runs` lists the runs")]
     NoSuchRun { run_id: String, dir: PathBuf },
-    #[error("no unfinished run{}: `upshift runs` lists the runs", app.as_ref().map(|a| format!(" for app {a}")).unwrap_or_default())]
+    #[error("no unfinished run{} and no needs-attention run to reopen: `upshift runs` lists the runs; `upshift resume RUN_ID` reports a finished one", app.as_ref().map(|a| format!(" for app {a}")).unwrap_or_default())]
     NothingToResume { app: Option<String> },
     #[error(
         "app {app} is held by run {} (pid {} on {}, since {}, lease until {}), which is still \

@@ -8,7 +8,7 @@ use std::fmt::Write as _;
 
 use crate::plan::RunRequest;
 use crate::plan::facts::{AddonFacts, AddonLookup, Capture, ChangeRequest, DataPolicy};
-use crate::plan::guards::{self, Verdict};
+use crate::plan::guards::{self, GuardId, Verdict};
 use crate::plans::{self, Plan};
 
 /// One heroku-redis add-on as the wizard lists it.
@@ -206,13 +206,13 @@ pub fn plan_choices(base: &RunRequest, capture: &Capture, label: &str) -> Option
                 .iter()
                 .filter(|g| g.verdict == Verdict::Block)
                 .collect();
-            blocking.sort_by_key(|g| g.id != "connections-fit");
+            blocking.sort_by_key(|g| g.id != GuardId::ConnectionsFit);
             let blocks: Vec<String> = blocking.iter().map(|g| g.detail.clone()).collect();
             let availability = if blocks.is_empty() {
                 Availability::Allowed {
                     warnings: about
                         .iter()
-                        .filter(|g| g.verdict == Verdict::Warn && g.id != "redis-reachable")
+                        .filter(|g| g.verdict == Verdict::Warn && g.id != GuardId::RedisReachable)
                         .map(|g| g.detail.clone())
                         .collect(),
                 }

@@ -69,7 +69,7 @@ pub struct AddonFacts {
     pub service: String,
     /// Bare current plan.
     pub plan: String,
-    pub state: String,
+    pub state: crate::heroku::models::AddOnState,
     /// Config var names (never values).
     pub config_vars: Vec<String>,
     /// The Data API's `/wait`: (waiting, message).
@@ -86,6 +86,21 @@ impl AddonFacts {
     pub fn label(&self) -> &str {
         self.attachment.as_deref().unwrap_or(&self.name)
     }
+
+    /// The config var that holds this add-on's URL for the app: see [`url_var`].
+    pub fn url_var(&self) -> Option<String> {
+        url_var(&self.config_vars, self.attachment.as_deref())
+    }
+}
+
+/// The one rule for which config var carries an add-on's URL: `<ATTACHMENT>_URL` when the
+/// add-on lists it, else the first var it lists. Capture, wait, verify and the manual steps
+/// all read the URL through this, so they cannot disagree about which server is the app's.
+pub fn url_var(config_vars: &[String], attachment: Option<&str>) -> Option<String> {
+    attachment
+        .map(|att| format!("{}_URL", att.to_uppercase()))
+        .filter(|want| config_vars.contains(want))
+        .or_else(|| config_vars.first().cloned())
 }
 
 /// A requested add-on: found, or why not.
@@ -152,6 +167,20 @@ impl Capture {
     }
 
     /// The found add-ons.
+    /// Each change with the facts of its add-on, matched by the name it was asked for (not by
+    /// position: a missing add-on listed first must not shift every pair after it). Changes
+    /// whose add-on was not found are left out.
+    pub fn found_changes<'a>(
+        &'a self,
+        changes: &'a [crate::plan::ChangeRequest],
+    ) -> impl Iterator<Item = (&'a crate::plan::ChangeRequest, &'a AddonFacts)> {
+        changes.iter().filter_map(|c| {
+            self.found()
+                .find(|a| a.requested_as == c.addon)
+                .map(|a| (c, a))
+        })
+    }
+
     pub fn found(&self) -> impl Iterator<Item = &AddonFacts> {
         self.addons.iter().filter_map(|a| match a {
             AddonLookup::Found(f) => Some(f.as_ref()),

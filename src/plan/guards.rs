@@ -3,6 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::heroku::models::AddOnState;
 use crate::plan::RunRequest;
 use crate::plan::facts::{AddonFacts, AddonLookup, Capture, ChangeRequest, DataPolicy};
 use crate::plans;
@@ -28,11 +29,113 @@ impl Verdict {
     }
 }
 
+/// A guard's stable id. Scripts read it from `plan --json` and journals keep it, so the wire
+/// form is the kebab-case string; code compares variants, never text. An id this version does
+/// not know (a newer journal) is kept as `Other`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum GuardId {
+    NoOtherRun,
+    WritersRunning,
+    WriterExists,
+    AddonExists,
+    AddonIsHerokuRedis,
+    AddonProvisioned,
+    NoPlatformMaintenance,
+    TargetPlanExists,
+    TargetPlanDiffers,
+    SamePlanFamily,
+    RedisReachable,
+    MemoryFits,
+    ConnectionsFit,
+    DiskSpace,
+    WindowCutoff,
+    PlanDrift,
+    PlanReviewed,
+    Other(String),
+}
+
+impl GuardId {
+    /// The wire string (`connections-fit`).
+    pub fn as_str(&self) -> &str {
+        match self {
+            Self::NoOtherRun => "no-other-run",
+            Self::WritersRunning => "writers-running",
+            Self::WriterExists => "writer-exists",
+            Self::AddonExists => "addon-exists",
+            Self::AddonIsHerokuRedis => "addon-is-heroku-redis",
+            Self::AddonProvisioned => "addon-provisioned",
+            Self::NoPlatformMaintenance => "no-platform-maintenance",
+            Self::TargetPlanExists => "target-plan-exists",
+            Self::TargetPlanDiffers => "target-plan-differs",
+            Self::SamePlanFamily => "same-plan-family",
+            Self::RedisReachable => "redis-reachable",
+            Self::MemoryFits => "memory-fits",
+            Self::ConnectionsFit => "connections-fit",
+            Self::DiskSpace => "disk-space",
+            Self::WindowCutoff => "window-cutoff",
+            Self::PlanDrift => "plan-drift",
+            Self::PlanReviewed => "plan-reviewed",
+            Self::Other(s) => s,
+        }
+    }
+}
+
+impl From<&str> for GuardId {
+    fn from(s: &str) -> Self {
+        match s {
+            "no-other-run" => Self::NoOtherRun,
+            "writers-running" => Self::WritersRunning,
+            "writer-exists" => Self::WriterExists,
+            "addon-exists" => Self::AddonExists,
+            "addon-is-heroku-redis" => Self::AddonIsHerokuRedis,
+            "addon-provisioned" => Self::AddonProvisioned,
+            "no-platform-maintenance" => Self::NoPlatformMaintenance,
+            "target-plan-exists" => Self::TargetPlanExists,
+            "target-plan-differs" => Self::TargetPlanDiffers,
+            "same-plan-family" => Self::SamePlanFamily,
+            "redis-reachable" => Self::RedisReachable,
+            "memory-fits" => Self::MemoryFits,
+            "connections-fit" => Self::ConnectionsFit,
+            "disk-space" => Self::DiskSpace,
+            "window-cutoff" => Self::WindowCutoff,
+            "plan-drift" => Self::PlanDrift,
+            "plan-reviewed" => Self::PlanReviewed,
+            other => Self::Other(other.to_owned()),
+        }
+    }
+}
+
+impl std::fmt::Display for GuardId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Tests and scripts name guards by their wire id.
+impl PartialEq<&str> for GuardId {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
+impl Serialize for GuardId {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for GuardId {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        Ok(Self::from(s.as_str()))
+    }
+}
+
 /// One evaluated guard.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Guard {
     /// Stable id (`connections-fit`), for scripts.
-    pub id: String,
+    pub id: GuardId,
     /// The add-on it is about (its label), when it is about one.
     pub subject: Option<String>,
     pub verdict: Verdict,
@@ -40,9 +143,9 @@ pub struct Guard {
     pub detail: String,
 }
 
-fn guard(id: &str, subject: Option<&str>, verdict: Verdict, detail: String) -> Guard {
+fn guard(id: GuardId, subject: Option<&str>, verdict: Verdict, detail: String) -> Guard {
     Guard {
-        id: id.to_owned(),
+        id,
         subject: subject.map(str::to_owned),
         verdict,
         detail,
@@ -62,7 +165,7 @@ pub fn evaluate(request: &RunRequest, capture: &Capture) -> Vec<Guard> {
                 requested_as,
                 message,
             } => out.push(guard(
-                "addon-exists",
+                GuardId::AddonExists,
                 Some(requested_as),
                 Verdict::Block,
                 format!("no add-on {requested_as} on app {}: {message}", capture.app),
@@ -82,14 +185,14 @@ pub fn blocked(guards: &[Guard]) -> bool {
 fn no_other_run(capture: &Capture) -> Guard {
     if capture.unfinished_runs.is_empty() {
         guard(
-            "no-other-run",
+            GuardId::NoOtherRun,
             None,
             Verdict::Pass,
             format!("no unfinished run for {}", capture.app),
         )
     } else {
         guard(
-            "no-other-run",
+            GuardId::NoOtherRun,
             None,
             Verdict::Block,
             format!(
@@ -108,7 +211,7 @@ fn no_other_run(capture: &Capture) -> Guard {
 fn stopped_writer(w: &str, allowed: bool) -> Guard {
     if allowed {
         guard(
-            "writers-running",
+            GuardId::WritersRunning,
             Some(w),
             Verdict::Warn,
             format!(
@@ -117,7 +220,7 @@ fn stopped_writer(w: &str, allowed: bool) -> Guard {
         )
     } else {
         guard(
-            "writers-running",
+            GuardId::WritersRunning,
             Some(w),
             Verdict::Block,
             format!(
@@ -138,7 +241,7 @@ fn writers_known(request: &RunRequest, capture: &Capture) -> Vec<Guard> {
                 stopped_writer(w, request.params.allow_stopped_writers)
             } else if exists {
                 guard(
-                    "writer-exists",
+                    GuardId::WriterExists,
                     None,
                     Verdict::Pass,
                     format!(
@@ -153,7 +256,7 @@ fn writers_known(request: &RunRequest, capture: &Capture) -> Vec<Guard> {
                     .map(|p| p.process_type.as_str())
                     .collect();
                 guard(
-                    "writer-exists",
+                    GuardId::WriterExists,
                     None,
                     Verdict::Block,
                     format!(
@@ -177,14 +280,14 @@ fn addon_guards(
     let s = Some(label);
     let mut out = Vec::new();
     out.push(guard(
-        "addon-exists",
+        GuardId::AddonExists,
         s,
         Verdict::Pass,
         format!("is add-on {} ({})", addon.name, addon.service),
     ));
     if addon.service != plans::HEROKU_REDIS {
         out.push(guard(
-            "addon-is-heroku-redis",
+            GuardId::AddonIsHerokuRedis,
             s,
             Verdict::Block,
             format!(
@@ -195,9 +298,9 @@ fn addon_guards(
         return out;
     }
     let waiting = addon.waiting.as_ref().filter(|(w, _)| *w);
-    let provisioned = addon.state == "provisioned" && waiting.is_none();
+    let provisioned = addon.state == AddOnState::Provisioned && waiting.is_none();
     out.push(guard(
-        "addon-provisioned",
+        GuardId::AddonProvisioned,
         s,
         if provisioned {
             Verdict::Pass
@@ -215,7 +318,7 @@ fn addon_guards(
     ));
     if let Some(status) = addon.maintenance {
         out.push(guard(
-            "no-platform-maintenance",
+            GuardId::NoPlatformMaintenance,
             s,
             if status.blocks_change() { Verdict::Block } else { Verdict::Pass },
             if status.blocks_change() {
@@ -228,7 +331,7 @@ fn addon_guards(
     let current = plans::find(&addon.plan);
     let Some(target) = plans::find(&change.plan) else {
         out.push(guard(
-            "target-plan-exists",
+            GuardId::TargetPlanExists,
             s,
             Verdict::Block,
             format!(
@@ -240,7 +343,7 @@ fn addon_guards(
     };
     if addon.plan == target.name {
         out.push(guard(
-            "target-plan-differs",
+            GuardId::TargetPlanDiffers,
             s,
             Verdict::Block,
             format!("already on {}: nothing to change", target.name),
@@ -248,7 +351,7 @@ fn addon_guards(
         return out;
     }
     out.push(guard(
-        "target-plan-differs",
+        GuardId::TargetPlanDiffers,
         s,
         Verdict::Pass,
         format!("{} -> {}", addon.plan, target.name),
@@ -257,7 +360,7 @@ fn addon_guards(
         && plans::family(&current) != plans::family(&target)
     {
         out.push(guard(
-            "same-plan-family",
+            GuardId::SamePlanFamily,
             s,
             Verdict::Warn,
             format!(
@@ -284,7 +387,7 @@ fn addon_guards(
             .unwrap_or("no URL in the config vars");
         let full = error.contains("max number of clients");
         out.push(guard(
-            "redis-reachable",
+            GuardId::RedisReachable,
             s,
             Verdict::Warn,
             if full {
@@ -315,7 +418,7 @@ fn memory_fits(
         // Without INFO only an upgrade can be judged: the data fits its current plan.
         return match current {
             Some(c) if c.memory_bytes <= target.memory_bytes => guard(
-                "memory-fits",
+                GuardId::MemoryFits,
                 Some(label),
                 Verdict::Pass,
                 format!(
@@ -327,7 +430,7 @@ fn memory_fits(
                 ),
             ),
             _ => guard(
-                "memory-fits",
+                GuardId::MemoryFits,
                 Some(label),
                 Verdict::Block,
                 format!(
@@ -341,7 +444,7 @@ fn memory_fits(
     let used_f = redis.used_memory as f64;
     let fits = used_f <= allowed;
     guard(
-        "memory-fits",
+        GuardId::MemoryFits,
         Some(label),
         if fits { Verdict::Pass } else { Verdict::Block },
         format!(
@@ -422,7 +525,7 @@ fn connections_fit(
     let writers = request.params.writers.join("+");
     let fits = total <= u64::from(target.max_clients);
     guard(
-        "connections-fit",
+        GuardId::ConnectionsFit,
         Some(addon.label()),
         if fits { Verdict::Pass } else { Verdict::Block },
         format!(
@@ -449,7 +552,7 @@ fn disk_space(capture: &Capture) -> Guard {
         .sum();
     match capture.local_free_bytes {
         Some(free) if free >= need => guard(
-            "disk-space",
+            GuardId::DiskSpace,
             None,
             Verdict::Pass,
             format!(
@@ -459,7 +562,7 @@ fn disk_space(capture: &Capture) -> Guard {
             ),
         ),
         Some(free) => guard(
-            "disk-space",
+            GuardId::DiskSpace,
             None,
             Verdict::Block,
             format!(
@@ -469,7 +572,7 @@ fn disk_space(capture: &Capture) -> Guard {
             ),
         ),
         None => guard(
-            "disk-space",
+            GuardId::DiskSpace,
             None,
             Verdict::Warn,
             "could not measure free disk space".into(),

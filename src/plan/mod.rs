@@ -2,15 +2,18 @@
 //! renders it; `upshift run` executes the same steps. No I/O here.
 
 pub mod choices;
+pub mod drift;
 pub mod facts;
 pub mod guards;
 mod render;
+pub mod review;
+pub mod suggest;
 
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::engine::Action;
+use crate::engine::{Action, Compensation};
 use crate::playbook::{Params, Playbook};
 use facts::{AddonLookup, Capture, ChangeRequest, DataPolicy};
 use guards::Guard;
@@ -70,6 +73,10 @@ pub struct PlannedStep {
     pub ends_downtime: bool,
     /// The step does nothing for this request (e.g. maintenance mode not asked for).
     pub skipped: bool,
+    /// What undoes the step in a rollback: part of what was reviewed, so `run --plan` refuses
+    /// a plan whose compensations are not the reviewed ones.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compensation: Option<Compensation>,
 }
 
 /// Where an estimate came from.
@@ -171,6 +178,7 @@ pub fn build(request: &RunRequest, capture: &Capture, provisioning: (Duration, S
                 starts_downtime: step.action == Action::Scale,
                 ends_downtime: step.action == Action::RestoreFormation,
                 skipped,
+                compensation: step.compensation,
             }
         })
         .collect();

@@ -40,16 +40,20 @@ pub fn render(plan: &Plan) -> String {
     for s in &plan.steps {
         let mut marks = Vec::new();
         if s.starts_downtime {
-            marks.push("downtime starts");
+            marks.push("downtime starts".to_owned());
         }
         if s.point_of_no_return {
-            marks.push("POINT OF NO RETURN");
+            marks.push("POINT OF NO RETURN".to_owned());
         }
         if s.ends_downtime {
-            marks.push("downtime ends");
+            marks.push("downtime ends".to_owned());
         }
         if s.skipped {
-            marks.push("skipped");
+            marks.push("skipped".to_owned());
+        }
+        // What a rollback does is part of what the reviewer approves.
+        if let Some(c) = s.compensation {
+            marks.push(format!("compensation: {}", c.name()));
         }
         let marks = if marks.is_empty() {
             String::new()

@@ -287,3 +287,40 @@ fn dynos_that_just_started_are_not_measured() {
         "{d}"
     );
 }
+
+#[test]
+fn a_missing_addon_listed_first_does_not_shift_the_pairs() {
+    let mut cap = capture();
+    // main was not found; the cache (second) was.
+    cap.addons[0] = AddonLookup::Missing {
+        requested_as: "enketo_redis_main".into(),
+        message: "Couldn't find that add on.".into(),
+    };
+    let req = request("premium-1", "premium-2");
+    let pairs: Vec<(&str, &str)> = cap
+        .found_changes(&req.changes)
+        .map(|(c, a)| (c.addon.as_str(), a.name.as_str()))
+        .collect();
+    assert_eq!(pairs, vec![("enketo_redis_cache", "redis-round-2")]);
+    assert_eq!(
+        crate::runner::history::plan_pairs(&req, &cap),
+        vec![("premium-0".to_owned(), "premium-2".to_owned())]
+    );
+}
+
+#[test]
+fn the_url_var_is_the_attachment_s_whatever_its_case() {
+    let vars = vec![
+        "HEROKU_REDIS_RED_URL".to_owned(),
+        "ENKETO_REDIS_MAIN_URL".to_owned(),
+    ];
+    assert_eq!(
+        facts::url_var(&vars, Some("enketo_redis_main")).as_deref(),
+        Some("ENKETO_REDIS_MAIN_URL")
+    );
+    assert_eq!(
+        facts::url_var(&vars, Some("OTHER")).as_deref(),
+        Some("HEROKU_REDIS_RED_URL")
+    );
+    assert_eq!(facts::url_var(&[], Some("X")), None);
+}

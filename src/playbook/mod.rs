@@ -91,6 +91,20 @@ pub struct Params {
     /// is mid-change, and the run would "restore" their 0 at the end.
     #[serde(default)]
     pub allow_stopped_writers: bool,
+    /// How long one compensation keeps retrying transient failures (rate limits, 5xx,
+    /// timeouts, lost connections) before it gives up and the run needs attention. Undoing is
+    /// worth waiting for: a rollback that gives up after a few calls leaves the writers
+    /// stopped over a burst that would have passed.
+    #[serde(default = "default_compensation_deadline", with = "duration_serde")]
+    pub compensation_deadline: Duration,
+}
+
+/// The default of [`Params::compensation_deadline`]: long enough to ride out Heroku's
+/// rate-limit pool refilling from empty (about 75 calls a minute) several times over.
+pub const DEFAULT_COMPENSATION_DEADLINE: Duration = Duration::from_secs(15 * 60);
+
+fn default_compensation_deadline() -> Duration {
+    DEFAULT_COMPENSATION_DEADLINE
 }
 
 /// What a hit of the post-change log watch (`--watch`) does. Rolling back is not offered: by
@@ -126,6 +140,7 @@ impl Default for Params {
             cache_connections_per_dyno: 18,
             on_watch_hit: OnWatchHit::Notify,
             allow_stopped_writers: false,
+            compensation_deadline: DEFAULT_COMPENSATION_DEADLINE,
         }
     }
 }
@@ -250,6 +265,7 @@ struct RawParams {
     connections_per_dyno: Option<u32>,
     cache_connections_per_dyno: Option<u32>,
     on_watch_hit: Option<Spanned<String>>,
+    compensation_deadline: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -384,6 +400,11 @@ fn bind_params(raw: Spanned<RawParams>, loc: &Locator<'_>) -> Result<Params, Pla
             }
         };
     }
+    if let Some(d) = p.compensation_deadline {
+        let v = duration::parse(d.get_ref()).map_err(|m| loc.at(d.span(), m))?;
+        check_compensation_deadline(v).map_err(|m| loc.at(d.span(), m))?;
+        params.compensation_deadline = v;
+    }
     Ok(params)
 }
 
@@ -484,6 +505,10 @@ const MAX_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
 /// Retries: enough for flaky calls, few enough that a step ends.
 const MAX_ATTEMPTS: u32 = 20;
 const MAX_BACKOFF: Duration = Duration::from_secs(3600);
+/// Compensation deadlines: at least a second (zero would give up at the first 429), at most
+/// a day (like step timeouts: a longer one is a typo, and a run should end).
+const MIN_COMPENSATION_DEADLINE: Duration = Duration::from_secs(1);
+const MAX_COMPENSATION_DEADLINE: Duration = Duration::from_secs(24 * 3600);
 /// Connections per dyno: a bound that keeps `dynos x connections` far from overflowing.
 pub const MAX_CONNECTIONS_PER_DYNO: u32 = 10_000;
 
@@ -507,6 +532,16 @@ fn check_retry(attempts: u32, backoff: Duration) -> Result<(), String> {
         return Err(format!(
             "retry.backoff {} is out of range: write at most 1h, e.g. \"5s\"",
             duration::format(backoff)
+        ));
+    }
+    Ok(())
+}
+
+fn check_compensation_deadline(d: Duration) -> Result<(), String> {
+    if d < MIN_COMPENSATION_DEADLINE || d > MAX_COMPENSATION_DEADLINE {
+        return Err(format!(
+            "compensation_deadline {} is out of range: write between 1s and 24h, e.g. \"15m\"",
+            duration::format(d)
         ));
     }
     Ok(())
@@ -536,7 +571,8 @@ fn check_params(p: &Params) -> Result<(), String> {
         ));
     }
     check_connections("connections_per_dyno", p.connections_per_dyno)?;
-    check_connections("cache_connections_per_dyno", p.cache_connections_per_dyno)
+    check_connections("cache_connections_per_dyno", p.cache_connections_per_dyno)?;
+    check_compensation_deadline(p.compensation_deadline)
 }
 
 /// Order rules that keep a playbook safe: facts before guards, guards before any write, a
@@ -648,6 +684,11 @@ impl fmt::Display for Playbook {
             self.params.cache_connections_per_dyno
         )?;
         writeln!(f, "    on_watch_hit = {}", self.params.on_watch_hit.name())?;
+        writeln!(
+            f,
+            "    compensation_deadline = {}",
+            duration::format(self.params.compensation_deadline)
+        )?;
         writeln!(f, "  steps:")?;
         for (i, s) in self.steps.iter().enumerate() {
             let comp = s

@@ -260,3 +260,70 @@ fn a_stored_playbook_is_validated_the_same_way() {
         .to_string();
     assert!(e.contains("too large"), "{e}");
 }
+
+#[test]
+fn compensation_deadline_is_bounded() {
+    let with = |d: &str| {
+        MINIMAL.replace(
+            "name = \"mine\"",
+            &format!("name = \"mine\"\n[params]\ncompensation_deadline = \"{d}\""),
+        )
+    };
+    // The default rides out a long rate-limit burst; a value in range is taken as written.
+    assert_eq!(
+        parse(MINIMAL, "pb.toml")
+            .unwrap()
+            .params
+            .compensation_deadline,
+        Duration::from_secs(15 * 60)
+    );
+    assert_eq!(
+        Playbook::builtin().params.compensation_deadline,
+        DEFAULT_COMPENSATION_DEADLINE
+    );
+    let p = parse(&with("2m"), "pb.toml").unwrap();
+    assert_eq!(p.params.compensation_deadline, Duration::from_secs(120));
+    assert!(parse(&with("1s"), "pb.toml").is_ok());
+    assert!(parse(&with("24h"), "pb.toml").is_ok());
+    // Out of range or malformed: an error at the value, with the fix.
+    let e = err(&with("0s"));
+    assert!(
+        e.starts_with("pb.toml:4:25: compensation_deadline 0s is out of range"),
+        "{e}"
+    );
+    assert!(e.contains("write between 1s and 24h"), "{e}");
+    assert!(err(&with("25h")).contains("compensation_deadline 25h is out of range"));
+    assert!(err(&with("500ms")).contains("out of range"));
+    assert!(
+        err(&with("soon")).starts_with("pb.toml:4:25:"),
+        "{}",
+        err(&with("soon"))
+    );
+    // A stored playbook (plan file, journal) gets the same bounds, and an old journal without
+    // the field reads with the default.
+    let mut p = Playbook::builtin();
+    p.params.compensation_deadline = Duration::ZERO;
+    let e = p.validate().unwrap_err().to_string();
+    assert!(
+        e.contains("compensation_deadline 0s is out of range"),
+        "{e}"
+    );
+    let builtin = Playbook::builtin();
+    assert!(
+        builtin
+            .validate_params(
+                &Params {
+                    compensation_deadline: Duration::from_secs(90_000),
+                    ..Params::default()
+                },
+                []
+            )
+            .is_err()
+    );
+    let mut json = serde_json::to_value(Params::default()).unwrap();
+    json.as_object_mut()
+        .unwrap()
+        .remove("compensation_deadline");
+    let old: Params = serde_json::from_value(json).unwrap();
+    assert_eq!(old.compensation_deadline, DEFAULT_COMPENSATION_DEADLINE);
+}

@@ -121,13 +121,7 @@ pub async fn resolve_addon(
 /// The config var that holds an add-on's URL: the attachment's `_URL` var when the add-on
 /// lists it, else the first it lists.
 pub fn url_var(addon: &AddOn, attachment: Option<&str>) -> Option<String> {
-    if let Some(att) = attachment {
-        let want = format!("{}_URL", att.to_uppercase());
-        if addon.config_vars.contains(&want) {
-            return Some(want);
-        }
-    }
-    addon.config_vars.first().cloned()
+    crate::plan::facts::url_var(&addon.config_vars, attachment)
 }
 
 /// Verify options for reading a server without crowding its connection limit.
@@ -202,7 +196,7 @@ async fn addon_facts(
         attachment,
         service: addon.addon_service.name,
         plan,
-        state: addon.state.as_str().to_owned(),
+        state: addon.state,
         config_vars: addon.config_vars,
         waiting,
         maintenance,

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use crate::heroku::models::AddOnState;
 use futures::future::join_all;
 
 use super::record::Record;
@@ -16,8 +17,8 @@ use crate::plan::guards;
 use crate::plans;
 use crate::runner::capture::{self, verify_options};
 use crate::runner::reporter::Reporter;
-use crate::unattended::gate;
 use crate::verify::{self, RedisUrl, RestoreSelection};
+use crate::window::gate;
 
 /// Keys to name in journals and messages.
 const EXAMPLES: usize = 20;
@@ -103,16 +104,19 @@ impl ActiveRun<'_> {
             return Ok(false);
         }
         let until = (now + pacer.delay).min(pacer.deadline);
-        while Instant::now() < until {
-            let interrupts = self.runner.interrupts.count();
-            if interrupts >= 2 {
-                return Err(StepError::Interrupted);
+        // The wait races the interrupts rather than polling them: the first ends an abortable
+        // wait (roll back), the second any wait (leave resumable).
+        let interrupts = &self.runner.interrupts;
+        tokio::select! {
+            biased;
+            () = interrupts.reached(if pacer.abortable { 1 } else { 2 }) => {
+                return Err(if interrupts.count() >= 2 {
+                    StepError::Interrupted
+                } else {
+                    StepError::Aborted
+                });
             }
-            if interrupts == 1 && pacer.abortable {
-                return Err(StepError::Aborted);
-            }
-            let left = until.saturating_duration_since(Instant::now());
-            tokio::time::sleep(left.min(Duration::from_millis(100))).await;
+            () = tokio::time::sleep(until.saturating_duration_since(now)) => {}
         }
         if !pacer.fixed {
             pacer.delay = self
@@ -122,6 +126,16 @@ impl ActiveRun<'_> {
                 .next(pacer.delay, self.runner.client.rate_limit_remaining());
         }
         Ok(true)
+    }
+
+    /// Sleeps `pause` between compensation attempts. A second interrupt leaves at once (the
+    /// run stays resumable); a first one changes nothing while rolling back.
+    pub(super) async fn nap(&self, pause: Duration) -> Result<(), StepError> {
+        tokio::select! {
+            biased;
+            () = self.runner.interrupts.stopped() => Err(StepError::Interrupted),
+            () = tokio::time::sleep(pause) => Ok(()),
+        }
     }
 
     fn jrecord(&mut self, record: &Record) -> Result<(), StepError> {
@@ -219,8 +233,13 @@ impl ActiveRun<'_> {
                 .subject
                 .as_deref()
                 .map_or(String::new(), |s| format!("{s}: "));
+            // A warning is already shown as one ("warning: …"); only a block says its verdict.
+            let verdict = match g.verdict {
+                guards::Verdict::Warn => String::new(),
+                v => format!("{} ", v.label()),
+            };
             self.report_event(&RunEvent::Warning {
-                message: format!("{} {subject}{}", g.verdict.label(), g.detail),
+                message: format!("{verdict}{subject}{}", g.detail),
             });
         }
         if self.record(&Record::Guards { guards }).is_err() {
@@ -497,12 +516,15 @@ impl ActiveRun<'_> {
                 let addon = self.runner.client.addon(&self.request.app, &t.name).await?;
                 let wait = self.runner.client.redis_wait(&t.name).await?;
                 let plan = plans::bare_name(&addon.plan.name).to_owned();
-                let state = addon.state.as_str().to_owned();
-                let busy = wait.waiting || state != "provisioned";
-                if !matches!(state.as_str(), "provisioned" | "provisioning") {
+                let state = addon.state.clone();
+                let busy = wait.waiting || state != AddOnState::Provisioned;
+                if !matches!(state, AddOnState::Provisioned | AddOnState::Provisioning) {
                     return Err(StepError::failed(format!(
-                        "{} is {state} while changing to {}: the platform gave up; the Data API says: {}",
-                        t.label, t.to, wait.message
+                        "{} is {} while changing to {}: the platform gave up; the Data API says: {}",
+                        t.label,
+                        state.as_str(),
+                        t.to,
+                        wait.message
                     )));
                 }
                 if busy {
@@ -511,7 +533,7 @@ impl ActiveRun<'_> {
                     let url = self.current_url(t).await?;
                     let opts = verify_options(&self.runner.config.verify, &t.to, "wait");
                     let status = match verify::server_info(&url, &opts).await {
-                        Ok(info) if info.role == "master" => {
+                        Ok(info) if info.is_primary() => {
                             settled[i] = true;
                             continue;
                         }
@@ -605,6 +627,7 @@ impl ActiveRun<'_> {
                     t.label
                 ),
                 data_unsafe: t.policy == DataPolicy::Critical,
+                transient: None,
             })?;
         let url = self.current_url(t).await?;
         let plan = self
@@ -703,6 +726,7 @@ impl ActiveRun<'_> {
                     examples.join(", ")
                 ),
                 data_unsafe: true,
+                transient: None,
             }),
         }
     }
@@ -890,7 +914,11 @@ impl ActiveRun<'_> {
             loop {
                 let addon = self.runner.client.addon(&self.request.app, &t.name).await?;
                 let wait = self.runner.client.redis_wait(&t.name).await?;
-                if !wait.waiting && addon.state.as_str() != "provisioning" {
+                if !wait.waiting && addon.state != AddOnState::Provisioning {
+                    self.settled_on.insert(
+                        t.name.clone(),
+                        plans::bare_name(&addon.plan.name).to_owned(),
+                    );
                     self.report_event(&RunEvent::Warning {
                         message: format!(
                             "{} settled on {} ({})",
@@ -915,6 +943,7 @@ impl ActiveRun<'_> {
                             self.request.app
                         ),
                         data_unsafe: t.policy == DataPolicy::Critical,
+                        transient: None,
                     });
                 }
             }

@@ -13,10 +13,8 @@ use crate::runner::record::Record;
 /// The plan changes of a run, as `(from, to)` per add-on, sorted: two runs are comparable when
 /// these are equal (add-on names differ between apps; plan pairs are what takes the time).
 pub fn plan_pairs(request: &RunRequest, capture: &Capture) -> Vec<(String, String)> {
-    let mut pairs: Vec<(String, String)> = request
-        .changes
-        .iter()
-        .zip(capture.found())
+    let mut pairs: Vec<(String, String)> = capture
+        .found_changes(&request.changes)
         .map(|(c, a)| (a.plan.clone(), crate::plans::bare_name(&c.plan).to_owned()))
         .collect();
     pairs.sort();

@@ -4,19 +4,21 @@
 //!
 //! Every step re-derives from the platform before it acts (a resumed run trusts the journal
 //! for intent and the platform for truth), and every step is idempotent: repeating one after a
-//! crash converges on the same state.
+//! crash converges on the same state. That is also why a compensation may be tried again
+//! after a transient failure until the playbook's `compensation_deadline` (see `backoff`).
 
+mod backoff;
 pub mod capture;
 mod effects;
 pub mod history;
 pub mod record;
-pub mod reporter;
+/// The events the runner reports, defined in the leaf module [`crate::events`].
+pub use crate::events as reporter;
 pub mod watch;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
@@ -30,9 +32,11 @@ use crate::journal::{self, AppLock, Journal, JournalError, StateDir};
 use crate::plan::facts::Capture;
 use crate::plan::guards::{self, Guard};
 use crate::plan::{self, Plan, RunRequest};
-use crate::unattended::{drift, gate};
+use crate::plan::{drift, review};
 use crate::verify::VerifyOptions;
+use crate::window::gate;
 use crate::window::{EstimateSource, Occurrence, Window};
+use backoff::Transient;
 use record::Record;
 pub use reporter::{Reporter, RunEvent, Silent};
 
@@ -49,9 +53,15 @@ pub enum RunError {
     #[error(transparent)]
     Engine(#[from] EngineError),
     #[error(
-        "run {run_id} interrupted; its journal is kept: `upshift resume {run_id}` carries on, `upshift rollback {run_id}` undoes it"
+        "run {run_id} interrupted; its journal is kept: `upshift resume {run_id}` carries on, `upshift rollback {run_id}` rolls back (a plan change that landed stays){}",
+        app_state(.app, .writers_down)
     )]
-    Interrupted { run_id: String },
+    Interrupted {
+        run_id: String,
+        app: String,
+        /// Writer types this run left at 0: the app is down until resume or rollback.
+        writers_down: Vec<String>,
+    },
     #[error("run {run_id} has no start record: its journal {path} is unusable; inspect it by hand")]
     NoStart { run_id: String, path: PathBuf },
     #[error(
@@ -62,6 +72,22 @@ pub enum RunError {
         first: String,
         second: String,
         addon: String,
+    },
+    #[error(
+        "no app {app} visible to this token{}: check -a/--app (or HEROKU_APP); `heroku apps` lists the apps you can reach; nothing was done",
+        did_you_mean(.close)
+    )]
+    UnknownApp { app: String, close: Vec<String> },
+    #[error(
+        "no add-on {addon} on app {app}{}; its add-ons: {}; fix --change; nothing was done",
+        did_you_mean(.close),
+        if .known.is_empty() { "none".to_owned() } else { .known.join(", ") }
+    )]
+    UnknownAddon {
+        app: String,
+        addon: String,
+        close: Vec<String>,
+        known: Vec<String>,
     },
     #[error(
         "run {run_id} cannot be resumed: the playbook stored in its journal {path} is invalid; \
@@ -93,7 +119,9 @@ impl RunError {
                 | JournalError::NoStateDir
                 | JournalError::UnusableStateDir { .. },
             )
-            | Self::DuplicateAddon { .. } => ExitCode::Usage,
+            | Self::DuplicateAddon { .. }
+            | Self::UnknownApp { .. }
+            | Self::UnknownAddon { .. } => ExitCode::Usage,
             Self::Journal(JournalError::Locked { .. }) => ExitCode::Locked,
             Self::Interrupted { .. } => ExitCode::Interrupted,
             Self::Engine(_)
@@ -143,20 +171,56 @@ impl PollPolicy {
     }
 }
 
-/// Interrupt requests, shared with the signal handlers: the first asks for a safe stop and a
-/// rollback, the second for an immediate, resumable exit.
-#[derive(Debug, Clone, Default)]
-pub struct Interrupts(Arc<AtomicU8>);
+/// Interrupt requests, shared with the signal handler: the first asks for a safe stop and a
+/// rollback, the second for an immediate, resumable exit. A watch channel rather than a bare
+/// counter, so that a running step can wait for the second interrupt (see [`Interrupts::stopped`])
+/// instead of polling for it between chunks of work.
+#[derive(Debug, Clone)]
+pub struct Interrupts(Arc<tokio::sync::watch::Sender<u8>>);
+
+impl Default for Interrupts {
+    fn default() -> Self {
+        Self(Arc::new(tokio::sync::watch::Sender::new(0)))
+    }
+}
 
 impl Interrupts {
     /// Records one interrupt (Ctrl-C, SIGTERM).
     pub fn interrupt(&self) {
-        self.0.fetch_add(1, Ordering::SeqCst);
+        self.0.send_modify(|n| *n = n.saturating_add(1));
     }
 
     /// How many interrupts arrived.
     pub fn count(&self) -> u8 {
-        self.0.load(Ordering::SeqCst)
+        *self.0.borrow()
+    }
+
+    /// Resolves once the second interrupt has arrived (at once if it already has). Every step
+    /// and compensation races it, so "stop now" acts within a second whatever the step.
+    pub async fn stopped(&self) {
+        self.reached(2).await;
+    }
+
+    /// Resolves once at least `n` interrupts have arrived (at once if they already have).
+    pub async fn reached(&self, n: u8) {
+        let mut rx = self.0.subscribe();
+        // `self` holds the sender, so the channel cannot close while this waits.
+        let _ = rx.wait_for(|count| *count >= n).await;
+    }
+}
+
+/// Runs `work` unless the second interrupt comes first. Then `work` is dropped where it stands,
+/// at an await point, as a crash would leave it: the journal says the step started and not that
+/// it ended, every step and compensation re-reads the platform and is idempotent, and the files
+/// it was writing are only renamed into place when complete, so `upshift resume` repeats it.
+async fn unless_stopped<T>(
+    interrupts: &Interrupts,
+    work: impl std::future::Future<Output = Result<T, StepError>>,
+) -> Result<T, StepError> {
+    tokio::select! {
+        biased;
+        () = interrupts.stopped() => Err(StepError::Interrupted),
+        result = work => result,
     }
 }
 
@@ -173,14 +237,15 @@ pub struct RunnerConfig {
     /// The maintenance window (`--window`): the guard step, the last before the first write,
     /// blocks unless the run and a worst-case rollback fit in what is left of it.
     pub window: Option<Window>,
-    /// A reviewed plan (`run --plan`): the guard step blocks when the platform drifted from it.
+    /// A reviewed plan (`run --plan`): the guard step blocks when the platform drifted from it
+    /// or the plan rebuilt now is not the reviewed one.
     pub reviewed: Option<Reviewed>,
 }
 
-/// The state a reviewed plan saw, and the file it came from (for messages).
+/// A reviewed plan (it embeds the state it saw), and the file it came from (for messages).
 #[derive(Debug, Clone)]
 pub struct Reviewed {
-    pub capture: Capture,
+    pub plan: Plan,
     pub file: String,
 }
 
@@ -324,8 +389,9 @@ impl Runner {
         estimate
     }
 
-    /// The guards of unattended runs: the window cutoff (with `--window`) and the drift from a
-    /// reviewed plan (with `--plan`). `now` is the time the guard is evaluated; `ahead` judges
+    /// The guards of unattended runs: the window cutoff (with `--window`), and the drift from a
+    /// reviewed plan and the difference of the plan rebuilt now from it (with `--plan`).
+    /// `now` is the time the guard is evaluated; `ahead` judges
     /// a closed window by its next opening (`plan`) rather than blocking (`run`).
     fn unattended_guards(
         &self,
@@ -347,18 +413,45 @@ impl Runner {
             ));
         }
         if let Some(reviewed) = &self.config.reviewed {
-            let drifts = drift::compare(&reviewed.capture, capture, &request.params.writers);
+            let drifts = drift::compare(&reviewed.plan.capture, capture, &request.params.writers);
             out.extend(drift::guards(&drifts, &reviewed.file));
+            // The plan this run would execute, rebuilt from the stored request and the live
+            // capture, must be the one reviewed: an edited request shows up here.
+            let now = plan::build(
+                request,
+                capture,
+                (
+                    self.config.provisioning_estimate,
+                    "playbook default".to_owned(),
+                ),
+            );
+            let differences = review::compare(&reviewed.plan, &now);
+            out.extend(review::guards(&differences, &reviewed.file));
         }
         out
     }
 
     /// Checks, with reads only, what makes a request bad input rather than a failed run: the
-    /// token and the app (401/403/404 exit 2, before any lock, journal or write), and two
-    /// `--change` naming one add-on by different names (resolved to add-on ids). An add-on
-    /// that is not found is left to the capture, whose guard blocks with the details.
+    /// token and the app (401/403/404 exit 2, before any lock, journal or write), an add-on
+    /// name that is not on the app (a typo: exit 2 naming the app's add-ons, not a blocked
+    /// plan), and two `--change` naming one add-on by different names (resolved to ids).
     async fn preflight(&self, request: &RunRequest) -> Result<(), RunError> {
-        self.client.app(&request.app).await?;
+        match self.client.app(&request.app).await {
+            Ok(_) => {}
+            Err(HerokuError::NotFound { .. }) => {
+                let names: Vec<String> = self
+                    .client
+                    .apps()
+                    .await
+                    .map(|apps| apps.into_iter().map(|a| a.name).collect())
+                    .unwrap_or_default();
+                return Err(RunError::UnknownApp {
+                    app: request.app.clone(),
+                    close: crate::plan::suggest::close(&request.app, &names),
+                });
+            }
+            Err(e) => return Err(e.into()),
+        }
         let mut seen: Vec<(String, &str)> = Vec::new();
         for change in &request.changes {
             match capture::resolve_addon(&self.client, &request.app, &change.addon).await {
@@ -372,7 +465,20 @@ impl Runner {
                     }
                     seen.push((addon.id, &change.addon));
                 }
-                Err(HerokuError::NotFound { .. }) => {}
+                Err(HerokuError::NotFound { .. }) => {
+                    let known: Vec<String> = self
+                        .client
+                        .addons(&request.app)
+                        .await
+                        .map(|list| addon_names(&list))
+                        .unwrap_or_default();
+                    return Err(RunError::UnknownAddon {
+                        app: request.app.clone(),
+                        addon: change.addon.clone(),
+                        close: crate::plan::suggest::close(&change.addon, &known),
+                        known,
+                    });
+                }
                 Err(e) => return Err(e.into()),
             }
         }
@@ -408,8 +514,10 @@ impl Runner {
         run.drive().await
     }
 
-    /// Carries on an unfinished run from its journal (`None`: the latest unfinished one).
-    /// Idempotent: resuming a finished run reports its outcome again.
+    /// Carries on an unfinished run from its journal (`None`: the latest unfinished one, or
+    /// else the latest that ended needs-attention and can be reopened). A needs-attention run
+    /// with compensations left is reopened: they all run again. Idempotent: resuming any
+    /// other finished run reports its outcome again.
     ///
     /// # Errors
     /// No such run, unreadable journal, lock held by a live run.
@@ -528,7 +636,16 @@ impl Runner {
             return run.drive().await;
         }
         if let Some(outcome) = run.engine.outcome() {
-            // Finished before: make sure it is recorded, then report it again.
+            // Finished before: make sure it is recorded, then report it again, as recorded
+            // (the runner may have told a kept new plan from a rollback).
+            let outcome = entries
+                .iter()
+                .rev()
+                .find_map(|e| match e.record {
+                    Record::Finished { outcome, .. } => Some(outcome),
+                    _ => None,
+                })
+                .unwrap_or(outcome);
             if !entries
                 .iter()
                 .any(|e| matches!(e.record, Record::Finished { .. }))
@@ -607,8 +724,65 @@ fn unfinished_runs(state: &StateDir, app: &str) -> Result<Vec<String>, RunError>
         .collect())
 }
 
+/// Whether a finished run ended needs-attention with compensations that `resume` can run
+/// again (see [`Engine::can_reopen`]), judged by replaying its journal.
+fn reopenable(entries: &[journal::Entry<Record>]) -> bool {
+    let Some(request) = entries.iter().find_map(|e| match &e.record {
+        Record::Started { request, .. } => Some(request),
+        _ => None,
+    }) else {
+        return false;
+    };
+    let events = entries.iter().filter_map(|e| match &e.record {
+        Record::Engine { event } => Some(event),
+        _ => None,
+    });
+    Engine::replay(request.playbook.actions(), holds_critical(request), events)
+        .is_ok_and(|engine| engine.can_reopen())
+}
+
+/// Runs that `resume` without a run id may pick, oldest first: the unfinished ones (see
+/// [`unfinished`]) and those that ended needs-attention but can be reopened. A run that
+/// needs attention stays resumable, so that `upshift resume` after fixing the cause
+/// finishes it instead of saying there is nothing to do; but only while it is its app's
+/// latest run: once a newer run started on the app, the old run's captured formation and
+/// snapshots describe a past the app has left, and reopening it takes its id.
+///
+/// # Errors
+/// Unreadable state dir or journal.
+pub fn resumable(state: &StateDir, app: Option<&str>) -> Result<Vec<(String, String)>, RunError> {
+    let open = unfinished(state, app)?;
+    // Every run's app and whether it could be reopened, oldest first.
+    let mut runs: Vec<(String, Option<String>, bool)> = Vec::new();
+    for id in state.run_ids()? {
+        let path = state.run_dir(&id).join(journal::JOURNAL_FILE);
+        let (entries, problem) = journal::read_prefix::<Record>(&path);
+        let run_app = entries.iter().find_map(|e| match &e.record {
+            Record::Started { request, .. } => Some(request.app.clone()),
+            _ => None,
+        });
+        let reopen = problem.is_none() && reopenable(&entries);
+        runs.push((id, run_app, reopen));
+    }
+    let mut out = Vec::new();
+    for (i, (id, run_app, reopen)) in runs.iter().enumerate() {
+        if let Some(run) = open.iter().find(|(o, _)| o == id) {
+            out.push(run.clone());
+            continue;
+        }
+        let Some(run_app) = run_app else { continue };
+        let superseded = runs[i + 1..]
+            .iter()
+            .any(|(_, later, _)| later.as_deref().is_none_or(|l| l == run_app));
+        if *reopen && !superseded && app.is_none_or(|a| a == run_app) {
+            out.push((id.clone(), run_app.clone()));
+        }
+    }
+    Ok(out)
+}
+
 fn latest_unfinished(state: &StateDir, app: Option<&str>) -> Result<String, RunError> {
-    unfinished(state, app)?
+    resumable(state, app)?
         .pop()
         .map(|(id, _)| id)
         .ok_or_else(|| {
@@ -628,7 +802,13 @@ enum StepOk {
 #[derive(Debug)]
 enum StepError {
     /// The step failed; with `data_unsafe`, a critical add-on's data is not known to be whole.
-    Failed { message: String, data_unsafe: bool },
+    /// With `transient`, the same call may succeed later (a rate limit, a 5xx, a lost
+    /// connection): compensations try again until their deadline.
+    Failed {
+        message: String,
+        data_unsafe: bool,
+        transient: Option<Transient>,
+    },
     /// The first interrupt arrived during a wait: stop and roll back.
     Aborted,
     /// The second interrupt: leave now, resumable.
@@ -640,13 +820,24 @@ impl StepError {
         Self::Failed {
             message: message.into(),
             data_unsafe: false,
+            transient: None,
         }
     }
 }
 
 impl From<HerokuError> for StepError {
     fn from(e: HerokuError) -> Self {
-        Self::failed(error_chain(&e))
+        let transient = e.is_transient().then_some(Transient {
+            retry_after: match &e {
+                HerokuError::RateLimited { retry_after, .. } => *retry_after,
+                _ => None,
+            },
+        });
+        Self::Failed {
+            message: error_chain(&e),
+            data_unsafe: false,
+            transient,
+        }
     }
 }
 
@@ -689,6 +880,9 @@ struct ActiveRun<'r> {
     journal: Journal,
     lock: AppLock,
     request: RunRequest,
+    /// The plan each add-on settled on in the settle compensation (name -> bare plan): a
+    /// rollback that kept a new plan is reported as such, not as "rolled back".
+    settled_on: BTreeMap<String, String>,
     engine: Engine,
     capture: Option<Capture>,
     snapshots: BTreeMap<String, PathBuf>,
@@ -725,6 +919,7 @@ impl<'r> ActiveRun<'r> {
             journal,
             lock,
             request,
+            settled_on: BTreeMap::new(),
             engine,
             capture: None,
             snapshots: BTreeMap::new(),
@@ -842,20 +1037,34 @@ impl<'r> ActiveRun<'r> {
             holds_critical(&self.request),
             &events,
         )?;
+        // Downtime is the app's, not this process's: closed intervals from the journal's
+        // timestamps, and an open one (the writers are still stopped) counted from its start,
+        // so a resume reports what `runs` reports.
+        let mut open_since_ms: Option<i64> = None;
+        let mut closed_ms: i64 = 0;
         for e in entries {
             match &e.record {
                 Record::Captured { capture } => self.capture = Some(capture.clone()),
                 Record::Snapshot { addon, file, .. } => {
                     self.snapshots.insert(addon.clone(), PathBuf::from(file));
                 }
-                Record::Downtime { started: true } if self.downtime_since.is_none() => {
-                    // The clock restarts here; the time before the crash is in the journal.
-                    self.downtime_since = Some(Instant::now());
+                Record::Downtime { started: true } if open_since_ms.is_none() => {
+                    open_since_ms = Some(e.at_ms);
                 }
-                Record::Downtime { started: false } => self.downtime_since = None,
+                Record::Downtime { started: false } => {
+                    if let Some(since) = open_since_ms.take() {
+                        closed_ms = closed_ms.saturating_add(e.at_ms.saturating_sub(since).max(0));
+                    }
+                }
                 _ => {}
             }
         }
+        self.downtime = Duration::from_millis(u64::try_from(closed_ms).unwrap_or(0));
+        self.downtime_since = open_since_ms.map(|since| {
+            let now = jiff::Timestamp::now().as_millisecond();
+            let ago = Duration::from_millis(u64::try_from(now.saturating_sub(since)).unwrap_or(0));
+            Instant::now().checked_sub(ago).unwrap_or_else(Instant::now)
+        });
         Ok(())
     }
 
@@ -870,22 +1079,15 @@ impl<'r> ActiveRun<'r> {
         let Some(capture) = &self.capture else {
             return Vec::new();
         };
-        self.request
-            .changes
-            .iter()
-            .zip(capture.found())
+        capture
+            .found_changes(&self.request.changes)
             .map(|(change, a)| Target {
                 label: a.label().to_owned(),
                 name: a.name.clone(),
                 from: a.plan.clone(),
                 to: crate::plans::bare_name(&change.plan).to_owned(),
                 policy: change.policy,
-                url_var: a
-                    .attachment
-                    .as_ref()
-                    .map(|att| format!("{att}_URL"))
-                    .filter(|v| a.config_vars.contains(v))
-                    .or_else(|| a.config_vars.first().cloned()),
+                url_var: a.url_var(),
             })
             .collect()
     }
@@ -897,9 +1099,7 @@ impl<'r> ActiveRun<'r> {
         });
         loop {
             if self.runner.interrupts.count() >= 2 {
-                return Err(RunError::Interrupted {
-                    run_id: self.run_id.clone(),
-                });
+                return Err(self.interrupted());
             }
             let _ = self
                 .lock
@@ -907,6 +1107,7 @@ impl<'r> ActiveRun<'r> {
             self.check_overrun()?;
             match self.engine.next() {
                 Next::Done { outcome } => {
+                    let outcome = self.truthful(outcome);
                     self.finish(outcome)?;
                     let message = self.outcome_message(outcome);
                     return Ok(self.report(outcome, message));
@@ -941,7 +1142,13 @@ impl<'r> ActiveRun<'r> {
                         done: false,
                         message: None,
                     });
-                    match self.compensate(compensation).await {
+                    let interrupts = self.runner.interrupts.clone();
+                    match unless_stopped(
+                        &interrupts,
+                        Box::pin(self.compensate_until_deadline(compensation)),
+                    )
+                    .await
+                    {
                         Ok(()) => {
                             self.event(Event::CompensationSucceeded { index })?;
                             self.report_event(&RunEvent::Compensating {
@@ -951,9 +1158,7 @@ impl<'r> ActiveRun<'r> {
                             });
                         }
                         Err(StepError::Interrupted) => {
-                            return Err(RunError::Interrupted {
-                                run_id: self.run_id.clone(),
-                            });
+                            return Err(self.interrupted());
                         }
                         Err(StepError::Aborted) => {
                             // Already rolling back: a first interrupt changes nothing; go on.
@@ -961,6 +1166,7 @@ impl<'r> ActiveRun<'r> {
                         Err(StepError::Failed {
                             message,
                             data_unsafe,
+                            ..
                         }) => {
                             self.report_event(&RunEvent::Compensating {
                                 compensation,
@@ -992,37 +1198,48 @@ impl<'r> ActiveRun<'r> {
         });
         let started = Instant::now();
         let mut attempt = 1;
-        let result = loop {
-            // The step's own deadline fires first and names what it waited for; this outer one
-            // only catches a step stuck in a call.
-            let result = match tokio::time::timeout(
-                spec.timeout + STEP_GRACE,
-                self.perform(action, spec.timeout),
-            )
-            .await
-            {
-                Ok(r) => r,
-                Err(_) => Err(StepError::failed(format!(
-                    "step {action} did not finish within its timeout of {}",
-                    crate::playbook::duration::format(spec.timeout)
-                ))),
-            };
-            match result {
-                Err(StepError::Failed {
-                    data_unsafe: false,
-                    ref message,
-                }) if attempt < spec.retry.attempts
-                    && !matches!(action, Action::Guard | Action::Verify) =>
-                {
-                    self.report_event(&RunEvent::Warning {
-                        message: format!("{action} attempt {attempt} failed ({message}); retrying"),
-                    });
-                    tokio::time::sleep(spec.retry.backoff).await;
-                    attempt += 1;
+        let interrupts = self.runner.interrupts.clone();
+        // Boxed: the step's future is large, and the race would hold it inline.
+        let result = unless_stopped(
+            &interrupts,
+            Box::pin(async {
+                loop {
+                    // The step's own deadline fires first and names what it waited for; this outer one
+                    // only catches a step stuck in a call.
+                    let result = match tokio::time::timeout(
+                        spec.timeout + STEP_GRACE,
+                        self.perform(action, spec.timeout),
+                    )
+                    .await
+                    {
+                        Ok(r) => r,
+                        Err(_) => Err(StepError::failed(format!(
+                            "step {action} did not finish within its timeout of {}",
+                            crate::playbook::duration::format(spec.timeout)
+                        ))),
+                    };
+                    match result {
+                        Err(StepError::Failed {
+                            data_unsafe: false,
+                            ref message,
+                            ..
+                        }) if attempt < spec.retry.attempts
+                            && !matches!(action, Action::Guard | Action::Verify) =>
+                        {
+                            self.report_event(&RunEvent::Warning {
+                                message: format!(
+                                    "{action} attempt {attempt} failed ({message}); retrying"
+                                ),
+                            });
+                            tokio::time::sleep(spec.retry.backoff).await;
+                            attempt += 1;
+                        }
+                        other => break other,
+                    }
                 }
-                other => break other,
-            }
-        };
+            }),
+        )
+        .await;
         match result {
             Ok(StepOk::Done(note)) => {
                 self.event(Event::StepSucceeded { step })?;
@@ -1042,9 +1259,7 @@ impl<'r> ActiveRun<'r> {
                 });
             }
             Err(StepError::Interrupted) => {
-                return Err(RunError::Interrupted {
-                    run_id: self.run_id.clone(),
-                });
+                return Err(self.interrupted());
             }
             Err(StepError::Aborted) => {
                 self.report_event(&RunEvent::StepFailed {
@@ -1057,6 +1272,7 @@ impl<'r> ActiveRun<'r> {
             Err(StepError::Failed {
                 message,
                 data_unsafe,
+                ..
             }) => {
                 self.report_event(&RunEvent::StepFailed {
                     number: step + 1,
@@ -1100,9 +1316,11 @@ impl<'r> ActiveRun<'r> {
             by: notice.by,
             expected: notice.expected,
         };
-        let message = crate::unattended::event::human_line(&event).unwrap_or_default();
-        self.record(&Record::Note {
-            message: message.trim_start_matches("warning: ").to_owned(),
+        self.record(&Record::WindowOverrun {
+            window: window.spec(),
+            ends_at: gate::local(window, occ.end),
+            by_ms: u64::try_from(notice.by.as_millis()).unwrap_or(u64::MAX),
+            expected: notice.expected,
         })?;
         self.report_event(&event);
         Ok(())
@@ -1132,6 +1350,9 @@ impl<'r> ActiveRun<'r> {
             Outcome::RolledBack => "rolled back (the writers are back on the previous plans)",
             Outcome::NeedsAttention => "needs-attention",
             Outcome::Blocked => "blocked",
+            Outcome::KeptNewPlan => {
+                "stopped with the new plan kept (data verified, formation restored)"
+            }
         };
         let (outcome, message) = match &self.journal_failure {
             Some((error, kept)) => (
@@ -1193,7 +1414,69 @@ impl<'r> ActiveRun<'r> {
                 self.request.app,
                 self.journal.path().display()
             )),
+            Outcome::NeedsAttention if self.engine.can_reopen() => Some(format!(
+                "{}\n  or, once the cause is fixed (Heroku answers again, the data is \
+                 reachable), run `upshift resume {}`: it runs every compensation again and \
+                 brings the writers back only onto verified data",
+                self.manual_steps(),
+                self.run_id
+            )),
             Outcome::NeedsAttention => Some(self.manual_steps()),
+            Outcome::KeptNewPlan => Some(self.kept_new_plan_message()),
+        }
+    }
+
+    /// The truth after a rollback past the point of no return: which add-ons stay on their new
+    /// plan (and so are billed on it), that their data was verified, and the command that goes
+    /// back, which is a new, reverse plan change rather than an undo.
+    fn kept_new_plan_message(&self) -> String {
+        let kept: Vec<Target> = self
+            .targets()
+            .into_iter()
+            .filter(|t| self.settled_on.get(&t.name) == Some(&t.to))
+            .collect();
+        let stays: Vec<String> = kept
+            .iter()
+            .map(|t| format!("{} stays on {} (was {})", t.label, t.to, t.from))
+            .collect();
+        let back: Vec<String> = kept
+            .iter()
+            .map(|t| format!("--change {}={}", t.label.to_lowercase(), t.from))
+            .collect();
+        format!(
+            "the run stopped after the point of no return: {}; a plan change cannot be undone in              place, so billing follows the new plan. The data was verified equal to the snapshot              and the app {} runs with its previous formation. To go back, run a reverse change:              upshift run -a {} {} --confirm {}; see {}",
+            stays.join(", "),
+            self.request.app,
+            self.request.app,
+            back.join(" "),
+            self.request.app,
+            self.journal.path().display()
+        )
+    }
+
+    /// The interrupt error, saying whether the app is down.
+    fn interrupted(&self) -> RunError {
+        RunError::Interrupted {
+            run_id: self.run_id.clone(),
+            app: self.request.app.clone(),
+            writers_down: if self.downtime_since.is_some() {
+                self.request.params.writers.clone()
+            } else {
+                Vec::new()
+            },
+        }
+    }
+
+    /// A rolled-back run whose plan change landed for some add-on did not go back: say so.
+    fn truthful(&self, outcome: Outcome) -> Outcome {
+        let kept = self
+            .targets()
+            .iter()
+            .any(|t| self.settled_on.get(&t.name) == Some(&t.to));
+        if outcome == Outcome::RolledBack && kept {
+            Outcome::KeptNewPlan
+        } else {
+            outcome
         }
     }
 
@@ -1262,11 +1545,146 @@ impl<'r> ActiveRun<'r> {
         }
     }
 
+    /// Runs one compensation, trying again after transient failures (rate limits, 5xx,
+    /// timeouts, lost connections) with backoff and `Retry-After` until the playbook's
+    /// `compensation_deadline`; each retry is reported as a warning. Every compensation is
+    /// idempotent (it re-reads the platform and writes absolute values), so repeating one
+    /// is safe; other failures end it at once, as before.
+    async fn compensate_until_deadline(
+        &mut self,
+        compensation: Compensation,
+    ) -> Result<(), StepError> {
+        let deadline = self.request.params.compensation_deadline;
+        let started = Instant::now();
+        let mut attempt = 1;
+        loop {
+            let (message, data_unsafe, transient) = match self.compensate(compensation).await {
+                Err(StepError::Failed {
+                    message,
+                    data_unsafe,
+                    transient: Some(transient),
+                }) => (message, data_unsafe, transient),
+                other => return other,
+            };
+            let left = deadline.saturating_sub(started.elapsed());
+            let Some(pause) = backoff::next_pause(
+                attempt,
+                transient,
+                self.runner.client.rate_limit_remaining(),
+                rand::random::<f64>(),
+                left,
+            ) else {
+                return Err(StepError::Failed {
+                    message: format!(
+                        "{message} (still failing after {attempt} attempt{} over {}, the \
+                         playbook's compensation_deadline; once Heroku answers again, \
+                         `upshift resume {}` runs the compensations again)",
+                        if attempt == 1 { "" } else { "s" },
+                        crate::playbook::duration::format(deadline),
+                        self.run_id
+                    ),
+                    data_unsafe,
+                    transient: None,
+                });
+            };
+            self.report_event(&RunEvent::Warning {
+                message: format!(
+                    "{compensation} attempt {attempt} failed ({message}); retrying in {} \
+                     ({} left of its compensation_deadline)",
+                    crate::playbook::duration::format(pause),
+                    crate::playbook::duration::format(left)
+                ),
+            });
+            self.nap(pause).await?;
+            attempt += 1;
+        }
+    }
+
     async fn compensate(&mut self, compensation: Compensation) -> Result<(), StepError> {
         match compensation {
             Compensation::RestoreMaintenance => self.restore_maintenance().await,
             Compensation::RestoreFormation => self.restore_formation().await.map(|_| ()),
             Compensation::SettlePlan => self.settle_plans().await,
         }
+    }
+}
+
+/// What a user may type for each add-on: the attachment names (lower case, as `heroku addons`
+/// shows them) and the add-on names.
+fn addon_names(list: &[crate::heroku::models::AddOn]) -> Vec<String> {
+    let mut names: Vec<String> = Vec::new();
+    for a in list {
+        for var in &a.config_vars {
+            if let Some(att) = var.strip_suffix("_URL") {
+                names.push(att.to_lowercase());
+            }
+        }
+        names.push(a.name.clone());
+    }
+    names.dedup();
+    names
+}
+
+/// What an interrupted run leaves behind on the app, in words: the operator must know the app
+/// is down before walking away from a resumable journal.
+fn app_state(app: &str, writers_down: &[String]) -> String {
+    if writers_down.is_empty() {
+        format!("; the app {app} runs as before (its writers were not stopped)")
+    } else {
+        format!(
+            "; the app {app} is DOWN: {} at 0 dynos until then",
+            writers_down.join(", ")
+        )
+    }
+}
+
+/// `; did you mean X?` (or `X or Y`), or nothing.
+fn did_you_mean(close: &[String]) -> String {
+    match close {
+        [] => String::new(),
+        [one] => format!("; did you mean {one}?"),
+        more => format!("; did you mean {}?", more.join(" or ")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::{Interrupts, StepError, unless_stopped};
+
+    /// A step that would run for an hour ends at the second interrupt, not at its next check.
+    #[tokio::test(start_paused = true)]
+    async fn the_second_interrupt_cancels_a_step_where_it_stands() {
+        let interrupts = Interrupts::default();
+        let i = interrupts.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            i.interrupt();
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            i.interrupt();
+        });
+        let started = tokio::time::Instant::now();
+        let result = unless_stopped(&interrupts, async {
+            tokio::time::sleep(Duration::from_secs(3600)).await;
+            Ok(())
+        })
+        .await;
+        assert!(matches!(result, Err(StepError::Interrupted)), "{result:?}");
+        assert_eq!(started.elapsed(), Duration::from_millis(1300));
+    }
+
+    /// One interrupt does not cut a step: it finishes, and the run rolls back after it.
+    #[tokio::test(start_paused = true)]
+    async fn the_first_interrupt_lets_the_step_finish() {
+        let interrupts = Interrupts::default();
+        interrupts.interrupt();
+        let result = unless_stopped(&interrupts, async {
+            tokio::time::sleep(Duration::from_secs(60)).await;
+            Ok(7)
+        })
+        .await;
+        assert_eq!(result.ok(), Some(7));
+        assert_eq!(interrupts.count(), 1);
     }
 }

@@ -53,6 +53,14 @@ pub enum Record {
     Downtime { started: bool },
     /// A line for the operator.
     Note { message: String },
+    /// The run will overrun (`expected`) or has overrun its maintenance window, by `by_ms`.
+    /// Data, not rendered text: the runner does not format for people.
+    WindowOverrun {
+        window: String,
+        ends_at: String,
+        by_ms: u64,
+        expected: bool,
+    },
     /// The run ended.
     Finished {
         outcome: Outcome,

@@ -5,10 +5,10 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use crate::events::watch::{WatchKind, classify, redact};
 use crate::heroku::models::LogSessionRequest;
 use crate::playbook::OnWatchHit;
 use crate::runner::{RunEvent, Runner, error_chain};
-use crate::unattended::watch::{WatchKind, classify, redact};
 
 /// Hits reported as events per kind; later ones are only counted (a full connection limit
 /// logs every second from every dyno).

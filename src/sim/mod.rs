@@ -329,6 +329,11 @@ impl Simulator {
         admin::arm(&self.shared, fault);
     }
 
+    /// Disarms every fault (as `DELETE /__sim/faults`): the platform recovers.
+    pub fn clear_faults(&self) {
+        self.shared.faults.clear();
+    }
+
     /// Time `process_type` spent with no dyno up while quiesced (see [`timeline::downtime`]).
     pub fn downtime(&self, process_type: &str) -> Option<Duration> {
         timeline::downtime(&self.timeline(), process_type, self.now_ms())

@@ -21,25 +21,35 @@ pub enum ColorChoice {
     Never,
 }
 
-/// Output settings from the global flags (`--color`, `-q`), set once by `cli::main` before
-/// any command runs; library users who never set them get the defaults.
+/// Output settings from the global flags (`--color`, `-q`): `cli::main` applies the colour
+/// choice once and hands the settings down to the commands that draw.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Settings {
     pub color: ColorChoice,
     pub quiet: bool,
 }
 
-static SETTINGS: std::sync::OnceLock<Settings> = std::sync::OnceLock::new();
+/// Whether `TERM` says the terminal cannot move the cursor or show colour (`dumb`, or unset as
+/// under some CI runners and Emacs shells). Such a terminal gets plain lines, never a redraw.
+fn dumb_term() -> bool {
+    std::env::var("TERM").map_or(true, |t| t.is_empty() || t == "dumb")
+}
+
+/// Whether stderr can show spinners and bars: a terminal that can redraw. Elsewhere every
+/// event is a plain line, so nothing between the confirmation and the summary goes missing.
+pub fn can_redraw() -> bool {
+    std::io::stderr().is_terminal() && !dumb_term()
+}
 
 /// Applies the global output settings: colour on stdout and stderr follows `--color`, and
 /// `auto` honours `NO_COLOR` and whether the stream is a terminal.
 pub fn configure(settings: Settings) {
-    let _ = SETTINGS.set(settings);
     let (out, err) = match settings.color {
         ColorChoice::Always => (true, true),
         ColorChoice::Never => (false, false),
         ColorChoice::Auto => {
-            let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+            let no_color =
+                std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty()) || dumb_term();
             (
                 !no_color && std::io::stdout().is_terminal(),
                 !no_color && std::io::stderr().is_terminal(),
@@ -48,11 +58,6 @@ pub fn configure(settings: Settings) {
     };
     console::set_colors_enabled(out);
     console::set_colors_enabled_stderr(err);
-}
-
-/// The settings `configure` applied (defaults before).
-pub fn settings() -> Settings {
-    SETTINGS.get().copied().unwrap_or_default()
 }
 
 /// Human progress on stderr. On a terminal: one line per step with a spinner and its elapsed
@@ -73,20 +78,36 @@ struct HumanState {
     clock: Option<ProgressBar>,
     keys: std::collections::BTreeMap<String, ProgressBar>,
     downtime_since: Option<Instant>,
+    /// What the run has done so far, for the Ctrl-C menu's wording (tracked even when quiet).
+    phase: Phase,
     last_wait: std::collections::BTreeMap<String, String>,
     /// A prompt owns the terminal: lines wait here until `resume`.
     paused: bool,
     held: Vec<String>,
 }
 
+/// Where a run stands, as the events told it: the Ctrl-C menu words its choices by this.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Phase {
+    /// The plan change was sent: rolling back can no longer undo it.
+    pub past_point_of_no_return: bool,
+    /// The writers are stopped: the app is down.
+    pub writers_stopped: bool,
+}
+
 impl HumanReporter {
+    /// Where the run stands now.
+    pub fn phase(&self) -> Phase {
+        self.state.lock().map(|s| s.phase).unwrap_or_default()
+    }
+
     /// A reporter drawing on stderr; spinners and bars only when stderr is a terminal.
-    /// `quiet` (or the global `-q`) keeps only warnings.
+    /// `quiet` (the global `-q`) keeps only warnings.
     pub fn new(quiet: bool) -> Self {
-        let tty = std::io::stderr().is_terminal();
+        let tty = can_redraw();
         Self {
             tty,
-            quiet: quiet || settings().quiet,
+            quiet,
             multi: MultiProgress::with_draw_target(if tty {
                 ProgressDrawTarget::stderr()
             } else {
@@ -191,6 +212,14 @@ impl Reporter for HumanReporter {
             return;
         };
         let state = &mut *guard;
+        match event {
+            RunEvent::StepStarted {
+                action: crate::engine::Action::ChangePlan,
+                ..
+            } => state.phase.past_point_of_no_return = true,
+            RunEvent::Downtime { started } => state.phase.writers_stopped = *started,
+            _ => {}
+        }
         if self.quiet
             && !matches!(
                 event,
@@ -353,12 +382,7 @@ impl Reporter for HumanReporter {
 
 /// The outcome's name as scripts see it.
 pub fn outcome_name(outcome: Outcome) -> &'static str {
-    match outcome {
-        Outcome::Succeeded => "succeeded",
-        Outcome::RolledBack => "rolled-back",
-        Outcome::Blocked => "blocked",
-        Outcome::NeedsAttention => "needs-attention",
-    }
+    outcome.as_str()
 }
 
 /// The end-of-run summary for people (stdout).

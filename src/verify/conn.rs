@@ -102,6 +102,11 @@ impl ServerInfo {
         )
     }
 
+    /// Whether the server is a primary (INFO says `role:master`), so it takes writes.
+    pub fn is_primary(&self) -> bool {
+        self.role == "master"
+    }
+
     /// Whether PEXPIRETIME exists (Redis >= 7.0): exact absolute expiries.
     pub fn has_pexpiretime(&self) -> bool {
         self.version() >= (7, 0, 0)

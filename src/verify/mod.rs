@@ -353,6 +353,9 @@ pub async fn snapshot(
         .mode(0o600)
         .open(&partial)
         .map_err(file_err("create", &partial))?;
+    // Removes the partial file on every way out but success: an error, and a snapshot dropped
+    // mid-stream (the run's second interrupt cancels the step where it stands).
+    let mut cleanup = RemoveOnDrop(Some(partial.clone()));
     let header = SnapshotHeader {
         created_unix_ms,
         redis_version: session.info.redis_version.clone(),
@@ -394,10 +397,21 @@ pub async fn snapshot(
         })
     }
     .await;
-    if result.is_err() {
-        let _ = std::fs::remove_file(&partial);
+    if result.is_ok() {
+        cleanup.0 = None;
     }
     result
+}
+
+/// A file removed when this is dropped, unless its path was taken out first.
+struct RemoveOnDrop(Option<PathBuf>);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        if let Some(path) = self.0.take() {
+            let _ = std::fs::remove_file(path);
+        }
+    }
 }
 
 fn open_snapshot(path: &Path) -> Result<BufReader<File>, VerifyError> {

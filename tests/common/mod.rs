@@ -107,48 +107,66 @@ pub async fn redis(url: &str) -> redis::aio::MultiplexedConnection {
 }
 
 /// Every key with a canonical value (DUMP, or the sorted members of a set, whose DUMP depends
-/// on hash-table order) and whether it has a TTL.
+/// on hash-table order) and whether it has a TTL. Pipelined in chunks, so a database of
+/// hundreds of thousands of keys stays within the client's response timeout.
 pub async fn snapshot(url: &str) -> BTreeMap<String, (Vec<u8>, bool)> {
+    const CHUNK: usize = 2000;
     let mut con = redis(url).await;
-    let keys: Vec<String> = redis::cmd("KEYS")
-        .arg("*")
-        .query_async(&mut con)
-        .await
-        .expect("KEYS");
-    let mut pipe = redis::pipe();
-    for k in &keys {
-        pipe.cmd("TYPE").arg(k);
-    }
-    let types: Vec<String> = pipe.query_async(&mut con).await.expect("TYPE");
-    let mut pipe = redis::pipe();
-    for (k, t) in keys.iter().zip(&types) {
-        if t == "set" {
-            pipe.cmd("SMEMBERS").arg(k);
-        } else {
-            pipe.cmd("DUMP").arg(k);
+    // SCAN, not KEYS: one KEYS over many keys outlasts the response timeout.
+    let mut keys: Vec<String> = Vec::new();
+    let mut cursor = 0_u64;
+    loop {
+        let (next, page): (u64, Vec<String>) = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("COUNT")
+            .arg(CHUNK)
+            .query_async(&mut con)
+            .await
+            .expect("SCAN");
+        keys.extend(page);
+        cursor = next;
+        if cursor == 0 {
+            break;
         }
-        pipe.cmd("PTTL").arg(k);
     }
-    let values: Vec<redis::Value> = pipe.query_async(&mut con).await.expect("DUMP");
+    keys.sort();
+    keys.dedup();
     let mut out = BTreeMap::new();
-    for (i, k) in keys.iter().enumerate() {
-        let value = match &values[2 * i] {
-            redis::Value::BulkString(b) => b.clone(),
-            redis::Value::Array(members) | redis::Value::Set(members) => {
-                let mut m: Vec<String> = members
-                    .iter()
-                    .map(|v| match v {
-                        redis::Value::BulkString(b) => String::from_utf8_lossy(b).into_owned(),
-                        other => format!("{other:?}"),
-                    })
-                    .collect();
-                m.sort();
-                m.join("\n").into_bytes()
+    for keys in keys.chunks(CHUNK) {
+        let mut pipe = redis::pipe();
+        for k in keys {
+            pipe.cmd("TYPE").arg(k);
+        }
+        let types: Vec<String> = pipe.query_async(&mut con).await.expect("TYPE");
+        let mut pipe = redis::pipe();
+        for (k, t) in keys.iter().zip(&types) {
+            if t == "set" {
+                pipe.cmd("SMEMBERS").arg(k);
+            } else {
+                pipe.cmd("DUMP").arg(k);
             }
-            other => panic!("DUMP {k}: {other:?}"),
-        };
-        let ttl = matches!(values[2 * i + 1], redis::Value::Int(t) if t > 0);
-        out.insert(k.clone(), (value, ttl));
+            pipe.cmd("PTTL").arg(k);
+        }
+        let values: Vec<redis::Value> = pipe.query_async(&mut con).await.expect("DUMP");
+        for (i, k) in keys.iter().enumerate() {
+            let value = match &values[2 * i] {
+                redis::Value::BulkString(b) => b.clone(),
+                redis::Value::Array(members) | redis::Value::Set(members) => {
+                    let mut m: Vec<String> = members
+                        .iter()
+                        .map(|v| match v {
+                            redis::Value::BulkString(b) => String::from_utf8_lossy(b).into_owned(),
+                            other => format!("{other:?}"),
+                        })
+                        .collect();
+                    m.sort();
+                    m.join("\n").into_bytes()
+                }
+                other => panic!("DUMP {k}: {other:?}"),
+            };
+            let ttl = matches!(values[2 * i + 1], redis::Value::Int(t) if t > 0);
+            out.insert(k.clone(), (value, ttl));
+        }
     }
     out
 }

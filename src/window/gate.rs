@@ -10,11 +10,8 @@ use std::time::Duration;
 
 use jiff::Timestamp;
 
-use crate::plan::guards::{Guard, Verdict};
+use crate::plan::guards::{Guard, GuardId, Verdict};
 use crate::window::{CutoffVerdict, Occurrence, Window, check_cutoff, format_duration, overrun};
-
-/// The guard id of the window cutoff, for scripts reading `plan --json`.
-pub const CUTOFF_GUARD: &str = "window-cutoff";
 
 /// Where `now` stands against a window.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -157,7 +154,7 @@ pub fn cutoff_guard(
         closed => (Verdict::Block, closed_message(window, &closed, now)),
     };
     Guard {
-        id: CUTOFF_GUARD.to_owned(),
+        id: GuardId::WindowCutoff,
         subject: None,
         verdict,
         detail,

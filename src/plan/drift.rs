@@ -10,10 +10,8 @@
 use std::fmt;
 
 use crate::plan::facts::{AddonLookup, Capture};
-use crate::plan::guards::{Guard, Verdict};
+use crate::plan::guards::{Guard, GuardId, Verdict};
 
-/// The guard id of drift findings.
-pub const DRIFT_GUARD: &str = "plan-drift";
 /// Used memory may grow by this share before it counts as drift.
 const MEMORY_GROWTH: f64 = 0.20;
 /// Connected clients may grow by this share (and by at least `CLIENTS_SLACK`).
@@ -175,7 +173,7 @@ fn mb(bytes: u64) -> String {
 pub fn guards(drifts: &[Drift], plan_file: &str) -> Vec<Guard> {
     if drifts.is_empty() {
         return vec![Guard {
-            id: DRIFT_GUARD.into(),
+            id: GuardId::PlanDrift,
             subject: None,
             verdict: Verdict::Pass,
             detail: format!("the platform is as {plan_file} saw it"),
@@ -184,7 +182,7 @@ pub fn guards(drifts: &[Drift], plan_file: &str) -> Vec<Guard> {
     drifts
         .iter()
         .map(|d| Guard {
-            id: DRIFT_GUARD.into(),
+            id: GuardId::PlanDrift,
             subject: None,
             verdict: Verdict::Block,
             detail: format!(

@@ -1,10 +1,15 @@
 //! What the runner tells the outside while it works. The UI implements [`Reporter`] (spinners on
 //! a terminal, plain or JSON lines elsewhere); the runner never draws anything itself.
+//!
+//! A leaf: it depends on the engine's types only, so the runner, the UI and the unattended
+//! reporters all depend on it and none on each other.
 
 use std::time::Duration;
 
 use crate::engine::{Action, Compensation, Outcome};
-use crate::unattended::watch::WatchKind;
+pub mod watch;
+
+use watch::WatchKind;
 
 /// An event worth showing.
 #[derive(Debug, Clone, PartialEq)]

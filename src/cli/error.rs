@@ -1,0 +1,107 @@
+//! The command line's one error path: a command that fails returns a [`CliError`] (what to say
+//! and the exit code it means), and `cli::main` prints it once, on stderr, and exits with it.
+//! Commands never print their own errors.
+
+use crate::exit::ExitCode;
+
+/// Why a command failed, and how the process ends.
+#[derive(Debug)]
+pub struct CliError {
+    code: ExitCode,
+    message: Message,
+}
+
+/// What [`CliError::print`] writes.
+#[derive(Debug)]
+enum Message {
+    /// `error: …`, then one `caused by:` line per source.
+    Error(Box<dyn std::error::Error>),
+    /// `error: …` with this text.
+    Text(String),
+    /// This line as it is (an end that is not an error, such as an interrupted wait).
+    Line(String),
+    /// Nothing more to say: the user walked away from a prompt.
+    Silent,
+}
+
+impl CliError {
+    /// An error (printed with its sources) that means `code`.
+    pub fn new(code: ExitCode, err: impl std::error::Error + 'static) -> Self {
+        Self {
+            code,
+            message: Message::Error(Box::new(err)),
+        }
+    }
+
+    /// Bad input: exit 2.
+    pub fn usage(err: impl std::error::Error + 'static) -> Self {
+        Self::new(ExitCode::Usage, err)
+    }
+
+    /// `error: {text}`, exit `code`.
+    pub fn text(code: ExitCode, text: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: Message::Text(text.into()),
+        }
+    }
+
+    /// `line` printed as it is, exit `code`.
+    pub fn line(code: ExitCode, line: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: Message::Line(line.into()),
+        }
+    }
+
+    /// Exit `code` without a word.
+    pub fn silent(code: ExitCode) -> Self {
+        Self {
+            code,
+            message: Message::Silent,
+        }
+    }
+
+    /// The exit code this error means.
+    pub fn exit_code(&self) -> ExitCode {
+        self.code
+    }
+
+    /// Prints the error on stderr.
+    pub fn print(&self) {
+        match &self.message {
+            Message::Error(err) => print_error(err.as_ref()),
+            Message::Text(text) => eprintln!("error: {text}"),
+            Message::Line(line) => eprintln!("{line}"),
+            Message::Silent => {}
+        }
+    }
+}
+
+impl From<crate::runner::RunError> for CliError {
+    fn from(e: crate::runner::RunError) -> Self {
+        Self::new(e.exit_code(), e)
+    }
+}
+
+impl From<crate::verify::VerifyError> for CliError {
+    fn from(e: crate::verify::VerifyError) -> Self {
+        Self::new(crate::cli::verify::exit_code(&e), e)
+    }
+}
+
+impl From<crate::cli::wizard::WizardError> for CliError {
+    fn from(e: crate::cli::wizard::WizardError) -> Self {
+        Self::new(e.exit_code(), e)
+    }
+}
+
+/// Prints an error and its sources on stderr, one `caused by` line per source.
+fn print_error(err: &dyn std::error::Error) {
+    eprintln!("error: {err}");
+    let mut source = err.source();
+    while let Some(s) = source {
+        eprintln!("  caused by: {s}");
+        source = s.source();
+    }
+}
