@@ -3,15 +3,16 @@
 //! Loads 1,000,000 mixed keys into a throwaway local redis-server (50% strings, the rest small
 //! hashes, lists, sets and zsets, four keys of 100k elements, 10% with TTLs), then measures in
 //! separate processes, each under `/usr/bin/time` for its peak memory and CPU: the digest
-//! variants (the library's `digest`, asking TYPE per key at 4 and 2 connections, or
-//! scanning by type) and a raw pipelined SCAN+DUMP loop (the physical reference, `raw` below),
+//! variants (the library's `digest` with values from decoded DUMP payloads, and from TYPE plus
+//! type-specific reads) and raw pipelined SCAN+DUMP loops, without and with a PEXPIRETIME per
+//! key (the physical references, `raw` below),
 //! round after round in rotating order, so that a noisy machine hits every variant alike; then
 //! `redis-cli --scan | wc -l` and `upshift snapshot` once. Prints medians, each digest's ratio
 //! to raw (4 connections) and the load average.
 //!
 //! Usage: `bench_verify [KEYS] [ROUNDS]` (default 1000000, 3); `bench_verify raw URL
-//! CONNECTIONS` is the reference loop on its own; `bench_verify digest URL CONNECTIONS MODE`
-//! (MODE `by-type` or `type-per-key`) one digest; `bench_verify load URL KEYS` only loads.
+//! CONNECTIONS [ttl]` is the reference loop on its own; `bench_verify digest URL CONNECTIONS
+//! MODE` (MODE `dump`, `type-per-key` or `by-type`) one digest; `bench_verify load URL KEYS` only loads.
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -30,7 +31,7 @@ fn main() {
             .get(3)
             .and_then(|c| c.parse().ok())
             .unwrap_or(CONNECTIONS);
-        raw(url, conns);
+        raw(url, conns, args.get(4).map(String::as_str) == Some("ttl"));
         return;
     }
     if args.get(1).map(String::as_str) == Some("digest") {
@@ -39,7 +40,7 @@ fn main() {
             .get(3)
             .and_then(|c| c.parse().ok())
             .unwrap_or(CONNECTIONS);
-        digest(url, conns, args.get(4).map_or("by-type", String::as_str));
+        digest(url, conns, args.get(4).map_or("dump", String::as_str));
         return;
     }
     if args.get(1).map(String::as_str) == Some("load") {
@@ -66,13 +67,16 @@ fn digest(url: &str, conns: usize, mode: &str) {
         .enable_all()
         .build()
         .unwrap();
+    let (scan_by_type, value_source) = match mode {
+        "dump" => (false, upshift::verify::ValueSource::Dump),
+        "by-type" => (true, upshift::verify::ValueSource::Commands),
+        "type-per-key" => (false, upshift::verify::ValueSource::Commands),
+        other => panic!("unknown digest mode {other}"),
+    };
     let opts = upshift::verify::VerifyOptions {
         max_connections: conns,
-        scan_by_type: match mode {
-            "by-type" => true,
-            "type-per-key" => false,
-            other => panic!("unknown digest mode {other}"),
-        },
+        scan_by_type,
+        value_source,
         ..upshift::verify::VerifyOptions::default()
     };
     let url: upshift::verify::RedisUrl = url.parse().unwrap();
@@ -88,7 +92,8 @@ fn digest(url: &str, conns: usize, mode: &str) {
 
 /// The reference: SCAN COUNT 1000 on one connection, DUMP of each batch pipelined on
 /// `conns` connections, two batches per connection in flight (the verifier's own shape).
-fn raw(url: &str, conns: usize) {
+/// With `ttl`, a PEXPIRETIME after each DUMP: the least any TTL-exact read costs.
+fn raw(url: &str, conns: usize, ttl: bool) {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -130,9 +135,18 @@ fn raw(url: &str, conns: usize) {
                 let mut pipe = redis::pipe();
                 for k in &keys {
                     pipe.cmd("DUMP").arg(k);
+                    if ttl {
+                        pipe.cmd("PEXPIRETIME").arg(k);
+                    }
                 }
-                let payloads: Vec<Option<Vec<u8>>> = pipe.query_async(&mut conn).await.unwrap();
-                let bytes: usize = payloads.iter().flatten().map(Vec::len).sum();
+                let replies: Vec<redis::Value> = pipe.query_async(&mut conn).await.unwrap();
+                let bytes: usize = replies
+                    .iter()
+                    .map(|v| match v {
+                        redis::Value::BulkString(b) => b.len(),
+                        _ => 0,
+                    })
+                    .sum();
                 (keys.len() as u64, bytes as u64)
             })
             .buffer_unordered(conns * 2);
@@ -281,6 +295,8 @@ struct Sample {
     peak_kb: u64,
     /// User + system CPU seconds.
     cpu_secs: f64,
+    /// The server's CPU seconds spent meanwhile (INFO `used_cpu_sys` + `used_cpu_user`).
+    server_cpu_secs: f64,
 }
 
 impl Sample {
@@ -290,6 +306,19 @@ impl Sample {
 }
 
 /// Runs `cmd` under `/usr/bin/time` and returns (stdout, peak RSS in KiB, CPU seconds, wall).
+/// The server's CPU seconds so far (INFO cpu: `used_cpu_sys` + `used_cpu_user`).
+fn server_cpu(url: &str) -> f64 {
+    let mut c = redis::Client::open(url).unwrap().get_connection().unwrap();
+    let info: String = redis::cmd("INFO").arg("cpu").query(&mut c).unwrap();
+    info.lines()
+        .filter_map(|l| {
+            l.strip_prefix("used_cpu_sys:")
+                .or_else(|| l.strip_prefix("used_cpu_user:"))
+        })
+        .filter_map(|v| v.trim().parse::<f64>().ok())
+        .sum()
+}
+
 fn timed(cmd: &Command) -> (String, u64, f64, f64) {
     let mut time = Command::new("/usr/bin/time");
     time.arg("-f")
@@ -374,13 +403,13 @@ struct Variant {
 
 const VARIANTS: [Variant; 4] = [
     Variant {
-        name: "digest, TYPE per key",
-        args: ["digest", "type-per-key"],
+        name: "digest, DUMP decoded",
+        args: ["digest", "dump"],
         conns: 4,
     },
     Variant {
-        name: "digest, SCAN TYPE passes",
-        args: ["digest", "by-type"],
+        name: "digest, TYPE per key",
+        args: ["digest", "type-per-key"],
         conns: 4,
     },
     Variant {
@@ -389,9 +418,9 @@ const VARIANTS: [Variant; 4] = [
         conns: 4,
     },
     Variant {
-        name: "digest, TYPE per key",
-        args: ["digest", "type-per-key"],
-        conns: 2,
+        name: "raw SCAN+DUMP+PEXPIRETIME",
+        args: ["raw", "ttl"],
+        conns: 4,
     },
 ];
 
@@ -431,7 +460,9 @@ fn bench(keys: u64, rounds: usize) {
             if !v.args[1].is_empty() {
                 cmd.arg(v.args[1]);
             }
+            let server_before = server_cpu(&url);
             let (out, peak_kb, cpu_secs, _) = timed(&cmd);
+            let server_cpu_secs = server_cpu(&url) - server_before;
             if v.args[0] == "digest" {
                 digests.insert(json_str(&out, "digest"));
             }
@@ -440,15 +471,17 @@ fn bench(keys: u64, rounds: usize) {
                 secs: json_f64(&out, "elapsed_secs"),
                 peak_kb,
                 cpu_secs,
+                server_cpu_secs,
             };
             eprintln!(
-                "round {} {:<28} {} conns: {:>9.0} keys/s, {:.1} MB, {:.2} s CPU",
+                "round {} {:<28} {} conns: {:>9.0} keys/s, {:.1} MB, {:.2} s CPU, server {:.2} s CPU",
                 round + 1,
                 v.name,
                 v.conns,
                 s.rate(),
                 s.peak_kb as f64 / 1024.0,
-                s.cpu_secs
+                s.cpu_secs,
+                s.server_cpu_secs
             );
             samples[i].push(s);
         }
@@ -461,7 +494,9 @@ fn bench(keys: u64, rounds: usize) {
 
     let mut cmd = Command::new("sh");
     cmd.args(["-c", &format!("redis-cli -p {} --scan | wc -l", redis.port)]);
+    let server_before = server_cpu(&url);
     let (out, cli_peak, cli_cpu, cli_secs) = timed(&cmd);
+    let cli_server = server_cpu(&url) - server_before;
     let cli_keys: u64 = out.trim().parse().unwrap_or(0);
 
     let dir = tempfile::tempdir().unwrap();
@@ -477,34 +512,55 @@ fn bench(keys: u64, rounds: usize) {
         "--out",
     ])
     .arg(&snap);
+    let server_before = server_cpu(&url);
     let (out, snap_peak, snap_cpu, _) = timed(&cmd);
+    let snap_server = server_cpu(&url) - server_before;
     let snap_sample = Sample {
         keys: json_u64(&out, "keys"),
         secs: json_f64(&out, "elapsed_secs"),
         peak_kb: snap_peak,
         cpu_secs: snap_cpu,
+        server_cpu_secs: snap_server,
     };
     let snap_bytes = std::fs::metadata(&snap).map_or(0, |m| m.len());
 
-    let raw_rate = || {
+    let raw_rate_of = |ttl: &str| {
         VARIANTS
             .iter()
             .zip(&samples)
-            .find(|(v, _)| v.args[0] == "raw")
+            .find(|(v, _)| v.args[0] == "raw" && v.args[1] == ttl)
             .map_or(0.0, |(_, s)| median(s.iter().map(Sample::rate).collect()))
     };
+    let raw_rate = || raw_rate_of("");
+    let raw_ttl_rate = raw_rate_of("ttl");
     println!();
     println!(
-        "{:<28} {:>5} {:>9} {:>11} {:>10} {:>8} {:>8}",
-        "tool (median of rounds)", "conns", "keys", "keys/s", "peak MB", "CPU s", "vs raw"
+        "{:<28} {:>5} {:>9} {:>11} {:>10} {:>8} {:>11} {:>8} {:>8}",
+        "tool (median of rounds)",
+        "conns",
+        "keys",
+        "keys/s",
+        "peak MB",
+        "CPU s",
+        "srv us/key",
+        "vs raw",
+        "vs +TTL"
     );
     let row = |name: &str, conns: usize, s: &[Sample], raw: Option<f64>| {
         let rate = median(s.iter().map(Sample::rate).collect());
         let peak = median(s.iter().map(|x| x.peak_kb as f64 / 1024.0).collect());
         let cpu = median(s.iter().map(|x| x.cpu_secs).collect());
+        let server_us = median(
+            s.iter()
+                .map(|x| 1e6 * x.server_cpu_secs / (x.keys.max(1) as f64))
+                .collect(),
+        );
         let ratio = raw.map_or_else(String::new, |r| format!("{:.0}%", 100.0 * rate / r));
+        let ratio_ttl = raw.map_or_else(String::new, |_| {
+            format!("{:.0}%", 100.0 * rate / raw_ttl_rate.max(1e-9))
+        });
         println!(
-            "{name:<28} {conns:>5} {:>9} {rate:>11.0} {peak:>10.1} {cpu:>8.2} {ratio:>8}",
+            "{name:<28} {conns:>5} {:>9} {rate:>11.0} {peak:>10.1} {cpu:>8.2} {server_us:>11.2} {ratio:>8} {ratio_ttl:>8}",
             s[0].keys
         );
     };
@@ -520,6 +576,7 @@ fn bench(keys: u64, rounds: usize) {
             secs: cli_secs,
             peak_kb: cli_peak,
             cpu_secs: cli_cpu,
+            server_cpu_secs: cli_server,
         }],
         None,
     );
@@ -531,7 +588,7 @@ fn bench(keys: u64, rounds: usize) {
     );
     println!();
     println!(
-        "{rounds} rounds; goal: digest >= 85% of raw; snapshot file {:.1} MB; load average {load_before} before, {} after (2 cores shared)",
+        "{rounds} rounds; goals (issue 12): digest >= 85% of raw and >= 95% of raw+TTL, snapshot >= 80% of raw; snapshot file {:.1} MB; load average {load_before} before, {} after (2 cores shared)",
         snap_bytes as f64 / 1e6,
         load_average()
     );

@@ -14,14 +14,19 @@
 //!   It is the only fake: tests and the demo point the real client at it. Its behaviour
 //!   profiles ([`sim::Profile`]) model each plausible answer where Heroku is undocumented; the
 //!   runner's wait ([`runner::evidence`]) must not be fooled by any of them.
-//! * [`verify`]: the exact data verifier (canonical per-key digest, diff, snapshot, restore)
+//! * [`verify`]: the exact data verifier (canonical per-key digest, decoded from DUMP payloads
+//!   with type-specific reads as the fallback; diff, snapshot, restore)
 //!   over the `redis` crate.
-//! * [`unattended`]: the pure decisions of unattended runs (window gate and cutoff guard,
-//!   drift from a reviewed plan and the rebuilt plan against it, the sealed plan file, the
-//!   post-change log watch's classifier, JSON event shapes) and the reporters that fan events
-//!   out; [`notify`] posts the notable ones to webhooks.
+//! * [`unattended`]: unattended runs: the sealed plan file, JSON event shapes and the
+//!   reporters that fan events out; [`notify`] posts the notable ones to webhooks.
+//! * [`events`]: a leaf with what the runner reports ([`events::RunEvent`], the
+//!   [`events::Reporter`] trait) and the log-watch classifier; the runner, the UI and the
+//!   unattended reporters depend on it, never on each other.
+//! * [`plan`]: the plan as data: captured facts, guards, drift from a reviewed capture and the
+//!   rebuilt plan against the reviewed one.
 //! * [`window`]: the pure maintenance-window math (`--window` specs, DST-correct occurrences,
-//!   the cutoff before the point of no return, run-time estimates); "now" is always passed in.
+//!   the cutoff before the point of no return and the gate that admits a run, run-time
+//!   estimates); "now" is always passed in.
 //!
 //! Data flows one way: `cli` builds a request, the runner captures the platform through
 //! `heroku`, guards decide on pure values, effects go out through `heroku` and `verify`, and

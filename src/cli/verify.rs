@@ -210,6 +210,12 @@ pub fn run_digest(args: &DigestArgs) -> Result<ExitCode, CliError> {
                     report.elapsed.as_secs_f64()
                 );
                 println!("digest      {}", report.digest);
+                if report.fallbacks > 0 {
+                    println!(
+                        "fallbacks   {} keys read with commands (DUMP not decoded: streams, other types or rdb versions)",
+                        report.fallbacks
+                    );
+                }
             }
             Ok(ExitCode::Success)
         }

@@ -3,7 +3,9 @@
 //! # Why not DUMP bytes or DEBUG DIGEST
 //! DUMP payloads differ for equal data (a hashtable-encoded set after replica + promote, every
 //! payload across versions) and `DEBUG DIGEST` is disabled on managed services and ignores
-//! TTLs. Each key is therefore read with ordinary commands and reduced to a [`Record`]: key
+//! TTLs. Each key is therefore reduced to a [`Record`], whether its value comes from its DUMP
+//! payload decoded on the client ([`dump`], one server lookup per key, the default) or from
+//! ordinary commands (the fallback for what the decoder does not cover, counted): key
 //! bytes, type, a canonical value digest (xxh3-128; strings as bytes, lists in order, sets and
 //! hashes as a wrapping sum of per-element hashes, zsets with parsed scores, streams with
 //! entries, last id and groups) and the absolute expiry (PEXPIRETIME on Redis >= 7.0, exact;
@@ -19,7 +21,7 @@
 //!
 //! The pure core is [`record`], [`store`], [`diff`] and [`snapshot`] (format); the I/O edge is
 //! `conn` and `scan`, driven by the async functions below. Only data-plane commands are sent:
-//! SCAN, TYPE, reads, PEXPIRETIME/PTTL, DBSIZE, INFO, TIME, DUMP (snapshot), RESTORE and DEL
+//! SCAN, DUMP, TYPE, reads, PEXPIRETIME/PTTL, DBSIZE, INFO, TIME, DUMP (snapshot), RESTORE and DEL
 //! (restore), CLIENT SETNAME/LIST. Never DEBUG, CONFIG, OBJECT, MONITOR, SYNC or KEYS.
 //!
 //! # For the runner
@@ -36,6 +38,7 @@
 
 pub mod conn;
 pub mod diff;
+pub mod dump;
 pub mod error;
 pub mod record;
 pub mod scan;
@@ -54,6 +57,7 @@ use serde::Serialize;
 
 pub use conn::{CLIENT_NAME_PREFIX, ClientInfo, KeyspaceCounts, ServerInfo};
 pub use diff::{DiffCounts, DiffReport, Difference, DifferenceKind, merge_join};
+pub use dump::{Decoded, DumpError};
 pub use error::VerifyError;
 pub use record::{DatabaseDigest, Expiry, KeyKind, Record, ValueDigest};
 pub use snapshot::{FormatError, SnapshotHeader, SnapshotTrailer};
@@ -95,6 +99,22 @@ pub struct VerifyOptions {
     /// slower (six passes cost the server about twice the TYPE commands they save; see
     /// `scan`'s notes and `bench/verify`).
     pub scan_by_type: bool,
+    /// Where values come from: decoded DUMP payloads (default) or type-specific commands.
+    pub value_source: ValueSource,
+}
+
+/// Where the scan reads each key's value from. Both give the same canonical record; the
+/// tests compare them key by key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ValueSource {
+    /// One DUMP per key, decoded on the client ([`dump`]): one server lookup instead of TYPE
+    /// plus a read. Keys the decoder does not cover (streams, newer RDB versions) are read
+    /// with commands and counted as fallbacks.
+    #[default]
+    Dump,
+    /// TYPE, then type-specific reads in windows (GETRANGE, LRANGE, SSCAN, HSCAN, ZRANGE,
+    /// XRANGE): the reference reader, and the fallback of [`ValueSource::Dump`].
+    Commands,
 }
 
 impl Default for VerifyOptions {
@@ -112,6 +132,7 @@ impl Default for VerifyOptions {
             client_role: "verify".to_owned(),
             force_pttl: false,
             scan_by_type: false,
+            value_source: ValueSource::Dump,
         }
     }
 }
@@ -151,6 +172,8 @@ pub struct DigestReport {
     pub redis_version: String,
     /// Sorted runs spilled to disk (0 when the records fit the memory budget).
     pub spilled_runs: usize,
+    /// Keys whose DUMP payload was not decoded and were read with commands instead.
+    pub fallbacks: u64,
 }
 
 impl DigestReport {
@@ -182,6 +205,8 @@ pub struct SnapshotSummary {
     pub elapsed: Duration,
     /// The server's version.
     pub redis_version: String,
+    /// Keys whose DUMP payload was not decoded and were read with commands instead.
+    pub fallbacks: u64,
 }
 
 /// Which keys [`restore`] writes.
@@ -261,6 +286,7 @@ pub async fn digest(
         digest: digest.hex(),
         redis_version: session.info.redis_version.clone(),
         spilled_runs,
+        fallbacks: outcome.fallbacks,
     })
 }
 
@@ -367,6 +393,7 @@ pub async fn snapshot(
             digest: hex,
             elapsed: start.elapsed(),
             redis_version: header.redis_version.clone(),
+            fallbacks: outcome.fallbacks,
         })
     }
     .await;

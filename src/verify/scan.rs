@@ -28,6 +28,12 @@
 //! * MGET for strings: one reply holds whole values, and nothing short of a command per key
 //!   (STRLEN) bounds them, so a big string could arrive whole. GETRANGE windows stay.
 //!
+//! Since issue 12 the value comes from DUMP by default ([`ValueSource::Dump`]): one DUMP and
+//! one expiry command per key in a single round trip, the payload decoded on the client into
+//! the same canonical record. TYPE and the windowed reads above remain for the keys the
+//! decoder refuses (streams, unknown RDB versions or types), counted in
+//! [`ScanOutcome::fallbacks`], and for [`ValueSource::Commands`].
+//!
 //! Every scan ends with [`ScanOutcome::check_complete`]: distinct keys read plus keys expired
 //! meanwhile must make up DBSIZE, so no key goes unread silently.
 
@@ -38,9 +44,10 @@ use redis::Value;
 use redis::aio::MultiplexedConnection;
 
 use crate::verify::conn::{ServerInfo, Session, local_ms};
+use crate::verify::dump::{self, DumpError};
 use crate::verify::error::VerifyError;
 use crate::verify::record::{Expiry, KeyKind, Record, ValueDigest, element_hash, parse_score};
-use crate::verify::{Progress, VerifyOptions};
+use crate::verify::{Progress, ValueSource, VerifyOptions};
 
 /// Keys per SCAN call.
 const SCAN_COUNT: u64 = 1000;
@@ -69,6 +76,9 @@ pub(crate) struct ScanOutcome {
     pub dbsize: u64,
     /// Keys expired or evicted during the scan.
     pub gone: u64,
+    /// Keys whose DUMP payload was not decoded (a stream, a type or RDB version the decoder
+    /// does not cover) and that were read with type-specific commands instead.
+    pub fallbacks: u64,
 }
 
 impl ScanOutcome {
@@ -159,13 +169,23 @@ pub(crate) async fn scan(
     let batches = futures::stream::poll_fn(move |cx| rx.poll_recv(cx));
     let mut reads = batches
         .enumerate()
-        .map(|(i, batch)| read_batch(session, session.conn(i), batch, dump, ttl, windows))
+        .map(|(i, batch)| {
+            let how = How {
+                dump,
+                ttl,
+                windows,
+                source: opts.value_source,
+            };
+            read_batch(session, session.conn(i), batch, how)
+        })
         .buffer_unordered(in_flight);
     let mut bytes = 0_u64;
+    let mut fallbacks = 0_u64;
     let mut result = Ok(());
     while let Some(batch) = reads.next().await {
         match batch {
-            Ok(batch_keys) => {
+            Ok((batch_keys, batch_fallbacks)) => {
+                fallbacks += batch_fallbacks;
                 let n = batch_keys.len() as u64;
                 let b: u64 = batch_keys.iter().map(|s| s.bytes).sum();
                 bytes += b;
@@ -207,6 +227,7 @@ pub(crate) async fn scan(
         end_server_ms,
         dbsize,
         gone,
+        fallbacks,
     })
 }
 
@@ -276,26 +297,60 @@ async fn gate(
     Ok(gone)
 }
 
-/// Reads one batch: the keys' types (from the SCAN filter, else one TYPE each), then per key
-/// its first window, DUMP (snapshots only) and expiry in one pipeline. A key whose type no
-/// longer matches the SCAN filter (WRONGTYPE: replaced since) is typed and read again once.
+/// How a batch is read: shared by every batch of a scan.
+#[derive(Debug, Clone, Copy)]
+struct How {
+    /// Keep each key's DUMP payload (snapshots).
+    dump: bool,
+    ttl: TtlMode,
+    windows: Windows,
+    source: ValueSource,
+}
+
+/// Reads one batch; returns the keys read and how many fell back from DUMP to commands.
+///
+/// With [`ValueSource::Dump`], one pipeline of DUMP (and the expiry) per key, each payload
+/// decoded here; the keys the decoder refuses take the command path below, which is the whole
+/// read for [`ValueSource::Commands`]: the keys' types (from the SCAN filter or the decoder,
+/// else one TYPE each), then per key its first window, DUMP (snapshots only) and expiry in one
+/// pipeline. A key whose type no longer matches (WRONGTYPE: replaced since) is typed and read
+/// again once.
 async fn read_batch(
     session: &Session,
     mut conn: MultiplexedConnection,
     batch: Batch,
-    dump: bool,
-    ttl: TtlMode,
-    w: Windows,
-) -> Result<Vec<Scanned>, VerifyError> {
+    how: How,
+) -> Result<(Vec<Scanned>, u64), VerifyError> {
     let Batch { kind, keys } = batch;
-    let typed = match kind {
-        Some(kind) => keys.into_iter().map(|key| Plan { key, kind }).collect(),
-        None => ask_types(session, &mut conn, keys).await?,
+    let (mut out, typed, fallbacks) = match (how.source, kind) {
+        (ValueSource::Dump, _) => {
+            let (out, rest) = read_dumped(session, &mut conn, keys, how).await?;
+            let fallbacks = rest.len() as u64;
+            let mut typed = Vec::with_capacity(rest.len());
+            let mut untyped = Vec::new();
+            for (key, decoded_kind) in rest {
+                match decoded_kind.or(kind) {
+                    Some(kind) => typed.push(Plan { key, kind }),
+                    None => untyped.push(key),
+                }
+            }
+            typed.extend(ask_types(session, &mut conn, untyped).await?);
+            (out, typed, fallbacks)
+        }
+        (ValueSource::Commands, Some(kind)) => (
+            Vec::new(),
+            keys.into_iter().map(|key| Plan { key, kind }).collect(),
+            0,
+        ),
+        (ValueSource::Commands, None) => {
+            (Vec::new(), ask_types(session, &mut conn, keys).await?, 0)
+        }
     };
-    let (mut out, changed) = read_keys(session, &mut conn, typed, dump, ttl, w).await?;
+    let (more, changed) = read_keys(session, &mut conn, typed, how).await?;
+    out.extend(more);
     if !changed.is_empty() {
         let typed = ask_types(session, &mut conn, changed).await?;
-        let (more, still) = read_keys(session, &mut conn, typed, dump, ttl, w).await?;
+        let (more, still) = read_keys(session, &mut conn, typed, how).await?;
         if let Some(key) = still.first() {
             return Err(session.protocol_err(
                 "TYPE",
@@ -307,7 +362,103 @@ async fn read_batch(
         }
         out.extend(more);
     }
-    Ok(out)
+    Ok((out, fallbacks))
+}
+
+/// DUMP and the expiry of every key in one pipeline, each payload decoded into its canonical
+/// record. Returns the records and the keys to read with commands instead, with their type
+/// when the payload named it (a stream, say). Keys gone since SCAN are dropped.
+///
+/// The whole payload is held: a big key costs its DUMP size here (the command path reads
+/// big keys in windows).
+async fn read_dumped(
+    session: &Session,
+    conn: &mut MultiplexedConnection,
+    keys: Vec<Vec<u8>>,
+    how: How,
+) -> Result<(Vec<Scanned>, Vec<(Vec<u8>, Option<KeyKind>)>), VerifyError> {
+    if keys.is_empty() {
+        return Ok((Vec::new(), Vec::new()));
+    }
+    let mut pipe = redis::pipe();
+    pipe.ignore_errors();
+    for key in &keys {
+        pipe.cmd("DUMP").arg(key);
+        expiry_command(&mut pipe, how.ttl, key);
+    }
+    let sent = local_ms() + session.clock_offset_ms;
+    let replies: Vec<Value> = pipe
+        .query_async(conn)
+        .await
+        .map_err(session.command_err("DUMP pipeline"))?;
+    let received = local_ms() + session.clock_offset_ms;
+
+    let mut replies = replies.into_iter();
+    let mut out = Vec::with_capacity(keys.len());
+    let mut rest = Vec::new();
+    for key in keys {
+        let payload = replies.next();
+        let expiry = if how.ttl == TtlMode::NoneInDatabase {
+            None
+        } else {
+            replies.next()
+        };
+        if let Some(Value::ServerError(e)) = &expiry {
+            return Err(session.command_err("DUMP pipeline")(e.clone().into()));
+        }
+        let Some(expiry) = to_expiry(expiry, how.ttl, sent, received) else {
+            continue; // gone: expired during the read
+        };
+        let payload = match payload {
+            Some(Value::BulkString(payload)) => payload,
+            // DUMP refused (renamed, or denied by an ACL): the commands can still read it.
+            Some(Value::ServerError(_)) => {
+                rest.push((key, None));
+                continue;
+            }
+            _ => continue, // gone since SCAN
+        };
+        match dump::decode(&payload) {
+            Ok(decoded) => out.push(Scanned {
+                record: Record {
+                    key,
+                    kind: decoded.kind,
+                    value: decoded.value,
+                    expiry,
+                },
+                payload: how.dump.then_some(payload),
+                bytes: decoded.bytes,
+            }),
+            Err(DumpError::Unsupported { kind, .. }) => rest.push((key, kind)),
+            // Damaged in transit, a newer RDB version, or a decoder gap: the commands read
+            // it exactly all the same.
+            Err(_) => rest.push((key, None)),
+        }
+    }
+    Ok((out, rest))
+}
+
+/// Adds the expiry command for `key`, if the mode reads one.
+fn expiry_command(pipe: &mut redis::Pipeline, ttl: TtlMode, key: &[u8]) {
+    match ttl {
+        TtlMode::Exact => {
+            pipe.cmd("PEXPIRETIME").arg(key);
+        }
+        TtlMode::Pttl => {
+            pipe.cmd("PTTL").arg(key);
+        }
+        TtlMode::NoneInDatabase => {}
+    }
+}
+
+/// The expiry from its reply (`None` when nothing was asked); `None` when the key is gone.
+fn to_expiry(reply: Option<Value>, ttl: TtlMode, sent: i64, received: i64) -> Option<Expiry> {
+    match reply.map(|v| int(&v)) {
+        Some(Some(-2) | None) => None,
+        None | Some(Some(-1)) => Some(Expiry::Never),
+        Some(Some(t)) if ttl == TtlMode::Exact => Some(Expiry::exact(t)),
+        Some(Some(t)) => Some(Expiry::from_pttl(t, sent, received)),
+    }
 }
 
 /// TYPE for every key, pipelined; keys gone since SCAN are dropped.
@@ -316,6 +467,9 @@ async fn ask_types(
     conn: &mut MultiplexedConnection,
     keys: Vec<Vec<u8>>,
 ) -> Result<Vec<Plan>, VerifyError> {
+    if keys.is_empty() {
+        return Ok(Vec::new());
+    }
     let mut pipe = redis::pipe();
     for k in &keys {
         pipe.cmd("TYPE").arg(k);
@@ -355,10 +509,14 @@ async fn read_keys(
     session: &Session,
     conn: &mut MultiplexedConnection,
     plans: Vec<Plan>,
-    dump: bool,
-    ttl: TtlMode,
-    w: Windows,
+    how: How,
 ) -> Result<(Vec<Scanned>, Vec<Vec<u8>>), VerifyError> {
+    let How {
+        dump,
+        ttl,
+        windows: w,
+        ..
+    } = how;
     if plans.is_empty() {
         return Ok((Vec::new(), Vec::new()));
     }
@@ -411,15 +569,7 @@ async fn read_keys(
             pipe.cmd("DUMP").arg(key);
         }
         // Last, so a key that vanished during the reads shows -2 here and is dropped.
-        match ttl {
-            TtlMode::Exact => {
-                pipe.cmd("PEXPIRETIME").arg(key);
-            }
-            TtlMode::Pttl => {
-                pipe.cmd("PTTL").arg(key);
-            }
-            TtlMode::NoneInDatabase => {}
-        }
+        expiry_command(&mut pipe, ttl, key);
     }
     let sent = local_ms() + session.clock_offset_ms;
     let replies: Vec<Value> = pipe
@@ -454,12 +604,8 @@ async fn read_keys(
         {
             return Err(session.command_err("read pipeline")(e.clone().into()));
         }
-        let expiry = match expiry.map(|v| int(&v)) {
-            Some(Some(-2) | None) => continue, // gone: expired during the read
-            // None: no TTL in the database, nothing asked
-            None | Some(Some(-1)) => Expiry::Never,
-            Some(Some(t)) if ttl == TtlMode::Exact => Expiry::exact(t),
-            Some(Some(t)) => Expiry::from_pttl(t, sent, received),
+        let Some(expiry) = to_expiry(expiry, ttl, sent, received) else {
+            continue; // gone: expired during the read
         };
         let payload = match payload {
             Some(Value::BulkString(p)) => Some(p),
@@ -873,6 +1019,7 @@ mod tests {
             end_server_ms: 0,
             dbsize: 100,
             gone: 2,
+            fallbacks: 0,
         };
         assert!(outcome.check_complete(100).is_ok());
         assert!(outcome.check_complete(98).is_ok());

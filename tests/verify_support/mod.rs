@@ -28,11 +28,18 @@ fn free_port() -> u16 {
 pub struct ServerBuilder {
     password: Option<String>,
     tls: Option<PathBuf>,
+    extra: Vec<String>,
 }
 
 impl ServerBuilder {
     pub fn password(mut self, p: &str) -> Self {
         self.password = Some(p.to_owned());
+        self
+    }
+
+    /// Extra `redis-server` arguments (`--enable-debug-command yes`, say).
+    pub fn args(mut self, args: &[&str]) -> Self {
+        self.extra.extend(args.iter().map(|a| (*a).to_owned()));
         self
     }
 
@@ -68,6 +75,7 @@ impl ServerBuilder {
             if let Some(p) = &self.password {
                 cmd.args(["--requirepass", p]);
             }
+            cmd.args(&self.extra);
             let child = cmd
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
