@@ -965,3 +965,58 @@ async fn in_place_a_naive_check_would_read_the_old_server_and_the_runner_waits()
     assert_no_data_lost(&env, &before, &[CACHE]).await;
     env.sim.shutdown().await;
 }
+
+/// Collects the note of every finished step.
+#[derive(Default)]
+struct Notes(std::sync::Mutex<Vec<(upshift::engine::Action, String)>>);
+
+impl upshift::runner::reporter::Reporter for Notes {
+    fn report(&self, event: &upshift::runner::reporter::RunEvent) {
+        if let upshift::runner::reporter::RunEvent::StepDone {
+            action,
+            note: Some(note),
+            ..
+        } = event
+            && let Ok(mut notes) = self.0.lock()
+        {
+            notes.push((*action, note.clone()));
+        }
+    }
+}
+
+/// Issue 11, item 8: clients come back over seconds after the writers return. The health step
+/// judges the connection headroom on a count that has stopped moving, not on the first reading
+/// (which showed 1 of the 36 cache connections coming).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_judges_the_client_count_once_it_has_stopped_moving() {
+    let env = Env::start(Duration::from_millis(300)).await;
+    env.sim.set_behaviour(&upshift::sim::BehaviourSpec {
+        client_ramp_seconds: Some(1.5),
+        ..Default::default()
+    });
+    let notes = std::sync::Arc::new(Notes::default());
+    let runner = env.runner_to(upshift::runner::Interrupts::default(), notes.clone());
+    let req = request(vec![change(CACHE, "premium-1")], None);
+    let report = runner.run(&req).await.expect("run");
+    assert_eq!(report.outcome, Outcome::Succeeded, "{report:#?}");
+    let health = notes
+        .0
+        .lock()
+        .unwrap()
+        .iter()
+        .find(|(a, _)| *a == upshift::engine::Action::Health)
+        .map(|(_, n)| n.clone())
+        .expect("a health note");
+    // Two web dynos open 18 connections each to the cache (the Enketo figure).
+    let clients: u64 = health
+        .split("ENKETO_REDIS_CACHE ")
+        .nth(1)
+        .and_then(|rest| rest.split('/').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no cache count in {health:?}"));
+    assert!(
+        clients >= 36,
+        "judged before the clients came back: {health}"
+    );
+    env.sim.shutdown().await;
+}

@@ -1,6 +1,7 @@
 //! Each step's effect and each compensation. Every function here re-reads the platform before
 //! it writes and is safe to repeat after a crash.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -920,6 +921,19 @@ impl ActiveRun<'_> {
     pub(super) async fn step_health(&mut self, timeout: Duration) -> Result<StepOk, StepError> {
         let mut pacer = self.pacer(timeout, false);
         let capture = self.capture_ref()?.clone();
+        // Clients come back over seconds after the dynos are `up` (pool by pool): judge the
+        // headroom on a count that has held for the settle period and has come back to what
+        // the same formation held before the change (90% of it; a pool may open lazily), not
+        // on the first reading.
+        let mut counts: BTreeMap<String, super::steady::Steady> = BTreeMap::new();
+        let before: BTreeMap<String, u64> = capture
+            .found()
+            .filter_map(|a| {
+                a.redis
+                    .as_ref()
+                    .map(|r| (a.name.clone(), u64::from(r.connected_clients)))
+            })
+            .collect();
         loop {
             let dynos = self.runner.client.dynos(&self.request.app).await?;
             let mut missing = Vec::new();
@@ -940,29 +954,57 @@ impl ActiveRun<'_> {
                     missing.push(format!("{w} {up}/{want} up"));
                 }
             }
+            let mut judged = None;
             if missing.is_empty() {
                 let mut notes = Vec::new();
                 let mut over = Vec::new();
+                let mut moving = false;
                 for t in self.targets() {
                     let url = self.current_url(&t).await?;
                     let opts = verify_options(&self.runner.config.verify, &t.to, "health");
                     let info = verify::server_info(&url, &opts).await?;
                     let clients = info.connected_clients.saturating_sub(1);
+                    let steady = counts
+                        .entry(t.name.clone())
+                        .or_insert_with(|| super::steady::Steady::new(self.runner.config.settle))
+                        .push(clients, Instant::now());
+                    let back = before
+                        .get(&t.name)
+                        .is_none_or(|b| clients.saturating_mul(10) >= b.saturating_mul(9));
+                    moving |= !(steady && back);
                     let limit = plans::find(&t.to).map_or(0, |p| u64::from(p.max_clients));
                     notes.push(format!("{} {clients}/{limit} clients", t.label));
                     if clients > limit {
                         over.push(format!("{}: {clients} clients > limit {limit}", t.label));
                     }
                 }
-                if over.is_empty() {
-                    return Ok(StepOk::Done(Some(notes.join(", "))));
+                let verdict = if over.is_empty() {
+                    Ok(notes.join(", "))
+                } else {
+                    Err(format!(
+                        "the app is back but over its connection limit: {}",
+                        over.join("; ")
+                    ))
+                };
+                if !moving {
+                    return verdict
+                        .map(|n| StepOk::Done(Some(n)))
+                        .map_err(StepError::failed);
                 }
-                return Err(StepError::failed(format!(
-                    "the app is back but over its connection limit: {}",
-                    over.join("; ")
-                )));
+                judged = Some(verdict);
             }
             if !self.pace(&mut pacer).await? {
+                // Dynos up but the counts still moving at the timeout: judge the last reading
+                // and say it was not steady.
+                if let Some(verdict) = judged {
+                    return verdict
+                        .map(|n| {
+                            StepOk::Done(Some(format!(
+                                "{n} (not settled at the timeout: fewer clients than before the change, or still moving)"
+                            )))
+                        })
+                        .map_err(StepError::failed);
+                }
                 return Err(StepError::failed(format!(
                     "the writers did not come up within {}: {}{}; check `heroku ps -a {}` and `heroku logs -a {}`",
                     crate::playbook::duration::format(timeout),

@@ -13,6 +13,7 @@ mod effects;
 pub mod evidence;
 pub mod history;
 pub mod record;
+mod steady;
 /// The events the runner reports, defined in the leaf module [`crate::events`].
 pub use crate::events as reporter;
 pub mod watch;

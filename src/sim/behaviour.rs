@@ -111,6 +111,9 @@ pub struct BehaviourSpec {
     /// Overrides [`Behaviour::restricted_commands`].
     #[serde(default)]
     pub restricted_commands: Option<bool>,
+    /// Overrides [`Behaviour::client_ramp`], in seconds.
+    #[serde(default)]
+    pub client_ramp_seconds: Option<f64>,
 }
 
 impl BehaviourSpec {
@@ -137,6 +140,9 @@ impl BehaviourSpec {
         if let Some(v) = self.restricted_commands {
             b.restricted_commands = v;
         }
+        if let Some(s) = self.client_ramp_seconds {
+            b.client_ramp = Duration::from_secs_f64(s.clamp(0.0, 600.0));
+        }
         b
     }
 
@@ -145,9 +151,12 @@ impl BehaviourSpec {
     /// # Errors
     /// A message naming the bad knob.
     pub fn validate(&self) -> Result<(), String> {
-        match self.data_lag_seconds {
-            Some(s) if !(s.is_finite() && (0.0..=600.0).contains(&s)) => {
+        match (self.data_lag_seconds, self.client_ramp_seconds) {
+            (Some(s), _) if !(s.is_finite() && (0.0..=600.0).contains(&s)) => {
                 Err("behaviour.data_lag_seconds must be between 0 and 600".into())
+            }
+            (_, Some(s)) if !(s.is_finite() && (0.0..=600.0).contains(&s)) => {
+                Err("behaviour.client_ramp_seconds must be between 0 and 600".into())
             }
             _ => Ok(()),
         }
@@ -168,6 +177,10 @@ pub struct Behaviour {
     pub sparse_bodies: bool,
     /// New redis-servers refuse `CONFIG`, `CLIENT`, `DEBUG`, `MONITOR` and `OBJECT`.
     pub restricted_commands: bool,
+    /// A dyno that comes up opens its connections one by one over this long, as an app's
+    /// pools warm up on real traffic; zero opens them all at once.
+    #[serde(serialize_with = "secs")]
+    pub client_ramp: Duration,
 }
 
 fn secs<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
@@ -187,6 +200,7 @@ impl Behaviour {
             data_lag: Duration::ZERO,
             sparse_bodies: false,
             restricted_commands: false,
+            client_ramp: Duration::ZERO,
         };
         match profile {
             Profile::Optimistic => {}

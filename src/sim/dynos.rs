@@ -407,7 +407,17 @@ impl Ctx<'_> {
         let want = pool.target.connections as usize;
         let mut failures = 0;
         let mut first_error = None;
+        // Spread the opening over the ramp, if the profile has one.
+        let step = self
+            .shared
+            .behaviour()
+            .client_ramp
+            .checked_div(u32::try_from(want).unwrap_or(u32::MAX).max(1))
+            .unwrap_or_default();
         while pool.cons.len() + failures < want {
+            if !step.is_zero() && !pool.cons.is_empty() {
+                tokio::time::sleep(step).await;
+            }
             match connect_url(&url).await {
                 Ok(mut con) => {
                     let _ = redis::cmd("CLIENT")

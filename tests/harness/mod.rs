@@ -102,6 +102,15 @@ impl Env {
     }
 
     pub fn runner_with(&self, interrupts: Interrupts) -> Runner {
+        self.runner_to(interrupts, Arc::new(upshift::ui::HumanReporter::new(false)))
+    }
+
+    /// A runner reporting to `reporter` (tests that read the events).
+    pub fn runner_to(
+        &self,
+        interrupts: Interrupts,
+        reporter: Arc<dyn upshift::runner::reporter::Reporter>,
+    ) -> Runner {
         let mut config = RunnerConfig::new(self.state());
         config.poll = PollPolicy {
             initial: Duration::from_millis(50),
@@ -112,12 +121,7 @@ impl Env {
         };
         // Long enough for several polls to agree, short enough for the suite.
         config.settle = Duration::from_millis(300);
-        Runner::new(
-            self.client(),
-            config,
-            Arc::new(upshift::ui::HumanReporter::new(false)),
-            interrupts,
-        )
+        Runner::new(self.client(), config, reporter, interrupts)
     }
 
     pub fn inject(&self, fault: Fault) {
