@@ -1020,3 +1020,72 @@ async fn health_judges_the_client_count_once_it_has_stopped_moving() {
     );
     env.sim.shutdown().await;
 }
+
+/// Issue 11, item 4: Heroku gives a scaled-down dyno up to 30 s after SIGTERM, and it may keep
+/// writing meanwhile (still listed). The run must not snapshot (let alone change the plan)
+/// while such a write can land: every acknowledged write survives and the last write of a
+/// stopping dyno comes before the snapshot.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dynos_writing_through_their_stop_grace_are_waited_out() {
+    let env = Env::start(Duration::from_millis(300)).await;
+    env.sim.set_behaviour(&upshift::sim::BehaviourSpec {
+        stop_grace_seconds: Some(1.5),
+        ..Default::default()
+    });
+    let before = seeded(&env, CACHE).await;
+    let req = request(vec![change(CACHE, "premium-1")], None);
+    let report = env.runner().run(&req).await.expect("run");
+    assert_eq!(report.outcome, Outcome::Succeeded, "{report:#?}");
+    let timeline = env.sim.timeline();
+    let snapshot_at = timeline
+        .iter()
+        .filter(|e| matches!(e.kind, upshift::sim::EventKind::ProvisioningStarted { .. }))
+        .map(|e| e.at_ms)
+        .fold(f64::NAN, f64::min);
+    let stopped_at = timeline
+        .iter()
+        .filter(|e| matches!(e.kind, upshift::sim::EventKind::DynoStopped { .. }))
+        .map(|e| e.at_ms)
+        .filter(|at| *at < snapshot_at)
+        .fold(f64::NAN, f64::max);
+    let last_write_before_plan_change = timeline
+        .iter()
+        .filter(|e| e.at_ms < snapshot_at)
+        .filter_map(|e| match &e.kind {
+            upshift::sim::EventKind::Write { ok: true, .. } => Some(e.at_ms),
+            _ => None,
+        })
+        .fold(f64::NAN, f64::max);
+    assert!(
+        stopped_at.is_finite() && snapshot_at.is_finite(),
+        "{timeline:?}"
+    );
+    assert!(
+        stopped_at < snapshot_at,
+        "the plan change started at {snapshot_at} ms while a dyno ran until {stopped_at} ms"
+    );
+    assert!(last_write_before_plan_change <= stopped_at + 1.0);
+    // The grace was real and waited out: from the writers' stop to the snapshot took the
+    // grace at least (without it the drain takes a few hundred milliseconds).
+    let path = env
+        .state()
+        .run_dir(&report.run_id)
+        .join(journal::JOURNAL_FILE);
+    let entries = journal::read::<Record>(&path).expect("journal");
+    let at = |f: &dyn Fn(&Record) -> bool| {
+        entries
+            .iter()
+            .find(|e| f(&e.record))
+            .map(|e| e.at_ms)
+            .expect("record")
+    };
+    let stopped = at(&|r| matches!(r, Record::Downtime { started: true }));
+    let snapshot = at(&|r| matches!(r, Record::Snapshot { .. }));
+    assert!(
+        snapshot - stopped >= 1400,
+        "drained in {} ms",
+        snapshot - stopped
+    );
+    assert_cache_whole(&env, &before).await;
+    env.sim.shutdown().await;
+}

@@ -114,6 +114,9 @@ pub struct BehaviourSpec {
     /// Overrides [`Behaviour::client_ramp`], in seconds.
     #[serde(default)]
     pub client_ramp_seconds: Option<f64>,
+    /// Overrides [`Behaviour::stop_grace`], in seconds (Heroku allows up to 30).
+    #[serde(default)]
+    pub stop_grace_seconds: Option<f64>,
 }
 
 impl BehaviourSpec {
@@ -143,6 +146,9 @@ impl BehaviourSpec {
         if let Some(s) = self.client_ramp_seconds {
             b.client_ramp = Duration::from_secs_f64(s.clamp(0.0, 600.0));
         }
+        if let Some(s) = self.stop_grace_seconds {
+            b.stop_grace = Duration::from_secs_f64(s.clamp(0.0, 30.0));
+        }
         b
     }
 
@@ -158,7 +164,12 @@ impl BehaviourSpec {
             (_, Some(s)) if !(s.is_finite() && (0.0..=600.0).contains(&s)) => {
                 Err("behaviour.client_ramp_seconds must be between 0 and 600".into())
             }
-            _ => Ok(()),
+            _ => match self.stop_grace_seconds {
+                Some(s) if !(s.is_finite() && (0.0..=30.0).contains(&s)) => Err(
+                    "behaviour.stop_grace_seconds must be between 0 and 30 (Heroku's limit)".into(),
+                ),
+                _ => Ok(()),
+            },
         }
     }
 }
@@ -181,6 +192,11 @@ pub struct Behaviour {
     /// pools warm up on real traffic; zero opens them all at once.
     #[serde(serialize_with = "secs")]
     pub client_ramp: Duration,
+    /// A scaled-down dyno gets SIGTERM and keeps running (writing, listed as `up`) for this
+    /// long before it exits, as Heroku allows a process up to 30 s to shut down; zero stops it
+    /// at once.
+    #[serde(serialize_with = "secs")]
+    pub stop_grace: Duration,
 }
 
 fn secs<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
@@ -201,6 +217,7 @@ impl Behaviour {
             sparse_bodies: false,
             restricted_commands: false,
             client_ramp: Duration::ZERO,
+            stop_grace: Duration::ZERO,
         };
         match profile {
             Profile::Optimistic => {}

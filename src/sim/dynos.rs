@@ -184,17 +184,62 @@ pub(crate) async fn restart_app(shared: &Arc<Shared>, app_id: &str) {
 /// Stops the dynos taken out by [`reconcile`]: aborts each task, waits until it is gone (so no
 /// write lands after its stop event), records the stop.
 pub(crate) async fn finish_stops(shared: &Arc<Shared>, stopping: Vec<Stopping>) {
-    for mut s in stopping {
+    let grace = shared.behaviour().stop_grace;
+    if !grace.is_zero() {
+        // SIGTERM now; the process keeps running (and writing) until it exits or the grace
+        // ends. The platform still lists it meanwhile.
+        for s in stopping {
+            shared.log(
+                &s.app,
+                "heroku",
+                &s.rec.name,
+                "Stopping all processes with SIGTERM",
+            );
+            let id = s.rec.id.clone();
+            {
+                let mut world = shared.world();
+                if let Some(app) = world.apps.iter_mut().find(|a| a.name == s.app) {
+                    app.stopping.push(s.rec);
+                }
+            }
+            let shared = Arc::clone(shared);
+            let (app, reason) = (s.app, s.reason);
+            tokio::spawn(async move {
+                tokio::time::sleep(grace).await;
+                let rec = {
+                    let mut world = shared.world();
+                    world.apps.iter_mut().find(|a| a.name == app).and_then(|a| {
+                        let i = a.stopping.iter().position(|d| d.id == id)?;
+                        Some(a.stopping.remove(i))
+                    })
+                };
+                if let Some(rec) = rec {
+                    finish_one(&shared, Stopping { app, rec, reason }, false).await;
+                }
+            });
+        }
+        return;
+    }
+    for s in stopping {
+        finish_one(shared, s, true).await;
+    }
+}
+
+/// Ends one dyno: its task, the platform's log lines, the timeline event.
+async fn finish_one(shared: &Arc<Shared>, mut s: Stopping, log_sigterm: bool) {
+    {
         if let Some(task) = s.rec.task.take() {
             task.abort();
             let _ = task.await;
         }
-        shared.log(
-            &s.app,
-            "heroku",
-            &s.rec.name,
-            "Stopping all processes with SIGTERM",
-        );
+        if log_sigterm {
+            shared.log(
+                &s.app,
+                "heroku",
+                &s.rec.name,
+                "Stopping all processes with SIGTERM",
+            );
+        }
         shared.log(
             &s.app,
             "heroku",
@@ -484,7 +529,7 @@ pub(crate) fn abort_all(shared: &Shared) -> Vec<JoinHandle<()>> {
     let mut world = shared.world();
     let mut tasks = Vec::new();
     for app in &mut world.apps {
-        for d in &mut app.dynos {
+        for d in app.dynos.iter_mut().chain(app.stopping.iter_mut()) {
             if let Some(t) = d.task.take() {
                 t.abort();
                 tasks.push(t);

@@ -758,6 +758,7 @@ async fn build_world(shared: &Arc<Shared>, scenario: &Scenario) -> Result<(), Si
                 .collect(),
             config_vars: crate::heroku::models::ConfigVars(config_vars),
             dynos: Vec::new(),
+            stopping: Vec::new(),
         });
     }
     Ok(())

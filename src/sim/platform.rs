@@ -327,7 +327,12 @@ pub(crate) async fn list_dynos(
     let Some(a) = world.app(&app) else {
         return not_found("app", NO_APP);
     };
-    let items = a.dynos.iter().map(|d| render::dyno(a, d)).collect();
+    let items = a
+        .dynos
+        .iter()
+        .chain(&a.stopping)
+        .map(|d| render::dyno(a, d))
+        .collect();
     drop(world);
     paginate(&headers, items)
 }

@@ -167,6 +167,9 @@ pub(crate) struct AppState {
     /// Values are secrets: `ConfigVars`' `Debug` prints names only.
     pub config_vars: ConfigVars,
     pub dynos: Vec<DynoRec>,
+    /// Dynos scaled down but still in their SIGTERM grace: running, listed, not counted
+    /// against the formation.
+    pub stopping: Vec<DynoRec>,
 }
 
 /// One process type.
