@@ -615,7 +615,19 @@ async fn more_than_ten_thousand_differences_are_all_repaired() {
 /// platform rather than send a second, and the run goes on to verify it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_plan_change_whose_answer_is_lost_is_not_sent_twice() {
+    lost_plan_change_answer(upshift::sim::Profile::Optimistic).await;
+}
+
+/// The same under `late-flip`, where the re-read add-on still names its old plan.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_plan_change_answer_is_not_resent_when_the_plan_flips_late() {
+    lost_plan_change_answer(upshift::sim::Profile::LateFlip).await;
+}
+
+async fn lost_plan_change_answer(profile: upshift::sim::Profile) {
     let env = Env::start(Duration::from_millis(300)).await;
+    env.sim
+        .set_behaviour(&upshift::sim::BehaviourSpec::of(profile));
     let before = seeded(&env, CACHE).await;
     env.inject(Fault::LoseResponse {
         method: Some("PATCH".into()),
@@ -901,6 +913,7 @@ profile_matrix! {
     lagging => Lagging,
     sparse => Sparse,
     strict => Strict,
+    late_flip => LateFlip,
 }
 
 /// Issue 11, 5(b): under `in-place` the add-on says `provisioned` on the target at once, while

@@ -31,7 +31,7 @@ pub struct ServeArgs {
     #[arg(long, default_value_t = 3.0)]
     pub provision_seconds: f64,
     /// Behaviour profile where Heroku's behaviour is undocumented: optimistic, in-place,
-    /// lagging, sparse or strict (overrides the scenario's `[behaviour]` profile).
+    /// lagging, sparse, strict or late-flip (overrides the scenario's `[behaviour]` profile).
     #[arg(long, value_name = "NAME")]
     pub profile: Option<Profile>,
 }

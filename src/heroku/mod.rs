@@ -361,9 +361,13 @@ impl Client {
                 Err(e) if e.is_transient() && attempt < self.retry.max_attempts => {
                     self.pause_after(&e, attempt).await;
                     // Re-derive before acting: the first PATCH may have landed.
+                    // Landed: the add-on names the target, or it is provisioning (it was
+                    // provisioned before this call, and some platforms keep naming the old
+                    // plan until the switch).
                     if let Ok(current) = self.addon(app, addon).await
-                        && crate::plans::bare_name(&current.plan.name)
+                        && (crate::plans::bare_name(&current.plan.name)
                             == crate::plans::bare_name(plan)
+                            || current.state == models::AddOnState::Provisioning)
                     {
                         return Ok(Written {
                             value: current,

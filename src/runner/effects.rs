@@ -637,7 +637,13 @@ impl ActiveRun<'_> {
                     };
                     statuses.push(format!("{}: {status}", t.label));
                     evidence_status = Some(status);
-                } else if plan == t.from && (seen_busy[i] || started.elapsed() > START_GRACE) {
+                } else if !busy
+                    && plan == t.from
+                    && (seen_busy[i] || started.elapsed() > START_GRACE)
+                {
+                    // Back on the old plan and no longer busy: the change failed. While still
+                    // busy, the old plan's name is not a verdict (the `late-flip` profile: the
+                    // add-on names its old plan until the switch).
                     return Err(StepError::failed(format!(
                         "provisioning {} on {} failed: the add-on is back on {} and the Data API says \"{}\"",
                         t.label,

@@ -1460,7 +1460,7 @@ impl<'r> ActiveRun<'r> {
             .map(|t| format!("--change {}={}", t.label.to_lowercase(), t.from))
             .collect();
         format!(
-            "the run stopped after the point of no return: {}; a plan change cannot be undone in              place, so billing follows the new plan. The data was verified equal to the snapshot              and the app {} runs with its previous formation. To go back, run a reverse change:              upshift run -a {} {} --confirm {}; see {}",
+            "the run stopped after the point of no return: {}; a plan change cannot be undone in place, so billing follows the new plan. The data was verified equal to the snapshot and the app {} runs with its previous formation. To go back, run a reverse change: upshift run -a {} {} --confirm {}; see {}",
             stays.join(", "),
             self.request.app,
             self.request.app,

@@ -47,16 +47,21 @@ pub enum Profile {
     /// managed Redis services do (Heroku refuses `CONFIG`; some providers also `CLIENT`). The
     /// simulator keeps its own control through secret renamed commands.
     Strict,
+    /// Issue 11, 5(c): the add-on keeps naming its OLD plan (state `provisioning`) until the
+    /// switch, then flips to the target at once. A client that re-reads the add-on after a lost
+    /// answer must take "provisioning" as "the change landed", not send it again.
+    LateFlip,
 }
 
 impl Profile {
     /// Every built-in, in documentation order.
-    pub const ALL: [Self; 5] = [
+    pub const ALL: [Self; 6] = [
         Self::Optimistic,
         Self::InPlace,
         Self::Lagging,
         Self::Sparse,
         Self::Strict,
+        Self::LateFlip,
     ];
 
     /// The profile's name as written in TOML and on the command line.
@@ -67,6 +72,7 @@ impl Profile {
             Self::Lagging => "lagging",
             Self::Sparse => "sparse",
             Self::Strict => "strict",
+            Self::LateFlip => "late-flip",
         }
     }
 }
@@ -197,6 +203,8 @@ pub struct Behaviour {
     /// at once.
     #[serde(serialize_with = "secs")]
     pub stop_grace: Duration,
+    /// During a plan change the add-on names its old plan until the switch.
+    pub plan_flips_at_end: bool,
 }
 
 fn secs<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
@@ -218,6 +226,7 @@ impl Behaviour {
             restricted_commands: false,
             client_ramp: Duration::ZERO,
             stop_grace: Duration::ZERO,
+            plan_flips_at_end: false,
         };
         match profile {
             Profile::Optimistic => {}
@@ -225,6 +234,7 @@ impl Behaviour {
             Profile::Lagging => b.data_lag = LAGGING_DATA_LAG,
             Profile::Sparse => b.sparse_bodies = true,
             Profile::Strict => b.restricted_commands = true,
+            Profile::LateFlip => b.plan_flips_at_end = true,
         }
         b
     }

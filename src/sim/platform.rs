@@ -467,7 +467,10 @@ pub(crate) async fn patch_addon(
             ));
         }
         let from = x.plan;
-        x.plan = target;
+        // The `late-flip` profile: the add-on names its old plan until the switch.
+        if !behaviour.plan_flips_at_end {
+            x.plan = target;
+        }
         // The `in-place` profile: the add-on says provisioned at once, while the migration
         // (`data` preparing) runs behind the old server.
         x.state = if behaviour.provisioned_at_once {
