@@ -181,6 +181,8 @@ impl BehaviourSpec {
 }
 
 /// The knobs a profile sets.
+// Independent knobs of a profile, not a state in disguise.
+#[allow(clippy::struct_excessive_bools)]
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Behaviour {
     pub profile: Profile,
