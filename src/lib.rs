@@ -46,5 +46,6 @@ pub mod runner;
 pub mod sim;
 pub mod ui;
 pub mod unattended;
+pub mod units;
 pub mod verify;
 pub mod window;

@@ -199,14 +199,14 @@ pub fn run_digest(args: &DigestArgs) -> Result<ExitCode, CliError> {
             if args.json {
                 print_json(&report);
             } else {
-                println!("keys        {}", report.keys);
+                println!("keys        {}", crate::units::count(report.keys));
                 for (kind, n) in &report.per_type {
                     println!("  {:<9} {n}", kind.name());
                 }
-                println!("bytes read  {}", report.bytes);
+                println!("bytes read  {}", crate::units::bytes(report.bytes));
                 println!(
-                    "rate        {:.0} keys/s ({:.2} s)",
-                    report.keys_per_sec(),
+                    "rate        {} ({:.2} s)",
+                    crate::units::rate(report.keys_per_sec(), "keys"),
                     report.elapsed.as_secs_f64()
                 );
                 println!("digest      {}", report.digest);

@@ -315,30 +315,7 @@ pub fn headroom(capture: &Capture) -> Vec<String> {
         .collect()
 }
 
-/// Bytes for people: `512 B`, `12.3 MB`, `7 GB` (powers of 1024, like Heroku's plan sizes).
-pub fn bytes(n: u64) -> String {
-    const KB: f64 = 1024.0;
-    let f = n as f64;
-    if f < KB {
-        format!("{n} B")
-    } else if f < KB * KB {
-        format!("{:.1} KB", f / KB)
-    } else if f < KB * KB * KB {
-        let mb = f / (KB * KB);
-        if mb.fract() == 0.0 {
-            format!("{mb:.0} MB")
-        } else {
-            format!("{mb:.1} MB")
-        }
-    } else {
-        let gb = f / (KB * KB * KB);
-        if gb.fract() == 0.0 {
-            format!("{gb:.0} GB")
-        } else {
-            format!("{gb:.1} GB")
-        }
-    }
-}
+pub use crate::units::bytes;
 
 #[cfg(test)]
 mod tests {

@@ -556,9 +556,9 @@ fn disk_space(capture: &Capture) -> Guard {
             None,
             Verdict::Pass,
             format!(
-                "snapshots need about {:.1} MB, {:.1} MB free",
-                need as f64 / MB,
-                free as f64 / MB
+                "snapshots need about {}, {} free",
+                crate::units::bytes(need),
+                crate::units::bytes(free)
             ),
         ),
         Some(free) => guard(
@@ -566,9 +566,9 @@ fn disk_space(capture: &Capture) -> Guard {
             None,
             Verdict::Block,
             format!(
-                "snapshots need about {:.1} MB but only {:.1} MB is free: free space or set UPSHIFT_STATE_DIR elsewhere",
-                need as f64 / MB,
-                free as f64 / MB
+                "snapshots need about {} but only {} is free: free space or set UPSHIFT_STATE_DIR elsewhere",
+                crate::units::bytes(need),
+                crate::units::bytes(free)
             ),
         ),
         None => guard(

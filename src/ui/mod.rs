@@ -164,7 +164,7 @@ impl HumanReporter {
                 .with_key(
                     "rate",
                     |s: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
-                        let _ = write!(w, "{:.0} keys/s", s.per_sec());
+                        let _ = write!(w, "{}", crate::units::rate(s.per_sec(), "keys"));
                     },
                 )
                 .progress_chars("=> "),
@@ -408,8 +408,8 @@ pub fn render_summary(report: &RunReport) -> String {
             a.label,
             a.from,
             a.to,
-            a.keys_verified,
-            crate::plan::choices::bytes(a.bytes_verified),
+            crate::units::count(a.keys_verified),
+            crate::units::bytes(a.bytes_verified),
             a.differences
         );
     }
