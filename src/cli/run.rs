@@ -34,6 +34,17 @@ pub struct TargetArgs {
         hide_default_value = true
     )]
     pub app: String,
+    /// The git remote whose Heroku URL names the app, as the Heroku CLI's `-r` (without -a
+    /// and `HEROKU_APP`, the remote `heroku` of the current repository is used when present).
+    #[arg(short, long, value_name = "REMOTE")]
+    pub remote: Option<String>,
+    /// The add-on to change, as the Heroku CLI takes it: `upshift run -a APP ADDON PLAN`
+    /// (the same as `--change ADDON=PLAN`).
+    #[arg(value_name = "ADDON")]
+    pub addon: Option<String>,
+    /// The new plan of ADDON.
+    #[arg(value_name = "PLAN", requires = "addon")]
+    pub new_plan: Option<String>,
     /// An add-on (name or attachment name, e.g. `enketo_redis_main`) and its new plan
     /// (premium-1 or heroku-redis:premium-1). Repeat for several add-ons: they change in one
     /// downtime.
@@ -147,8 +158,16 @@ pub enum ArgsError {
     Playbook(#[from] PlaybookError),
     #[error("--writers is empty: name at least one process type, e.g. --writers web")]
     NoWriters,
-    #[error("no app: pass -a APP (or set HEROKU_APP)")]
+    #[error(
+        "no app: pass -a APP, set HEROKU_APP, or run from a git repository with a `heroku` remote (or name one with -r REMOTE)"
+    )]
     NoApp,
+    #[error("-r {remote}: no git remote {remote} with a Heroku URL in {dir}; pass -a APP instead")]
+    NoRemote { remote: String, dir: String },
+    #[error(
+        "{addon} needs its new plan: upshift run -a APP {addon} PLAN (or --change {addon}=PLAN)"
+    )]
+    NoPlan { addon: String },
     #[error(
         "nothing to change: pass --change ADDON=PLAN, e.g. --change enketo_redis_main=premium-1"
     )]
@@ -159,15 +178,23 @@ impl TryFrom<&TargetArgs> for RunRequest {
     type Error = ArgsError;
 
     fn try_from(args: &TargetArgs) -> Result<Self, ArgsError> {
-        if args.app.trim().is_empty() {
-            return Err(ArgsError::NoApp);
+        let app = resolve_app(args)?;
+        let mut given_changes = args.changes.clone();
+        match (&args.addon, &args.new_plan) {
+            (Some(addon), Some(plan)) => given_changes.insert(0, format!("{addon}={plan}")),
+            (Some(addon), None) => {
+                return Err(ArgsError::NoPlan {
+                    addon: addon.clone(),
+                });
+            }
+            _ => {}
         }
-        if args.changes.is_empty() {
+        if given_changes.is_empty() {
             return Err(ArgsError::NoChange);
         }
         let playbook = Playbook::load(&args.playbook)?;
         let mut changes: Vec<ChangeRequest> = Vec::new();
-        for given in &args.changes {
+        for given in &given_changes {
             let (addon, plan) = given
                 .split_once('=')
                 .map(|(a, p)| (a.trim(), p.trim()))
@@ -245,12 +272,67 @@ impl TryFrom<&TargetArgs> for RunRequest {
             params.allow_stopped_writers = true;
         }
         Ok(Self {
-            app: args.app.clone(),
+            app,
             changes,
             params,
             playbook,
         })
     }
+}
+
+/// The app: `-a`/`HEROKU_APP`, else the Heroku URL of git remote `-r REMOTE` (or `heroku`) in
+/// the repository around the current directory, as the Heroku CLI finds it.
+fn resolve_app(args: &TargetArgs) -> Result<String, ArgsError> {
+    let app = args.app.trim();
+    if !app.is_empty() {
+        return Ok(app.to_owned());
+    }
+    let remote = args.remote.as_deref().unwrap_or("heroku");
+    let cwd = std::env::current_dir().unwrap_or_default();
+    let found = cwd
+        .ancestors()
+        .map(|d| d.join(".git").join("config"))
+        .find_map(|p| std::fs::read_to_string(p).ok())
+        .and_then(|text| heroku_app_of_remote(&text, remote));
+    match (found, &args.remote) {
+        (Some(app), _) => Ok(app),
+        (None, Some(remote)) => Err(ArgsError::NoRemote {
+            remote: remote.clone(),
+            dir: cwd.display().to_string(),
+        }),
+        (None, None) => Err(ArgsError::NoApp),
+    }
+}
+
+/// The app named by git remote `remote`'s Heroku URL in a `.git/config` text
+/// (`https://git.heroku.com/APP.git` or `git@heroku.com:APP.git`). Pure.
+pub fn heroku_app_of_remote(config: &str, remote: &str) -> Option<String> {
+    let header = format!("[remote \"{remote}\"]");
+    let mut inside = false;
+    for line in config.lines().map(str::trim) {
+        if line.starts_with('[') {
+            inside = line == header;
+            continue;
+        }
+        if !inside {
+            continue;
+        }
+        let Some(url) = line
+            .strip_prefix("url")
+            .map(str::trim_start)
+            .and_then(|l| l.strip_prefix('='))
+            .map(str::trim)
+        else {
+            continue;
+        };
+        let path = url
+            .strip_prefix("https://git.heroku.com/")
+            .or_else(|| url.strip_prefix("git@heroku.com:"))
+            .or_else(|| url.strip_prefix("ssh://git@heroku.com/"))?;
+        let app = path.trim_end_matches('/').trim_end_matches(".git");
+        return (!app.is_empty() && !app.contains('/')).then(|| app.to_owned());
+    }
+    None
 }
 
 /// Everything a command needs to reach Heroku and the state dir.
@@ -731,6 +813,9 @@ mod tests {
     fn args(changes: &[&str]) -> TargetArgs {
         TargetArgs {
             app: "enketo-demo".into(),
+            remote: None,
+            addon: None,
+            new_plan: None,
             changes: changes.iter().map(|s| (*s).to_owned()).collect(),
             playbook: crate::playbook::BUILTIN_NAME.into(),
             writers: None,
@@ -816,5 +901,33 @@ mod tests {
                 .to_string()
                 .contains("--cache y")
         );
+    }
+
+    #[test]
+    fn the_heroku_remote_names_the_app_as_the_cli_finds_it() {
+        let config = "[core]\n\tbare = false\n[remote \"origin\"]\n\turl = git@github.com:me/app.git\n[remote \"heroku\"]\n\turl = https://git.heroku.com/enketo-prod.git\n\tfetch = +refs/heads/*:refs/remotes/heroku/*\n[remote \"staging\"]\n\turl = git@heroku.com:enketo-staging.git\n";
+        assert_eq!(
+            heroku_app_of_remote(config, "heroku").as_deref(),
+            Some("enketo-prod")
+        );
+        assert_eq!(
+            heroku_app_of_remote(config, "staging").as_deref(),
+            Some("enketo-staging")
+        );
+        assert_eq!(heroku_app_of_remote(config, "origin"), None);
+        assert_eq!(heroku_app_of_remote(config, "nope"), None);
+    }
+
+    #[test]
+    fn the_positional_form_is_a_change() {
+        let mut a = args(&[]);
+        a.addon = Some("enketo_redis_main".into());
+        a.new_plan = Some("premium-1".into());
+        let r = RunRequest::try_from(&a).unwrap();
+        assert_eq!(r.changes[0].addon, "enketo_redis_main");
+        assert_eq!(r.changes[0].plan, "premium-1");
+        a.new_plan = None;
+        let e = RunRequest::try_from(&a).unwrap_err().to_string();
+        assert!(e.contains("needs its new plan"), "{e}");
     }
 }
