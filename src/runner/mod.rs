@@ -1645,7 +1645,7 @@ fn addon_names(list: &[crate::heroku::models::AddOn]) -> Vec<String> {
 /// is down before walking away from a resumable journal.
 fn app_state(app: &str, writers_down: &[String]) -> String {
     if writers_down.is_empty() {
-        format!("; the app {app} runs as before (its writers were not stopped)")
+        format!("; the app {app} runs (its writers are not stopped)")
     } else {
         format!(
             "; the app {app} is DOWN: {} at 0 dynos until then",

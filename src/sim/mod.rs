@@ -358,23 +358,13 @@ impl Simulator {
     /// # Errors
     /// [`SimError::UnknownAddon`], or the Redis error.
     pub async fn server_run_id(&self, addon: &str) -> Result<String, SimError> {
-        let server = self
-            .shared
-            .world()
-            .addon(addon, None)
-            .map(|a| std::sync::Arc::clone(&a.server))
-            .ok_or_else(|| SimError::UnknownAddon(addon.to_owned()))?;
-        let redis_err = |source| SimError::Redis {
-            addon: addon.to_owned(),
-            context: "reading INFO server".into(),
-            source,
-        };
-        let mut con = server.control().await.map_err(redis_err)?;
+        let context = "reading INFO server";
+        let (_, mut con) = self.control(addon, context).await?;
         let info: String = redis::cmd("INFO")
             .arg("server")
             .query_async(&mut con)
             .await
-            .map_err(redis_err)?;
+            .map_err(redis_err(addon, context))?;
         Ok(info
             .lines()
             .find_map(|l| l.strip_prefix("run_id:"))
@@ -416,18 +406,8 @@ impl Simulator {
     /// # Errors
     /// [`SimError::UnknownAddon`], or the Redis error as text.
     pub async fn restore_credentials(&self, addon: &str) -> Result<(), SimError> {
-        let server = self
-            .shared
-            .world()
-            .addon(addon, None)
-            .map(|a| std::sync::Arc::clone(&a.server))
-            .ok_or_else(|| SimError::UnknownAddon(addon.to_owned()))?;
-        let redis_err = |source| SimError::Redis {
-            addon: addon.to_owned(),
-            context: "restoring the credentials".into(),
-            source,
-        };
-        let mut con = server.control().await.map_err(redis_err)?;
+        let context = "restoring the credentials";
+        let (server, mut con) = self.control(addon, context).await?;
         server
             .config_cmd()
             .arg("SET")
@@ -435,7 +415,7 @@ impl Simulator {
             .arg(server.password())
             .query_async::<()>(&mut con)
             .await
-            .map_err(redis_err)
+            .map_err(redis_err(addon, context))
     }
 
     /// Undoes the `refuse_writes_after_switch` fault: the plan's memory limit and the add-on's
@@ -444,23 +424,14 @@ impl Simulator {
     /// # Errors
     /// Unknown add-on, or the server did not take the settings.
     pub async fn lift_write_refusal(&self, addon: &str) -> Result<(), SimError> {
-        let (server, policy) = self
+        let context = "lifting the write refusal";
+        let (server, mut con) = self.control(addon, context).await?;
+        let policy = self
             .shared
             .world()
             .addon(addon, None)
-            .map(|a| {
-                (
-                    std::sync::Arc::clone(&a.server),
-                    a.settings.maxmemory_policy.clone(),
-                )
-            })
+            .map(|a| a.settings.maxmemory_policy.clone())
             .ok_or_else(|| SimError::UnknownAddon(addon.to_owned()))?;
-        let redis_err = |source| SimError::Redis {
-            addon: addon.to_owned(),
-            context: "lifting the write refusal".into(),
-            source,
-        };
-        let mut con = server.control().await.map_err(redis_err)?;
         redis::pipe()
             .cmd(server.config_name())
             .arg("SET")
@@ -474,7 +445,24 @@ impl Simulator {
             .ignore()
             .query_async::<()>(&mut con)
             .await
-            .map_err(redis_err)
+            .map_err(redis_err(addon, context))
+    }
+
+    /// The server now behind an add-on's config var and the platform's own (authenticated)
+    /// connection to it, for the admin helpers above; errors name `context`.
+    async fn control(
+        &self,
+        addon: &str,
+        context: &'static str,
+    ) -> Result<(Arc<RedisServer>, redis::aio::MultiplexedConnection), SimError> {
+        let server = self
+            .shared
+            .world()
+            .addon(addon, None)
+            .map(|a| Arc::clone(&a.server))
+            .ok_or_else(|| SimError::UnknownAddon(addon.to_owned()))?;
+        let con = server.control().await.map_err(redis_err(addon, context))?;
+        Ok((server, con))
     }
 
     /// The pids of every redis-server child now running (primaries and replicas).
@@ -823,4 +811,17 @@ async fn start_addon(
             })?;
     }
     Ok((name, Arc::new(server)))
+}
+
+/// Maps a Redis error of an admin helper to [`SimError::Redis`] naming the add-on and what
+/// the helper was doing.
+fn redis_err<'a>(
+    addon: &'a str,
+    context: &'static str,
+) -> impl Fn(redis::RedisError) -> SimError + 'a {
+    move |source| SimError::Redis {
+        addon: addon.to_owned(),
+        context: context.into(),
+        source,
+    }
 }
