@@ -6,7 +6,7 @@ mod harness;
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
-use harness::{APP, Env, MAIN};
+use harness::{APP, CACHE, Env, MAIN};
 
 fn upshift(env: &Env, args: &[&str]) -> Output {
     let cfg = env.sim.client_config();
@@ -857,4 +857,26 @@ fn plan_hash_needs_a_plan() {
         .unwrap();
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
     assert!(stderr(&o).contains("--plan"), "{}", stderr(&o));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_given_beside_a_reviewed_plan_is_refused_not_ignored() {
+    let env = Env::start(Duration::from_millis(300)).await;
+    let path = env.state_dir.path().join("plan.json");
+    save_plan(&env, &path);
+    let writes = env.writes().len();
+    let file = path.to_str().unwrap();
+    for extra in [
+        vec![CACHE, "premium-1"],
+        vec!["--change", "enketo_redis_cache=premium-1"],
+    ] {
+        let mut args = vec!["run", "--plan", file, "--confirm", APP, "--watch", "0"];
+        args.extend(extra.iter().copied());
+        let o = upshift(&env, &args);
+        assert_eq!(o.status.code(), Some(2), "{extra:?}: {}", stderr(&o));
+        assert!(stderr(&o).contains("carries its changes"), "{}", stderr(&o));
+    }
+    assert_eq!(env.writes().len(), writes, "{:?}", env.writes());
+    assert_eq!(env.plan_of(MAIN).await, "premium-0");
+    env.sim.shutdown().await;
 }

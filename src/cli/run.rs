@@ -578,11 +578,13 @@ fn reviewed_request(
 > {
     use crate::unattended::plan_file::{PlanFile, PlanFileError};
     let file = PlanFile::load_reviewed(path, plan_hash).map_err(CliError::usage)?;
-    if !target.changes.is_empty() {
+    // Every way to name a change (`--change`, the positional ADDON PLAN) is refused here:
+    // a change given beside a reviewed plan would be silently ignored.
+    if !target.changes.is_empty() || target.addon.is_some() {
         return Err(CliError::text(
             ExitCode::Usage,
             format!(
-                "--plan {} carries its changes: drop --change, or plan again",
+                "--plan {} carries its changes: drop --change and ADDON PLAN, or plan again",
                 path.display()
             ),
         ));
