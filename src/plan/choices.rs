@@ -7,7 +7,9 @@
 use std::fmt::Write as _;
 
 use crate::plan::RunRequest;
-use crate::plan::facts::{AddonFacts, AddonLookup, Capture, ChangeRequest, DataPolicy};
+use crate::plan::facts::{
+    AddonFacts, AddonLookup, Capture, ChangeRequest, DataPolicy, UnreadableReason,
+};
 use crate::plan::guards::{self, GuardId, Verdict};
 use crate::plans::{self, Plan};
 
@@ -34,15 +36,17 @@ impl AddonRow {
     /// The row from captured facts.
     pub fn from_facts(a: &AddonFacts) -> Self {
         let plan = plans::find(&a.plan);
-        let note = a.redis_error.as_ref().map(|e| {
-            if e.contains("max number of clients") {
+        let note = a.redis_error.as_ref().map(|e| match e.reason {
+            UnreadableReason::ConnectionLimit => {
                 "FULL: refuses connections (max number of clients reached)".to_owned()
-            } else if e.contains("reset by peer") || e.contains("broken pipe") {
-                // A server at maxclients answers the error and hangs up; the client often
-                // sees only the hang-up.
+            }
+            // A server at maxclients answers the error and hangs up; the client often sees
+            // only the hang-up.
+            UnreadableReason::HungUp => {
                 "FULL?: hangs up on new connections (as at its connection limit)".to_owned()
-            } else {
-                format!("Redis not readable: {e}")
+            }
+            UnreadableReason::NoUrl | UnreadableReason::BadUrl | UnreadableReason::Other => {
+                format!("Redis not readable: {}", e.detail)
             }
         });
         Self {
@@ -308,7 +312,7 @@ pub fn headroom(capture: &Capture) -> Vec<String> {
                     plan.name,
                     plan.max_clients,
                     bytes(plan.memory_bytes),
-                    a.redis_error.as_deref().unwrap_or("unknown")
+                    a.redis_error.as_ref().map_or("unknown", |e| e.detail.as_str())
                 ),
             }
         })
@@ -320,14 +324,14 @@ pub use crate::units::bytes;
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::plan::facts::{ProcessFacts, RedisFacts};
+    use crate::plan::facts::{ProcessFacts, RedisFacts, RedisUnreadable};
     use crate::playbook::Playbook;
 
     fn addon(
         label: &str,
         name: &str,
         redis: Option<RedisFacts>,
-        error: Option<&str>,
+        error: Option<(UnreadableReason, &str)>,
     ) -> AddonFacts {
         AddonFacts {
             requested_as: label.to_lowercase(),
@@ -342,7 +346,7 @@ mod tests {
             maintenance: None,
             redis,
             redis_config: None,
-            redis_error: error.map(str::to_owned),
+            redis_error: error.map(|(reason, detail)| RedisUnreadable::new(reason, detail)),
         }
     }
 
@@ -371,7 +375,10 @@ mod tests {
                     "ENKETO_REDIS_MAIN",
                     "redis-cubed-12345",
                     None,
-                    Some("connect: ERR max number of clients reached"),
+                    Some((
+                        UnreadableReason::ConnectionLimit,
+                        "connect: ERR max number of clients reached",
+                    )),
                 ))),
                 AddonLookup::Found(Box::new(addon(
                     "ENKETO_REDIS_CACHE",

@@ -94,7 +94,70 @@ pub struct AddonFacts {
     pub redis: Option<RedisFacts>,
     pub redis_config: Option<RedisConfigValues>,
     /// Why Redis facts are missing, when they are.
-    pub redis_error: Option<String>,
+    pub redis_error: Option<RedisUnreadable>,
+}
+
+/// Why an add-on's Redis could not be read at capture time. Guards and the plan table decide on
+/// `reason`; `detail` is the error in words, for people.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "UnreadableRepr")]
+pub struct RedisUnreadable {
+    pub reason: UnreadableReason,
+    pub detail: String,
+}
+
+impl RedisUnreadable {
+    pub fn new(reason: UnreadableReason, detail: impl Into<String>) -> Self {
+        Self {
+            reason,
+            detail: detail.into(),
+        }
+    }
+}
+
+impl std::fmt::Display for RedisUnreadable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.detail)
+    }
+}
+
+/// The kinds of "cannot read Redis" that call for different advice.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum UnreadableReason {
+    /// The app has no config var with the add-on's URL.
+    NoUrl,
+    /// The config var does not hold a Redis URL upshift accepts.
+    BadUrl,
+    /// The server answered "max number of clients reached".
+    ConnectionLimit,
+    /// The server hung up on a new connection (as one at its limit often does).
+    HungUp,
+    /// Anything else: network, TLS, password, timeouts.
+    Other,
+}
+
+/// Plan files written before the reason existed hold the error as a bare string.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum UnreadableRepr {
+    Typed {
+        reason: UnreadableReason,
+        detail: String,
+    },
+    Legacy(String),
+}
+
+impl From<UnreadableRepr> for RedisUnreadable {
+    fn from(r: UnreadableRepr) -> Self {
+        match r {
+            UnreadableRepr::Typed { reason, detail } => Self { reason, detail },
+            UnreadableRepr::Legacy(detail) => Self {
+                reason: UnreadableReason::Other,
+                detail,
+            },
+        }
+    }
 }
 
 impl AddonFacts {

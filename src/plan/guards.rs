@@ -5,7 +5,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::heroku::models::AddOnState;
 use crate::plan::RunRequest;
-use crate::plan::facts::{AddonFacts, AddonLookup, Capture, ChangeRequest, DataPolicy};
+use crate::plan::facts::{
+    AddonFacts, AddonLookup, Capture, ChangeRequest, DataPolicy, UnreadableReason,
+};
 use crate::plans;
 
 /// A guard's verdict.
@@ -381,11 +383,16 @@ fn addon_guards(
         &target,
     ));
     if addon.redis.is_none() {
-        let error = addon
-            .redis_error
-            .as_deref()
-            .unwrap_or("no URL in the config vars");
-        let full = error.contains("max number of clients");
+        let (error, full) =
+            addon
+                .redis_error
+                .as_ref()
+                .map_or(("no URL in the config vars", false), |e| {
+                    (
+                        e.detail.as_str(),
+                        e.reason == UnreadableReason::ConnectionLimit,
+                    )
+                });
         out.push(guard(
             GuardId::RedisReachable,
             s,
@@ -436,7 +443,10 @@ fn memory_fits(
                 format!(
                     "a downgrade to {} needs the used memory, and Redis INFO cannot be read now: {}",
                     target.name,
-                    addon.redis_error.as_deref().unwrap_or("unknown error")
+                    addon
+                        .redis_error
+                        .as_ref()
+                        .map_or("unknown error", |e| e.detail.as_str())
                 ),
             ),
         };

@@ -324,3 +324,15 @@ fn the_url_var_is_the_attachment_s_whatever_its_case() {
     );
     assert_eq!(facts::url_var(&[], Some("X")), None);
 }
+
+#[test]
+fn a_plan_file_with_the_old_bare_error_string_still_reads() {
+    use super::facts::{RedisUnreadable, UnreadableReason};
+    let old: RedisUnreadable = serde_json::from_str(r#""connect: timed out""#).unwrap();
+    assert_eq!(old.reason, UnreadableReason::Other);
+    assert_eq!(old.detail, "connect: timed out");
+    let typed = RedisUnreadable::new(UnreadableReason::ConnectionLimit, "ERR max clients");
+    let back: RedisUnreadable =
+        serde_json::from_str(&serde_json::to_string(&typed).unwrap()).unwrap();
+    assert_eq!(back, typed);
+}

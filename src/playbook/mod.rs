@@ -5,7 +5,13 @@
 //! The built-in `heroku-redis-plan-change` playbook is embedded in the binary from
 //! `playbooks/heroku-redis-plan-change.toml`; `--playbook PATH` runs a user's own.
 
+mod check;
 pub mod duration;
+
+pub use self::check::{MAX_CONNECTIONS_PER_DYNO, check_connections};
+use self::check::{
+    check_compensation_deadline, check_order, check_params, check_retry, check_timeout,
+};
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -496,151 +502,6 @@ fn build_step(raw: RawStep, loc: &Locator<'_>) -> Result<Step, PlaybookError> {
         timeout,
         retry,
     })
-}
-
-/// Step timeouts: at least a second (a zero timeout fails every step, after the plan change
-/// too), at most a day (a longer one is a typo, and durations this large overflow clocks).
-const MIN_TIMEOUT: Duration = Duration::from_secs(1);
-const MAX_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
-/// Retries: enough for flaky calls, few enough that a step ends.
-const MAX_ATTEMPTS: u32 = 20;
-const MAX_BACKOFF: Duration = Duration::from_secs(3600);
-/// Compensation deadlines: at least a second (zero would give up at the first 429), at most
-/// a day (like step timeouts: a longer one is a typo, and a run should end).
-const MIN_COMPENSATION_DEADLINE: Duration = Duration::from_secs(1);
-const MAX_COMPENSATION_DEADLINE: Duration = Duration::from_secs(24 * 3600);
-/// Connections per dyno: a bound that keeps `dynos x connections` far from overflowing.
-pub const MAX_CONNECTIONS_PER_DYNO: u32 = 10_000;
-
-fn check_timeout(t: Duration) -> Result<(), String> {
-    if t < MIN_TIMEOUT || t > MAX_TIMEOUT {
-        return Err(format!(
-            "timeout {} is out of range: write between 1s and 24h, e.g. \"5m\"",
-            duration::format(t)
-        ));
-    }
-    Ok(())
-}
-
-fn check_retry(attempts: u32, backoff: Duration) -> Result<(), String> {
-    if attempts == 0 || attempts > MAX_ATTEMPTS {
-        return Err(format!(
-            "retry.attempts {attempts} is out of range: write 1 (no retry) to {MAX_ATTEMPTS}"
-        ));
-    }
-    if backoff > MAX_BACKOFF {
-        return Err(format!(
-            "retry.backoff {} is out of range: write at most 1h, e.g. \"5s\"",
-            duration::format(backoff)
-        ));
-    }
-    Ok(())
-}
-
-fn check_compensation_deadline(d: Duration) -> Result<(), String> {
-    if d < MIN_COMPENSATION_DEADLINE || d > MAX_COMPENSATION_DEADLINE {
-        return Err(format!(
-            "compensation_deadline {} is out of range: write between 1s and 24h, e.g. \"15m\"",
-            duration::format(d)
-        ));
-    }
-    Ok(())
-}
-
-/// Checks a connections-per-dyno figure (a playbook parameter or `--connections`).
-///
-/// # Errors
-/// A message naming the bounds.
-pub fn check_connections(name: &str, n: u32) -> Result<(), String> {
-    if n == 0 || n > MAX_CONNECTIONS_PER_DYNO {
-        return Err(format!(
-            "{name} {n} is out of range: write 1 to {MAX_CONNECTIONS_PER_DYNO}"
-        ));
-    }
-    Ok(())
-}
-
-fn check_params(p: &Params) -> Result<(), String> {
-    if p.writers.is_empty() {
-        return Err("params.writers is empty: name at least one process type".into());
-    }
-    if !(p.memory_margin > 0.0 && p.memory_margin <= 1.0) {
-        return Err(format!(
-            "memory_margin {} is out of range: write a fraction such as 0.9",
-            p.memory_margin
-        ));
-    }
-    check_connections("connections_per_dyno", p.connections_per_dyno)?;
-    check_connections("cache_connections_per_dyno", p.cache_connections_per_dyno)?;
-    check_compensation_deadline(p.compensation_deadline)
-}
-
-/// Order rules that keep a playbook safe: facts before guards, guards before any write, a
-/// snapshot before the plan changes, the formation restored after the writers stop.
-fn check_order(steps: &[Step]) -> Result<(), String> {
-    let pos = |a: Action| steps.iter().position(|s| s.action == a);
-    let need =
-        |a: Action| pos(a).ok_or_else(|| format!("the playbook has no \"{a}\" step: add one"));
-    let capture = need(Action::Capture)?;
-    let guard = need(Action::Guard)?;
-    if guard < capture {
-        return Err(
-            "\"guard\" comes before \"capture\": guards judge captured facts, so capture first"
-                .into(),
-        );
-    }
-    if let Some(first_write) = steps.iter().position(|s| s.action.writes())
-        && first_write < guard
-    {
-        return Err(format!(
-            "\"{}\" writes before \"guard\": move every guard before the first write",
-            steps[first_write].action
-        ));
-    }
-    let change = need(Action::ChangePlan)?;
-    let snapshot = need(Action::Snapshot)?;
-    let wait = need(Action::WaitProvisioned)?;
-    let verify = need(Action::Verify)?;
-    if snapshot > change {
-        return Err(
-            "\"snapshot\" comes after \"change-plan\": snapshot the data before the plan changes"
-                .into(),
-        );
-    }
-    if wait < change || verify < wait {
-        return Err("the order must be change-plan, then wait-provisioned, then verify".into());
-    }
-    // Writers must be stopped and drained before the snapshot, or writes after it are lost.
-    let scale = need(Action::Scale)?;
-    let drained = need(Action::WaitDrained)?;
-    let restore = need(Action::RestoreFormation)?;
-    if !(scale < drained && drained < snapshot) {
-        return Err(
-            "the order must be scale, then wait-drained, then snapshot: stop and drain the \
-             writers before the data is copied"
-                .into(),
-        );
-    }
-    if restore < verify {
-        return Err(
-            "\"restore-formation\" comes before \"verify\": the writers come back only onto \
-             verified data"
-                .into(),
-        );
-    }
-    if let Some(late) = steps[restore + 1..].iter().find(|s| s.action.writes()) {
-        return Err(format!(
-            "\"{}\" writes after \"restore-formation\": restoring the formation is the last \
-             change a playbook makes",
-            late.action
-        ));
-    }
-    if let Some(m) = pos(Action::Maintenance)
-        && m > change
-    {
-        return Err("\"maintenance\" must come before \"change-plan\"".into());
-    }
-    Ok(())
 }
 
 /// toml's messages are precise but terse; name the fix for the common ones.

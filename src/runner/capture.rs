@@ -5,7 +5,9 @@ use std::path::Path;
 use crate::heroku::models::{AddOn, DynoState};
 use crate::heroku::{Client, HerokuError};
 use crate::plan::RunRequest;
-use crate::plan::facts::{AddonFacts, AddonLookup, Capture, ProcessFacts, RedisFacts};
+use crate::plan::facts::{
+    AddonFacts, AddonLookup, Capture, ProcessFacts, RedisFacts, RedisUnreadable, UnreadableReason,
+};
 use crate::plans;
 use crate::verify::{self, RedisUrl, VerifyOptions};
 
@@ -161,13 +163,22 @@ async fn addon_facts(
     let (redis, redis_error) = match var.as_deref().and_then(|v| config.get(v)) {
         None => (
             None,
-            Some(format!(
-                "no config var {} on the app",
-                var.as_deref().unwrap_or("<none listed>")
+            Some(RedisUnreadable::new(
+                UnreadableReason::NoUrl,
+                format!(
+                    "no config var {} on the app",
+                    var.as_deref().unwrap_or("<none listed>")
+                ),
             )),
         ),
         Some(raw) => match raw.parse::<RedisUrl>() {
-            Err(e) => (None, Some(e.to_string())),
+            Err(e) => (
+                None,
+                Some(RedisUnreadable::new(
+                    UnreadableReason::BadUrl,
+                    e.to_string(),
+                )),
+            ),
             Ok(url) => {
                 let opts = verify_options(&VerifyOptions::default(), &plan, "capture");
                 match verify::server_info(&url, &opts).await {
@@ -184,7 +195,17 @@ async fn addon_facts(
                         }),
                         None,
                     ),
-                    Err(e) => (None, Some(crate::runner::error_chain(&e))),
+                    Err(e) => {
+                        let reason = match e.refusal() {
+                            Some(verify::Refusal::ConnectionLimit) => {
+                                UnreadableReason::ConnectionLimit
+                            }
+                            Some(verify::Refusal::HungUp) => UnreadableReason::HungUp,
+                            None => UnreadableReason::Other,
+                        };
+                        let detail = crate::runner::error_chain(&e);
+                        (None, Some(RedisUnreadable::new(reason, detail)))
+                    }
                 }
             }
         },

@@ -165,6 +165,34 @@ impl VerifyError {
             _ => false,
         }
     }
+
+    /// How the server turned the connection away, when it did: the one place that reads a
+    /// Redis error's wording, so guards and tables decide on [`Refusal`], not on text.
+    pub fn refusal(&self) -> Option<Refusal> {
+        let (Self::Connect { source, .. } | Self::Command { source, .. }) = self else {
+            return None;
+        };
+        // Redis has no code of its own for this: it answers `ERR max number of clients
+        // reached` (networking.c) and closes the connection.
+        let detail = source.detail().unwrap_or_default().to_ascii_lowercase();
+        if detail.contains("max number of clients") {
+            return Some(Refusal::ConnectionLimit);
+        }
+        // Reset, broken pipe, EOF: the connection was dropped, not refused (nothing listening
+        // is a different failure: the server is down, not full).
+        let hung_up = source.is_connection_dropped() && !source.is_connection_refusal();
+        hung_up.then_some(Refusal::HungUp)
+    }
+}
+
+/// How a Redis server refused a new connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// It answered "max number of clients reached": it is at its connection limit.
+    ConnectionLimit,
+    /// It closed the connection without a word; a server at its limit often looks like this
+    /// to the client, because the error and the close race.
+    HungUp,
 }
 
 /// Whether a Redis error says the command is unknown or not permitted (not that it failed).
@@ -174,4 +202,48 @@ pub(crate) fn is_refused(e: &redis::RedisError) -> bool {
     }
     let text = e.to_string().to_ascii_lowercase();
     text.contains("unknown command") || text.contains("unknown subcommand")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn connect_error(source: redis::RedisError) -> VerifyError {
+        VerifyError::Connect {
+            endpoint: "127.0.0.1:6379".into(),
+            hint: "",
+            source: Box::new(source),
+        }
+    }
+
+    fn server_error(wire: &[u8]) -> redis::RedisError {
+        let value = redis::parse_redis_value(wire).expect("a RESP error reply");
+        value.extract_error().expect_err("an error reply")
+    }
+
+    #[test]
+    fn a_server_at_maxclients_is_a_connection_limit_refusal() {
+        let e = connect_error(server_error(b"-ERR max number of clients reached\r\n"));
+        assert_eq!(e.refusal(), Some(Refusal::ConnectionLimit));
+    }
+
+    #[test]
+    fn a_reset_or_eof_is_a_hang_up_but_nothing_listening_is_not() {
+        for kind in [
+            std::io::ErrorKind::ConnectionReset,
+            std::io::ErrorKind::BrokenPipe,
+            std::io::ErrorKind::UnexpectedEof,
+        ] {
+            let e = connect_error(std::io::Error::new(kind, "gone").into());
+            assert_eq!(e.refusal(), Some(Refusal::HungUp), "{kind:?}");
+        }
+        let refused = connect_error(
+            std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused").into(),
+        );
+        assert_eq!(refused.refusal(), None);
+        let other = connect_error(server_error(
+            b"-WRONGPASS invalid username-password pair\r\n",
+        ));
+        assert_eq!(other.refusal(), None);
+    }
 }

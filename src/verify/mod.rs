@@ -58,7 +58,7 @@ use serde::Serialize;
 pub use conn::{CLIENT_NAME_PREFIX, ClientInfo, KeyspaceCounts, ServerInfo};
 pub use diff::{DiffCounts, DiffReport, Difference, DifferenceKind, merge_join};
 pub use dump::{Decoded, DumpError};
-pub use error::VerifyError;
+pub use error::{Refusal, VerifyError};
 pub use record::{DatabaseDigest, Expiry, KeyKind, Record, ValueDigest};
 pub use snapshot::{FormatError, SnapshotHeader, SnapshotTrailer};
 pub use store::RecordSet;
