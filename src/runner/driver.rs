@@ -135,22 +135,19 @@ impl ActiveRun<'_> {
                 loop {
                     // The step's own deadline fires first and names what it waited for; this outer one
                     // only catches a step stuck in a call.
-                    let result = match tokio::time::timeout(
+                    let within = tokio::time::timeout(
                         spec.timeout + STEP_GRACE,
                         self.perform(action, spec.timeout),
                     )
-                    .await
-                    {
-                        Ok(r) => r,
-                        Err(_) => {
-                            // The cut-off attempt may have journaled before it stalled.
-                            self.ledger.fold_into(&mut self.known);
-                            Err(StepError::failed(format!(
-                                "step {action} did not finish within its timeout of {}",
-                                crate::playbook::duration::format(spec.timeout)
-                            )))
-                        }
-                    };
+                    .await;
+                    // An attempt cut off here may have journaled before it stalled.
+                    self.ledger.fold_into(&mut self.known);
+                    let result = within.unwrap_or_else(|_| {
+                        Err(StepError::failed(format!(
+                            "step {action} did not finish within its timeout of {}",
+                            crate::playbook::duration::format(spec.timeout)
+                        )))
+                    });
                     match result {
                         Err(StepError::Failed {
                             data_unsafe: false,

@@ -43,7 +43,7 @@ pub(super) struct Ledger {
 
 /// A fact not yet folded into [`Known`].
 enum Fresh {
-    Record(Record),
+    Record(Box<Record>),
     Learned(Learned),
 }
 
@@ -142,7 +142,8 @@ impl Ledger {
         self.append(&record).map_err(|e| {
             StepError::failed(format!("cannot write the journal: {}", error_chain(&e)))
         })?;
-        self.fresh.push((Fresh::Record(record), Instant::now()));
+        self.fresh
+            .push((Fresh::Record(Box::new(record)), Instant::now()));
         Ok(())
     }
 
@@ -155,15 +156,17 @@ impl Ledger {
     pub fn fold_into(&mut self, known: &mut Known) {
         for (fact, at) in self.fresh.drain(..) {
             match fact {
-                Fresh::Record(Record::Downtime { started: true }) => {
-                    known.downtime_since.get_or_insert(at);
-                }
-                Fresh::Record(Record::Downtime { started: false }) => {
-                    if let Some(since) = known.downtime_since.take() {
-                        known.downtime += at.saturating_duration_since(since);
+                Fresh::Record(record) => match *record {
+                    Record::Downtime { started: true } => {
+                        known.downtime_since.get_or_insert(at);
                     }
-                }
-                Fresh::Record(record) => known.absorb(&record),
+                    Record::Downtime { started: false } => {
+                        if let Some(since) = known.downtime_since.take() {
+                            known.downtime += at.saturating_duration_since(since);
+                        }
+                    }
+                    record => known.absorb(&record),
+                },
                 Fresh::Learned(Learned::Report(report)) => {
                     known.reports.insert(report.addon.clone(), report);
                 }

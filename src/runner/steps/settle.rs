@@ -17,7 +17,7 @@ use crate::runner::{RunEvent, StepError};
 /// each one settled on goes to the ledger, so a rollback that kept a new plan says so.
 ///
 /// # Guarantees
-/// Never PATCHes: it waits, verifies and repairs, all of which converge when repeated.
+/// Never sends a plan change: it waits, verifies and repairs, all of which converge when repeated.
 pub(in crate::runner) async fn run(ctx: &StepCtx<'_>, log: &mut Ledger) -> Result<(), StepError> {
     let timeout = ctx
         .request

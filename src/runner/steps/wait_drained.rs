@@ -49,13 +49,12 @@ pub(in crate::runner) async fn run(
     timeout: Duration,
 ) -> Result<Drained, StepError> {
     let mut pacer = ctx.pacer(timeout, true);
-    let writers = &ctx.request.params.writers;
     // Phase 1: the platform stops the dynos (API calls, polled with back-off).
     loop {
         let dynos = ctx.client().dynos(ctx.app()).await?;
         let lingering: Vec<String> = dynos
             .iter()
-            .filter(|d| writers.contains(&d.process_type))
+            .filter(|d| ctx.request.params.writers.contains(&d.process_type))
             .map(|d| format!("{} ({})", d.name, d.state))
             .collect();
         if lingering.is_empty() {
