@@ -233,3 +233,107 @@ impl Known {
             .collect()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use super::{Known, Learned, Ledger};
+    use crate::journal::{self, Journal, StateDir};
+    use crate::runner::record::Record;
+    use crate::runner::{AddonReport, Interrupts, Silent};
+
+    /// A step's record is on disk before the driver folds it, and the fold gives the memory
+    /// that replaying the journal (the resume path) gives: one function for both.
+    #[test]
+    fn records_are_journaled_at_once_and_folded_like_a_replay() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = StateDir::at(dir.path());
+        let journal = Journal::create(&state, "run-1").unwrap();
+        let path = journal.path().to_owned();
+        let mut ledger = Ledger::new(journal, Interrupts::default(), Arc::new(Silent));
+        ledger
+            .append(&Record::Note {
+                message: "first".into(),
+            })
+            .unwrap();
+        let snapshot = Record::Snapshot {
+            addon: "redis-a".into(),
+            file: "/tmp/snapshot-redis-a.ups".into(),
+            keys: 3,
+            digest: "d".into(),
+        };
+        ledger.record(snapshot.clone()).unwrap();
+        ledger.record(Record::Downtime { started: true }).unwrap();
+        let on_disk: Vec<Record> = journal::read::<Record>(&path)
+            .unwrap()
+            .into_iter()
+            .map(|e| e.record)
+            .collect();
+        assert_eq!(on_disk.len(), 3, "{on_disk:?}");
+        assert_eq!(on_disk[1], snapshot);
+
+        let mut live = Known::default();
+        ledger.fold_into(&mut live);
+        let mut replayed = Known::default();
+        for record in &on_disk {
+            replayed.absorb(record);
+        }
+        assert_eq!(live.snapshots, replayed.snapshots);
+        assert_eq!(
+            live.snapshots
+                .get("redis-a")
+                .map(|p| p.display().to_string()),
+            Some("/tmp/snapshot-redis-a.ups".to_owned())
+        );
+        assert!(live.downtime_since.is_some());
+
+        // Folding drains: a second fold adds nothing, and the downtime closes once.
+        std::thread::sleep(Duration::from_millis(20));
+        ledger.record(Record::Downtime { started: false }).unwrap();
+        ledger.fold_into(&mut live);
+        ledger.fold_into(&mut live);
+        assert!(live.downtime_since.is_none());
+        assert!(
+            live.downtime >= Duration::from_millis(20),
+            "{:?}",
+            live.downtime
+        );
+    }
+
+    /// Facts the journal does not keep survive in memory without a journal line.
+    #[test]
+    fn learned_facts_reach_memory_without_a_journal_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = StateDir::at(dir.path());
+        let journal = Journal::create(&state, "run-2").unwrap();
+        let path = journal.path().to_owned();
+        let mut ledger = Ledger::new(journal, Interrupts::default(), Arc::new(Silent));
+        ledger.learn(Learned::Settled {
+            addon: "redis-a".into(),
+            plan: "premium-1".into(),
+        });
+        ledger.learn(Learned::Report(AddonReport {
+            label: "MAIN".into(),
+            addon: "redis-a".into(),
+            from: "premium-0".into(),
+            to: "premium-1".into(),
+            keys_verified: 7,
+            bytes_verified: 70,
+            differences: 0,
+            repaired: 0,
+        }));
+        let mut known = Known::default();
+        ledger.fold_into(&mut known);
+        assert_eq!(
+            known.settled_on.get("redis-a").map(String::as_str),
+            Some("premium-1")
+        );
+        assert_eq!(
+            known.reports.get("redis-a").map(|r| r.keys_verified),
+            Some(7)
+        );
+        assert!(journal::read::<Record>(&path).unwrap().is_empty());
+    }
+}

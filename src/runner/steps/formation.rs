@@ -60,3 +60,60 @@ pub(super) async fn apply(
     })?;
     Ok(what)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::{Writers, updates};
+    use crate::plan::facts::{Capture, ProcessFacts};
+
+    fn capture() -> Capture {
+        let process = |t: &str, quantity: u32, size: &str| ProcessFacts {
+            process_type: t.to_owned(),
+            quantity,
+            size: size.to_owned(),
+        };
+        Capture {
+            app: "app".into(),
+            app_id: "id".into(),
+            maintenance: false,
+            formation: vec![
+                process("web", 3, "standard-2x"),
+                process("worker", 2, "standard-1x"),
+                process("clock", 1, "basic"),
+            ],
+            running: Vec::new(),
+            steady: Vec::new(),
+            addons: Vec::new(),
+            local_free_bytes: None,
+            unfinished_runs: Vec::new(),
+            captured_at: "2026-01-01T00:00:00Z".into(),
+        }
+    }
+
+    fn summary(updates: &[crate::heroku::models::FormationUpdate]) -> Vec<String> {
+        updates
+            .iter()
+            .map(|u| format!("{}={:?}:{:?}", u.process_type, u.quantity, u.size))
+            .collect()
+    }
+
+    /// Stopping and restoring touch the same writer types, in `--writers` order, and skip a
+    /// type the app does not run: the restore can only bring back what the scale stopped.
+    #[test]
+    fn stop_and_restore_name_the_same_writers() {
+        let writers = ["worker".to_owned(), "missing".to_owned(), "web".to_owned()];
+        let stopped = updates(&capture(), &writers, Writers::Stopped);
+        let restored = updates(&capture(), &writers, Writers::Captured);
+        assert_eq!(
+            summary(&stopped),
+            ["worker=Some(0):None", "web=Some(0):None"]
+        );
+        assert_eq!(
+            summary(&restored),
+            [
+                "worker=Some(2):Some(\"standard-1x\")",
+                "web=Some(3):Some(\"standard-2x\")"
+            ]
+        );
+    }
+}

@@ -4,24 +4,28 @@
 //!
 //! # How a step is shaped
 //! - **Context in.** `run(ctx: &StepCtx, log: &mut Ledger, ..)` gets a read-only [`StepCtx`]:
-//!   the runner (client, config, reporter, interrupts), the request, and [`Known`], what the run
+//!   the runner (client, config, reporter, interrupts), the request, and `Known`, what the run
 //!   has learned so far (the capture, the snapshots, the old servers, the write marks). A step
 //!   never mutates the run: nothing passes between steps through shared mutable maps.
 //! - **Records to the ledger, at once.** A fact the journal keeps (a captured formation, an
-//!   acknowledged PATCH, a snapshot file) goes to [`Ledger::record`] the moment the step knows
+//!   acknowledged PATCH, a snapshot file) goes to `Ledger::record` the moment the step knows
 //!   it, before the step's next call can fail or the process can die: that is the journal-first
-//!   rule the crash tests hold the runner to. The driver folds those records into [`Known`] with
-//!   the same function a resumed run replays the journal through ([`Known::absorb`]), so a fresh
+//!   rule the crash tests hold the runner to. The driver folds those records into `Known` with
+//!   the same function a resumed run replays the journal through (`Known::absorb`), so a fresh
 //!   run and a resumed one cannot disagree about what is known.
 //! - **Typed output out.** What the journal does not keep comes back as the step's own type
 //!   (`Drained { marks }`, `Guarded { blocked, window }`); the driver stores it. Facts a step
 //!   learns per add-on that must survive its later failure (a verify's report, the plan a settle
-//!   found) go to [`Ledger::learn`].
+//!   found) go to `Ledger::learn`.
 //! - **Idempotent, re-derived.** Every step re-reads the platform before it writes and is safe
-//!   to repeat after a crash; its compensation, when it has one, sits in the same module.
+//!   to repeat after a crash (a `# Guarantees` section says how); its compensation sits in the
+//!   same module, or beside it when it is a procedure of its own (`settle`, the change-plan
+//!   step's).
 //!
 //! A new strategy (the live swap) is a new playbook whose actions name new modules here, each
-//! shaped the same way, plus one arm each in the driver's dispatch.
+//! shaped the same way: per new action, its entry in the engine's fixed registry
+//! (`engine::Action`, with its compensation), its module, and one arm in the driver's dispatch
+//! (`ActiveRun::perform`, `ActiveRun::compensate`). Nothing else in the runner changes.
 
 pub(super) mod capture;
 pub(super) mod change_plan;
