@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use super::ledger::{Known, Ledger};
 use super::record::Record;
 use super::runs::holds_critical;
-use super::steps::Target;
+use super::target::Target;
 use super::{AddonReport, RunError, RunEvent, RunReport, Runner};
 use crate::engine::{Engine, Event, Outcome, State};
 use crate::journal::{self, AppLock, Journal};

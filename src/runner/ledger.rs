@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::record::Record;
-use super::steps::Target;
+use super::target::Target;
 use super::{AddonReport, Interrupts, RunError, RunEvent, StepError, error_chain};
 use crate::events::Reporter;
 use crate::journal::{Journal, JournalError};
@@ -217,20 +217,9 @@ impl Known {
 
     /// The add-ons of the run, as the capture found them (none before the capture).
     pub fn targets(&self, request: &RunRequest) -> Vec<Target> {
-        let Some(capture) = &self.capture else {
-            return Vec::new();
-        };
-        capture
-            .found_changes(&request.changes)
-            .map(|(change, a)| Target {
-                label: a.label().to_owned(),
-                name: a.name.clone(),
-                from: a.plan.clone(),
-                to: crate::plans::bare_name(&change.plan).to_owned(),
-                policy: change.policy,
-                url_var: a.url_var(),
-            })
-            .collect()
+        self.capture
+            .as_ref()
+            .map_or_else(Vec::new, |capture| super::target::targets(capture, request))
     }
 }
 

@@ -19,6 +19,7 @@ pub mod record;
 mod runs;
 mod steady;
 mod steps;
+mod target;
 /// The events the runner reports, defined in the leaf module [`crate::events`].
 pub use crate::events as reporter;
 pub mod watch;

@@ -47,11 +47,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use super::ledger::Known;
+pub(super) use super::target::Target;
 use super::{RunEvent, Runner, StepError};
 use crate::events::Reporter;
 use crate::heroku::Client;
 use crate::plan::RunRequest;
-use crate::plan::facts::{Capture, DataPolicy};
+use crate::plan::facts::Capture;
 use crate::verify::RedisUrl;
 
 /// What every step reads: who runs, what was asked, what is known. Read-only by construction.
@@ -60,17 +61,6 @@ pub(super) struct StepCtx<'a> {
     pub request: &'a RunRequest,
     pub run_id: &'a str,
     pub known: &'a Known,
-}
-
-/// One add-on's runtime view during a run: what the capture found for one `--change`.
-#[derive(Debug, Clone)]
-pub(super) struct Target {
-    pub label: String,
-    pub name: String,
-    pub from: String,
-    pub to: String,
-    pub policy: DataPolicy,
-    pub url_var: Option<String>,
 }
 
 /// Paces a wait: adaptive delays, a deadline, interrupts.
