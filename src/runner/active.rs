@@ -1,0 +1,384 @@
+//! A run in progress: its engine, its ledger, its lock and what it knows, and how it ends
+//! (the summary, the truthful outcome, the steps to finish by hand).
+
+use std::time::{Duration, Instant};
+
+use super::ledger::{Known, Ledger};
+use super::record::Record;
+use super::runs::holds_critical;
+use super::target::Target;
+use super::{AddonReport, RunError, RunEvent, RunReport, Runner};
+use crate::engine::{Engine, Event, Outcome, State};
+use crate::journal::{self, AppLock, Journal};
+use crate::plan::RunRequest;
+use crate::window::Occurrence;
+use crate::window::gate;
+
+/// A run in progress: the engine, its ledger (the journal), its lock and what it has learned.
+pub(super) struct ActiveRun<'r> {
+    pub runner: &'r Runner,
+    pub run_id: String,
+    pub ledger: Ledger,
+    pub lock: AppLock,
+    pub request: RunRequest,
+    pub engine: Engine,
+    /// What the run has learned, folded from its records and its steps' outputs.
+    pub known: Known,
+    pub started: Instant,
+    /// The window occurrence the guard step admitted the run into, and the run's estimate.
+    pub window: Option<(Occurrence, Duration)>,
+    /// Overrun already reported: (projected, actual).
+    overrun_told: (bool, bool),
+}
+
+impl<'r> ActiveRun<'r> {
+    pub fn new(
+        runner: &'r Runner,
+        run_id: String,
+        journal: Journal,
+        lock: AppLock,
+        request: RunRequest,
+    ) -> Self {
+        let engine = Engine::new(request.playbook.actions()).critical(holds_critical(&request));
+        Self {
+            runner,
+            run_id,
+            ledger: Ledger::new(journal, runner.interrupts.clone(), runner.reporter.clone()),
+            lock,
+            request,
+            engine,
+            known: Known::default(),
+            started: Instant::now(),
+            window: None,
+            overrun_told: (false, false),
+        }
+    }
+
+    pub fn report_event(&self, event: &RunEvent) {
+        self.runner.reporter.report(event);
+    }
+
+    /// The add-ons of the run, as the capture found them.
+    pub fn targets(&self) -> Vec<Target> {
+        self.known.targets(&self.request)
+    }
+
+    /// Appends a record to the journal (see [`Ledger::append`]).
+    pub fn record(&mut self, record: &Record) -> Result<(), RunError> {
+        self.ledger.append(record)
+    }
+
+    #[allow(clippy::needless_pass_by_value)] // events are built at the call site
+    pub fn event(&mut self, event: Event) -> Result<(), RunError> {
+        let mut probe = self.engine.clone();
+        probe.apply(&event)?;
+        self.ledger.append(&Record::Engine {
+            event: event.clone(),
+        })?;
+        self.engine = probe;
+        Ok(())
+    }
+
+    pub fn abort(&mut self, reason: &str) -> Result<(), RunError> {
+        match self.engine.state() {
+            State::Forward { .. } | State::InStep { .. } => self.event(Event::AbortRequested {
+                reason: reason.to_owned(),
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    /// Rebuilds state from a journal: the engine by replay, the run's memory by the same
+    /// fold a live run uses ([`Known::absorb`]).
+    pub fn restore_from(&mut self, entries: &[journal::Entry<Record>]) -> Result<(), RunError> {
+        let events: Vec<Event> = entries
+            .iter()
+            .filter_map(|e| match &e.record {
+                Record::Engine { event } => Some(event.clone()),
+                _ => None,
+            })
+            .collect();
+        self.engine = Engine::replay(
+            self.request.playbook.actions(),
+            holds_critical(&self.request),
+            &events,
+        )?;
+        // Downtime is the app's, not this process's: closed intervals from the journal's
+        // timestamps, and an open one (the writers are still stopped) counted from its start,
+        // so a resume reports what `runs` reports.
+        let mut open_since_ms: Option<i64> = None;
+        let mut closed_ms: i64 = 0;
+        for e in entries {
+            match &e.record {
+                Record::Downtime { started: true } if open_since_ms.is_none() => {
+                    open_since_ms = Some(e.at_ms);
+                }
+                Record::Downtime { started: false } => {
+                    if let Some(since) = open_since_ms.take() {
+                        closed_ms = closed_ms.saturating_add(e.at_ms.saturating_sub(since).max(0));
+                    }
+                }
+                record => self.known.absorb(record),
+            }
+        }
+        self.known.downtime = Duration::from_millis(u64::try_from(closed_ms).unwrap_or(0));
+        self.known.downtime_since = open_since_ms.map(|since| {
+            let now = jiff::Timestamp::now().as_millisecond();
+            let ago = Duration::from_millis(u64::try_from(now.saturating_sub(since)).unwrap_or(0));
+            Instant::now().checked_sub(ago).unwrap_or_else(Instant::now)
+        });
+        Ok(())
+    }
+
+    pub fn last_message(entries: &[journal::Entry<Record>]) -> Option<String> {
+        entries.iter().rev().find_map(|e| match &e.record {
+            Record::Finished { message, .. } => message.clone(),
+            _ => None,
+        })
+    }
+
+    /// Once admitted into a window, reports (once each) a projected and an actual overrun.
+    /// The run carries on either way: past the first write it finishes or rolls back.
+    pub fn check_overrun(&mut self) -> Result<(), RunError> {
+        let (Some((occ, estimate)), Some(window)) = (self.window, &self.runner.config.window)
+        else {
+            return Ok(());
+        };
+        let now = jiff::Timestamp::now();
+        let Some(notice) = gate::overrun_notice(&occ, now, self.started.elapsed(), estimate) else {
+            return Ok(());
+        };
+        let told = if notice.expected {
+            &mut self.overrun_told.0
+        } else {
+            &mut self.overrun_told.1
+        };
+        if std::mem::replace(told, true) {
+            return Ok(());
+        }
+        let event = RunEvent::WindowOverrun {
+            window: window.spec(),
+            ends_at: gate::local(window, occ.end),
+            by: notice.by,
+            expected: notice.expected,
+        };
+        self.ledger.append(&Record::WindowOverrun {
+            window: window.spec(),
+            ends_at: gate::local(window, occ.end),
+            by_ms: u64::try_from(notice.by.as_millis()).unwrap_or(u64::MAX),
+            expected: notice.expected,
+        })?;
+        self.report_event(&event);
+        Ok(())
+    }
+
+    pub fn finish(&mut self, outcome: Outcome) -> Result<(), RunError> {
+        if let Some(since) = self.known.downtime_since.take() {
+            self.known.downtime += since.elapsed();
+        }
+        let message = self.outcome_message(outcome);
+        self.ledger.append(&Record::Finished { outcome, message })?;
+        let outcome = if self.ledger.failure().is_some() {
+            Outcome::NeedsAttention
+        } else {
+            outcome
+        };
+        self.report_event(&RunEvent::Finished { outcome });
+        Ok(())
+    }
+
+    #[allow(clippy::needless_pass_by_value)] // the message is replaced, not borrowed
+    pub fn report(&self, outcome: Outcome, message: Option<String>) -> RunReport {
+        // A journal that could not be written makes any ending needs-attention: the run's
+        // memory of what it did is gone once this process exits.
+        let ended = match outcome {
+            Outcome::Succeeded => "succeeded",
+            Outcome::RolledBack => "rolled back (the writers are back on the previous plans)",
+            Outcome::NeedsAttention => "needs-attention",
+            Outcome::Blocked => "blocked",
+            Outcome::KeptNewPlan => {
+                "stopped with the new plan kept (data verified, formation restored)"
+            }
+        };
+        let (outcome, message) = match &self.ledger.failure() {
+            Some((error, kept)) => (
+                Outcome::NeedsAttention,
+                Some(format!(
+                    "{}\nthe journal could not be written ({error}); it keeps only its first \
+                     {kept} records, so it is behind the app. In memory the run ended {ended}. \
+                     Free space under {}, check the app with the steps above, then move {} aside \
+                     (resuming it would replay a past the app has left)",
+                    self.manual_steps(),
+                    self.runner.config.state.root().display(),
+                    self.ledger
+                        .journal()
+                        .path()
+                        .parent()
+                        .unwrap_or(self.ledger.journal().path())
+                        .display(),
+                )),
+            ),
+            None => (outcome, message),
+        };
+        let addons = self
+            .targets()
+            .into_iter()
+            .map(|t| {
+                self.known
+                    .reports
+                    .get(&t.name)
+                    .cloned()
+                    .unwrap_or(AddonReport {
+                        label: t.label,
+                        addon: t.name,
+                        from: t.from,
+                        to: t.to,
+                        keys_verified: 0,
+                        bytes_verified: 0,
+                        differences: 0,
+                        repaired: 0,
+                    })
+            })
+            .collect();
+        RunReport {
+            run_id: self.run_id.clone(),
+            app: self.request.app.clone(),
+            outcome,
+            message,
+            addons,
+            downtime: self.known.downtime,
+            duration: self.started.elapsed(),
+            journal: self.ledger.journal().path().to_owned(),
+        }
+    }
+
+    /// For anything but success: what happened and, for needs-attention, the commands to
+    /// finish by hand.
+    pub fn outcome_message(&self, outcome: Outcome) -> Option<String> {
+        let State::Finished { .. } = self.engine.state() else {
+            return None;
+        };
+        match outcome {
+            Outcome::Succeeded | Outcome::Blocked => None,
+            Outcome::RolledBack => Some(format!(
+                "the run failed and was rolled back; the app {} runs with its previous formation; see {}",
+                self.request.app,
+                self.ledger.journal().path().display()
+            )),
+            Outcome::NeedsAttention if self.engine.can_reopen() => Some(format!(
+                "{}\n  or, once the cause is fixed (Heroku answers again, the data is \
+                 reachable), run `upshift resume {}`: it runs every compensation again and \
+                 brings the writers back only onto verified data",
+                self.manual_steps(),
+                self.run_id
+            )),
+            Outcome::NeedsAttention => Some(self.manual_steps()),
+            Outcome::KeptNewPlan => Some(self.kept_new_plan_message()),
+        }
+    }
+
+    /// The truth after a rollback past the point of no return: which add-ons stay on their new
+    /// plan (and so are billed on it), that their data was verified, and the command that goes
+    /// back, which is a new, reverse plan change rather than an undo.
+    fn kept_new_plan_message(&self) -> String {
+        let kept: Vec<Target> = self
+            .targets()
+            .into_iter()
+            .filter(|t| self.known.settled_on.get(&t.name) == Some(&t.to))
+            .collect();
+        let stays: Vec<String> = kept
+            .iter()
+            .map(|t| format!("{} stays on {} (was {})", t.label, t.to, t.from))
+            .collect();
+        let back: Vec<String> = kept
+            .iter()
+            .map(|t| format!("--change {}={}", t.label.to_lowercase(), t.from))
+            .collect();
+        format!(
+            "the run stopped after the point of no return: {}; a plan change cannot be undone in place, so billing follows the new plan. The data was verified equal to the snapshot and the app {} runs with its previous formation. To go back, run a reverse change: upshift run -a {} {} --confirm {}; see {}",
+            stays.join(", "),
+            self.request.app,
+            self.request.app,
+            back.join(" "),
+            self.request.app,
+            self.ledger.journal().path().display()
+        )
+    }
+
+    /// The interrupt error, saying whether the app is down.
+    pub fn interrupted(&self) -> RunError {
+        RunError::Interrupted {
+            run_id: self.run_id.clone(),
+            app: self.request.app.clone(),
+            writers_down: if self.known.downtime_since.is_some() {
+                self.request.params.writers.clone()
+            } else {
+                Vec::new()
+            },
+        }
+    }
+
+    /// A rolled-back run whose plan change landed for some add-on did not go back: say so.
+    pub fn truthful(&self, outcome: Outcome) -> Outcome {
+        let kept = self
+            .targets()
+            .iter()
+            .any(|t| self.known.settled_on.get(&t.name) == Some(&t.to));
+        if outcome == Outcome::RolledBack && kept {
+            Outcome::KeptNewPlan
+        } else {
+            outcome
+        }
+    }
+
+    fn manual_steps(&self) -> String {
+        let app = &self.request.app;
+        let mut lines = vec![format!(
+            "run {} needs attention: not everything could be undone automatically. To finish by hand:",
+            self.run_id
+        )];
+        for t in self.targets() {
+            if let Some(file) = self.known.snapshots.get(&t.name) {
+                let var = t.url_var.clone().unwrap_or_else(|| "REDIS_URL".into());
+                lines.push(format!(
+                    "  - check {}: upshift diff --url \"$(heroku config:get {var} -a {app})\" --against {}",
+                    t.label,
+                    file.display()
+                ));
+                lines.push(format!(
+                    "    and repair it if needed: upshift restore --url \"$(heroku config:get {var} -a {app})\" --from {}",
+                    file.display()
+                ));
+            }
+        }
+        if let Some(capture) = &self.known.capture {
+            let scale: Vec<String> = self
+                .request
+                .params
+                .writers
+                .iter()
+                .filter_map(|w| {
+                    capture
+                        .formation
+                        .iter()
+                        .find(|p| &p.process_type == w)
+                        .map(|p| format!("{}={}:{}", p.process_type, p.quantity, p.size))
+                })
+                .collect();
+            if !scale.is_empty() {
+                lines.push(format!(
+                    "  - bring the writers back: heroku ps:scale {} -a {app}",
+                    scale.join(" ")
+                ));
+            }
+            if self.request.params.maintenance && !capture.maintenance {
+                lines.push(format!("  - heroku maintenance:off -a {app}"));
+            }
+        }
+        lines.push(format!(
+            "  journal: {}",
+            self.ledger.journal().path().display()
+        ));
+        lines.join("\n")
+    }
+}

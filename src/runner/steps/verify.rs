@@ -1,0 +1,197 @@
+//! The verify step: each add-on's data read back through its current URL and compared with
+//! its snapshot; critical data that differs is repaired and compared again. The settle
+//! compensation verifies through [`target`] too.
+
+use super::{StepCtx, Target};
+use crate::plan::facts::DataPolicy;
+use crate::plans;
+use crate::runner::capture::verify_options;
+use crate::runner::ledger::{Learned, Ledger};
+use crate::runner::record::Record;
+use crate::runner::{AddonReport, RunEvent, StepError};
+use crate::verify::{self, RestoreSelection};
+
+/// Keys to name in journals and messages.
+const EXAMPLES: usize = 20;
+
+/// Every add-on verified (or, for a cache, tolerated).
+pub(in crate::runner) struct Verified {
+    /// One phrase per add-on.
+    pub note: String,
+}
+
+/// Verifies every add-on, then checks its Redis settings survived the change.
+///
+/// # Guarantees
+/// A repair writes only snapshot values over differing keys, so repeating the step converges
+/// on the snapshot; the settings are put back only when they differ.
+pub(in crate::runner) async fn run(
+    ctx: &StepCtx<'_>,
+    log: &mut Ledger,
+) -> Result<Verified, StepError> {
+    let mut notes = Vec::new();
+    for t in ctx.targets() {
+        let note = match target(ctx, log, &t).await {
+            Ok(note) => note,
+            // A cache keeps its looser rule: an unreadable cache is reported, not fatal
+            // (its loss is tolerated). Critical data has no such escape: an error is a
+            // failure, and the engine keeps the writers stopped until a verify succeeds.
+            Err(StepError::Failed { message, .. }) if t.policy == DataPolicy::Cache => {
+                ctx.report(&RunEvent::Warning {
+                    message: format!(
+                        "{} (cache) could not be verified ({message}); tolerated by its data policy",
+                        t.label
+                    ),
+                });
+                format!("{} (cache) not verified, tolerated", t.label)
+            }
+            Err(e) => return Err(e),
+        };
+        notes.push(note);
+        check_redis_settings(ctx, log, &t).await?;
+    }
+    Ok(Verified {
+        note: notes.join("; "),
+    })
+}
+
+/// Compares one add-on with its snapshot; repairs critical data. Journals the verdict and
+/// hands the add-on's report to the ledger. `Ok` with a note when the data is whole (or a
+/// cache), a data-unsafe failure otherwise.
+pub(super) async fn target(
+    ctx: &StepCtx<'_>,
+    log: &mut Ledger,
+    t: &Target,
+) -> Result<String, StepError> {
+    let file = ctx
+        .known
+        .snapshots
+        .get(&t.name)
+        .cloned()
+        .ok_or_else(|| StepError::Failed {
+            message: format!(
+                "no snapshot of {} in this run: its data cannot be checked",
+                t.label
+            ),
+            data_unsafe: t.policy == DataPolicy::Critical,
+            transient: None,
+        })?;
+    let url = ctx.current_url(t).await?;
+    let plan = ctx.client().addon(ctx.app(), &t.name).await.map_or_else(
+        |_| t.to.clone(),
+        |a| plans::bare_name(&a.plan.name).to_owned(),
+    );
+    let opts = verify_options(&ctx.config().verify, &plan, "verify");
+    let progress = ctx.progress(&t.label);
+    let diff = verify::diff(&url, &file, &opts, &progress).await?;
+    let differences = diff.counts.failures();
+    let examples: Vec<String> = diff
+        .differences
+        .iter()
+        .filter(|d| d.kind.is_failure())
+        .take(EXAMPLES)
+        .map(|d| format!("{} ({})", d.key, d.kind.label()))
+        .collect();
+    let mut repaired = 0;
+    let mut whole = diff.is_equal();
+    if !whole && t.policy == DataPolicy::Critical {
+        ctx.report(&RunEvent::Warning {
+            message: format!(
+                "{}: {differences} key(s) differ from the snapshot ({}); repairing from the snapshot",
+                t.label,
+                examples.join(", ")
+            ),
+        });
+        let selection = if diff.truncated {
+            RestoreSelection::All
+        } else {
+            RestoreSelection::Keys(
+                diff.differences
+                    .iter()
+                    .filter(|d| d.kind.is_failure())
+                    .map(|d| d.key_bytes.clone())
+                    .collect(),
+            )
+        };
+        let summary = verify::restore(&url, &file, selection, &opts, &verify::NoProgress).await?;
+        repaired = summary.restored + summary.deleted;
+        whole = summary.remaining.is_equal();
+    }
+    log.record(Record::Verified {
+        addon: t.name.clone(),
+        keys: diff.before_keys,
+        digest_equal: diff.is_equal(),
+        differences,
+        repaired,
+        examples: examples.clone(),
+    })?;
+    log.learn(Learned::Report(AddonReport {
+        label: t.label.clone(),
+        addon: t.name.clone(),
+        from: t.from.clone(),
+        to: plan.clone(),
+        keys_verified: diff.before_keys,
+        bytes_verified: progress.bytes(),
+        differences,
+        repaired,
+    }));
+    match (whole, t.policy) {
+        (true, _) if differences == 0 => Ok(format!("{} {} keys equal", t.label, diff.before_keys)),
+        (true, _) => Ok(format!(
+            "{} {} keys equal after repairing {repaired}",
+            t.label, diff.before_keys
+        )),
+        (false, DataPolicy::Cache) => {
+            ctx.report(&RunEvent::Warning {
+                message: format!(
+                    "{} (cache): {differences} key(s) differ from the snapshot; tolerated by its data policy",
+                    t.label
+                ),
+            });
+            Ok(format!(
+                "{} (cache) {differences} keys differ, tolerated",
+                t.label
+            ))
+        }
+        (false, DataPolicy::Critical) => Err(StepError::Failed {
+            message: format!(
+                "{} still differs from its snapshot after repair: {differences} key(s), e.g. {}",
+                t.label,
+                examples.join(", ")
+            ),
+            data_unsafe: true,
+            transient: None,
+        }),
+    }
+}
+
+/// The Data API settings must survive the change; a lost one is put back and reported.
+async fn check_redis_settings(
+    ctx: &StepCtx<'_>,
+    log: &mut Ledger,
+    t: &Target,
+) -> Result<(), StepError> {
+    let Some(before) = ctx
+        .capture()?
+        .found()
+        .find(|a| a.name == t.name)
+        .and_then(|a| a.redis_config.clone())
+    else {
+        return Ok(());
+    };
+    let now = ctx.client().redis_config(&t.name).await?.values();
+    if now != before {
+        let w = ctx.client().update_redis_config(&t.name, &before).await?;
+        log.record(Record::Effect {
+            what: format!("redis settings of {} restored", t.label),
+            request_id: Some(w.request_id),
+        })?;
+        ctx.report(&RunEvent::Warning {
+            message: format!(
+                "{}: the plan change lost Redis settings ({now:?} instead of {before:?}); restored",
+                t.label
+            ),
+        });
+    }
+    Ok(())
+}

@@ -1,0 +1,57 @@
+//! Writes since the drain: the snapshot and the plan change check that nothing wrote to Redis
+//! after the writers stopped, so a writer slower than the drain's quiet period is still caught
+//! before the point of no return.
+
+use super::StepCtx;
+use crate::runner::StepError;
+use crate::runner::capture::verify_options;
+use crate::verify;
+
+/// Whether Redis' write counter (`rdb_changes_since_last_save`) shows writes between two
+/// readings. A background save resets it to 0: a lower reading means a save, and any non-zero
+/// value after one means writes since.
+pub(super) fn writes_seen(before: u64, now: u64) -> bool {
+    if now >= before {
+        now != before
+    } else {
+        now != 0
+    }
+}
+
+/// Fails when a server saw writes since the drain ended: something still writes, and the
+/// snapshot or the plan change would lose it. Before the point of no return, so the run
+/// rolls back cleanly. Skipped for add-ons without a mark (a resumed run).
+pub(super) async fn check_none_since_drain(ctx: &StepCtx<'_>, when: &str) -> Result<(), StepError> {
+    for t in ctx.targets() {
+        let Some(mark) = ctx.known.write_marks.get(&t.name).copied() else {
+            continue;
+        };
+        let url = ctx.current_url(&t).await?;
+        let opts = verify_options(&ctx.config().verify, &t.from, "check");
+        let now = verify::server_info(&url, &opts).await?.changes_since_save;
+        if writes_seen(mark, now) {
+            return Err(StepError::failed(format!(
+                "{} was written to {when} although the writers are stopped (write counter \
+                 {mark} -> {now}): something else writes to it; find it with `CLIENT LIST`, \
+                 add its process type to --writers or stop it, then run again",
+                t.label
+            )));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::writes_seen;
+
+    #[test]
+    fn the_write_counter_survives_a_background_save() {
+        assert!(!writes_seen(10, 10));
+        assert!(writes_seen(10, 11));
+        // A save reset it and nothing was written since.
+        assert!(!writes_seen(10, 0));
+        // A save, then writes.
+        assert!(writes_seen(10, 3));
+    }
+}
