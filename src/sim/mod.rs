@@ -75,11 +75,13 @@
 //! `optimistic`, is what this page describes.
 
 mod admin;
+mod attach;
 pub mod behaviour;
 mod data;
 mod dynos;
 mod error;
 pub mod faults;
+mod lifecycle;
 mod logs;
 mod platform;
 mod provision;
@@ -569,14 +571,24 @@ fn router(shared: Arc<Shared>, control: server::Control) -> Router {
             "/apps/{app}/dynos",
             get(platform::list_dynos).delete(platform::restart_dynos),
         )
-        .route("/apps/{app}/addons", get(platform::list_app_addons))
+        .route(
+            "/apps/{app}/addons",
+            get(platform::list_app_addons).post(lifecycle::create_addon),
+        )
         .route(
             "/apps/{app}/addons/{addon}",
-            get(platform::get_app_addon).patch(platform::patch_addon),
+            get(platform::get_app_addon)
+                .patch(platform::patch_addon)
+                .delete(lifecycle::destroy_addon),
+        )
+        .route("/apps/{app}/releases", get(lifecycle::list_releases))
+        .route(
+            "/apps/{app}/releases/{release}",
+            get(lifecycle::get_release),
         )
         .route(
             "/apps/{app}/addon-attachments",
-            get(platform::list_app_attachments),
+            get(attach::list_app_attachments),
         )
         .route("/apps/{app}/config-vars", get(platform::config_vars))
         .route(
@@ -584,16 +596,23 @@ fn router(shared: Arc<Shared>, control: server::Control) -> Router {
             post(platform::create_log_session),
         )
         .route("/addons", get(platform::list_all_addons))
-        .route("/addon-attachments", get(platform::list_all_attachments))
+        .route(
+            "/addon-attachments",
+            get(attach::list_all_attachments).post(attach::create_attachment),
+        )
+        .route(
+            "/addon-attachments/{id}",
+            get(attach::get_attachment).delete(attach::delete_attachment),
+        )
         .route("/addons/{addon}", get(platform::get_addon))
         .route(
             "/addons/{addon}/addon-attachments",
-            get(platform::list_addon_attachments),
+            get(attach::list_addon_attachments),
         )
         .route("/addon-services/{service}/plans", get(platform::list_plans))
         .route(
             "/actions/addon-attachments/resolve",
-            post(platform::resolve_attachment),
+            post(attach::resolve_attachment),
         )
         .route("/actions/addons/resolve", post(platform::resolve_addon))
         .route("/redis/v0/databases/{name}", get(data::get_database))
@@ -642,7 +661,7 @@ fn router(shared: Arc<Shared>, control: server::Control) -> Router {
 }
 
 /// Adjectives for generated add-on names (`redis-cubed-12345`), as Heroku does.
-const WORDS: &[&str] = &[
+pub(crate) const WORDS: &[&str] = &[
     "cubed",
     "sinuous",
     "rigid",
@@ -690,6 +709,7 @@ async fn build_world(shared: &Arc<Shared>, scenario: &Scenario) -> Result<(), Si
     for app in &scenario.apps {
         let app_id = state::new_id();
         let mut config_vars: BTreeMap<String, String> = app.config_vars.clone();
+        let mut connections = BTreeMap::new();
         for spec in &app.addons {
             let Some((name, server)) = servers.next() else {
                 break;
@@ -705,8 +725,7 @@ async fn build_world(shared: &Arc<Shared>, scenario: &Scenario) -> Result<(), Si
                 id: state::new_id(),
                 name,
                 app_id: app_id.clone(),
-                attachment_id: state::new_id(),
-                attachment: spec.attachment.to_uppercase(),
+                attachments: vec![state::AttachmentState::new(&spec.attachment, &app_id)],
                 plan,
                 state: AddOnState::Provisioned,
                 server,
@@ -715,11 +734,13 @@ async fn build_world(shared: &Arc<Shared>, scenario: &Scenario) -> Result<(), Si
                 switched: None,
                 maintenance: spec.maintenance,
                 settings: spec.config.clone(),
-                connections: spec.connections.clone(),
                 created_at: now.clone(),
                 updated_at: now.clone(),
             };
-            config_vars.insert(addon.config_var(), addon.server.url());
+            connections.insert(spec.attachment.to_uppercase(), spec.connections.clone());
+            for var in addon.config_vars() {
+                config_vars.insert(var, addon.server.url());
+            }
             world.addons.push(addon);
         }
         world.apps.push(AppState {
@@ -747,6 +768,13 @@ async fn build_world(shared: &Arc<Shared>, scenario: &Scenario) -> Result<(), Si
             config_vars: crate::heroku::models::ConfigVars(config_vars),
             dynos: Vec::new(),
             stopping: Vec::new(),
+            connections,
+            releases: vec![state::ReleaseState {
+                id: state::new_id(),
+                version: 1,
+                description: "Initial release".into(),
+                created_at: now.clone(),
+            }],
         });
     }
     Ok(())
