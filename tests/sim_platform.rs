@@ -522,6 +522,26 @@ async fn a_created_addon_provisions_then_takes_over_an_attachment_with_the_write
     let releases = c.releases("shop").await.unwrap();
     assert_eq!(releases.len(), releases_before + 2);
     assert_eq!(releases.last().map(|r| r.current), Some(Some(true)));
+    // `heroku ps:wait`: every dyno comes back on the latest release.
+    let latest = releases.last().map(|r| r.version).unwrap_or_default();
+    eventually(
+        Duration::from_secs(5),
+        "dynos on the latest release",
+        || async {
+            let dynos: serde_json::Value = reqwest::Client::new()
+                .get(sim.api_url().join("/apps/shop/dynos").unwrap())
+                .bearer_auth(sim.api_key())
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            let dynos = dynos.as_array().cloned().unwrap_or_default();
+            !dynos.is_empty() && dynos.iter().all(|d| d["release"]["version"] == latest)
+        },
+    )
+    .await;
     let old_keys = dbsize(&old_url).await;
     eventually(
         Duration::from_secs(5),

@@ -180,6 +180,7 @@ async fn every_served_platform_route_matches_heroku_schema() {
         ("GET", "/account".into(), None),
         ("GET", "/account/rate-limits".into(), None),
         ("GET", "/apps".into(), None),
+        ("GET", "/users/~/apps".into(), None),
         ("GET", "/apps/shop".into(), None),
         (
             "PATCH",

@@ -324,6 +324,7 @@ fn spawn_dyno(
         created_at: now.clone(),
         updated_at: now,
         long_running: false,
+        release: app.releases.last().map_or(1, |r| r.version),
         task: Some(task),
     }
 }

@@ -555,6 +555,8 @@ fn router(shared: Arc<Shared>, control: server::Control) -> Router {
         .route("/account", get(platform::account))
         .route("/account/rate-limits", get(platform::rate_limits))
         .route("/apps", get(platform::list_apps))
+        // `heroku apps` lists the account's apps here.
+        .route("/users/{user}/apps", get(platform::list_apps))
         .route(
             "/apps/{app}",
             get(platform::get_app).patch(platform::patch_app),

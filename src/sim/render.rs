@@ -118,7 +118,14 @@ pub(crate) fn dyno(app: &AppState, d: &DynoRec) -> Value {
         to_value(&model),
         json!({
             "attach_url": null,
-            "release": {"id": stable_id(&format!("release:{}", app.id)), "version": 1},
+            "release": {
+                "id": app
+                    .releases
+                    .iter()
+                    .find(|r| r.version == d.release)
+                    .map_or_else(|| stable_id(&format!("release:{}", app.id)), |r| r.id.clone()),
+                "version": d.release,
+            },
         }),
     )
 }

@@ -256,6 +256,8 @@ pub(crate) struct DynoRec {
     /// A dyno of the scenario's starting formation: it has been up for an hour already (an
     /// app that was running before the simulator started), so its timestamps are kept.
     pub long_running: bool,
+    /// The release the dyno runs (`heroku ps:wait` waits until every dyno runs the latest).
+    pub release: u32,
     pub task: Option<JoinHandle<()>>,
 }
 
