@@ -59,6 +59,22 @@ async fn dynos_hold_connections_write_and_stop_when_scaled_to_zero() {
     .await;
     let names = client_names(&url).await;
     assert!(names.contains(&"heroku-platform".to_owned()), "{names:?}");
+    // The platform's monitoring reads the server every few seconds on that connection.
+    eventually(
+        Duration::from_secs(5),
+        "the platform's monitoring",
+        || async {
+            let mut con = common::redis(&url).await;
+            let list: String = redis::cmd("CLIENT")
+                .arg("LIST")
+                .query_async(&mut con)
+                .await
+                .unwrap();
+            list.lines()
+                .any(|l| l.contains("name=heroku-platform") && l.contains("cmd=info"))
+        },
+    )
+    .await;
     eventually(Duration::from_secs(5), "writes from both dynos", || async {
         let t = sim.timeline();
         writes_by(&t, "web.1", 0.0) > 2 && writes_by(&t, "web.2", 0.0) > 2

@@ -127,6 +127,9 @@ pub struct BehaviourSpec {
     /// Overrides [`Behaviour::attach_replaces`].
     #[serde(default)]
     pub attach_replaces: Option<bool>,
+    /// Overrides [`Behaviour::platform_monitor`].
+    #[serde(default)]
+    pub platform_monitor: Option<bool>,
 }
 
 impl BehaviourSpec {
@@ -161,6 +164,9 @@ impl BehaviourSpec {
         }
         if let Some(v) = self.attach_replaces {
             b.attach_replaces = v;
+        }
+        if let Some(v) = self.platform_monitor {
+            b.platform_monitor = v;
         }
         b
     }
@@ -219,6 +225,9 @@ pub struct Behaviour {
     /// the other with no gap. Undocumented: when off (the `strict` profile), a taken name is
     /// refused and the caller must detach first (the var is missing in between).
     pub attach_replaces: bool,
+    /// The platform's own connection to each server issues PING and INFO every 1.5 s, as
+    /// Heroku's monitoring does; it is never a writer.
+    pub platform_monitor: bool,
 }
 
 fn secs<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
@@ -242,6 +251,7 @@ impl Behaviour {
             stop_grace: Duration::ZERO,
             plan_flips_at_end: false,
             attach_replaces: true,
+            platform_monitor: true,
         };
         match profile {
             Profile::Optimistic => {}

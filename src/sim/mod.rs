@@ -244,6 +244,8 @@ impl Simulator {
         };
         // From here on, dropping `sim` on an error kills what was started.
         build_world(&shared, &scenario).await?;
+        let monitor = tokio::spawn(monitor(Arc::clone(&shared)));
+        shared.world().tasks.push(monitor);
         for f in scenario.faults {
             admin::arm(&shared, f);
         }
@@ -660,6 +662,32 @@ fn router(shared: Arc<Shared>, control: server::Control) -> Router {
         ))
         .layer(axum::Extension(control))
         .with_state(shared)
+}
+
+/// How often the platform's monitoring reads each server (Heroku's own connections issue
+/// commands every few seconds).
+const MONITOR_EVERY: Duration = Duration::from_millis(1500);
+
+/// The platform's monitoring: every server's control connection issues PING and INFO now and
+/// then, so a drain check that counts "clients active within a second" as writers would wait
+/// on it (issue 11, 2). Off with the behaviour knob `platform_monitor = false`.
+async fn monitor(shared: Arc<Shared>) {
+    loop {
+        tokio::time::sleep(MONITOR_EVERY).await;
+        if !shared.behaviour().platform_monitor {
+            continue;
+        }
+        let servers: Vec<Arc<RedisServer>> = shared
+            .world()
+            .addons
+            .iter()
+            .filter(|a| a.state != AddOnState::Deprovisioned)
+            .flat_map(|a| std::iter::once(Arc::clone(&a.server)).chain(a.pending.clone()))
+            .collect();
+        for server in servers {
+            server.monitor_tick().await;
+        }
+    }
 }
 
 /// Adjectives for generated add-on names (`redis-cubed-12345`), as Heroku does.
