@@ -44,6 +44,7 @@ pub mod plans;
 pub mod playbook;
 pub mod runner;
 pub mod sim;
+pub mod swap;
 pub mod ui;
 pub mod unattended;
 pub mod units;

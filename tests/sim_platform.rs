@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use upshift::heroku::models::{FormationUpdate, LogSessionRequest};
 use upshift::sim::{EventKind, Fault, TimelineEvent};
 
-use common::{client, eventually, shop, start};
+use common::{client, eventually, shop, start, wait_provisioned};
 
 fn scale(process_type: &str, quantity: u32) -> Vec<FormationUpdate> {
     vec![FormationUpdate {
@@ -59,6 +59,22 @@ async fn dynos_hold_connections_write_and_stop_when_scaled_to_zero() {
     .await;
     let names = client_names(&url).await;
     assert!(names.contains(&"heroku-platform".to_owned()), "{names:?}");
+    // The platform's monitoring reads the server every few seconds on that connection.
+    eventually(
+        Duration::from_secs(5),
+        "the platform's monitoring",
+        || async {
+            let mut con = common::redis(&url).await;
+            let list: String = redis::cmd("CLIENT")
+                .arg("LIST")
+                .query_async(&mut con)
+                .await
+                .unwrap();
+            list.lines()
+                .any(|l| l.contains("name=heroku-platform") && l.contains("cmd=info"))
+        },
+    )
+    .await;
     eventually(Duration::from_secs(5), "writes from both dynos", || async {
         let t = sim.timeline();
         writes_by(&t, "web.1", 0.0) > 2 && writes_by(&t, "web.2", 0.0) > 2
@@ -458,4 +474,193 @@ async fn behaviour_profiles_shape_what_the_platform_reports() {
     })
     .await;
     sim.shutdown().await;
+}
+
+/// Writes the app's dynos landed on a server: its `DBSIZE` grows while the app runs.
+async fn dbsize(url: &str) -> u64 {
+    let mut con = common::redis(url).await;
+    redis::cmd("DBSIZE").query_async(&mut con).await.unwrap()
+}
+
+#[tokio::test]
+async fn a_created_addon_provisions_then_takes_over_an_attachment_with_the_writers() {
+    let sim = start(shop(1, "premium-0", 20, 2)).await;
+    let c = client(&sim);
+    let releases_before = c.releases("shop").await.unwrap().len();
+
+    let created = c
+        .create_addon("shop", "heroku-redis:premium-1", "upshift_swap")
+        .await
+        .unwrap()
+        .value;
+    assert_eq!(created.state.as_str(), "provisioning");
+    assert_eq!(created.plan.name, "heroku-redis:premium-1");
+    // No URL until it is provisioned.
+    assert!(
+        !c.config_vars("shop")
+            .await
+            .unwrap()
+            .0
+            .contains_key("UPSHIFT_SWAP_URL")
+    );
+    wait_provisioned(&c, "shop", &created.name, "heroku-redis:premium-1").await;
+    let vars = c.config_vars("shop").await.unwrap();
+    let new_url = vars
+        .0
+        .get("UPSHIFT_SWAP_URL")
+        .cloned()
+        .expect("the new URL");
+    assert_ne!(Some(&new_url), vars.0.get("SHOP_REDIS_URL"));
+    assert_eq!(c.releases("shop").await.unwrap().len(), releases_before + 1);
+    // The app's code does not read the temporary name: nothing writes there yet.
+    let old_url = sim.redis_url("shop_redis");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(dbsize(&new_url).await, 0);
+
+    // Moving the app's name onto the new add-on: one release, the var now holds the new URL,
+    // the old add-on keeps no attachment on the app, and the restarted dynos write there.
+    let attachments = c.addon_attachments(&created.id).await.unwrap();
+    assert_eq!(attachments.len(), 1);
+    let moved = c
+        .attach_addon(&created.id, "shop", "SHOP_REDIS", Some("shop"))
+        .await
+        .unwrap()
+        .value;
+    assert_eq!(moved.name, "SHOP_REDIS");
+    let vars = c.config_vars("shop").await.unwrap();
+    assert_eq!(vars.0.get("SHOP_REDIS_URL"), Some(&new_url));
+    assert!(
+        c.addon_attachments("redis-test-11111")
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let releases = c.releases("shop").await.unwrap();
+    assert_eq!(releases.len(), releases_before + 2);
+    assert_eq!(releases.last().map(|r| r.current), Some(Some(true)));
+    // `heroku ps:wait`: every dyno comes back on the latest release.
+    let latest = releases.last().map(|r| r.version).unwrap_or_default();
+    eventually(
+        Duration::from_secs(5),
+        "dynos on the latest release",
+        || async {
+            let dynos: serde_json::Value = reqwest::Client::new()
+                .get(sim.api_url().join("/apps/shop/dynos").unwrap())
+                .bearer_auth(sim.api_key())
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            let dynos = dynos.as_array().cloned().unwrap_or_default();
+            !dynos.is_empty() && dynos.iter().all(|d| d["release"]["version"] == latest)
+        },
+    )
+    .await;
+    let old_keys = dbsize(&old_url).await;
+    eventually(
+        Duration::from_secs(5),
+        "writes on the new add-on",
+        || async { dbsize(&new_url).await > 0 },
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(
+        dbsize(&old_url).await,
+        old_keys,
+        "the old add-on still gets writes"
+    );
+
+    // The temporary attachment goes; the add-on stays attached as SHOP_REDIS.
+    c.detach(&attachments[0].id).await.unwrap();
+    let vars = c.config_vars("shop").await.unwrap();
+    assert!(!vars.0.contains_key("UPSHIFT_SWAP_URL"));
+    assert_eq!(vars.0.get("SHOP_REDIS_URL"), Some(&new_url));
+    // Detaching twice (a retry after a lost answer) is not an error.
+    c.detach(&attachments[0].id).await.unwrap();
+
+    // The old add-on is destroyed: its server stops, and the app no longer lists it.
+    c.destroy_addon("shop", "redis-test-11111").await.unwrap();
+    let names: Vec<String> = c
+        .addons("shop")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|a| a.name)
+        .collect();
+    assert_eq!(names, vec![created.name.clone()]);
+    eventually(Duration::from_secs(5), "the old server stopped", || async {
+        redis::Client::open(old_url.as_str())
+            .unwrap()
+            .get_multiplexed_async_connection()
+            .await
+            .is_err()
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_taken_attachment_name_needs_confirmation_and_strict_heroku_never_replaces() {
+    let sim = start(shop(0, "premium-0", 0, 1)).await;
+    let c = client(&sim);
+    let created = c
+        .create_addon("shop", "premium-1", "upshift_swap")
+        .await
+        .unwrap()
+        .value;
+    wait_provisioned(&c, "shop", &created.name, "heroku-redis:premium-1").await;
+
+    let unconfirmed = c
+        .attach_addon(&created.id, "shop", "SHOP_REDIS", None)
+        .await
+        .unwrap_err();
+    assert_eq!(unconfirmed.status(), Some(422), "{unconfirmed}");
+    let bad_name = c
+        .attach_addon(&created.id, "shop", "9-lives", None)
+        .await
+        .unwrap_err();
+    assert_eq!(bad_name.status(), Some(422), "{bad_name}");
+
+    sim.set_behaviour(&upshift::sim::BehaviourSpec::of(
+        upshift::sim::Profile::Strict,
+    ));
+    let refused = c
+        .attach_addon(&created.id, "shop", "SHOP_REDIS", Some("shop"))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.status(), Some(422), "{refused}");
+    // The owning app's last attachment cannot be detached: the add-on would be orphaned.
+    let old = c.addon_attachments("redis-test-11111").await.unwrap();
+    let last = c.detach(&old[0].id).await.unwrap_err();
+    assert_eq!(last.status(), Some(422), "{last}");
+    assert!(
+        c.config_vars("shop")
+            .await
+            .unwrap()
+            .0
+            .contains_key("SHOP_REDIS_URL")
+    );
+
+    // Strict Heroku's way: attach the old add-on under a spare name, detach its app name,
+    // then attach the new one under it.
+    let spare = c
+        .attach_addon(&old[0].addon.id, "shop", "UPSHIFT_OLD", None)
+        .await
+        .unwrap()
+        .value;
+    c.detach(&old[0].id).await.unwrap();
+    assert!(
+        !c.config_vars("shop")
+            .await
+            .unwrap()
+            .0
+            .contains_key("SHOP_REDIS_URL")
+    );
+    c.attach_addon(&created.id, "shop", "SHOP_REDIS", None)
+        .await
+        .unwrap();
+    let vars = c.config_vars("shop").await.unwrap();
+    assert_eq!(vars.0.get("SHOP_REDIS_URL"), vars.0.get("UPSHIFT_SWAP_URL"));
+    assert_eq!(spare.name, "UPSHIFT_OLD");
 }

@@ -180,6 +180,7 @@ async fn every_served_platform_route_matches_heroku_schema() {
         ("GET", "/account".into(), None),
         ("GET", "/account/rate-limits".into(), None),
         ("GET", "/apps".into(), None),
+        ("GET", "/users/~/apps".into(), None),
         ("GET", "/apps/shop".into(), None),
         (
             "PATCH",
@@ -230,6 +231,18 @@ async fn every_served_platform_route_matches_heroku_schema() {
             "/apps/shop/log-sessions".into(),
             Some(json!({"lines": 10})),
         ),
+        (
+            "POST",
+            "/apps/shop/addons".into(),
+            Some(json!({"plan": "heroku-redis:premium-1", "attachment": {"name": "schema_new"}})),
+        ),
+        (
+            "POST",
+            "/addon-attachments".into(),
+            Some(json!({"addon": addon, "app": "shop", "name": "shop_extra"})),
+        ),
+        ("GET", "/apps/shop/releases".into(), None),
+        ("GET", "/apps/shop/releases/1".into(), None),
     ];
     let mut failures = Vec::new();
     for (method, path, body) in calls {

@@ -13,6 +13,7 @@
 
 mod auth;
 mod error;
+mod lifecycle;
 pub mod models;
 
 use std::sync::Arc;

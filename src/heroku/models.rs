@@ -234,6 +234,23 @@ pub struct AddOnPlanChange {
     pub plan: PlanRef,
 }
 
+/// One release of an app (`GET /apps/{app}/releases`): config var changes, attachments and
+/// deploys each make one, and each restarts the app's dynos.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Release {
+    pub id: String,
+    pub version: u64,
+    #[serde(default)]
+    pub description: String,
+    /// `pending`, `succeeded`, `failed`, ...; kept as text.
+    #[serde(default)]
+    pub status: Option<String>,
+    #[serde(default)]
+    pub current: Option<bool>,
+    #[serde(default)]
+    pub created_at: Option<String>,
+}
+
 /// A plan named by its full name.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PlanRef {

@@ -45,7 +45,8 @@ pub enum Profile {
     Sparse,
     /// Issue 11, 3: `CONFIG`, `CLIENT`, `DEBUG`, `MONITOR` and `OBJECT` are refused, as
     /// managed Redis services do (Heroku refuses `CONFIG`; some providers also `CLIENT`). The
-    /// simulator keeps its own control through secret renamed commands.
+    /// simulator keeps its own control through secret renamed commands. Attaching under a
+    /// name another add-on holds is refused, even with `confirm`: detach first.
     Strict,
     /// Issue 11, 5(c): the add-on keeps naming its OLD plan (state `provisioning`) until the
     /// switch, then flips to the target at once. A client that re-reads the add-on after a lost
@@ -123,6 +124,12 @@ pub struct BehaviourSpec {
     /// Overrides [`Behaviour::stop_grace`], in seconds (Heroku allows up to 30).
     #[serde(default)]
     pub stop_grace_seconds: Option<f64>,
+    /// Overrides [`Behaviour::attach_replaces`].
+    #[serde(default)]
+    pub attach_replaces: Option<bool>,
+    /// Overrides [`Behaviour::platform_monitor`].
+    #[serde(default)]
+    pub platform_monitor: Option<bool>,
 }
 
 impl BehaviourSpec {
@@ -154,6 +161,12 @@ impl BehaviourSpec {
         }
         if let Some(s) = self.stop_grace_seconds {
             b.stop_grace = Duration::from_secs_f64(s.clamp(0.0, 30.0));
+        }
+        if let Some(v) = self.attach_replaces {
+            b.attach_replaces = v;
+        }
+        if let Some(v) = self.platform_monitor {
+            b.platform_monitor = v;
         }
         b
     }
@@ -207,6 +220,14 @@ pub struct Behaviour {
     pub stop_grace: Duration,
     /// During a plan change the add-on names its old plan until the switch.
     pub plan_flips_at_end: bool,
+    /// `POST /addon-attachments` with `confirm` (the app's name) replaces another add-on's
+    /// attachment of the same name in one release, so the config var moves from one URL to
+    /// the other with no gap. Undocumented: when off (the `strict` profile), a taken name is
+    /// refused and the caller must detach first (the var is missing in between).
+    pub attach_replaces: bool,
+    /// The platform's own connection to each server issues PING and INFO every 1.5 s, as
+    /// Heroku's monitoring does; it is never a writer.
+    pub platform_monitor: bool,
 }
 
 fn secs<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
@@ -229,13 +250,18 @@ impl Behaviour {
             client_ramp: Duration::ZERO,
             stop_grace: Duration::ZERO,
             plan_flips_at_end: false,
+            attach_replaces: true,
+            platform_monitor: true,
         };
         match profile {
             Profile::Optimistic => {}
             Profile::InPlace => b.provisioned_at_once = true,
             Profile::Lagging => b.data_lag = LAGGING_DATA_LAG,
             Profile::Sparse => b.sparse_bodies = true,
-            Profile::Strict => b.restricted_commands = true,
+            Profile::Strict => {
+                b.restricted_commands = true;
+                b.attach_replaces = false;
+            }
             Profile::LateFlip => b.plan_flips_at_end = true,
         }
         b

@@ -275,9 +275,10 @@ fn targets(
     world
         .addons
         .iter()
-        .filter(|a| a.app_id == app.id)
-        .map(|a| {
-            let var = a.config_var();
+        .flat_map(|a| a.attachments.iter().map(move |x| (a, x)))
+        .filter(|(_, x)| x.app_id == app.id)
+        .map(|(a, x)| {
+            let var = x.config_var();
             (
                 Target {
                     addon: a.name.clone(),
@@ -285,7 +286,9 @@ fn targets(
                     var,
                     connections: 0,
                 },
-                a.connections.clone(),
+                // An attachment the app's code does not read (a new add-on's temporary
+                // name) gets no connections.
+                app.connections.get(&x.name).cloned().unwrap_or_default(),
             )
         })
         .collect()
@@ -321,6 +324,7 @@ fn spawn_dyno(
         created_at: now.clone(),
         updated_at: now,
         long_running: false,
+        release: app.releases.last().map_or(1, |r| r.version),
         task: Some(task),
     }
 }

@@ -75,11 +75,13 @@
 //! `optimistic`, is what this page describes.
 
 mod admin;
+mod attach;
 pub mod behaviour;
 mod data;
 mod dynos;
 mod error;
 pub mod faults;
+mod lifecycle;
 mod logs;
 mod platform;
 mod provision;
@@ -242,6 +244,8 @@ impl Simulator {
         };
         // From here on, dropping `sim` on an error kills what was started.
         build_world(&shared, &scenario).await?;
+        let monitor = tokio::spawn(monitor(Arc::clone(&shared)));
+        shared.world().tasks.push(monitor);
         for f in scenario.faults {
             admin::arm(&shared, f);
         }
@@ -553,6 +557,8 @@ fn router(shared: Arc<Shared>, control: server::Control) -> Router {
         .route("/account", get(platform::account))
         .route("/account/rate-limits", get(platform::rate_limits))
         .route("/apps", get(platform::list_apps))
+        // `heroku apps` lists the account's apps here.
+        .route("/users/{user}/apps", get(platform::list_apps))
         .route(
             "/apps/{app}",
             get(platform::get_app).patch(platform::patch_app),
@@ -569,14 +575,24 @@ fn router(shared: Arc<Shared>, control: server::Control) -> Router {
             "/apps/{app}/dynos",
             get(platform::list_dynos).delete(platform::restart_dynos),
         )
-        .route("/apps/{app}/addons", get(platform::list_app_addons))
+        .route(
+            "/apps/{app}/addons",
+            get(platform::list_app_addons).post(lifecycle::create_addon),
+        )
         .route(
             "/apps/{app}/addons/{addon}",
-            get(platform::get_app_addon).patch(platform::patch_addon),
+            get(platform::get_app_addon)
+                .patch(platform::patch_addon)
+                .delete(lifecycle::destroy_addon),
+        )
+        .route("/apps/{app}/releases", get(lifecycle::list_releases))
+        .route(
+            "/apps/{app}/releases/{release}",
+            get(lifecycle::get_release),
         )
         .route(
             "/apps/{app}/addon-attachments",
-            get(platform::list_app_attachments),
+            get(attach::list_app_attachments),
         )
         .route("/apps/{app}/config-vars", get(platform::config_vars))
         .route(
@@ -584,16 +600,23 @@ fn router(shared: Arc<Shared>, control: server::Control) -> Router {
             post(platform::create_log_session),
         )
         .route("/addons", get(platform::list_all_addons))
-        .route("/addon-attachments", get(platform::list_all_attachments))
+        .route(
+            "/addon-attachments",
+            get(attach::list_all_attachments).post(attach::create_attachment),
+        )
+        .route(
+            "/addon-attachments/{id}",
+            get(attach::get_attachment).delete(attach::delete_attachment),
+        )
         .route("/addons/{addon}", get(platform::get_addon))
         .route(
             "/addons/{addon}/addon-attachments",
-            get(platform::list_addon_attachments),
+            get(attach::list_addon_attachments),
         )
         .route("/addon-services/{service}/plans", get(platform::list_plans))
         .route(
             "/actions/addon-attachments/resolve",
-            post(platform::resolve_attachment),
+            post(attach::resolve_attachment),
         )
         .route("/actions/addons/resolve", post(platform::resolve_addon))
         .route("/redis/v0/databases/{name}", get(data::get_database))
@@ -641,8 +664,34 @@ fn router(shared: Arc<Shared>, control: server::Control) -> Router {
         .with_state(shared)
 }
 
+/// How often the platform's monitoring reads each server (Heroku's own connections issue
+/// commands every few seconds).
+const MONITOR_EVERY: Duration = Duration::from_millis(1500);
+
+/// The platform's monitoring: every server's control connection issues PING and INFO now and
+/// then, so a drain check that counts "clients active within a second" as writers would wait
+/// on it (issue 11, 2). Off with the behaviour knob `platform_monitor = false`.
+async fn monitor(shared: Arc<Shared>) {
+    loop {
+        tokio::time::sleep(MONITOR_EVERY).await;
+        if !shared.behaviour().platform_monitor {
+            continue;
+        }
+        let servers: Vec<Arc<RedisServer>> = shared
+            .world()
+            .addons
+            .iter()
+            .filter(|a| a.state != AddOnState::Deprovisioned)
+            .flat_map(|a| std::iter::once(Arc::clone(&a.server)).chain(a.pending.clone()))
+            .collect();
+        for server in servers {
+            server.monitor_tick().await;
+        }
+    }
+}
+
 /// Adjectives for generated add-on names (`redis-cubed-12345`), as Heroku does.
-const WORDS: &[&str] = &[
+pub(crate) const WORDS: &[&str] = &[
     "cubed",
     "sinuous",
     "rigid",
@@ -690,6 +739,7 @@ async fn build_world(shared: &Arc<Shared>, scenario: &Scenario) -> Result<(), Si
     for app in &scenario.apps {
         let app_id = state::new_id();
         let mut config_vars: BTreeMap<String, String> = app.config_vars.clone();
+        let mut connections = BTreeMap::new();
         for spec in &app.addons {
             let Some((name, server)) = servers.next() else {
                 break;
@@ -705,8 +755,7 @@ async fn build_world(shared: &Arc<Shared>, scenario: &Scenario) -> Result<(), Si
                 id: state::new_id(),
                 name,
                 app_id: app_id.clone(),
-                attachment_id: state::new_id(),
-                attachment: spec.attachment.to_uppercase(),
+                attachments: vec![state::AttachmentState::new(&spec.attachment, &app_id)],
                 plan,
                 state: AddOnState::Provisioned,
                 server,
@@ -715,11 +764,13 @@ async fn build_world(shared: &Arc<Shared>, scenario: &Scenario) -> Result<(), Si
                 switched: None,
                 maintenance: spec.maintenance,
                 settings: spec.config.clone(),
-                connections: spec.connections.clone(),
                 created_at: now.clone(),
                 updated_at: now.clone(),
             };
-            config_vars.insert(addon.config_var(), addon.server.url());
+            connections.insert(spec.attachment.to_uppercase(), spec.connections.clone());
+            for var in addon.config_vars() {
+                config_vars.insert(var, addon.server.url());
+            }
             world.addons.push(addon);
         }
         world.apps.push(AppState {
@@ -747,6 +798,13 @@ async fn build_world(shared: &Arc<Shared>, scenario: &Scenario) -> Result<(), Si
             config_vars: crate::heroku::models::ConfigVars(config_vars),
             dynos: Vec::new(),
             stopping: Vec::new(),
+            connections,
+            releases: vec![state::ReleaseState {
+                id: state::new_id(),
+                version: 1,
+                description: "Initial release".into(),
+                created_at: now.clone(),
+            }],
         });
     }
     Ok(())

@@ -25,11 +25,11 @@ use crate::sim::timeline::{EventKind, lock};
 
 type S = State<Arc<Shared>>;
 
-const NO_APP: &str = "Couldn't find that app.";
-const NO_ADDON: &str = "Couldn't find that add on.";
+pub(crate) const NO_APP: &str = "Couldn't find that app.";
+pub(crate) const NO_ADDON: &str = "Couldn't find that add on.";
 const NO_FORMATION: &str = "Couldn't find that formation.";
 
-fn body_json(body: &Bytes) -> Result<Value, Response> {
+pub(crate) fn body_json(body: &Bytes) -> Result<Value, Response> {
     if body.is_empty() {
         return Ok(json!({}));
     }
@@ -42,7 +42,7 @@ fn body_json(body: &Bytes) -> Result<Value, Response> {
     })
 }
 
-fn ok(v: Value) -> Response {
+pub(crate) fn ok(v: Value) -> Response {
     (StatusCode::OK, axum::Json(v)).into_response()
 }
 
@@ -143,7 +143,7 @@ fn as_quantity(v: &Value) -> Option<u32> {
     }
 }
 
-fn invalid(message: &str) -> Response {
+pub(crate) fn invalid(message: &str) -> Response {
     error(StatusCode::UNPROCESSABLE_ENTITY, "invalid_params", message)
 }
 
@@ -356,11 +356,16 @@ pub(crate) async fn list_app_addons(
     let Some(a) = world.app(&app) else {
         return not_found("app", NO_APP);
     };
+    // Owned by the app or attached to it from another app, as `heroku addons -a APP` lists.
     let items = world
         .addons
         .iter()
-        .filter(|x| x.app_id == a.id)
-        .map(|x| render::addon(a, x, expand))
+        .filter(|x| x.state != AddOnState::Deprovisioned && x.belongs_to(&a.id))
+        .filter_map(|x| {
+            world
+                .app(&x.app_id)
+                .map(|owner| render::addon(owner, x, expand))
+        })
         .collect();
     drop(world);
     paginate(&headers, items)
@@ -372,6 +377,7 @@ pub(crate) async fn list_all_addons(State(s): S, headers: HeaderMap) -> Response
     let items = world
         .addons
         .iter()
+        .filter(|x| x.state != AddOnState::Deprovisioned)
         .filter_map(|x| world.app(&x.app_id).map(|a| render::addon(a, x, expand)))
         .collect();
     drop(world);
@@ -389,9 +395,10 @@ pub(crate) async fn get_app_addon(
     };
     match world
         .addon(&addon, Some(&a.id))
-        .filter(|x| x.app_id == a.id)
+        .filter(|x| x.belongs_to(&a.id))
+        .and_then(|x| world.app(&x.app_id).map(|owner| (owner, x)))
     {
-        Some(x) => ok(render::addon(a, x, render::wants_plan(&headers))),
+        Some((owner, x)) => ok(render::addon(owner, x, render::wants_plan(&headers))),
         None => not_found("add_on", NO_ADDON),
     }
 }
@@ -436,7 +443,7 @@ pub(crate) async fn patch_addon(
         };
         let Some(key) = world
             .addon(&addon, Some(&app_id))
-            .filter(|x| x.app_id == app_id)
+            .filter(|x| x.app_id == app_id && x.state != AddOnState::Deprovisioned)
             .map(|x| x.id.clone())
         else {
             return not_found("add_on", NO_ADDON);
@@ -494,7 +501,7 @@ pub(crate) async fn patch_addon(
 }
 
 /// A plan of the heroku-redis service by full or bare name; other services are unknown here.
-fn resolve_plan(requested: &str) -> Option<plans::Plan> {
+pub(crate) fn resolve_plan(requested: &str) -> Option<plans::Plan> {
     let bare = match requested.split_once(':') {
         Some((service, plan)) if service == plans::HEROKU_REDIS => plan,
         Some(_) => return None,
@@ -518,97 +525,11 @@ pub(crate) async fn config_vars(State(s): S, Path(app): Path<String>) -> Respons
     }
 }
 
-pub(crate) async fn list_app_attachments(
-    State(s): S,
-    Path(app): Path<String>,
-    headers: HeaderMap,
-) -> Response {
-    let world = s.world();
-    let Some(a) = world.app(&app) else {
-        return not_found("app", NO_APP);
-    };
-    let items = world
-        .addons
-        .iter()
-        .filter(|x| x.app_id == a.id)
-        .map(|x| render::attachment(a, x))
-        .collect();
-    drop(world);
-    paginate(&headers, items)
-}
-
-pub(crate) async fn list_all_attachments(State(s): S, headers: HeaderMap) -> Response {
-    let world = s.world();
-    let items = world
-        .addons
-        .iter()
-        .filter_map(|x| world.app(&x.app_id).map(|a| render::attachment(a, x)))
-        .collect();
-    drop(world);
-    paginate(&headers, items)
-}
-
-pub(crate) async fn list_addon_attachments(
-    State(s): S,
-    Path(addon): Path<String>,
-    headers: HeaderMap,
-) -> Response {
-    let world = s.world();
-    let Some((a, x)) = world
-        .addon(&addon, None)
-        .and_then(|x| world.app(&x.app_id).map(|a| (a, x)))
-    else {
-        return not_found("add_on", NO_ADDON);
-    };
-    let items = vec![render::attachment(a, x)];
-    drop(world);
-    paginate(&headers, items)
-}
-
-fn service_matches(body: &Value) -> bool {
+/// Whether a resolve body names heroku-redis (or no service).
+pub(crate) fn service_matches(body: &Value) -> bool {
     body.get("addon_service")
         .and_then(Value::as_str)
         .is_none_or(|s| s == plans::HEROKU_REDIS || s == render::service_ref().id)
-}
-
-pub(crate) async fn resolve_attachment(State(s): S, body: Bytes) -> Response {
-    let body = match body_json(&body) {
-        Ok(b) => b,
-        Err(r) => return r,
-    };
-    let name = body
-        .get("addon_attachment")
-        .and_then(Value::as_str)
-        .unwrap_or("");
-    let app = body.get("app").and_then(Value::as_str);
-    let world = s.world();
-    let app_id = match app {
-        Some(app) => match world.app(app) {
-            Some(a) => Some(a.id.clone()),
-            None => return not_found("app", NO_APP),
-        },
-        None => None,
-    };
-    let found: Vec<Value> = if service_matches(&body) {
-        world
-            .addons
-            .iter()
-            .filter(|x| app_id.as_deref().is_none_or(|id| x.app_id == id))
-            .filter(|x| {
-                x.attachment.eq_ignore_ascii_case(name)
-                    || x.attachment_id == name
-                    || x.name == name
-                    || x.id == name
-            })
-            .filter_map(|x| world.app(&x.app_id).map(|a| render::attachment(a, x)))
-            .collect()
-    } else {
-        Vec::new()
-    };
-    if found.is_empty() {
-        return not_found("add_on attachment", "Couldn't find that add on attachment.");
-    }
-    ok(Value::Array(found))
 }
 
 pub(crate) async fn resolve_addon(State(s): S, headers: HeaderMap, body: Bytes) -> Response {
@@ -632,10 +553,8 @@ pub(crate) async fn resolve_addon(State(s): S, headers: HeaderMap, body: Bytes) 
             .addons
             .iter()
             .filter(|x| {
-                x.name == name
-                    || x.id == name
-                    || (app_id.as_deref().is_none_or(|id| x.app_id == id)
-                        && x.attachment.eq_ignore_ascii_case(name))
+                x.state != AddOnState::Deprovisioned
+                    && (x.name == name || x.id == name || x.attached_as(name, app_id.as_deref()))
             })
             .filter_map(|x| world.app(&x.app_id).map(|a| render::addon(a, x, expand)))
             .collect()

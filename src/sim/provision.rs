@@ -14,7 +14,7 @@ use crate::plans::Plan;
 use crate::sim::dynos;
 use crate::sim::faults::Fault;
 use crate::sim::redis_proc::{RedisServer, ServerSpec};
-use crate::sim::state::{DataStatus, Shared, now_iso};
+use crate::sim::state::{self, DataStatus, Shared, now_iso};
 use crate::sim::timeline::EventKind;
 
 /// Longest wait for the new server's initial sync.
@@ -61,13 +61,11 @@ async fn change(shared: Arc<Shared>, addon: String, from: Plan, target: Plan) {
 
 fn take_faults(shared: &Shared, addon: &str) -> ChangeFaults {
     let f = &shared.faults;
-    // Faults may name the add-on or its attachment (`enketo_redis_main`).
-    let attachment = shared
+    // Faults may name the add-on or one of its attachments (`enketo_redis_main`).
+    let names = shared
         .world()
         .addon(addon, None)
-        .map(|a| a.attachment.clone())
-        .unwrap_or_default();
-    let names = format!("{addon}|{attachment}");
+        .map_or_else(|| addon.to_owned(), state::AddonState::fault_names);
     let addon = names.as_str();
     let mut out = ChangeFaults::default();
     if let Some(extra) = f.take(addon, |x| match x {
@@ -168,7 +166,7 @@ async fn migrate(
         return Err(reason);
     }
     // Switch over: the config var points at the new server, the add-on is provisioned.
-    let (app_id, app_name, var) = {
+    let (app_ids, app_name, var) = {
         let mut world = shared.world();
         let Some(a) = world.addon_mut(addon) else {
             return Err("the add-on is gone".into());
@@ -181,15 +179,34 @@ async fn migrate(
         a.state = AddOnState::Provisioned;
         a.data = DataStatus::Available;
         a.updated_at = now_iso();
-        let var = a.config_var();
-        let app_id = a.app_id.clone();
-        let app = world.app_mut(&app_id);
-        let name = app.as_ref().map(|a| a.name.clone()).unwrap_or_default();
-        if let Some(app) = app {
-            app.config_vars.0.insert(var.clone(), new.url());
-            app.updated_at = now_iso();
+        let owner = a.app_id.clone();
+        let vars: Vec<(String, String)> = a
+            .attachments
+            .iter()
+            .map(|x| (x.app_id.clone(), x.config_var()))
+            .collect();
+        let mut app_ids = Vec::new();
+        for (app_id, var) in &vars {
+            if let Some(app) = world.app_mut(app_id) {
+                app.config_vars.0.insert(var.clone(), new.url());
+                app.updated_at = now_iso();
+                app.release(format!("Set {var} config vars by heroku-redis"));
+            }
+            if !app_ids.contains(app_id) {
+                app_ids.push(app_id.clone());
+            }
         }
-        (app_id, name, var)
+        let name = world
+            .app(&owner)
+            .map(|a| a.name.clone())
+            .unwrap_or_default();
+        let var = vars
+            .iter()
+            .filter(|(id, _)| *id == owner)
+            .map(|(_, v)| v.clone())
+            .next()
+            .unwrap_or_default();
+        (app_ids, name, var)
     };
     shared.event(EventKind::ConfigVarChanged {
         app: app_name.clone(),
@@ -217,8 +234,10 @@ async fn migrate(
     if faults.refuse_writes {
         refuse_writes(shared, addon, &new).await;
     }
-    // Heroku restarts the app when a config var changes; then the old server goes away.
-    dynos::restart_app(shared, &app_id).await;
+    // Heroku restarts every app whose config var changed; then the old server goes away.
+    for app_id in &app_ids {
+        dynos::restart_app(shared, app_id).await;
+    }
     stop_server(shared, addon, &old);
     Ok(())
 }
@@ -451,7 +470,7 @@ async fn corrupt(
     Ok(())
 }
 
-fn stop_server(shared: &Shared, addon: &str, server: &RedisServer) {
+pub(crate) fn stop_server(shared: &Shared, addon: &str, server: &RedisServer) {
     server.stop();
     shared.event(EventKind::RedisStopped {
         addon: addon.to_owned(),

@@ -423,6 +423,23 @@ impl RedisServer {
         Ok(con)
     }
 
+    /// The platform's monitoring: PING and INFO on the control connection, as Heroku's own
+    /// connections do every few seconds (they show in `CLIENT LIST` idle 0-1 s, last command
+    /// `info`). Never opens the connection: a slot released to a replication link stays free.
+    pub async fn monitor_tick(&self) {
+        let con = self.control.lock().await.clone();
+        if let Some(mut con) = con {
+            let _ = redis::pipe()
+                .cmd("PING")
+                .ignore()
+                .cmd("INFO")
+                .arg("stats")
+                .ignore()
+                .query_async::<()>(&mut con)
+                .await;
+        }
+    }
+
     /// Closes the control connection, freeing its slot (for a replica's link).
     pub async fn release_control(&self) {
         self.control.lock().await.take();

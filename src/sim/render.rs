@@ -12,7 +12,9 @@ use crate::heroku::models::{
     Owner, PlanPrice, ServicePlan,
 };
 use crate::plans::{self, Plan};
-use crate::sim::state::{AddonState, AppState, DynoRec, FormationState, stable_id};
+use crate::sim::state::{
+    AddonState, AppState, AttachmentState, DynoRec, FormationState, ReleaseState, stable_id,
+};
 
 /// Default and largest page sizes, as on Heroku.
 const PAGE: usize = 200;
@@ -116,7 +118,14 @@ pub(crate) fn dyno(app: &AppState, d: &DynoRec) -> Value {
         to_value(&model),
         json!({
             "attach_url": null,
-            "release": {"id": stable_id(&format!("release:{}", app.id)), "version": 1},
+            "release": {
+                "id": app
+                    .releases
+                    .iter()
+                    .find(|r| r.version == d.release)
+                    .map_or_else(|| stable_id(&format!("release:{}", app.id)), |r| r.id.clone()),
+                "version": d.release,
+            },
         }),
     )
 }
@@ -196,7 +205,7 @@ pub(crate) fn addon(app: &AppState, a: &AddonState, expand_plan: bool) -> Value 
         app: app_ref(app),
         plan: plan_ref(&a.plan),
         state: a.state.clone(),
-        config_vars: vec![a.config_var()],
+        config_vars: a.config_vars(),
         provider_id: Some(format!("resource{}@heroku.com", &a.id[..8])),
         web_url: Some(format!("https://data.heroku.com/redis/{}", a.id)),
         billed_price: Some(BilledPrice {
@@ -220,19 +229,25 @@ pub(crate) fn addon(app: &AppState, a: &AddonState, expand_plan: bool) -> Value 
     v
 }
 
-pub(crate) fn attachment(app: &AppState, a: &AddonState) -> Value {
+/// An attachment: `app` is the app it is attached to, `owner` the add-on's billing app.
+pub(crate) fn attachment(
+    app: &AppState,
+    owner: &AppState,
+    a: &AddonState,
+    x: &AttachmentState,
+) -> Value {
     let model = AddOnAttachment {
-        id: a.attachment_id.clone(),
-        name: a.attachment.clone(),
+        id: x.id.clone(),
+        name: x.name.clone(),
         addon: AttachmentAddOn {
             id: a.id.clone(),
             name: a.name.clone(),
-            app: app_ref(app),
+            app: app_ref(owner),
         },
         app: app_ref(app),
         namespace: None,
-        created_at: Some(a.created_at.clone()),
-        updated_at: Some(a.updated_at.clone()),
+        created_at: Some(x.created_at.clone()),
+        updated_at: Some(x.updated_at.clone()),
     };
     merge(
         to_value(&model),
@@ -241,6 +256,26 @@ pub(crate) fn attachment(app: &AppState, a: &AddonState) -> Value {
             "log_input_url": null,
         }),
     )
+}
+
+/// A release, as `GET /apps/{app}/releases` lists them.
+pub(crate) fn release(app: &AppState, r: &ReleaseState) -> Value {
+    json!({
+        "id": r.id,
+        "version": r.version,
+        "description": r.description,
+        "status": "succeeded",
+        "current": app.releases.last().is_some_and(|l| l.id == r.id),
+        "eligible_for_rollback": true,
+        "app": app_ref(app),
+        "addon_plan_names": [],
+        "artifacts": [],
+        "slug": null,
+        "user": {"id": stable_id("account:sim"), "email": "sim@example.com"},
+        "output_stream_url": null,
+        "created_at": r.created_at,
+        "updated_at": r.created_at,
+    })
 }
 
 /// Whether the request asked for the plan to be expanded (`Accept-Expansion: plan`).

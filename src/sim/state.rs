@@ -170,6 +170,64 @@ pub(crate) struct AppState {
     /// Dynos scaled down but still in their SIGTERM grace: running, listed, not counted
     /// against the formation.
     pub stopping: Vec<DynoRec>,
+    /// What the app's code does with each Redis it reads from a config var: connections per
+    /// dyno of each process type, keyed by attachment name (`ENKETO_REDIS_MAIN`). It belongs
+    /// to the app, not to the add-on: when an attachment moves to another add-on, the same
+    /// code opens the same connections to the new one.
+    pub connections: BTreeMap<String, BTreeMap<String, u32>>,
+    /// Releases, oldest first: every config var change makes one (Dev Center, config-vars).
+    pub releases: Vec<ReleaseState>,
+}
+
+impl AppState {
+    /// Records a release (a config var changed, an add-on was attached or detached).
+    pub fn release(&mut self, description: String) {
+        let version = self.releases.last().map_or(1, |r| r.version + 1);
+        self.releases.push(ReleaseState {
+            id: new_id(),
+            version,
+            description,
+            created_at: now_iso(),
+        });
+    }
+}
+
+/// One release of an app.
+#[derive(Debug, Clone)]
+pub(crate) struct ReleaseState {
+    pub id: String,
+    pub version: u32,
+    pub description: String,
+    pub created_at: String,
+}
+
+/// One attachment of an add-on to an app: the app reads the add-on's URL from `{name}_URL`.
+#[derive(Debug, Clone)]
+pub(crate) struct AttachmentState {
+    pub id: String,
+    /// Upper-cased, e.g. `ENKETO_REDIS_MAIN`; unique within its app.
+    pub name: String,
+    pub app_id: String,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+impl AttachmentState {
+    pub fn new(name: &str, app_id: &str) -> Self {
+        let now = now_iso();
+        Self {
+            id: new_id(),
+            name: name.to_uppercase(),
+            app_id: app_id.to_owned(),
+            created_at: now.clone(),
+            updated_at: now,
+        }
+    }
+
+    /// The config var the app reads, e.g. `ENKETO_REDIS_MAIN_URL`.
+    pub fn config_var(&self) -> String {
+        format!("{}_URL", self.name)
+    }
 }
 
 /// One process type.
@@ -198,6 +256,8 @@ pub(crate) struct DynoRec {
     /// A dyno of the scenario's starting formation: it has been up for an hour already (an
     /// app that was running before the simulator started), so its timestamps are kept.
     pub long_running: bool,
+    /// The release the dyno runs (`heroku ps:wait` waits until every dyno runs the latest).
+    pub release: u32,
     pub task: Option<JoinHandle<()>>,
 }
 
@@ -216,10 +276,10 @@ pub(crate) enum DataStatus {
 pub(crate) struct AddonState {
     pub id: String,
     pub name: String,
+    /// The owning (billing) app.
     pub app_id: String,
-    pub attachment_id: String,
-    /// Upper-cased attachment name, e.g. `ENKETO_REDIS_MAIN`.
-    pub attachment: String,
+    /// Attachments to this and other apps; empty once destroyed.
+    pub attachments: Vec<AttachmentState>,
     /// Plan the Platform API reports (the target during a change).
     pub plan: Plan,
     pub state: AddOnState,
@@ -233,15 +293,38 @@ pub(crate) struct AddonState {
     pub switched: Option<(Instant, Plan)>,
     pub maintenance: MaintenanceStatus,
     pub settings: RedisSettingsSpec,
-    pub connections: BTreeMap<String, u32>,
     pub created_at: String,
     pub updated_at: String,
 }
 
 impl AddonState {
-    /// The config var holding the URL, e.g. `ENKETO_REDIS_MAIN_URL`.
-    pub fn config_var(&self) -> String {
-        format!("{}_URL", self.attachment)
+    /// The config vars holding the URL in the owning app, e.g. `ENKETO_REDIS_MAIN_URL`.
+    pub fn config_vars(&self) -> Vec<String> {
+        self.attachments
+            .iter()
+            .filter(|x| x.app_id == self.app_id)
+            .map(AttachmentState::config_var)
+            .collect()
+    }
+
+    /// Whether an attachment on `app_id` (or any app) has this name.
+    pub fn attached_as(&self, name: &str, app_id: Option<&str>) -> bool {
+        self.attachments
+            .iter()
+            .any(|x| app_id.is_none_or(|id| x.app_id == id) && x.name.eq_ignore_ascii_case(name))
+    }
+
+    /// Whether the add-on is attached to `app_id` or owned by it.
+    pub fn belongs_to(&self, app_id: &str) -> bool {
+        self.app_id == app_id || self.attachments.iter().any(|x| x.app_id == app_id)
+    }
+
+    /// Its names joined with `|`, for faults that may name the add-on or an attachment.
+    pub fn fault_names(&self) -> String {
+        std::iter::once(self.name.as_str())
+            .chain(self.attachments.iter().map(|x| x.name.as_str()))
+            .collect::<Vec<_>>()
+            .join("|")
     }
 }
 
@@ -271,9 +354,9 @@ impl World {
             .iter()
             .find(|a| a.id == key || a.name == key)
             .or_else(|| {
-                self.addons.iter().find(|a| {
-                    app_id.is_none_or(|id| a.app_id == id) && a.attachment.eq_ignore_ascii_case(key)
-                })
+                self.addons
+                    .iter()
+                    .find(|a| a.state != AddOnState::Deprovisioned && a.attached_as(key, app_id))
             })
     }
 
@@ -286,7 +369,7 @@ impl World {
             .or_else(|| {
                 self.addons
                     .iter()
-                    .position(|a| a.attachment.eq_ignore_ascii_case(key))
+                    .position(|a| a.state != AddOnState::Deprovisioned && a.attached_as(key, None))
             })?;
         self.addons.get_mut(idx)
     }

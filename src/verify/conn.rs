@@ -131,7 +131,39 @@ pub struct ClientInfo {
     pub idle_secs: u64,
     /// `cmd`, the last command.
     pub cmd: String,
+    /// `flags` (`S`: a replica's link, `M`: the link to our primary, `N`: a plain client).
+    pub flags: String,
 }
+
+/// Commands of monitoring, administration and replication links: they never change data. A
+/// client whose last command is one of these is the platform watching, not an app. Reads are
+/// not on the list on purpose: an app that reads now may write next.
+const PLATFORM_COMMANDS: &[&str] = &[
+    "ping",
+    "info",
+    "echo",
+    "time",
+    "hello",
+    "auth",
+    "client",
+    "command",
+    "config",
+    "select",
+    "dbsize",
+    "memory",
+    "latency",
+    "slowlog",
+    "replconf",
+    "psync",
+    "sync",
+    "subscribe",
+    "psubscribe",
+    "unsubscribe",
+    "punsubscribe",
+    "quit",
+    "reset",
+    "NULL",
+];
 
 impl ClientInfo {
     /// Parses the text of CLIENT LIST, one client per line.
@@ -151,12 +183,29 @@ impl ClientInfo {
                         "age" => c.age_secs = v.parse().unwrap_or(0),
                         "idle" => c.idle_secs = v.parse().unwrap_or(0),
                         "cmd" => v.clone_into(&mut c.cmd),
+                        "flags" => v.clone_into(&mut c.flags),
                         _ => {}
                     }
                 }
                 c
             })
             .collect()
+    }
+
+    /// Whether this client could be writing: not a replication link (a replica connected to
+    /// its primary shows `flags=S`, last command `replconf`, idle 0-1 s), and its last command
+    /// is not a monitoring or admin one (the platform's monitoring sends PING and INFO every
+    /// few seconds). Reads and unknown commands count as writes. Drained is decided by what writes, not
+    /// by who is connected (issue 11, 2).
+    pub fn may_write(&self) -> bool {
+        if self.flags.contains('S') || self.flags.contains('M') {
+            return false;
+        }
+        // `cmd` is `info`, or `client|list` for subcommands on Redis 7.
+        let command = self.cmd.split('|').next().unwrap_or_default();
+        !PLATFORM_COMMANDS
+            .iter()
+            .any(|h| h.eq_ignore_ascii_case(command))
     }
 
     /// Whether upshift opened this connection (its name starts with [`CLIENT_NAME_PREFIX`]).
@@ -347,5 +396,28 @@ mod tests {
         assert_eq!(clients[1].addr, "10.0.0.2:4000");
         assert_eq!((clients[1].age_secs, clients[1].idle_secs), (100, 7));
         assert!(!clients[1].is_upshift());
+    }
+}
+
+#[cfg(test)]
+mod drain_tests {
+    use super::ClientInfo;
+
+    #[test]
+    fn replicas_and_platform_monitoring_never_count_as_writers() {
+        let text = "\
+id=5 addr=10.0.0.9:6380 name= age=900 idle=0 flags=S db=0 cmd=replconf
+id=6 addr=10.0.0.8:4100 name=heroku-platform age=900 idle=0 flags=N db=0 cmd=info
+id=7 addr=10.0.0.8:4101 name= age=30 idle=1 flags=N db=0 cmd=client|list
+id=8 addr=10.0.0.2:4000 name= age=100 idle=0 flags=N db=0 cmd=set
+id=9 addr=10.0.0.3:4000 name= age=100 idle=0 flags=N db=0 cmd=get
+id=10 addr=10.0.0.4:4000 name= age=100 idle=0 flags=N db=0 cmd=fancy.module.write
+";
+        let may: Vec<bool> = ClientInfo::parse_list(text)
+            .iter()
+            .map(ClientInfo::may_write)
+            .collect();
+        // A reader may write next, and an unknown command may be a write.
+        assert_eq!(may, [false, false, false, true, true, true]);
     }
 }

@@ -113,7 +113,12 @@ pub(in crate::runner) async fn run(
                 }
             };
             for c in clients {
-                if !c.is_upshift() && (!writes_quiet || c.idle_secs < CLIENT_IDLE_SECS) {
+                // Replicas and the platform's monitoring are connected and busy, but never
+                // write: only a client whose last command can write holds us up.
+                if !c.is_upshift()
+                    && c.may_write()
+                    && (!writes_quiet || c.idle_secs < CLIENT_IDLE_SECS)
+                {
                     busy.push(format!(
                         "{}: {} (name {:?}, connected {}s, idle {}s, last command {})",
                         t.label, c.addr, c.name, c.age_secs, c.idle_secs, c.cmd

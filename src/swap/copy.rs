@@ -1,0 +1,166 @@
+//! The copier: SCAN + DUMP on the old server, RESTORE ... REPLACE ABSTTL on the new one, so
+//! every key arrives with its exact value encoding and its absolute expiry. Each batch is read
+//! in one MULTI/EXEC, so a key's value and its expiry belong to the same instant.
+
+use redis::Value;
+
+use crate::verify::conn::{Session, local_ms};
+use crate::verify::{Progress, RedisUrl, VerifyError, VerifyOptions};
+
+/// Keys per SCAN step and per pipelined batch.
+const BATCH: usize = 1000;
+
+/// What a copy did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CopySummary {
+    /// Keys written to the new server.
+    pub copied: u64,
+    /// Keys deleted on the new server because the old one no longer has them.
+    pub deleted: u64,
+    /// Payload bytes moved.
+    pub bytes: u64,
+}
+
+impl CopySummary {
+    fn add(&mut self, other: Self) {
+        self.copied += other.copied;
+        self.deleted += other.deleted;
+        self.bytes += other.bytes;
+    }
+}
+
+/// Copies every key of `source` to `target`, replacing what `target` holds under the same
+/// names. Keys deleted on `source` meanwhile are not removed from `target` by this pass: that
+/// is what the watch's dirty set and [`copy_keys`] are for.
+///
+/// # Errors
+/// Connection or command failures on either side.
+pub async fn copy_all(
+    source: &RedisUrl,
+    target: &RedisUrl,
+    opts: &VerifyOptions,
+    progress: &dyn Progress,
+) -> Result<CopySummary, VerifyError> {
+    let src = Session::open(source, opts, 1).await?;
+    let dst = Session::open(target, opts, 1).await?;
+    progress.total(src.dbsize().await?);
+    let mut summary = CopySummary::default();
+    let mut cursor: u64 = 0;
+    loop {
+        let (next, keys): (u64, Vec<Vec<u8>>) = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("COUNT")
+            .arg(BATCH)
+            .query_async(&mut src.conn(0))
+            .await
+            .map_err(src.command_err("SCAN"))?;
+        let done = copy_batch(&src, &dst, opts, &keys).await?;
+        progress.advance(keys.len() as u64, done.bytes);
+        summary.add(done);
+        if next == 0 {
+            break;
+        }
+        cursor = next;
+    }
+    Ok(summary)
+}
+
+/// Copies the named keys from `source` to `target` as they are now; a key `source` no longer
+/// has is deleted on `target`.
+///
+/// # Errors
+/// Connection or command failures on either side.
+pub async fn copy_keys(
+    source: &RedisUrl,
+    target: &RedisUrl,
+    opts: &VerifyOptions,
+    keys: &[Vec<u8>],
+) -> Result<CopySummary, VerifyError> {
+    let mut summary = CopySummary::default();
+    if keys.is_empty() {
+        return Ok(summary);
+    }
+    let src = Session::open(source, opts, 1).await?;
+    let dst = Session::open(target, opts, 1).await?;
+    for chunk in keys.chunks(BATCH) {
+        summary.add(copy_batch(&src, &dst, opts, chunk).await?);
+    }
+    Ok(summary)
+}
+
+/// The expiry of a key as read: none, at an absolute Unix ms, or the key is gone.
+enum Expiry {
+    Never,
+    At(i64),
+    Gone,
+}
+
+async fn copy_batch(
+    src: &Session,
+    dst: &Session,
+    opts: &VerifyOptions,
+    keys: &[Vec<u8>],
+) -> Result<CopySummary, VerifyError> {
+    let mut summary = CopySummary::default();
+    if keys.is_empty() {
+        return Ok(summary);
+    }
+    let exact = src.info.has_pexpiretime() && !opts.force_pttl;
+    let mut read = redis::pipe();
+    read.atomic();
+    for k in keys {
+        read.cmd("DUMP").arg(k);
+        read.cmd(if exact { "PEXPIRETIME" } else { "PTTL" }).arg(k);
+    }
+    let replies: Vec<Value> = read
+        .query_async(&mut src.conn(0))
+        .await
+        .map_err(src.command_err("DUMP"))?;
+    // PTTL is relative: place it on the server's clock as of now.
+    let server_now = local_ms() + src.clock_offset_ms;
+    let mut write = redis::pipe();
+    for (key, pair) in keys.iter().zip(replies.chunks(2)) {
+        let [payload, ttl] = pair else {
+            return Err(src.protocol_err("DUMP", "a reply is missing"));
+        };
+        let expiry = match ttl {
+            Value::Int(-2) => Expiry::Gone,
+            Value::Int(-1) => Expiry::Never,
+            Value::Int(n) if exact => Expiry::At(*n),
+            Value::Int(n) => Expiry::At(server_now + n),
+            other => {
+                return Err(src.protocol_err("PEXPIRETIME", format!("unexpected {other:?}")));
+            }
+        };
+        match (payload, expiry) {
+            (Value::Nil, _) | (_, Expiry::Gone) => {
+                write.cmd("DEL").arg(key).ignore();
+                summary.deleted += 1;
+            }
+            (Value::BulkString(bytes), expiry) => {
+                let at = match expiry {
+                    Expiry::At(ms) => ms,
+                    _ => 0,
+                };
+                write
+                    .cmd("RESTORE")
+                    .arg(key)
+                    .arg(at)
+                    .arg(bytes)
+                    .arg("REPLACE")
+                    .arg("ABSTTL")
+                    .ignore();
+                summary.copied += 1;
+                summary.bytes += bytes.len() as u64;
+            }
+            (other, _) => {
+                return Err(src.protocol_err("DUMP", format!("unexpected {other:?}")));
+            }
+        }
+    }
+    let () = write
+        .query_async(&mut dst.conn(0))
+        .await
+        .map_err(dst.command_err("RESTORE"))?;
+    Ok(summary)
+}
