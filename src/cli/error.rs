@@ -92,6 +92,10 @@ impl From<crate::verify::VerifyError> for CliError {
 
 impl From<crate::cli::wizard::WizardError> for CliError {
     fn from(e: crate::cli::wizard::WizardError) -> Self {
+        if matches!(e, crate::cli::wizard::WizardError::Cancelled) {
+            // Not an error: the operator changed their mind, and nothing was written.
+            return Self::line(ExitCode::Interrupted, crate::cli::wizard::CANCELLED);
+        }
         Self::new(e.exit_code(), e)
     }
 }

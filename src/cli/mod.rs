@@ -133,6 +133,8 @@ pub enum Command {
 
 /// Parses the process arguments, runs the command and returns the exit status.
 pub fn main() -> std::process::ExitCode {
+    // Saved before anything can change it; restored when this returns, and by the panic hook.
+    let _terminal = ui::terminal::TerminalGuard::save();
     let cli = Cli::parse();
     let settings = ui::Settings::from(&cli.global);
     ui::configure(settings);

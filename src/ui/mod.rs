@@ -12,6 +12,19 @@ use crate::engine::Outcome;
 use crate::playbook::duration;
 use crate::runner::{Reporter, RunEvent, RunReport};
 
+pub mod menu;
+pub mod terminal;
+
+/// The one prompt theme: every question (the wizard's, the confirmations, the Ctrl-C menu)
+/// looks alike; colour only when stderr may have it.
+pub fn theme() -> Box<dyn dialoguer::theme::Theme> {
+    if console::colors_enabled_stderr() {
+        Box::new(dialoguer::theme::ColorfulTheme::default())
+    } else {
+        Box::new(dialoguer::theme::SimpleTheme)
+    }
+}
+
 /// Whether to use colour.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
 pub enum ColorChoice {
