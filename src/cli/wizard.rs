@@ -180,6 +180,16 @@ pub async fn wizard(
 
 /// Runs a blocking prompt without starving the runtime (the demo's simulator shares it).
 fn prompt<T>(f: impl FnOnce() -> dialoguer::Result<T>) -> Result<T, WizardError> {
+    // Test builds only: a prompt that panics with the terminal raw and the cursor hidden, so
+    // the pty tests can check that the panic hook gives the terminal back.
+    #[cfg(feature = "failpoints")]
+    if std::env::var("UPSHIFT_FAILPOINT").as_deref() == Ok("panic-in-prompt") {
+        if let Some(raw) = ui::terminal::raw_modes() {
+            ui::terminal::set_modes(&raw);
+        }
+        let _ = console::Term::stderr().hide_cursor();
+        panic!("failpoint panic-in-prompt");
+    }
     tokio::task::block_in_place(f).map_err(|e| match e {
         // Ctrl-C at a question: the operator changed their mind.
         dialoguer::Error::IO(io) if io.kind() == std::io::ErrorKind::Interrupted => {

@@ -78,7 +78,12 @@ impl Menu {
         let closing = Arc::new(AtomicBool::new(false));
         let flag = closing.clone();
         let thread = std::thread::spawn(move || {
-            let answer = ask(&prompt, &items, default.min(items.len().saturating_sub(1)), &flag);
+            let answer = ask(
+                &prompt,
+                &items,
+                default.min(items.len().saturating_sub(1)),
+                &flag,
+            );
             let _ = tx.send(answer);
         });
         (
@@ -133,9 +138,8 @@ fn ask(prompt: &str, items: &[String], default: usize, closing: &AtomicBool) -> 
             tv_nsec: 50_000_000,
         });
         match poll(&mut fds, Some(&timeout)) {
-            Ok(0) => continue,
+            Ok(0) | Err(rustix::io::Errno::INTR) => continue,
             Ok(_) => {}
-            Err(rustix::io::Errno::INTR) => continue,
             Err(_) => break MenuAnswer::Dismissed,
         }
         let mut buf = [0_u8; 16];

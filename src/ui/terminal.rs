@@ -63,8 +63,12 @@ pub fn restore() {
 
 /// The saved modes with echo, line editing and signal keys off: what a menu reading single
 /// keys needs. `None` when stdin is not a terminal.
-pub(crate) fn raw_modes() -> Option<Termios> {
-    let mut modes = SAVED.get().cloned().flatten().or_else(|| tcgetattr(std::io::stdin()).ok())?;
+pub fn raw_modes() -> Option<Termios> {
+    let mut modes = SAVED
+        .get()
+        .cloned()
+        .flatten()
+        .or_else(|| tcgetattr(std::io::stdin()).ok())?;
     modes.local_modes -= rustix::termios::LocalModes::ICANON
         | rustix::termios::LocalModes::ECHO
         | rustix::termios::LocalModes::ISIG;
@@ -72,6 +76,6 @@ pub(crate) fn raw_modes() -> Option<Termios> {
 }
 
 /// Switches stdin to `modes` (see [`raw_modes`]); [`restore`] undoes it.
-pub(crate) fn set_modes(modes: &Termios) {
+pub fn set_modes(modes: &Termios) {
     let _ = tcsetattr(std::io::stdin(), OptionalActions::Now, modes);
 }
