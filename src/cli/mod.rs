@@ -5,9 +5,11 @@
 
 pub mod demo;
 pub mod error;
+pub mod history;
 pub mod run;
 pub mod signals;
 pub mod sim;
+pub mod target;
 pub mod unattended;
 pub mod verify;
 pub mod wizard;
@@ -106,9 +108,9 @@ pub enum Command {
     /// Roll an unfinished run back.
     Rollback(run::ReopenArgs),
     /// List earlier runs.
-    Runs(run::RunsArgs),
+    Runs(history::RunsArgs),
     /// List the playbooks and their parameters.
-    Playbooks(run::PlaybooksArgs),
+    Playbooks(history::PlaybooksArgs),
     /// Walk through a plan change: app, add-ons, target plans (too small ones refused with the
     /// reason), writers, the dry-run plan, a typed confirmation, then the run with live progress.
     Wizard(wizard::WizardArgs),
@@ -147,8 +149,8 @@ pub fn main() -> std::process::ExitCode {
         Command::Run(args) => run::run(&args, settings),
         Command::Resume(args) => run::reopen(&args, false, settings),
         Command::Rollback(args) => run::reopen(&args, true, settings),
-        Command::Runs(args) => run::runs(&args),
-        Command::Playbooks(args) => Ok(run::playbooks(&args)),
+        Command::Runs(args) => history::runs(&args),
+        Command::Playbooks(args) => Ok(history::playbooks(&args)),
         Command::Wizard(args) => wizard::run(&args, settings),
         Command::Demo(args) => demo::run(&args, settings),
         Command::Sim(cmd) => sim::run(cmd),
