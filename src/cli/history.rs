@@ -102,6 +102,17 @@ pub fn history(state: &StateDir) -> Result<Vec<RunRow>, RunError> {
     Ok(rows)
 }
 
+/// The columns of `upshift runs`; the changes go under their row on a narrow terminal.
+const RUNS_COLUMNS: [ui::table::Column; 7] = [
+    ui::table::Column::text("id"),
+    ui::table::Column::text("app"),
+    ui::table::Column::text("outcome"),
+    ui::table::Column::text("started (UTC)"),
+    ui::table::Column::figures("downtime"),
+    ui::table::Column::figures("duration"),
+    ui::table::Column::text("changes").stacking(),
+];
+
 /// `upshift runs`.
 ///
 /// # Errors
@@ -113,27 +124,25 @@ pub fn runs(args: &RunsArgs) -> Result<ExitCode, CliError> {
         let _ = ui::print_json(&rows);
         return Ok(ExitCode::Success);
     }
+    let ms = |v: i64| crate::units::duration_ms(u64::try_from(v).unwrap_or(0));
+    let cells: Vec<Vec<String>> = rows
+        .into_iter()
+        .map(|r| {
+            vec![
+                r.id,
+                r.app,
+                r.outcome,
+                r.started.get(..19).unwrap_or(&r.started).replace('T', " "),
+                r.downtime_ms.map_or("-".into(), ms),
+                ms(r.duration_ms),
+                r.problem.unwrap_or_else(|| r.changes.join(", ")),
+            ]
+        })
+        .collect();
     println!(
-        "{:<24} {:<16} {:<16} {:<22} {:>9} {:>9}  changes",
-        "id", "app", "outcome", "started", "downtime", "duration"
+        "{}",
+        ui::table::render(&RUNS_COLUMNS, &cells, ui::table::stdout_width())
     );
-    for r in rows {
-        let ms = |v: i64| {
-            crate::playbook::duration::format(std::time::Duration::from_millis(
-                u64::try_from(v).unwrap_or(0),
-            ))
-        };
-        println!(
-            "{:<24} {:<16} {:<16} {:<22} {:>9} {:>9}  {}",
-            r.id,
-            r.app,
-            r.outcome,
-            r.started.get(..19).unwrap_or(&r.started),
-            r.downtime_ms.map_or("-".into(), ms),
-            ms(r.duration_ms),
-            r.problem.unwrap_or_else(|| r.changes.join(" "))
-        );
-    }
     Ok(ExitCode::Success)
 }
 

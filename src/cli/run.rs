@@ -131,7 +131,7 @@ fn confirm(app: &str, given: Option<&str>, what: &str) -> Result<(), CliError> {
     }
     let prompt = format!("Type the app name ({app}) to {what}");
     let typed: String = if crate::ui::can_redraw() {
-        dialoguer::Input::new()
+        dialoguer::Input::with_theme(&*ui::theme())
             .with_prompt(prompt)
             .interact_text()
             .map_err(|_| CliError::silent(ExitCode::Usage))?

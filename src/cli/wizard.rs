@@ -276,13 +276,9 @@ async fn ask(
     .await?;
     let rows = choices::addon_rows(&capture);
     eprintln!(
-        "\n  {:<20} {:<20} {:<10} {:<24} clients / limit",
-        "add-on", "name", "plan", "memory used / plan"
+        "\n{}\n",
+        ui::table::addon_table(&rows, ui::table::stderr_width())
     );
-    for row in &rows {
-        eprintln!("  {}", row.render());
-    }
-    eprintln!();
 
     let picked: Vec<AddonRow> = loop {
         let sel = choose(|| {
@@ -298,18 +294,22 @@ async fn ask(
         }
         break sel.into_iter().map(|i| rows[i].clone()).collect();
     };
+    // Explanations on their own lines: a prompt that wraps on a narrow terminal leaves ghost
+    // lines when dialoguer redraws it.
+    eprintln!("Caches tolerate data loss: their differences are reported, not repaired.");
     let caches = choose(|| {
         MultiSelect::with_theme(&*theme)
-            .with_prompt("Which of them are caches? (data loss tolerated: differences are reported, not repaired; none by default)")
+            .with_prompt("Which of them are caches? (none by default)")
             .items(picked.iter().map(|r| r.label.as_str()))
             .interact_on_opt(&console::Term::stderr())
     })?;
     let writers = choices::writer_choices(&capture);
     let writers: Vec<String> = loop {
         let defaults: Vec<bool> = writers.iter().map(|(_, on)| *on).collect();
+        eprintln!("Writers are stopped during the change.");
         let sel = choose(|| {
             MultiSelect::with_theme(&*theme)
-                .with_prompt("Process types that write to Redis (stopped during the change)")
+                .with_prompt("Process types that write to Redis")
                 .items(writers.iter().map(|(t, _)| t.as_str()))
                 .defaults(&defaults)
                 .interact_on_opt(&console::Term::stderr())
@@ -349,7 +349,7 @@ async fn ask(
                 label: label.clone(),
             });
         };
-        let items: Vec<String> = offered.iter().map(choices::PlanChoice::render).collect();
+        let items = ui::table::plan_items(&offered, ui::table::stderr_width());
         let chosen = loop {
             let k = choose(|| {
                 Select::with_theme(&*theme)

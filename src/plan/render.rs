@@ -5,7 +5,6 @@ use std::fmt::Write;
 
 use crate::plan::Plan;
 use crate::plan::guards::Verdict;
-use crate::playbook::duration;
 
 /// The plan as text (stdout of `upshift plan`, and the wizard's review screen).
 pub fn render(plan: &Plan) -> String {
@@ -71,8 +70,8 @@ pub fn render(plan: &Plan) -> String {
     let _ = writeln!(
         out,
         "\nEstimated downtime: {} (provisioning {} from {}; the writers are stopped from step {} to step {})",
-        duration::format(plan.estimate.downtime),
-        duration::format(plan.estimate.provisioning),
+        crate::units::duration(plan.estimate.downtime),
+        crate::units::duration(plan.estimate.provisioning),
         plan.estimate.source,
         plan.steps
             .iter()
@@ -87,9 +86,9 @@ pub fn render(plan: &Plan) -> String {
         let _ = writeln!(
             out,
             "Estimated run: {} ({}); worst-case rollback after the point of no return: {}",
-            duration::format(plan.estimate.run),
+            crate::units::duration(plan.estimate.run),
             plan.estimate.run_source,
-            duration::format(plan.estimate.rollback),
+            crate::units::duration(plan.estimate.rollback),
         );
     }
     let blocking = plan

@@ -9,10 +9,10 @@ use std::time::{Duration, Instant};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::engine::Outcome;
-use crate::playbook::duration;
 use crate::runner::{Reporter, RunEvent, RunReport};
 
 pub mod menu;
+pub mod table;
 pub mod terminal;
 
 /// The one prompt theme: every question (the wizard's, the confirmations, the Ctrl-C menu)
@@ -175,6 +175,12 @@ impl HumanReporter {
             ProgressStyle::with_template(template)
                 .unwrap_or_else(|_| ProgressStyle::default_spinner())
                 .with_key(
+                    "took",
+                    |s: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
+                        let _ = write!(w, "{}", crate::units::duration(round(s.elapsed())));
+                    },
+                )
+                .with_key(
                     "rate",
                     |s: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
                         let _ = write!(w, "{}", crate::units::rate(s.per_sec(), "keys"));
@@ -200,7 +206,7 @@ impl HumanReporter {
         state.downtime_since.map_or(String::new(), |t| {
             format!(
                 "  [writers stopped {}]",
-                duration::format(round(t.elapsed()))
+                crate::units::duration(round(t.elapsed()))
             )
         })
     }
@@ -251,7 +257,7 @@ impl Reporter for HumanReporter {
                 detail,
             } => {
                 if self.tty {
-                    let bar = self.add("{spinner:.cyan} {prefix} {elapsed:>4} {wide_msg}");
+                    let bar = self.add("{spinner:.cyan} {prefix} {took:>4} {wide_msg}");
                     bar.set_prefix(format!("{number:>2}. {action}"));
                     bar.set_message(detail.clone());
                     bar.enable_steady_tick(Duration::from_millis(120));
@@ -273,7 +279,7 @@ impl Reporter for HumanReporter {
                 let text = format!(
                     "{} {number:>2}. {action} done in {}{note}{}",
                     console::style("✓").green().for_stderr(),
-                    duration::format(*elapsed),
+                    crate::units::duration(*elapsed),
                     Self::downtime_suffix(state)
                 );
                 if let Some(s) = state.spinner.take() {
@@ -334,8 +340,8 @@ impl Reporter for HumanReporter {
                     state.downtime_since = Some(Instant::now());
                     self.line(state, "    writers stopped: downtime starts");
                     if self.tty {
-                        let clock = self
-                            .add("    {spinner:.red} downtime {elapsed_precise} (writers stopped)");
+                        let clock =
+                            self.add("    {spinner:.red} downtime {took} (writers stopped)");
                         clock.enable_steady_tick(Duration::from_millis(250));
                         state.clock = Some(clock);
                     }
@@ -345,7 +351,7 @@ impl Reporter for HumanReporter {
                     }
                     let text = format!(
                         "    writers back: downtime {}",
-                        duration::format(t.elapsed())
+                        crate::units::duration(t.elapsed())
                     );
                     self.line(state, &text);
                 }
@@ -429,8 +435,8 @@ pub fn render_summary(report: &RunReport) -> String {
     let _ = writeln!(
         out,
         "  downtime {} (writers stopped), total {}",
-        duration::format(report.downtime),
-        duration::format(report.duration)
+        crate::units::duration(report.downtime),
+        crate::units::duration(report.duration)
     );
     let _ = writeln!(out, "  run id {}", report.run_id);
     let _ = writeln!(out, "  journal {}", report.journal.display());
