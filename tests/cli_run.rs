@@ -880,3 +880,34 @@ async fn a_change_given_beside_a_reviewed_plan_is_refused_not_ignored() {
     assert_eq!(env.plan_of(MAIN).await, "premium-0");
     env.sim.shutdown().await;
 }
+
+/// `plan --color always` paints each verdict (BLOCKED red, PASS green); piped, and with
+/// `NO_COLOR` under `--color auto`, it stays plain text.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plan_colours_verdicts_only_when_asked() {
+    let env = Env::start(Duration::from_millis(300)).await;
+    let change = format!("{MAIN}=mini");
+    let args = ["plan", "-a", APP, "--change", &change];
+    let coloured = upshift(&env, &[&args[..], &["--color", "always"]].concat());
+    assert_eq!(coloured.status.code(), Some(3), "{}", stderr(&coloured));
+    let text = String::from_utf8_lossy(&coloured.stdout);
+    assert!(text.contains("\x1b[31m\x1b[1mBLOCKED"), "{text:?}");
+    assert!(text.contains("\x1b[32mPASS"), "{text:?}");
+    let plain = upshift(&env, &args);
+    let text = String::from_utf8_lossy(&plain.stdout);
+    assert!(text.contains("BLOCKED"), "{text}");
+    assert!(!text.contains('\x1b'), "colour in a pipe: {text:?}");
+    let cfg = env.sim.client_config();
+    let no_color = Command::new(env!("CARGO_BIN_EXE_upshift"))
+        .args(args)
+        .env("HEROKU_API_URL", cfg.api_url.as_str())
+        .env("HEROKU_DATA_URL", cfg.data_url.as_str())
+        .env("HEROKU_API_KEY", env.sim.api_key())
+        .env("UPSHIFT_STATE_DIR", env.state_dir.path())
+        .env("NO_COLOR", "1")
+        .env_remove("HEROKU_APP")
+        .output()
+        .expect("upshift runs");
+    assert!(!String::from_utf8_lossy(&no_color.stdout).contains('\x1b'));
+    env.sim.shutdown().await;
+}

@@ -186,7 +186,7 @@ pub fn plan(args: &PlanArgs) -> Result<ExitCode, CliError> {
         if args.json {
             let _ = ui::print_json(&plan);
         } else {
-            print!("{}", plan::render(&plan));
+            print!("{}", plan::render_with(&plan, ui::paint_verdict));
         }
         if let Some(out) = &args.schedule.out {
             let file = crate::unattended::plan_file::PlanFile::new(
@@ -360,7 +360,7 @@ async fn run_scheduled(
     }
     if interactive {
         let plan = ctx.runner.plan(request).await?;
-        eprint!("{}", plan::render(&plan));
+        eprint!("{}", plan::render_with(&plan, ui::paint_verdict_stderr));
         if plan.blocked {
             return Ok(ExitCode::Blocked);
         }

@@ -376,7 +376,7 @@ async fn ask(
     }
 
     let plan = runner.plan(&request).await?;
-    eprintln!("\n{}", plan::render(&plan));
+    eprintln!("\n{}", plan::render_with(&plan, ui::paint_verdict_stderr));
     eprintln!(
         "Unattended, the same run is:\n  {}\n",
         choices::command_line(&request)

@@ -15,6 +15,29 @@ pub mod menu;
 pub mod table;
 pub mod terminal;
 
+/// A verdict label in its colour when stdout may have colour (`--color`, `NO_COLOR`, a
+/// terminal): BLOCKED red, WARN yellow, PASS green.
+pub fn paint_verdict(verdict: crate::plan::guards::Verdict, label: &str) -> String {
+    verdict_style(verdict).apply_to(label).to_string()
+}
+
+/// [`paint_verdict`] for stderr (the wizard's review screen).
+pub fn paint_verdict_stderr(verdict: crate::plan::guards::Verdict, label: &str) -> String {
+    verdict_style(verdict)
+        .for_stderr()
+        .apply_to(label)
+        .to_string()
+}
+
+fn verdict_style(verdict: crate::plan::guards::Verdict) -> console::Style {
+    use crate::plan::guards::Verdict;
+    match verdict {
+        Verdict::Pass => console::Style::new().green(),
+        Verdict::Warn => console::Style::new().yellow(),
+        Verdict::Block => console::Style::new().red().bold(),
+    }
+}
+
 /// The one prompt theme: every question (the wizard's, the confirmations, the Ctrl-C menu)
 /// looks alike; colour only when stderr may have it.
 pub fn theme() -> Box<dyn dialoguer::theme::Theme> {
