@@ -46,11 +46,22 @@ Start here:
 
 `upshift --help` lists every command.";
 
+/// `upshift --version`: the version, the git commit it was built from and the build date
+/// (stamped by `build.rs`), so a binary found in a slug can be traced to its source.
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (",
+    env!("UPSHIFT_GIT_COMMIT"),
+    " ",
+    env!("UPSHIFT_BUILD_DATE"),
+    ")"
+);
+
 /// Change the plan of a Heroku add-on (heroku-redis) without losing data.
 #[derive(Debug, Parser)]
 #[command(
     name = "upshift",
-    version,
+    version = VERSION,
     about,
     propagate_version = true,
     after_help = EXAMPLES
@@ -131,6 +142,18 @@ pub enum Command {
     Diff(verify::DiffArgs),
     /// Print shell completions (bash, zsh, fish, …) on stdout.
     Completions(CompletionsArgs),
+    /// Print the man page (roff) on stdout: `upshift man > ~/.local/share/man/man1/upshift.1`.
+    #[command(hide = true)]
+    Man,
+}
+
+/// The man page, generated from the clap definitions (the same text as `--help`).
+///
+/// # Errors
+/// Writing to `out` failed.
+pub fn man_page(out: &mut dyn std::io::Write) -> std::io::Result<()> {
+    use clap::CommandFactory;
+    clap_mangen::Man::new(Cli::command()).render(out)
 }
 
 /// Parses the process arguments, runs the command and returns the exit status.
@@ -158,6 +181,9 @@ pub fn main() -> std::process::ExitCode {
         Command::Snapshot(args) => verify::run_snapshot(&args),
         Command::Restore(args) => verify::run_restore(&args),
         Command::Diff(args) => verify::run_diff(&args),
+        Command::Man => man_page(&mut std::io::stdout().lock())
+            .map(|()| ExitCode::Success)
+            .map_err(|e| CliError::text(ExitCode::Usage, format!("writing the man page: {e}"))),
         Command::Completions(args) => {
             use clap::CommandFactory;
             clap_complete::generate(
@@ -211,6 +237,34 @@ mod tests {
     #[test]
     fn wizard_help_snapshot() {
         insta::assert_snapshot!(help(&["upshift", "wizard", "--help"]));
+    }
+
+    #[test]
+    fn the_man_page_renders_from_the_clap_definitions() {
+        let mut out = Vec::new();
+        man_page(&mut out).expect("renders");
+        let page = String::from_utf8(out).expect("roff is text");
+        assert!(page.starts_with(".ie"), "{}", &page[..80.min(page.len())]);
+        assert!(page.contains(".TH upshift 1"), "{page}");
+        assert!(page.contains("upshift\\-wizard"), "{page}");
+        assert!(page.contains("\\-\\-color"), "{page}");
+    }
+
+    #[test]
+    fn the_version_names_the_commit_and_the_build_date() {
+        let v = Cli::command().render_version();
+        assert!(
+            v.starts_with(&format!("upshift {} (", env!("CARGO_PKG_VERSION"))),
+            "{v}"
+        );
+        let inside = v.trim().trim_end_matches(')').rsplit_once('(').unwrap().1;
+        let (commit, date) = inside.split_once(' ').unwrap();
+        assert!(
+            commit == "unknown"
+                || (commit.len() == 12 && commit.chars().all(|c| c.is_ascii_hexdigit())),
+            "{v}"
+        );
+        assert!(jiff::civil::Date::strptime("%Y-%m-%d", date).is_ok(), "{v}");
     }
 
     #[test]
