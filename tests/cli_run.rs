@@ -911,3 +911,49 @@ async fn plan_colours_verdicts_only_when_asked() {
     assert!(!String::from_utf8_lossy(&no_color.stdout).contains('\x1b'));
     env.sim.shutdown().await;
 }
+
+/// `-v` (and `UPSHIFT_DEBUG=1`) shows every HTTP request on stderr: method, path, status,
+/// request id and time; never the token, nor a Redis URL from the config vars.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verbose_shows_every_request_without_secrets() {
+    let env = Env::start(Duration::from_millis(300)).await;
+    let change = format!("{MAIN}=premium-1");
+    let o = upshift(&env, &["plan", "-v", "-a", APP, "--change", &change]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let err = stderr(&o);
+    let requests: Vec<&str> = err.lines().filter(|l| l.starts_with("http ")).collect();
+    assert!(
+        requests.iter().any(
+            |l| l.starts_with(&format!("http GET /apps/{APP}/config-vars 200 ("))
+                && l.contains(") request-id ")
+        ),
+        "{err}"
+    );
+    assert!(requests.len() >= 3, "{err}");
+    assert!(!err.contains(&env.sim.api_key()), "the token leaked: {err}");
+    assert!(
+        !err.contains("redis://") && !err.contains("rediss://"),
+        "{err}"
+    );
+    // Without -v: no request lines.
+    let quiet = upshift(&env, &["plan", "-a", APP, "--change", &change]);
+    assert!(!stderr(&quiet).lines().any(|l| l.starts_with("http ")));
+    // UPSHIFT_DEBUG=1 does the same as -v.
+    let cfg = env.sim.client_config();
+    let debug = Command::new(env!("CARGO_BIN_EXE_upshift"))
+        .args(["plan", "-a", APP, "--change", &change])
+        .env("HEROKU_API_URL", cfg.api_url.as_str())
+        .env("HEROKU_DATA_URL", cfg.data_url.as_str())
+        .env("HEROKU_API_KEY", env.sim.api_key())
+        .env("UPSHIFT_STATE_DIR", env.state_dir.path())
+        .env("UPSHIFT_DEBUG", "1")
+        .env_remove("HEROKU_APP")
+        .output()
+        .expect("upshift runs");
+    assert!(
+        stderr(&debug).lines().any(|l| l.starts_with("http GET ")),
+        "{}",
+        stderr(&debug)
+    );
+    env.sim.shutdown().await;
+}

@@ -82,6 +82,10 @@ pub struct GlobalArgs {
     /// Only warnings, errors and results (no progress).
     #[arg(short, long, global = true)]
     pub quiet: bool,
+    /// Show every HTTP request to Heroku on stderr (method, path, status, request id, time;
+    /// never a token or a Redis URL). `UPSHIFT_DEBUG=1` does the same.
+    #[arg(short, long, global = true)]
+    pub verbose: bool,
 }
 
 impl From<&GlobalArgs> for ui::Settings {
@@ -163,6 +167,10 @@ pub fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let settings = ui::Settings::from(&cli.global);
     ui::configure(settings);
+    if cli.global.verbose || std::env::var("UPSHIFT_DEBUG").is_ok_and(|v| !v.is_empty() && v != "0")
+    {
+        crate::heroku::on_request(ui::print_request);
+    }
     let Some(command) = cli.command else {
         eprintln!("{SHORT_HELP}");
         return ExitCode::Usage.into();

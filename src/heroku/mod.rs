@@ -634,7 +634,19 @@ impl Client {
         body: Option<&B>,
         range: Option<&str>,
     ) -> Result<(T, String, Option<String>), HerokuError> {
+        let started = std::time::Instant::now();
         let sent_id = uuid::Uuid::new_v4().to_string();
+        let log = |status: Option<StatusCode>, request_id: &str| {
+            if let Some(hook) = REQUEST_HOOK.get() {
+                hook(&RequestLog {
+                    method: method.as_str(),
+                    path,
+                    status: status.map(|s| s.as_u16()),
+                    request_id,
+                    elapsed: started.elapsed(),
+                });
+            }
+        };
         let mut request = self
             .http
             .request(method.clone(), url.clone())
@@ -651,10 +663,14 @@ impl Client {
             path: path.to_owned(),
             source,
         };
-        let response = request.send().await.map_err(transport)?;
+        let response = request.send().await.map_err(|e| {
+            log(None, &sent_id);
+            transport(e)
+        })?;
         let status = response.status();
         let headers = response.headers().clone();
         let request_id = header(&headers, "Request-Id").unwrap_or(sent_id);
+        log(Some(status), &request_id);
         if let Some(remaining) =
             header(&headers, "RateLimit-Remaining").and_then(|v| v.parse().ok())
         {
@@ -677,6 +693,28 @@ impl Client {
             method, path, status, &headers, &bytes, request_id,
         ))
     }
+}
+
+/// One HTTP exchange as `-v` shows it: what was asked and how it went. Never the token, the
+/// query's body or the answer's (config vars hold Redis URLs with passwords).
+#[derive(Debug, Clone, Copy)]
+pub struct RequestLog<'a> {
+    pub method: &'a str,
+    /// The API path (`/apps/enketo-demo/addons`), without the host.
+    pub path: &'a str,
+    /// `None` when no answer came (connection refused, timeout).
+    pub status: Option<u16>,
+    pub request_id: &'a str,
+    pub elapsed: Duration,
+}
+
+/// Where request logs go; set once by the command line for `-v`/`UPSHIFT_DEBUG`.
+static REQUEST_HOOK: std::sync::OnceLock<fn(&RequestLog<'_>)> = std::sync::OnceLock::new();
+
+/// Calls `hook` after every HTTP exchange with the platform or data API, from then on.
+/// A second call is ignored: the first caller (the command line) decides.
+pub fn on_request(hook: fn(&RequestLog<'_>)) {
+    let _ = REQUEST_HOOK.set(hook);
 }
 
 /// Turns a non-2xx answer into a typed error. Heroku's body is `{id, message, url}`; a proxy's

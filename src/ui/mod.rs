@@ -38,6 +38,21 @@ fn verdict_style(verdict: crate::plan::guards::Verdict) -> console::Style {
     }
 }
 
+/// One line per HTTP exchange on stderr, for `-v`: `http GET /apps/x/addons 200 (45ms)
+/// request-id …`.
+pub fn print_request(log: &crate::heroku::RequestLog<'_>) {
+    let status = log
+        .status
+        .map_or_else(|| "no answer".to_owned(), |s| s.to_string());
+    eprintln!(
+        "http {} {} {status} ({}) request-id {}",
+        log.method,
+        log.path,
+        crate::units::duration(log.elapsed),
+        log.request_id
+    );
+}
+
 /// The one prompt theme: every question (the wizard's, the confirmations, the Ctrl-C menu)
 /// looks alike; colour only when stderr may have it.
 pub fn theme() -> Box<dyn dialoguer::theme::Theme> {
