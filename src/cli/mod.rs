@@ -275,6 +275,59 @@ mod tests {
         assert!(jiff::civil::Date::strptime("%Y-%m-%d", date).is_ok(), "{v}");
     }
 
+    /// Splits a README command line as sh would for these simple lines: words, and double
+    /// quotes around words with spaces.
+    fn words(line: &str) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut word = String::new();
+        let mut quoted = false;
+        for c in line.chars() {
+            match c {
+                '"' => quoted = !quoted,
+                ' ' if !quoted => {
+                    if !word.is_empty() {
+                        out.push(std::mem::take(&mut word));
+                    }
+                }
+                c => word.push(c),
+            }
+        }
+        if !word.is_empty() {
+            out.push(word);
+        }
+        out
+    }
+
+    /// The Heroku Scheduler recipe in the README's Install section is a command this version
+    /// accepts, unattended (`--confirm`, no prompt), and so is the `plan --out` that makes
+    /// its plan file.
+    #[test]
+    fn the_readme_scheduler_recipe_parses() {
+        let readme = include_str!("../../README.md");
+        let install = readme
+            .split("## Install")
+            .nth(1)
+            .and_then(|s| s.split("\n## ").next())
+            .expect("the README has an Install section");
+        let scheduled = install
+            .lines()
+            .find(|l| l.starts_with("bin/upshift run "))
+            .expect("the scheduler command");
+        let mut argv = words(scheduled);
+        argv[0] = "upshift".into();
+        let cli = Cli::try_parse_from(&argv).unwrap_or_else(|e| panic!("{scheduled}: {e}"));
+        let Some(Command::Run(run)) = cli.command else {
+            panic!("not a run: {scheduled}")
+        };
+        assert_eq!(run.confirm.as_deref(), Some("enketo-prod"));
+        let plan = install
+            .lines()
+            .find(|l| l.starts_with("upshift plan "))
+            .expect("the plan command");
+        let cli = Cli::try_parse_from(words(plan)).unwrap_or_else(|e| panic!("{plan}: {e}"));
+        assert!(matches!(cli.command, Some(Command::Plan(_))));
+    }
+
     #[test]
     fn global_flags_parse_anywhere() {
         let cli = Cli::try_parse_from(["upshift", "runs", "--json", "-q", "--color", "never"])
