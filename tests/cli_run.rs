@@ -183,6 +183,7 @@ async fn plan_reads_only_and_exits_3_when_blocked() {
     assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
     let plan: serde_json::Value = serde_json::from_slice(&o.stdout).expect("plan --json is JSON");
     assert_eq!(plan["blocked"], true);
+    assert_eq!(plan["version"], 1, "{plan}");
     let connections = plan["guards"]
         .as_array()
         .unwrap()
@@ -228,6 +229,11 @@ async fn unattended_run_succeeds_and_runs_lists_it() {
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let report: serde_json::Value = serde_json::from_slice(&o.stdout).expect("run --json");
     assert_eq!(report["outcome"], "succeeded");
+    // A versioned document; durations named by their unit, as in `runs --json`.
+    assert_eq!(report["version"], 1, "{report}");
+    assert!(report["downtime_ms"].as_u64().is_some(), "{report}");
+    assert!(report["duration_ms"].as_u64().is_some(), "{report}");
+    assert!(report.get("downtime").is_none(), "{report}");
     let out = format!("{}{}", String::from_utf8_lossy(&o.stdout), stderr(&o));
     assert!(!out.contains(&env.sim.api_key()), "the API key leaked");
     assert!(

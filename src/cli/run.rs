@@ -157,7 +157,7 @@ fn confirm(app: &str, given: Option<&str>, what: &str) -> Result<(), CliError> {
 /// Prints a finished run's report; its outcome is the exit code.
 fn finish(report: &RunReport, json: bool) -> ExitCode {
     if json {
-        let _ = ui::print_json(report);
+        let _ = ui::print_document(&ui::RunDocument::from(report));
     } else {
         print!("{}", ui::render_summary(report));
     }
@@ -184,7 +184,7 @@ pub fn plan(args: &PlanArgs) -> Result<ExitCode, CliError> {
         })?;
         let plan = ctx.runner.plan(&request).await?;
         if args.json {
-            let _ = ui::print_json(&plan);
+            let _ = ui::print_document(&plan);
         } else {
             print!("{}", plan::render_with(&plan, ui::paint_verdict));
         }

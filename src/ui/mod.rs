@@ -484,6 +484,59 @@ pub fn render_summary(report: &RunReport) -> String {
     out
 }
 
+/// The version of the `--json` documents of `plan`, `run`, `resume` and `rollback` (their
+/// `version` field). Raised when a field is renamed or removed; new fields do not raise it.
+pub const JSON_VERSION: u32 = 1;
+
+/// A `--json` object document: `version` first, then the document's own fields.
+#[derive(Debug, serde::Serialize)]
+pub struct Versioned<'a, T: serde::Serialize> {
+    pub version: u32,
+    #[serde(flatten)]
+    pub document: &'a T,
+}
+
+/// `run`, `resume` and `rollback --json`: the run's report with its durations named by
+/// their unit, as in `runs --json` and the JSON log events (`downtime_ms`, `duration_ms`).
+#[derive(Debug, serde::Serialize)]
+pub struct RunDocument<'a> {
+    pub run_id: &'a str,
+    pub app: &'a str,
+    pub outcome: Outcome,
+    pub message: Option<&'a str>,
+    pub addons: &'a [crate::runner::AddonReport],
+    pub downtime_ms: u64,
+    pub duration_ms: u64,
+    pub journal: &'a std::path::Path,
+}
+
+impl<'a> From<&'a RunReport> for RunDocument<'a> {
+    fn from(r: &'a RunReport) -> Self {
+        let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+        Self {
+            run_id: &r.run_id,
+            app: &r.app,
+            outcome: r.outcome,
+            message: r.message.as_deref(),
+            addons: &r.addons,
+            downtime_ms: ms(r.downtime),
+            duration_ms: ms(r.duration),
+            journal: &r.journal,
+        }
+    }
+}
+
+/// Prints an object document with its `version` ([`JSON_VERSION`]).
+///
+/// # Errors
+/// Writing to stdout failed.
+pub fn print_document<T: serde::Serialize>(document: &T) -> std::io::Result<()> {
+    print_json(&Versioned {
+        version: JSON_VERSION,
+        document,
+    })
+}
+
 /// Writes JSON to stdout followed by a newline.
 ///
 /// # Errors
