@@ -250,6 +250,37 @@ async fn unattended_run_succeeds_and_runs_lists_it() {
 
     // The journal holds no secret either.
     let id = rows[0]["id"].as_str().unwrap();
+
+    // Dynamic completion (`COMPLETE=fish upshift -- upshift …`): the run id after `resume`,
+    // with its app; the app name after `-a`, from the account.
+    let complete = |words: &[&str]| {
+        let cfg = env.sim.client_config();
+        let o = Command::new(env!("CARGO_BIN_EXE_upshift"))
+            .arg("--")
+            .args(words)
+            .env("COMPLETE", "fish")
+            .env("HEROKU_API_URL", cfg.api_url.as_str())
+            .env("HEROKU_DATA_URL", cfg.data_url.as_str())
+            .env("HEROKU_API_KEY", env.sim.api_key())
+            .env("UPSHIFT_STATE_DIR", env.state_dir.path())
+            .env_remove("HEROKU_APP")
+            .output()
+            .expect("upshift completes");
+        assert!(o.status.success(), "{}", stderr(&o));
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    let ids = complete(&["upshift", "resume", ""]);
+    assert!(
+        ids.lines().any(|l| l == format!("{id}\t{APP} succeeded")),
+        "{ids}"
+    );
+    assert!(
+        complete(&["upshift", "resume", "nope"])
+            .lines()
+            .all(|l| !l.contains(id))
+    );
+    let apps = complete(&["upshift", "plan", "-a", "enk"]);
+    assert!(apps.lines().any(|l| l == APP), "{apps}");
     let journal = std::fs::read_to_string(
         env.state_dir
             .path()

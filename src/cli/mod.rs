@@ -3,6 +3,7 @@
 //! Each command family has its own file (`sim.rs`, `verify.rs`, …) holding its clap `Args`
 //! struct and a pure conversion into the library's options; this file only dispatches.
 
+pub mod complete;
 pub mod demo;
 pub mod error;
 pub mod history;
@@ -164,6 +165,8 @@ pub fn man_page(out: &mut dyn std::io::Write) -> std::io::Result<()> {
 pub fn main() -> std::process::ExitCode {
     // Saved before anything can change it; restored when this returns, and by the panic hook.
     let _terminal = ui::terminal::TerminalGuard::save();
+    // `COMPLETE=bash upshift …`: the shell asks for completions; answer and exit.
+    clap_complete::CompleteEnv::with_factory(<Cli as clap::CommandFactory>::command).complete();
     let cli = Cli::parse();
     let settings = ui::Settings::from(&cli.global);
     ui::configure(settings);

@@ -54,6 +54,7 @@ pub struct RunArgs {
 #[derive(Debug, Clone, Args)]
 pub struct ReopenArgs {
     /// The run (default: the latest unfinished one).
+    #[arg(add = clap_complete::engine::ArgValueCompleter::new(crate::cli::complete::run_ids))]
     pub run_id: Option<String>,
     /// Confirm the app by name (required without a terminal).
     #[arg(long, value_name = "APP")]

@@ -18,7 +18,8 @@ pub struct TargetArgs {
         long,
         env = "HEROKU_APP",
         default_value = "",
-        hide_default_value = true
+        hide_default_value = true,
+        add = clap_complete::engine::ArgValueCompleter::new(crate::cli::complete::apps)
     )]
     pub app: String,
     /// The git remote whose Heroku URL names the app, as the Heroku CLI's `-r` (without -a

@@ -36,7 +36,7 @@ Without a terminal the wizard refuses (exit 2); pass the answers as flags instea
   upshift run -a APP --change ADDON=PLAN [--cache ADDON] [--writers web,worker] --confirm APP")]
 pub struct WizardArgs {
     /// Start with this app instead of choosing it from a list.
-    #[arg(short, long)]
+    #[arg(short, long, add = clap_complete::engine::ArgValueCompleter::new(crate::cli::complete::apps))]
     pub app: Option<String>,
 }
 
