@@ -2,6 +2,7 @@
 //! a duration alike (`7.9 GB`, `30,039 keys`, `8,228,547 keys/s`, `5d7h40m`). Pure; a leaf any
 //! layer may use.
 
+use std::fmt::Write;
 use std::time::Duration;
 
 use indicatif::HumanCount;
@@ -28,11 +29,13 @@ pub fn duration(d: Duration) -> String {
         (secs % 60, "s"),
     ];
     let first = units.iter().position(|(n, _)| *n > 0).unwrap_or(3);
-    units[first..(first + 3).min(units.len())]
-        .iter()
-        .filter(|(n, _)| *n > 0)
-        .map(|(n, unit)| format!("{n}{unit}"))
-        .collect()
+    let mut out = String::new();
+    for (n, unit) in &units[first..(first + 3).min(units.len())] {
+        if *n > 0 {
+            let _ = write!(out, "{n}{unit}");
+        }
+    }
+    out
 }
 
 /// [`duration`] of a journal's milliseconds.

@@ -34,6 +34,7 @@ impl Column {
 
     /// This column goes under its row on a narrow terminal (figures with their header as a
     /// label, text as it is), wrapped at words.
+    #[must_use]
     pub const fn stacking(self) -> Self {
         Self {
             stacks: true,
@@ -173,7 +174,7 @@ pub fn wrap(text: &str, width: usize) -> Vec<String> {
         line.push_str(word);
         while console::measure_text_width(&line) > width {
             let head = console::truncate_str(&line, width, "").into_owned();
-            line = line[head.len()..].to_owned();
+            line.replace_range(..head.len(), "");
             lines.push(head);
         }
     }
