@@ -11,6 +11,8 @@
 //! [`Client::change_addon_plan`]). When `RateLimit-Remaining` runs low the client spaces its
 //! calls out instead of draining the account's pool.
 
+mod request_log;
+pub use request_log::{RequestLog, on_request};
 mod auth;
 mod error;
 pub mod models;
@@ -637,7 +639,7 @@ impl Client {
         let started = std::time::Instant::now();
         let sent_id = uuid::Uuid::new_v4().to_string();
         let log = |status: Option<StatusCode>, request_id: &str| {
-            if let Some(hook) = REQUEST_HOOK.get() {
+            if let Some(hook) = request_log::hook() {
                 hook(&RequestLog {
                     method: method.as_str(),
                     path,
@@ -693,28 +695,6 @@ impl Client {
             method, path, status, &headers, &bytes, request_id,
         ))
     }
-}
-
-/// One HTTP exchange as `-v` shows it: what was asked and how it went. Never the token, the
-/// query's body or the answer's (config vars hold Redis URLs with passwords).
-#[derive(Debug, Clone, Copy)]
-pub struct RequestLog<'a> {
-    pub method: &'a str,
-    /// The API path (`/apps/enketo-demo/addons`), without the host.
-    pub path: &'a str,
-    /// `None` when no answer came (connection refused, timeout).
-    pub status: Option<u16>,
-    pub request_id: &'a str,
-    pub elapsed: Duration,
-}
-
-/// Where request logs go; set once by the command line for `-v`/`UPSHIFT_DEBUG`.
-static REQUEST_HOOK: std::sync::OnceLock<fn(&RequestLog<'_>)> = std::sync::OnceLock::new();
-
-/// Calls `hook` after every HTTP exchange with the platform or data API, from then on.
-/// A second call is ignored: the first caller (the command line) decides.
-pub fn on_request(hook: fn(&RequestLog<'_>)) {
-    let _ = REQUEST_HOOK.set(hook);
 }
 
 /// Turns a non-2xx answer into a typed error. Heroku's body is `{id, message, url}`; a proxy's
