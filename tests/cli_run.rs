@@ -183,6 +183,7 @@ async fn plan_reads_only_and_exits_3_when_blocked() {
     assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
     let plan: serde_json::Value = serde_json::from_slice(&o.stdout).expect("plan --json is JSON");
     assert_eq!(plan["blocked"], true);
+    assert_eq!(plan["version"], 1, "{plan}");
     let connections = plan["guards"]
         .as_array()
         .unwrap()
@@ -228,6 +229,11 @@ async fn unattended_run_succeeds_and_runs_lists_it() {
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let report: serde_json::Value = serde_json::from_slice(&o.stdout).expect("run --json");
     assert_eq!(report["outcome"], "succeeded");
+    // A versioned document; durations named by their unit, as in `runs --json`.
+    assert_eq!(report["version"], 1, "{report}");
+    assert!(report["downtime_ms"].as_u64().is_some(), "{report}");
+    assert!(report["duration_ms"].as_u64().is_some(), "{report}");
+    assert!(report.get("downtime").is_none(), "{report}");
     let out = format!("{}{}", String::from_utf8_lossy(&o.stdout), stderr(&o));
     assert!(!out.contains(&env.sim.api_key()), "the API key leaked");
     assert!(
@@ -244,6 +250,37 @@ async fn unattended_run_succeeds_and_runs_lists_it() {
 
     // The journal holds no secret either.
     let id = rows[0]["id"].as_str().unwrap();
+
+    // Dynamic completion (`COMPLETE=fish upshift -- upshift …`): the run id after `resume`,
+    // with its app; the app name after `-a`, from the account.
+    let complete = |words: &[&str]| {
+        let cfg = env.sim.client_config();
+        let o = Command::new(env!("CARGO_BIN_EXE_upshift"))
+            .arg("--")
+            .args(words)
+            .env("COMPLETE", "fish")
+            .env("HEROKU_API_URL", cfg.api_url.as_str())
+            .env("HEROKU_DATA_URL", cfg.data_url.as_str())
+            .env("HEROKU_API_KEY", env.sim.api_key())
+            .env("UPSHIFT_STATE_DIR", env.state_dir.path())
+            .env_remove("HEROKU_APP")
+            .output()
+            .expect("upshift completes");
+        assert!(o.status.success(), "{}", stderr(&o));
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    let ids = complete(&["upshift", "resume", ""]);
+    assert!(
+        ids.lines().any(|l| l == format!("{id}\t{APP} succeeded")),
+        "{ids}"
+    );
+    assert!(
+        complete(&["upshift", "resume", "nope"])
+            .lines()
+            .all(|l| !l.contains(id))
+    );
+    let apps = complete(&["upshift", "plan", "-a", "enk"]);
+    assert!(apps.lines().any(|l| l == APP), "{apps}");
     let journal = std::fs::read_to_string(
         env.state_dir
             .path()
@@ -878,5 +915,82 @@ async fn a_change_given_beside_a_reviewed_plan_is_refused_not_ignored() {
     }
     assert_eq!(env.writes().len(), writes, "{:?}", env.writes());
     assert_eq!(env.plan_of(MAIN).await, "premium-0");
+    env.sim.shutdown().await;
+}
+
+/// `plan --color always` paints each verdict (BLOCKED red, PASS green); piped, and with
+/// `NO_COLOR` under `--color auto`, it stays plain text.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plan_colours_verdicts_only_when_asked() {
+    let env = Env::start(Duration::from_millis(300)).await;
+    let change = format!("{MAIN}=mini");
+    let args = ["plan", "-a", APP, "--change", &change];
+    let coloured = upshift(&env, &[&args[..], &["--color", "always"]].concat());
+    assert_eq!(coloured.status.code(), Some(3), "{}", stderr(&coloured));
+    let text = String::from_utf8_lossy(&coloured.stdout);
+    assert!(text.contains("\x1b[31m\x1b[1mBLOCKED"), "{text:?}");
+    assert!(text.contains("\x1b[32mPASS"), "{text:?}");
+    let plain = upshift(&env, &args);
+    let text = String::from_utf8_lossy(&plain.stdout);
+    assert!(text.contains("BLOCKED"), "{text}");
+    assert!(!text.contains('\x1b'), "colour in a pipe: {text:?}");
+    let cfg = env.sim.client_config();
+    let no_color = Command::new(env!("CARGO_BIN_EXE_upshift"))
+        .args(args)
+        .env("HEROKU_API_URL", cfg.api_url.as_str())
+        .env("HEROKU_DATA_URL", cfg.data_url.as_str())
+        .env("HEROKU_API_KEY", env.sim.api_key())
+        .env("UPSHIFT_STATE_DIR", env.state_dir.path())
+        .env("NO_COLOR", "1")
+        .env_remove("HEROKU_APP")
+        .output()
+        .expect("upshift runs");
+    assert!(!String::from_utf8_lossy(&no_color.stdout).contains('\x1b'));
+    env.sim.shutdown().await;
+}
+
+/// `-v` (and `UPSHIFT_DEBUG=1`) shows every HTTP request on stderr: method, path, status,
+/// request id and time; never the token, nor a Redis URL from the config vars.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verbose_shows_every_request_without_secrets() {
+    let env = Env::start(Duration::from_millis(300)).await;
+    let change = format!("{MAIN}=premium-1");
+    let o = upshift(&env, &["plan", "-v", "-a", APP, "--change", &change]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let err = stderr(&o);
+    let requests: Vec<&str> = err.lines().filter(|l| l.starts_with("http ")).collect();
+    assert!(
+        requests.iter().any(
+            |l| l.starts_with(&format!("http GET /apps/{APP}/config-vars 200 ("))
+                && l.contains(") request-id ")
+        ),
+        "{err}"
+    );
+    assert!(requests.len() >= 3, "{err}");
+    assert!(!err.contains(&env.sim.api_key()), "the token leaked: {err}");
+    assert!(
+        !err.contains("redis://") && !err.contains("rediss://"),
+        "{err}"
+    );
+    // Without -v: no request lines.
+    let quiet = upshift(&env, &["plan", "-a", APP, "--change", &change]);
+    assert!(!stderr(&quiet).lines().any(|l| l.starts_with("http ")));
+    // UPSHIFT_DEBUG=1 does the same as -v.
+    let cfg = env.sim.client_config();
+    let debug = Command::new(env!("CARGO_BIN_EXE_upshift"))
+        .args(["plan", "-a", APP, "--change", &change])
+        .env("HEROKU_API_URL", cfg.api_url.as_str())
+        .env("HEROKU_DATA_URL", cfg.data_url.as_str())
+        .env("HEROKU_API_KEY", env.sim.api_key())
+        .env("UPSHIFT_STATE_DIR", env.state_dir.path())
+        .env("UPSHIFT_DEBUG", "1")
+        .env_remove("HEROKU_APP")
+        .output()
+        .expect("upshift runs");
+    assert!(
+        stderr(&debug).lines().any(|l| l.starts_with("http GET ")),
+        "{}",
+        stderr(&debug)
+    );
     env.sim.shutdown().await;
 }

@@ -328,3 +328,168 @@ async fn a_dumb_terminal_gets_every_step_as_a_plain_line_without_escape_codes() 
     );
     assert!(!after.contains("warning: WARN"), "a doubled label: {after}");
 }
+
+/// The wizard run by a shell in the pty, between two `stty -a`: what the terminal's modes
+/// were before upshift started, and what they are after it ended, in the same terminal. The
+/// pty starts without echo; the shell turns it on, so a left-off echo shows. The shell traps
+/// SIGINT: a Ctrl-C at the terminal reaches the whole foreground group, and a shell it killed
+/// could not run the second `stty`.
+fn spawn_between_stty(env: &Env, failpoint: Option<&str>) -> Session {
+    let mut cmd = Command::new("sh");
+    cmd.args([
+        "-c",
+        "trap : INT; stty echo; stty -a; echo STTY-BEFORE-END; \"$0\" wizard --color never; echo \"EXIT=$?\"; stty -a; echo STTY-AFTER-END",
+        env!("CARGO_BIN_EXE_upshift"),
+    ])
+    .env("HEROKU_API_URL", env.sim.api_url().as_str())
+    .env("HEROKU_DATA_URL", env.sim.data_url().as_str())
+    .env("HEROKU_API_KEY", env.sim.api_key())
+    .env("UPSHIFT_STATE_DIR", env.state_dir.path())
+    .env("TERM", "xterm")
+    .env_remove("HEROKU_APP")
+    .env_remove("NO_COLOR");
+    match failpoint {
+        Some(f) => cmd.env("UPSHIFT_FAILPOINT", f),
+        None => cmd.env_remove("UPSHIFT_FAILPOINT"),
+    };
+    let mut session = Session::spawn(cmd).expect("the shell starts in a pty");
+    session
+        .get_process_mut()
+        .set_window_size(220, 60)
+        .expect("pty window size");
+    session.set_expect_timeout(Some(PROMPT_TIMEOUT));
+    session
+}
+
+/// The text up to `needle` (and the needle), failing with what was seen.
+fn until(s: &mut Session, needle: &str) -> String {
+    match s.expect(needle) {
+        Ok(found) => {
+            let mut text = String::from_utf8_lossy(found.before()).into_owned();
+            text.push_str(needle);
+            text
+        }
+        Err(e) => panic!("never saw {needle:?}: {e}"),
+    }
+}
+
+/// The mode flags of an `stty -a` listing (`icanon`, `-echo`, …): the lines after the
+/// speed/size line and the control characters.
+fn modes(stty: &str) -> Vec<String> {
+    stty.split_whitespace()
+        .filter(|w| {
+            let w = w.trim_start_matches('-');
+            !w.is_empty()
+                && w.chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+        })
+        .filter(|w| !matches!(*w, "speed" | "baud" | "rows" | "columns" | "line" | "undef"))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Drives one exit path, then checks: the exit code, the terminal modes equal to those before
+/// upshift ran (echo, line editing and signal keys on), and the cursor shown again after the
+/// last time it was hidden.
+fn assert_terminal_restored(
+    mut s: Session,
+    drive: impl FnOnce(&mut Session) -> String,
+    code: &str,
+) {
+    let before = until(&mut s, "STTY-BEFORE-END");
+    let before = modes(before.rsplit_once("STTY-BEFORE-END").map_or("", |(b, _)| b));
+    let mut during = drive(&mut s);
+    during.push_str(&until(&mut s, "EXIT="));
+    let exit = until(&mut s, "\n");
+    assert_eq!(exit.trim(), code, "exit code; output: {during}");
+    let after = until(&mut s, "STTY-AFTER-END");
+    let after = modes(after.rsplit_once("STTY-AFTER-END").map_or("", |(a, _)| a));
+    s.expect(Eof).expect("the shell ends");
+    for flag in ["icanon", "echo", "isig"] {
+        assert!(
+            before.iter().any(|m| m == flag),
+            "{flag} before: {before:?}"
+        );
+    }
+    assert_eq!(after, before, "terminal modes after upshift differ");
+    let hidden = during.rfind("\x1b[?25l");
+    let shown = during.rfind("\x1b[?25h");
+    assert!(
+        shown.is_some() && shown > hidden,
+        "the cursor is left hidden: {during:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctrl_c_esc_or_sigterm_at_a_question_cancels_with_the_terminal_restored() {
+    let env = Env::start(Duration::from_secs(1)).await;
+    // Ctrl-C and Esc typed at the question; SIGTERM sent to upshift while it waits there.
+    for key in ["\x03", "\x1b", "TERM"] {
+        let s = spawn_between_stty(&env, None);
+        off_runtime(move || {
+            assert_terminal_restored(
+                s,
+                |s| {
+                    expect(s, "App (type to filter)");
+                    send(s, ENTER);
+                    expect(s, "Add-ons to change");
+                    if key == "TERM" {
+                        let shell = s.get_process().pid();
+                        let children =
+                            std::fs::read_to_string(format!("/proc/{shell}/task/{shell}/children"))
+                                .expect("the shell's children");
+                        let upshift = children.split_whitespace().next().expect("upshift runs");
+                        let killed = Command::new("kill")
+                            .args(["-TERM", upshift])
+                            .status()
+                            .expect("kill runs");
+                        assert!(killed.success());
+                    } else {
+                        send(s, key);
+                    }
+                    until(s, "cancelled, nothing changed")
+                },
+                "130",
+            );
+        })
+        .await;
+    }
+    assert!(env.writes().is_empty(), "{:?}", env.writes());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panic_at_a_prompt_leaves_the_terminal_restored() {
+    let env = Env::start(Duration::from_secs(1)).await;
+    let s = spawn_between_stty(&env, Some("panic-in-prompt"));
+    off_runtime(move || {
+        assert_terminal_restored(s, |s| until(s, "failpoint panic-in-prompt"), "101");
+    })
+    .await;
+    assert!(env.writes().is_empty(), "{:?}", env.writes());
+}
+
+/// Ctrl-C during the run opens the menu; nobody answers; the run finishes under it. The menu
+/// is closed by the run's end, the summary follows, and the terminal is the shell's again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ctrl_c_menu_left_unanswered_closes_when_the_run_ends() {
+    let env = Env::start(Duration::from_secs(4)).await;
+    let s = spawn_between_stty(&env, None);
+    off_runtime(move || {
+        assert_terminal_restored(
+            s,
+            |s| {
+                answer_until_review(s, |s, _| send(s, ENTER));
+                send(s, "enketo-demo\r");
+                expect(s, "change-plan done");
+                send(s, "\x03");
+                let mut seen = until(s, "Interrupted. What now?");
+                seen.push_str(&until(s, "the run ended before the menu was answered"));
+                seen.push_str(&until(s, "succeeded on enketo-demo"));
+                seen
+            },
+            "0",
+        );
+    })
+    .await;
+    assert_eq!(env.plan_of(MAIN).await, "premium-1");
+}

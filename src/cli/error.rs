@@ -92,16 +92,60 @@ impl From<crate::verify::VerifyError> for CliError {
 
 impl From<crate::cli::wizard::WizardError> for CliError {
     fn from(e: crate::cli::wizard::WizardError) -> Self {
+        if matches!(e, crate::cli::wizard::WizardError::Cancelled) {
+            // Not an error: the operator changed their mind, and nothing was written.
+            return Self::line(ExitCode::Interrupted, crate::cli::wizard::CANCELLED);
+        }
         Self::new(e.exit_code(), e)
     }
 }
 
-/// Prints an error and its sources on stderr, one `caused by` line per source.
+/// Prints an error and its sources on stderr, one `caused by` line per source. A source whose
+/// text the line above already shows (an error that quotes its cause) is not repeated.
 fn print_error(err: &dyn std::error::Error) {
-    eprintln!("error: {err}");
+    for line in error_lines(err) {
+        eprintln!("{line}");
+    }
+}
+
+/// The lines [`print_error`] prints.
+fn error_lines(err: &dyn std::error::Error) -> Vec<String> {
+    let mut shown = err.to_string();
+    let mut lines = vec![format!("error: {shown}")];
     let mut source = err.source();
     while let Some(s) = source {
-        eprintln!("  caused by: {s}");
+        let text = s.to_string();
+        if !shown.contains(&text) {
+            lines.push(format!("  caused by: {text}"));
+        }
+        shown = text;
         source = s.source();
+    }
+    lines
+}
+
+#[cfg(test)]
+mod tests {
+    use super::error_lines;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("reading the journal: {0}")]
+    struct Quoting(#[source] std::io::Error);
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("reading the journal")]
+    struct Plain(#[source] std::io::Error);
+
+    #[test]
+    fn a_cause_is_printed_once() {
+        let io = || std::io::Error::other("disk full");
+        assert_eq!(
+            error_lines(&Quoting(io())),
+            vec!["error: reading the journal: disk full"]
+        );
+        assert_eq!(
+            error_lines(&Plain(io())),
+            vec!["error: reading the journal", "  caused by: disk full"]
+        );
     }
 }

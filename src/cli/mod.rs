@@ -3,11 +3,14 @@
 //! Each command family has its own file (`sim.rs`, `verify.rs`, …) holding its clap `Args`
 //! struct and a pure conversion into the library's options; this file only dispatches.
 
+pub mod complete;
 pub mod demo;
 pub mod error;
+pub mod history;
 pub mod run;
 pub mod signals;
 pub mod sim;
+pub mod target;
 pub mod unattended;
 pub mod verify;
 pub mod wizard;
@@ -44,11 +47,22 @@ Start here:
 
 `upshift --help` lists every command.";
 
+/// `upshift --version`: the version, the git commit it was built from and the build date
+/// (stamped by `build.rs`), so a binary found in a slug can be traced to its source.
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (",
+    env!("UPSHIFT_GIT_COMMIT"),
+    " ",
+    env!("UPSHIFT_BUILD_DATE"),
+    ")"
+);
+
 /// Change the plan of a Heroku add-on (heroku-redis) without losing data.
 #[derive(Debug, Parser)]
 #[command(
     name = "upshift",
-    version,
+    version = VERSION,
     about,
     propagate_version = true,
     after_help = EXAMPLES
@@ -69,6 +83,10 @@ pub struct GlobalArgs {
     /// Only warnings, errors and results (no progress).
     #[arg(short, long, global = true)]
     pub quiet: bool,
+    /// Show every HTTP request to Heroku on stderr (method, path, status, request id, time;
+    /// never a token or a Redis URL). `UPSHIFT_DEBUG=1` does the same.
+    #[arg(short, long, global = true)]
+    pub verbose: bool,
 }
 
 impl From<&GlobalArgs> for ui::Settings {
@@ -106,9 +124,9 @@ pub enum Command {
     /// Roll an unfinished run back.
     Rollback(run::ReopenArgs),
     /// List earlier runs.
-    Runs(run::RunsArgs),
+    Runs(history::RunsArgs),
     /// List the playbooks and their parameters.
-    Playbooks(run::PlaybooksArgs),
+    Playbooks(history::PlaybooksArgs),
     /// Walk through a plan change: app, add-ons, target plans (too small ones refused with the
     /// reason), writers, the dry-run plan, a typed confirmation, then the run with live progress.
     Wizard(wizard::WizardArgs),
@@ -129,13 +147,33 @@ pub enum Command {
     Diff(verify::DiffArgs),
     /// Print shell completions (bash, zsh, fish, …) on stdout.
     Completions(CompletionsArgs),
+    /// Print the man page (roff) on stdout: `upshift man > ~/.local/share/man/man1/upshift.1`.
+    #[command(hide = true)]
+    Man,
+}
+
+/// The man page, generated from the clap definitions (the same text as `--help`).
+///
+/// # Errors
+/// Writing to `out` failed.
+pub fn man_page(out: &mut dyn std::io::Write) -> std::io::Result<()> {
+    use clap::CommandFactory;
+    clap_mangen::Man::new(Cli::command()).render(out)
 }
 
 /// Parses the process arguments, runs the command and returns the exit status.
 pub fn main() -> std::process::ExitCode {
+    // Saved before anything can change it; restored when this returns, and by the panic hook.
+    let _terminal = ui::terminal::TerminalGuard::save();
+    // `COMPLETE=bash upshift …`: the shell asks for completions; answer and exit.
+    clap_complete::CompleteEnv::with_factory(<Cli as clap::CommandFactory>::command).complete();
     let cli = Cli::parse();
     let settings = ui::Settings::from(&cli.global);
     ui::configure(settings);
+    if cli.global.verbose || std::env::var("UPSHIFT_DEBUG").is_ok_and(|v| !v.is_empty() && v != "0")
+    {
+        crate::heroku::on_request(ui::print_request);
+    }
     let Some(command) = cli.command else {
         eprintln!("{SHORT_HELP}");
         return ExitCode::Usage.into();
@@ -145,8 +183,8 @@ pub fn main() -> std::process::ExitCode {
         Command::Run(args) => run::run(&args, settings),
         Command::Resume(args) => run::reopen(&args, false, settings),
         Command::Rollback(args) => run::reopen(&args, true, settings),
-        Command::Runs(args) => run::runs(&args),
-        Command::Playbooks(args) => Ok(run::playbooks(&args)),
+        Command::Runs(args) => history::runs(&args),
+        Command::Playbooks(args) => Ok(history::playbooks(&args)),
         Command::Wizard(args) => wizard::run(&args, settings),
         Command::Demo(args) => demo::run(&args, settings),
         Command::Sim(cmd) => sim::run(cmd),
@@ -154,6 +192,9 @@ pub fn main() -> std::process::ExitCode {
         Command::Snapshot(args) => verify::run_snapshot(&args),
         Command::Restore(args) => verify::run_restore(&args),
         Command::Diff(args) => verify::run_diff(&args),
+        Command::Man => man_page(&mut std::io::stdout().lock())
+            .map(|()| ExitCode::Success)
+            .map_err(|e| CliError::text(ExitCode::Usage, format!("writing the man page: {e}"))),
         Command::Completions(args) => {
             use clap::CommandFactory;
             clap_complete::generate(
@@ -207,6 +248,87 @@ mod tests {
     #[test]
     fn wizard_help_snapshot() {
         insta::assert_snapshot!(help(&["upshift", "wizard", "--help"]));
+    }
+
+    #[test]
+    fn the_man_page_renders_from_the_clap_definitions() {
+        let mut out = Vec::new();
+        man_page(&mut out).expect("renders");
+        let page = String::from_utf8(out).expect("roff is text");
+        assert!(page.starts_with(".ie"), "{}", &page[..80.min(page.len())]);
+        assert!(page.contains(".TH upshift 1"), "{page}");
+        assert!(page.contains("upshift\\-wizard"), "{page}");
+        assert!(page.contains("\\-\\-color"), "{page}");
+    }
+
+    #[test]
+    fn the_version_names_the_commit_and_the_build_date() {
+        let v = Cli::command().render_version();
+        assert!(
+            v.starts_with(&format!("upshift {} (", env!("CARGO_PKG_VERSION"))),
+            "{v}"
+        );
+        let inside = v.trim().trim_end_matches(')').rsplit_once('(').unwrap().1;
+        let (commit, date) = inside.split_once(' ').unwrap();
+        assert!(
+            commit == "unknown"
+                || (commit.len() == 12 && commit.chars().all(|c| c.is_ascii_hexdigit())),
+            "{v}"
+        );
+        assert!(jiff::civil::Date::strptime("%Y-%m-%d", date).is_ok(), "{v}");
+    }
+
+    /// Splits a README command line as sh would for these simple lines: words, and double
+    /// quotes around words with spaces.
+    fn words(line: &str) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut word = String::new();
+        let mut quoted = false;
+        for c in line.chars() {
+            match c {
+                '"' => quoted = !quoted,
+                ' ' if !quoted => {
+                    if !word.is_empty() {
+                        out.push(std::mem::take(&mut word));
+                    }
+                }
+                c => word.push(c),
+            }
+        }
+        if !word.is_empty() {
+            out.push(word);
+        }
+        out
+    }
+
+    /// The Heroku Scheduler recipe in the README's Install section is a command this version
+    /// accepts, unattended (`--confirm`, no prompt), and so is the `plan --out` that makes
+    /// its plan file.
+    #[test]
+    fn the_readme_scheduler_recipe_parses() {
+        let readme = include_str!("../../README.md");
+        let install = readme
+            .split("## Install")
+            .nth(1)
+            .and_then(|s| s.split("\n## ").next())
+            .expect("the README has an Install section");
+        let scheduled = install
+            .lines()
+            .find(|l| l.starts_with("bin/upshift run "))
+            .expect("the scheduler command");
+        let mut argv = words(scheduled);
+        argv[0] = "upshift".into();
+        let cli = Cli::try_parse_from(&argv).unwrap_or_else(|e| panic!("{scheduled}: {e}"));
+        let Some(Command::Run(run)) = cli.command else {
+            panic!("not a run: {scheduled}")
+        };
+        assert_eq!(run.confirm.as_deref(), Some("enketo-prod"));
+        let plan = install
+            .lines()
+            .find(|l| l.starts_with("upshift plan "))
+            .expect("the plan command");
+        let cli = Cli::try_parse_from(words(plan)).unwrap_or_else(|e| panic!("{plan}: {e}"));
+        assert!(matches!(cli.command, Some(Command::Plan(_))));
     }
 
     #[test]

@@ -1,77 +1,21 @@
-//! `upshift plan`, `run`, `resume`, `rollback`, `runs`, `playbooks`: the runner's command line.
+//! `upshift plan`, `run`, `resume`, `rollback`: the runner's command line (what to change is
+//! parsed in `target.rs`; `runs` and `playbooks` are in `history.rs`).
 
 use std::io::IsTerminal;
 use std::sync::Arc;
 
 use clap::Args;
-use serde::Serialize;
-use thiserror::Error;
 
 use crate::cli::CliError;
 use crate::cli::signals::{self, Listen};
+use crate::cli::target::TargetArgs;
 use crate::cli::unattended;
 use crate::exit::ExitCode;
 use crate::heroku::{Client, ClientConfig};
-use crate::journal::{self, StateDir};
-use crate::plan::facts::{ChangeRequest, DataPolicy};
+use crate::journal::StateDir;
 use crate::plan::{self, RunRequest};
-use crate::playbook::{Playbook, PlaybookError};
-use crate::runner::record::Record;
-use crate::runner::{
-    Interrupts, Reporter, RunError, RunEvent, RunReport, Runner, RunnerConfig, Silent,
-};
+use crate::runner::{Interrupts, Reporter, RunEvent, RunReport, Runner, RunnerConfig, Silent};
 use crate::ui;
-
-/// What to change, shared by `plan` and `run`.
-#[derive(Debug, Clone, Args)]
-pub struct TargetArgs {
-    /// The Heroku app.
-    #[arg(
-        short,
-        long,
-        env = "HEROKU_APP",
-        default_value = "",
-        hide_default_value = true
-    )]
-    pub app: String,
-    /// The git remote whose Heroku URL names the app, as the Heroku CLI's `-r` (without -a
-    /// and `HEROKU_APP`, the remote `heroku` of the current repository is used when present).
-    #[arg(short, long, value_name = "REMOTE")]
-    pub remote: Option<String>,
-    /// The add-on to change, as the Heroku CLI takes it: `upshift run -a APP ADDON PLAN`
-    /// (the same as `--change ADDON=PLAN`).
-    #[arg(value_name = "ADDON")]
-    pub addon: Option<String>,
-    /// The new plan of ADDON.
-    #[arg(value_name = "PLAN", requires = "addon")]
-    pub new_plan: Option<String>,
-    /// An add-on (name or attachment name, e.g. `enketo_redis_main`) and its new plan
-    /// (premium-1 or heroku-redis:premium-1). Repeat for several add-ons: they change in one
-    /// downtime.
-    // Required, but checked in the conversion: `run --plan FILE` takes the changes from FILE.
-    #[arg(long = "change", value_name = "ADDON=PLAN")]
-    pub changes: Vec<String>,
-    /// Playbook: the built-in name or a TOML file.
-    #[arg(long, default_value = crate::playbook::BUILTIN_NAME)]
-    pub playbook: String,
-    /// Process types that write to Redis, stopped during the change [default: the playbook's,
-    /// web].
-    #[arg(long, value_delimiter = ',', value_name = "TYPE,…")]
-    pub writers: Option<Vec<String>>,
-    /// Also turn maintenance mode on while the writers are stopped.
-    #[arg(long)]
-    pub maintenance: bool,
-    /// Treat this add-on as a cache: data differences are reported, not fatal. Repeatable.
-    #[arg(long = "cache", value_name = "ADDON")]
-    pub cache: Vec<String>,
-    /// Connections each writer dyno opens to ADDON, when they cannot be measured.
-    #[arg(long = "connections", value_name = "ADDON=N")]
-    pub connections: Vec<String>,
-    /// Run even when a writer type is at 0 dynos now. Without it such a run is blocked: someone
-    /// else may be mid-change, and the run would restore their 0 at the end.
-    #[arg(long)]
-    pub allow_stopped_writers: bool,
-}
 
 /// `upshift plan`.
 #[derive(Debug, Clone, Args)]
@@ -110,6 +54,7 @@ pub struct RunArgs {
 #[derive(Debug, Clone, Args)]
 pub struct ReopenArgs {
     /// The run (default: the latest unfinished one).
+    #[arg(add = clap_complete::engine::ArgValueCompleter::new(crate::cli::complete::run_ids))]
     pub run_id: Option<String>,
     /// Confirm the app by name (required without a terminal).
     #[arg(long, value_name = "APP")]
@@ -117,222 +62,6 @@ pub struct ReopenArgs {
     /// Print the run's report as JSON on stdout.
     #[arg(long)]
     pub json: bool,
-}
-
-/// `upshift runs`.
-#[derive(Debug, Clone, Args)]
-pub struct RunsArgs {
-    /// Print the history as JSON.
-    #[arg(long)]
-    pub json: bool,
-}
-
-/// `upshift playbooks`.
-#[derive(Debug, Clone, Args)]
-pub struct PlaybooksArgs {
-    /// Print the playbooks as JSON.
-    #[arg(long)]
-    pub json: bool,
-}
-
-/// Bad command-line input: nothing was sent anywhere.
-#[derive(Debug, Error)]
-pub enum ArgsError {
-    #[error(
-        "--change {given:?} is not ADDON=PLAN: write for example --change enketo_redis_main=premium-1"
-    )]
-    ChangeSyntax { given: String },
-    #[error(
-        "--change {given:?}: no heroku-redis plan {plan:?}; plans are mini, premium-0…5, 7, 9, 10, 12, 14 (and private-N, shield-N)"
-    )]
-    UnknownPlan { given: String, plan: String },
-    #[error("--change names {addon} twice: give each add-on once")]
-    DuplicateAddon { addon: String },
-    #[error("--{flag} {addon}: no --change names that add-on")]
-    NotChanged { flag: &'static str, addon: String },
-    #[error("--connections {given:?} is not ADDON=N with N a whole number")]
-    ConnectionsSyntax { given: String },
-    #[error("--connections {given:?}: {message}")]
-    ConnectionsRange { given: String, message: String },
-    #[error(transparent)]
-    Playbook(#[from] PlaybookError),
-    #[error("--writers is empty: name at least one process type, e.g. --writers web")]
-    NoWriters,
-    #[error(
-        "no app: pass -a APP, set HEROKU_APP, or run from a git repository with a `heroku` remote (or name one with -r REMOTE)"
-    )]
-    NoApp,
-    #[error("-r {remote}: no git remote {remote} with a Heroku URL in {dir}; pass -a APP instead")]
-    NoRemote { remote: String, dir: String },
-    #[error(
-        "{addon} needs its new plan: upshift run -a APP {addon} PLAN (or --change {addon}=PLAN)"
-    )]
-    NoPlan { addon: String },
-    #[error(
-        "nothing to change: pass --change ADDON=PLAN, e.g. --change enketo_redis_main=premium-1"
-    )]
-    NoChange,
-}
-
-impl TryFrom<&TargetArgs> for RunRequest {
-    type Error = ArgsError;
-
-    fn try_from(args: &TargetArgs) -> Result<Self, ArgsError> {
-        let app = resolve_app(args)?;
-        let mut given_changes = args.changes.clone();
-        match (&args.addon, &args.new_plan) {
-            (Some(addon), Some(plan)) => given_changes.insert(0, format!("{addon}={plan}")),
-            (Some(addon), None) => {
-                return Err(ArgsError::NoPlan {
-                    addon: addon.clone(),
-                });
-            }
-            _ => {}
-        }
-        if given_changes.is_empty() {
-            return Err(ArgsError::NoChange);
-        }
-        let playbook = Playbook::load(&args.playbook)?;
-        let mut changes: Vec<ChangeRequest> = Vec::new();
-        for given in &given_changes {
-            let (addon, plan) = given
-                .split_once('=')
-                .map(|(a, p)| (a.trim(), p.trim()))
-                .filter(|(a, p)| !a.is_empty() && !p.is_empty())
-                .ok_or_else(|| ArgsError::ChangeSyntax {
-                    given: given.clone(),
-                })?;
-            let bare = crate::plans::bare_name(plan);
-            if crate::plans::find(bare).is_none() {
-                return Err(ArgsError::UnknownPlan {
-                    given: given.clone(),
-                    plan: plan.to_owned(),
-                });
-            }
-            if changes.iter().any(|c| c.addon == addon) {
-                return Err(ArgsError::DuplicateAddon {
-                    addon: addon.to_owned(),
-                });
-            }
-            changes.push(ChangeRequest {
-                addon: addon.to_owned(),
-                plan: bare.to_owned(),
-                policy: DataPolicy::Critical,
-                connections_per_dyno: None,
-            });
-        }
-        for cache in &args.cache {
-            let c = changes
-                .iter_mut()
-                .find(|c| &c.addon == cache)
-                .ok_or_else(|| ArgsError::NotChanged {
-                    flag: "cache",
-                    addon: cache.clone(),
-                })?;
-            c.policy = DataPolicy::Cache;
-        }
-        for given in &args.connections {
-            let (addon, n) = given
-                .split_once('=')
-                .and_then(|(a, n)| Some((a.trim(), n.trim().parse::<u32>().ok()?)))
-                .ok_or_else(|| ArgsError::ConnectionsSyntax {
-                    given: given.clone(),
-                })?;
-            crate::playbook::check_connections("N", n).map_err(|message| {
-                ArgsError::ConnectionsRange {
-                    given: given.clone(),
-                    message,
-                }
-            })?;
-            let c = changes
-                .iter_mut()
-                .find(|c| c.addon == addon)
-                .ok_or_else(|| ArgsError::NotChanged {
-                    flag: "connections",
-                    addon: addon.to_owned(),
-                })?;
-            c.connections_per_dyno = Some(n);
-        }
-        let mut params = playbook.params.clone();
-        if let Some(writers) = &args.writers {
-            let writers: Vec<String> = writers
-                .iter()
-                .map(|w| w.trim().to_owned())
-                .filter(|w| !w.is_empty())
-                .collect();
-            if writers.is_empty() {
-                return Err(ArgsError::NoWriters);
-            }
-            params.writers = writers;
-        }
-        if args.maintenance {
-            params.maintenance = true;
-        }
-        if args.allow_stopped_writers {
-            params.allow_stopped_writers = true;
-        }
-        Ok(Self {
-            app,
-            changes,
-            params,
-            playbook,
-        })
-    }
-}
-
-/// The app: `-a`/`HEROKU_APP`, else the Heroku URL of git remote `-r REMOTE` (or `heroku`) in
-/// the repository around the current directory, as the Heroku CLI finds it.
-fn resolve_app(args: &TargetArgs) -> Result<String, ArgsError> {
-    let app = args.app.trim();
-    if !app.is_empty() {
-        return Ok(app.to_owned());
-    }
-    let remote = args.remote.as_deref().unwrap_or("heroku");
-    let cwd = std::env::current_dir().unwrap_or_default();
-    let found = cwd
-        .ancestors()
-        .map(|d| d.join(".git").join("config"))
-        .find_map(|p| std::fs::read_to_string(p).ok())
-        .and_then(|text| heroku_app_of_remote(&text, remote));
-    match (found, &args.remote) {
-        (Some(app), _) => Ok(app),
-        (None, Some(remote)) => Err(ArgsError::NoRemote {
-            remote: remote.clone(),
-            dir: cwd.display().to_string(),
-        }),
-        (None, None) => Err(ArgsError::NoApp),
-    }
-}
-
-/// The app named by git remote `remote`'s Heroku URL in a `.git/config` text
-/// (`https://git.heroku.com/APP.git` or `git@heroku.com:APP.git`). Pure.
-pub fn heroku_app_of_remote(config: &str, remote: &str) -> Option<String> {
-    let header = format!("[remote \"{remote}\"]");
-    let mut inside = false;
-    for line in config.lines().map(str::trim) {
-        if line.starts_with('[') {
-            inside = line == header;
-            continue;
-        }
-        if !inside {
-            continue;
-        }
-        let Some(url) = line
-            .strip_prefix("url")
-            .map(str::trim_start)
-            .and_then(|l| l.strip_prefix('='))
-            .map(str::trim)
-        else {
-            continue;
-        };
-        let path = url
-            .strip_prefix("https://git.heroku.com/")
-            .or_else(|| url.strip_prefix("git@heroku.com:"))
-            .or_else(|| url.strip_prefix("ssh://git@heroku.com/"))?;
-        let app = path.trim_end_matches('/').trim_end_matches(".git");
-        return (!app.is_empty() && !app.contains('/')).then(|| app.to_owned());
-    }
-    None
 }
 
 /// Everything a command needs to reach Heroku and the state dir.
@@ -403,7 +132,7 @@ fn confirm(app: &str, given: Option<&str>, what: &str) -> Result<(), CliError> {
     }
     let prompt = format!("Type the app name ({app}) to {what}");
     let typed: String = if crate::ui::can_redraw() {
-        dialoguer::Input::new()
+        dialoguer::Input::with_theme(&*ui::theme())
             .with_prompt(prompt)
             .interact_text()
             .map_err(|_| CliError::silent(ExitCode::Usage))?
@@ -429,7 +158,7 @@ fn confirm(app: &str, given: Option<&str>, what: &str) -> Result<(), CliError> {
 /// Prints a finished run's report; its outcome is the exit code.
 fn finish(report: &RunReport, json: bool) -> ExitCode {
     if json {
-        let _ = ui::print_json(report);
+        let _ = ui::print_document(&ui::RunDocument::from(report));
     } else {
         print!("{}", ui::render_summary(report));
     }
@@ -456,9 +185,9 @@ pub fn plan(args: &PlanArgs) -> Result<ExitCode, CliError> {
         })?;
         let plan = ctx.runner.plan(&request).await?;
         if args.json {
-            let _ = ui::print_json(&plan);
+            let _ = ui::print_document(&plan);
         } else {
-            print!("{}", plan::render(&plan));
+            print!("{}", plan::render_with(&plan, ui::paint_verdict));
         }
         if let Some(out) = &args.schedule.out {
             let file = crate::unattended::plan_file::PlanFile::new(
@@ -632,7 +361,7 @@ async fn run_scheduled(
     }
     if interactive {
         let plan = ctx.runner.plan(request).await?;
-        eprint!("{}", plan::render(&plan));
+        eprint!("{}", plan::render_with(&plan, ui::paint_verdict_stderr));
         if plan.blocked {
             return Ok(ExitCode::Blocked);
         }
@@ -683,253 +412,4 @@ pub fn reopen(
         }?;
         Ok(finish(&report, args.json))
     })
-}
-
-/// One row of `upshift runs`.
-#[derive(Debug, Clone, Serialize)]
-pub struct RunRow {
-    pub id: String,
-    pub app: String,
-    pub changes: Vec<String>,
-    pub outcome: String,
-    pub started: String,
-    pub downtime_ms: Option<i64>,
-    pub duration_ms: i64,
-    /// Why the journal cannot be read whole (outcome `unreadable`); it names the file.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub problem: Option<String>,
-}
-
-/// Reads the history from the journals.
-///
-/// # Errors
-/// Unreadable state dir.
-pub fn history(state: &StateDir) -> Result<Vec<RunRow>, RunError> {
-    let mut rows = Vec::new();
-    for id in state.run_ids()? {
-        let path = state.run_dir(&id).join(journal::JOURNAL_FILE);
-        let (entries, problem) = journal::read_prefix::<Record>(&path);
-        let first_ms = entries.first().map(|e| e.at_ms);
-        if first_ms.is_none() && problem.is_none() {
-            continue;
-        }
-        let mut row = RunRow {
-            id: id.clone(),
-            app: String::new(),
-            changes: Vec::new(),
-            outcome: "unfinished".into(),
-            started: first_ms
-                .and_then(|ms| jiff::Timestamp::from_millisecond(ms).ok())
-                .map(|t| t.to_string())
-                .unwrap_or_default(),
-            downtime_ms: None,
-            duration_ms: first_ms
-                .zip(entries.last())
-                .map_or(0, |(first, last)| last.at_ms - first),
-            problem: problem.map(|e| e.to_string()),
-        };
-        let mut down_since = None;
-        for e in &entries {
-            match &e.record {
-                Record::Started { request, .. } => {
-                    row.app.clone_from(&request.app);
-                    row.changes = request
-                        .changes
-                        .iter()
-                        .map(|c| format!("{}={}", c.addon, c.plan))
-                        .collect();
-                }
-                Record::Downtime { started: true } => down_since = Some(e.at_ms),
-                Record::Downtime { started: false } => {
-                    if let Some(s) = down_since.take() {
-                        *row.downtime_ms.get_or_insert(0) += e.at_ms - s;
-                    }
-                }
-                Record::Finished { outcome, .. } => {
-                    ui::outcome_name(*outcome).clone_into(&mut row.outcome);
-                }
-                _ => {}
-            }
-        }
-        if row.problem.is_some() {
-            "unreadable".clone_into(&mut row.outcome);
-        }
-        rows.push(row);
-    }
-    Ok(rows)
-}
-
-/// `upshift runs`.
-///
-/// # Errors
-/// No usable state dir.
-pub fn runs(args: &RunsArgs) -> Result<ExitCode, CliError> {
-    let state = StateDir::from_env().map_err(CliError::usage)?;
-    let rows = history(&state)?;
-    if args.json {
-        let _ = ui::print_json(&rows);
-        return Ok(ExitCode::Success);
-    }
-    println!(
-        "{:<24} {:<16} {:<16} {:<22} {:>9} {:>9}  changes",
-        "id", "app", "outcome", "started", "downtime", "duration"
-    );
-    for r in rows {
-        let ms = |v: i64| {
-            crate::playbook::duration::format(std::time::Duration::from_millis(
-                u64::try_from(v).unwrap_or(0),
-            ))
-        };
-        println!(
-            "{:<24} {:<16} {:<16} {:<22} {:>9} {:>9}  {}",
-            r.id,
-            r.app,
-            r.outcome,
-            r.started.get(..19).unwrap_or(&r.started),
-            r.downtime_ms.map_or("-".into(), ms),
-            ms(r.duration_ms),
-            r.problem.unwrap_or_else(|| r.changes.join(" "))
-        );
-    }
-    Ok(ExitCode::Success)
-}
-
-/// `upshift playbooks`.
-pub fn playbooks(args: &PlaybooksArgs) -> ExitCode {
-    let builtin = Playbook::builtin();
-    if args.json {
-        let _ = ui::print_json(&vec![builtin]);
-    } else {
-        print!("{builtin}");
-        println!(
-            "\nRun your own with --playbook PATH (same format; see playbooks/ in the source)."
-        );
-    }
-    ExitCode::Success
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn args(changes: &[&str]) -> TargetArgs {
-        TargetArgs {
-            app: "enketo-demo".into(),
-            remote: None,
-            addon: None,
-            new_plan: None,
-            changes: changes.iter().map(|s| (*s).to_owned()).collect(),
-            playbook: crate::playbook::BUILTIN_NAME.into(),
-            writers: None,
-            maintenance: false,
-            cache: vec![],
-            connections: vec![],
-            allow_stopped_writers: false,
-        }
-    }
-
-    #[test]
-    fn changes_parse_with_and_without_the_service_prefix() {
-        let mut a = args(&[
-            "enketo_redis_main=heroku-redis:premium-1",
-            "enketo_redis_cache=premium-2",
-        ]);
-        a.cache = vec!["enketo_redis_cache".into()];
-        a.connections = vec!["enketo_redis_main=30".into()];
-        a.writers = Some(vec!["web".into(), " worker ".into()]);
-        let r = RunRequest::try_from(&a).unwrap();
-        assert_eq!(r.changes[0].plan, "premium-1");
-        assert_eq!(r.changes[0].connections_per_dyno, Some(30));
-        assert_eq!(r.changes[1].policy, DataPolicy::Cache);
-        assert_eq!(
-            r.params.writers,
-            vec!["web".to_string(), "worker".to_string()]
-        );
-    }
-
-    #[test]
-    fn app_and_changes_are_required_without_a_plan_file() {
-        let mut a = args(&[]);
-        assert!(
-            RunRequest::try_from(&a)
-                .unwrap_err()
-                .to_string()
-                .contains("pass --change ADDON=PLAN")
-        );
-        a = args(&["x=premium-1"]);
-        a.app = String::new();
-        assert!(
-            RunRequest::try_from(&a)
-                .unwrap_err()
-                .to_string()
-                .contains("pass -a APP")
-        );
-    }
-
-    #[test]
-    fn bad_changes_say_what_to_write() {
-        let e = RunRequest::try_from(&args(&["enketo_redis_main"]))
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("--change enketo_redis_main=premium-1"), "{e}");
-        let e = RunRequest::try_from(&args(&["x=premium-l"]))
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("no heroku-redis plan \"premium-l\""), "{e}");
-        let e = RunRequest::try_from(&args(&["x=premium-1", "x=premium-2"]))
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("names x twice"), "{e}");
-        for n in ["0", "10001", "2147483648"] {
-            let mut a = args(&["x=premium-1"]);
-            a.connections = vec![format!("x={n}")];
-            let e = RunRequest::try_from(&a).unwrap_err().to_string();
-            assert!(
-                e.contains("out of range") || e.contains("whole number"),
-                "{n}: {e}"
-            );
-        }
-        let mut a = args(&["x=premium-1"]);
-        a.connections = vec!["x=10000".into()];
-        assert_eq!(
-            RunRequest::try_from(&a).unwrap().changes[0].connections_per_dyno,
-            Some(10_000)
-        );
-        let mut a = args(&["x=premium-1"]);
-        a.cache = vec!["y".into()];
-        assert!(
-            RunRequest::try_from(&a)
-                .unwrap_err()
-                .to_string()
-                .contains("--cache y")
-        );
-    }
-
-    #[test]
-    fn the_heroku_remote_names_the_app_as_the_cli_finds_it() {
-        let config = "[core]\n\tbare = false\n[remote \"origin\"]\n\turl = git@github.com:me/app.git\n[remote \"heroku\"]\n\turl = https://git.heroku.com/enketo-prod.git\n\tfetch = +refs/heads/*:refs/remotes/heroku/*\n[remote \"staging\"]\n\turl = git@heroku.com:enketo-staging.git\n";
-        assert_eq!(
-            heroku_app_of_remote(config, "heroku").as_deref(),
-            Some("enketo-prod")
-        );
-        assert_eq!(
-            heroku_app_of_remote(config, "staging").as_deref(),
-            Some("enketo-staging")
-        );
-        assert_eq!(heroku_app_of_remote(config, "origin"), None);
-        assert_eq!(heroku_app_of_remote(config, "nope"), None);
-    }
-
-    #[test]
-    fn the_positional_form_is_a_change() {
-        let mut a = args(&[]);
-        a.addon = Some("enketo_redis_main".into());
-        a.new_plan = Some("premium-1".into());
-        let r = RunRequest::try_from(&a).unwrap();
-        assert_eq!(r.changes[0].addon, "enketo_redis_main");
-        assert_eq!(r.changes[0].plan, "premium-1");
-        a.new_plan = None;
-        let e = RunRequest::try_from(&a).unwrap_err().to_string();
-        assert!(e.contains("needs its new plan"), "{e}");
-    }
 }

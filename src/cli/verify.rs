@@ -205,15 +205,15 @@ pub fn run_digest(args: &DigestArgs) -> Result<ExitCode, CliError> {
                 }
                 println!("bytes read  {}", crate::units::bytes(report.bytes));
                 println!(
-                    "rate        {} ({:.2} s)",
+                    "rate        {} ({})",
                     crate::units::rate(report.keys_per_sec(), "keys"),
-                    report.elapsed.as_secs_f64()
+                    crate::units::duration(report.elapsed)
                 );
                 println!("digest      {}", report.digest);
                 if report.fallbacks > 0 {
                     println!(
                         "fallbacks   {} keys read with commands (DUMP not decoded: streams, other types or rdb versions)",
-                        report.fallbacks
+                        crate::units::count(report.fallbacks)
                     );
                 }
             }
@@ -239,11 +239,11 @@ pub fn run_snapshot(args: &SnapshotArgs) -> Result<ExitCode, CliError> {
                 print_json(&s);
             } else {
                 println!(
-                    "wrote {} ({} keys, {} bytes) in {:.2} s",
+                    "wrote {} ({} keys, {}) in {}",
                     s.path.display(),
-                    s.keys,
-                    s.file_bytes,
-                    s.elapsed.as_secs_f64()
+                    crate::units::count(s.keys),
+                    crate::units::bytes(s.file_bytes),
+                    crate::units::duration(s.elapsed)
                 );
                 println!("digest {}", s.digest);
             }
@@ -262,7 +262,8 @@ fn print_diff(report: &DiffReport) {
     if report.is_equal() {
         println!(
             "equal: {} keys ({} expired in the window)",
-            report.after_keys, c.expired_in_window
+            crate::units::count(report.after_keys),
+            crate::units::count(c.expired_in_window)
         );
     } else {
         println!(
@@ -342,7 +343,10 @@ pub fn run_restore(args: &RestoreArgs) -> Result<ExitCode, CliError> {
             } else {
                 println!(
                     "restored {} keys ({} existing left alone, {} expired skipped, {} deleted)",
-                    s.restored, s.skipped_existing, s.expired, s.deleted
+                    crate::units::count(s.restored),
+                    crate::units::count(s.skipped_existing),
+                    crate::units::count(s.expired),
+                    crate::units::count(s.deleted)
                 );
                 print_diff(&s.remaining);
             }

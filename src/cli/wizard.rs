@@ -21,6 +21,7 @@ use crate::plan::facts::{ChangeRequest, DataPolicy};
 use crate::plan::{self, RunRequest};
 use crate::playbook::Playbook;
 use crate::runner::{self, Interrupts, Reporter, RunError, Runner, RunnerConfig};
+use crate::ui::menu::MenuAnswer;
 use crate::ui::{self, HumanReporter};
 
 /// `upshift wizard`.
@@ -35,7 +36,7 @@ Without a terminal the wizard refuses (exit 2); pass the answers as flags instea
   upshift run -a APP --change ADDON=PLAN [--cache ADDON] [--writers web,worker] --confirm APP")]
 pub struct WizardArgs {
     /// Start with this app instead of choosing it from a list.
-    #[arg(short, long)]
+    #[arg(short, long, add = clap_complete::engine::ArgValueCompleter::new(crate::cli::complete::apps))]
     pub app: Option<String>,
 }
 
@@ -56,7 +57,7 @@ pub enum WizardError {
         "no plan can be chosen for {label}: every offered plan is refused by a guard (see the list above)"
     )]
     NothingChoosable { label: String },
-    #[error("cancelled at a question: nothing was done")]
+    #[error("{CANCELLED}")]
     Cancelled,
     #[error("{typed:?} is not {app}: nothing was done")]
     NotConfirmed { typed: String, app: String },
@@ -128,11 +129,38 @@ pub async fn wizard(
     let interrupts = Interrupts::default();
     let dyn_reporter: Arc<dyn Reporter> = reporter.clone();
     let runner = Runner::new(client, config.clone(), dyn_reporter, interrupts.clone());
-    let request = ask(&runner, &config.state, app).await?;
-    let handler = install_interrupts(&interrupts, reporter.clone());
+    // Until the confirmation nothing has been written: Ctrl-C or SIGTERM between questions
+    // (while the app is read) leaves at once. At a question the terminal is raw, so Ctrl-C
+    // arrives as a key and the prompt returns `Cancelled` instead.
+    let cancel = signals::listen(|_| async {
+        eprintln!("\n{CANCELLED}");
+        exit_restored(ExitCode::Interrupted)
+    });
+    let request = ask(&runner, &config.state, app).await;
+    cancel.abort();
+    let request = request?;
+    let menu = Arc::new(std::sync::Mutex::new(None));
+    let handler = install_interrupts(&interrupts, reporter.clone(), menu.clone());
     let result = runner.run(&request).await;
     handler.abort();
+    // A menu nobody answered ends with the run: erased, the terminal given back, and what the
+    // run reported meanwhile printed below it.
+    let unanswered = tokio::task::block_in_place(|| {
+        menu.lock()
+            .ok()
+            .and_then(|mut m| m.take())
+            .map(|mut m: ui::menu::Menu| m.close())
+            .is_some()
+    });
+    reporter.resume();
+    if unanswered {
+        eprintln!("the run ended before the menu was answered");
+    }
     let report = result?;
+    // The run is over: a Ctrl-C during the headroom read below just ends the process with
+    // the run's own exit code (nothing is left to stop).
+    let code = report.outcome.exit_code();
+    let _after = signals::listen(move |_| async move { exit_restored(code) });
     print!("{}", ui::render_summary(&report));
     if report.outcome == crate::engine::Outcome::Succeeded {
         // A fresh read of the new plans: what the app has left to grow into.
@@ -152,6 +180,16 @@ pub async fn wizard(
 
 /// Runs a blocking prompt without starving the runtime (the demo's simulator shares it).
 fn prompt<T>(f: impl FnOnce() -> dialoguer::Result<T>) -> Result<T, WizardError> {
+    // Test builds only: a prompt that panics with the terminal raw and the cursor hidden, so
+    // the pty tests can check that the panic hook gives the terminal back.
+    #[cfg(feature = "failpoints")]
+    if std::env::var("UPSHIFT_FAILPOINT").as_deref() == Ok("panic-in-prompt") {
+        if let Some(raw) = ui::terminal::raw_modes() {
+            ui::terminal::set_modes(&raw);
+        }
+        let _ = console::Term::stderr().hide_cursor();
+        panic!("failpoint panic-in-prompt");
+    }
     tokio::task::block_in_place(f).map_err(|e| match e {
         // Ctrl-C at a question: the operator changed their mind.
         dialoguer::Error::IO(io) if io.kind() == std::io::ErrorKind::Interrupted => {
@@ -161,12 +199,9 @@ fn prompt<T>(f: impl FnOnce() -> dialoguer::Result<T>) -> Result<T, WizardError>
     })
 }
 
-fn theme() -> Box<dyn dialoguer::theme::Theme> {
-    if console::colors_enabled_stderr() {
-        Box::new(dialoguer::theme::ColorfulTheme::default())
-    } else {
-        Box::new(dialoguer::theme::SimpleTheme)
-    }
+/// A list question: Esc (or `q`) cancels it as Ctrl-C does.
+fn choose<T>(f: impl FnOnce() -> dialoguer::Result<Option<T>>) -> Result<T, WizardError> {
+    prompt(f)?.ok_or(WizardError::Cancelled)
 }
 
 /// The questions, in the order their answers are needed: the connection guard that judges
@@ -176,7 +211,7 @@ async fn ask(
     state: &StateDir,
     app: Option<String>,
 ) -> Result<RunRequest, WizardError> {
-    let theme = theme();
+    let theme = ui::theme();
     let client = runner.client();
     let app = if let Some(app) = app {
         app
@@ -186,12 +221,12 @@ async fn ask(
         if apps.is_empty() {
             return Err(WizardError::NoApps);
         }
-        let i = prompt(|| {
+        let i = choose(|| {
             FuzzySelect::with_theme(&*theme)
                 .with_prompt("App (type to filter)")
                 .items(&apps)
                 .default(0)
-                .interact_on(&console::Term::stderr())
+                .interact_on_opt(&console::Term::stderr())
         })?;
         apps[i].clone()
     };
@@ -241,21 +276,17 @@ async fn ask(
     .await?;
     let rows = choices::addon_rows(&capture);
     eprintln!(
-        "\n  {:<20} {:<20} {:<10} {:<24} clients / limit",
-        "add-on", "name", "plan", "memory used / plan"
+        "\n{}\n",
+        ui::table::addon_table(&rows, ui::table::stderr_width())
     );
-    for row in &rows {
-        eprintln!("  {}", row.render());
-    }
-    eprintln!();
 
     let picked: Vec<AddonRow> = loop {
-        let sel = prompt(|| {
+        let sel = choose(|| {
             MultiSelect::with_theme(&*theme)
                 .with_prompt("Add-ons to change (space toggles, enter accepts)")
                 .items(rows.iter().map(|r| r.label.as_str()))
                 .defaults(&vec![true; rows.len()])
-                .interact_on(&console::Term::stderr())
+                .interact_on_opt(&console::Term::stderr())
         })?;
         if sel.is_empty() {
             eprintln!("choose at least one add-on");
@@ -263,21 +294,25 @@ async fn ask(
         }
         break sel.into_iter().map(|i| rows[i].clone()).collect();
     };
-    let caches = prompt(|| {
+    // Explanations on their own lines: a prompt that wraps on a narrow terminal leaves ghost
+    // lines when dialoguer redraws it.
+    eprintln!("Caches tolerate data loss: their differences are reported, not repaired.");
+    let caches = choose(|| {
         MultiSelect::with_theme(&*theme)
-            .with_prompt("Which of them are caches? (data loss tolerated: differences are reported, not repaired; none by default)")
+            .with_prompt("Which of them are caches? (none by default)")
             .items(picked.iter().map(|r| r.label.as_str()))
-            .interact_on(&console::Term::stderr())
+            .interact_on_opt(&console::Term::stderr())
     })?;
     let writers = choices::writer_choices(&capture);
     let writers: Vec<String> = loop {
         let defaults: Vec<bool> = writers.iter().map(|(_, on)| *on).collect();
-        let sel = prompt(|| {
+        eprintln!("Writers are stopped during the change.");
+        let sel = choose(|| {
             MultiSelect::with_theme(&*theme)
-                .with_prompt("Process types that write to Redis (stopped during the change)")
+                .with_prompt("Process types that write to Redis")
                 .items(writers.iter().map(|(t, _)| t.as_str()))
                 .defaults(&defaults)
-                .interact_on(&console::Term::stderr())
+                .interact_on_opt(&console::Term::stderr())
         })?;
         if sel.is_empty() {
             eprintln!(
@@ -314,15 +349,15 @@ async fn ask(
                 label: label.clone(),
             });
         };
-        let items: Vec<String> = offered.iter().map(choices::PlanChoice::render).collect();
+        let items = ui::table::plan_items(&offered, ui::table::stderr_width());
         let chosen = loop {
-            let k = prompt(|| {
+            let k = choose(|| {
                 Select::with_theme(&*theme)
                     .with_prompt(format!("New plan for {label} (now {})", row.plan))
                     .items(&items)
                     .default(default)
                     .max_length(14)
-                    .interact_on(&console::Term::stderr())
+                    .interact_on_opt(&console::Term::stderr())
             })?;
             match &offered[k].availability {
                 Availability::Allowed { .. } => break offered[k].plan.name,
@@ -341,7 +376,7 @@ async fn ask(
     }
 
     let plan = runner.plan(&request).await?;
-    eprintln!("\n{}", plan::render(&plan));
+    eprintln!("\n{}", plan::render_with(&plan, ui::paint_verdict_stderr));
     eprintln!(
         "Unattended, the same run is:\n  {}\n",
         choices::command_line(&request)
@@ -392,19 +427,34 @@ fn menu_items(phase: crate::ui::Phase) -> [String; 3] {
     ]
 }
 
+/// Ends the process from a signal handler, terminal restored first (the guard in `cli::main`
+/// is not dropped by `exit`).
+fn exit_restored(code: ExitCode) -> Listen {
+    ui::terminal::restore();
+    std::process::exit(i32::from(code.code()))
+}
+
+/// What Ctrl-C or Esc at a question prints (exit 130).
+pub const CANCELLED: &str = "cancelled, nothing changed";
+
 /// How many times the final confirmation may be mistyped before the wizard gives up.
 const CONFIRM_TRIES: u32 = 3;
+
+/// The Ctrl-C menu while it is open, so the run's end can close it.
+type MenuSlot = Arc<std::sync::Mutex<Option<ui::menu::Menu>>>;
 
 /// Ctrl-C during the run asks what to do, with the progress display paused; SIGTERM (nobody
 /// to ask) keeps `upshift run`'s meaning: stop safely and roll back, then leave resumable.
 fn install_interrupts(
     interrupts: &Interrupts,
     reporter: Arc<HumanReporter>,
+    slot: MenuSlot,
 ) -> tokio::task::JoinHandle<()> {
     let interrupts = interrupts.clone();
     signals::listen(move |signal| {
         let interrupts = interrupts.clone();
         let reporter = reporter.clone();
+        let slot = slot.clone();
         async move {
             if signal == Signal::Terminate || interrupts.count() >= 1 {
                 interrupts.interrupt();
@@ -418,28 +468,31 @@ fn install_interrupts(
                 );
                 return Listen::On;
             }
-            let items = menu_items(reporter.phase());
+            let items = menu_items(reporter.phase()).to_vec();
             reporter.pause();
-            // A plain thread: if the run ends meanwhile, the process must not wait for it.
-            let (tx, rx) = tokio::sync::oneshot::channel();
-            std::thread::spawn(move || {
-                let answer = Select::new()
-                    .with_prompt("\nInterrupted. What now?")
-                    .items(&items)
-                    .default(0)
-                    .interact_on_opt(&console::Term::stderr());
-                let _ = tx.send(answer);
-            });
-            let answer = rx.await;
+            eprintln!();
+            let (menu, answer) = ui::menu::Menu::open("Interrupted. What now?".into(), items, 0);
+            if let Ok(mut open) = slot.lock() {
+                *open = Some(menu);
+            }
+            let answer = answer.await;
+            if let Ok(mut open) = slot.lock() {
+                // Answered: the thread has ended; dropping the handle joins it at once.
+                open.take();
+            }
             // The decision first, then what the run reported meanwhile.
             match answer {
-                Ok(Ok(Some(0))) => {
+                Ok(MenuAnswer::Chosen(0)) => {
                     interrupts.interrupt();
                     eprintln!("stopping safely after the current step…");
                 }
-                Ok(Ok(Some(2) | None)) => eprintln!("continuing the run"),
-                // "Leave it resumable", or Ctrl-C again at the prompt.
-                _ => {
+                Ok(MenuAnswer::Chosen(2) | MenuAnswer::Dismissed) => {
+                    eprintln!("continuing the run");
+                }
+                // Closed by the run's end: nothing to decide any more.
+                Ok(MenuAnswer::Closed) | Err(_) => return Listen::On,
+                // "Leave it resumable", or Ctrl-C again at the menu.
+                Ok(MenuAnswer::Chosen(_) | MenuAnswer::Interrupted) => {
                     interrupts.interrupt();
                     interrupts.interrupt();
                     eprintln!("stopping now; the journal is kept for `upshift resume`");

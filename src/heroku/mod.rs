@@ -11,6 +11,8 @@
 //! [`Client::change_addon_plan`]). When `RateLimit-Remaining` runs low the client spaces its
 //! calls out instead of draining the account's pool.
 
+mod request_log;
+pub use request_log::{RequestLog, on_request};
 mod auth;
 mod error;
 mod lifecycle;
@@ -635,7 +637,19 @@ impl Client {
         body: Option<&B>,
         range: Option<&str>,
     ) -> Result<(T, String, Option<String>), HerokuError> {
+        let started = std::time::Instant::now();
         let sent_id = uuid::Uuid::new_v4().to_string();
+        let log = |status: Option<StatusCode>, request_id: &str| {
+            if let Some(hook) = request_log::hook() {
+                hook(&RequestLog {
+                    method: method.as_str(),
+                    path,
+                    status: status.map(|s| s.as_u16()),
+                    request_id,
+                    elapsed: started.elapsed(),
+                });
+            }
+        };
         let mut request = self
             .http
             .request(method.clone(), url.clone())
@@ -652,10 +666,14 @@ impl Client {
             path: path.to_owned(),
             source,
         };
-        let response = request.send().await.map_err(transport)?;
+        let response = request.send().await.map_err(|e| {
+            log(None, &sent_id);
+            transport(e)
+        })?;
         let status = response.status();
         let headers = response.headers().clone();
         let request_id = header(&headers, "Request-Id").unwrap_or(sent_id);
+        log(Some(status), &request_id);
         if let Some(remaining) =
             header(&headers, "RateLimit-Remaining").and_then(|v| v.parse().ok())
         {

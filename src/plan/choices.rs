@@ -63,7 +63,21 @@ impl AddonRow {
     }
 
     /// One line: label, name, plan, memory used/limit, clients/limit, and the note.
-    pub fn render(&self) -> String {
+    /// The row's cells for the wizard's table: add-on, name, plan, memory, clients, note.
+    pub fn cells(&self) -> Vec<String> {
+        let (memory, clients) = self.figures();
+        vec![
+            self.label.clone(),
+            self.name.clone(),
+            self.plan.clone(),
+            memory,
+            clients,
+            self.note.clone().unwrap_or_default(),
+        ]
+    }
+
+    /// `used / plan` memory and `clients / limit`, `?` where unknown.
+    fn figures(&self) -> (String, String) {
         let memory = format!(
             "{} / {}",
             self.used_memory.map_or_else(|| "?".to_owned(), bytes),
@@ -76,6 +90,12 @@ impl AddonRow {
             self.max_clients
                 .map_or_else(|| "?".to_owned(), |c| c.to_string())
         );
+        (memory, clients)
+    }
+
+    /// The row on one line.
+    pub fn render(&self) -> String {
+        let (memory, clients) = self.figures();
         let mut out = format!(
             "{:<20} {:<20} {:<10} mem {:<20} clients {clients}",
             self.label, self.name, self.plan, memory
@@ -136,14 +156,12 @@ impl PlanChoice {
             Availability::Allowed { warnings } if warnings.is_empty() => head,
             Availability::Allowed { warnings } => format!("{head}  warn: {}", warnings.join("; ")),
             Availability::Blocked { reasons } => {
-                // One short line: a wrapped item would break the list's redraw. The full
-                // reasons are printed when someone picks it anyway.
+                // The first reason; the display fits the line to the terminal (a wrapped item
+                // would break the list's redraw). All the reasons are printed when someone
+                // picks it anyway.
                 let first = reasons.first().map_or("", String::as_str);
-                let mut short: String = first.chars().take(72).collect();
-                if short.len() < first.len() || reasons.len() > 1 {
-                    short.push('…');
-                }
-                format!("{head}  cannot be chosen: {short}")
+                let more = if reasons.len() > 1 { " (and more)" } else { "" };
+                format!("{head}  cannot be chosen: {first}{more}")
             }
         }
     }
@@ -490,6 +508,30 @@ mod tests {
             }
         }
         insta::assert_snapshot!(out.join("\n"));
+    }
+
+    /// The wizard's table and plan lists at 60 and 120 columns: every line fits, cut at a
+    /// word with `…`, so nothing wraps and a redraw leaves no ghost lines.
+    #[test]
+    fn wizard_lists_fit_60_and_120_columns() {
+        let capture = enketo();
+        let rows = addon_rows(&capture);
+        for width in [60_u16, 120] {
+            let mut out = vec![crate::ui::table::addon_table(&rows, Some(width))];
+            let choices = plan_choices(&base(), &capture, "ENKETO_REDIS_MAIN").unwrap();
+            // dialoguer draws "> " (or "  ") before each item.
+            for item in crate::ui::table::plan_items(&choices, Some(width)) {
+                out.push(format!("> {item}"));
+            }
+            let out = out.join("\n");
+            for line in out.lines() {
+                assert!(
+                    console::measure_text_width(line) <= usize::from(width),
+                    "{width}: {line:?}"
+                );
+            }
+            insta::assert_snapshot!(format!("wizard_lists_{width}"), out);
+        }
     }
 
     #[test]

@@ -18,7 +18,7 @@ use crate::playbook::{Params, Playbook};
 use facts::{AddonLookup, Capture, ChangeRequest, DataPolicy};
 use guards::Guard;
 
-pub use render::render;
+pub use render::{render, render_with};
 
 /// What the user asked for, bound to a playbook.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -5,10 +5,15 @@ use std::fmt::Write;
 
 use crate::plan::Plan;
 use crate::plan::guards::Verdict;
-use crate::playbook::duration;
 
-/// The plan as text (stdout of `upshift plan`, and the wizard's review screen).
+/// The plan as text (stdout of `upshift plan`, and the wizard's review screen), without colour.
 pub fn render(plan: &Plan) -> String {
+    render_with(plan, |_, label| label.to_owned())
+}
+
+/// The plan as text, each verdict label (already padded) passed through `paint`: the display
+/// decides colour, so this stays pure and one BLOCKED among many PASS can be made to stand out.
+pub fn render_with(plan: &Plan, paint: impl Fn(Verdict, &str) -> String) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
@@ -34,7 +39,8 @@ pub fn render(plan: &Plan) -> String {
             .subject
             .as_deref()
             .map_or(String::new(), |s| format!("{s}: "));
-        let _ = writeln!(out, "  {:<7} {}{}", g.verdict.label(), subject, g.detail);
+        let label = paint(g.verdict, &format!("{:<7}", g.verdict.label()));
+        let _ = writeln!(out, "  {label} {}{}", subject, g.detail);
     }
     let _ = writeln!(out, "\nSteps");
     for s in &plan.steps {
@@ -71,8 +77,8 @@ pub fn render(plan: &Plan) -> String {
     let _ = writeln!(
         out,
         "\nEstimated downtime: {} (provisioning {} from {}; the writers are stopped from step {} to step {})",
-        duration::format(plan.estimate.downtime),
-        duration::format(plan.estimate.provisioning),
+        crate::units::duration(plan.estimate.downtime),
+        crate::units::duration(plan.estimate.provisioning),
         plan.estimate.source,
         plan.steps
             .iter()
@@ -87,9 +93,9 @@ pub fn render(plan: &Plan) -> String {
         let _ = writeln!(
             out,
             "Estimated run: {} ({}); worst-case rollback after the point of no return: {}",
-            duration::format(plan.estimate.run),
+            crate::units::duration(plan.estimate.run),
             plan.estimate.run_source,
-            duration::format(plan.estimate.rollback),
+            crate::units::duration(plan.estimate.rollback),
         );
     }
     let blocking = plan
@@ -100,7 +106,8 @@ pub fn render(plan: &Plan) -> String {
     if blocking > 0 {
         let _ = writeln!(
             out,
-            "\nBLOCKED by {blocking} guard(s): nothing will be written. Fix what they say and plan again."
+            "\n{} by {blocking} guard(s): nothing will be written. Fix what they say and plan again.",
+            paint(Verdict::Block, "BLOCKED")
         );
     } else {
         let _ = writeln!(

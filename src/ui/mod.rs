@@ -9,8 +9,59 @@ use std::time::{Duration, Instant};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::engine::Outcome;
-use crate::playbook::duration;
 use crate::runner::{Reporter, RunEvent, RunReport};
+
+pub mod menu;
+pub mod table;
+pub mod terminal;
+
+/// A verdict label in its colour when stdout may have colour (`--color`, `NO_COLOR`, a
+/// terminal): BLOCKED red, WARN yellow, PASS green.
+pub fn paint_verdict(verdict: crate::plan::guards::Verdict, label: &str) -> String {
+    verdict_style(verdict).apply_to(label).to_string()
+}
+
+/// [`paint_verdict`] for stderr (the wizard's review screen).
+pub fn paint_verdict_stderr(verdict: crate::plan::guards::Verdict, label: &str) -> String {
+    verdict_style(verdict)
+        .for_stderr()
+        .apply_to(label)
+        .to_string()
+}
+
+fn verdict_style(verdict: crate::plan::guards::Verdict) -> console::Style {
+    use crate::plan::guards::Verdict;
+    match verdict {
+        Verdict::Pass => console::Style::new().green(),
+        Verdict::Warn => console::Style::new().yellow(),
+        Verdict::Block => console::Style::new().red().bold(),
+    }
+}
+
+/// One line per HTTP exchange on stderr, for `-v`: `http GET /apps/x/addons 200 (45ms)
+/// request-id …`.
+pub fn print_request(log: &crate::heroku::RequestLog<'_>) {
+    let status = log
+        .status
+        .map_or_else(|| "no answer".to_owned(), |s| s.to_string());
+    eprintln!(
+        "http {} {} {status} ({}) request-id {}",
+        log.method,
+        log.path,
+        crate::units::duration(log.elapsed),
+        log.request_id
+    );
+}
+
+/// The one prompt theme: every question (the wizard's, the confirmations, the Ctrl-C menu)
+/// looks alike; colour only when stderr may have it.
+pub fn theme() -> Box<dyn dialoguer::theme::Theme> {
+    if console::colors_enabled_stderr() {
+        Box::new(dialoguer::theme::ColorfulTheme::default())
+    } else {
+        Box::new(dialoguer::theme::SimpleTheme)
+    }
+}
 
 /// Whether to use colour.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
@@ -162,6 +213,12 @@ impl HumanReporter {
             ProgressStyle::with_template(template)
                 .unwrap_or_else(|_| ProgressStyle::default_spinner())
                 .with_key(
+                    "took",
+                    |s: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
+                        let _ = write!(w, "{}", crate::units::duration(round(s.elapsed())));
+                    },
+                )
+                .with_key(
                     "rate",
                     |s: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
                         let _ = write!(w, "{}", crate::units::rate(s.per_sec(), "keys"));
@@ -187,7 +244,7 @@ impl HumanReporter {
         state.downtime_since.map_or(String::new(), |t| {
             format!(
                 "  [writers stopped {}]",
-                duration::format(round(t.elapsed()))
+                crate::units::duration(round(t.elapsed()))
             )
         })
     }
@@ -238,7 +295,7 @@ impl Reporter for HumanReporter {
                 detail,
             } => {
                 if self.tty {
-                    let bar = self.add("{spinner:.cyan} {prefix} {elapsed:>4} {wide_msg}");
+                    let bar = self.add("{spinner:.cyan} {prefix} {took:>4} {wide_msg}");
                     bar.set_prefix(format!("{number:>2}. {action}"));
                     bar.set_message(detail.clone());
                     bar.enable_steady_tick(Duration::from_millis(120));
@@ -260,7 +317,7 @@ impl Reporter for HumanReporter {
                 let text = format!(
                     "{} {number:>2}. {action} done in {}{note}{}",
                     console::style("✓").green().for_stderr(),
-                    duration::format(*elapsed),
+                    crate::units::duration(*elapsed),
                     Self::downtime_suffix(state)
                 );
                 if let Some(s) = state.spinner.take() {
@@ -321,8 +378,8 @@ impl Reporter for HumanReporter {
                     state.downtime_since = Some(Instant::now());
                     self.line(state, "    writers stopped: downtime starts");
                     if self.tty {
-                        let clock = self
-                            .add("    {spinner:.red} downtime {elapsed_precise} (writers stopped)");
+                        let clock =
+                            self.add("    {spinner:.red} downtime {took} (writers stopped)");
                         clock.enable_steady_tick(Duration::from_millis(250));
                         state.clock = Some(clock);
                     }
@@ -332,7 +389,7 @@ impl Reporter for HumanReporter {
                     }
                     let text = format!(
                         "    writers back: downtime {}",
-                        duration::format(t.elapsed())
+                        crate::units::duration(t.elapsed())
                     );
                     self.line(state, &text);
                 }
@@ -416,8 +473,8 @@ pub fn render_summary(report: &RunReport) -> String {
     let _ = writeln!(
         out,
         "  downtime {} (writers stopped), total {}",
-        duration::format(report.downtime),
-        duration::format(report.duration)
+        crate::units::duration(report.downtime),
+        crate::units::duration(report.duration)
     );
     let _ = writeln!(out, "  run id {}", report.run_id);
     let _ = writeln!(out, "  journal {}", report.journal.display());
@@ -425,6 +482,59 @@ pub fn render_summary(report: &RunReport) -> String {
         let _ = writeln!(out, "\n{m}");
     }
     out
+}
+
+/// The version of the `--json` documents of `plan`, `run`, `resume` and `rollback` (their
+/// `version` field). Raised when a field is renamed or removed; new fields do not raise it.
+pub const JSON_VERSION: u32 = 1;
+
+/// A `--json` object document: `version` first, then the document's own fields.
+#[derive(Debug, serde::Serialize)]
+pub struct Versioned<'a, T: serde::Serialize> {
+    pub version: u32,
+    #[serde(flatten)]
+    pub document: &'a T,
+}
+
+/// `run`, `resume` and `rollback --json`: the run's report with its durations named by
+/// their unit, as in `runs --json` and the JSON log events (`downtime_ms`, `duration_ms`).
+#[derive(Debug, serde::Serialize)]
+pub struct RunDocument<'a> {
+    pub run_id: &'a str,
+    pub app: &'a str,
+    pub outcome: Outcome,
+    pub message: Option<&'a str>,
+    pub addons: &'a [crate::runner::AddonReport],
+    pub downtime_ms: u64,
+    pub duration_ms: u64,
+    pub journal: &'a std::path::Path,
+}
+
+impl<'a> From<&'a RunReport> for RunDocument<'a> {
+    fn from(r: &'a RunReport) -> Self {
+        let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+        Self {
+            run_id: &r.run_id,
+            app: &r.app,
+            outcome: r.outcome,
+            message: r.message.as_deref(),
+            addons: &r.addons,
+            downtime_ms: ms(r.downtime),
+            duration_ms: ms(r.duration),
+            journal: &r.journal,
+        }
+    }
+}
+
+/// Prints an object document with its `version` ([`JSON_VERSION`]).
+///
+/// # Errors
+/// Writing to stdout failed.
+pub fn print_document<T: serde::Serialize>(document: &T) -> std::io::Result<()> {
+    print_json(&Versioned {
+        version: JSON_VERSION,
+        document,
+    })
 }
 
 /// Writes JSON to stdout followed by a newline.

@@ -159,13 +159,13 @@ impl fmt::Display for Estimate {
 
 /// A duration for people, to the second (rounded): `3m12s`, `1h30m`, `2h`, `0s`.
 pub fn format_duration(duration: Duration) -> String {
-    // Window figures are whole seconds; the formatting itself is the playbook's, so plans,
-    // summaries and window messages spell durations alike.
+    // Window figures are whole seconds; the formatting itself is the one for people, so
+    // plans, summaries and window messages spell durations alike.
     let mut secs = duration.as_secs();
     if duration.subsec_millis() >= 500 {
         secs += 1;
     }
-    crate::playbook::duration::format(Duration::from_secs(secs))
+    crate::units::duration(Duration::from_secs(secs))
 }
 
 #[cfg(test)]
@@ -312,6 +312,6 @@ mod tests {
         assert_eq!(format_duration(Duration::from_secs(5400)), "1h30m");
         assert_eq!(format_duration(Duration::from_secs(7200)), "2h");
         assert_eq!(format_duration(Duration::from_secs(3601)), "1h1s");
-        assert_eq!(format_duration(Duration::from_secs(26 * 3600)), "26h");
+        assert_eq!(format_duration(Duration::from_secs(26 * 3600)), "1d2h");
     }
 }

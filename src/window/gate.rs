@@ -217,7 +217,7 @@ mod tests {
         let m = closed_message(&window(), &g, now);
         assert_eq!(
             m,
-            "outside the maintenance window `sun 02:00-04:00 Europe/Berlin`: it next opens at 2026-11-29 02:00 CET (2026-11-29T01:00:00Z, in 74h); nothing was written. Run again then, or pass --wait-for-window to wait for it"
+            "outside the maintenance window `sun 02:00-04:00 Europe/Berlin`: it next opens at 2026-11-29 02:00 CET (2026-11-29T01:00:00Z, in 3d2h); nothing was written. Run again then, or pass --wait-for-window to wait for it"
         );
     }
 
@@ -297,7 +297,7 @@ mod tests {
         assert_eq!(g.verdict, Verdict::Pass, "{}", g.detail);
         assert_eq!(
             g.detail,
-            "window `sun 02:00-04:00 Europe/Berlin` opens at 2026-11-29 02:00 CET (in 74h): needs 15m (run 10m from playbook default + worst-case rollback 5m), the window is 2h long (1h45m to spare); `run` outside it refuses"
+            "window `sun 02:00-04:00 Europe/Berlin` opens at 2026-11-29 02:00 CET (in 3d2h): needs 15m (run 10m from playbook default + worst-case rollback 5m), the window is 2h long (1h45m to spare); `run` outside it refuses"
         );
         let g = cutoff_guard(
             &window(),

@@ -1,0 +1,161 @@
+//! `upshift runs` and `upshift playbooks`: what was run before, read from the journals, and
+//! what can be run.
+
+use clap::Args;
+use serde::Serialize;
+
+use crate::cli::CliError;
+use crate::exit::ExitCode;
+use crate::journal::{self, StateDir};
+use crate::playbook::Playbook;
+use crate::runner::RunError;
+use crate::runner::record::Record;
+use crate::ui;
+
+/// `upshift runs`.
+#[derive(Debug, Clone, Args)]
+pub struct RunsArgs {
+    /// Print the history as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `upshift playbooks`.
+#[derive(Debug, Clone, Args)]
+pub struct PlaybooksArgs {
+    /// Print the playbooks as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// One row of `upshift runs`.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunRow {
+    pub id: String,
+    pub app: String,
+    pub changes: Vec<String>,
+    pub outcome: String,
+    pub started: String,
+    pub downtime_ms: Option<i64>,
+    pub duration_ms: i64,
+    /// Why the journal cannot be read whole (outcome `unreadable`); it names the file.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub problem: Option<String>,
+}
+
+/// Reads the history from the journals.
+///
+/// # Errors
+/// Unreadable state dir.
+pub fn history(state: &StateDir) -> Result<Vec<RunRow>, RunError> {
+    let mut rows = Vec::new();
+    for id in state.run_ids()? {
+        let path = state.run_dir(&id).join(journal::JOURNAL_FILE);
+        let (entries, problem) = journal::read_prefix::<Record>(&path);
+        let first_ms = entries.first().map(|e| e.at_ms);
+        if first_ms.is_none() && problem.is_none() {
+            continue;
+        }
+        let mut row = RunRow {
+            id: id.clone(),
+            app: String::new(),
+            changes: Vec::new(),
+            outcome: "unfinished".into(),
+            started: first_ms
+                .and_then(|ms| jiff::Timestamp::from_millisecond(ms).ok())
+                .map(|t| t.to_string())
+                .unwrap_or_default(),
+            downtime_ms: None,
+            duration_ms: first_ms
+                .zip(entries.last())
+                .map_or(0, |(first, last)| last.at_ms - first),
+            problem: problem.map(|e| e.to_string()),
+        };
+        let mut down_since = None;
+        for e in &entries {
+            match &e.record {
+                Record::Started { request, .. } => {
+                    row.app.clone_from(&request.app);
+                    row.changes = request
+                        .changes
+                        .iter()
+                        .map(|c| format!("{}={}", c.addon, c.plan))
+                        .collect();
+                }
+                Record::Downtime { started: true } => down_since = Some(e.at_ms),
+                Record::Downtime { started: false } => {
+                    if let Some(s) = down_since.take() {
+                        *row.downtime_ms.get_or_insert(0) += e.at_ms - s;
+                    }
+                }
+                Record::Finished { outcome, .. } => {
+                    ui::outcome_name(*outcome).clone_into(&mut row.outcome);
+                }
+                _ => {}
+            }
+        }
+        if row.problem.is_some() {
+            "unreadable".clone_into(&mut row.outcome);
+        }
+        rows.push(row);
+    }
+    Ok(rows)
+}
+
+/// The columns of `upshift runs`; the changes go under their row on a narrow terminal.
+const RUNS_COLUMNS: [ui::table::Column; 7] = [
+    ui::table::Column::text("id"),
+    ui::table::Column::text("app"),
+    ui::table::Column::text("outcome"),
+    ui::table::Column::text("started (UTC)"),
+    ui::table::Column::figures("downtime"),
+    ui::table::Column::figures("duration"),
+    ui::table::Column::text("changes").stacking(),
+];
+
+/// `upshift runs`.
+///
+/// # Errors
+/// No usable state dir.
+pub fn runs(args: &RunsArgs) -> Result<ExitCode, CliError> {
+    let state = StateDir::from_env().map_err(CliError::usage)?;
+    let rows = history(&state)?;
+    if args.json {
+        let _ = ui::print_json(&rows);
+        return Ok(ExitCode::Success);
+    }
+    let ms = |v: i64| crate::units::duration_ms(u64::try_from(v).unwrap_or(0));
+    let cells: Vec<Vec<String>> = rows
+        .into_iter()
+        .map(|r| {
+            vec![
+                r.id,
+                r.app,
+                r.outcome,
+                r.started.get(..19).unwrap_or(&r.started).replace('T', " "),
+                r.downtime_ms.map_or("-".into(), ms),
+                ms(r.duration_ms),
+                r.problem.unwrap_or_else(|| r.changes.join(", ")),
+            ]
+        })
+        .collect();
+    println!(
+        "{}",
+        ui::table::render(&RUNS_COLUMNS, &cells, ui::table::stdout_width())
+    );
+    Ok(ExitCode::Success)
+}
+
+/// `upshift playbooks`.
+pub fn playbooks(args: &PlaybooksArgs) -> ExitCode {
+    let builtin = Playbook::builtin();
+    if args.json {
+        let _ = ui::print_json(&vec![builtin]);
+    } else {
+        print!("{builtin}");
+        println!(
+            "\nRun your own with --playbook PATH (same format; see playbooks/ in the source)."
+        );
+    }
+    ExitCode::Success
+}
