@@ -184,6 +184,32 @@ fn print_json(value: &impl serde::Serialize) {
     }
 }
 
+/// One line naming how many keys were read with commands instead of a decoded DUMP, and why.
+fn print_fallbacks(f: &verify::Fallbacks) {
+    if f.total() == 0 {
+        return;
+    }
+    let reasons: Vec<String> = [
+        (
+            f.unknown_type,
+            "type not decoded (streams, module types, field ttls)",
+        ),
+        (f.unknown_version, "unknown rdb version"),
+        (f.bad_crc, "bad crc"),
+        (f.decode_error, "decode error"),
+        (f.dump_refused, "dump refused"),
+    ]
+    .iter()
+    .filter(|(n, _)| *n > 0)
+    .map(|(n, why)| format!("{n} {why}"))
+    .collect();
+    println!(
+        "fallbacks   {} keys read with commands: {}",
+        f.total(),
+        reasons.join(", ")
+    );
+}
+
 /// Runs `upshift digest`.
 ///
 /// # Errors
@@ -210,12 +236,7 @@ pub fn run_digest(args: &DigestArgs) -> Result<ExitCode, CliError> {
                     report.elapsed.as_secs_f64()
                 );
                 println!("digest      {}", report.digest);
-                if report.fallbacks > 0 {
-                    println!(
-                        "fallbacks   {} keys read with commands (DUMP not decoded: streams, other types or rdb versions)",
-                        report.fallbacks
-                    );
-                }
+                print_fallbacks(&report.fallbacks);
             }
             Ok(ExitCode::Success)
         }
@@ -246,6 +267,7 @@ pub fn run_snapshot(args: &SnapshotArgs) -> Result<ExitCode, CliError> {
                     s.elapsed.as_secs_f64()
                 );
                 println!("digest {}", s.digest);
+                print_fallbacks(&s.fallbacks);
             }
             Ok(ExitCode::Success)
         }

@@ -1,8 +1,11 @@
 //! The DUMP value source: one DUMP (and the expiry) per key, each payload decoded into its
 //! canonical record on the client.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use redis::Value;
 use redis::aio::MultiplexedConnection;
+use serde::Serialize;
 
 use super::{How, Scanned, TtlMode, expiry_command, to_expiry};
 use crate::verify::conn::{Session, local_ms};
@@ -10,21 +13,141 @@ use crate::verify::dump::{self, DumpError};
 use crate::verify::error::VerifyError;
 use crate::verify::record::{KeyKind, Record};
 
-/// DUMP and the expiry of every key in one pipeline, each payload decoded into its canonical
-/// record. Returns the records and the keys to read with commands instead, with their type
-/// when the payload named it (a stream, say). Keys gone since SCAN are dropped.
-///
-/// The whole payload is held: a big key costs its DUMP size here (the command path reads
-/// big keys in windows).
+/// Keys whose DUMP payload was not decoded, by reason; each was read with type-specific
+/// commands instead, so the digest stays exact. Reported so that a run says how much of it
+/// went the slow way, and why.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Fallbacks {
+    /// A type or encoding the decoder does not cover (streams, module types, hashes with
+    /// field expiries).
+    pub unknown_type: u64,
+    /// An RDB version outside the decoded range (a newer server).
+    pub unknown_version: u64,
+    /// The payload's CRC64 did not match its bytes.
+    pub bad_crc: u64,
+    /// The bytes did not follow the encoding they announce (or were too short).
+    pub decode_error: u64,
+    /// DUMP itself was refused (renamed, or denied by an ACL).
+    pub dump_refused: u64,
+}
+
+impl Fallbacks {
+    /// Every fallback, whatever the reason.
+    pub fn total(&self) -> u64 {
+        self.unknown_type
+            + self.unknown_version
+            + self.bad_crc
+            + self.decode_error
+            + self.dump_refused
+    }
+
+    /// Adds another count.
+    pub fn add(&mut self, other: &Self) {
+        self.unknown_type += other.unknown_type;
+        self.unknown_version += other.unknown_version;
+        self.bad_crc += other.bad_crc;
+        self.decode_error += other.decode_error;
+        self.dump_refused += other.dump_refused;
+    }
+
+    /// Counts one payload refused by the decoder.
+    fn count(&mut self, error: &DumpError) {
+        match error {
+            DumpError::Unsupported { .. } => self.unknown_type += 1,
+            DumpError::Version { .. } => self.unknown_version += 1,
+            DumpError::Checksum { .. } => self.bad_crc += 1,
+            DumpError::TooShort { .. } | DumpError::Malformed { .. } => self.decode_error += 1,
+        }
+    }
+}
+
+/// Bytes of DUMP replies one pipeline aims to hold at once. A DUMP reply is whole (it cannot
+/// be windowed as the command reads are), so memory is bounded by asking fewer keys per
+/// pipeline when payloads are big: with the pipelines in flight, about
+/// `in flight x PIPELINE_BYTES` of replies are held.
+pub(super) const PIPELINE_BYTES: u64 = 4 << 20;
+
+/// A running estimate of DUMP bytes per key (an exponentially weighted mean, in bytes),
+/// shared by every pipeline of a scan to size the next one.
+#[derive(Debug)]
+pub(super) struct PayloadSize(AtomicU64);
+
+impl PayloadSize {
+    pub(super) fn new() -> Self {
+        Self(AtomicU64::new(64))
+    }
+
+    /// Keys per pipeline so that their estimated replies stay within [`PIPELINE_BYTES`].
+    fn keys_per_pipeline(&self, max: usize) -> usize {
+        let mean = self.0.load(Ordering::Relaxed).max(1);
+        usize::try_from(PIPELINE_BYTES / mean)
+            .unwrap_or(usize::MAX)
+            .clamp(1, max.max(1))
+    }
+
+    /// Folds in one pipeline's figures; a big payload raises the estimate at once (the mean
+    /// moves halfway to a higher sample), a run of small ones lowers it slowly.
+    fn observe(&self, bytes: u64, keys: usize) {
+        if keys == 0 {
+            return;
+        }
+        let sample = bytes / keys as u64;
+        let old = self.0.load(Ordering::Relaxed);
+        let new = if sample > old {
+            old / 2 + sample / 2
+        } else {
+            old - old / 8 + sample / 8
+        };
+        self.0.store(new.max(1), Ordering::Relaxed);
+    }
+}
+
+/// A key the decoder did not read, with its type when the payload named it (a stream, say).
+pub(super) type Undecoded = (Vec<u8>, Option<KeyKind>);
+
+/// DUMP and the expiry of every key, in pipelines sized by [`PayloadSize`] (one pipeline for
+/// small values), each payload decoded into its canonical record. Returns the records and the
+/// keys to read with commands instead, with the reasons counted. Keys gone since SCAN are
+/// dropped.
 pub(super) async fn read_dumped(
     session: &Session,
     conn: &mut MultiplexedConnection,
     keys: Vec<Vec<u8>>,
     how: How,
-) -> Result<(Vec<Scanned>, Vec<(Vec<u8>, Option<KeyKind>)>), VerifyError> {
-    if keys.is_empty() {
-        return Ok((Vec::new(), Vec::new()));
+    size: &PayloadSize,
+) -> Result<(Vec<Scanned>, Vec<Undecoded>, Fallbacks), VerifyError> {
+    let mut out = Vec::with_capacity(keys.len());
+    let mut rest = Vec::new();
+    let mut fallbacks = Fallbacks::default();
+    let mut keys = keys.into_iter().peekable();
+    while keys.peek().is_some() {
+        let n = size.keys_per_pipeline(keys.len());
+        let chunk: Vec<Vec<u8>> = keys.by_ref().take(n).collect();
+        let read = read_pipeline(
+            session,
+            conn,
+            chunk,
+            how,
+            &mut out,
+            &mut rest,
+            &mut fallbacks,
+        )
+        .await?;
+        size.observe(read.0, read.1);
     }
+    Ok((out, rest, fallbacks))
+}
+
+/// One DUMP pipeline; returns the payload bytes and replies it held.
+async fn read_pipeline(
+    session: &Session,
+    conn: &mut MultiplexedConnection,
+    keys: Vec<Vec<u8>>,
+    how: How,
+    out: &mut Vec<Scanned>,
+    rest: &mut Vec<Undecoded>,
+    fallbacks: &mut Fallbacks,
+) -> Result<(u64, usize), VerifyError> {
     let mut pipe = redis::pipe();
     pipe.ignore_errors();
     for key in &keys {
@@ -38,9 +161,9 @@ pub(super) async fn read_dumped(
         .map_err(session.command_err("DUMP pipeline"))?;
     let received = local_ms() + session.clock_offset_ms;
 
+    let held = keys.len();
+    let mut payload_bytes = 0_u64;
     let mut replies = replies.into_iter();
-    let mut out = Vec::with_capacity(keys.len());
-    let mut rest = Vec::new();
     for key in keys {
         let payload = replies.next();
         let expiry = if how.ttl == TtlMode::NoneInDatabase {
@@ -58,11 +181,13 @@ pub(super) async fn read_dumped(
             Some(Value::BulkString(payload)) => payload,
             // DUMP refused (renamed, or denied by an ACL): the commands can still read it.
             Some(Value::ServerError(_)) => {
+                fallbacks.dump_refused += 1;
                 rest.push((key, None));
                 continue;
             }
             _ => continue, // gone since SCAN
         };
+        payload_bytes += payload.len() as u64;
         match dump::decode(&payload) {
             Ok(decoded) => out.push(Scanned {
                 record: Record {
@@ -74,11 +199,17 @@ pub(super) async fn read_dumped(
                 payload: how.dump.then_some(payload),
                 bytes: decoded.bytes,
             }),
-            Err(DumpError::Unsupported { kind, .. }) => rest.push((key, kind)),
-            // Damaged in transit, a newer RDB version, or a decoder gap: the commands read
-            // it exactly all the same.
-            Err(_) => rest.push((key, None)),
+            // Damaged in transit, a newer RDB version, a type not covered, or a decoder gap:
+            // the commands read it exactly all the same.
+            Err(e) => {
+                fallbacks.count(&e);
+                let kind = match e {
+                    DumpError::Unsupported { kind, .. } => kind,
+                    _ => None,
+                };
+                rest.push((key, kind));
+            }
         }
     }
-    Ok((out, rest))
+    Ok((payload_bytes, held))
 }

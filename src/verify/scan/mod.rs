@@ -1,5 +1,7 @@
 //! The scan: SCAN batches on one connection, per-batch reads pipelined on all of them, one
-//! [`Scanned`] per key handed to a sink, and the writers-active gate around it all.
+//! [`Scanned`] per key handed over in batches through a channel (the record set and the
+//! snapshot file are fed on a thread of their own, off the read loop), and the writers-active
+//! gate around it all.
 //!
 //! Throughput comes from overlap rather than from one clever pipeline: a scanner task runs
 //! SCAN COUNT 1000 ahead of the readers, and up to two batches per connection are in flight at
@@ -49,7 +51,8 @@ use crate::verify::error::VerifyError;
 use crate::verify::record::{Expiry, KeyKind, Record};
 use crate::verify::{Progress, ValueSource, VerifyOptions};
 use commands::{int, read_keys};
-use dumped::read_dumped;
+pub use dumped::Fallbacks;
+use dumped::{PayloadSize, read_dumped};
 
 /// Keys per SCAN call.
 const SCAN_COUNT: u64 = 1000;
@@ -80,7 +83,7 @@ pub(crate) struct ScanOutcome {
     pub gone: u64,
     /// Keys whose DUMP payload was not decoded (a stream, a type or RDB version the decoder
     /// does not cover) and that were read with type-specific commands instead.
-    pub fallbacks: u64,
+    pub fallbacks: Fallbacks,
 }
 
 impl ScanOutcome {
@@ -118,14 +121,16 @@ struct Windows {
     string_bytes: usize,
 }
 
-/// Scans the whole database, calling `sink` for every key read (a key SCAN returns twice is
-/// read and handed over twice: the record set deduplicates).
+/// Scans the whole database, sending every key read to `out`, a batch at a time (a key SCAN
+/// returns twice is read and handed over twice: the record set deduplicates). When `out`
+/// closes (its consumer failed) the scan stops early and returns what it has: the caller
+/// reports the consumer's error.
 pub(crate) async fn scan(
     session: &Session,
     opts: &VerifyOptions,
     progress: &dyn Progress,
     dump: bool,
-    mut sink: impl FnMut(Scanned) -> Result<(), VerifyError>,
+    out: tokio::sync::mpsc::Sender<Vec<Scanned>>,
 ) -> Result<ScanOutcome, VerifyError> {
     let before_info = session.info().await?;
     let dbsize = session.dbsize().await?;
@@ -167,7 +172,9 @@ pub(crate) async fn scan(
     } else {
         TtlMode::Pttl
     };
-    let in_flight = session.conns.len() * 2;
+    let in_flight = session.conns.len() * opts.batches_per_connection.max(1);
+    let size = PayloadSize::new();
+    let size = &size;
     let batches = futures::stream::poll_fn(move |cx| rx.poll_recv(cx));
     let mut reads = batches
         .enumerate()
@@ -178,27 +185,21 @@ pub(crate) async fn scan(
                 windows,
                 source: opts.value_source,
             };
-            read_batch(session, session.conn(i), batch, how)
+            read_batch(session, session.conn(i), batch, how, size)
         })
         .buffer_unordered(in_flight);
     let mut bytes = 0_u64;
-    let mut fallbacks = 0_u64;
+    let mut fallbacks = Fallbacks::default();
     let mut result = Ok(());
     while let Some(batch) = reads.next().await {
         match batch {
             Ok((batch_keys, batch_fallbacks)) => {
-                fallbacks += batch_fallbacks;
+                fallbacks.add(&batch_fallbacks);
                 let n = batch_keys.len() as u64;
                 let b: u64 = batch_keys.iter().map(|s| s.bytes).sum();
                 bytes += b;
-                for s in batch_keys {
-                    if let Err(e) = sink(s) {
-                        result = Err(e);
-                        break;
-                    }
-                }
-                if result.is_err() {
-                    break;
+                if out.send(batch_keys).await.is_err() {
+                    break; // the consumer failed: the caller reports its error
                 }
                 progress.advance(n, b);
             }
@@ -322,12 +323,12 @@ async fn read_batch(
     mut conn: MultiplexedConnection,
     batch: Batch,
     how: How,
-) -> Result<(Vec<Scanned>, u64), VerifyError> {
+    size: &PayloadSize,
+) -> Result<(Vec<Scanned>, Fallbacks), VerifyError> {
     let Batch { kind, keys } = batch;
     let (mut out, typed, fallbacks) = match (how.source, kind) {
         (ValueSource::Dump, _) => {
-            let (out, rest) = read_dumped(session, &mut conn, keys, how).await?;
-            let fallbacks = rest.len() as u64;
+            let (out, rest, fallbacks) = read_dumped(session, &mut conn, keys, how, size).await?;
             let mut typed = Vec::with_capacity(rest.len());
             let mut untyped = Vec::new();
             for (key, decoded_kind) in rest {
@@ -342,11 +343,13 @@ async fn read_batch(
         (ValueSource::Commands, Some(kind)) => (
             Vec::new(),
             keys.into_iter().map(|key| Plan { key, kind }).collect(),
-            0,
+            Fallbacks::default(),
         ),
-        (ValueSource::Commands, None) => {
-            (Vec::new(), ask_types(session, &mut conn, keys).await?, 0)
-        }
+        (ValueSource::Commands, None) => (
+            Vec::new(),
+            ask_types(session, &mut conn, keys).await?,
+            Fallbacks::default(),
+        ),
     };
     let (more, changed) = read_keys(session, &mut conn, typed, how).await?;
     out.extend(more);
@@ -431,8 +434,8 @@ struct Plan {
 
 #[cfg(test)]
 mod tests {
-    use super::ScanOutcome;
     use super::commands::next_stream_id;
+    use super::{Fallbacks, ScanOutcome};
     use crate::verify::VerifyError;
 
     #[test]
@@ -442,7 +445,7 @@ mod tests {
             end_server_ms: 0,
             dbsize: 100,
             gone: 2,
-            fallbacks: 0,
+            fallbacks: Fallbacks::default(),
         };
         assert!(outcome.check_complete(100).is_ok());
         assert!(outcome.check_complete(98).is_ok());
