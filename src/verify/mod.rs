@@ -16,6 +16,8 @@
 //! records to a [`RecordSet`] (memory-bounded external sort: sorted runs spill to disk beyond
 //! `memory_budget`), whose merged stream is each key once in key order. The database digest
 //! hashes that stream; [`merge_join`] compares two such streams and names every difference.
+//! [`compare`] does the same for two live servers scanned at once (`digest --against-url`, and
+//! the live swap's proof that a second server holds the first one's data).
 //! A snapshot file ([`snapshot`] format) stores each key's DUMP payload next to its record, so
 //! a diff against it needs no second read of the old server and a restore needs no re-read.
 //!
@@ -37,6 +39,7 @@
 //!   multi-threaded runtime (or accept the short stalls).
 
 mod collect;
+pub mod compare;
 pub mod conn;
 pub mod diff;
 pub mod dump;
@@ -56,6 +59,7 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
+pub use compare::{CompareReport, compare};
 pub use conn::{CLIENT_NAME_PREFIX, ClientInfo, KeyspaceCounts, ServerInfo};
 pub use diff::{DiffCounts, DiffReport, Difference, DifferenceKind, merge_join};
 pub use dump::{Decoded, DumpError};
