@@ -196,7 +196,7 @@ fn print_fallbacks(f: &verify::Fallbacks, side: &str) {
     let reasons: Vec<String> = [
         (
             f.unknown_type,
-            "type not decoded (streams, module types, field ttls)",
+            "type not decoded (module types, hash field ttls)",
         ),
         (f.unknown_version, "unknown rdb version"),
         (f.bad_crc, "bad crc"),

@@ -118,8 +118,8 @@ pub struct VerifyOptions {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum ValueSource {
     /// One DUMP per key, decoded on the client ([`dump`]): one server lookup instead of TYPE
-    /// plus a read. Keys the decoder does not cover (streams, newer RDB versions) are read
-    /// with commands and counted as fallbacks.
+    /// plus a read. Keys the decoder does not cover (module types, hashes with field
+    /// expiries, newer RDB versions) are read with commands and counted as fallbacks.
     #[default]
     Dump,
     /// TYPE, then type-specific reads in windows (GETRANGE, LRANGE, SSCAN, HSCAN, ZRANGE,

@@ -78,7 +78,7 @@ pub enum DumpError {
     Unsupported {
         /// The RDB type byte.
         rdb_type: u8,
-        /// The Redis type when the byte names one (a stream, say), so the fallback needs no TYPE.
+        /// The Redis type when the byte names one (a hash with field expiries, say), so the fallback needs no TYPE.
         kind: Option<KeyKind>,
         /// What the type byte stands for.
         what: &'static str,

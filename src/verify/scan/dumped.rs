@@ -18,7 +18,7 @@ use crate::verify::record::{KeyKind, Record};
 /// went the slow way, and why.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct Fallbacks {
-    /// A type or encoding the decoder does not cover (streams, module types, hashes with
+    /// A type or encoding the decoder does not cover (module types, hashes with
     /// field expiries).
     pub unknown_type: u64,
     /// An RDB version outside the decoded range (a newer server).
@@ -102,7 +102,7 @@ impl PayloadSize {
     }
 }
 
-/// A key the decoder did not read, with its type when the payload named it (a stream, say).
+/// A key the decoder did not read, with its type when the payload named it (a hash with field expiries, say).
 pub(super) type Undecoded = (Vec<u8>, Option<KeyKind>);
 
 /// DUMP and the expiry of every key, in pipelines sized by [`PayloadSize`] (one pipeline for

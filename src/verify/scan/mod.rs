@@ -33,7 +33,7 @@
 //! Since issue 12 the value comes from DUMP by default ([`ValueSource::Dump`]): one DUMP and
 //! one expiry command per key in a single round trip, the payload decoded on the client into
 //! the same canonical record. TYPE and the windowed reads above remain for the keys the
-//! decoder refuses (streams, unknown RDB versions or types), counted in
+//! decoder refuses (module types, hashes with field expiries, unknown RDB versions), counted in
 //! [`ScanOutcome::fallbacks`], and for [`ValueSource::Commands`].
 //!
 //! Every scan ends with [`ScanOutcome::check_complete`]: distinct keys read plus keys expired
