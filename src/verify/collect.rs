@@ -6,19 +6,54 @@
 //! most of the client's time there); behind a bounded channel the reads carry on meanwhile,
 //! and the channel's bound keeps memory bounded when the consumer is the slower side.
 
-use tokio::sync::mpsc;
+use std::sync::Arc;
+
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::task::JoinHandle;
 
 use crate::verify::error::VerifyError;
 use crate::verify::scan::Scanned;
 
 /// Batches queued between the reads and the consumer: enough to ride out one spill of the
-/// record set, few enough that queued batches stay a small share of memory.
-const QUEUED_BATCHES: usize = 16;
+/// record set (tens of milliseconds, tens of batches at full speed).
+const QUEUED_BATCHES: usize = 64;
+
+/// KiB of DUMP payloads (snapshots) queued at most: big values must not pile up in the queue
+/// while the file catches up.
+const QUEUED_PAYLOAD_KIB: u32 = 16 << 10;
+
+/// One batch on its way to the consumer, holding its share of the payload budget.
+type Queued = (Vec<Scanned>, OwnedSemaphorePermit);
+
+/// The scan's end of the queue.
+#[derive(Clone)]
+pub(crate) struct Feed {
+    tx: mpsc::Sender<Queued>,
+    budget: Arc<Semaphore>,
+}
+
+impl Feed {
+    /// Queues a batch once the payload budget has room for it (a batch bigger than the whole
+    /// budget waits for the queue to empty). `Err` when the consumer has stopped.
+    pub(crate) async fn send(&self, batch: Vec<Scanned>) -> Result<(), ()> {
+        let bytes: usize = batch
+            .iter()
+            .map(|s| s.payload.as_ref().map_or(0, Vec::len))
+            .sum();
+        let kib = u32::try_from(bytes >> 10)
+            .unwrap_or(u32::MAX)
+            .clamp(1, QUEUED_PAYLOAD_KIB);
+        let permit = Arc::clone(&self.budget)
+            .acquire_many_owned(kib)
+            .await
+            .map_err(|_| ())?;
+        self.tx.send((batch, permit)).await.map_err(|_| ())
+    }
+}
 
 /// A running consumer: `state` fed with every key read, on a blocking thread.
 pub(crate) struct Collector<S> {
-    tx: mpsc::Sender<Vec<Scanned>>,
+    feed: Feed,
     handle: JoinHandle<Result<S, VerifyError>>,
 }
 
@@ -28,21 +63,26 @@ impl<S: Send + 'static> Collector<S> {
         mut state: S,
         mut each: impl FnMut(&mut S, Scanned) -> Result<(), VerifyError> + Send + 'static,
     ) -> Self {
-        let (tx, mut rx) = mpsc::channel::<Vec<Scanned>>(QUEUED_BATCHES);
+        let (tx, mut rx) = mpsc::channel::<Queued>(QUEUED_BATCHES);
         let handle = tokio::task::spawn_blocking(move || {
-            while let Some(batch) = rx.blocking_recv() {
+            while let Some((batch, permit)) = rx.blocking_recv() {
                 for scanned in batch {
                     each(&mut state, scanned)?;
                 }
+                drop(permit);
             }
             Ok(state)
         });
-        Self { tx, handle }
+        let budget = Arc::new(Semaphore::new(QUEUED_PAYLOAD_KIB as usize));
+        Self {
+            feed: Feed { tx, budget },
+            handle,
+        }
     }
 
-    /// The sender the scan feeds.
-    pub(crate) fn sender(&self) -> mpsc::Sender<Vec<Scanned>> {
-        self.tx.clone()
+    /// The queue the scan feeds.
+    pub(crate) fn feed(&self) -> Feed {
+        self.feed.clone()
     }
 
     /// Waits for the consumer to take every queued batch and returns its state.
@@ -50,7 +90,7 @@ impl<S: Send + 'static> Collector<S> {
     /// # Errors
     /// The consumer's own error (a spill or file write failing), or its thread panicking.
     pub(crate) async fn finish(self) -> Result<S, VerifyError> {
-        drop(self.tx);
+        drop(self.feed);
         match self.handle.await {
             Ok(result) => result,
             Err(join) => Err(VerifyError::Consumer {
@@ -68,13 +108,13 @@ impl<S: Send + 'static> Collector<S> {
 pub(crate) async fn scan_into<S: Send + 'static, T, F>(
     state: S,
     each: impl FnMut(&mut S, Scanned) -> Result<(), VerifyError> + Send + 'static,
-    scan: impl FnOnce(mpsc::Sender<Vec<Scanned>>) -> F,
+    scan: impl FnOnce(Feed) -> F,
 ) -> Result<(T, S), VerifyError>
 where
     F: Future<Output = Result<T, VerifyError>>,
 {
     let collector = Collector::spawn(state, each);
-    let scanned = scan(collector.sender()).await;
+    let scanned = scan(collector.feed()).await;
     let state = collector.finish().await;
     match (scanned, state) {
         (_, Err(e)) | (Err(e), Ok(_)) => Err(e),

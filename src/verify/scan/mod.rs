@@ -46,6 +46,7 @@ use futures::StreamExt;
 use redis::Value;
 use redis::aio::MultiplexedConnection;
 
+use crate::verify::collect::Feed;
 use crate::verify::conn::{ServerInfo, Session};
 use crate::verify::error::VerifyError;
 use crate::verify::record::{Expiry, KeyKind, Record};
@@ -130,7 +131,7 @@ pub(crate) async fn scan(
     opts: &VerifyOptions,
     progress: &dyn Progress,
     dump: bool,
-    out: tokio::sync::mpsc::Sender<Vec<Scanned>>,
+    out: Feed,
 ) -> Result<ScanOutcome, VerifyError> {
     let before_info = session.info().await?;
     let dbsize = session.dbsize().await?;
