@@ -99,7 +99,7 @@ fn load_streams(c: &mut redis::Connection, rng: &mut StdRng) {
     for i in 0..350_u32 {
         let mut xadd = redis::cmd("XADD");
         xadd.arg("stream:big").arg("*");
-        for f in 0..(1 + i % 3) {
+        for f in 0..=(i % 3) {
             xadd.arg(format!("f{f}")).arg(member(rng));
         }
         p.add_command(xadd);
