@@ -1011,6 +1011,27 @@ async fn two_live_servers_compare_equal_and_name_the_keys_that_differ() {
         ]
     );
 
+    // The same on a given set of keys: only those are read; absent on both sides is equal.
+    let keys: Vec<Vec<u8>> = ["s:1", "hash", "s:42", "absent", "ttl"]
+        .iter()
+        .map(|k| k.as_bytes().to_vec())
+        .collect();
+    let some = verify::compare_keys(&a.parsed_url(), &b.parsed_url(), &keys, &opts())
+        .await
+        .expect("compare keys");
+    let named_some: Vec<(String, &str)> = some
+        .diff
+        .differences
+        .iter()
+        .map(|d| (d.key.clone(), d.kind.label()))
+        .collect();
+    assert_eq!(named_some, named);
+    assert_eq!(some.diff.before_keys, 4, "s:1, hash, s:42 and ttl on a");
+    let equal = verify::compare_keys(&a.parsed_url(), &b.parsed_url(), &keys[..1], &opts())
+        .await
+        .expect("compare one key");
+    assert!(equal.is_equal());
+
     let run = |against: &str| {
         let out = std::process::Command::new(env!("CARGO_BIN_EXE_upshift"))
             .args(["digest", "--url", &a.url(), "--against-url", against])

@@ -13,7 +13,7 @@ use crate::verify::collect::scan_into;
 use crate::verify::conn::Session;
 use crate::verify::diff::{DiffReport, merge_join};
 use crate::verify::error::VerifyError;
-use crate::verify::scan::{Fallbacks, ScanOutcome, scan};
+use crate::verify::scan::{Fallbacks, ScanOutcome, read_listed, scan};
 use crate::verify::store::RecordSet;
 use crate::verify::{Progress, RedisUrl, VerifyOptions, record_pusher, spill_err};
 
@@ -84,6 +84,54 @@ async fn read_side(
         RecordSet::new(budget, &opts.spill_dir),
         record_pusher(&opts.spill_dir),
         |tx| scan(&session, opts, progress, false, tx),
+    )
+    .await
+}
+
+/// Compares only the keys named, on both servers: for a live swap's keys written meanwhile, or
+/// a second look at the keys a full compare named. A key absent from both is equal; one absent
+/// from one side is missing (or extra). No DBSIZE gate: the rest of either database may move.
+///
+/// # Errors
+/// Connection or command failures on either server, or the spill directory failing.
+pub async fn compare_keys(
+    a: &RedisUrl,
+    b: &RedisUrl,
+    keys: &[Vec<u8>],
+    opts: &VerifyOptions,
+) -> Result<CompareReport, VerifyError> {
+    let half = opts.memory_budget / 2;
+    let (side_a, side_b) = tokio::try_join!(
+        read_listed_side(a, keys, opts, half),
+        read_listed_side(b, keys, opts, half),
+    )?;
+    let ((fallbacks_a, set_a), (fallbacks_b, set_b)) = (side_a, side_b);
+    let b_session_time = Session::open(b, opts, 1).await?.server_time_ms().await?;
+    let diff = merge_join(
+        set_a.into_sorted(),
+        set_b.into_sorted(),
+        b_session_time,
+        opts.max_listed_differences,
+    )
+    .map_err(spill_err(&opts.spill_dir))?;
+    Ok(CompareReport {
+        diff,
+        fallbacks_a,
+        fallbacks_b,
+    })
+}
+
+async fn read_listed_side(
+    url: &RedisUrl,
+    keys: &[Vec<u8>],
+    opts: &VerifyOptions,
+    budget: usize,
+) -> Result<(Fallbacks, RecordSet), VerifyError> {
+    let session = Session::open(url, opts, opts.max_connections).await?;
+    scan_into(
+        RecordSet::new(budget, &opts.spill_dir),
+        record_pusher(&opts.spill_dir),
+        |feed| read_listed(&session, opts, keys, feed),
     )
     .await
 }

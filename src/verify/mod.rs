@@ -59,7 +59,7 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-pub use compare::{CompareReport, compare};
+pub use compare::{CompareReport, compare, compare_keys};
 pub use conn::{CLIENT_NAME_PREFIX, ClientInfo, KeyspaceCounts, ServerInfo};
 pub use diff::{DiffCounts, DiffReport, Difference, DifferenceKind, merge_join};
 pub use dump::{Decoded, DumpError};

@@ -173,44 +173,14 @@ pub(crate) async fn scan(
     } else {
         TtlMode::Pttl
     };
-    let in_flight = session.conns.len() * opts.batches_per_connection.max(1);
-    let size = PayloadSize::new();
-    let size = &size;
+    let how = How {
+        dump,
+        ttl,
+        windows,
+        source: opts.value_source,
+    };
     let batches = futures::stream::poll_fn(move |cx| rx.poll_recv(cx));
-    let mut reads = batches
-        .enumerate()
-        .map(|(i, batch)| {
-            let how = How {
-                dump,
-                ttl,
-                windows,
-                source: opts.value_source,
-            };
-            read_batch(session, session.conn(i), batch, how, size)
-        })
-        .buffer_unordered(in_flight);
-    let mut bytes = 0_u64;
-    let mut fallbacks = Fallbacks::default();
-    let mut result = Ok(());
-    while let Some(batch) = reads.next().await {
-        match batch {
-            Ok((batch_keys, batch_fallbacks)) => {
-                fallbacks.add(&batch_fallbacks);
-                let n = batch_keys.len() as u64;
-                let b: u64 = batch_keys.iter().map(|s| s.bytes).sum();
-                bytes += b;
-                if out.send(batch_keys).await.is_err() {
-                    break; // the consumer failed: the caller reports its error
-                }
-                progress.advance(n, b);
-            }
-            Err(e) => {
-                result = Err(e);
-                break;
-            }
-        }
-    }
-    drop(reads);
+    let result = drive_reads(session, opts, progress, batches, how, &out).await;
     let mut scanner_result = Ok(());
     for scanner in scanners {
         let r = match scanner.await {
@@ -221,7 +191,7 @@ pub(crate) async fn scan(
             scanner_result = r;
         }
     }
-    result?;
+    let (bytes, fallbacks) = result?;
     scanner_result?;
 
     let gone = gate(session, &before_info, dbsize, ttl).await?;
@@ -233,6 +203,78 @@ pub(crate) async fn scan(
         gone,
         fallbacks,
     })
+}
+
+/// Reads every batch `batches` yields, `batches_per_connection` per connection in flight, and
+/// queues the keys read on `out`. Returns the value bytes read and the fallbacks.
+async fn drive_reads(
+    session: &Session,
+    opts: &VerifyOptions,
+    progress: &dyn Progress,
+    batches: impl futures::Stream<Item = Batch> + Unpin,
+    how: How,
+    out: &Feed,
+) -> Result<(u64, Fallbacks), VerifyError> {
+    let in_flight = session.conns.len() * opts.batches_per_connection.max(1);
+    let size = PayloadSize::new();
+    let size = &size;
+    let mut reads = batches
+        .enumerate()
+        .map(|(i, batch)| read_batch(session, session.conn(i), batch, how, size))
+        .buffer_unordered(in_flight);
+    let mut bytes = 0_u64;
+    let mut fallbacks = Fallbacks::default();
+    while let Some(batch) = reads.next().await {
+        let (batch_keys, batch_fallbacks) = batch?;
+        fallbacks.add(&batch_fallbacks);
+        let n = batch_keys.len() as u64;
+        let b: u64 = batch_keys.iter().map(|s| s.bytes).sum();
+        bytes += b;
+        if out.send(batch_keys).await.is_err() {
+            break; // the consumer failed: the caller reports its error
+        }
+        progress.advance(n, b);
+    }
+    Ok((bytes, fallbacks))
+}
+
+/// Reads exactly the keys named (no SCAN, no DBSIZE gate: the caller chose the keys), sending
+/// each one present to `out`; a key absent is simply not sent. Expiries are always read.
+pub(crate) async fn read_listed(
+    session: &Session,
+    opts: &VerifyOptions,
+    keys: &[Vec<u8>],
+    out: Feed,
+) -> Result<Fallbacks, VerifyError> {
+    let ttl = if session.info.has_pexpiretime() && !opts.force_pttl {
+        TtlMode::Exact
+    } else {
+        TtlMode::Pttl
+    };
+    let how = How {
+        dump: false,
+        ttl,
+        windows: Windows {
+            elements: opts.window_elements.max(1),
+            string_bytes: opts.window_bytes.max(1),
+        },
+        source: opts.value_source,
+    };
+    let batches = futures::stream::iter(keys.chunks(usize::try_from(SCAN_COUNT).unwrap_or(1000)))
+        .map(|chunk| Batch {
+            kind: None,
+            keys: chunk.to_vec(),
+        });
+    let (_, fallbacks) = drive_reads(
+        session,
+        opts,
+        &crate::verify::NoProgress,
+        batches,
+        how,
+        &out,
+    )
+    .await?;
+    Ok(fallbacks)
 }
 
 /// Keys SCAN returned, with the type its filter guaranteed (`None`: ask TYPE).
