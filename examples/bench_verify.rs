@@ -133,8 +133,15 @@ fn raw(url: &str, conns: usize, ttl: bool) {
     rt.block_on(async {
         let client = redis::Client::open(url).unwrap();
         let mut pool = Vec::new();
+        // No response timeout: with big values one pipeline's reply can take seconds.
+        let config = redis::AsyncConnectionConfig::new().set_response_timeout(None);
         for _ in 0..conns {
-            pool.push(client.get_multiplexed_async_connection().await.unwrap());
+            pool.push(
+                client
+                    .get_multiplexed_async_connection_with_config(&config)
+                    .await
+                    .unwrap(),
+            );
         }
         let start = Instant::now();
         let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<Vec<u8>>>(16);
