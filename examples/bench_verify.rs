@@ -722,14 +722,27 @@ fn big(keys: u64, rounds: usize) {
             .unwrap()
             .get_connection()
             .unwrap();
-        let chunk = vec![b'x'; 100_000];
+        // Incompressible bytes: DUMP LZF-compresses values, and repeated bytes would shrink a
+        // megabyte to a few kilobytes on the wire.
+        let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut noise = |n: usize| -> Vec<u8> {
+            (0..n)
+                .map(|_| {
+                    state ^= state << 13;
+                    state ^= state >> 7;
+                    state ^= state << 17;
+                    state.to_le_bytes()[0]
+                })
+                .collect()
+        };
+        let chunk = noise(100_000);
         for i in 0..keys {
             let key = format!("key:{i}");
             if i % 20 == 7 {
                 let mb = 1_000_000 + (i % 5) * 100_000;
                 match i % 3 {
                     0 => {
-                        let mut v = vec![b'v'; usize::try_from(mb).unwrap()];
+                        let mut v = noise(usize::try_from(mb).unwrap());
                         v[..8].copy_from_slice(&i.to_le_bytes());
                         redis::cmd("SET").arg(&key).arg(v).exec(&mut c).unwrap();
                     }

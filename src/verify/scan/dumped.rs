@@ -64,23 +64,36 @@ impl Fallbacks {
 /// Bytes of DUMP replies one pipeline aims to hold at once. A DUMP reply is whole (it cannot
 /// be windowed as the command reads are), so memory is bounded by asking fewer keys per
 /// pipeline when payloads are big: with the pipelines in flight, about
-/// `in flight x PIPELINE_BYTES` of replies are held.
-pub(super) const PIPELINE_BYTES: u64 = 4 << 20;
+/// `in flight x PIPELINE_BYTES` of replies are held (twice that while the client parses).
+pub(super) const PIPELINE_BYTES: u64 = 2 << 20;
 
-/// A running estimate of DUMP bytes per key (an exponentially weighted mean, in bytes),
-/// shared by every pipeline of a scan to size the next one.
+/// Keys in the first pipelines of a scan, before any payload size is known: a slow start, so
+/// that a database of big values cannot fill every pipeline in flight with them at once.
+const FIRST_PIPELINE_KEYS: u64 = 16;
+
+/// Sizes DUMP pipelines from what the scan has seen so far, shared by every pipeline of a scan:
+/// a running estimate of payload bytes per key (an exponentially weighted mean) and a cap on
+/// keys per pipeline that doubles after each pipeline within [`PIPELINE_BYTES`] and halves
+/// after one over it (TCP's slow start, for the same reason: the size is learnt by trying).
 #[derive(Debug)]
-pub(super) struct PayloadSize(AtomicU64);
+pub(super) struct PayloadSize {
+    mean: AtomicU64,
+    cap: AtomicU64,
+}
 
 impl PayloadSize {
     pub(super) fn new() -> Self {
-        Self(AtomicU64::new(64))
+        Self {
+            mean: AtomicU64::new(64),
+            cap: AtomicU64::new(FIRST_PIPELINE_KEYS),
+        }
     }
 
-    /// Keys per pipeline so that their estimated replies stay within [`PIPELINE_BYTES`].
+    /// Keys for the next pipeline: within the cap, and within [`PIPELINE_BYTES`] by the mean.
     fn keys_per_pipeline(&self, max: usize) -> usize {
-        let mean = self.0.load(Ordering::Relaxed).max(1);
-        usize::try_from(PIPELINE_BYTES / mean)
+        let mean = self.mean.load(Ordering::Relaxed).max(1);
+        let cap = self.cap.load(Ordering::Relaxed).max(1);
+        usize::try_from((PIPELINE_BYTES / mean).min(cap))
             .unwrap_or(usize::MAX)
             .clamp(1, max.max(1))
     }
@@ -91,14 +104,23 @@ impl PayloadSize {
         if keys == 0 {
             return;
         }
-        let sample = bytes / keys as u64;
-        let old = self.0.load(Ordering::Relaxed);
+        let keys = keys as u64;
+        let sample = bytes / keys;
+        let old = self.mean.load(Ordering::Relaxed);
         let new = if sample > old {
             old / 2 + sample / 2
         } else {
             old - old / 8 + sample / 8
         };
-        self.0.store(new.max(1), Ordering::Relaxed);
+        self.mean.store(new.max(1), Ordering::Relaxed);
+        let cap = if bytes > PIPELINE_BYTES {
+            (keys / 2).max(1)
+        } else {
+            (keys * 2)
+                .max(self.cap.load(Ordering::Relaxed))
+                .min(1 << 16)
+        };
+        self.cap.store(cap, Ordering::Relaxed);
     }
 }
 
