@@ -7,7 +7,7 @@ use redis::Value;
 use redis::aio::MultiplexedConnection;
 use serde::Serialize;
 
-use super::{How, Scanned, TtlMode, expiry_command, to_expiry};
+use super::{Feed, How, Scanned, TtlMode, expiry_command, to_expiry};
 use crate::verify::conn::{Session, local_ms};
 use crate::verify::dump::{self, DumpError};
 use crate::verify::error::VerifyError;
@@ -124,6 +124,13 @@ impl PayloadSize {
     }
 }
 
+/// Keys (and their value bytes) handed to the consumer before their batch ended.
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct Sent {
+    pub keys: u64,
+    pub bytes: u64,
+}
+
 /// A key the decoder did not read, with its type when the payload named it (a hash with field expiries, say).
 pub(super) type Undecoded = (Vec<u8>, Option<KeyKind>);
 
@@ -137,8 +144,10 @@ pub(super) async fn read_dumped(
     keys: Vec<Vec<u8>>,
     how: How,
     size: &PayloadSize,
-) -> Result<(Vec<Scanned>, Vec<Undecoded>, Fallbacks), VerifyError> {
+    feed: &Feed,
+) -> Result<(Vec<Scanned>, Vec<Undecoded>, Fallbacks, Sent), VerifyError> {
     let mut out = Vec::with_capacity(keys.len());
+    let mut sent = Sent::default();
     let mut rest = Vec::new();
     let mut fallbacks = Fallbacks::default();
     let mut keys = keys.into_iter().peekable();
@@ -156,8 +165,18 @@ pub(super) async fn read_dumped(
         )
         .await?;
         size.observe(read.0, read.1);
+        // A snapshot keeps each payload until the file has it: hand a pipeline's keys over
+        // at once rather than holding a whole batch of big payloads until its end.
+        if how.dump && !out.is_empty() && keys.peek().is_some() {
+            let batch = std::mem::take(&mut out);
+            sent.keys += batch.len() as u64;
+            sent.bytes += batch.iter().map(|s| s.bytes).sum::<u64>();
+            if feed.send(batch).await.is_err() {
+                break; // the consumer failed: the caller reports its error
+            }
+        }
     }
-    Ok((out, rest, fallbacks))
+    Ok((out, rest, fallbacks, sent))
 }
 
 /// One DUMP pipeline; returns the payload bytes and replies it held.

@@ -53,7 +53,7 @@ use crate::verify::record::{Expiry, KeyKind, Record};
 use crate::verify::{Progress, ValueSource, VerifyOptions};
 use commands::{int, read_keys};
 pub use dumped::Fallbacks;
-use dumped::{PayloadSize, read_dumped};
+use dumped::{PayloadSize, Sent, read_dumped};
 
 /// Keys per SCAN call.
 const SCAN_COUNT: u64 = 1000;
@@ -220,15 +220,15 @@ async fn drive_reads(
     let size = &size;
     let mut reads = batches
         .enumerate()
-        .map(|(i, batch)| read_batch(session, session.conn(i), batch, how, size))
+        .map(|(i, batch)| read_batch(session, session.conn(i), batch, how, size, out))
         .buffer_unordered(in_flight);
     let mut bytes = 0_u64;
     let mut fallbacks = Fallbacks::default();
     while let Some(batch) = reads.next().await {
-        let (batch_keys, batch_fallbacks) = batch?;
+        let (batch_keys, batch_fallbacks, sent) = batch?;
         fallbacks.add(&batch_fallbacks);
-        let n = batch_keys.len() as u64;
-        let b: u64 = batch_keys.iter().map(|s| s.bytes).sum();
+        let n = batch_keys.len() as u64 + sent.keys;
+        let b: u64 = batch_keys.iter().map(|s| s.bytes).sum::<u64>() + sent.bytes;
         bytes += b;
         if out.send(batch_keys).await.is_err() {
             break; // the consumer failed: the caller reports its error
@@ -367,11 +367,15 @@ async fn read_batch(
     batch: Batch,
     how: How,
     size: &PayloadSize,
-) -> Result<(Vec<Scanned>, Fallbacks), VerifyError> {
+    feed: &Feed,
+) -> Result<(Vec<Scanned>, Fallbacks, Sent), VerifyError> {
     let Batch { kind, keys } = batch;
+    let mut sent = Sent::default();
     let (mut out, typed, fallbacks) = match (how.source, kind) {
         (ValueSource::Dump, _) => {
-            let (out, rest, fallbacks) = read_dumped(session, &mut conn, keys, how, size).await?;
+            let (out, rest, fallbacks, early) =
+                read_dumped(session, &mut conn, keys, how, size, feed).await?;
+            sent = early;
             let mut typed = Vec::with_capacity(rest.len());
             let mut untyped = Vec::new();
             for (key, decoded_kind) in rest {
@@ -410,7 +414,7 @@ async fn read_batch(
         }
         out.extend(more);
     }
-    Ok((out, fallbacks))
+    Ok((out, fallbacks, sent))
 }
 
 /// Adds the expiry command for `key`, if the mode reads one.
