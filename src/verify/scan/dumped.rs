@@ -254,3 +254,31 @@ async fn read_pipeline(
     }
     Ok((payload_bytes, held))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::{PIPELINE_BYTES, PayloadSize};
+
+    #[test]
+    fn pipelines_start_small_grow_on_small_values_and_shrink_on_big_ones() {
+        let size = PayloadSize::new();
+        assert_eq!(size.keys_per_pipeline(1000), 16, "slow start");
+        for _ in 0..8 {
+            let n = size.keys_per_pipeline(1000);
+            size.observe(50 * n as u64, n);
+        }
+        assert_eq!(
+            size.keys_per_pipeline(1000),
+            1000,
+            "small values: whole batches"
+        );
+        // 50 keys of 1.2 MB each: far over the target.
+        size.observe(50 * 1_200_000, 50);
+        let n = size.keys_per_pipeline(1000) as u64;
+        assert!(n <= 25, "{n} keys after a big pipeline");
+        assert!(
+            n * 600_000 <= PIPELINE_BYTES * 2,
+            "{n} keys of the estimate"
+        );
+    }
+}
