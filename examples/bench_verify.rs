@@ -7,15 +7,19 @@
 //! type-specific reads) and raw pipelined SCAN+DUMP loops, without and with a PEXPIRETIME per
 //! key (the physical references, `raw` below),
 //! round after round in rotating order, so that a noisy machine hits every variant alike; then
-//! `redis-cli --scan | wc -l` and `upshift snapshot` once. Prints medians, each digest's ratio
+//! `redis-cli --scan | wc -l` once; the snapshot (DUMP bytes to the file, decoder to the
+//! digest) is a variant of every round. Prints medians, each digest's ratio
 //! to raw (4 connections) and the load average.
 //!
 //! Usage: `bench_verify [KEYS] [ROUNDS]` (default 1000000, 3); `bench_verify raw URL
 //! CONNECTIONS [ttl]` is the reference loop on its own; `bench_verify digest URL CONNECTIONS
-//! MODE` (MODE `dump`, `type-per-key` or `by-type`) one digest; `bench_verify load URL KEYS` only loads.
+//! MODE [DEPTH]` (MODE `dump`, `type-per-key` or `by-type`; DEPTH batches in flight per
+//! connection) one digest; `bench_verify snapshot URL CONNECTIONS` one snapshot;
+//! `bench_verify load URL KEYS` only loads; `bench_verify tune [KEYS] [ROUNDS]` the table of
+//! connections x depth; `bench_verify big [KEYS] [ROUNDS]` the run with 5% of values over 1 MB
+//! (peak memory).
 
 use std::net::TcpListener;
-use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -40,7 +44,34 @@ fn main() {
             .get(3)
             .and_then(|c| c.parse().ok())
             .unwrap_or(CONNECTIONS);
-        digest(url, conns, args.get(4).map_or("dump", String::as_str));
+        let depth = args.get(5).and_then(|d| d.parse().ok()).unwrap_or(2);
+        digest(
+            url,
+            conns,
+            args.get(4).map_or("dump", String::as_str),
+            depth,
+        );
+        return;
+    }
+    if args.get(1).map(String::as_str) == Some("snapshot") {
+        let url = args.get(2).expect("snapshot URL CONNECTIONS");
+        let conns: usize = args
+            .get(3)
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(CONNECTIONS);
+        snapshot(url, conns);
+        return;
+    }
+    if args.get(1).map(String::as_str) == Some("tune") {
+        let keys = args.get(2).and_then(|k| k.parse().ok()).unwrap_or(200_000);
+        let rounds = args.get(3).and_then(|r| r.parse().ok()).unwrap_or(3);
+        tune(keys, rounds);
+        return;
+    }
+    if args.get(1).map(String::as_str) == Some("big") {
+        let keys = args.get(2).and_then(|k| k.parse().ok()).unwrap_or(10_000);
+        let rounds = args.get(3).and_then(|r| r.parse().ok()).unwrap_or(3);
+        big(keys, rounds);
         return;
     }
     if args.get(1).map(String::as_str) == Some("load") {
@@ -62,7 +93,7 @@ fn main() {
 }
 
 /// One library digest, as `upshift digest` runs it, with the scan mode chosen.
-fn digest(url: &str, conns: usize, mode: &str) {
+fn digest(url: &str, conns: usize, mode: &str, depth: usize) {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -75,6 +106,7 @@ fn digest(url: &str, conns: usize, mode: &str) {
     };
     let opts = upshift::verify::VerifyOptions {
         max_connections: conns,
+        batches_per_connection: depth,
         scan_by_type,
         value_source,
         ..upshift::verify::VerifyOptions::default()
@@ -101,8 +133,15 @@ fn raw(url: &str, conns: usize, ttl: bool) {
     rt.block_on(async {
         let client = redis::Client::open(url).unwrap();
         let mut pool = Vec::new();
+        // No response timeout: with big values one pipeline's reply can take seconds.
+        let config = redis::AsyncConnectionConfig::new().set_response_timeout(None);
         for _ in 0..conns {
-            pool.push(client.get_multiplexed_async_connection().await.unwrap());
+            pool.push(
+                client
+                    .get_multiplexed_async_connection_with_config(&config)
+                    .await
+                    .unwrap(),
+            );
         }
         let start = Instant::now();
         let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<Vec<u8>>>(16);
@@ -381,12 +420,6 @@ fn json_str(out: &str, field: &str) -> String {
     v[field].as_str().unwrap_or_default().to_owned()
 }
 
-fn upshift_bin() -> PathBuf {
-    let me = std::env::current_exe().unwrap();
-    // target/release/examples/bench_verify -> target/release/upshift
-    me.parent().and_then(Path::parent).unwrap().join("upshift")
-}
-
 fn load_average() -> String {
     std::fs::read_to_string("/proc/loadavg").map_or_else(
         |_| "?".to_owned(),
@@ -401,7 +434,7 @@ struct Variant {
     conns: usize,
 }
 
-const VARIANTS: [Variant; 4] = [
+const VARIANTS: [Variant; 5] = [
     Variant {
         name: "digest, DUMP decoded",
         args: ["digest", "dump"],
@@ -410,6 +443,11 @@ const VARIANTS: [Variant; 4] = [
     Variant {
         name: "digest, TYPE per key",
         args: ["digest", "type-per-key"],
+        conns: 4,
+    },
+    Variant {
+        name: "snapshot, DUMP bytes to file",
+        args: ["snapshot", ""],
         conns: 4,
     },
     Variant {
@@ -445,7 +483,6 @@ fn bench(keys: u64, rounds: usize) {
     load(&url, keys);
     eprintln!("loaded in {:.1} s", t.elapsed().as_secs_f64());
     let load_before = load_average();
-    let upshift = upshift_bin();
     let me = std::env::current_exe().unwrap();
     let mut samples: Vec<Vec<Sample>> = VARIANTS.iter().map(|_| Vec::new()).collect();
     let mut digests = std::collections::BTreeSet::new();
@@ -463,7 +500,7 @@ fn bench(keys: u64, rounds: usize) {
             let server_before = server_cpu(&url);
             let (out, peak_kb, cpu_secs, _) = timed(&cmd);
             let server_cpu_secs = server_cpu(&url) - server_before;
-            if v.args[0] == "digest" {
+            if v.args[0] != "raw" {
                 digests.insert(json_str(&out, "digest"));
             }
             let s = Sample {
@@ -498,31 +535,6 @@ fn bench(keys: u64, rounds: usize) {
     let (out, cli_peak, cli_cpu, cli_secs) = timed(&cmd);
     let cli_server = server_cpu(&url) - server_before;
     let cli_keys: u64 = out.trim().parse().unwrap_or(0);
-
-    let dir = tempfile::tempdir().unwrap();
-    let snap = dir.path().join("bench.snapshot");
-    let mut cmd = Command::new(&upshift);
-    cmd.args([
-        "snapshot",
-        "--json",
-        "--max-connections",
-        &CONNECTIONS.to_string(),
-        "--url",
-        &url,
-        "--out",
-    ])
-    .arg(&snap);
-    let server_before = server_cpu(&url);
-    let (out, snap_peak, snap_cpu, _) = timed(&cmd);
-    let snap_server = server_cpu(&url) - server_before;
-    let snap_sample = Sample {
-        keys: json_u64(&out, "keys"),
-        secs: json_f64(&out, "elapsed_secs"),
-        peak_kb: snap_peak,
-        cpu_secs: snap_cpu,
-        server_cpu_secs: snap_server,
-    };
-    let snap_bytes = std::fs::metadata(&snap).map_or(0, |m| m.len());
 
     let raw_rate_of = |ttl: &str| {
         VARIANTS
@@ -565,7 +577,7 @@ fn bench(keys: u64, rounds: usize) {
         );
     };
     for (v, s) in VARIANTS.iter().zip(&samples) {
-        let raw = (v.args[0] == "digest").then(raw_rate);
+        let raw = (v.args[0] != "raw").then(raw_rate);
         row(v.name, v.conns, s, raw);
     }
     row(
@@ -580,16 +592,235 @@ fn bench(keys: u64, rounds: usize) {
         }],
         None,
     );
-    row(
-        "upshift snapshot",
-        CONNECTIONS,
-        &[snap_sample],
-        Some(raw_rate()),
-    );
     println!();
     println!(
-        "{rounds} rounds; goals (issue 12): digest >= 85% of raw and >= 95% of raw+TTL, snapshot >= 80% of raw; snapshot file {:.1} MB; load average {load_before} before, {} after (2 cores shared)",
-        snap_bytes as f64 / 1e6,
+        "{rounds} rounds; goals (issue 12): digest >= 85% of raw and >= 95% of raw+TTL, snapshot >= 80% of raw; load average {load_before} before, {} after (2 cores shared)",
+        load_average()
+    );
+}
+
+/// One library snapshot into a temporary file, as `upshift snapshot` takes it.
+fn snapshot(url: &str, conns: usize) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let opts = upshift::verify::VerifyOptions {
+        max_connections: conns,
+        ..upshift::verify::VerifyOptions::default()
+    };
+    let url: upshift::verify::RedisUrl = url.parse().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("bench.snapshot");
+    let s = rt
+        .block_on(upshift::verify::snapshot(
+            &url,
+            &out,
+            &opts,
+            &upshift::verify::NoProgress,
+        ))
+        .unwrap();
+    println!(
+        "{{\"keys\":{},\"elapsed_secs\":{},\"digest\":\"{}\",\"file_bytes\":{}}}",
+        s.keys,
+        s.elapsed.as_secs_f64(),
+        s.digest,
+        s.file_bytes
+    );
+}
+
+/// One measured run of this binary's subcommand `args`: its sample.
+fn sample(url: &str, args: &[&str]) -> (Sample, String) {
+    let me = std::env::current_exe().unwrap();
+    let mut cmd = Command::new(&me);
+    cmd.args(args);
+    let server_before = server_cpu(url);
+    let (out, peak_kb, cpu_secs, _) = timed(&cmd);
+    let server_cpu_secs = server_cpu(url) - server_before;
+    let s = Sample {
+        keys: json_u64(&out, "keys"),
+        secs: json_f64(&out, "elapsed_secs"),
+        peak_kb,
+        cpu_secs,
+        server_cpu_secs,
+    };
+    let digest = if args[0] == "raw" {
+        String::new()
+    } else {
+        json_str(&out, "digest")
+    };
+    (s, digest)
+}
+
+/// The pipeline shape by measurement: the decoded digest at every connections x depth
+/// (batches in flight per connection) pair, rounds in rotating order with raw
+/// SCAN+DUMP+PEXPIRETIME beside them; prints median keys/s and the ratio to raw.
+fn tune(keys: u64, rounds: usize) {
+    let redis = start_redis();
+    let url = format!("redis://127.0.0.1:{}", redis.port);
+    load(&url, keys);
+    let shapes: Vec<(usize, usize)> = [1, 2, 4, 8]
+        .iter()
+        .flat_map(|&c| [1, 2, 4, 8].map(move |d| (c, d)))
+        .collect();
+    let mut rates: Vec<Vec<f64>> = vec![Vec::new(); shapes.len()];
+    let mut raw = Vec::new();
+    for round in 0..rounds {
+        for j in 0..=shapes.len() {
+            let i = (j + round) % (shapes.len() + 1);
+            if i == shapes.len() {
+                raw.push(sample(&url, &["raw", &url, "4", "ttl"]).0.rate());
+                continue;
+            }
+            let (c, d) = shapes[i];
+            let (s, _) = sample(
+                &url,
+                &["digest", &url, &c.to_string(), "dump", &d.to_string()],
+            );
+            eprintln!(
+                "round {} {c} conns x depth {d}: {:.0} keys/s",
+                round + 1,
+                s.rate()
+            );
+            rates[i].push(s.rate());
+        }
+    }
+    let raw = median(raw);
+    println!();
+    println!(
+        "decoded digest keys/s (median of {rounds}) by connections (rows) x batches in flight per connection (columns); raw SCAN+DUMP+PEXPIRETIME (4 conns, depth 2) {raw:.0} keys/s"
+    );
+    println!(
+        "{:>6} {:>16} {:>16} {:>16} {:>16}",
+        "conns", "depth 1", "depth 2", "depth 4", "depth 8"
+    );
+    for c in [1, 2, 4, 8] {
+        let cells: Vec<String> = shapes
+            .iter()
+            .zip(&rates)
+            .filter(|((sc, _), _)| *sc == c)
+            .map(|(_, r)| {
+                let m = median(r.clone());
+                format!("{m:.0} ({:.0}%)", 100.0 * m / raw.max(1e-9))
+            })
+            .collect();
+        println!(
+            "{c:>6} {:>16} {:>16} {:>16} {:>16}",
+            cells[0], cells[1], cells[2], cells[3]
+        );
+    }
+    println!("load average {} (2 cores shared)", load_average());
+}
+
+/// Big values: `keys` keys of which 5% hold 1.0 to 1.5 MB (strings, and lists/hashes of
+/// 100 KB elements), the rest small; digest and snapshot against raw, peak RSS of each.
+fn big(keys: u64, rounds: usize) {
+    let redis = start_redis();
+    let url = format!("redis://127.0.0.1:{}", redis.port);
+    {
+        let mut c = redis::Client::open(url.as_str())
+            .unwrap()
+            .get_connection()
+            .unwrap();
+        // Incompressible bytes: DUMP LZF-compresses values, and repeated bytes would shrink a
+        // megabyte to a few kilobytes on the wire.
+        let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut noise = |n: usize| -> Vec<u8> {
+            (0..n)
+                .map(|_| {
+                    state ^= state << 13;
+                    state ^= state >> 7;
+                    state ^= state << 17;
+                    state.to_le_bytes()[0]
+                })
+                .collect()
+        };
+        let chunk = noise(100_000);
+        for i in 0..keys {
+            let key = format!("key:{i}");
+            if i % 20 == 7 {
+                let mb = 1_000_000 + (i % 5) * 100_000;
+                match i % 3 {
+                    0 => {
+                        let mut v = noise(usize::try_from(mb).unwrap());
+                        v[..8].copy_from_slice(&i.to_le_bytes());
+                        redis::cmd("SET").arg(&key).arg(v).exec(&mut c).unwrap();
+                    }
+                    1 => {
+                        let mut p = redis::pipe();
+                        for e in 0..(mb / 100_000) {
+                            let mut v = chunk.clone();
+                            v[..8].copy_from_slice(&e.to_le_bytes());
+                            p.cmd("RPUSH").arg(&key).arg(v);
+                        }
+                        p.exec(&mut c).unwrap();
+                    }
+                    _ => {
+                        let mut p = redis::pipe();
+                        for e in 0..(mb / 100_000) {
+                            p.cmd("HSET").arg(&key).arg(e).arg(&chunk);
+                        }
+                        p.exec(&mut c).unwrap();
+                    }
+                }
+            } else {
+                redis::cmd("SET")
+                    .arg(&key)
+                    .arg(format!("small-{i}"))
+                    .exec(&mut c)
+                    .unwrap();
+            }
+        }
+    }
+    let variants: [(&str, Vec<String>); 4] = [
+        (
+            "digest, DUMP decoded",
+            vec!["digest".into(), url.clone(), "4".into(), "dump".into()],
+        ),
+        (
+            "snapshot, DUMP bytes to file",
+            vec!["snapshot".into(), url.clone(), "4".into()],
+        ),
+        ("raw SCAN+DUMP", vec!["raw".into(), url.clone(), "4".into()]),
+        (
+            "raw SCAN+DUMP+PEXPIRETIME",
+            vec!["raw".into(), url.clone(), "4".into(), "ttl".into()],
+        ),
+    ];
+    let mut samples: Vec<Vec<Sample>> = vec![Vec::new(); variants.len()];
+    for round in 0..rounds {
+        for j in 0..variants.len() {
+            let i = (j + round) % variants.len();
+            let args: Vec<&str> = variants[i].1.iter().map(String::as_str).collect();
+            let (s, _) = sample(&url, &args);
+            eprintln!(
+                "round {} {:<30} {:>9.0} keys/s, peak {:.1} MB",
+                round + 1,
+                variants[i].0,
+                s.rate(),
+                s.peak_kb as f64 / 1024.0
+            );
+            samples[i].push(s);
+        }
+    }
+    let raw = median(samples[2].iter().map(Sample::rate).collect());
+    println!();
+    println!("{keys} keys, 5% of them 1.0-1.5 MB; medians of {rounds}");
+    println!(
+        "{:<30} {:>10} {:>10} {:>8} {:>8}",
+        "tool", "keys/s", "peak MB", "CPU s", "vs raw"
+    );
+    for ((name, _), s) in variants.iter().zip(&samples) {
+        let rate = median(s.iter().map(Sample::rate).collect());
+        let peak = s.iter().map(|x| x.peak_kb).max().unwrap_or(0) as f64 / 1024.0;
+        let cpu = median(s.iter().map(|x| x.cpu_secs).collect());
+        println!(
+            "{name:<30} {rate:>10.0} {peak:>10.1} {cpu:>8.2} {:>7.0}%",
+            100.0 * rate / raw.max(1e-9)
+        );
+    }
+    println!(
+        "peak MB is the highest of the rounds; load average {} (2 cores shared)",
         load_average()
     );
 }

@@ -898,3 +898,165 @@ fn cli_commands_exit_codes_and_no_password() {
     let (code, _, text) = run(&["digest", "--url", &format!("http://:{secret}@h")]);
     assert_eq!(code, 2, "{text}");
 }
+
+/// Writes the same logical data into `c`, in an order and shape chosen by `variant`, so that two
+/// servers hold equal data with different encodings and histories.
+fn write_same_data(c: &mut redis::Connection, variant: u8, expire_at_ms: i64) {
+    let mut p = redis::pipe();
+    let order: Vec<usize> = if variant == 0 {
+        (0..100).collect()
+    } else {
+        (0..100).rev().collect()
+    };
+    for i in 0..200 {
+        p.cmd("SET").arg(format!("s:{i}")).arg(format!("v{i}"));
+    }
+    for &m in &order {
+        p.cmd("SADD").arg("set").arg(format!("m{m}"));
+        p.cmd("HSET")
+            .arg("hash")
+            .arg(format!("f{m}"))
+            .arg(format!("v{m}"));
+        p.cmd("ZADD").arg("zset").arg(m % 7).arg(format!("z{m}"));
+    }
+    if variant == 1 {
+        // A different history: an element added then removed, a list built from the left.
+        p.cmd("SADD").arg("set").arg("gone");
+        p.cmd("SREM").arg("set").arg("gone");
+        for i in (0..50).rev() {
+            p.cmd("LPUSH").arg("list").arg(format!("e{i}"));
+        }
+        p.cmd("SET")
+            .arg("ttl")
+            .arg("x")
+            .arg("PXAT")
+            .arg(expire_at_ms);
+    } else {
+        for i in 0..50 {
+            p.cmd("RPUSH").arg("list").arg(format!("e{i}"));
+        }
+        p.cmd("SET").arg("ttl").arg("x");
+        p.cmd("PEXPIREAT").arg("ttl").arg(expire_at_ms);
+    }
+    p.exec(c).expect("load data");
+}
+
+/// Two live servers compared key by key (`compare`, `digest --against-url`): equal data written
+/// differently (other encodings, other orders, another history) is equal; one changed value
+/// and one key absent from the second server are each named, and the CLI exits 1 without
+/// printing either password.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_live_servers_compare_equal_and_name_the_keys_that_differ() {
+    let secret_a = "CmpSecretA1";
+    let secret_b = "CmpSecretB2";
+    let a = Server::builder().password(secret_a).start();
+    // The second server keeps every hash, zset and list in its big encodings.
+    let b = Server::builder()
+        .password(secret_b)
+        .args(&[
+            "--hash-max-listpack-entries",
+            "0",
+            "--zset-max-listpack-entries",
+            "0",
+            "--list-max-listpack-size",
+            "2",
+        ])
+        .start();
+    let at = 4_102_444_800_000; // 2100-01-01
+    write_same_data(&mut a.conn(), 0, at);
+    write_same_data(&mut b.conn(), 1, at);
+    let enc = |s: &Server, key: &str| -> String {
+        redis::cmd("OBJECT")
+            .arg("ENCODING")
+            .arg(key)
+            .query(&mut s.conn())
+            .unwrap()
+    };
+    assert_ne!(
+        enc(&a, "hash"),
+        enc(&b, "hash"),
+        "the encodings must differ"
+    );
+    assert_ne!(enc(&a, "zset"), enc(&b, "zset"));
+
+    let report = verify::compare(&a.parsed_url(), &b.parsed_url(), &opts(), &NoProgress)
+        .await
+        .expect("compare");
+    assert!(report.is_equal(), "{:?}", report.diff.differences);
+    assert_eq!(report.diff.before_keys, 205);
+    assert_eq!(report.diff.after_keys, 205);
+
+    // One value changed on b, one key only on a.
+    redis::cmd("HSET")
+        .arg("hash")
+        .arg("f7")
+        .arg("changed")
+        .exec(&mut b.conn())
+        .unwrap();
+    redis::cmd("DEL").arg("s:42").exec(&mut b.conn()).unwrap();
+    let report = verify::compare(&a.parsed_url(), &b.parsed_url(), &opts(), &NoProgress)
+        .await
+        .expect("compare");
+    let named: Vec<(String, &str)> = report
+        .diff
+        .differences
+        .iter()
+        .map(|d| (d.key.clone(), d.kind.label()))
+        .collect();
+    assert_eq!(
+        named,
+        vec![
+            ("hash".to_owned(), "value changed"),
+            ("s:42".to_owned(), "missing")
+        ]
+    );
+
+    // The same on a given set of keys: only those are read; absent on both sides is equal.
+    let keys: Vec<Vec<u8>> = ["s:1", "hash", "s:42", "absent", "ttl"]
+        .iter()
+        .map(|k| k.as_bytes().to_vec())
+        .collect();
+    let some = verify::compare_keys(&a.parsed_url(), &b.parsed_url(), &keys, &opts())
+        .await
+        .expect("compare keys");
+    let named_some: Vec<(String, &str)> = some
+        .diff
+        .differences
+        .iter()
+        .map(|d| (d.key.clone(), d.kind.label()))
+        .collect();
+    assert_eq!(named_some, named);
+    assert_eq!(some.diff.before_keys, 4, "s:1, hash, s:42 and ttl on a");
+    let equal = verify::compare_keys(&a.parsed_url(), &b.parsed_url(), &keys[..1], &opts())
+        .await
+        .expect("compare one key");
+    assert!(equal.is_equal());
+
+    let run = |against: &str| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_upshift"))
+            .args(["digest", "--url", &a.url(), "--against-url", against])
+            .env_remove("REDIS_URL")
+            .output()
+            .unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            !text.contains(secret_a) && !text.contains(secret_b),
+            "password leaked: {text}"
+        );
+        (out.status.code().unwrap(), text)
+    };
+    let (code, text) = run(&b.url());
+    assert_eq!(code, 1, "1 = differences found: {text}");
+    assert!(
+        text.contains("value changed") && text.contains("hash"),
+        "{text}"
+    );
+    assert!(text.contains("missing") && text.contains("s:42"), "{text}");
+    let (code, text) = run(&a.url());
+    assert_eq!(code, 0, "a server equals itself: {text}");
+    assert!(text.contains("equal: 205 keys"), "{text}");
+}

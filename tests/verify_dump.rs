@@ -11,7 +11,7 @@ use std::io::BufReader;
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use upshift::verify::dump::{self, DumpError};
+use upshift::verify::dump;
 use upshift::verify::snapshot::SnapshotReader;
 use upshift::verify::{self, KeyKind, NoProgress, ValueSource};
 use verify_support::{Server, opts};
@@ -54,6 +54,63 @@ fn score(rng: &mut StdRng) -> String {
         6 => format!("{:e}", rng.random::<f64>() * 1e300),
         _ => (rng.random::<f64>() * 2000.0 - 1000.0).to_string(),
     }
+}
+
+/// Streams in the shapes their encoding varies with: entries sharing the master entry's fields
+/// and not, deleted entries, integer and binary values, several listpack nodes, an emptied
+/// stream, and consumer groups with consumers and pending entries.
+fn load_streams(c: &mut redis::Connection, rng: &mut StdRng) {
+    let mut p = redis::pipe();
+    p.cmd("XADD").arg("stream:g").arg("1-1").arg("a").arg("b");
+    p.cmd("XADD").arg("stream:g").arg("2-0").arg("a").arg("c");
+    p.cmd("XADD")
+        .arg("stream:g")
+        .arg("3-0")
+        .arg("x")
+        .arg(-42)
+        .arg("z")
+        .arg(&b"\x00\xffbin"[..]);
+    p.cmd("XADD").arg("stream:g").arg("4-7").arg("a").arg(12345);
+    p.cmd("XDEL").arg("stream:g").arg("2-0");
+    p.cmd("XGROUP")
+        .arg("CREATE")
+        .arg("stream:g")
+        .arg("g1")
+        .arg("0");
+    p.cmd("XGROUP")
+        .arg("CREATE")
+        .arg("stream:g")
+        .arg("g2")
+        .arg("$");
+    p.cmd("XGROUP")
+        .arg("CREATECONSUMER")
+        .arg("stream:g")
+        .arg("g2")
+        .arg("bob");
+    p.cmd("XREADGROUP")
+        .arg("GROUP")
+        .arg("g1")
+        .arg("alice")
+        .arg("COUNT")
+        .arg(2)
+        .arg("STREAMS")
+        .arg("stream:g")
+        .arg(">");
+    for i in 0..350_u32 {
+        let mut xadd = redis::cmd("XADD");
+        xadd.arg("stream:big").arg("*");
+        for f in 0..=(i % 3) {
+            xadd.arg(format!("f{f}")).arg(member(rng));
+        }
+        p.add_command(xadd);
+    }
+    p.cmd("XADD")
+        .arg("stream:emptied")
+        .arg("5-5")
+        .arg("k")
+        .arg("v");
+    p.cmd("XTRIM").arg("stream:emptied").arg("MAXLEN").arg(0);
+    p.exec(c).expect("load streams");
 }
 
 /// Writes keys of every type; `sizes` picks element counts around the thresholds.
@@ -404,6 +461,7 @@ async fn decoded_dumps_digest_exactly_as_the_command_reader() {
         .arg("b")
         .exec(&mut c)
         .unwrap();
+    load_streams(&mut c, &mut rng);
     for (i, k) in keys_matching(&mut c, "small0:*")
         .iter()
         .enumerate()
@@ -460,7 +518,6 @@ async fn decoded_dumps_digest_exactly_as_the_command_reader() {
     let mut reader = SnapshotReader::new(BufReader::new(File::open(&path).unwrap())).unwrap();
     let mut decoded = 0;
     let mut per_type: BTreeMap<KeyKind, usize> = BTreeMap::new();
-    let mut streams = 0;
     let mut lzf = false;
     let mut nodes = (0, 0, 0);
     while let Some(entry) = reader.next_entry().unwrap() {
@@ -479,10 +536,6 @@ async fn decoded_dumps_digest_exactly_as_the_command_reader() {
                 decoded += 1;
                 *per_type.entry(d.kind).or_default() += 1;
             }
-            Err(DumpError::Unsupported {
-                kind: Some(KeyKind::Stream),
-                ..
-            }) => streams += 1,
             Err(e) => panic!("{key} did not decode: {e}"),
         }
         if let Some(p) = crafted.get(&entry.record.key) {
@@ -496,15 +549,18 @@ async fn decoded_dumps_digest_exactly_as_the_command_reader() {
         plain > 0 && packed > 0 && compressed > 0,
         "quicklist nodes: {plain} plain, {packed} packed, {compressed} compressed"
     );
-    assert_eq!(streams, 1);
-    assert_eq!(decoded + streams, keys.len());
+    assert_eq!(decoded, keys.len());
+    assert_eq!(
+        per_type.get(&KeyKind::Stream),
+        Some(&4),
+        "four streams decoded"
+    );
     eprintln!(
         "{decoded} keys decoded ({per_type:?}), quicklist nodes {nodes:?}, encodings {encodings:?}, in {:?}",
         started.elapsed()
     );
 
-    // The whole scan both ways: the same database digest, TTLs included; DUMP falls back for
-    // the stream only.
+    // The whole scan both ways: the same database digest, TTLs included; nothing falls back.
     let by_dump = verify::digest(&server.parsed_url(), &opts(), &NoProgress)
         .await
         .expect("digest from DUMP");
@@ -513,8 +569,13 @@ async fn decoded_dumps_digest_exactly_as_the_command_reader() {
         .expect("digest from commands");
     assert_eq!(by_dump.digest, by_commands.digest);
     assert_eq!(by_dump.keys, by_commands.keys);
-    assert_eq!(by_dump.fallbacks, 1, "only the stream falls back");
-    assert_eq!(by_commands.fallbacks, 0);
+    assert_eq!(
+        by_dump.fallbacks.total(),
+        0,
+        "every key decodes, streams included: {:?}",
+        by_dump.fallbacks
+    );
+    assert_eq!(by_commands.fallbacks.total(), 0);
 }
 
 /// A server that refuses DUMP (renamed away, as some managed services do): every key falls
@@ -539,5 +600,11 @@ async fn a_refused_dump_falls_back_to_commands_for_every_key() {
         .await
         .expect("digest from commands");
     assert_eq!(by_dump.digest, by_commands.digest);
-    assert_eq!(by_dump.fallbacks, u64::try_from(keys).unwrap());
+    assert_eq!(
+        by_dump.fallbacks,
+        verify::Fallbacks {
+            dump_refused: u64::try_from(keys).unwrap(),
+            ..verify::Fallbacks::default()
+        }
+    );
 }

@@ -74,6 +74,10 @@ impl TryFrom<&ConnectionArgs> for VerifyConfig {
 pub struct DigestArgs {
     #[command(flatten)]
     pub connection: ConnectionArgs,
+    /// Compare with a second live server instead: both are read at once and every key that
+    /// differs is named (exit 1 when any does). Same URL forms as --url; never printed.
+    #[arg(long, value_name = "URL")]
+    pub against_url: Option<String>,
     /// One JSON object on stdout (`keys`, `per_type`, `bytes`, `elapsed_secs`, `digest`, …).
     #[arg(long)]
     pub json: bool,
@@ -184,12 +188,43 @@ fn print_json(value: &impl serde::Serialize) {
     }
 }
 
+/// One line naming how many keys were read with commands instead of a decoded DUMP, and why.
+fn print_fallbacks(f: &verify::Fallbacks, side: &str) {
+    if f.total() == 0 {
+        return;
+    }
+    let reasons: Vec<String> = [
+        (
+            f.unknown_type,
+            "type not decoded (module types, hash field ttls)",
+        ),
+        (f.unknown_version, "unknown rdb version"),
+        (f.bad_crc, "bad crc"),
+        (f.decode_error, "decode error"),
+        (f.dump_refused, "dump refused"),
+    ]
+    .iter()
+    .filter(|(n, _)| *n > 0)
+    .map(|(n, why)| format!("{n} {why}"))
+    .collect();
+    println!(
+        "fallbacks   {}{} keys read with commands: {}",
+        side,
+        f.total(),
+        reasons.join(", ")
+    );
+}
+
 /// Runs `upshift digest`.
 ///
 /// # Errors
 /// Bad flags (exit 2) and verifier failures (see [`exit_code`]).
 pub fn run_digest(args: &DigestArgs) -> Result<ExitCode, CliError> {
     let cfg = config(&args.connection)?;
+    if let Some(against) = &args.against_url {
+        let other: RedisUrl = against.parse().map_err(CliError::usage)?;
+        return run_compare(&cfg, &other, args.json);
+    }
     let result = runtime().block_on(async {
         let bar = Bar::new();
         verify::digest(&cfg.url, &cfg.options, &bar).await
@@ -210,17 +245,37 @@ pub fn run_digest(args: &DigestArgs) -> Result<ExitCode, CliError> {
                     crate::units::duration(report.elapsed)
                 );
                 println!("digest      {}", report.digest);
-                if report.fallbacks > 0 {
-                    println!(
-                        "fallbacks   {} keys read with commands (DUMP not decoded: streams, other types or rdb versions)",
-                        crate::units::count(report.fallbacks)
-                    );
-                }
+                print_fallbacks(&report.fallbacks, "");
             }
             Ok(ExitCode::Success)
         }
         Err(e) => Err(e.into()),
     }
+}
+
+/// `upshift digest --against-url`: two live servers compared key by key.
+fn run_compare(cfg: &VerifyConfig, other: &RedisUrl, json: bool) -> Result<ExitCode, CliError> {
+    let result = runtime().block_on(async {
+        let bar = Bar::new();
+        verify::compare(&cfg.url, other, &cfg.options, &bar).await
+    });
+    let report = result?;
+    if json {
+        print_json(&DiffJson {
+            equal: report.is_equal(),
+            report: &report.diff,
+        });
+    } else {
+        print_diff(&report.diff);
+        print_fallbacks(&report.fallbacks_a, "--url: ");
+        print_fallbacks(&report.fallbacks_b, "--against-url: ");
+    }
+    // 1 = differences found (documented in the help).
+    Ok(if report.is_equal() {
+        ExitCode::Success
+    } else {
+        ExitCode::RolledBack
+    })
 }
 
 /// Runs `upshift snapshot`.
@@ -246,6 +301,7 @@ pub fn run_snapshot(args: &SnapshotArgs) -> Result<ExitCode, CliError> {
                     crate::units::duration(s.elapsed)
                 );
                 println!("digest {}", s.digest);
+                print_fallbacks(&s.fallbacks, "");
             }
             Ok(ExitCode::Success)
         }

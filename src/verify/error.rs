@@ -116,6 +116,13 @@ pub enum VerifyError {
         /// The cause.
         source: std::io::Error,
     },
+    /// The thread consuming the scan's records stopped without an error of its own (a panic):
+    /// a bug, reported rather than taken for a complete scan.
+    #[error("the record consumer stopped: {what}")]
+    Consumer {
+        /// What the runtime said.
+        what: String,
+    },
     /// The snapshot file is not usable.
     #[error("snapshot {path} is unusable: take a new snapshot")]
     Snapshot {

@@ -16,6 +16,8 @@
 //! records to a [`RecordSet`] (memory-bounded external sort: sorted runs spill to disk beyond
 //! `memory_budget`), whose merged stream is each key once in key order. The database digest
 //! hashes that stream; [`merge_join`] compares two such streams and names every difference.
+//! [`compare`] does the same for two live servers scanned at once (`digest --against-url`, and
+//! the live swap's proof that a second server holds the first one's data).
 //! A snapshot file ([`snapshot`] format) stores each key's DUMP payload next to its record, so
 //! a diff against it needs no second read of the old server and a restore needs no re-read.
 //!
@@ -36,6 +38,8 @@
 //! * Reading the snapshot file is synchronous I/O inside the async functions: call them from a
 //!   multi-threaded runtime (or accept the short stalls).
 
+mod collect;
+pub mod compare;
 pub mod conn;
 pub mod diff;
 pub mod dump;
@@ -55,17 +59,20 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
+pub use compare::{CompareReport, compare, compare_keys};
 pub use conn::{CLIENT_NAME_PREFIX, ClientInfo, KeyspaceCounts, ServerInfo};
 pub use diff::{DiffCounts, DiffReport, Difference, DifferenceKind, merge_join};
 pub use dump::{Decoded, DumpError};
 pub use error::{Refusal, VerifyError};
 pub use record::{DatabaseDigest, Expiry, KeyKind, Record, ValueDigest};
+pub use scan::Fallbacks;
 pub use snapshot::{FormatError, SnapshotHeader, SnapshotTrailer};
 pub use store::RecordSet;
 pub use url::{RedisUrl, UrlError};
 
+use collect::scan_into;
 use conn::{CONNECT_TIMEOUT, RESPONSE_TIMEOUT, Session};
-use scan::scan;
+use scan::{Scanned, scan};
 use snapshot::{SnapshotReader, SnapshotWriter, verify_stream};
 
 /// Tuning and safety options shared by every verifier function.
@@ -101,6 +108,9 @@ pub struct VerifyOptions {
     pub scan_by_type: bool,
     /// Where values come from: decoded DUMP payloads (default) or type-specific commands.
     pub value_source: ValueSource,
+    /// Batches (SCAN pages) whose reads are in flight at once per connection: the pipeline
+    /// depth. Chosen by measurement (`bench/verify --tune`; see its README).
+    pub batches_per_connection: usize,
 }
 
 /// Where the scan reads each key's value from. Both give the same canonical record; the
@@ -108,8 +118,8 @@ pub struct VerifyOptions {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum ValueSource {
     /// One DUMP per key, decoded on the client ([`dump`]): one server lookup instead of TYPE
-    /// plus a read. Keys the decoder does not cover (streams, newer RDB versions) are read
-    /// with commands and counted as fallbacks.
+    /// plus a read. Keys the decoder does not cover (module types, hashes with field
+    /// expiries, newer RDB versions) are read with commands and counted as fallbacks.
     #[default]
     Dump,
     /// TYPE, then type-specific reads in windows (GETRANGE, LRANGE, SSCAN, HSCAN, ZRANGE,
@@ -133,6 +143,7 @@ impl Default for VerifyOptions {
             force_pttl: false,
             scan_by_type: false,
             value_source: ValueSource::Dump,
+            batches_per_connection: 2,
         }
     }
 }
@@ -172,8 +183,8 @@ pub struct DigestReport {
     pub redis_version: String,
     /// Sorted runs spilled to disk (0 when the records fit the memory budget).
     pub spilled_runs: usize,
-    /// Keys whose DUMP payload was not decoded and were read with commands instead.
-    pub fallbacks: u64,
+    /// Keys whose DUMP payload was not decoded and were read with commands instead, by reason.
+    pub fallbacks: Fallbacks,
 }
 
 impl DigestReport {
@@ -205,8 +216,8 @@ pub struct SnapshotSummary {
     pub elapsed: Duration,
     /// The server's version.
     pub redis_version: String,
-    /// Keys whose DUMP payload was not decoded and were read with commands instead.
-    pub fallbacks: u64,
+    /// Keys whose DUMP payload was not decoded and were read with commands instead, by reason.
+    pub fallbacks: Fallbacks,
 }
 
 /// Which keys [`restore`] writes.
@@ -243,6 +254,14 @@ fn spill_err(dir: &Path) -> impl Fn(std::io::Error) -> VerifyError + '_ {
     }
 }
 
+/// The collector step of a digest or diff: each record into the record set.
+fn record_pusher(
+    dir: &Path,
+) -> impl FnMut(&mut RecordSet, Scanned) -> Result<(), VerifyError> + Send + 'static {
+    let dir = dir.to_path_buf();
+    move |set, s| set.push(s.record).map_err(spill_err(&dir))
+}
+
 /// Folds a sorted record stream into its digest and per-type counts.
 fn fold_digest(
     records: impl Iterator<Item = std::io::Result<Record>>,
@@ -270,10 +289,11 @@ pub async fn digest(
 ) -> Result<DigestReport, VerifyError> {
     let start = Instant::now();
     let session = Session::open(url, opts, opts.max_connections).await?;
-    let mut set = RecordSet::new(opts.memory_budget, &opts.spill_dir);
-    let outcome = scan(&session, opts, progress, false, |s| {
-        set.push(s.record).map_err(spill_err(&opts.spill_dir))
-    })
+    let (outcome, set) = scan_into(
+        RecordSet::new(opts.memory_budget, &opts.spill_dir),
+        record_pusher(&opts.spill_dir),
+        |tx| scan(&session, opts, progress, false, tx),
+    )
     .await?;
     let spilled_runs = set.spilled_runs();
     let (digest, per_type) = fold_digest(set.into_sorted(), &opts.spill_dir)?;
@@ -362,16 +382,21 @@ pub async fn snapshot(
         upshift_version: env!("CARGO_PKG_VERSION").to_owned(),
     };
     let result = async {
-        let mut writer = SnapshotWriter::new(BufWriter::with_capacity(1 << 20, file), &header)
+        let writer = SnapshotWriter::new(BufWriter::with_capacity(1 << 20, file), &header)
             .map_err(file_err("write", &partial))?;
-        let mut set = RecordSet::new(opts.memory_budget, &opts.spill_dir);
-        let outcome = scan(&session, opts, progress, true, |s| {
-            let payload = s.payload.unwrap_or_default();
-            writer
-                .entry(&s.record, &payload)
-                .map_err(file_err("write", &partial))?;
-            set.push(s.record).map_err(spill_err(&opts.spill_dir))
-        })
+        let set = RecordSet::new(opts.memory_budget, &opts.spill_dir);
+        let mut push = record_pusher(&opts.spill_dir);
+        let write_err = file_err("write", &partial);
+        // The same DUMP bytes feed both: the file gets them, the decoder gave the record.
+        let (outcome, (writer, set)) = scan_into(
+            (writer, set),
+            move |(writer, set), s| {
+                let payload = s.payload.as_deref().unwrap_or_default();
+                writer.entry(&s.record, payload).map_err(&write_err)?;
+                push(set, s)
+            },
+            |tx| scan(&session, opts, progress, true, tx),
+        )
         .await?;
         let entries = writer.entries();
         let (digest, _) = fold_digest(set.into_sorted(), &opts.spill_dir)?;
@@ -451,10 +476,11 @@ pub async fn diff(
             .map_err(spill_err(&opts.spill_dir))?;
     }
     let session = Session::open(url, opts, opts.max_connections).await?;
-    let mut after = RecordSet::new(half, &opts.spill_dir);
-    let outcome = scan(&session, opts, progress, false, |s| {
-        after.push(s.record).map_err(spill_err(&opts.spill_dir))
-    })
+    let (outcome, after) = scan_into(
+        RecordSet::new(half, &opts.spill_dir),
+        record_pusher(&opts.spill_dir),
+        |tx| scan(&session, opts, progress, false, tx),
+    )
     .await?;
     let report = merge_join(
         before.into_sorted(),

@@ -102,8 +102,29 @@ impl RecordSet {
 
 fn sort_dedup(buf: &mut Vec<Record>) {
     // Stable: among duplicates the first pushed stays first and survives the dedup.
-    buf.sort_by(|a, b| a.key.cmp(&b.key));
+    buf.sort_by(|a, b| key_cmp(&a.key, &b.key));
     buf.dedup_by(|later, earlier| later.key == earlier.key);
+}
+
+/// Byte-wise key order, the same as `<[u8]>::cmp`, compared eight bytes at a time inline.
+///
+/// Why: sorting and merging a million short keys spent about a sixth of the digest's client CPU
+/// in calls to libc `memcmp` (perf, issue 12); keys are short, so the call costs more than the
+/// comparison.
+fn key_cmp(a: &[u8], b: &[u8]) -> std::cmp::Ordering {
+    let mut ac = a.chunks_exact(8);
+    let mut bc = b.chunks_exact(8);
+    for (x, y) in ac.by_ref().zip(bc.by_ref()) {
+        let (x, y) = (
+            u64::from_be_bytes(x.try_into().unwrap_or([0; 8])),
+            u64::from_be_bytes(y.try_into().unwrap_or([0; 8])),
+        );
+        if x != y {
+            return x.cmp(&y);
+        }
+    }
+    let done = a.len().min(b.len()) / 8 * 8;
+    a[done..].iter().cmp(b[done..].iter())
 }
 
 #[derive(Debug)]
@@ -133,11 +154,7 @@ impl PartialOrd for Head {
 }
 impl Ord for Head {
     fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        other
-            .record
-            .key
-            .cmp(&self.record.key)
-            .then(other.source.cmp(&self.source))
+        key_cmp(&other.record.key, &self.record.key).then(other.source.cmp(&self.source))
     }
 }
 
@@ -190,7 +207,22 @@ impl Iterator for SortedRecords {
 
 #[cfg(test)]
 mod tests {
-    use super::RecordSet;
+    use super::{RecordSet, key_cmp};
+
+    proptest::proptest! {
+        /// The inline comparison orders keys exactly as the byte-slice order does.
+        #[test]
+        fn key_order_is_byte_order(
+            a in proptest::collection::vec(0_u8..4, 0..40),
+            b in proptest::collection::vec(0_u8..4, 0..40),
+        ) {
+            proptest::prop_assert_eq!(key_cmp(&a, &b), a.cmp(&b));
+            let mut c = a.clone();
+            c.extend_from_slice(&b);
+            proptest::prop_assert_eq!(key_cmp(&a, &c), a.as_slice().cmp(c.as_slice()));
+        }
+    }
+
     use crate::verify::diff::merge_join;
     use crate::verify::record::{DatabaseDigest, Expiry, KeyKind, Record};
 
