@@ -7,6 +7,7 @@ use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 use harness::{APP, CACHE, Env, MAIN};
+use upshift::sim::SimulatorExt;
 
 fn upshift(env: &Env, args: &[&str]) -> Output {
     let cfg = env.sim.client_config();

@@ -16,6 +16,7 @@ use harness::{APP, Env, MAIN};
 use upshift::engine::Outcome;
 use upshift::journal;
 use upshift::runner::record::Record;
+use upshift::sim::SimulatorExt;
 
 fn upshift(env: &Env) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_upshift"));

@@ -17,6 +17,7 @@ use upshift::plan::guards::Verdict;
 use upshift::playbook::OnWatchHit;
 use upshift::runner::record::Record;
 use upshift::runner::{Interrupts, PollPolicy, Reporter, Reviewed, Runner, RunnerConfig};
+use upshift::sim::SimulatorExt;
 use upshift::unattended::plan_file::PlanFile;
 use upshift::unattended::reporters::Tee;
 use upshift::unattended::watch::WatchKind;

@@ -13,7 +13,7 @@
 
 mod auth;
 mod error;
-pub mod models;
+pub use heroku_model::models;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use upshift::heroku::{Client, ClientConfig, Token};
 use upshift::sim::scenario::{AddonSpec, AppSpec, FormationSpec, RedisSettingsSpec, SeedSpec};
-use upshift::sim::{Scenario, SimConfig, Simulator};
+use upshift::sim::{Scenario, SimConfig, Simulator, SimulatorExt};
 
 /// Fails loudly (never skips) when redis-server is missing.
 pub fn require_redis() {

@@ -12,7 +12,7 @@ use upshift::plan::RunRequest;
 use upshift::plan::facts::{ChangeRequest, DataPolicy};
 use upshift::playbook::{self, Playbook};
 use upshift::runner::{Interrupts, PollPolicy, Runner, RunnerConfig};
-use upshift::sim::{BehaviourSpec, Fault, Profile, Scenario, SimConfig, Simulator};
+use upshift::sim::{BehaviourSpec, Fault, Profile, Scenario, SimConfig, Simulator, SimulatorExt};
 
 pub const APP: &str = "enketo-demo";
 pub const MAIN: &str = "enketo_redis_main";

@@ -13,13 +13,13 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::heroku::models::MaintenanceStatus;
-use crate::sim::behaviour::BehaviourSpec;
-use crate::sim::dynos::expand_fault;
-use crate::sim::faults::Fault;
-use crate::sim::server::{Control, error, not_found};
-use crate::sim::state::Shared;
-use crate::sim::timeline::{EventKind, downtime, lock};
+use crate::behaviour::BehaviourSpec;
+use crate::dynos::expand_fault;
+use crate::faults::Fault;
+use crate::server::{Control, error, not_found};
+use crate::state::Shared;
+use crate::timeline::{EventKind, downtime, lock};
+use heroku_model::models::MaintenanceStatus;
 
 type S = State<Arc<Shared>>;
 

@@ -9,17 +9,17 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
-use crate::heroku::models::{
+use crate::behaviour::Behaviour;
+use crate::redis_proc::RedisServer;
+use crate::scenario::{MAXMEMORY_POLICIES, RedisSettingsSpec};
+use crate::server::{error, not_found};
+use crate::state::{AddonState, DataStatus, Shared, now_iso};
+use crate::timeline::EventKind;
+use heroku_model::models::{
     DataMaintenance, InfoRow, MaintenanceStatus, RedisConfig, RedisDatabase, RedisFormation,
     RedisSetting, RedisWait,
 };
-use crate::plans::Plan;
-use crate::sim::behaviour::Behaviour;
-use crate::sim::redis_proc::RedisServer;
-use crate::sim::scenario::{MAXMEMORY_POLICIES, RedisSettingsSpec};
-use crate::sim::server::{error, not_found};
-use crate::sim::state::{AddonState, DataStatus, Shared, now_iso};
-use crate::sim::timeline::EventKind;
+use heroku_model::plans::Plan;
 
 type S = State<Arc<Shared>>;
 
@@ -134,7 +134,7 @@ pub(crate) async fn get_database(State(s): S, Path(name): Path<String>) -> Respo
 }
 
 fn a_version(_a: &AddonState) -> String {
-    crate::sim::REDIS_VERSION
+    crate::REDIS_VERSION
         .get()
         .cloned()
         .unwrap_or_else(|| "7.0".into())

@@ -7,10 +7,10 @@ use std::time::{Duration, Instant};
 use redis::aio::MultiplexedConnection;
 use tokio::task::JoinHandle;
 
-use crate::sim::faults::Fault;
-use crate::sim::redis_proc::{connect_url, explain_refusal};
-use crate::sim::state::{AppState, DynoRec, Shared, new_id, now_iso};
-use crate::sim::timeline::EventKind;
+use crate::faults::Fault;
+use crate::redis_proc::{connect_url, explain_refusal};
+use crate::state::{AppState, DynoRec, Shared, new_id, now_iso};
+use crate::timeline::EventKind;
 
 /// How often a dyno retries the connections it could not open.
 const RECONNECT_EVERY: Duration = Duration::from_secs(2);
@@ -265,7 +265,7 @@ fn dyno_number(name: &str) -> u32 {
 
 /// Per add-on of the app: the target (with its current URL) and connections per type.
 fn targets(
-    world: &crate::sim::state::World,
+    world: &crate::state::World,
     app_key: &str,
 ) -> Vec<(Target, std::collections::BTreeMap<String, u32>)> {
     let Some(app) = world.app(app_key) else {

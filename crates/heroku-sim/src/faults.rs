@@ -1,11 +1,11 @@
 //! Faults: injected failures of the HTTP API, of provisioning, of the data migration and of
-//! dynos. Armed from the scenario, `POST /__sim/faults` or [`crate::sim::Simulator::inject`].
+//! dynos. Armed from the scenario, `POST /__sim/faults` or [`crate::Simulator::inject`].
 
 use std::sync::Mutex;
 
 use serde::{Deserialize, Serialize};
 
-use crate::sim::timeline::lock;
+use crate::timeline::lock;
 
 /// One fault to inject. Serialised with a `kind` tag (snake case), as in scenario files
 /// (`[[faults]] kind = "http" …`) and the admin API (`{"kind": "http", …}`).

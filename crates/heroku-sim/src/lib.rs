@@ -8,17 +8,18 @@
 //!
 //! # In-process use (tests, the demo, benchmarks)
 //! ```no_run
-//! # async fn demo() -> Result<(), upshift::sim::SimError> {
+//! # async fn demo() -> Result<(), heroku_sim::SimError> {
 //! use std::time::Duration;
-//! use upshift::sim::{Scenario, SimConfig, Simulator};
+//! use heroku_sim::{Scenario, SimConfig, Simulator};
 //! let sim = Simulator::start(SimConfig {
 //!     scenario: Scenario::builtin("enketo")?,
 //!     provision: Duration::from_secs(2),
 //!     ..SimConfig::default()
 //! })
 //! .await?;
-//! let client = upshift::heroku::Client::new(sim.client_config()).expect("client");
-//! let formation = client.formation("enketo-demo").await;
+//! // Point a Heroku client at `sim.api_url()` with `sim.api_key()` as its bearer token
+//! // (upshift: `upshift::sim::SimulatorExt::client_config`).
+//! println!("{} {}", sim.api_url(), sim.data_url());
 //! let downtime = sim.downtime("web");
 //! sim.shutdown().await;
 //! # Ok(()) }
@@ -87,6 +88,7 @@ mod redis_proc;
 mod render;
 pub mod scenario;
 mod seed;
+pub mod serve;
 mod server;
 mod state;
 pub mod timeline;
@@ -103,14 +105,14 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use url::Url;
 
-use crate::heroku::models::AddOnState;
-use crate::heroku::{ClientConfig, RetryPolicy, Token};
+use heroku_model::models::AddOnState;
 
 pub use behaviour::{Behaviour, BehaviourSpec, Profile};
 pub use error::SimError;
 pub use faults::Fault;
 pub use redis_proc::redis_server_path;
 pub use scenario::Scenario;
+pub use serve::{ServeArgs, serve_until};
 pub use state::RequestRecord;
 pub use timeline::{EventKind, TimelineEvent};
 
@@ -303,22 +305,6 @@ impl Simulator {
         self.shared.config.api_key.clone()
     }
 
-    /// A client configuration pointing at this simulator, with a fast retry policy for tests.
-    pub fn client_config(&self) -> ClientConfig {
-        ClientConfig {
-            api_url: self.api_url(),
-            data_url: self.data_url(),
-            token: Token::new(self.api_key()),
-            retry: RetryPolicy {
-                max_attempts: 5,
-                base_backoff: Duration::from_millis(20),
-                max_backoff: Duration::from_secs(2),
-                call_timeout: Duration::from_secs(10),
-                low_rate_pause: Duration::from_millis(10),
-            },
-        }
-    }
-
     /// Every timeline event so far.
     pub fn timeline(&self) -> Vec<TimelineEvent> {
         self.shared.timeline.events()
@@ -484,7 +470,7 @@ impl Simulator {
     pub fn set_data_maintenance(
         &self,
         addon: &str,
-        status: crate::heroku::models::MaintenanceStatus,
+        status: heroku_model::models::MaintenanceStatus,
     ) -> Result<(), SimError> {
         let name = {
             let mut world = self.shared.world();
@@ -666,10 +652,11 @@ async fn build_world(shared: &Arc<Shared>, scenario: &Scenario) -> Result<(), Si
     for app in &scenario.apps {
         for spec in &app.addons {
             let Some(name) = names.next() else { break };
-            let plan = crate::plans::find(&spec.plan).ok_or_else(|| SimError::InvalidScenario {
-                origin: "config".into(),
-                message: format!("unknown plan {}", spec.plan),
-            })?;
+            let plan =
+                heroku_model::plans::find(&spec.plan).ok_or_else(|| SimError::InvalidScenario {
+                    origin: "config".into(),
+                    message: format!("unknown plan {}", spec.plan),
+                })?;
             let server_spec = ServerSpec {
                 addon: name.clone(),
                 plan,
@@ -744,7 +731,7 @@ async fn build_world(shared: &Arc<Shared>, scenario: &Scenario) -> Result<(), Si
                     updated_at: now.clone(),
                 })
                 .collect(),
-            config_vars: crate::heroku::models::ConfigVars(config_vars),
+            config_vars: heroku_model::models::ConfigVars(config_vars),
             dynos: Vec::new(),
             stopping: Vec::new(),
         });

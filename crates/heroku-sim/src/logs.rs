@@ -6,7 +6,7 @@ use std::sync::Mutex;
 
 use tokio::sync::broadcast;
 
-use crate::sim::timeline::lock;
+use crate::timeline::lock;
 
 /// Lines kept for sessions that ask for history (Heroku serves at most 1500).
 const KEEP: usize = 1500;

@@ -13,15 +13,15 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
-use crate::heroku::models::AddOnState;
-use crate::plans;
-use crate::sim::dynos;
-use crate::sim::logs::LogFilter;
-use crate::sim::provision;
-use crate::sim::render::{self, paginate};
-use crate::sim::server::{error, not_found};
-use crate::sim::state::{DataStatus, LogSessionState, Shared, new_id, now_iso};
-use crate::sim::timeline::{EventKind, lock};
+use crate::dynos;
+use crate::logs::LogFilter;
+use crate::provision;
+use crate::render::{self, paginate};
+use crate::server::{error, not_found};
+use crate::state::{DataStatus, LogSessionState, Shared, new_id, now_iso};
+use crate::timeline::{EventKind, lock};
+use heroku_model::models::AddOnState;
+use heroku_model::plans;
 
 type S = State<Arc<Shared>>;
 
@@ -59,7 +59,7 @@ pub(crate) async fn account() -> Response {
         "created_at": "2016-01-01T00:00:00Z",
         "email": "sim@example.com",
         "federated": false,
-        "id": crate::sim::state::stable_id("account:sim"),
+        "id": crate::state::stable_id("account:sim"),
         "identity_provider": null,
         "last_login": "2026-01-01T00:00:00Z",
         "name": "Simulator",

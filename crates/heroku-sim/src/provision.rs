@@ -9,13 +9,13 @@ use std::time::{Duration, Instant};
 
 use redis::aio::MultiplexedConnection;
 
-use crate::heroku::models::AddOnState;
-use crate::plans::Plan;
-use crate::sim::dynos;
-use crate::sim::faults::Fault;
-use crate::sim::redis_proc::{RedisServer, ServerSpec};
-use crate::sim::state::{DataStatus, Shared, now_iso};
-use crate::sim::timeline::EventKind;
+use crate::dynos;
+use crate::faults::Fault;
+use crate::redis_proc::{RedisServer, ServerSpec};
+use crate::state::{DataStatus, Shared, now_iso};
+use crate::timeline::EventKind;
+use heroku_model::models::AddOnState;
+use heroku_model::plans::Plan;
 
 /// Longest wait for the new server's initial sync.
 const SYNC_TIMEOUT: Duration = Duration::from_secs(20);
@@ -224,7 +224,7 @@ async fn migrate(
 }
 
 /// The `refuse_writes_after_switch` fault: `noeviction` and a 1-byte memory limit, so every
-/// write answers OOM while reads work. [`crate::sim::Simulator::lift_write_refusal`] undoes it.
+/// write answers OOM while reads work. [`crate::Simulator::lift_write_refusal`] undoes it.
 async fn refuse_writes(shared: &Shared, addon: &str, server: &RedisServer) {
     let detail = match server.control().await {
         Ok(mut con) => redis::pipe()

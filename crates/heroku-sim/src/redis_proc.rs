@@ -17,9 +17,9 @@ use std::time::{Duration, Instant};
 
 use redis::aio::MultiplexedConnection;
 
-use crate::plans::Plan;
-use crate::sim::SimError;
-use crate::sim::timeline::lock;
+use crate::SimError;
+use crate::timeline::lock;
+use heroku_model::plans::Plan;
 
 /// Extra client slots beyond the plan's: held by the platform's own control connection (named
 /// `heroku-platform` in `CLIENT LIST`), released to the replication link during a plan change,

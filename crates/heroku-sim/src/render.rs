@@ -1,5 +1,5 @@
 //! JSON rendering of the simulator's state with the client's own models
-//! ([`crate::heroku::models`]), plus the fields Heroku's schema requires that upshift does not
+//! ([`heroku_model::models`]), plus the fields Heroku's schema requires that upshift does not
 //! read, and `Range`/`Next-Range` pagination.
 
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
@@ -7,12 +7,12 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use crate::heroku::models::{
+use crate::state::{AddonState, AppState, DynoRec, FormationState, stable_id};
+use heroku_model::models::{
     AddOn, AddOnAttachment, App, AttachmentAddOn, BilledPrice, Dyno, DynoState, Formation, NameRef,
     Owner, PlanPrice, ServicePlan,
 };
-use crate::plans::{self, Plan};
-use crate::sim::state::{AddonState, AppState, DynoRec, FormationState, stable_id};
+use heroku_model::plans::{self, Plan};
 
 /// Default and largest page sizes, as on Heroku.
 const PAGE: usize = 200;

@@ -6,7 +6,7 @@
 //! writes_per_second = 4        # per dyno and add-on
 //! start_seconds = 0.3          # `starting` -> `up`
 //!
-//! [behaviour]                  # optional: see `crate::sim::behaviour`
+//! [behaviour]                  # optional: see `crate::behaviour`
 //! profile = "in-place"         # optimistic (default), in-place, lagging, sparse, strict
 //!
 //! [rate_limit]                 # optional
@@ -44,12 +44,12 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use crate::heroku::models::MaintenanceStatus;
-use crate::sim::SimError;
-use crate::sim::behaviour::BehaviourSpec;
-use crate::sim::faults::Fault;
+use crate::SimError;
+use crate::behaviour::BehaviourSpec;
+use crate::faults::Fault;
+use heroku_model::models::MaintenanceStatus;
 
-const ENKETO: &str = include_str!("../../scenarios/enketo.toml");
+const ENKETO: &str = include_str!("../scenarios/enketo.toml");
 
 /// Built-in scenarios by name.
 const BUILTINS: &[(&str, &str)] = &[("enketo", ENKETO)];
@@ -351,7 +351,7 @@ impl Scenario {
             }
             let mut attachments = std::collections::BTreeSet::new();
             for a in &app.addons {
-                if crate::plans::find(&a.plan).is_none() {
+                if heroku_model::plans::find(&a.plan).is_none() {
                     return Err(format!(
                         "app {}: add-on {}: unknown heroku-redis plan `{}`",
                         app.name, a.attachment, a.plan

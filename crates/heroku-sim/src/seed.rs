@@ -4,7 +4,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use redis::aio::MultiplexedConnection;
 
-use crate::sim::scenario::SeedSpec;
+use crate::scenario::SeedSpec;
 
 /// Commands per pipeline round trip.
 const BATCH: usize = 2000;

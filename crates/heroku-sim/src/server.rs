@@ -18,9 +18,9 @@ use tokio::sync::{Notify, mpsc, watch};
 use tokio::task::JoinSet;
 use tower::ServiceExt;
 
-use crate::sim::faults::HttpAction;
-use crate::sim::state::{RequestRecord, Shared};
-use crate::sim::timeline::{EventKind, lock};
+use crate::faults::HttpAction;
+use crate::state::{RequestRecord, Shared};
+use crate::timeline::{EventKind, lock};
 
 /// Per-connection handle the gate uses to drop the connection.
 #[derive(Clone)]

@@ -8,14 +8,14 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 use tokio::task::JoinHandle;
 
-use crate::heroku::models::{AddOnState, ConfigVars, MaintenanceStatus};
-use crate::plans::Plan;
-use crate::sim::behaviour::Behaviour;
-use crate::sim::faults::Faults;
-use crate::sim::logs::{LogBus, LogFilter};
-use crate::sim::redis_proc::RedisServer;
-use crate::sim::scenario::RedisSettingsSpec;
-use crate::sim::timeline::{EventKind, Timeline, lock};
+use crate::behaviour::Behaviour;
+use crate::faults::Faults;
+use crate::logs::{LogBus, LogFilter};
+use crate::redis_proc::RedisServer;
+use crate::scenario::RedisSettingsSpec;
+use crate::timeline::{EventKind, Timeline, lock};
+use heroku_model::models::{AddOnState, ConfigVars, MaintenanceStatus};
+use heroku_model::plans::Plan;
 
 /// Settings fixed for the simulator's lifetime.
 #[derive(Clone)]
