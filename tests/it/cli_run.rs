@@ -1,23 +1,16 @@
 //! The `upshift` binary as scripts see it: exit codes, refusals before any call, JSON output,
 //! and errors that say what to do. Against the simulator on 127.0.0.1.
 
-mod harness;
+use crate::harness;
 
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 use harness::{APP, CACHE, Env, MAIN};
-use upshift::sim::SimulatorExt;
 
 fn upshift(env: &Env, args: &[&str]) -> Output {
-    let cfg = env.sim.client_config();
-    Command::new(env!("CARGO_BIN_EXE_upshift"))
+    env.upshift()
         .args(args)
-        .env("HEROKU_API_URL", cfg.api_url.as_str())
-        .env("HEROKU_DATA_URL", cfg.data_url.as_str())
-        .env("HEROKU_API_KEY", env.sim.api_key())
-        .env("UPSHIFT_STATE_DIR", env.state_dir.path())
-        .env_remove("HEROKU_APP")
         .stdin(Stdio::null())
         .output()
         .expect("upshift runs")
@@ -312,16 +305,8 @@ fn a_missing_token_says_where_to_put_one() {
 }
 
 fn upshift_with(env: &Env, args: &[&str], vars: &[(&str, &std::ffi::OsStr)]) -> Output {
-    let cfg = env.sim.client_config();
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_upshift"));
-    cmd.args(args)
-        .env("HEROKU_API_URL", cfg.api_url.as_str())
-        .env("HEROKU_DATA_URL", cfg.data_url.as_str())
-        .env("HEROKU_API_KEY", env.sim.api_key())
-        .env("UPSHIFT_STATE_DIR", env.state_dir.path())
-        .env_remove("HEROKU_APP")
-        .env_remove("UPSHIFT_FAILPOINT")
-        .stdin(Stdio::null());
+    let mut cmd = env.upshift();
+    cmd.args(args).stdin(Stdio::null());
     for (k, v) in vars {
         cmd.env(k, v);
     }

@@ -6,8 +6,8 @@
 //! Needs `--features failpoints` (the README's test command passes it).
 #![cfg(feature = "failpoints")]
 
-mod common;
-mod harness;
+use crate::common;
+use crate::harness;
 
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -19,14 +19,8 @@ use upshift::runner::record::Record;
 use upshift::sim::SimulatorExt;
 
 fn upshift(env: &Env) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_upshift"));
-    let cfg = env.sim.client_config();
-    cmd.env("HEROKU_API_URL", cfg.api_url.as_str())
-        .env("HEROKU_DATA_URL", cfg.data_url.as_str())
-        .env("HEROKU_API_KEY", env.sim.api_key())
-        .env("UPSHIFT_STATE_DIR", env.state_dir.path())
-        .env_remove("UPSHIFT_FAILPOINT")
-        .stdin(Stdio::null())
+    let mut cmd = env.upshift();
+    cmd.stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     cmd
@@ -57,14 +51,7 @@ async fn next_target(env: &Env) -> &'static str {
 }
 
 fn latest_journal(env: &Env) -> (String, Vec<Record>) {
-    let id = env.state().run_ids().unwrap().pop().expect("a run");
-    let path = env.state().run_dir(&id).join(journal::JOURNAL_FILE);
-    let records = journal::read::<Record>(&path)
-        .unwrap()
-        .into_iter()
-        .map(|e| e.record)
-        .collect();
-    (id, records)
+    env.latest_journal()
 }
 
 async fn assert_consistent(env: &Env, case: &str, before_plan: &str, target: &str) {
@@ -176,15 +163,7 @@ async fn resume_after_a_crash_at_every_journal_point() {
 
 /// The records of the only journal in the state dir so far, tolerating a line being written.
 fn journal_so_far(env: &Env) -> Vec<Record> {
-    let Some(id) = env.state().run_ids().unwrap().pop() else {
-        return Vec::new();
-    };
-    let path = env.state().run_dir(&id).join(journal::JOURNAL_FILE);
-    journal::read_prefix::<Record>(&path)
-        .0
-        .into_iter()
-        .map(|e| e.record)
-        .collect()
+    env.journal_so_far()
 }
 
 fn finished(records: &[Record]) -> bool {

@@ -6,11 +6,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use upshift::engine::Outcome;
 use upshift::heroku::Client;
-use upshift::journal::StateDir;
+use upshift::journal::{self, StateDir};
 use upshift::plan::RunRequest;
 use upshift::plan::facts::{ChangeRequest, DataPolicy};
 use upshift::playbook::{self, Playbook};
+use upshift::runner::record::Record;
 use upshift::runner::{Interrupts, PollPolicy, Runner, RunnerConfig};
 use upshift::sim::{BehaviourSpec, Fault, Profile, Scenario, SimConfig, Simulator, SimulatorExt};
 
@@ -182,12 +184,107 @@ pub fn request(changes: Vec<ChangeRequest>, playbook_toml: Option<&str>) -> RunR
     }
 }
 
+/// The binary and the journal, as the CLI tests see them.
+impl Env {
+    /// The `upshift` binary pointed at this simulator and state dir, with nothing inherited from
+    /// the developer's shell that could steer it (`HEROKU_APP`, a leftover `UPSHIFT_FAILPOINT`).
+    /// Callers set stdio and arguments.
+    pub fn upshift(&self) -> std::process::Command {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_upshift"));
+        let cfg = self.sim.client_config();
+        cmd.env("HEROKU_API_URL", cfg.api_url.as_str())
+            .env("HEROKU_DATA_URL", cfg.data_url.as_str())
+            .env("HEROKU_API_KEY", self.sim.api_key())
+            .env("UPSHIFT_STATE_DIR", self.state_dir.path())
+            .env_remove("HEROKU_APP")
+            .env_remove("UPSHIFT_FAILPOINT");
+        cmd
+    }
+
+    /// The journal file of run `run_id`.
+    pub fn journal_path(&self, run_id: &str) -> std::path::PathBuf {
+        self.state().run_dir(run_id).join(journal::JOURNAL_FILE)
+    }
+
+    /// Every record of run `run_id`'s journal, which must read whole.
+    pub fn journal(&self, run_id: &str) -> Vec<Record> {
+        journal::read::<Record>(&self.journal_path(run_id))
+            .expect("journal readable")
+            .into_iter()
+            .map(|e| e.record)
+            .collect()
+    }
+
+    /// The newest run's id and records.
+    pub fn latest_journal(&self) -> (String, Vec<Record>) {
+        let id = self.state().run_ids().unwrap().pop().expect("a run");
+        let records = self.journal(&id);
+        (id, records)
+    }
+
+    /// The records of the newest journal so far (none before the first run), tolerating a line
+    /// being written: for watching a run from outside.
+    pub fn journal_so_far(&self) -> Vec<Record> {
+        let Some(id) = self.state().run_ids().unwrap().pop() else {
+            return Vec::new();
+        };
+        journal::read_prefix::<Record>(&self.journal_path(&id))
+            .0
+            .into_iter()
+            .map(|e| e.record)
+            .collect()
+    }
+
+    /// The outcomes run `run_id`'s journal records as finished, in order.
+    pub fn outcomes(&self, run_id: &str) -> Vec<Outcome> {
+        self.journal(run_id)
+            .into_iter()
+            .filter_map(|r| match r {
+                Record::Finished { outcome, .. } => Some(outcome),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+/// The built-in playbook's TOML after `edit`: tests change fields of the parsed playbook (a
+/// missing field fails the test), never its text, so a reworded comment cannot silently
+/// leave a test on the defaults.
+pub fn playbook_with(edit: impl FnOnce(&mut toml::Table)) -> String {
+    let mut table: toml::Table = include_str!("../../playbooks/heroku-redis-plan-change.toml")
+        .parse()
+        .expect("the built-in playbook parses");
+    edit(&mut table);
+    toml::to_string(&table).expect("playbook serialises")
+}
+
+/// Sets an existing `[params]` entry.
+pub fn set_param(playbook: &mut toml::Table, key: &str, value: impl Into<toml::Value>) {
+    let params = playbook["params"].as_table_mut().expect("[params]");
+    assert!(
+        params.contains_key(key),
+        "the built-in playbook has no param {key}"
+    );
+    params.insert(key.into(), value.into());
+}
+
+/// Sets the timeout of the step running `action`.
+pub fn set_step_timeout(playbook: &mut toml::Table, action: &str, timeout: &str) {
+    let step = playbook["steps"]
+        .as_array_mut()
+        .expect("[[steps]]")
+        .iter_mut()
+        .filter_map(toml::Value::as_table_mut)
+        .find(|s| s.get("action").and_then(toml::Value::as_str) == Some(action))
+        .unwrap_or_else(|| panic!("the built-in playbook has no {action} step"));
+    assert!(step.contains_key("timeout"), "{action} has no timeout");
+    step.insert("timeout".into(), timeout.into());
+}
+
 /// The built-in playbook with short timeouts for failure tests.
 pub fn short_playbook(drain: &str, provision: &str) -> String {
-    include_str!("../../playbooks/heroku-redis-plan-change.toml")
-        .replace(
-            "timeout = \"2m\"\n\n[[steps]]\naction = \"snapshot\"",
-            &format!("timeout = \"{drain}\"\n\n[[steps]]\naction = \"snapshot\""),
-        )
-        .replace("timeout = \"45m\"", &format!("timeout = \"{provision}\""))
+    playbook_with(|p| {
+        set_step_timeout(p, "wait-drained", drain);
+        set_step_timeout(p, "wait-provisioned", provision);
+    })
 }

@@ -4,7 +4,7 @@
 //! Needs `--features failpoints` (the README's test command passes it).
 #![cfg(feature = "failpoints")]
 
-mod harness;
+use crate::harness;
 
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
@@ -12,17 +12,10 @@ use std::time::Duration;
 use harness::{APP, Env, MAIN};
 use upshift::journal;
 use upshift::runner::record::Record;
-use upshift::sim::SimulatorExt;
 
 fn upshift(env: &Env) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_upshift"));
-    let cfg = env.sim.client_config();
-    cmd.env("HEROKU_API_URL", cfg.api_url.as_str())
-        .env("HEROKU_DATA_URL", cfg.data_url.as_str())
-        .env("HEROKU_API_KEY", env.sim.api_key())
-        .env("UPSHIFT_STATE_DIR", env.state_dir.path())
-        .env_remove("UPSHIFT_FAILPOINT")
-        .stdin(Stdio::null())
+    let mut cmd = env.upshift();
+    cmd.stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     cmd
@@ -50,12 +43,7 @@ fn stderr(out: &Output) -> String {
 }
 
 fn records(env: &Env, id: &str) -> Vec<Record> {
-    let path = env.state().run_dir(id).join(journal::JOURNAL_FILE);
-    journal::read::<Record>(&path)
-        .unwrap()
-        .into_iter()
-        .map(|e| e.record)
-        .collect()
+    env.journal(id)
 }
 
 async fn web(env: &Env) -> u32 {

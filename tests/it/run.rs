@@ -1,8 +1,8 @@
 //! End-to-end runs against the simulator with real redis-servers: every outcome ends with the
 //! formation restored (or deliberately left stopped), the data equal, the journal closed.
 
-mod common;
-mod harness;
+use crate::common;
+use crate::harness;
 
 use std::time::Duration;
 
@@ -24,14 +24,7 @@ async fn assert_formation_restored(env: &Env) {
 }
 
 fn journal_outcome(env: &Env, run_id: &str) -> Option<Outcome> {
-    let path = env.state().run_dir(run_id).join(journal::JOURNAL_FILE);
-    journal::read::<Record>(&path)
-        .expect("journal readable")
-        .into_iter()
-        .find_map(|e| match e.record {
-            Record::Finished { outcome, .. } => Some(outcome),
-            _ => None,
-        })
+    env.outcomes(run_id).into_iter().next()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -386,15 +379,7 @@ async fn missing_keys(env: &Env, addon: &str, keys: &[String]) -> Vec<String> {
 }
 
 fn journal_outcomes(env: &Env, run_id: &str) -> Vec<Outcome> {
-    let path = env.state().run_dir(run_id).join(journal::JOURNAL_FILE);
-    journal::read::<Record>(&path)
-        .expect("journal readable")
-        .into_iter()
-        .filter_map(|e| match e.record {
-            Record::Finished { outcome, .. } => Some(outcome),
-            _ => None,
-        })
-        .collect()
+    env.outcomes(run_id)
 }
 
 async fn web_quantity(env: &Env) -> u32 {
@@ -711,10 +696,7 @@ async fn a_compensation_past_its_deadline_needs_attention_and_resume_finishes_it
         times: 10_000,
         retry_after: Some(1),
     });
-    let pb = include_str!("../playbooks/heroku-redis-plan-change.toml").replace(
-        "compensation_deadline = \"15m\"",
-        "compensation_deadline = \"5s\"",
-    );
+    let pb = harness::playbook_with(|p| harness::set_param(p, "compensation_deadline", "5s"));
     let req = request(vec![change(CACHE, "premium-1")], Some(&pb));
     assert_eq!(req.params.compensation_deadline, Duration::from_secs(5));
     let report = env.runner().run(&req).await.expect("run");
@@ -821,10 +803,9 @@ async fn assert_no_data_lost(
 }
 
 fn journal_text(env: &Env, run_id: &str) -> String {
-    let path = env.state().run_dir(run_id).join(journal::JOURNAL_FILE);
     format!(
         "{:?}",
-        journal::read::<Record>(&path).expect("journal readable")
+        journal::read::<Record>(&env.journal_path(run_id)).expect("journal readable")
     )
 }
 

@@ -1,7 +1,7 @@
 //! Every call of `upshift::heroku::Client` over real HTTP against the simulator, with each error
 //! mapping, retries, pagination and real plan changes.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

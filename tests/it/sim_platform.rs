@@ -2,7 +2,7 @@
 //! 0 (unless a fault makes one rogue), restart on config var changes; logs stream; downtime is
 //! measured; the `sim serve` binary leaves no redis-server behind, even when killed with SIGKILL.
 
-mod common;
+use crate::common;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};

@@ -3,13 +3,13 @@
 //! small validator for the subset the schema uses. Data API routes, absent from that schema,
 //! are checked against the shapes in `heroku-facts.md`.
 
-mod common;
+use crate::common;
 
 use serde_json::{Value, json};
 
 use common::{shop, start};
 
-const SCHEMA: &str = include_str!("fixtures/heroku-platform-api-schema.json");
+const SCHEMA: &str = include_str!("../fixtures/heroku-platform-api-schema.json");
 
 /// Resolves `#/definitions/...` pointers.
 fn resolve<'a>(root: &'a Value, reference: &str) -> &'a Value {

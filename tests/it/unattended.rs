@@ -2,7 +2,7 @@
 //! reviewed plans refused on drift, webhooks (also dead or slow ones), the post-change log
 //! watch, JSON event lines, and the lock seen from cron.
 
-mod harness;
+use crate::harness;
 
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
@@ -17,21 +17,14 @@ use upshift::plan::guards::Verdict;
 use upshift::playbook::OnWatchHit;
 use upshift::runner::record::Record;
 use upshift::runner::{Interrupts, PollPolicy, Reporter, Reviewed, Runner, RunnerConfig};
-use upshift::sim::SimulatorExt;
 use upshift::unattended::plan_file::PlanFile;
 use upshift::unattended::reporters::Tee;
 use upshift::unattended::watch::WatchKind;
 use upshift::window::Window;
 
 fn upshift(env: &Env) -> tokio::process::Command {
-    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_upshift"));
-    let cfg = env.sim.client_config();
-    cmd.env("HEROKU_API_URL", cfg.api_url.as_str())
-        .env("HEROKU_DATA_URL", cfg.data_url.as_str())
-        .env("HEROKU_API_KEY", env.sim.api_key())
-        .env("UPSHIFT_STATE_DIR", env.state_dir.path())
-        .env_remove("UPSHIFT_FAILPOINT")
-        .env_remove("UPSHIFT_NOTIFY_URL")
+    let mut cmd = tokio::process::Command::from(env.upshift());
+    cmd.env_remove("UPSHIFT_NOTIFY_URL")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
@@ -464,10 +457,7 @@ async fn watch_hits_exit_4_when_the_playbook_says_needs_attention() {
     let playbook = dir.path().join("attention.toml");
     std::fs::write(
         &playbook,
-        include_str!("../playbooks/heroku-redis-plan-change.toml").replace(
-            "on_watch_hit = \"notify\"",
-            "on_watch_hit = \"needs-attention\"",
-        ),
+        harness::playbook_with(|p| harness::set_param(p, "on_watch_hit", "needs-attention")),
     )
     .unwrap();
     // Only the cache changes: main stays too small for 2 web dynos.

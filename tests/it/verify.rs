@@ -1,7 +1,7 @@
 //! The verifier against real redis-server processes: exactness (equal data after replica +
 //! promote, every kind of change named), snapshot/restore, TLS, the writers gate, secrets.
 
-mod verify_support;
+use crate::verify_support;
 
 use std::fmt::Write as _;
 use std::os::unix::fs::PermissionsExt;

@@ -3,7 +3,7 @@
 //! and list nodes, plain list nodes) and ziplist payloads of older versions restored into it,
 //! decodes to exactly the canonical digest the command-by-command reader computes.
 
-mod verify_support;
+use crate::verify_support;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;

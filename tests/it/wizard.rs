@@ -2,7 +2,7 @@
 //! process, the binary in a PTY with the simulator's URLs and key in its environment, and the
 //! test types what an operator would (enter, arrows, space, the app name, Ctrl-C).
 
-mod harness;
+use crate::harness;
 
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -16,14 +16,9 @@ const UP: &str = "\x1b[A";
 const PROMPT_TIMEOUT: Duration = Duration::from_secs(30);
 
 fn command(env: &Env) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_upshift"));
+    let mut cmd = env.upshift();
     cmd.args(["wizard", "--color", "never"])
-        .env("HEROKU_API_URL", env.sim.api_url().as_str())
-        .env("HEROKU_DATA_URL", env.sim.data_url().as_str())
-        .env("HEROKU_API_KEY", env.sim.api_key())
-        .env("UPSHIFT_STATE_DIR", env.state_dir.path())
         .env("TERM", "xterm")
-        .env_remove("HEROKU_APP")
         .env_remove("NO_COLOR");
     cmd
 }
