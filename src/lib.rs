@@ -40,9 +40,10 @@ pub mod heroku;
 pub mod journal;
 pub mod notify;
 pub mod plan;
-pub mod plans;
+pub use heroku_model::plans;
 pub mod playbook;
 pub mod runner;
+#[cfg(feature = "sim")]
 pub mod sim;
 pub mod swap;
 pub mod ui;

@@ -14,7 +14,7 @@ use crate::plan::facts::{ChangeRequest, DataPolicy};
 use crate::plan::{self, RunRequest};
 use crate::playbook::{Playbook, duration};
 use crate::runner::{Interrupts, Reporter, Runner, RunnerConfig};
-use crate::sim::{Scenario, SimConfig, Simulator};
+use crate::sim::{Scenario, SimConfig, Simulator, SimulatorExt};
 use crate::ui;
 
 /// `upshift demo`.

@@ -4,11 +4,15 @@
 //! struct and a pure conversion into the library's options; this file only dispatches.
 
 pub mod complete;
+#[cfg(feature = "sim")]
 pub mod demo;
 pub mod error;
 pub mod history;
+#[cfg(not(feature = "sim"))]
+mod nosim;
 pub mod run;
 pub mod signals;
+#[cfg(feature = "sim")]
 pub mod sim;
 pub mod target;
 pub mod unattended;
@@ -132,10 +136,19 @@ pub enum Command {
     Wizard(wizard::WizardArgs),
     /// Start the simulator with the Enketo scenario and change both Redis add-ons against it
     /// (`--wizard`: walk the wizard against it).
+    #[cfg(feature = "sim")]
     Demo(demo::DemoArgs),
+    /// Start the simulator with the Enketo scenario and change both Redis add-ons against it
+    /// (not in this build: it has no simulator).
+    #[cfg(not(feature = "sim"))]
+    Demo(nosim::Absent),
     /// The Heroku simulator (tests and the demo run against it).
+    #[cfg(feature = "sim")]
     #[command(subcommand)]
     Sim(sim::SimCommand),
+    /// The Heroku simulator (not in this build).
+    #[cfg(not(feature = "sim"))]
+    Sim(nosim::Absent),
     /// Digest a whole database: key and per-type counts, rate, and a digest equal exactly when
     /// the data is equal.
     Digest(verify::DigestArgs),
@@ -186,8 +199,14 @@ pub fn main() -> std::process::ExitCode {
         Command::Runs(args) => history::runs(&args),
         Command::Playbooks(args) => Ok(history::playbooks(&args)),
         Command::Wizard(args) => wizard::run(&args, settings),
+        #[cfg(feature = "sim")]
         Command::Demo(args) => demo::run(&args, settings),
+        #[cfg(feature = "sim")]
         Command::Sim(cmd) => sim::run(cmd),
+        #[cfg(not(feature = "sim"))]
+        Command::Demo(_) => nosim::refuse("demo"),
+        #[cfg(not(feature = "sim"))]
+        Command::Sim(_) => nosim::refuse("sim"),
         Command::Digest(args) => verify::run_digest(&args),
         Command::Snapshot(args) => verify::run_snapshot(&args),
         Command::Restore(args) => verify::run_restore(&args),

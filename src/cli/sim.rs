@@ -1,12 +1,11 @@
-//! `upshift sim …`: the simulator's command line (owned by the simulator work).
+//! `upshift sim …`: the simulator's command line (owned by the simulator work). The arguments
+//! and the serving loop live in the simulator crate (`heroku_sim::serve`), shared with its own
+//! `heroku-sim` binary.
 
-use std::io::Write;
-use std::time::Duration;
-
-use clap::{Args, Subcommand};
+use clap::Subcommand;
 
 use crate::exit::ExitCode;
-use crate::sim::{BehaviourSpec, Profile, Scenario, SimConfig, SimError, Simulator};
+use crate::sim::{ServeArgs, SimConfig, SimError};
 
 /// Simulator subcommands.
 #[derive(Debug, Subcommand)]
@@ -16,47 +15,6 @@ pub enum SimCommand {
     /// Prints `HEROKU_API_URL`, `HEROKU_DATA_URL` and `HEROKU_API_KEY` lines on stdout (eval-able),
     /// then serves until SIGINT or SIGTERM.
     Serve(ServeArgs),
-}
-
-/// `upshift sim serve` arguments.
-#[derive(Debug, Args)]
-pub struct ServeArgs {
-    /// Built-in scenario name (enketo) or path to a scenario TOML file.
-    #[arg(long, default_value = "enketo")]
-    pub scenario: String,
-    /// Port on 127.0.0.1; 0 picks a free one.
-    #[arg(long, default_value_t = 0)]
-    pub port: u16,
-    /// Seconds a plan change takes.
-    #[arg(long, default_value_t = 3.0)]
-    pub provision_seconds: f64,
-    /// Behaviour profile where Heroku's behaviour is undocumented: optimistic, in-place,
-    /// lagging, sparse, strict or late-flip (overrides the scenario's `[behaviour]` profile).
-    #[arg(long, value_name = "NAME")]
-    pub profile: Option<Profile>,
-}
-
-impl TryFrom<ServeArgs> for SimConfig {
-    type Error = SimError;
-
-    fn try_from(args: ServeArgs) -> Result<Self, SimError> {
-        if !(args.provision_seconds.is_finite() && args.provision_seconds >= 0.0) {
-            return Err(SimError::InvalidScenario {
-                origin: "--provision-seconds".into(),
-                message: "must be a non-negative number of seconds".into(),
-            });
-        }
-        let mut scenario = Scenario::load(&args.scenario)?;
-        if let Some(profile) = args.profile {
-            scenario.behaviour = BehaviourSpec::of(profile);
-        }
-        Ok(Self {
-            scenario,
-            port: args.port,
-            provision: Duration::from_secs_f64(args.provision_seconds),
-            ..Self::default()
-        })
-    }
 }
 
 /// Runs a simulator subcommand.
@@ -77,55 +35,9 @@ fn serve(args: ServeArgs) -> Result<(), SimError> {
         // Listen for signals before announcing the URLs: a script may send SIGTERM as soon
         // as it has read them.
         let mut stop = super::signals::Signals::register();
-        let sim = Simulator::start(config).await?;
-        {
-            let mut out = std::io::stdout().lock();
-            // A closed stdout must not stop the simulator: the lines are a courtesy to scripts.
-            let _ = writeln!(out, "HEROKU_API_URL={}", trim(sim.api_url().as_str()));
-            let _ = writeln!(out, "HEROKU_DATA_URL={}", trim(sim.data_url().as_str()));
-            let _ = writeln!(out, "HEROKU_API_KEY={}", sim.api_key());
-            let _ = out.flush();
-        }
-        stop.next().await;
-        sim.shutdown().await;
-        Ok(())
+        crate::sim::serve_until(config, async move {
+            stop.next().await;
+        })
+        .await
     })
-}
-
-fn trim(url: &str) -> &str {
-    url.trim_end_matches('/')
-}
-
-#[cfg(test)]
-mod tests {
-    use super::ServeArgs;
-    use crate::sim::{Profile, SimConfig};
-
-    #[test]
-    fn profile_flag_overrides_the_scenario_behaviour() {
-        let args = |profile| ServeArgs {
-            scenario: "enketo".into(),
-            port: 0,
-            provision_seconds: 1.0,
-            profile,
-        };
-        let config = SimConfig::try_from(args(Some(Profile::InPlace))).unwrap();
-        assert_eq!(config.scenario.behaviour.profile, Profile::InPlace);
-        let config = SimConfig::try_from(args(None)).unwrap();
-        assert_eq!(config.scenario.behaviour.profile, Profile::Optimistic);
-    }
-
-    #[test]
-    fn profile_flag_parses_names() {
-        use clap::Parser;
-        #[derive(Debug, Parser)]
-        struct Cli {
-            #[command(flatten)]
-            serve: ServeArgs,
-        }
-        let cli = Cli::try_parse_from(["sim", "--profile", "lagging"]).unwrap();
-        assert_eq!(cli.serve.profile, Some(Profile::Lagging));
-        let err = Cli::try_parse_from(["sim", "--profile", "kind"]).unwrap_err();
-        assert!(err.to_string().contains("in-place"), "{err}");
-    }
 }

@@ -16,7 +16,7 @@ pub use request_log::{RequestLog, on_request};
 mod auth;
 mod error;
 mod lifecycle;
-pub mod models;
+pub use heroku_model::models;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};

@@ -342,7 +342,7 @@ pub use crate::units::bytes;
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::plan::facts::{ProcessFacts, RedisFacts, RedisUnreadable};
+    use crate::plan::facts::{RedisFacts, RedisUnreadable};
     use crate::playbook::Playbook;
 
     fn addon(
@@ -370,50 +370,32 @@ mod tests {
 
     /// The Enketo deployment: main is full (2 x 26 > 40), cache holds 2 x 18.
     fn enketo() -> Capture {
-        Capture {
-            app: "enketo-demo".into(),
-            app_id: "app-1".into(),
-            maintenance: false,
-            formation: vec![
-                ProcessFacts {
-                    process_type: "web".into(),
-                    quantity: 2,
-                    size: "standard-1X".into(),
-                },
-                ProcessFacts {
-                    process_type: "worker".into(),
-                    quantity: 0,
-                    size: "standard-1X".into(),
-                },
-            ],
-            running: vec![("web".into(), 2)],
-            steady: vec![("web".into(), 2)],
-            addons: vec![
-                AddonLookup::Found(Box::new(addon(
-                    "ENKETO_REDIS_MAIN",
-                    "redis-cubed-12345",
-                    None,
-                    Some((
-                        UnreadableReason::ConnectionLimit,
-                        "connect: ERR max number of clients reached",
-                    )),
-                ))),
-                AddonLookup::Found(Box::new(addon(
-                    "ENKETO_REDIS_CACHE",
-                    "redis-sinuous-67890",
-                    Some(RedisFacts {
-                        used_memory: 3 * 1024 * 1024,
-                        connected_clients: 36,
-                        version: "7.0.15".into(),
-                        keys: 10_000,
-                    }),
-                    None,
-                ))),
-            ],
-            local_free_bytes: Some(10 * 1024 * 1024 * 1024),
-            unfinished_runs: vec![],
-            captured_at: "2026-01-01T00:00:00Z".into(),
-        }
+        let mut capture = crate::plan::fixture::enketo_capture();
+        capture.addons = vec![
+            AddonLookup::Found(Box::new(addon(
+                "ENKETO_REDIS_MAIN",
+                "redis-cubed-12345",
+                None,
+                Some((
+                    UnreadableReason::ConnectionLimit,
+                    "connect: ERR max number of clients reached",
+                )),
+            ))),
+            AddonLookup::Found(Box::new(addon(
+                "ENKETO_REDIS_CACHE",
+                "redis-sinuous-67890",
+                Some(RedisFacts {
+                    used_memory: 3 * 1024 * 1024,
+                    connected_clients: 36,
+                    version: "7.0.15".into(),
+                    keys: 10_000,
+                }),
+                None,
+            ))),
+        ];
+        capture.local_free_bytes = Some(10 * 1024 * 1024 * 1024);
+        capture.captured_at = "2026-01-01T00:00:00Z".into();
+        capture
     }
 
     fn base() -> RunRequest {

@@ -195,51 +195,10 @@ pub fn guards(drifts: &[Drift], plan_file: &str) -> Vec<Guard> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::plan::facts::{AddonFacts, ProcessFacts, RedisFacts};
+    use crate::plan::facts::{AddonFacts, ProcessFacts};
 
     fn capture() -> Capture {
-        Capture {
-            app: "enketo-demo".into(),
-            app_id: "app-1".into(),
-            maintenance: false,
-            formation: vec![
-                ProcessFacts {
-                    process_type: "web".into(),
-                    quantity: 2,
-                    size: "standard-1X".into(),
-                },
-                ProcessFacts {
-                    process_type: "worker".into(),
-                    quantity: 0,
-                    size: "standard-1X".into(),
-                },
-            ],
-            running: vec![("web".into(), 2)],
-            steady: vec![("web".into(), 2)],
-            addons: vec![AddonLookup::Found(Box::new(AddonFacts {
-                requested_as: "enketo_redis_main".into(),
-                id: "addon-1".into(),
-                name: "redis-cubed-1".into(),
-                attachment: Some("ENKETO_REDIS_MAIN".into()),
-                service: "heroku-redis".into(),
-                plan: "premium-0".into(),
-                state: "provisioned".into(),
-                config_vars: vec!["ENKETO_REDIS_MAIN_URL".into()],
-                waiting: None,
-                maintenance: None,
-                redis: Some(RedisFacts {
-                    used_memory: 10 * 1024 * 1024,
-                    connected_clients: 40,
-                    version: "7.0.15".into(),
-                    keys: 1000,
-                }),
-                redis_config: None,
-                redis_error: None,
-            }))],
-            local_free_bytes: Some(1 << 30),
-            unfinished_runs: vec![],
-            captured_at: "2026-11-25T23:00:00Z".into(),
-        }
+        crate::plan::fixture::enketo_capture()
     }
 
     fn found(c: &mut Capture) -> &mut AddonFacts {

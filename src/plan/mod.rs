@@ -4,6 +4,8 @@
 pub mod choices;
 pub mod drift;
 pub mod facts;
+#[cfg(test)]
+mod fixture;
 pub mod guards;
 mod render;
 pub mod review;

@@ -221,7 +221,7 @@ mod tests {
 
     use super::*;
     use crate::engine::{Action, Compensation};
-    use crate::plan::facts::{AddonFacts, Capture, DataPolicy, ProcessFacts, RedisFacts};
+    use crate::plan::facts::DataPolicy;
     use crate::plan::{Estimate, PlannedStep};
 
     fn planned_step(
@@ -270,40 +270,11 @@ mod tests {
                 run_source: "playbook default".into(),
                 rollback: Duration::from_secs(60),
             },
-            capture: Capture {
-                app: "enketo-demo".into(),
-                app_id: "app-1".into(),
-                maintenance: false,
-                formation: vec![ProcessFacts {
-                    process_type: "web".into(),
-                    quantity: 2,
-                    size: "standard-1X".into(),
-                }],
-                running: vec![("web".into(), 2)],
-                steady: vec![("web".into(), 2)],
-                addons: vec![AddonLookup::Found(Box::new(AddonFacts {
-                    requested_as: "enketo_redis_main".into(),
-                    id: "addon-1".into(),
-                    name: "redis-cubed-1".into(),
-                    attachment: Some("ENKETO_REDIS_MAIN".into()),
-                    service: "heroku-redis".into(),
-                    plan: "premium-0".into(),
-                    state: "provisioned".into(),
-                    config_vars: vec!["ENKETO_REDIS_MAIN_URL".into()],
-                    waiting: None,
-                    maintenance: None,
-                    redis: Some(RedisFacts {
-                        used_memory: 10 * 1024 * 1024,
-                        connected_clients: 40,
-                        version: "7.0.15".into(),
-                        keys: 1000,
-                    }),
-                    redis_config: None,
-                    redis_error: None,
-                }))],
-                local_free_bytes: Some(1 << 30),
-                unfinished_runs: vec![],
-                captured_at: "2026-11-25T23:00:00Z".into(),
+            capture: {
+                // The fixture, with the formation as a web-only app shows it.
+                let mut capture = crate::plan::fixture::enketo_capture();
+                capture.formation.truncate(1);
+                capture
             },
         }
     }

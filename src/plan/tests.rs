@@ -1,6 +1,6 @@
 //! Guards and plan rendering on fixed facts: no network.
 
-use super::facts::{AddonFacts, ProcessFacts, RedisFacts};
+use super::facts::{AddonFacts, RedisFacts};
 use super::guards::Verdict;
 use super::*;
 use crate::heroku::models::MaintenanceStatus;
@@ -29,44 +29,27 @@ fn addon(name: &str, attachment: &str, plan: &str, used_mb: u64, clients: u32) -
 }
 
 fn capture() -> Capture {
-    Capture {
-        app: "enketo-demo".into(),
-        app_id: "app-id".into(),
-        maintenance: false,
-        formation: vec![
-            ProcessFacts {
-                process_type: "web".into(),
-                quantity: 2,
-                size: "standard-1X".into(),
-            },
-            ProcessFacts {
-                process_type: "worker".into(),
-                quantity: 0,
-                size: "standard-2X".into(),
-            },
-        ],
-        running: vec![("web".into(), 2)],
-        steady: vec![("web".into(), 2)],
-        addons: vec![
-            AddonLookup::Found(Box::new(addon(
-                "redis-cubed-1",
-                "ENKETO_REDIS_MAIN",
-                "premium-0",
-                12,
-                52,
-            ))),
-            AddonLookup::Found(Box::new(addon(
-                "redis-round-2",
-                "ENKETO_REDIS_CACHE",
-                "premium-0",
-                8,
-                36,
-            ))),
-        ],
-        local_free_bytes: Some(10 * 1024 * 1024 * 1024),
-        unfinished_runs: vec![],
-        captured_at: "2026-11-25T23:00:00Z".into(),
-    }
+    let mut capture = crate::plan::fixture::enketo_capture();
+    capture.app_id = "app-id".into();
+    capture.formation[1].size = "standard-2X".into();
+    capture.addons = vec![
+        AddonLookup::Found(Box::new(addon(
+            "redis-cubed-1",
+            "ENKETO_REDIS_MAIN",
+            "premium-0",
+            12,
+            52,
+        ))),
+        AddonLookup::Found(Box::new(addon(
+            "redis-round-2",
+            "ENKETO_REDIS_CACHE",
+            "premium-0",
+            8,
+            36,
+        ))),
+    ];
+    capture.local_free_bytes = Some(10 * 1024 * 1024 * 1024);
+    capture
 }
 
 fn request(main_plan: &str, cache_plan: &str) -> RunRequest {
