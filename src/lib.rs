@@ -17,6 +17,11 @@
 //! * [`verify`]: the exact data verifier (canonical per-key digest, decoded from DUMP payloads
 //!   with type-specific reads as the fallback; diff, snapshot, restore)
 //!   over the `redis` crate.
+//! * [`runner`]: the only module with effects: `runner::driver` asks the pure [`engine`] for
+//!   the next step and dispatches it to its module under `runner/steps/` (one per step, a
+//!   read-only context in, a typed output out, journal records through the ledger).
+//! * [`swap`]: building blocks of the live swap: a keyspace watch of the keys that change while
+//!   a copy runs, and a copier that keeps absolute expiries.
 //! * [`unattended`]: unattended runs: the sealed plan file, JSON event shapes and the
 //!   reporters that fan events out; [`notify`] posts the notable ones to webhooks.
 //! * [`events`]: a leaf with what the runner reports ([`events::RunEvent`], the
