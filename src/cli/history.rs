@@ -89,7 +89,7 @@ pub fn history(state: &StateDir) -> Result<Vec<RunRow>, RunError> {
                     }
                 }
                 Record::Finished { outcome, .. } => {
-                    ui::outcome_name(*outcome).clone_into(&mut row.outcome);
+                    outcome.as_str().clone_into(&mut row.outcome);
                 }
                 _ => {}
             }

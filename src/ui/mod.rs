@@ -421,7 +421,7 @@ impl Reporter for HumanReporter {
                     self.clear(&bar);
                 }
                 self.clear_keys(state);
-                self.line(state, &format!("run {}", outcome_name(*outcome)));
+                self.line(state, &format!("run {}", outcome.as_str()));
             }
             RunEvent::WindowWait { .. }
             | RunEvent::WindowOverrun { .. }
@@ -437,11 +437,6 @@ impl Reporter for HumanReporter {
     }
 }
 
-/// The outcome's name as scripts see it.
-pub fn outcome_name(outcome: Outcome) -> &'static str {
-    outcome.as_str()
-}
-
 /// The end-of-run summary for people (stdout).
 pub fn render_summary(report: &RunReport) -> String {
     use std::fmt::Write as _;
@@ -450,7 +445,7 @@ pub fn render_summary(report: &RunReport) -> String {
         out,
         "\n{} {} on {}",
         report.run_id,
-        outcome_name(report.outcome),
+        report.outcome.as_str(),
         report.app
     );
     for a in &report.addons {

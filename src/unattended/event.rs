@@ -335,7 +335,7 @@ impl Notifications {
                 if let Some(since) = self.down_since.take() {
                     self.downtime += at.saturating_sub(since);
                 }
-                let name = crate::ui::outcome_name(*outcome);
+                let name = outcome.as_str();
                 (name, Some(*outcome), name.to_owned(), None)
             }
             RunEvent::WindowOverrun { .. } if !self.overrun_announced => {

@@ -895,6 +895,7 @@ profile_matrix! {
     sparse => Sparse,
     strict => Strict,
     late_flip => LateFlip,
+    heroku => Heroku,
 }
 
 /// Issue 11, 5(b): under `in-place` the add-on says `provisioned` on the target at once, while

@@ -144,7 +144,8 @@ async fn a_live_copy_ends_equal_once_the_dirty_keys_are_copied_again() {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let full = swap::copy_all(&from, &to, &o, &NoProgress).await.unwrap();
-    assert!(full.copied >= 20_000, "{full:?}");
+    // The writer deletes keys meanwhile: the pass copies what it still finds.
+    assert!(full.copied > 15_000, "{full:?}");
     // Rounds while the app keeps writing: each re-copies what changed since the last.
     let mut recopied = 0;
     for _ in 0..3 {
