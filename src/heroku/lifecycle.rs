@@ -29,35 +29,13 @@ impl Client {
     ) -> Result<Written<AddOn>, HerokuError> {
         let path = format!("/apps/{}/addons", seg(app));
         let body = json!({ "plan": plan, "attachment": { "name": attachment } });
-        let mut attempt = 1;
-        loop {
-            match self
-                .write(
-                    Method::POST,
-                    Api::Platform,
-                    &path,
-                    &body,
-                    Idempotency::Unsafe,
-                )
-                .await
-            {
-                Err(e) if e.is_transient() && attempt < self.retry.max_attempts => {
-                    self.pause_after(&e, attempt).await;
-                    if let Some(existing) = self.attached_as(app, attachment).await
-                        && let Ok(addon) = self.addon(app, &existing.addon.id).await
-                        && crate::plans::bare_name(&addon.plan.name)
-                            == crate::plans::bare_name(plan)
-                    {
-                        return Ok(Written {
-                            value: addon,
-                            request_id: e.request_id().unwrap_or("").to_owned(),
-                        });
-                    }
-                    attempt += 1;
-                }
-                other => return other,
-            }
-        }
+        self.write_once(Method::POST, &path, &body, || async {
+            let existing = self.attached_as(app, attachment).await?;
+            let addon = self.addon(app, &existing.addon.id).await.ok()?;
+            (crate::plans::bare_name(&addon.plan.name) == crate::plans::bare_name(plan))
+                .then_some(addon)
+        })
+        .await
     }
 
     /// `DELETE /apps/{app}/addons/{addon}`: destroys the add-on and its data. After a
@@ -126,33 +104,12 @@ impl Client {
         if let Some(confirm) = confirm {
             body["confirm"] = confirm.into();
         }
-        let mut attempt = 1;
-        loop {
-            match self
-                .write(
-                    Method::POST,
-                    Api::Platform,
-                    "/addon-attachments",
-                    &body,
-                    Idempotency::Unsafe,
-                )
+        self.write_once(Method::POST, "/addon-attachments", &body, || async {
+            self.attached_as(app, name)
                 .await
-            {
-                Err(e) if e.is_transient() && attempt < self.retry.max_attempts => {
-                    self.pause_after(&e, attempt).await;
-                    if let Some(existing) = self.attached_as(app, name).await
-                        && existing.addon.id == addon_id
-                    {
-                        return Ok(Written {
-                            value: existing,
-                            request_id: e.request_id().unwrap_or("").to_owned(),
-                        });
-                    }
-                    attempt += 1;
-                }
-                other => return other,
-            }
-        }
+                .filter(|existing| existing.addon.id == addon_id)
+        })
+        .await
     }
 
     /// `DELETE /addon-attachments/{id}` (`heroku addons:detach`). An attachment already gone

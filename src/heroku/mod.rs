@@ -349,39 +349,15 @@ impl Client {
                 name: plan.to_owned(),
             },
         };
-        let mut attempt = 1;
-        loop {
-            let result = self
-                .write(
-                    Method::PATCH,
-                    Api::Platform,
-                    &path,
-                    &body,
-                    Idempotency::Unsafe,
-                )
-                .await;
-            match result {
-                Err(e) if e.is_transient() && attempt < self.retry.max_attempts => {
-                    self.pause_after(&e, attempt).await;
-                    // Re-derive before acting: the first PATCH may have landed.
-                    // Landed: the add-on names the target, or it is provisioning (it was
-                    // provisioned before this call, and some platforms keep naming the old
-                    // plan until the switch).
-                    if let Ok(current) = self.addon(app, addon).await
-                        && (crate::plans::bare_name(&current.plan.name)
-                            == crate::plans::bare_name(plan)
-                            || current.state == models::AddOnState::Provisioning)
-                    {
-                        return Ok(Written {
-                            value: current,
-                            request_id: e.request_id().unwrap_or("").to_owned(),
-                        });
-                    }
-                    attempt += 1;
-                }
-                other => return other,
-            }
-        }
+        // Landed: the add-on names the target, or it is provisioning (it was provisioned
+        // before this call, and some platforms keep naming the old plan until the switch).
+        self.write_once(Method::PATCH, &path, &body, || async {
+            let current = self.addon(app, addon).await.ok()?;
+            (crate::plans::bare_name(&current.plan.name) == crate::plans::bare_name(plan)
+                || current.state == models::AddOnState::Provisioning)
+                .then_some(current)
+        })
+        .await
     }
 
     /// `GET /addon-services/{service}/plans` (no auth needed on Heroku; sent anyway).

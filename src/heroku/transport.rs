@@ -19,6 +19,51 @@ use super::request_log::{self, RequestLog};
 use super::{Api, Client, HerokuError, Idempotency, LOW_RATE_LIMIT, Written};
 
 impl Client {
+    /// A write Heroku cannot take twice (no idempotency keys): sent once, and after a
+    /// transient failure the platform is re-read with `landed` before anything is sent again.
+    /// When `landed` finds the write's effect, that value is the answer; otherwise the write is
+    /// retried, up to the retry policy's attempts. Every non-idempotent call goes through here,
+    /// so none can be sent twice by a retry.
+    pub(super) async fn write_once<T, B, F, Fut>(
+        &self,
+        method: Method,
+        path: &str,
+        body: &B,
+        landed: F,
+    ) -> Result<Written<T>, HerokuError>
+    where
+        T: DeserializeOwned,
+        B: Serialize + ?Sized,
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = Option<T>>,
+    {
+        let mut attempt = 1;
+        loop {
+            match self
+                .write(
+                    method.clone(),
+                    Api::Platform,
+                    path,
+                    body,
+                    Idempotency::Unsafe,
+                )
+                .await
+            {
+                Err(e) if e.is_transient() && attempt < self.retry.max_attempts => {
+                    self.pause_after(&e, attempt).await;
+                    if let Some(value) = landed().await {
+                        return Ok(Written {
+                            value,
+                            request_id: e.request_id().unwrap_or("").to_owned(),
+                        });
+                    }
+                    attempt += 1;
+                }
+                other => return other,
+            }
+        }
+    }
+
     pub(super) async fn get<T: DeserializeOwned>(
         &self,
         api: Api,

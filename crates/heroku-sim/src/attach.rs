@@ -15,7 +15,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::Value;
 
 use crate::dynos;
-use crate::platform::{NO_ADDON, NO_APP, body_json, invalid, ok, service_matches};
+use crate::platform::{NO_ADDON, NO_APP, app_scope, body_json, invalid, ok, service_matches};
 use crate::render::{self, paginate};
 use crate::server::{error, not_found};
 use crate::state::{AddonState, AttachmentState, Shared, World, now_iso};
@@ -106,12 +106,9 @@ pub(crate) async fn resolve_attachment(State(s): S, body: Bytes) -> Response {
         .unwrap_or("");
     let app = body.get("app").and_then(Value::as_str);
     let world = s.world();
-    let app_id = match app {
-        Some(app) => match world.app(app) {
-            Some(a) => Some(a.id.clone()),
-            None => return not_found("app", NO_APP),
-        },
-        None => None,
+    let app_id = match app_scope(&world, app) {
+        Ok(id) => id,
+        Err(r) => return r,
     };
     let found: Vec<Value> = if service_matches(&body) {
         all(&world)

@@ -17,7 +17,9 @@ use serde_json::Value;
 
 use crate::attach::default_name;
 use crate::dynos;
-use crate::platform::{NO_ADDON, NO_APP, body_json, invalid, ok, resolve_plan};
+use crate::platform::{
+    NO_ADDON, NO_APP, body_json, invalid, ok, requested_plan, resolve_plan, unknown_plan,
+};
 use crate::provision::stop_server;
 use crate::redis_proc::{RedisServer, ServerSpec};
 use crate::render::{self, paginate};
@@ -56,12 +58,7 @@ pub(crate) async fn create_addon(
         Ok(b) => b,
         Err(r) => return r,
     };
-    let requested = body
-        .get("plan")
-        .and_then(|p| p.get("name").or(Some(p)))
-        .and_then(Value::as_str)
-        .unwrap_or("")
-        .to_owned();
+    let requested = requested_plan(&body);
     let Some((app_id, tls)) = ({
         let world = s.world();
         world.app(&app).map(|a| {
@@ -77,9 +74,7 @@ pub(crate) async fn create_addon(
         return not_found("app", NO_APP);
     };
     let Some(plan) = resolve_plan(&requested) else {
-        return invalid(&format!(
-            "Couldn't find either the add-on service or the add-on plan of \"{requested}\"."
-        ));
+        return unknown_plan(&requested);
     };
     let name = match body.get("name").and_then(Value::as_str) {
         Some(n) if s.world().addons.iter().any(|a| a.name == n) => {
@@ -180,21 +175,7 @@ async fn finish_create(s: Arc<Shared>, name: String) {
         a.data = DataStatus::Available;
         a.updated_at = now_iso();
         let url = a.server.url();
-        let vars: Vec<(String, String)> = a
-            .attachments
-            .iter()
-            .map(|x| (x.app_id.clone(), x.config_var()))
-            .collect();
-        let mut apps = Vec::new();
-        for (app_id, var) in vars {
-            if let Some(app) = world.app_mut(&app_id) {
-                app.config_vars.0.insert(var.clone(), url.clone());
-                app.updated_at = now_iso();
-                app.release(format!("Set {var} config vars by heroku-redis"));
-                apps.push((app_id, app.name.clone(), var));
-            }
-        }
-        apps
+        world.publish_url(&name, &url)
     };
     s.event(EventKind::ProvisioningSucceeded {
         addon: name.clone(),
@@ -204,12 +185,12 @@ async fn finish_create(s: Arc<Shared>, name: String) {
             .map(|a| a.plan.full_name())
             .unwrap_or_default(),
     });
-    for (app_id, app_name, var) in apps {
+    for c in apps {
         s.event(EventKind::ConfigVarChanged {
-            app: app_name,
-            name: var,
+            app: c.app_name,
+            name: c.var,
         });
-        dynos::restart_app(&s, &app_id).await;
+        dynos::restart_app(&s, &c.app_id).await;
     }
 }
 

@@ -18,7 +18,7 @@ use crate::logs::LogFilter;
 use crate::provision;
 use crate::render::{self, paginate};
 use crate::server::{error, not_found};
-use crate::state::{DataStatus, LogSessionState, Shared, new_id, now_iso};
+use crate::state::{DataStatus, LogSessionState, Shared, World, new_id, now_iso};
 use crate::timeline::{EventKind, lock};
 use heroku_model::models::AddOnState;
 use heroku_model::plans;
@@ -428,12 +428,7 @@ pub(crate) async fn patch_addon(
         Ok(b) => b,
         Err(r) => return r,
     };
-    let requested = body
-        .get("plan")
-        .and_then(|p| p.get("name").or(Some(p)))
-        .and_then(Value::as_str)
-        .unwrap_or("")
-        .to_owned();
+    let requested = requested_plan(&body);
     let expand = render::wants_plan(&headers);
     let behaviour = s.behaviour();
     let (from, target, out, addon_name) = {
@@ -449,9 +444,7 @@ pub(crate) async fn patch_addon(
             return not_found("add_on", NO_ADDON);
         };
         let Some(target) = resolve_plan(&requested) else {
-            return invalid(&format!(
-                "Couldn't find either the add-on service or the add-on plan of \"{requested}\"."
-            ));
+            return unknown_plan(&requested);
         };
         let Some(x) = world.addon_mut(&key) else {
             return not_found("add_on", NO_ADDON);
@@ -525,6 +518,34 @@ pub(crate) async fn config_vars(State(s): S, Path(app): Path<String>) -> Respons
     }
 }
 
+/// The plan a write body names: `{"plan": "x"}` or `{"plan": {"name": "x"}}` (the CLI sends
+/// either); empty when absent, which no plan matches.
+pub(crate) fn requested_plan(body: &Value) -> String {
+    body.get("plan")
+        .and_then(|p| p.get("name").or(Some(p)))
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_owned()
+}
+
+/// Heroku's answer to a plan it does not know.
+pub(crate) fn unknown_plan(requested: &str) -> Response {
+    invalid(&format!(
+        "Couldn't find either the add-on service or the add-on plan of \"{requested}\"."
+    ))
+}
+
+/// The app a resolve body scopes to: its id, none when the body names no app, or a 404.
+pub(crate) fn app_scope(world: &World, app: Option<&str>) -> Result<Option<String>, Response> {
+    match app {
+        Some(app) => world
+            .app(app)
+            .map(|a| Some(a.id.clone()))
+            .ok_or_else(|| not_found("app", NO_APP)),
+        None => Ok(None),
+    }
+}
+
 /// Whether a resolve body names heroku-redis (or no service).
 pub(crate) fn service_matches(body: &Value) -> bool {
     body.get("addon_service")
@@ -541,12 +562,9 @@ pub(crate) async fn resolve_addon(State(s): S, headers: HeaderMap, body: Bytes) 
     let app = body.get("app").and_then(Value::as_str);
     let expand = render::wants_plan(&headers);
     let world = s.world();
-    let app_id = match app {
-        Some(app) => match world.app(app) {
-            Some(a) => Some(a.id.clone()),
-            None => return not_found("app", NO_APP),
-        },
-        None => None,
+    let app_id = match app_scope(&world, app) {
+        Ok(id) => id,
+        Err(r) => return r,
     };
     let found: Vec<Value> = if service_matches(&body) {
         world

@@ -180,31 +180,18 @@ async fn migrate(
         a.data = DataStatus::Available;
         a.updated_at = now_iso();
         let owner = a.app_id.clone();
-        let vars: Vec<(String, String)> = a
-            .attachments
-            .iter()
-            .map(|x| (x.app_id.clone(), x.config_var()))
-            .collect();
-        let mut app_ids = Vec::new();
-        for (app_id, var) in &vars {
-            if let Some(app) = world.app_mut(app_id) {
-                app.config_vars.0.insert(var.clone(), new.url());
-                app.updated_at = now_iso();
-                app.release(format!("Set {var} config vars by heroku-redis"));
-            }
-            if !app_ids.contains(app_id) {
-                app_ids.push(app_id.clone());
-            }
-        }
+        let changes = world.publish_url(addon, &new.url());
+        let mut app_ids: Vec<String> = changes.iter().map(|c| c.app_id.clone()).collect();
+        app_ids.sort();
+        app_ids.dedup();
         let name = world
             .app(&owner)
             .map(|a| a.name.clone())
             .unwrap_or_default();
-        let var = vars
-            .iter()
-            .filter(|(id, _)| *id == owner)
-            .map(|(_, v)| v.clone())
-            .next()
+        let var = changes
+            .into_iter()
+            .find(|c| c.app_id == owner)
+            .map(|c| c.var)
             .unwrap_or_default();
         (app_ids, name, var)
     };

@@ -192,6 +192,14 @@ impl AppState {
     }
 }
 
+/// A config var [`World::publish_url`] set.
+#[derive(Debug, Clone)]
+pub(crate) struct UrlChange {
+    pub app_id: String,
+    pub app_name: String,
+    pub var: String,
+}
+
 /// One release of an app.
 #[derive(Debug, Clone)]
 pub(crate) struct ReleaseState {
@@ -358,6 +366,34 @@ impl World {
                     .iter()
                     .find(|a| a.state != AddOnState::Deprovisioned && a.attached_as(key, app_id))
             })
+    }
+
+    /// Points every attachment of `addon` at `url`, as the add-on provider does when a server
+    /// is (re)placed: each app's `{NAME}_URL` config var is set, with a release. Returns what
+    /// changed (the caller restarts those apps and records the events outside the lock).
+    pub fn publish_url(&mut self, addon: &str, url: &str) -> Vec<UrlChange> {
+        let Some(a) = self.addon(addon, None) else {
+            return Vec::new();
+        };
+        let vars: Vec<(String, String)> = a
+            .attachments
+            .iter()
+            .map(|x| (x.app_id.clone(), x.config_var()))
+            .collect();
+        let mut changes = Vec::new();
+        for (app_id, var) in vars {
+            if let Some(app) = self.app_mut(&app_id) {
+                app.config_vars.0.insert(var.clone(), url.to_owned());
+                app.updated_at = now_iso();
+                app.release(format!("Set {var} config vars by heroku-redis"));
+                changes.push(UrlChange {
+                    app_id,
+                    app_name: app.name.clone(),
+                    var,
+                });
+            }
+        }
+        changes
     }
 
     /// An add-on by id, name or attachment name, mutable.
