@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 
 mod step;
 
-pub use step::{ALL_ACTIONS, Action, Compensation};
+pub use step::{ALL_ACTIONS, ALL_COMPENSATIONS, Action, Compensation};
 
 /// How a run ends. Exactly one per run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -339,7 +339,7 @@ impl Engine {
                 if action.writes() {
                     self.wrote = true;
                 }
-                if action == Action::ChangePlan && self.critical {
+                if action.at_risk() && self.critical {
                     self.data = DataState::AtRisk;
                 }
                 if let Some(c) = action.compensation()
@@ -353,7 +353,7 @@ impl Engine {
                 State::Forward { next: s } | State::InStep { step: s },
                 Event::StepSucceeded { step },
             ) if s == step => {
-                if self.actions[*step] == Action::Verify && self.data == DataState::AtRisk {
+                if self.actions[*step].proves() && self.data == DataState::AtRisk {
                     self.data = DataState::Proven;
                 }
                 if self.actions[*step].settles() {
@@ -446,10 +446,10 @@ impl Engine {
                 },
                 Event::CompensationSucceeded { index },
             ) if i == index => {
-                if self.stack[*index] == Compensation::SettlePlan && self.data == DataState::AtRisk
-                {
-                    // Settling waits, verifies against the snapshot and repairs: success is
-                    // the proof the writers need.
+                if self.stack[*index].proves() && self.data == DataState::AtRisk {
+                    // Settling waits, verifies against the snapshot and repairs; a move back
+                    // puts the app on data no one wrote since the drain: success is the proof
+                    // the writers need.
                     self.data = DataState::Proven;
                 }
                 self.after_compensation(cause, done + 1, failed.clone())

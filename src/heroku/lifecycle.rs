@@ -142,7 +142,7 @@ impl Client {
     }
 
     /// The attachment called `name` on `app`, if any (a read; errors count as "not found").
-    async fn attached_as(&self, app: &str, name: &str) -> Option<AddOnAttachment> {
+    pub async fn attached_as(&self, app: &str, name: &str) -> Option<AddOnAttachment> {
         self.resolve_attachment(app, name, None)
             .await
             .ok()?

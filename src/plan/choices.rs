@@ -365,6 +365,7 @@ mod tests {
             redis,
             redis_config: None,
             redis_error: error.map(|(reason, detail)| RedisUnreadable::new(reason, detail)),
+            attachments: None,
         }
     }
 

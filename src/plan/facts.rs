@@ -95,6 +95,17 @@ pub struct AddonFacts {
     pub redis_config: Option<RedisConfigValues>,
     /// Why Redis facts are missing, when they are.
     pub redis_error: Option<RedisUnreadable>,
+    /// Every attachment of the add-on, to this app and to others (a live swap moves them
+    /// all); `None` when they could not be listed.
+    #[serde(default)]
+    pub attachments: Option<Vec<AttachmentRef>>,
+}
+
+/// One attachment of an add-on: the app it is attached to and its name there.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AttachmentRef {
+    pub app: String,
+    pub name: String,
 }
 
 /// Why an add-on's Redis could not be read at capture time. Guards and the plan table decide on

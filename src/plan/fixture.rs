@@ -43,6 +43,7 @@ pub(crate) fn enketo_capture() -> Capture {
             }),
             redis_config: None,
             redis_error: None,
+            attachments: None,
         }))],
         local_free_bytes: Some(1 << 30),
         unfinished_runs: vec![],

@@ -126,6 +126,9 @@ pub struct Plan {
 const KEYS_PER_SECOND: u64 = 100_000;
 /// Time for dynos to stop and connections to drain.
 const DRAIN_ESTIMATE: Duration = Duration::from_secs(5);
+/// A live swap's cutover after the drain: the changed keys, and the attachment move (one
+/// release per attachment).
+const MOVE_ESTIMATE: Duration = Duration::from_secs(10);
 
 /// Builds the plan. Pure.
 pub fn build(request: &RunRequest, capture: &Capture, provisioning: (Duration, String)) -> Plan {
@@ -156,13 +159,28 @@ pub fn build(request: &RunRequest, capture: &Capture, provisioning: (Duration, S
         .collect();
     let keys: u64 = changes.iter().filter_map(|c| c.keys).sum();
     let data = Duration::from_millis(keys * 1000 / KEYS_PER_SECOND);
-    let downtime = DRAIN_ESTIMATE + provisioning.0 + data * 2;
+    let live =
+        crate::playbook::Strategy::of(&request.playbook) == crate::playbook::Strategy::LiveSwap;
+    // In place, the writers are stopped through provisioning, snapshot and verify. In a live
+    // swap, provisioning and the copy happen while the app runs; the downtime is the drain, the
+    // changed keys and the attachment move.
+    let (downtime, run, rollback) = if live {
+        let downtime = DRAIN_ESTIMATE + MOVE_ESTIMATE;
+        (
+            downtime,
+            provisioning.0 + data + downtime + RUN_OVERHEAD,
+            MOVE_ESTIMATE,
+        )
+    } else {
+        let downtime = DRAIN_ESTIMATE + provisioning.0 + data * 2;
+        (downtime, downtime + RUN_OVERHEAD, downtime)
+    };
     let estimate = Estimate {
         downtime,
         provisioning: provisioning.0,
-        run: downtime + RUN_OVERHEAD,
+        run,
         run_source: provisioning.1.clone(),
-        rollback: downtime,
+        rollback,
         source: provisioning.1,
     };
     let steps = request
@@ -176,7 +194,7 @@ pub fn build(request: &RunRequest, capture: &Capture, provisioning: (Duration, S
                 number: i + 1,
                 action: step.action,
                 detail,
-                point_of_no_return: step.action == Action::ChangePlan,
+                point_of_no_return: step.action.at_risk(),
                 starts_downtime: step.action == Action::Scale,
                 ends_downtime: step.action == Action::RestoreFormation,
                 skipped,
@@ -315,6 +333,38 @@ fn describe(
             format!(
                 "wait until {} dynos are up and Redis clients are back under each plan's limit",
                 request.params.writers.join("/")
+            ),
+            false,
+        ),
+        Action::ProvisionNew => (
+            format!(
+                "provision a new add-on per change ({}), the app running",
+                changes
+                    .iter()
+                    .map(|c| format!("{} on {}", c.label, c.to))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            false,
+        ),
+        Action::CopyLive => (
+            format!(
+                "keyspace notifications on for {addons}; copy every key and the settings to the                  new add-ons while the app runs"
+            ),
+            false,
+        ),
+        Action::CatchUp => (
+            "copy the keys changed since, compare them and the key counts on both sides".into(),
+            false,
+        ),
+        Action::MoveAttachments => (
+            format!("point every attachment of {addons} at its new add-on"),
+            false,
+        ),
+        Action::RetireOld => (
+            format!(
+                "notifications back on the old add-ons; retire them: {}",
+                request.params.retire_old
             ),
             false,
         ),

@@ -233,7 +233,7 @@ mod tests {
             number,
             action,
             detail: format!("{action} of 1000 keys"),
-            point_of_no_return: action == Action::ChangePlan,
+            point_of_no_return: action.at_risk(),
             starts_downtime: action == Action::Scale,
             ends_downtime: action == Action::RestoreFormation,
             skipped: false,

@@ -25,6 +25,7 @@ fn addon(name: &str, attachment: &str, plan: &str, used_mb: u64, clients: u32) -
         }),
         redis_config: None,
         redis_error: None,
+        attachments: None,
     }
 }
 

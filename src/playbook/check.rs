@@ -104,6 +104,22 @@ pub(super) fn check_order(steps: &[Step]) -> Result<(), String> {
             steps[first_write].action
         ));
     }
+    if pos(Action::MoveAttachments).is_some() {
+        return check_live_swap_order(steps);
+    }
+    for swap_only in [
+        Action::ProvisionNew,
+        Action::CopyLive,
+        Action::CatchUp,
+        Action::RetireOld,
+    ] {
+        if pos(swap_only).is_some() {
+            return Err(format!(
+                "\"{swap_only}\" belongs to a live swap, which needs a \"move-attachments\" \
+                 step: add the live-swap steps or remove it"
+            ));
+        }
+    }
     let change = need(Action::ChangePlan)?;
     let snapshot = need(Action::Snapshot)?;
     let wait = need(Action::WaitProvisioned)?;
@@ -146,6 +162,70 @@ pub(super) fn check_order(steps: &[Step]) -> Result<(), String> {
         && m > change
     {
         return Err("\"maintenance\" must come before \"change-plan\"".into());
+    }
+    Ok(())
+}
+
+/// Order rules of a live swap: a new add-on provisioned and copied while the app runs, the
+/// writers stopped and drained before the catch-up, the catch-up's proof before the attachments
+/// move, and the writers back only after the move. No in-place plan change in the same run.
+fn check_live_swap_order(steps: &[Step]) -> Result<(), String> {
+    let pos = |a: Action| steps.iter().position(|s| s.action == a);
+    let need = |a: Action| {
+        pos(a).ok_or_else(|| format!("the live-swap playbook has no \"{a}\" step: add one"))
+    };
+    for in_place in [Action::ChangePlan, Action::WaitProvisioned, Action::Verify] {
+        if pos(in_place).is_some() {
+            return Err(format!(
+                "\"{in_place}\" changes the plan in place, and \"move-attachments\" swaps add-ons: \
+                 a playbook does one or the other; remove one of them"
+            ));
+        }
+    }
+    let order = [
+        Action::ProvisionNew,
+        Action::CopyLive,
+        Action::Scale,
+        Action::WaitDrained,
+        Action::CatchUp,
+        Action::MoveAttachments,
+        Action::RestoreFormation,
+    ];
+    let mut last = 0;
+    for (i, a) in order.iter().enumerate() {
+        let at = need(*a)?;
+        if i > 0 && at < last {
+            return Err(format!(
+                "the live-swap order must be {}: \"{a}\" comes too early",
+                order.map(Action::name).join(", ")
+            ));
+        }
+        last = at;
+    }
+    let drained = need(Action::WaitDrained)?;
+    let moved = need(Action::MoveAttachments)?;
+    if let Some(s) = pos(Action::Snapshot)
+        && !(drained < s && s < moved)
+    {
+        return Err(
+            "\"snapshot\" in a live swap goes between \"wait-drained\" and \"move-attachments\""
+                .into(),
+        );
+    }
+    if let Some(m) = pos(Action::Maintenance)
+        && m > moved
+    {
+        return Err("\"maintenance\" must come before \"move-attachments\"".into());
+    }
+    let restore = need(Action::RestoreFormation)?;
+    if let Some(late) = steps[restore + 1..]
+        .iter()
+        .find(|s| s.action.writes() && s.action != Action::RetireOld)
+    {
+        return Err(format!(
+            "\"{}\" writes after \"restore-formation\": only \"retire-old\" may follow it",
+            late.action
+        ));
     }
     Ok(())
 }

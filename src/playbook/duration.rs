@@ -1,4 +1,4 @@
-//! Durations as people write them in playbooks and flags: `90s`, `2m`, `1h30m`, `500ms`.
+//! Durations as people write them in playbooks and flags: `90s`, `2m`, `1h30m`, `500ms`, `2d`.
 
 use std::time::Duration;
 
@@ -36,6 +36,7 @@ pub fn parse(text: &str) -> Result<Duration, String> {
             "s" => Duration::from_secs(n),
             "m" => Duration::from_secs(n.checked_mul(60).ok_or_else(too_large)?),
             "h" => Duration::from_secs(n.checked_mul(3600).ok_or_else(too_large)?),
+            "d" => Duration::from_secs(n.checked_mul(86_400).ok_or_else(too_large)?),
             "" => {
                 return Err(format!(
                     "\"{s}\" has no unit: write \"{n}s\", \"{n}m\" or \"{n}h\""
@@ -43,7 +44,7 @@ pub fn parse(text: &str) -> Result<Duration, String> {
             }
             other => {
                 return Err(format!(
-                    "\"{s}\" has an unknown unit \"{other}\": use ms, s, m or h"
+                    "\"{s}\" has an unknown unit \"{other}\": use ms, s, m, h or d"
                 ));
             }
         };

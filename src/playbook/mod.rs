@@ -23,9 +23,110 @@ use toml::Spanned;
 
 use crate::engine::{Action, Compensation};
 
-/// The name of the built-in playbook.
+/// The name of the built-in in-place playbook (the default strategy).
 pub const BUILTIN_NAME: &str = "heroku-redis-plan-change";
 const BUILTIN_TEXT: &str = include_str!("../../playbooks/heroku-redis-plan-change.toml");
+/// The name of the built-in live-swap playbook (`--strategy live-swap`).
+pub const LIVE_SWAP_NAME: &str = "heroku-redis-live-swap";
+const LIVE_SWAP_TEXT: &str = include_str!("../../playbooks/heroku-redis-live-swap.toml");
+
+/// How a plan changes: which built-in playbook runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum Strategy {
+    /// Heroku's own plan change with the writers stopped for all of it (provisioning, snapshot,
+    /// verify): the default, because it needs nothing but the add-on itself.
+    #[default]
+    InPlace,
+    /// A second add-on on the target plan, copied while the app runs; the writers stop only
+    /// for the last changes and the attachment move.
+    LiveSwap,
+}
+
+impl Strategy {
+    /// The built-in playbook of this strategy.
+    pub fn playbook_name(self) -> &'static str {
+        match self {
+            Self::InPlace => BUILTIN_NAME,
+            Self::LiveSwap => LIVE_SWAP_NAME,
+        }
+    }
+
+    /// The strategy a playbook's steps implement: live swap when it moves attachments.
+    pub fn of(playbook: &Playbook) -> Self {
+        if playbook.step(Action::MoveAttachments).is_some() {
+            Self::LiveSwap
+        } else {
+            Self::InPlace
+        }
+    }
+
+    /// The name on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::InPlace => "in-place",
+            Self::LiveSwap => "live-swap",
+        }
+    }
+}
+
+/// What happens to the old add-on after a successful live swap.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub enum RetireOld {
+    /// Destroy it as the run's last step.
+    Now,
+    /// Keep it until a person destroys it.
+    Never,
+    /// Keep it for this long (a person can go back meanwhile); `upshift runs` shows it.
+    After(Duration),
+}
+
+/// The default grace: a day, long enough to notice a problem the checks could not see.
+pub const DEFAULT_RETIRE_OLD: RetireOld = RetireOld::After(Duration::from_secs(24 * 3600));
+
+impl RetireOld {
+    /// Parses `now`, `never` or a duration (`1d`, `12h`).
+    ///
+    /// # Errors
+    /// A message saying what to write instead.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        match text.trim() {
+            "now" => Ok(Self::Now),
+            "never" => Ok(Self::Never),
+            other => duration::parse(other)
+                .map(Self::After)
+                .map_err(|e| format!("retire_old {other:?}: {e}; or write \"now\" or \"never\"")),
+        }
+    }
+}
+
+impl fmt::Display for RetireOld {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Now => f.write_str("now"),
+            Self::Never => f.write_str("never"),
+            Self::After(d) => f.write_str(&duration::format(*d)),
+        }
+    }
+}
+
+impl TryFrom<String> for RetireOld {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        Self::parse(&s)
+    }
+}
+
+impl From<RetireOld> for String {
+    fn from(r: RetireOld) -> Self {
+        r.to_string()
+    }
+}
+
+fn default_retire_old() -> RetireOld {
+    DEFAULT_RETIRE_OLD
+}
 
 /// A playbook that failed to load.
 #[derive(Debug, Error)]
@@ -48,8 +149,8 @@ pub enum PlaybookError {
     )]
     Stored { origin: String, message: String },
     #[error(
-        "no built-in playbook named \"{name}\": the built-in one is \"{BUILTIN_NAME}\"; pass a \
-         file path to run your own"
+        "no built-in playbook named \"{name}\": the built-in ones are \"{BUILTIN_NAME}\" and \
+         \"{LIVE_SWAP_NAME}\"; pass a file path to run your own"
     )]
     UnknownBuiltin { name: String },
 }
@@ -103,6 +204,9 @@ pub struct Params {
     /// stopped over a burst that would have passed.
     #[serde(default = "default_compensation_deadline", with = "duration_serde")]
     pub compensation_deadline: Duration,
+    /// Live swap: what happens to the old add-on after success (`--retire-old`).
+    #[serde(default = "default_retire_old")]
+    pub retire_old: RetireOld,
 }
 
 /// The default of [`Params::compensation_deadline`]: long enough to ride out Heroku's
@@ -147,6 +251,7 @@ impl Default for Params {
             on_watch_hit: OnWatchHit::Notify,
             allow_stopped_writers: false,
             compensation_deadline: DEFAULT_COMPENSATION_DEADLINE,
+            retire_old: DEFAULT_RETIRE_OLD,
         }
     }
 }
@@ -169,13 +274,25 @@ impl Playbook {
             .expect("the built-in playbook is valid (tested)")
     }
 
-    /// Loads `name_or_path`: the built-in name, or a TOML file.
+    /// The built-in playbook of a strategy.
+    pub fn of_strategy(strategy: Strategy) -> Self {
+        match strategy {
+            Strategy::InPlace => Self::builtin(),
+            Strategy::LiveSwap => parse(LIVE_SWAP_TEXT, &format!("builtin:{LIVE_SWAP_NAME}"))
+                .expect("the built-in live-swap playbook is valid (tested)"),
+        }
+    }
+
+    /// Loads `name_or_path`: a built-in name, or a TOML file.
     ///
     /// # Errors
     /// Unreadable file, or any validation error with its position.
     pub fn load(name_or_path: &str) -> Result<Self, PlaybookError> {
         if name_or_path == BUILTIN_NAME {
             return Ok(Self::builtin());
+        }
+        if name_or_path == LIVE_SWAP_NAME {
+            return Ok(Self::of_strategy(Strategy::LiveSwap));
         }
         let path = Path::new(name_or_path);
         if !path.exists() && !name_or_path.contains(['/', '.']) {
@@ -272,6 +389,7 @@ struct RawParams {
     cache_connections_per_dyno: Option<u32>,
     on_watch_hit: Option<Spanned<String>>,
     compensation_deadline: Option<Spanned<String>>,
+    retire_old: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -410,6 +528,9 @@ fn bind_params(raw: Spanned<RawParams>, loc: &Locator<'_>) -> Result<Params, Pla
         let v = duration::parse(d.get_ref()).map_err(|m| loc.at(d.span(), m))?;
         check_compensation_deadline(v).map_err(|m| loc.at(d.span(), m))?;
         params.compensation_deadline = v;
+    }
+    if let Some(r) = p.retire_old {
+        params.retire_old = RetireOld::parse(r.get_ref()).map_err(|m| loc.at(r.span(), m))?;
     }
     Ok(params)
 }

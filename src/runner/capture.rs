@@ -160,6 +160,14 @@ async fn addon_facts(
         .await
         .ok()
         .map(|c| c.values());
+    let attachments = client.addon_attachments(&addon.id).await.ok().map(|list| {
+        list.into_iter()
+            .map(|a| crate::plan::facts::AttachmentRef {
+                app: a.app.name,
+                name: a.name,
+            })
+            .collect()
+    });
     let (redis, redis_error) = match var.as_deref().and_then(|v| config.get(v)) {
         None => (
             None,
@@ -224,6 +232,7 @@ async fn addon_facts(
         redis,
         redis_config,
         redis_error,
+        attachments,
     }
 }
 

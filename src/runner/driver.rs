@@ -277,6 +277,17 @@ impl ActiveRun<'_> {
             Action::Health => steps::health::run(&ctx, timeout)
                 .await
                 .map(|h| done(h.note)),
+            Action::ProvisionNew => steps::provision_new::run(&ctx, log, timeout)
+                .await
+                .map(|p| done(p.note)),
+            Action::CopyLive => steps::copy_live::run(&ctx, log).await.map(|c| done(c.note)),
+            Action::CatchUp => steps::catch_up::run(&ctx, log).await.map(|c| done(c.note)),
+            Action::MoveAttachments => steps::move_attachments::run(&ctx, log)
+                .await
+                .map(|m| done(m.note)),
+            Action::RetireOld => steps::retire_old::run(&ctx, log)
+                .await
+                .map(|r| done(r.note)),
         };
         self.ledger.fold_into(&mut self.known);
         result
@@ -352,6 +363,11 @@ impl ActiveRun<'_> {
                 .await
                 .map(|_| ()),
             Compensation::SettlePlan => steps::settle::run(&ctx, log).await,
+            Compensation::DestroyNew => steps::provision_new::destroy(&ctx, log).await,
+            Compensation::RestoreNotifications => {
+                steps::copy_live::restore_notifications(&ctx, log).await
+            }
+            Compensation::MoveBack => steps::move_attachments::move_back(&ctx, log).await,
         };
         self.ledger.fold_into(&mut self.known);
         result

@@ -23,6 +23,12 @@ pub(super) enum Learned {
     Report(AddonReport),
     /// The plan an add-on settled on during a rollback (name -> bare plan).
     Settled { addon: String, plan: String },
+    /// Live swap: the watch of an old add-on's changed keys, alive for the rest of this
+    /// process (a resumed run has none and compares every key instead).
+    Watch {
+        addon: String,
+        watch: Arc<crate::swap::DirtyWatch>,
+    },
 }
 
 /// The run's journal writer. Steps hand it records; the driver folds what they wrote into
@@ -173,9 +179,21 @@ impl Ledger {
                 Fresh::Learned(Learned::Settled { addon, plan }) => {
                     known.settled_on.insert(addon, plan);
                 }
+                Fresh::Learned(Learned::Watch { addon, watch }) => {
+                    known.watches.insert(addon, watch);
+                }
             }
         }
     }
+}
+
+/// Live swap: an old add-on's new one, as its journal record names it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct NewAddon {
+    pub name: String,
+    pub id: String,
+    /// The temporary attachment name (its config var is `<attachment>_URL`).
+    pub attachment: String,
 }
 
 /// What a run knows: read by every step through its context, written only by the driver.
@@ -192,6 +210,14 @@ pub(super) struct Known {
     /// rollback that kept a new plan is reported as such, not as "rolled back".
     pub settled_on: BTreeMap<String, String>,
     pub reports: BTreeMap<String, AddonReport>,
+    /// Live swap: each old add-on's new one (old name -> its record).
+    pub new_addons: BTreeMap<String, NewAddon>,
+    /// Live swap: each old add-on's `notify_keyspace_events` before the run.
+    pub notifications_before: BTreeMap<String, String>,
+    /// Live swap: the server the catch-up proved equal, and the key count it had.
+    pub new_servers: BTreeMap<String, (ServerIdentity, u64)>,
+    /// Live swap: the dirty-key watches of this process (not journaled).
+    pub watches: BTreeMap<String, Arc<crate::swap::DirtyWatch>>,
     /// Since when the writers are stopped, if they are.
     pub downtime_since: Option<Instant>,
     /// Closed downtime so far.
@@ -210,6 +236,34 @@ impl Known {
             }
             Record::OldServer { addon, identity } => {
                 self.old_servers.insert(addon.clone(), identity.clone());
+            }
+            Record::NewAddon {
+                addon,
+                new_addon,
+                new_id,
+                attachment,
+            } => {
+                self.new_addons.insert(
+                    addon.clone(),
+                    NewAddon {
+                        name: new_addon.clone(),
+                        id: new_id.clone(),
+                        attachment: attachment.clone(),
+                    },
+                );
+            }
+            Record::Notifications { addon, before } => {
+                self.notifications_before
+                    .entry(addon.clone())
+                    .or_insert_with(|| before.clone());
+            }
+            Record::NewServer {
+                addon,
+                identity,
+                keys,
+            } => {
+                self.new_servers
+                    .insert(addon.clone(), (identity.clone(), *keys));
             }
             _ => {}
         }

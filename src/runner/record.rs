@@ -45,6 +45,31 @@ pub enum Record {
         addon: String,
         identity: crate::plan::facts::ServerIdentity,
     },
+    /// Live swap: the new add-on of `addon` exists (its create was acknowledged), attached to
+    /// the app under the temporary name `attachment`.
+    NewAddon {
+        addon: String,
+        new_addon: String,
+        new_id: String,
+        attachment: String,
+    },
+    /// Live swap: the old add-on's `notify_keyspace_events` before the run turned the
+    /// notifications on (recorded before the change, so a rollback can put it back).
+    Notifications { addon: String, before: String },
+    /// Live swap: the catch-up proved the new server equal to the old one, which held `keys`
+    /// keys; the attachment move then demands this server behind every moved name.
+    NewServer {
+        addon: String,
+        identity: crate::plan::facts::ServerIdentity,
+        keys: u64,
+    },
+    /// Live swap: the old add-on is kept after success, until `until` (RFC 3339) or, with
+    /// none, until a person destroys it.
+    Retained {
+        addon: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        until: Option<String>,
+    },
     /// Verification of one add-on after the change.
     Verified {
         addon: String,

@@ -16,7 +16,7 @@ mod copy;
 mod watch;
 
 pub use copy::{CopySummary, copy_all, copy_keys};
-pub use watch::{DirtyWatch, WatchLost};
+pub use watch::{DIRTY_LIMIT, DirtyWatch, WatchLost};
 
 /// The `notify-keyspace-events` flags the watch needs: keyspace channels (`K`) for every event
 /// class (`A`: generic, string, list, set, hash, zset, stream, expired, evicted, module).

@@ -17,6 +17,9 @@ use crate::verify::{RedisUrl, VerifyError, VerifyOptions};
 )]
 pub struct WatchLost;
 
+/// The most dirty keys a watch holds by default (a few tens of MB of key names).
+pub const DIRTY_LIMIT: usize = 500_000;
+
 /// Collects the keys the server says changed, until dropped.
 pub struct DirtyWatch {
     dirty: Arc<Mutex<BTreeSet<Vec<u8>>>>,
@@ -49,6 +52,20 @@ impl DirtyWatch {
     /// # Errors
     /// Connecting or subscribing fails.
     pub async fn start(url: &RedisUrl, opts: &VerifyOptions) -> Result<Self, VerifyError> {
+        Self::start_bounded(url, opts, DIRTY_LIMIT).await
+    }
+
+    /// As [`DirtyWatch::start`], holding at most `limit` dirty keys: past it the set is
+    /// dropped and the watch counts as lost, so memory stays bounded and the caller falls back
+    /// to a full compare (a write storm that touches that many keys is better compared whole).
+    ///
+    /// # Errors
+    /// Connecting or subscribing fails.
+    pub async fn start_bounded(
+        url: &RedisUrl,
+        opts: &VerifyOptions,
+        limit: usize,
+    ) -> Result<Self, VerifyError> {
         let endpoint = url.endpoint();
         let connect_err = |source| VerifyError::Connect {
             endpoint: endpoint.clone(),
@@ -115,12 +132,16 @@ impl DirtyWatch {
                     continue;
                 }
                 if let Some(key) = channel.strip_prefix(prefix.as_slice()) {
-                    d.lock()
-                        .unwrap_or_else(PoisonError::into_inner)
-                        .insert(key.to_vec());
+                    let mut set = d.lock().unwrap_or_else(PoisonError::into_inner);
+                    set.insert(key.to_vec());
+                    if set.len() > limit {
+                        set.clear();
+                        break;
+                    }
                 }
             }
-            // The stream ends only when the connection does.
+            // The loop ends when the connection does, or past the limit: either way the set
+            // is no longer complete.
             l.store(true, Ordering::SeqCst);
         });
         Ok(Self {

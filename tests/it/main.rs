@@ -13,6 +13,7 @@ mod cli_run;
 mod crash;
 mod journal_safety;
 mod layout;
+mod live_swap;
 mod run;
 mod sim_client;
 mod sim_platform;

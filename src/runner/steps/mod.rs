@@ -22,18 +22,26 @@
 //!   same module, or beside it when it is a procedure of its own (`settle`, the change-plan
 //!   step's).
 //!
-//! A new strategy (the live swap) is a new playbook whose actions name new modules here, each
-//! shaped the same way: per new action, its entry in the engine's fixed registry
-//! (`engine::Action`, with its compensation), its module, and one arm in the driver's dispatch
-//! (`ActiveRun::perform`, `ActiveRun::compensate`). Nothing else in the runner changes.
+//! A strategy is a playbook whose actions name modules here. The live swap added five, shaped
+//! the same way: `provision_new` (and `destroy`), `copy_live` (and `restore_notifications`),
+//! `catch_up`, `move_attachments` (and `move_back`) and `retire_old`, sharing `live`; per
+//! action, its entry in the engine's fixed registry (`engine::Action`, with its compensation),
+//! its module, and one arm in the driver's dispatch (`ActiveRun::perform`,
+//! `ActiveRun::compensate`). Nothing else in the runner changed.
 
 pub(super) mod capture;
+pub(super) mod catch_up;
 pub(super) mod change_plan;
+pub(super) mod copy_live;
 mod formation;
 pub(super) mod guard;
 pub(super) mod health;
+mod live;
 pub(super) mod maintenance;
+pub(super) mod move_attachments;
+pub(super) mod provision_new;
 pub(super) mod restore_formation;
+pub(super) mod retire_old;
 pub(super) mod scale;
 pub(super) mod settle;
 pub(super) mod snapshot;
@@ -228,3 +236,4 @@ pub(super) fn wait_text(wait: &crate::heroku::models::RedisWait) -> String {
 pub(super) fn duration_text(d: Duration) -> String {
     crate::playbook::duration::format(d)
 }
+

@@ -263,11 +263,16 @@ pub(crate) async fn read_listed(
         },
         source: opts.value_source,
     };
-    let batches = futures::stream::iter(keys.chunks(usize::try_from(SCAN_COUNT).unwrap_or(1000)))
+    // Owned batches: a stream that maps borrowed chunks through a closure makes the future
+    // "not general enough" to be Send, and the live swap runs this inside a spawned run.
+    let batches: Vec<Batch> = keys
+        .chunks(usize::try_from(SCAN_COUNT).unwrap_or(1000))
         .map(|chunk| Batch {
             kind: None,
             keys: chunk.to_vec(),
-        });
+        })
+        .collect();
+    let batches = futures::stream::iter(batches);
     let (_, fallbacks) = drive_reads(
         session,
         opts,

@@ -1,0 +1,186 @@
+//! The move-attachments step of a live swap, its point of no return, and its compensation,
+//! move-back: every attachment of the old add-on (to this app and to others) is pointed at the
+//! new add-on under the same name, so the app's config vars (`ENKETO_REDIS_MAIN_URL`) lead to
+//! the new server; the temporary attachment goes.
+
+use super::{StepCtx, Target, live};
+use crate::heroku::HerokuError;
+use crate::plan::facts::AttachmentRef;
+use crate::runner::StepError;
+use crate::runner::ledger::Ledger;
+use crate::runner::record::Record;
+
+/// Every attachment moved and proven.
+pub(in crate::runner) struct Moved {
+    pub note: String,
+}
+
+/// Moves every attachment the capture listed to the new add-on, removes the temporary one, and
+/// proves each moved name: its config var leads to the server the catch-up proved equal,
+/// holding the same number of keys. That proof is what lets the writers come back.
+///
+/// # Guarantees
+/// Idempotent: a name already on the new add-on is left; each attach re-derives after a lost
+/// answer. Heroku replaces a name in one release when asked with `confirm`; where it refuses a
+/// taken name, the old attachment is detached first (a moment with no config var, while the
+/// writers are stopped).
+pub(in crate::runner) async fn run(
+    ctx: &StepCtx<'_>,
+    log: &mut Ledger,
+) -> Result<Moved, StepError> {
+    let mut notes = Vec::new();
+    for t in ctx.targets() {
+        let new = live::new_addon(ctx, &t)?.clone();
+        let (identity, keys) = ctx.known.new_servers.get(&t.name).cloned().ok_or_else(|| {
+            StepError::failed(format!(
+                "this run's journal has no catch-up proof for {}: nothing is moved without one",
+                t.label
+            ))
+        })?;
+        let names = attachments(ctx, &t)?;
+        for a in &names {
+            point(ctx, log, a, &new.id, &new.name, &t.label).await?;
+        }
+        if let Some(temp) = ctx.client().attached_as(ctx.app(), &new.attachment).await
+            && temp.addon.id == new.id
+        {
+            ctx.client().detach(&temp.id).await?;
+            log.record(Record::Effect {
+                what: format!("temporary attachment {} removed", new.attachment),
+                request_id: None,
+            })?;
+        }
+        for a in &names {
+            live::leads_to(ctx, &a.app, &a.name, &identity.run_id, Some(keys), &t.to).await?;
+        }
+        notes.push(format!(
+            "{}: {} now on {} ({})",
+            t.label,
+            names
+                .iter()
+                .map(|a| format!("{}/{}", a.app, a.name))
+                .collect::<Vec<_>>()
+                .join(", "),
+            new.name,
+            t.to
+        ));
+    }
+    Ok(Moved {
+        note: notes.join("; "),
+    })
+}
+
+/// Every attachment back on the old add-on, whose data nobody wrote since the drain, proven by
+/// the server behind each name (the old one's identity journaled at the drain).
+///
+/// # Guarantees
+/// Refused (the data is then unsafe to guess about) while a writer runs: it may have written to
+/// the new add-on, and moving back would lose that. Idempotent otherwise.
+pub(in crate::runner) async fn move_back(
+    ctx: &StepCtx<'_>,
+    log: &mut Ledger,
+) -> Result<(), StepError> {
+    writers_stopped(ctx).await?;
+    for t in ctx.targets() {
+        let names = attachments(ctx, &t)?;
+        let old_id = ctx
+            .capture()?
+            .found()
+            .find(|a| a.name == t.name)
+            .map(|a| a.id.clone())
+            .ok_or_else(|| StepError::failed(format!("{} is not in the capture", t.label)))?;
+        for a in &names {
+            point(ctx, log, a, &old_id, &t.name, &t.label).await?;
+        }
+        if let Some(old) = ctx.known.old_servers.get(&t.name) {
+            for a in &names {
+                live::leads_to(ctx, &a.app, &a.name, &old.run_id, None, &t.from).await?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The attachments of a target as the capture listed them.
+fn attachments(ctx: &StepCtx<'_>, t: &Target) -> Result<Vec<AttachmentRef>, StepError> {
+    ctx.capture()?
+        .found()
+        .find(|a| a.name == t.name)
+        .and_then(|a| a.attachments.clone())
+        .filter(|list| !list.is_empty())
+        .ok_or_else(|| {
+            StepError::failed(format!(
+                "the capture could not list the attachments of {}: nothing is moved",
+                t.label
+            ))
+        })
+}
+
+/// Points attachment `a` at add-on `to_id`: one attach with `confirm` (Heroku replaces the
+/// name in one release), or, where a taken name is refused, detach then attach.
+async fn point(
+    ctx: &StepCtx<'_>,
+    log: &mut Ledger,
+    a: &AttachmentRef,
+    to_id: &str,
+    to_name: &str,
+    label: &str,
+) -> Result<(), StepError> {
+    let current = ctx.client().attached_as(&a.app, &a.name).await;
+    if current.as_ref().is_some_and(|c| c.addon.id == to_id) {
+        return Ok(());
+    }
+    let written = match ctx
+        .client()
+        .attach_addon(to_id, &a.app, &a.name, Some(&a.app))
+        .await
+    {
+        Ok(w) => w,
+        Err(e) if refused(&e) => {
+            if let Some(c) = &current {
+                ctx.client().detach(&c.id).await?;
+                log.record(Record::Effect {
+                    what: format!("{}/{} detached from {}", a.app, a.name, c.addon.name),
+                    request_id: None,
+                })?;
+            }
+            ctx.client()
+                .attach_addon(to_id, &a.app, &a.name, None)
+                .await?
+        }
+        Err(e) => return Err(e.into()),
+    };
+    log.record(Record::Effect {
+        what: format!("{}/{} ({label}) now points at {to_name}", a.app, a.name),
+        request_id: Some(written.request_id),
+    })?;
+    Ok(())
+}
+
+/// Whether Heroku refused the attach because the name is taken (it does not replace here).
+fn refused(e: &HerokuError) -> bool {
+    matches!(e.status(), Some(409 | 422))
+}
+
+/// Fails, marking the data unsafe, when a writer process type has dynos.
+async fn writers_stopped(ctx: &StepCtx<'_>) -> Result<(), StepError> {
+    let formation = ctx.client().formation(ctx.app()).await?;
+    let running: Vec<String> = formation
+        .iter()
+        .filter(|f| ctx.request.params.writers.contains(&f.process_type) && f.quantity > 0)
+        .map(|f| format!("{}={}", f.process_type, f.quantity))
+        .collect();
+    if running.is_empty() {
+        return Ok(());
+    }
+    Err(StepError::Failed {
+        message: format!(
+            "writers run ({}): they may have written to the new add-on, so the attachments \
+             are not moved back; check which add-on holds the latest data before moving \
+             anything",
+            running.join(", ")
+        ),
+        data_unsafe: true,
+        transient: None,
+    })
+}

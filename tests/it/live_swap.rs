@@ -1,0 +1,242 @@
+//! The live-swap playbook end to end against the simulator and real redis-servers: the app
+//! keeps running while a new add-on is provisioned and filled, the writers stop only for the
+//! cutover, every attachment ends on the new add-on, and every rollback before the writers
+//! return leaves the app on the old add-on, untouched. Data is judged with this file's own
+//! reads (the acknowledged writes of the simulated dynos, and a dump of both servers).
+
+use crate::common;
+use crate::harness;
+
+use std::time::Duration;
+
+use harness::{APP, Env, MAIN, change, request};
+use upshift::engine::Outcome;
+use upshift::plan::RunRequest;
+use upshift::playbook::{Playbook, Strategy};
+use upshift::runner::record::Record;
+use upshift::sim::Fault;
+
+/// A live-swap request for MAIN to premium-1.
+fn live_request() -> RunRequest {
+    let mut req = request(vec![change(MAIN, "premium-1")], None);
+    req.playbook = Playbook::of_strategy(Strategy::LiveSwap);
+    req.params = req.playbook.params.clone();
+    req
+}
+
+/// The `wr:` keys the dynos wrote to add-on `name` and the platform acknowledged.
+fn acknowledged(env: &Env, name: &str) -> Vec<String> {
+    env.sim
+        .timeline()
+        .into_iter()
+        .filter_map(|e| match e.kind {
+            upshift::sim::EventKind::Write {
+                addon,
+                key,
+                ok: true,
+                ..
+            } if addon == name && key.starts_with("wr:") => Some(key),
+            _ => None,
+        })
+        .collect()
+}
+
+async fn missing(url: &str, keys: &[String]) -> Vec<String> {
+    let mut con = common::redis(url).await;
+    let mut out = Vec::new();
+    for k in keys {
+        let exists: bool = redis::cmd("EXISTS")
+            .arg(k)
+            .query_async(&mut con)
+            .await
+            .expect("EXISTS");
+        if !exists {
+            out.push(k.clone());
+        }
+    }
+    out
+}
+
+/// Who the attachment `name` of the app points at (add-on name), from the platform.
+async fn attached(env: &Env, name: &str) -> Option<String> {
+    env.client()
+        .attached_as(APP, name)
+        .await
+        .map(|a| a.addon.name)
+}
+
+async fn notify_setting(env: &Env, addon: &str) -> String {
+    env.client()
+        .redis_config(addon)
+        .await
+        .expect("Data API config")
+        .values()
+        .notify_keyspace_events
+        .unwrap_or_default()
+}
+
+fn new_addon_of(records: &[Record]) -> Option<(String, String)> {
+    records.iter().find_map(|r| match r {
+        Record::NewAddon {
+            new_addon,
+            attachment,
+            ..
+        } => Some((new_addon.clone(), attachment.clone())),
+        _ => None,
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_live_swap_moves_the_app_to_a_new_addon_and_the_downtime_does_not_wait_for_provisioning()
+{
+    // Provisioning takes 4 s; the writers must be stopped for much less than that.
+    let provisioning = Duration::from_secs(4);
+    let env = Env::start(provisioning).await;
+    let old = env.client().addon(APP, MAIN).await.expect("MAIN").name;
+    let old_url = env.sim.redis_url(&old);
+    let notify_before = notify_setting(&env, &old).await;
+
+    let report = env.runner().run(&live_request()).await.expect("run");
+    assert_eq!(report.outcome, Outcome::Succeeded, "{report:#?}");
+
+    // Every attachment now leads to a new add-on on the target plan; the temporary one is gone.
+    let records = env.journal(&report.run_id);
+    let (new, temp) = new_addon_of(&records).expect("a new-addon record");
+    assert_ne!(new, old);
+    assert_eq!(
+        attached(&env, "ENKETO_REDIS_MAIN").await.as_deref(),
+        Some(new.as_str())
+    );
+    assert_eq!(
+        attached(&env, &temp).await,
+        None,
+        "temporary attachment left"
+    );
+    assert_eq!(env.plan_of(MAIN).await, "premium-1");
+    let new_url = env.sim.redis_url(&new);
+    assert_ne!(new_url, old_url);
+
+    // The old add-on is kept, on its old plan, its notification setting back.
+    let kept = env
+        .client()
+        .addon(APP, &old)
+        .await
+        .expect("old add-on kept");
+    assert_eq!(upshift::plans::bare_name(&kept.plan.name), "premium-0");
+    assert_eq!(notify_setting(&env, &old).await, notify_before);
+    assert!(
+        records
+            .iter()
+            .any(|r| matches!(r, Record::Retained { addon, until: Some(_) } if *addon == old)),
+        "{records:#?}"
+    );
+
+    // No acknowledged write was lost: every write the dynos made to the old add-on is on the
+    // new one, and the two servers hold the same data (this test's own dump).
+    let written_old = acknowledged(&env, &old);
+    assert!(written_old.len() > 10, "the app wrote while the copy ran");
+    assert_eq!(missing(&new_url, &written_old).await, Vec::<String>::new());
+    let (a, b) = (
+        common::snapshot(&old_url).await,
+        common::snapshot(&new_url).await,
+    );
+    let only_old: Vec<_> = a.keys().filter(|k| !b.contains_key(*k)).collect();
+    assert!(
+        only_old.is_empty(),
+        "keys only on the old server: {only_old:?}"
+    );
+    // The writers came back onto the new add-on and write there.
+    common::eventually(
+        Duration::from_secs(10),
+        "writes reach the new add-on",
+        || {
+            let n = acknowledged(&env, &new).len();
+            async move { n > 0 }
+        },
+    )
+    .await;
+
+    // The writers were stopped once, for less than the provisioning took.
+    let downtime = env.sim.downtime("web").expect("web was stopped");
+    assert!(
+        downtime < provisioning,
+        "downtime {downtime:?} >= provisioning"
+    );
+    let f = env.formation().await;
+    assert!(f.iter().any(|(t, q, _)| t == "web" && *q == 2), "{f:?}");
+    env.sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_live_swap_that_fails_before_the_cutover_destroys_the_new_addon_and_the_app_never_stops()
+{
+    let env = Env::start(Duration::from_millis(500)).await;
+    let old = env.client().addon(APP, MAIN).await.expect("MAIN").name;
+    let notify_before = notify_setting(&env, &old).await;
+    // The scale-down is refused: the run fails after the copy, before any downtime.
+    env.inject(Fault::Http {
+        method: Some("PATCH".into()),
+        path: "/apps/*/formation".into(),
+        status: 422,
+        nth: 1,
+        times: 1,
+        retry_after: None,
+    });
+    let report = env.runner().run(&live_request()).await.expect("run");
+    assert_eq!(report.outcome, Outcome::RolledBack, "{report:#?}");
+    let records = env.journal(&report.run_id);
+    let (new, temp) = new_addon_of(&records).expect("the new add-on was created");
+    assert_eq!(
+        attached(&env, "ENKETO_REDIS_MAIN").await.as_deref(),
+        Some(old.as_str())
+    );
+    assert_eq!(attached(&env, &temp).await, None);
+    let gone = env.client().addon(APP, &new).await;
+    assert!(
+        gone.is_err()
+            || gone
+                .as_ref()
+                .is_ok_and(|a| a.state.as_str() == "deprovisioned"),
+        "the new add-on was not destroyed: {gone:?}"
+    );
+    assert_eq!(notify_setting(&env, &old).await, notify_before);
+    assert_eq!(env.plan_of(MAIN).await, "premium-0");
+    assert_eq!(env.sim.downtime("web"), None, "the writers never stopped");
+    env.sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_live_swap_that_fails_during_the_move_moves_back_onto_the_untouched_old_addon() {
+    let env = Env::start(Duration::from_millis(500)).await;
+    let old = env.client().addon(APP, MAIN).await.expect("MAIN").name;
+    let old_url = env.sim.redis_url(&old);
+    // Removing the temporary attachment is refused every time: the move has pointed
+    // ENKETO_REDIS_MAIN at the new add-on, then fails.
+    env.inject(Fault::Http {
+        method: Some("DELETE".into()),
+        path: "/addon-attachments/*".into(),
+        status: 403,
+        nth: 1,
+        times: 1000,
+        retry_after: None,
+    });
+    let report = env.runner().run(&live_request()).await.expect("run");
+    env.sim.clear_faults();
+    assert_eq!(report.outcome, Outcome::RolledBack, "{report:#?}");
+    let records = env.journal(&report.run_id);
+    let moved = records.iter().any(
+        |r| matches!(r, Record::Effect { what, .. } if what.contains("ENKETO_REDIS_MAIN") && what.contains("now points at")),
+    );
+    assert!(moved, "the move never started: {records:#?}");
+    assert_eq!(
+        attached(&env, "ENKETO_REDIS_MAIN").await.as_deref(),
+        Some(old.as_str())
+    );
+    assert_eq!(env.plan_of(MAIN).await, "premium-0");
+    // Back on the old add-on, and no write was lost: every acknowledged write is there.
+    let written = acknowledged(&env, &old);
+    assert_eq!(missing(&old_url, &written).await, Vec::<String>::new());
+    let f = env.formation().await;
+    assert!(f.iter().any(|(t, q, _)| t == "web" && *q == 2), "{f:?}");
+    env.sim.shutdown().await;
+}
