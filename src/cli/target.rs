@@ -7,7 +7,7 @@ use thiserror::Error;
 
 use crate::plan::RunRequest;
 use crate::plan::facts::{ChangeRequest, DataPolicy};
-use crate::playbook::{Playbook, PlaybookError};
+use crate::playbook::{Playbook, PlaybookError, RetireOld, Strategy};
 
 /// What to change, shared by `plan` and `run`.
 #[derive(Debug, Clone, Args)]
@@ -42,6 +42,15 @@ pub struct TargetArgs {
     /// Playbook: the built-in name or a TOML file.
     #[arg(long, default_value = crate::playbook::BUILTIN_NAME)]
     pub playbook: String,
+    /// How the plan changes: in-place (Heroku's own change; the writers stay stopped while it
+    /// provisions) or live-swap (a new add-on filled while the app runs; the writers stop only
+    /// for the cutover). Picks the built-in playbook of that strategy.
+    #[arg(long, value_enum, value_name = "STRATEGY")]
+    pub strategy: Option<Strategy>,
+    /// Live swap: the old add-on after success: `now` (destroyed), `never`, or kept for a grace
+    /// period such as `1d` or `12h` [default: the playbook's, 1d].
+    #[arg(long, value_name = "now|never|DURATION")]
+    pub retire_old: Option<String>,
     /// Process types that write to Redis, stopped during the change [default: the playbook's,
     /// web].
     #[arg(long, value_delimiter = ',', value_name = "TYPE,…")]
@@ -72,6 +81,15 @@ pub enum ArgsError {
         "--change {given:?}: no heroku-redis plan {plan:?}; plans are mini, premium-0…5, 7, 9, 10, 12, 14 (and private-N, shield-N)"
     )]
     UnknownPlan { given: String, plan: String },
+    #[error(
+        "--strategy and --playbook both choose the playbook: give --strategy for a built-in one, \
+         or --playbook for your own file"
+    )]
+    StrategyAndPlaybook,
+    #[error("--retire-old {given:?}: {message}")]
+    RetireOld { given: String, message: String },
+    #[error("--retire-old applies to a live swap only: add --strategy live-swap, or leave it out")]
+    RetireOldInPlace,
     #[error("--change names {addon} twice: give each add-on once")]
     DuplicateAddon { addon: String },
     #[error("--{flag} {addon}: no --change names that add-on")]
@@ -118,7 +136,13 @@ impl TryFrom<&TargetArgs> for RunRequest {
         if given_changes.is_empty() {
             return Err(ArgsError::NoChange);
         }
-        let playbook = Playbook::load(&args.playbook)?;
+        let playbook = match args.strategy {
+            Some(_) if args.playbook != crate::playbook::BUILTIN_NAME => {
+                return Err(ArgsError::StrategyAndPlaybook);
+            }
+            Some(strategy) => Playbook::of_strategy(strategy),
+            None => Playbook::load(&args.playbook)?,
+        };
         let mut changes: Vec<ChangeRequest> = Vec::new();
         for given in &given_changes {
             let (addon, plan) = given
@@ -197,6 +221,16 @@ impl TryFrom<&TargetArgs> for RunRequest {
         if args.allow_stopped_writers {
             params.allow_stopped_writers = true;
         }
+        if let Some(given) = &args.retire_old {
+            if Strategy::of(&playbook) != Strategy::LiveSwap {
+                return Err(ArgsError::RetireOldInPlace);
+            }
+            params.retire_old =
+                RetireOld::parse(given).map_err(|message| ArgsError::RetireOld {
+                    given: given.clone(),
+                    message,
+                })?;
+        }
         Ok(Self {
             app,
             changes,
@@ -273,6 +307,8 @@ mod tests {
             new_plan: None,
             changes: changes.iter().map(|s| (*s).to_owned()).collect(),
             playbook: crate::playbook::BUILTIN_NAME.into(),
+            strategy: None,
+            retire_old: None,
             writers: None,
             maintenance: false,
             cache: vec![],

@@ -53,6 +53,10 @@ pub enum GuardId {
     WindowCutoff,
     PlanDrift,
     PlanReviewed,
+    CopyConnections,
+    NotificationsSettable,
+    AttachmentsKnown,
+    TwoAddons,
     Other(String),
 }
 
@@ -77,6 +81,10 @@ impl GuardId {
             Self::WindowCutoff => "window-cutoff",
             Self::PlanDrift => "plan-drift",
             Self::PlanReviewed => "plan-reviewed",
+            Self::CopyConnections => "copy-connections",
+            Self::NotificationsSettable => "notifications-settable",
+            Self::AttachmentsKnown => "attachments-known",
+            Self::TwoAddons => "two-addons",
             Self::Other(s) => s,
         }
     }
@@ -102,6 +110,10 @@ impl From<&str> for GuardId {
             "window-cutoff" => Self::WindowCutoff,
             "plan-drift" => Self::PlanDrift,
             "plan-reviewed" => Self::PlanReviewed,
+            "copy-connections" => Self::CopyConnections,
+            "notifications-settable" => Self::NotificationsSettable,
+            "attachments-known" => Self::AttachmentsKnown,
+            "two-addons" => Self::TwoAddons,
             other => Self::Other(other.to_owned()),
         }
     }
@@ -145,7 +157,7 @@ pub struct Guard {
     pub detail: String,
 }
 
-fn guard(id: GuardId, subject: Option<&str>, verdict: Verdict, detail: String) -> Guard {
+pub(super) fn guard(id: GuardId, subject: Option<&str>, verdict: Verdict, detail: String) -> Guard {
     Guard {
         id,
         subject: subject.map(str::to_owned),
@@ -174,6 +186,9 @@ pub fn evaluate(request: &RunRequest, capture: &Capture) -> Vec<Guard> {
             )),
             AddonLookup::Found(addon) => out.extend(addon_guards(request, capture, change, addon)),
         }
+    }
+    if crate::playbook::Strategy::of(&request.playbook) == crate::playbook::Strategy::LiveSwap {
+        out.extend(super::swap_guards::evaluate(request, capture));
     }
     out.push(disk_space(capture));
     out

@@ -10,6 +10,7 @@ pub mod guards;
 mod render;
 pub mod review;
 pub mod suggest;
+mod swap_guards;
 
 use std::time::Duration;
 

@@ -40,9 +40,14 @@ impl Env {
 
     /// The Enketo scenario under a behaviour profile.
     pub async fn start_with(provision: Duration, profile: Profile) -> Self {
+        Self::start_edited(provision, |s| s.behaviour = BehaviourSpec::of(profile)).await
+    }
+
+    /// The Enketo scenario as `edit` leaves it.
+    pub async fn start_edited(provision: Duration, edit: impl FnOnce(&mut Scenario)) -> Self {
         require_redis_server();
         let mut scenario = Scenario::builtin("enketo").expect("built-in scenario");
-        scenario.behaviour = BehaviourSpec::of(profile);
+        edit(&mut scenario);
         let sim = Simulator::start(SimConfig {
             scenario,
             provision,

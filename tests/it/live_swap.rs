@@ -16,6 +16,17 @@ use upshift::playbook::{Playbook, Strategy};
 use upshift::runner::record::Record;
 use upshift::sim::Fault;
 
+/// The Enketo app with room on MAIN for the live copy's connections: 2 web dynos x 10 of
+/// premium-0's 40 (the stock 26 per dyno fills it, and the live-swap guard then blocks).
+async fn roomy(provision: Duration) -> Env {
+    Env::start_edited(provision, |s| {
+        for addon in &mut s.apps[0].addons {
+            addon.connections.insert("web".into(), 10);
+        }
+    })
+    .await
+}
+
 /// A live-swap request for MAIN to premium-1.
 fn live_request() -> RunRequest {
     let mut req = request(vec![change(MAIN, "premium-1")], None);
@@ -91,7 +102,7 @@ async fn a_live_swap_moves_the_app_to_a_new_addon_and_the_downtime_does_not_wait
 {
     // Provisioning takes 4 s; the writers must be stopped for much less than that.
     let provisioning = Duration::from_secs(4);
-    let env = Env::start(provisioning).await;
+    let env = roomy(provisioning).await;
     let old = env.client().addon(APP, MAIN).await.expect("MAIN").name;
     let old_url = env.sim.redis_url(&old);
     let notify_before = notify_setting(&env, &old).await;
@@ -170,7 +181,7 @@ async fn a_live_swap_moves_the_app_to_a_new_addon_and_the_downtime_does_not_wait
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_live_swap_that_fails_before_the_cutover_destroys_the_new_addon_and_the_app_never_stops()
 {
-    let env = Env::start(Duration::from_millis(500)).await;
+    let env = roomy(Duration::from_millis(500)).await;
     let old = env.client().addon(APP, MAIN).await.expect("MAIN").name;
     let notify_before = notify_setting(&env, &old).await;
     // The scale-down is refused: the run fails after the copy, before any downtime.
@@ -207,7 +218,7 @@ async fn a_live_swap_that_fails_before_the_cutover_destroys_the_new_addon_and_th
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_live_swap_that_fails_during_the_move_moves_back_onto_the_untouched_old_addon() {
-    let env = Env::start(Duration::from_millis(500)).await;
+    let env = roomy(Duration::from_millis(500)).await;
     let old = env.client().addon(APP, MAIN).await.expect("MAIN").name;
     let old_url = env.sim.redis_url(&old);
     // Removing the temporary attachment is refused every time: the move has pointed

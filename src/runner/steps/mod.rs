@@ -236,4 +236,3 @@ pub(super) fn wait_text(wait: &crate::heroku::models::RedisWait) -> String {
 pub(super) fn duration_text(d: Duration) -> String {
     crate::playbook::duration::format(d)
 }
-

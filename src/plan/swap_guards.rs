@@ -1,0 +1,166 @@
+//! The guards a live swap adds to the in-place ones: pure checks on the captured facts, shown
+//! by `plan`, all before anything is written.
+
+use super::RunRequest;
+use super::facts::{AddonFacts, Capture, UnreadableReason};
+use super::guards::{Guard, GuardId, Verdict, guard};
+use crate::plans;
+use crate::playbook::RetireOld;
+
+/// Connections the live copy holds on the old add-on while the app runs: the watch's
+/// subscriber and its barrier publisher, the copier, and a check.
+pub const COPY_CONNECTIONS: u32 = 4;
+
+/// Evaluates the live-swap guards of every found add-on.
+pub(super) fn evaluate(request: &RunRequest, capture: &Capture) -> Vec<Guard> {
+    let mut out = Vec::new();
+    for (_, a) in capture.found_changes(&request.changes) {
+        out.push(copy_connections(a));
+        out.push(notifications(a));
+        out.push(attachments(a, &capture.app));
+    }
+    out.push(two_addons(request));
+    out
+}
+
+/// The copy runs while the app does: the old add-on needs room for its connections.
+fn copy_connections(a: &AddonFacts) -> Guard {
+    let label = Some(a.label());
+    let limit = plans::find(&a.plan).map(|p| p.max_clients);
+    match (&a.redis, &a.redis_error, limit) {
+        (_, Some(e), _) if e.reason == UnreadableReason::ConnectionLimit => guard(
+            GuardId::CopyConnections,
+            label,
+            Verdict::Block,
+            format!(
+                "{} refuses connections now (its plan's limit is reached): the live copy needs \
+                 {COPY_CONNECTIONS} while the app runs; use --strategy in-place (it stops the \
+                 writers first), or lower the app's connections",
+                a.label()
+            ),
+        ),
+        (Some(r), _, Some(limit)) if r.connected_clients + COPY_CONNECTIONS > limit => guard(
+            GuardId::CopyConnections,
+            label,
+            Verdict::Block,
+            format!(
+                "{} has {} of {limit} connections in use: the live copy needs {COPY_CONNECTIONS} \
+                 more while the app runs; use --strategy in-place, or lower the app's connections",
+                a.label(),
+                r.connected_clients
+            ),
+        ),
+        (Some(r), _, Some(limit)) => guard(
+            GuardId::CopyConnections,
+            label,
+            Verdict::Pass,
+            format!(
+                "{} of {limit} connections in use; the live copy needs {COPY_CONNECTIONS}",
+                r.connected_clients
+            ),
+        ),
+        _ => guard(
+            GuardId::CopyConnections,
+            label,
+            Verdict::Block,
+            "the old add-on's connections could not be read, so the live copy's room is unknown; \
+             use --strategy in-place"
+                .into(),
+        ),
+    }
+}
+
+/// The watch needs keyspace notifications, which Heroku sets through the Data API only.
+fn notifications(a: &AddonFacts) -> Guard {
+    let label = Some(a.label());
+    match &a.redis_config {
+        Some(config) => {
+            let now = config.notify_keyspace_events.as_deref().unwrap_or("");
+            guard(
+                GuardId::NotificationsSettable,
+                label,
+                Verdict::Pass,
+                if crate::swap::flags_suffice(now) {
+                    format!("notify_keyspace_events is \"{now}\": enough for the watch")
+                } else {
+                    format!(
+                        "notify_keyspace_events is \"{now}\": set to include \"{}\" through the \
+                         Data API during the copy, and put back after",
+                        crate::swap::KEYSPACE_FLAGS
+                    )
+                },
+            )
+        }
+        None => guard(
+            GuardId::NotificationsSettable,
+            label,
+            Verdict::Block,
+            "the Data API settings could not be read, so keyspace notifications cannot be set for \
+             the watch; use --strategy in-place"
+                .into(),
+        ),
+    }
+}
+
+/// Every attachment must be known, or an app elsewhere would keep the old add-on.
+fn attachments(a: &AddonFacts, app: &str) -> Guard {
+    let label = Some(a.label());
+    match a.attachments.as_deref() {
+        Some(list) if !list.is_empty() => {
+            let names: Vec<String> = list
+                .iter()
+                .map(|x| {
+                    if x.app == app {
+                        x.name.clone()
+                    } else {
+                        format!("{} on {}", x.name, x.app)
+                    }
+                })
+                .collect();
+            guard(
+                GuardId::AttachmentsKnown,
+                label,
+                Verdict::Pass,
+                format!(
+                    "{} attachment(s) move to the new add-on under the same names: {}; the \
+                     add-on's own name changes",
+                    list.len(),
+                    names.join(", ")
+                ),
+            )
+        }
+        _ => guard(
+            GuardId::AttachmentsKnown,
+            label,
+            Verdict::Block,
+            format!(
+                "the attachments of {} could not be listed (GET /addons/{{id}}/addon-attachments): \
+                 an app left on the old add-on would keep writing there; use --strategy in-place",
+                a.name
+            ),
+        ),
+    }
+}
+
+/// Two add-ons are billed while both exist, and attachment changes are releases.
+fn two_addons(request: &RunRequest) -> Guard {
+    let kept = match request.params.retire_old {
+        RetireOld::Now => "the old one is destroyed as the last step".to_owned(),
+        RetireOld::Never => "the old one is kept until you destroy it".to_owned(),
+        RetireOld::After(d) => format!(
+            "the old one is kept for {} so that you can go back (--retire-old)",
+            crate::playbook::duration::format(d)
+        ),
+    };
+    guard(
+        GuardId::TwoAddons,
+        None,
+        Verdict::Pass,
+        format!(
+            "both add-ons are billed (by the second) from provisioning until the old one goes: \
+             {kept}; attaching the new add-on and moving the attachments are releases that \
+             restart running dynos (with preboot, without a gap); the writers are stopped for \
+             the move"
+        ),
+    )
+}
