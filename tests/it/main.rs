@@ -11,6 +11,7 @@ mod verify_support;
 
 mod cli_run;
 mod crash;
+mod crash_swap;
 mod journal_safety;
 mod layout;
 mod live_swap;

@@ -42,15 +42,22 @@ pub(in crate::runner) async fn run(
     for t in ctx.targets() {
         let new = live::new_addon(ctx, &t)?.clone();
         let config = ctx.client().redis_config(&t.name).await?.values();
-        let before = config.notify_keyspace_events.clone().unwrap_or_default();
-        if !ctx.known.notifications_before.contains_key(&t.name) {
-            log.record(Record::Notifications {
-                addon: t.name.clone(),
-                before: before.clone(),
-            })?;
-        }
-        if !swap::flags_suffice(&before) {
-            let flags = merged_flags(&before);
+        // The journaled value wins: after a crash past the change, the live one is this
+        // run's own, and copying it would leave the new add-on with the watch's flags.
+        let before = match ctx.known.notifications_before.get(&t.name) {
+            Some(before) => before.clone(),
+            None => {
+                let before = config.notify_keyspace_events.clone().unwrap_or_default();
+                log.record(Record::Notifications {
+                    addon: t.name.clone(),
+                    before: before.clone(),
+                })?;
+                before
+            }
+        };
+        let now = config.notify_keyspace_events.clone().unwrap_or_default();
+        if !swap::flags_suffice(&now) {
+            let flags = merged_flags(&now);
             let written = ctx
                 .client()
                 .update_redis_config(
@@ -63,7 +70,7 @@ pub(in crate::runner) async fn run(
                 .await?;
             log.record(Record::Effect {
                 what: format!(
-                    "keyspace notifications of {} set to \"{flags}\" (was \"{before}\")",
+                    "keyspace notifications of {} set to \"{flags}\" (was \"{now}\")",
                     t.label
                 ),
                 request_id: Some(written.request_id),

@@ -1,0 +1,286 @@
+//! Crash anywhere in a live swap: the `upshift` binary runs `--strategy live-swap` and is
+//! aborted right after each journal record of a successful run (the failpoint), then `upshift
+//! resume` must end consistent: the app's attachment on exactly one add-on of the lineage, on
+//! the old plan or the target, no temporary attachment and no orphaned add-on left, the writers
+//! back, every acknowledged write on the add-on the app now uses, and the old add-on's
+//! notification setting back. Judged by this file's own reads of the platform and of Redis.
+#![cfg(feature = "failpoints")]
+
+use crate::common;
+use crate::harness;
+
+use std::collections::BTreeSet;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use harness::{APP, CACHE, Env, MAIN};
+use upshift::engine::Outcome;
+use upshift::runner::record::Record;
+
+fn upshift(env: &Env) -> Command {
+    let mut cmd = env.upshift();
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    cmd
+}
+
+fn run_args(target: &str) -> Vec<String> {
+    [
+        "run",
+        "-a",
+        APP,
+        "--change",
+        &format!("{MAIN}={target}"),
+        "--strategy",
+        "live-swap",
+        "--retire-old",
+        "now",
+        "--confirm",
+        APP,
+        "--watch",
+        "0",
+    ]
+    .map(str::to_owned)
+    .to_vec()
+}
+
+async fn roomy() -> Env {
+    Env::start_edited(Duration::from_millis(300), |s| {
+        for addon in &mut s.apps[0].addons {
+            addon.connections.insert("web".into(), 10);
+        }
+    })
+    .await
+}
+
+async fn next_target(env: &Env) -> &'static str {
+    if env.plan_of(MAIN).await == "premium-1" {
+        "premium-2"
+    } else {
+        "premium-1"
+    }
+}
+
+/// Every add-on that has served as MAIN: the first one and each run's new one.
+struct Lineage {
+    names: BTreeSet<String>,
+}
+
+impl Lineage {
+    fn absorb(&mut self, env: &Env) {
+        for id in env.state().run_ids().unwrap() {
+            for r in env.journal(&id) {
+                if let Record::NewAddon { new_addon, .. } = r {
+                    self.names.insert(new_addon);
+                }
+            }
+        }
+    }
+}
+
+async fn assert_consistent(
+    env: &Env,
+    lineage: &mut Lineage,
+    case: &str,
+    before: &str,
+    target: &str,
+) {
+    lineage.absorb(env);
+    let (id, records) = env.latest_journal();
+    let outcome = records.iter().find_map(|r| match r {
+        Record::Finished { outcome, .. } => Some(*outcome),
+        _ => None,
+    });
+    assert!(
+        matches!(outcome, Some(Outcome::Succeeded | Outcome::RolledBack)),
+        "{case}: run {id} ended {outcome:?}"
+    );
+    let f = env.formation().await;
+    assert!(
+        f.iter().any(|(t, q, _)| t == "web" && *q == 2),
+        "{case}: formation not restored: {f:?}"
+    );
+    let client = env.client();
+    let main = client.addon(APP, MAIN).await.expect("MAIN attached").name;
+    assert!(
+        lineage.names.contains(&main),
+        "{case}: MAIN on a stranger {main}"
+    );
+    let plan = env.plan_of(MAIN).await;
+    assert!(plan == before || plan == target, "{case}: plan {plan}");
+    // Nothing left behind: only MAIN and CACHE exist, no temporary attachment.
+    let live: Vec<String> = client
+        .addons(APP)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|a| a.state.as_str() != "deprovisioned")
+        .map(|a| a.name)
+        .collect();
+    let cache = client.addon(APP, CACHE).await.unwrap().name;
+    assert_eq!(
+        live.iter().filter(|n| **n != cache).collect::<Vec<_>>(),
+        vec![&main],
+        "{case}: add-ons left: {live:?}"
+    );
+    let vars = client.config_vars(APP).await.unwrap();
+    let temp: Vec<&String> = vars
+        .0
+        .keys()
+        .filter(|k| k.starts_with("UPSHIFT_"))
+        .collect();
+    assert!(
+        temp.is_empty(),
+        "{case}: temporary attachments left: {temp:?}"
+    );
+    // No acknowledged write to any add-on of the lineage is missing where the app now writes.
+    let written: Vec<String> = env
+        .sim
+        .timeline()
+        .into_iter()
+        .filter_map(|e| match e.kind {
+            upshift::sim::EventKind::Write {
+                addon,
+                key,
+                ok: true,
+                ..
+            } if lineage.names.contains(&addon) && key.starts_with("wr:") => Some(key),
+            _ => None,
+        })
+        .collect();
+    let mut con = common::redis(&env.sim.redis_url(&main)).await;
+    let mut missing = Vec::new();
+    for k in &written {
+        let exists: bool = redis::cmd("EXISTS")
+            .arg(k)
+            .query_async(&mut con)
+            .await
+            .unwrap();
+        if !exists {
+            missing.push(k.clone());
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "{case}: {} acknowledged writes lost: {:?}",
+        missing.len(),
+        &missing[..missing.len().min(5)]
+    );
+    let notify = client
+        .redis_config(&main)
+        .await
+        .unwrap()
+        .values()
+        .notify_keyspace_events
+        .unwrap_or_default();
+    assert_eq!(
+        notify, "",
+        "{case}: notification setting of {main} not restored"
+    );
+}
+
+const SHARDS: usize = 3;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_swap_resumes_after_a_crash_at_every_journal_point_shard_0() {
+    crash_at_every_journal_point(0).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_swap_resumes_after_a_crash_at_every_journal_point_shard_1() {
+    crash_at_every_journal_point(1).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_swap_resumes_after_a_crash_at_every_journal_point_shard_2() {
+    crash_at_every_journal_point(2).await;
+}
+
+async fn crash_at_every_journal_point(shard: usize) {
+    let env = roomy().await;
+    let first = env.client().addon(APP, MAIN).await.unwrap().name;
+    let mut lineage = Lineage {
+        names: BTreeSet::from([first]),
+    };
+    let before = env.plan_of(MAIN).await;
+    let target = next_target(&env).await;
+    let out = upshift(&env).args(run_args(target)).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_consistent(&env, &mut lineage, "clean run", &before, target).await;
+    let (_, records) = env.latest_journal();
+    let points = records.len();
+    assert!(points > 20, "only {points} journal points");
+    for k in (1..points).filter(|k| k % SHARDS == shard) {
+        let before = env.plan_of(MAIN).await;
+        let target = next_target(&env).await;
+        let crashed = upshift(&env)
+            .args(run_args(target))
+            .env("UPSHIFT_FAILPOINT", k.to_string())
+            .output()
+            .unwrap();
+        assert!(
+            !crashed.status.success(),
+            "point {k}: the failpoint did not fire"
+        );
+        let resumed = upshift(&env)
+            .args(["resume", "--confirm", APP])
+            .output()
+            .unwrap();
+        let code = resumed.status.code();
+        assert!(
+            matches!(code, Some(0 | 1)),
+            "point {k}: resume exited {code:?}: {}",
+            String::from_utf8_lossy(&resumed.stderr)
+        );
+        assert_consistent(&env, &mut lineage, &format!("point {k}"), &before, target).await;
+    }
+    if shard == 0 {
+        // `upshift rollback` after a crash with the new add-on filled: the app never noticed;
+        // the new add-on goes.
+        let before = env.plan_of(MAIN).await;
+        let target = next_target(&env).await;
+        let copied = records
+            .iter()
+            .position(|r| {
+                matches!(
+                    r,
+                    Record::Engine {
+                        event: upshift::engine::Event::StepSucceeded { step: 3 }
+                    }
+                )
+            })
+            .expect("copy-live succeeded in the clean run")
+            + 1;
+        let crashed = upshift(&env)
+            .args(run_args(target))
+            .env("UPSHIFT_FAILPOINT", copied.to_string())
+            .output()
+            .unwrap();
+        assert!(!crashed.status.success());
+        let rolled = upshift(&env)
+            .args(["rollback", "--confirm", APP])
+            .output()
+            .unwrap();
+        assert_eq!(
+            rolled.status.code(),
+            Some(1),
+            "rollback: {}",
+            String::from_utf8_lossy(&rolled.stderr)
+        );
+        assert_consistent(
+            &env,
+            &mut lineage,
+            "rollback after the copy",
+            &before,
+            target,
+        )
+        .await;
+        assert_eq!(env.plan_of(MAIN).await, before);
+    }
+    env.sim.shutdown().await;
+}
