@@ -7,8 +7,135 @@ use proptest::prelude::*;
 use super::step::ALL_ACTIONS;
 use super::*;
 
+/// The in-place playbook's actions (the first eleven of the registry).
 fn builtin() -> Vec<Action> {
-    ALL_ACTIONS.to_vec()
+    ALL_ACTIONS[..IN_PLACE].to_vec()
+}
+
+const IN_PLACE: usize = 11;
+
+/// The live-swap playbook's actions.
+fn live_swap() -> Vec<Action> {
+    crate::playbook::Playbook::of_strategy(crate::playbook::Strategy::LiveSwap).actions()
+}
+
+fn index(actions: &[Action], a: Action) -> usize {
+    actions.iter().position(|x| *x == a).expect("in the playbook")
+}
+
+#[test]
+fn a_live_swap_is_at_risk_from_the_move_and_proven_by_it() {
+    let actions = live_swap();
+    let moved = index(&actions, Action::MoveAttachments);
+    let mut e = Engine::new(actions.clone());
+    run_forward(&mut e, moved);
+    assert_eq!(e.data(), DataState::Untouched, "the copy never touches the old data");
+    ok(&mut e, Event::StepStarted { step: moved });
+    assert_eq!(e.data(), DataState::AtRisk);
+    ok(&mut e, Event::StepSucceeded { step: moved });
+    assert_eq!(e.data(), DataState::Proven);
+    run_forward_from(&mut e, moved + 1, actions.len());
+    assert_eq!(e.outcome(), Some(Outcome::Succeeded));
+}
+
+fn run_forward_from(engine: &mut Engine, from: usize, upto: usize) {
+    for step in from..upto {
+        ok(engine, Event::StepStarted { step });
+        ok(engine, Event::StepSucceeded { step });
+    }
+}
+
+/// Runs the rollback to its end, each compensation succeeding unless it is `failing`.
+fn roll_back_live(e: &mut Engine, failing: Option<Compensation>) -> Vec<(Compensation, bool)> {
+    let mut seen = Vec::new();
+    while let Next::Compensate {
+        index,
+        compensation,
+    } = e.next()
+    {
+        let skipped = e.is_skipped(index);
+        ok(e, Event::CompensationStarted { index });
+        seen.push((compensation, skipped));
+        if skipped {
+            continue;
+        }
+        if Some(compensation) == failing {
+            ok(
+                e,
+                Event::CompensationFailed {
+                    index,
+                    message: "refused".into(),
+                    data_unsafe: false,
+                },
+            );
+        } else {
+            ok(e, Event::CompensationSucceeded { index });
+        }
+    }
+    seen
+}
+
+#[test]
+fn a_failed_move_moves_back_first_and_the_writers_return_only_after_it() {
+    let actions = live_swap();
+    let moved = index(&actions, Action::MoveAttachments);
+    let mut e = Engine::new(actions.clone());
+    run_forward(&mut e, moved);
+    ok(&mut e, Event::StepStarted { step: moved });
+    ok(
+        &mut e,
+        Event::StepFailed {
+            step: moved,
+            failure: failure(false),
+        },
+    );
+    let seen = roll_back_live(&mut e, None);
+    assert_eq!(
+        seen,
+        vec![
+            (Compensation::MoveBack, false),
+            (Compensation::RestoreFormation, false),
+            (Compensation::RestoreMaintenance, false),
+            (Compensation::RestoreNotifications, false),
+            (Compensation::DestroyNew, false),
+        ]
+    );
+    assert_eq!(e.outcome(), Some(Outcome::RolledBack));
+
+    // A move back that fails leaves the writers stopped: the app's names may be split.
+    let mut e = Engine::new(actions);
+    run_forward(&mut e, moved);
+    ok(&mut e, Event::StepStarted { step: moved });
+    ok(
+        &mut e,
+        Event::StepFailed {
+            step: moved,
+            failure: failure(false),
+        },
+    );
+    let seen = roll_back_live(&mut e, Some(Compensation::MoveBack));
+    assert!(seen.contains(&(Compensation::RestoreFormation, true)), "{seen:?}");
+    assert_eq!(e.outcome(), Some(Outcome::NeedsAttention));
+}
+
+#[test]
+fn a_live_swap_failing_before_the_move_rolls_back_without_touching_data() {
+    let actions = live_swap();
+    let catch_up = index(&actions, Action::CatchUp);
+    let mut e = Engine::new(actions);
+    run_forward(&mut e, catch_up);
+    ok(&mut e, Event::StepStarted { step: catch_up });
+    ok(
+        &mut e,
+        Event::StepFailed {
+            step: catch_up,
+            failure: failure(false),
+        },
+    );
+    let seen = roll_back_live(&mut e, None);
+    assert!(seen.iter().all(|(_, skipped)| !skipped), "{seen:?}");
+    assert_eq!(seen.last(), Some(&(Compensation::DestroyNew, false)));
+    assert_eq!(e.outcome(), Some(Outcome::RolledBack));
 }
 
 #[allow(clippy::needless_pass_by_value)] // call sites read better with values
@@ -33,7 +160,7 @@ fn failure(data_unsafe: bool) -> Failure {
 #[test]
 fn happy_path_succeeds_and_clears_the_stack() {
     let mut e = Engine::new(builtin());
-    run_forward(&mut e, ALL_ACTIONS.len());
+    run_forward(&mut e, IN_PLACE);
     assert_eq!(e.outcome(), Some(Outcome::Succeeded));
     assert!(e.stack().is_empty());
     assert_eq!(
@@ -441,7 +568,7 @@ fn a_needs_attention_run_reopens_and_restores_only_after_a_verify() {
 #[test]
 fn a_blocked_or_succeeded_run_cannot_be_reopened() {
     let mut e = Engine::new(builtin());
-    run_forward(&mut e, ALL_ACTIONS.len());
+    run_forward(&mut e, IN_PLACE);
     assert!(!e.can_reopen());
     assert!(e.apply(&Event::Reopened).is_err());
 }

@@ -164,3 +164,74 @@ fn two_addons(request: &RunRequest) -> Guard {
         ),
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::heroku::models::RedisConfigValues;
+    use crate::plan::facts::{AddonLookup, AttachmentRef, ChangeRequest, DataPolicy};
+    use crate::playbook::{Playbook, Strategy};
+
+    fn request() -> RunRequest {
+        let playbook = Playbook::of_strategy(Strategy::LiveSwap);
+        RunRequest {
+            app: "enketo-demo".into(),
+            changes: vec![ChangeRequest {
+                addon: "enketo_redis_main".into(),
+                plan: "premium-1".into(),
+                policy: DataPolicy::Critical,
+                connections_per_dyno: None,
+            }],
+            params: playbook.params.clone(),
+            playbook,
+        }
+    }
+
+    fn main(c: &mut Capture) -> &mut AddonFacts {
+        match &mut c.addons[0] {
+            AddonLookup::Found(a) => a,
+            AddonLookup::Missing { .. } => unreachable!(),
+        }
+    }
+
+    fn verdict(guards: &[Guard], id: &GuardId) -> Verdict {
+        guards
+            .iter()
+            .find(|g| &g.id == id)
+            .map(|g| g.verdict)
+            .unwrap_or_else(|| panic!("no {id} in {guards:?}"))
+    }
+
+    #[test]
+    fn a_full_old_addon_blocks_the_live_copy_and_room_passes() {
+        // The fixture: premium-0 (40 clients) with 40 in use, as Enketo's two web dynos fill it.
+        let mut c = crate::plan::fixture::enketo_capture();
+        main(&mut c).redis_config = Some(RedisConfigValues::default());
+        main(&mut c).attachments = Some(vec![AttachmentRef {
+            app: "enketo-demo".into(),
+            name: "ENKETO_REDIS_MAIN".into(),
+        }]);
+        let g = crate::plan::guards::evaluate(&request(), &c);
+        assert_eq!(verdict(&g, &GuardId::CopyConnections), Verdict::Block);
+        assert_eq!(verdict(&g, &GuardId::NotificationsSettable), Verdict::Pass);
+        assert_eq!(verdict(&g, &GuardId::AttachmentsKnown), Verdict::Pass);
+        main(&mut c).redis.as_mut().unwrap().connected_clients = 20;
+        let g = crate::plan::guards::evaluate(&request(), &c);
+        assert_eq!(verdict(&g, &GuardId::CopyConnections), Verdict::Pass);
+        // The in-place playbook does not ask.
+        let mut in_place = request();
+        in_place.playbook = Playbook::builtin();
+        let g = crate::plan::guards::evaluate(&in_place, &c);
+        assert!(g.iter().all(|x| x.id != GuardId::CopyConnections));
+    }
+
+    #[test]
+    fn unknown_attachments_or_settings_block() {
+        let mut c = crate::plan::fixture::enketo_capture();
+        main(&mut c).redis.as_mut().unwrap().connected_clients = 2;
+        let g = crate::plan::guards::evaluate(&request(), &c);
+        assert_eq!(verdict(&g, &GuardId::NotificationsSettable), Verdict::Block);
+        assert_eq!(verdict(&g, &GuardId::AttachmentsKnown), Verdict::Block);
+        assert!(crate::plan::guards::blocked(&g));
+    }
+}

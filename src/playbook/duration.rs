@@ -105,7 +105,8 @@ mod tests {
     #[test]
     fn refuses_unitless_and_unknown_units() {
         assert!(parse("30").unwrap_err().contains("\"30s\""));
-        assert!(parse("3d").unwrap_err().contains("unknown unit \"d\""));
+        assert!(parse("3w").unwrap_err().contains("unknown unit \"w\""));
+        assert_eq!(parse("3d"), Ok(Duration::from_secs(3 * 86_400)));
         assert!(parse("m").unwrap_err().contains("expected a number"));
     }
 

@@ -34,7 +34,7 @@ fn err(text: &str) -> String {
 fn builtin_is_valid_and_complete() {
     let p = Playbook::builtin();
     assert_eq!(p.name, BUILTIN_NAME);
-    assert_eq!(p.actions(), crate::engine::ALL_ACTIONS.to_vec());
+    assert_eq!(p.actions(), crate::engine::ALL_ACTIONS[..11].to_vec());
     assert_eq!(p.params.writers, vec!["web".to_string()]);
     assert_eq!(
         p.step(Action::WaitProvisioned).unwrap().timeout,
@@ -326,4 +326,63 @@ fn compensation_deadline_is_bounded() {
         .remove("compensation_deadline");
     let old: Params = serde_json::from_value(json).unwrap();
     assert_eq!(old.compensation_deadline, DEFAULT_COMPENSATION_DEADLINE);
+}
+
+#[test]
+fn the_live_swap_playbook_is_valid_and_its_order_is_enforced() {
+    let p = Playbook::of_strategy(Strategy::LiveSwap);
+    assert_eq!(p.name, LIVE_SWAP_NAME);
+    assert_eq!(Strategy::of(&p), Strategy::LiveSwap);
+    assert_eq!(Strategy::of(&Playbook::builtin()), Strategy::InPlace);
+    assert_eq!(p.params.retire_old, DEFAULT_RETIRE_OLD);
+    p.validate().expect("stored form validates too");
+    let text = include_str!("../../playbooks/heroku-redis-live-swap.toml");
+    // The move before the catch-up: refused.
+    let swapped = text.replacen("action = \"catch-up\"", "action = \"__x\"", 1).replacen(
+        "action = \"move-attachments\"\ncompensation = \"move-back\"",
+        "action = \"catch-up\"",
+        1,
+    );
+    let swapped = swapped.replacen(
+        "action = \"__x\"",
+        "action = \"move-attachments\"\ncompensation = \"move-back\"",
+        1,
+    );
+    let e = parse(&swapped, "pb.toml").unwrap_err().to_string();
+    assert!(e.contains("live-swap order"), "{e}");
+    // An in-place step in a live swap: refused.
+    let mixed = text.replace(
+        "[[steps]]\naction = \"retire-old\"",
+        "[[steps]]\naction = \"verify\"\n\n[[steps]]\naction = \"retire-old\"",
+    );
+    let e = parse(&mixed, "pb.toml").unwrap_err().to_string();
+    assert!(e.contains("one or the other"), "{e}");
+    // A live-swap step in an in-place playbook: refused.
+    let builtin = include_str!("../../playbooks/heroku-redis-plan-change.toml");
+    let e = parse(
+        &format!("{builtin}\n[[steps]]\naction = \"retire-old\"\n"),
+        "pb.toml",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("belongs to a live swap"), "{e}");
+}
+
+#[test]
+fn retire_old_reads_now_never_and_durations() {
+    assert_eq!(RetireOld::parse("now"), Ok(RetireOld::Now));
+    assert_eq!(RetireOld::parse("never"), Ok(RetireOld::Never));
+    assert_eq!(
+        RetireOld::parse("2d"),
+        Ok(RetireOld::After(std::time::Duration::from_secs(2 * 86_400)))
+    );
+    let e = RetireOld::parse("soon").unwrap_err();
+    assert!(e.contains("\"now\" or \"never\""), "{e}");
+    let json = serde_json::to_string(&RetireOld::After(std::time::Duration::from_secs(3600)))
+        .unwrap();
+    assert_eq!(json, "\"1h\"");
+    assert_eq!(
+        serde_json::from_str::<RetireOld>(&json).unwrap(),
+        RetireOld::After(std::time::Duration::from_secs(3600))
+    );
 }

@@ -7,8 +7,22 @@ use redis::Value;
 use crate::verify::conn::{Session, local_ms};
 use crate::verify::{Progress, RedisUrl, VerifyError, VerifyOptions};
 
-/// Keys per SCAN step and per pipelined batch.
+/// Keys per SCAN step, and the most keys per pipelined batch.
 const BATCH: usize = 1000;
+/// Payload bytes a batch aims at: batches shrink when keys are big, so a copy of many large
+/// values holds about this much (plus one value) in memory, never a thousand of them.
+const BATCH_BYTES: u64 = 8 * 1024 * 1024;
+
+/// How many keys the next batch takes, from the mean size of the keys copied so far.
+fn batch_len(copied: &CopySummary) -> usize {
+    if copied.copied == 0 {
+        return 100;
+    }
+    let mean = (copied.bytes / copied.copied).max(1);
+    usize::try_from(BATCH_BYTES / mean)
+        .unwrap_or(BATCH)
+        .clamp(1, BATCH)
+}
 
 /// What a copy did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -54,9 +68,14 @@ pub async fn copy_all(
             .query_async(&mut src.conn(0))
             .await
             .map_err(src.command_err("SCAN"))?;
-        let done = copy_batch(&src, &dst, opts, &keys).await?;
-        progress.advance(keys.len() as u64, done.bytes);
-        summary.add(done);
+        let mut rest = keys.as_slice();
+        while !rest.is_empty() {
+            let (chunk, tail) = rest.split_at(batch_len(&summary).min(rest.len()));
+            let done = copy_batch(&src, &dst, opts, chunk).await?;
+            progress.advance(chunk.len() as u64, done.bytes);
+            summary.add(done);
+            rest = tail;
+        }
         if next == 0 {
             break;
         }
@@ -82,8 +101,11 @@ pub async fn copy_keys(
     }
     let src = Session::open(source, opts, 1).await?;
     let dst = Session::open(target, opts, 1).await?;
-    for chunk in keys.chunks(BATCH) {
+    let mut rest = keys;
+    while !rest.is_empty() {
+        let (chunk, tail) = rest.split_at(batch_len(&summary).min(rest.len()));
         summary.add(copy_batch(&src, &dst, opts, chunk).await?);
+        rest = tail;
     }
     Ok(summary)
 }
@@ -163,4 +185,32 @@ async fn copy_batch(
         .await
         .map_err(dst.command_err("RESTORE"))?;
     Ok(summary)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{BATCH, BATCH_BYTES, CopySummary, batch_len};
+
+    #[test]
+    fn batches_shrink_with_big_values_and_stay_bounded() {
+        let small = CopySummary {
+            copied: 1000,
+            deleted: 0,
+            bytes: 100_000,
+        };
+        assert_eq!(batch_len(&small), BATCH);
+        let big = CopySummary {
+            copied: 10,
+            deleted: 0,
+            bytes: 10 * 2 * 1024 * 1024,
+        };
+        assert_eq!(batch_len(&big), 4);
+        let huge = CopySummary {
+            copied: 1,
+            deleted: 0,
+            bytes: 3 * BATCH_BYTES,
+        };
+        assert_eq!(batch_len(&huge), 1);
+        assert_eq!(batch_len(&CopySummary::default()), 100);
+    }
 }
