@@ -19,7 +19,7 @@ use crate::journal::StateDir;
 use crate::plan::choices::{self, AddonRow, Availability};
 use crate::plan::facts::{ChangeRequest, DataPolicy};
 use crate::plan::{self, RunRequest};
-use crate::playbook::Playbook;
+use crate::playbook::{Playbook, Strategy};
 use crate::runner::{self, Interrupts, Reporter, RunError, Runner, RunnerConfig};
 use crate::ui::menu::MenuAnswer;
 use crate::ui::{self, HumanReporter};
@@ -375,7 +375,7 @@ async fn ask(
         chosen.clone_into(&mut request.changes[i].plan);
     }
 
-    let plan = runner.plan(&request).await?;
+    let (request, plan) = choose_strategy(runner, request, &*theme).await?;
     eprintln!("\n{}", plan::render_with(&plan, ui::paint_verdict_stderr));
     eprintln!(
         "Unattended, the same run is:\n  {}\n",
@@ -404,6 +404,65 @@ async fn ask(
             typed.trim()
         );
     }
+}
+
+/// Both strategies side by side, planned on live facts: expected downtime, whole run, what
+/// costs extra and what changes; a blocked one says why. In place is the default (see the
+/// README's "Strategies").
+async fn choose_strategy(
+    runner: &Runner,
+    request: RunRequest,
+    theme: &dyn dialoguer::theme::Theme,
+) -> Result<(RunRequest, plan::Plan), WizardError> {
+    let mut live = request.clone();
+    live.playbook = Playbook::of_strategy(Strategy::LiveSwap);
+    live.params.retire_old = live.playbook.params.retire_old;
+    let in_place_plan = runner.plan(&request).await?;
+    let live_plan = runner.plan(&live).await?;
+    let line = |name: &str, p: &plan::Plan, what: &str| {
+        let blocked: Vec<&str> = p
+            .guards
+            .iter()
+            .filter(|g| g.verdict == crate::plan::guards::Verdict::Block)
+            .map(|g| g.detail.as_str())
+            .collect();
+        let mut s = format!(
+            "{name:<10} downtime ~{}, whole run ~{}; {what}",
+            crate::units::duration(p.estimate.downtime),
+            crate::units::duration(p.estimate.run)
+        );
+        if let Some(first) = blocked.first() {
+            s.push_str(&format!(" (BLOCKED: {first})"));
+        }
+        s
+    };
+    let items = [
+        line(
+            "in place",
+            &in_place_plan,
+            "no extra cost; the add-on keeps its name",
+        ),
+        line(
+            "live swap",
+            &live_plan,
+            "a second add-on is billed until the old one is retired; the add-on's name changes, its attachment names do not",
+        ),
+    ];
+    eprintln!(
+        "Two ways to change the plan: in place (Heroku's own change, the writers stopped while it provisions) or by a live swap to a new add-on."
+    );
+    let k = choose(|| {
+        Select::with_theme(theme)
+            .with_prompt("Strategy")
+            .items(&items)
+            .default(0)
+            .interact_on_opt(&console::Term::stderr())
+    })?;
+    Ok(if k == 1 {
+        (live, live_plan)
+    } else {
+        (request, in_place_plan)
+    })
 }
 
 /// The Ctrl-C menu, worded by where the run stands: before the plan change "undo everything"

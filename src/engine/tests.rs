@@ -20,7 +20,10 @@ fn live_swap() -> Vec<Action> {
 }
 
 fn index(actions: &[Action], a: Action) -> usize {
-    actions.iter().position(|x| *x == a).expect("in the playbook")
+    actions
+        .iter()
+        .position(|x| *x == a)
+        .expect("in the playbook")
 }
 
 #[test]
@@ -29,7 +32,11 @@ fn a_live_swap_is_at_risk_from_the_move_and_proven_by_it() {
     let moved = index(&actions, Action::MoveAttachments);
     let mut e = Engine::new(actions.clone());
     run_forward(&mut e, moved);
-    assert_eq!(e.data(), DataState::Untouched, "the copy never touches the old data");
+    assert_eq!(
+        e.data(),
+        DataState::Untouched,
+        "the copy never touches the old data"
+    );
     ok(&mut e, Event::StepStarted { step: moved });
     assert_eq!(e.data(), DataState::AtRisk);
     ok(&mut e, Event::StepSucceeded { step: moved });
@@ -114,7 +121,10 @@ fn a_failed_move_moves_back_first_and_the_writers_return_only_after_it() {
         },
     );
     let seen = roll_back_live(&mut e, Some(Compensation::MoveBack));
-    assert!(seen.contains(&(Compensation::RestoreFormation, true)), "{seen:?}");
+    assert!(
+        seen.contains(&(Compensation::RestoreFormation, true)),
+        "{seen:?}"
+    );
     assert_eq!(e.outcome(), Some(Outcome::NeedsAttention));
 }
 

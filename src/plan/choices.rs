@@ -297,6 +297,12 @@ pub fn command_line(request: &RunRequest) -> String {
     if request.params.allow_stopped_writers {
         out.push_str(" --allow-stopped-writers");
     }
+    if crate::playbook::Strategy::of(&request.playbook) == crate::playbook::Strategy::LiveSwap {
+        out.push_str(" --strategy live-swap");
+        if request.params.retire_old != request.playbook.params.retire_old {
+            let _ = write!(out, " --retire-old {}", request.params.retire_old);
+        }
+    }
     let _ = write!(out, " --confirm {}", request.app);
     out
 }

@@ -338,11 +338,13 @@ fn the_live_swap_playbook_is_valid_and_its_order_is_enforced() {
     p.validate().expect("stored form validates too");
     let text = include_str!("../../playbooks/heroku-redis-live-swap.toml");
     // The move before the catch-up: refused.
-    let swapped = text.replacen("action = \"catch-up\"", "action = \"__x\"", 1).replacen(
-        "action = \"move-attachments\"\ncompensation = \"move-back\"",
-        "action = \"catch-up\"",
-        1,
-    );
+    let swapped = text
+        .replacen("action = \"catch-up\"", "action = \"__x\"", 1)
+        .replacen(
+            "action = \"move-attachments\"\ncompensation = \"move-back\"",
+            "action = \"catch-up\"",
+            1,
+        );
     let swapped = swapped.replacen(
         "action = \"__x\"",
         "action = \"move-attachments\"\ncompensation = \"move-back\"",
@@ -378,8 +380,8 @@ fn retire_old_reads_now_never_and_durations() {
     );
     let e = RetireOld::parse("soon").unwrap_err();
     assert!(e.contains("\"now\" or \"never\""), "{e}");
-    let json = serde_json::to_string(&RetireOld::After(std::time::Duration::from_secs(3600)))
-        .unwrap();
+    let json =
+        serde_json::to_string(&RetireOld::After(std::time::Duration::from_secs(3600))).unwrap();
     assert_eq!(json, "\"1h\"");
     assert_eq!(
         serde_json::from_str::<RetireOld>(&json).unwrap(),

@@ -22,8 +22,14 @@ pub fn plan_pairs(request: &RunRequest, capture: &Capture) -> Vec<(String, Strin
 }
 
 /// Durations (first record to last) of the successful runs in `state` whose plan pairs equal
-/// `pairs`. Unreadable journals are skipped: history only sharpens an estimate.
-pub fn durations(state: &StateDir, pairs: &[(String, String)]) -> Vec<Duration> {
+/// `pairs` and that used the same strategy (a live swap and an in-place change of the same
+/// plans take very different times). Unreadable journals are skipped: history only sharpens
+/// an estimate.
+pub fn durations(
+    state: &StateDir,
+    pairs: &[(String, String)],
+    strategy: crate::playbook::Strategy,
+) -> Vec<Duration> {
     let Ok(ids) = state.run_ids() else {
         return Vec::new();
     };
@@ -55,6 +61,7 @@ pub fn durations(state: &StateDir, pairs: &[(String, String)]) -> Vec<Duration> 
         });
         if let (Some(request), Some(capture), true) = (request, capture, succeeded)
             && plan_pairs(request, capture) == pairs
+            && crate::playbook::Strategy::of(&request.playbook) == strategy
         {
             out.push(Duration::from_millis(
                 u64::try_from(last.at_ms - first.at_ms).unwrap_or(0),

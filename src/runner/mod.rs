@@ -298,8 +298,11 @@ impl Runner {
             ),
         )
         .estimate;
-        let earlier =
-            history::durations(&self.config.state, &history::plan_pairs(request, capture));
+        let earlier = history::durations(
+            &self.config.state,
+            &history::plan_pairs(request, capture),
+            crate::playbook::Strategy::of(&request.playbook),
+        );
         let from_history = crate::window::Estimate::from_history(&earlier, estimate.run);
         if let EstimateSource::History { runs } = from_history.source {
             estimate.run = from_history.duration;

@@ -251,3 +251,86 @@ async fn a_live_swap_that_fails_during_the_move_moves_back_onto_the_untouched_ol
     assert!(f.iter().any(|(t, q, _)| t == "web" && *q == 2), "{f:?}");
     env.sim.shutdown().await;
 }
+
+fn cli(env: &Env, args: &[&str]) -> std::process::Output {
+    env.upshift()
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("upshift runs")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plan_shows_the_live_swap_steps_and_guards_and_a_full_addon_blocks_it() {
+    let env = roomy(Duration::from_millis(300)).await;
+    let args = [
+        "plan",
+        "-a",
+        APP,
+        "--change",
+        "enketo_redis_main=premium-1",
+        "--strategy",
+        "live-swap",
+    ];
+    let o = cli(&env, &args);
+    let out = String::from_utf8_lossy(&o.stdout).into_owned() + &String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(0), "{out}");
+    for needle in [
+        "provision-new",
+        "copy-live",
+        "catch-up",
+        "move-attachments",
+        "retire-old",
+        "the live copy needs 4",
+        "notify_keyspace_events",
+        "attachment(s) move to the new add-on",
+        "both add-ons are billed",
+    ] {
+        assert!(out.contains(needle), "{needle} missing from:\n{out}");
+    }
+    assert!(env.writes().is_empty(), "plan wrote: {:?}", env.writes());
+    env.sim.shutdown().await;
+
+    // The stock Enketo app fills premium-0's 40 connections: no room for the live copy.
+    let env = Env::start(Duration::from_millis(300)).await;
+    let o = cli(&env, &args);
+    let out = String::from_utf8_lossy(&o.stdout).into_owned() + &String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(3), "{out}");
+    assert!(out.contains("--strategy in-place"), "{out}");
+    assert!(env.writes().is_empty(), "plan wrote: {:?}", env.writes());
+    env.sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_strategy_input_exits_2_and_writes_nothing() {
+    let env = roomy(Duration::from_millis(300)).await;
+    let base = [
+        "run",
+        "-a",
+        APP,
+        "--change",
+        "enketo_redis_main=premium-1",
+        "--confirm",
+        APP,
+    ];
+    for (extra, says) in [
+        (vec!["--strategy", "sideways"], "sideways"),
+        (
+            vec!["--strategy", "live-swap", "--playbook", "mine.toml"],
+            "both choose the playbook",
+        ),
+        (vec!["--retire-old", "1d"], "live swap only"),
+        (
+            vec!["--strategy", "live-swap", "--retire-old", "soon"],
+            "\"now\" or \"never\"",
+        ),
+    ] {
+        let args: Vec<&str> = base.iter().copied().chain(extra.iter().copied()).collect();
+        let o = cli(&env, &args);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(says), "{args:?}: {err}");
+    }
+    assert!(env.writes().is_empty(), "{:?}", env.writes());
+    env.sim.shutdown().await;
+}

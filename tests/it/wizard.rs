@@ -65,6 +65,12 @@ fn answer_until_review(s: &mut Session, pick: impl Fn(&mut Session, &str)) {
         expect(s, &format!("New plan for {label}"));
         pick(s, label);
     }
+    // Both strategies side by side: Enketo's premium-0 is full, so the live swap (which copies
+    // while the app runs) is offered with the reason it is blocked; in place is the default.
+    expect(s, "Strategy");
+    expect(s, "live swap");
+    expect(s, "BLOCKED");
+    send(s, ENTER);
     expect(s, "Plan for enketo-demo");
     expect(s, "Unattended, the same run is");
     expect(s, "--cache enketo_redis_cache --confirm enketo-demo");
