@@ -38,6 +38,12 @@ pub struct RunRow {
     pub started: String,
     pub downtime_ms: Option<i64>,
     pub duration_ms: i64,
+    /// `in-place` or `live-swap`.
+    pub strategy: String,
+    /// Live swap: old add-ons kept after success, with until when (`never` when kept until a
+    /// person destroys them): a person can still go back to them.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub kept: Vec<String>,
     /// Why the journal cannot be read whole (outcome `unreadable`); it names the file.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub problem: Option<String>,
@@ -69,6 +75,8 @@ pub fn history(state: &StateDir) -> Result<Vec<RunRow>, RunError> {
             duration_ms: first_ms
                 .zip(entries.last())
                 .map_or(0, |(first, last)| last.at_ms - first),
+            strategy: String::new(),
+            kept: Vec::new(),
             problem: problem.map(|e| e.to_string()),
         };
         let mut down_since = None;
@@ -76,6 +84,9 @@ pub fn history(state: &StateDir) -> Result<Vec<RunRow>, RunError> {
             match &e.record {
                 Record::Started { request, .. } => {
                     row.app.clone_from(&request.app);
+                    crate::playbook::Strategy::of(&request.playbook)
+                        .name()
+                        .clone_into(&mut row.strategy);
                     row.changes = request
                         .changes
                         .iter()
@@ -91,6 +102,12 @@ pub fn history(state: &StateDir) -> Result<Vec<RunRow>, RunError> {
                 Record::Finished { outcome, .. } => {
                     outcome.as_str().clone_into(&mut row.outcome);
                 }
+                Record::Retained { addon, until } => row.kept.push(format!(
+                    "{addon} until {}",
+                    until
+                        .as_deref()
+                        .map_or("you destroy it", |u| u.get(..16).unwrap_or(u))
+                )),
                 _ => {}
             }
         }
@@ -135,7 +152,16 @@ pub fn runs(args: &RunsArgs) -> Result<ExitCode, CliError> {
                 r.started.get(..19).unwrap_or(&r.started).replace('T', " "),
                 r.downtime_ms.map_or("-".into(), ms),
                 ms(r.duration_ms),
-                r.problem.unwrap_or_else(|| r.changes.join(", ")),
+                r.problem.unwrap_or_else(|| {
+                    let mut text = r.changes.join(", ");
+                    if r.strategy == crate::playbook::Strategy::LiveSwap.name() {
+                        text.push_str(" (live swap)");
+                    }
+                    if !r.kept.is_empty() {
+                        text.push_str(&format!("; old add-on kept: {}", r.kept.join(", ")));
+                    }
+                    text
+                }),
             ]
         })
         .collect();
@@ -149,10 +175,13 @@ pub fn runs(args: &RunsArgs) -> Result<ExitCode, CliError> {
 /// `upshift playbooks`.
 pub fn playbooks(args: &PlaybooksArgs) -> ExitCode {
     let builtin = Playbook::builtin();
+    let live = Playbook::of_strategy(crate::playbook::Strategy::LiveSwap);
     if args.json {
-        let _ = ui::print_json(&vec![builtin]);
+        let _ = ui::print_json(&vec![builtin, live]);
     } else {
         print!("{builtin}");
+        println!();
+        print!("{live}");
         println!(
             "\nRun your own with --playbook PATH (same format; see playbooks/ in the source)."
         );

@@ -10,6 +10,7 @@ pub mod error;
 pub mod history;
 #[cfg(not(feature = "sim"))]
 mod nosim;
+pub mod retire;
 pub mod run;
 pub mod signals;
 #[cfg(feature = "sim")]
@@ -129,6 +130,8 @@ pub enum Command {
     Rollback(run::ReopenArgs),
     /// List earlier runs.
     Runs(history::RunsArgs),
+    /// Destroy the old add-ons live swaps kept, once their grace period has passed.
+    Retire(retire::RetireArgs),
     /// List the playbooks and their parameters.
     Playbooks(history::PlaybooksArgs),
     /// Walk through a plan change: app, add-ons, target plans (too small ones refused with the
@@ -197,6 +200,7 @@ pub fn main() -> std::process::ExitCode {
         Command::Resume(args) => run::reopen(&args, false, settings),
         Command::Rollback(args) => run::reopen(&args, true, settings),
         Command::Runs(args) => history::runs(&args),
+        Command::Retire(args) => retire::retire(&args),
         Command::Playbooks(args) => Ok(history::playbooks(&args)),
         Command::Wizard(args) => wizard::run(&args, settings),
         #[cfg(feature = "sim")]

@@ -65,11 +65,11 @@ pub struct ReopenArgs {
 }
 
 /// Everything a command needs to reach Heroku and the state dir.
-struct Context {
-    runner: Runner,
+pub(super) struct Context {
+    pub(super) runner: Runner,
 }
 
-fn context(reporter: Arc<dyn Reporter>, interrupts: Interrupts) -> Result<Context, CliError> {
+pub(super) fn context(reporter: Arc<dyn Reporter>, interrupts: Interrupts) -> Result<Context, CliError> {
     context_with(reporter, interrupts, |_| {})
 }
 
@@ -112,7 +112,7 @@ fn install_interrupts(interrupts: &Interrupts) {
 }
 
 /// Asks for the app name on a terminal; without one, `--confirm APP` must match.
-fn confirm(app: &str, given: Option<&str>, what: &str) -> Result<(), CliError> {
+pub(super) fn confirm(app: &str, given: Option<&str>, what: &str) -> Result<(), CliError> {
     if let Some(given) = given {
         if given == app {
             return Ok(());
