@@ -158,7 +158,7 @@ pub fn runs(args: &RunsArgs) -> Result<ExitCode, CliError> {
                         text.push_str(" (live swap)");
                     }
                     if !r.kept.is_empty() {
-                        text.push_str(&format!("; old add-on kept: {}", r.kept.join(", ")));
+                        text = format!("{text}; old add-on kept: {}", r.kept.join(", "));
                     }
                     text
                 }),

@@ -69,7 +69,10 @@ pub(super) struct Context {
     pub(super) runner: Runner,
 }
 
-pub(super) fn context(reporter: Arc<dyn Reporter>, interrupts: Interrupts) -> Result<Context, CliError> {
+pub(super) fn context(
+    reporter: Arc<dyn Reporter>,
+    interrupts: Interrupts,
+) -> Result<Context, CliError> {
     context_with(reporter, interrupts, |_| {})
 }
 

@@ -419,7 +419,7 @@ async fn choose_strategy(
     live.params.retire_old = live.playbook.params.retire_old;
     let in_place_plan = runner.plan(&request).await?;
     let live_plan = runner.plan(&live).await?;
-    let line = |name: &str, p: &plan::Plan, what: &str| {
+    let describe = |name: &str, p: &plan::Plan, what: &str| {
         let blocked: Vec<&str> = p
             .guards
             .iter()
@@ -432,17 +432,17 @@ async fn choose_strategy(
             crate::units::duration(p.estimate.run)
         );
         if let Some(first) = blocked.first() {
-            s.push_str(&format!(" (BLOCKED: {first})"));
+            s = format!("{s} (BLOCKED: {first})");
         }
         s
     };
     let items = [
-        line(
+        describe(
             "in place",
             &in_place_plan,
             "no extra cost; the add-on keeps its name",
         ),
-        line(
+        describe(
             "live swap",
             &live_plan,
             "a second add-on is billed until the old one is retired; the add-on's name changes, its attachment names do not",

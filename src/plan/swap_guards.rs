@@ -198,8 +198,7 @@ mod tests {
         guards
             .iter()
             .find(|g| &g.id == id)
-            .map(|g| g.verdict)
-            .unwrap_or_else(|| panic!("no {id} in {guards:?}"))
+            .map_or_else(|| panic!("no {id} in {guards:?}"), |g| g.verdict)
     }
 
     #[test]

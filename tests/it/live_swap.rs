@@ -179,22 +179,34 @@ async fn a_live_swap_moves_the_app_to_a_new_addon_and_the_downtime_does_not_wait
     let runs = cli(&env, &["runs"]);
     let out = String::from_utf8_lossy(&runs.stdout);
     assert!(out.contains("live swap"), "{out}");
-    assert!(out.contains(&format!("old add-on kept: {old} until 20")), "{out}");
+    assert!(
+        out.contains(&format!("old add-on kept: {old} until 20")),
+        "{out}"
+    );
     // `upshift retire` leaves it during its grace, and destroys it with --now.
     let early = cli(&env, &["retire", "-a", APP, "--confirm", APP]);
     assert_eq!(early.status.code(), Some(0));
     assert!(String::from_utf8_lossy(&early.stdout).contains("nothing to retire"));
-    assert!(env.client().addon(APP, &old).await.is_ok(), "destroyed during its grace");
+    assert!(
+        env.client().addon(APP, &old).await.is_ok(),
+        "destroyed during its grace"
+    );
     let now = cli(&env, &["retire", "-a", APP, "--now", "--confirm", APP]);
     let out = String::from_utf8_lossy(&now.stdout);
     assert_eq!(now.status.code(), Some(0), "{out}");
     assert!(out.contains(&format!("{old}: destroyed")), "{out}");
     let gone = env.client().addon(APP, &old).await;
     assert!(
-        gone.is_err() || gone.as_ref().is_ok_and(|a| a.state.as_str() == "deprovisioned"),
+        gone.is_err()
+            || gone
+                .as_ref()
+                .is_ok_and(|a| a.state.as_str() == "deprovisioned"),
         "{gone:?}"
     );
-    assert_eq!(attached(&env, "ENKETO_REDIS_MAIN").await.as_deref(), Some(new.as_str()));
+    assert_eq!(
+        attached(&env, "ENKETO_REDIS_MAIN").await.as_deref(),
+        Some(new.as_str())
+    );
     env.sim.shutdown().await;
 }
 

@@ -44,16 +44,15 @@ pub(in crate::runner) async fn run(
         let config = ctx.client().redis_config(&t.name).await?.values();
         // The journaled value wins: after a crash past the change, the live one is this
         // run's own, and copying it would leave the new add-on with the watch's flags.
-        let before = match ctx.known.notifications_before.get(&t.name) {
-            Some(before) => before.clone(),
-            None => {
-                let before = config.notify_keyspace_events.clone().unwrap_or_default();
-                log.record(Record::Notifications {
-                    addon: t.name.clone(),
-                    before: before.clone(),
-                })?;
-                before
-            }
+        let before = if let Some(before) = ctx.known.notifications_before.get(&t.name) {
+            before.clone()
+        } else {
+            let before = config.notify_keyspace_events.clone().unwrap_or_default();
+            log.record(Record::Notifications {
+                addon: t.name.clone(),
+                before: before.clone(),
+            })?;
+            before
         };
         let now = config.notify_keyspace_events.clone().unwrap_or_default();
         if !swap::flags_suffice(&now) {

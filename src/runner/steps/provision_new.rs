@@ -32,18 +32,17 @@ pub(in crate::runner) async fn run(
     let mut pacer = ctx.pacer(timeout, true);
     let mut notes = Vec::new();
     for t in ctx.targets() {
-        let new = match ctx.known.new_addons.get(&t.name) {
-            Some(new) => new.clone(),
-            None => {
-                let new = create(ctx, &t).await?;
-                log.record(Record::NewAddon {
-                    addon: t.name.clone(),
-                    new_addon: new.name.clone(),
-                    new_id: new.id.clone(),
-                    attachment: new.attachment.clone(),
-                })?;
-                new
-            }
+        let new = if let Some(new) = ctx.known.new_addons.get(&t.name) {
+            new.clone()
+        } else {
+            let new = create(ctx, &t).await?;
+            log.record(Record::NewAddon {
+                addon: t.name.clone(),
+                new_addon: new.name.clone(),
+                new_id: new.id.clone(),
+                attachment: new.attachment.clone(),
+            })?;
+            new
         };
         loop {
             match ready(ctx, &t, &new).await? {
