@@ -680,7 +680,7 @@ async fn the_admin_api_arms_faults_sets_maintenance_and_reports() {
 #[tokio::test]
 async fn tls_add_ons_serve_rediss_and_migrate_over_tls() {
     let mut scenario = shop(1, "premium-0", 500, 2);
-    scenario.apps[0].addons[0].tls = true;
+    scenario.apps[0].addons[0].tls = Some(true);
     let sim = start(scenario).await;
     let c = client(&sim);
     let url = c

@@ -139,6 +139,9 @@ pub struct BehaviourSpec {
     /// Overrides [`Behaviour::platform_monitor`].
     #[serde(default)]
     pub platform_monitor: Option<bool>,
+    /// Overrides [`Behaviour::tls`].
+    #[serde(default)]
+    pub tls: Option<bool>,
 }
 
 impl BehaviourSpec {
@@ -176,6 +179,9 @@ impl BehaviourSpec {
         }
         if let Some(v) = self.platform_monitor {
             b.platform_monitor = v;
+        }
+        if let Some(v) = self.tls {
+            b.tls = v;
         }
         b
     }
@@ -237,6 +243,13 @@ pub struct Behaviour {
     /// The platform's own connection to each server issues PING and INFO every 1.5 s, as
     /// Heroku's monitoring does; it is never a writer.
     pub platform_monitor: bool,
+    /// New add-ons (and a scenario's add-ons without their own `tls`) serve TLS only: config
+    /// vars hold `rediss://` URLs with a certificate from the simulator's throwaway CA and the
+    /// Data API says `prefer_native_tls: true`. Heroku: "All Key-Value Store plans require
+    /// TLS connections" (https://devcenter.heroku.com/articles/heroku-redis#security-and-compliance).
+    /// Off only in `optimistic`, the simulator as first built, whose plain `redis://` keeps
+    /// the many tests that start from it quick to set up and easy to inspect with `redis-cli`.
+    pub tls: bool,
 }
 
 fn secs<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
@@ -266,9 +279,10 @@ impl Behaviour {
             plan_flips_at_end: false,
             attach_replaces: true,
             platform_monitor: true,
+            tls: true,
         };
         match profile {
-            Profile::Optimistic => {}
+            Profile::Optimistic => b.tls = false,
             Profile::InPlace => b.provisioned_at_once = true,
             Profile::Lagging => b.data_lag = LAGGING_DATA_LAG,
             Profile::Sparse => b.sparse_bodies = true,

@@ -16,8 +16,7 @@ use crate::server::{error, not_found};
 use crate::state::{AddonState, DataStatus, Shared, now_iso};
 use crate::timeline::EventKind;
 use heroku_model::models::{
-    DataMaintenance, InfoRow, MaintenanceStatus, RedisConfig, RedisDatabase, RedisFormation,
-    RedisSetting, RedisWait,
+    InfoRow, MaintenanceStatus, RedisConfig, RedisDatabase, RedisFormation, RedisSetting, RedisWait,
 };
 use heroku_model::plans::Plan;
 
@@ -84,7 +83,7 @@ pub(crate) fn database(a: &AddonState, version: &str, b: &Behaviour) -> RedisDat
         row("Timeout", a.settings.timeout.to_string()),
         row("Maxmemory", a.settings.maxmemory_policy.clone()),
         row("Maintenance", maintenance_word(a.maintenance)),
-        row("Maintenance window", "Mondays 22:00 to Tuesdays 02:00 UTC"),
+        row("Maintenance window", a.window.clone()),
         row("Persistence", "None"),
         row("HA Status", "Available"),
     ];
@@ -127,8 +126,17 @@ pub(crate) async fn get_database(State(s): S, Path(name): Path<String>) -> Respo
     };
     let db = database(a, &a_version(a), &b);
     if b.sparse_bodies {
-        // Only what a client cannot do without; everything optional is left out.
-        return ok(&json!({ "addon_id": db.addon_id, "name": db.name, "plan": db.plan }));
+        // Only what a client cannot do without: the Heroku CLI reads `resource_url` and
+        // `prefer_native_tls` (`redis:cli`) and `info` (`redis:info`) without a guard, so Heroku
+        // must send them; every other field is left out.
+        return ok(&json!({
+            "addon_id": db.addon_id,
+            "name": db.name,
+            "plan": db.plan,
+            "resource_url": db.resource_url,
+            "prefer_native_tls": db.prefer_native_tls,
+            "info": db.info,
+        }));
     }
     ok(&db)
 }
@@ -285,20 +293,6 @@ pub(crate) async fn patch_config(State(s): S, Path(name): Path<String>, body: By
         });
     }
     ok(&config(&settings))
-}
-
-pub(crate) async fn maintenance(State(s): S, Path(id): Path<String>) -> Response {
-    match s.world().addon(&id, None) {
-        Some(a) => ok(&DataMaintenance {
-            status: a.maintenance,
-            message: Some(match a.maintenance {
-                MaintenanceStatus::None => "No maintenance is scheduled.".into(),
-                other => format!("Maintenance is {}.", maintenance_word(other)),
-            }),
-            scheduled_for: None,
-        }),
-        None => not_found("add_on", "Couldn't find that add on."),
-    }
 }
 
 /// Reads a config PATCH body into `settings`; returns the `CONFIG SET` pairs to apply.

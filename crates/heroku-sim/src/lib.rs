@@ -84,6 +84,7 @@ mod error;
 pub mod faults;
 mod lifecycle;
 mod logs;
+mod maintenances;
 mod platform;
 mod provision;
 mod redis_proc;
@@ -94,6 +95,7 @@ pub mod serve;
 mod server;
 mod state;
 pub mod timeline;
+mod tls;
 mod world;
 
 use std::net::SocketAddr;
@@ -578,6 +580,10 @@ fn router(shared: Arc<Shared>, control: server::Control) -> Router {
             "/apps/{app}/addon-attachments",
             get(attach::list_app_attachments),
         )
+        .route(
+            "/apps/{app}/addon-attachments/{attachment}",
+            get(attach::get_app_attachment),
+        )
         .route("/apps/{app}/config-vars", get(platform::config_vars))
         .route(
             "/apps/{app}/log-sessions",
@@ -609,7 +615,17 @@ fn router(shared: Arc<Shared>, control: server::Control) -> Router {
             "/redis/v0/databases/{name}/config",
             get(data::get_config).patch(data::patch_config),
         )
-        .route("/data/maintenances/v1/{id}", get(data::maintenance))
+        .route("/data/maintenances/v1/{id}", get(maintenances::info))
+        .route(
+            "/data/maintenances/v1/apps/{app}",
+            get(maintenances::by_app),
+        )
+        .route(
+            "/data/maintenances/v1/{id}/window",
+            get(maintenances::window)
+                .post(maintenances::set_window)
+                .put(maintenances::set_window),
+        )
         .route("/__sim/timeline", get(admin::timeline))
         .route("/__sim/requests", get(admin::requests))
         .route(

@@ -31,7 +31,7 @@
 //! seed = { keys = 30000, seed = 1, ttl_fraction = 0.1 }
 //! maintenance = "none"                 # data maintenance status
 //! config = { maxmemory_policy = "noeviction", timeout = 0, notify_keyspace_events = "" }
-//! tls = false                          # true: rediss:// with a self-signed certificate
+//! tls = true                           # false: plain redis://; unset: the profile decides
 //!
 //! [[faults]]                           # see `Fault`
 //! kind = "http"
@@ -180,10 +180,10 @@ pub struct AddonSpec {
     #[serde(default)]
     pub config: RedisSettingsSpec,
     /// Serve TLS only: the config var is `rediss://…` with a self-signed certificate, as on
-    /// Heroku (clients must not verify it). Off by default: plain `redis://` is simpler to
-    /// inspect.
+    /// Heroku (clients must not verify it). Unset: the behaviour profile decides (TLS in every
+    /// built-in but `optimistic`; knob `tls` in `[behaviour]`).
     #[serde(default)]
-    pub tls: bool,
+    pub tls: Option<bool>,
 }
 
 fn default_maintenance() -> MaintenanceStatus {
