@@ -3,13 +3,16 @@
 
 use std::sync::Arc;
 
+use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use axum::routing::get;
 use serde_json::{Value, json};
 
 use crate::behaviour::Behaviour;
+use crate::maintenances;
 use crate::redis_proc::RedisServer;
 use crate::scenario::{MAXMEMORY_POLICIES, RedisSettingsSpec};
 use crate::server::{error, not_found};
@@ -21,6 +24,29 @@ use heroku_model::models::{
 use heroku_model::plans::Plan;
 
 type S = State<Arc<Shared>>;
+
+/// The Data API's routes: Heroku serves them on another host (`api.data.heroku.com`), the
+/// simulator on the Platform API's port (`HEROKU_DATA_HOST=127.0.0.1`).
+pub(crate) fn routes() -> Router<Arc<Shared>> {
+    Router::new()
+        .route("/redis/v0/databases/{name}", get(get_database))
+        .route("/redis/v0/databases/{name}/wait", get(wait))
+        .route(
+            "/redis/v0/databases/{name}/config",
+            get(get_config).patch(patch_config),
+        )
+        .route("/data/maintenances/v1/{id}", get(maintenances::info))
+        .route(
+            "/data/maintenances/v1/apps/{app}",
+            get(maintenances::by_app),
+        )
+        .route(
+            "/data/maintenances/v1/{id}/window",
+            get(maintenances::window)
+                .post(maintenances::set_window)
+                .put(maintenances::set_window),
+        )
+}
 
 const NO_DB: &str = "Couldn't find that database.";
 

@@ -56,10 +56,12 @@
 //! - **Dynos** write every `1 / writes_per_second` s to each add-on they hold connections to,
 //!   in turn `SET wr:<dyno>:<seq>`, `HSET dyno:<dyno> last_write <seq>`, `INCR counter:<type>`;
 //!   each write is a timeline `write` event.
-//! - **URLs** look like Heroku's: `redis://:<password>@127.0.0.1:<port>`, or `rediss://…` for
-//!   add-ons with `tls = true` (self-signed certificate; connect without verifying it, e.g. the
-//!   `redis` crate's `#insecure`). redis-cli 7.0 mis-reads the empty user name of such URLs:
-//!   use `redis-cli -p PORT -a PASSWORD`.
+//! - **URLs** look like Heroku's: `rediss://:<password>@127.0.0.1:<port>` (TLS only, a
+//!   certificate from the simulator's throwaway CA; connect without verifying it, e.g. the
+//!   `redis` crate's `#insecure`, as Heroku tells clients to) under every profile but
+//!   `optimistic`, which serves plain `redis://…` (behaviour knob `tls`; a scenario add-on's
+//!   own `tls` wins). redis-cli 7.0 mis-reads the empty user name of such URLs: use
+//!   `redis-cli [--tls --insecure] -p PORT -a PASSWORD`.
 //!
 //! # Admin API (no auth; loopback only)
 //! `GET /__sim/timeline[?writes=false&since_ms=N]`, `GET /__sim/requests`,
@@ -609,23 +611,7 @@ fn router(shared: Arc<Shared>, control: server::Control) -> Router {
             post(attach::resolve_attachment),
         )
         .route("/actions/addons/resolve", post(platform::resolve_addon))
-        .route("/redis/v0/databases/{name}", get(data::get_database))
-        .route("/redis/v0/databases/{name}/wait", get(data::wait))
-        .route(
-            "/redis/v0/databases/{name}/config",
-            get(data::get_config).patch(data::patch_config),
-        )
-        .route("/data/maintenances/v1/{id}", get(maintenances::info))
-        .route(
-            "/data/maintenances/v1/apps/{app}",
-            get(maintenances::by_app),
-        )
-        .route(
-            "/data/maintenances/v1/{id}/window",
-            get(maintenances::window)
-                .post(maintenances::set_window)
-                .put(maintenances::set_window),
-        )
+        .merge(data::routes())
         .route("/__sim/timeline", get(admin::timeline))
         .route("/__sim/requests", get(admin::requests))
         .route(

@@ -5,8 +5,8 @@
 //! `data:maintenances:window:update DAY TIME`). Shapes follow the CLI's source and its test
 //! fixtures (heroku/cli `packages/cli/src/commands/data/maintenances`): a maintenance carries
 //! `status`, `window`, `required_by`, `scheduled_for` and nested `addon` / `app` objects; a
-//! window is `{"window": "Mondays 22:00 to Tuesdays 02:00 UTC"}`. Dev Center: "Heroku Data
-//! Maintenance Windows" (https://devcenter.heroku.com/articles/data-maintenance-cli-commands).
+//! window is `{"window": "Mondays 22:00 to Tuesdays 02:00 UTC"}`. Dev Center: "Data
+//! Maintenance CLI Commands" (<https://devcenter.heroku.com/articles/data-maintenance-cli-commands>).
 
 use std::sync::Arc;
 

@@ -430,7 +430,7 @@ fn server_args(
 ) -> Vec<String> {
     let log = dir.join("redis.log");
     // TLS only (`port 0`), as Heroku's plans: "All Key-Value Store plans require TLS
-    // connections" (https://devcenter.heroku.com/articles/heroku-redis#security-and-compliance).
+    // connections" (https://devcenter.heroku.com/articles/heroku-redis-version-upgrade).
     let mut args: Vec<String> = if let Some(files) = tls {
         let [ca, cert, key] = [files.ca, files.cert, files.key].map(|p| p.display().to_string());
         vec![

@@ -4,8 +4,10 @@
 //!
 //! Heroku Key-Value Store: "All Key-Value Store plans require TLS connections", with
 //! self-signed certificates that clients connect to without verifying
-//! (<https://devcenter.heroku.com/articles/connecting-heroku-redis#connecting-in-node-js>,
-//! <https://devcenter.heroku.com/articles/heroku-redis#security-and-compliance>). The CA here
+//! (Dev Center, "Upgrading a Heroku Key-Value Store Version",
+//! <https://devcenter.heroku.com/articles/heroku-redis-version-upgrade>, and "Connecting to
+//! Heroku Key-Value Store", <https://devcenter.heroku.com/articles/connecting-heroku-redis>;
+//! the Heroku CLI's `redis:cli` connects with `rejectUnauthorized: false`). The CA here
 //! is never trusted anywhere: clients turn verification off exactly as they must on Heroku,
 //! and a client that does verify fails, as it would there.
 
