@@ -7,7 +7,9 @@
 //! start_seconds = 0.3          # `starting` -> `up`
 //!
 //! [behaviour]                  # optional: see `crate::behaviour`
-//! profile = "in-place"         # optimistic (default), in-place, lagging, sparse, strict
+//! profile = "in-place"         # optimistic (default), in-place, lagging, sparse, strict,
+//!                              # late-flip, heroku
+//! tls = false                  # plain redis:// (default: TLS in every profile but optimistic)
 //!
 //! [rate_limit]                 # optional
 //! capacity = 4500
