@@ -252,9 +252,16 @@ impl Session {
         } else {
             ""
         };
-        let connect_err = |source| VerifyError::Connect {
+        let connect_err = |source: redis::RedisError| VerifyError::Connect {
             endpoint: endpoint.clone(),
-            hint,
+            // Over TLS a server at its maxclients drops the connection before the handshake,
+            // without its `max number of clients reached` (Redis networking.c: "for TLS
+            // connections, no handshake was done yet so nothing is written").
+            hint: if hint.is_empty() && url.is_tls() && source.is_connection_dropped() {
+                " (dropped during the TLS handshake: a Redis at its connection limit does this)"
+            } else {
+                hint
+            },
             source: Box::new(source),
         };
         let client =

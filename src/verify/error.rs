@@ -198,7 +198,8 @@ pub enum Refusal {
     /// It answered "max number of clients reached": it is at its connection limit.
     ConnectionLimit,
     /// It closed the connection without a word; a server at its limit often looks like this
-    /// to the client, because the error and the close race.
+    /// to the client, because the error and the close race, and always over TLS: Redis drops
+    /// a TLS connection beyond `maxclients` before the handshake, writing nothing.
     HungUp,
 }
 

@@ -202,6 +202,49 @@ async fn plan_reads_only_and_exits_3_when_blocked() {
     env.sim.shutdown().await;
 }
 
+/// Over TLS (the `heroku` profile) a Redis at its maxclients drops a new connection before the
+/// handshake and never says "max number of clients reached": the plan still reads the full
+/// main add-on as full (a warning, not a block), says why in words, and shows no password.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plan_reads_a_full_tls_addon_as_full_without_its_error_reply() {
+    let env = Env::start_with(Duration::from_millis(300), upshift::sim::Profile::Heroku).await;
+    let url = env.sim.redis_url(MAIN);
+    assert!(url.starts_with("rediss://"), "TLS under the heroku profile");
+    // The dynos' pools warm up over 2 s under this profile: wait until main is full.
+    let client = redis::Client::open(format!("{url}#insecure").as_str()).unwrap();
+    let mut full = false;
+    for _ in 0..100 {
+        if client.get_multiplexed_async_connection().await.is_err() {
+            full = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(full, "main never reached its connection limit");
+    let o = upshift(
+        &env,
+        &["plan", "-a", APP, "--change", &format!("{MAIN}=premium-1")],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let text = String::from_utf8_lossy(&o.stdout);
+    let warn = text
+        .lines()
+        .find(|l| l.contains("cannot read Redis INFO now"))
+        .unwrap_or_else(|| panic!("main is full: {text}"));
+    assert!(
+        warn.contains("dropped during the TLS handshake")
+            && warn.contains("at a full connection limit that is expected"),
+        "{warn}"
+    );
+    let password = url::Url::parse(&url)
+        .unwrap()
+        .password()
+        .unwrap()
+        .to_owned();
+    assert!(!text.contains(&password) && !stderr(&o).contains(&password));
+    env.sim.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unattended_run_succeeds_and_runs_lists_it() {
     let env = Env::start(Duration::from_millis(300)).await;

@@ -72,7 +72,7 @@ pub fn shop(web: u32, plan: &str, keys: u32, connections: u32) -> Scenario {
                 }),
                 maintenance: upshift::heroku::models::MaintenanceStatus::None,
                 config: RedisSettingsSpec::default(),
-                tls: false,
+                tls: None,
             }],
             ..AppSpec::default()
         }],

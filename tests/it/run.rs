@@ -812,6 +812,9 @@ fn journal_text(env: &Env, run_id: &str) -> String {
 /// The main run: main and cache (both critical) change in one downtime.
 async fn profile_succeeds(profile: upshift::sim::Profile) {
     let env = Env::start_with(Duration::from_millis(600), profile).await;
+    // TLS as on Heroku in every profile but `optimistic` (plain, as first built).
+    let tls = profile != upshift::sim::Profile::Optimistic;
+    assert_eq!(env.sim.redis_url(CACHE).starts_with("rediss://"), tls);
     let before = seeded(&env, CACHE).await;
     assert!(before.len() > 1000);
     let req = request(
@@ -822,6 +825,14 @@ async fn profile_succeeds(profile: upshift::sim::Profile) {
     assert_eq!(report.outcome, Outcome::Succeeded, "{profile}: {report:#?}");
     assert_eq!(env.plan_of(MAIN).await, "premium-1");
     assert_eq!(env.plan_of(CACHE).await, "premium-1");
+    for addon in [MAIN, CACHE] {
+        let url = env.sim.redis_url(addon);
+        assert_eq!(
+            url.starts_with("rediss://"),
+            tls,
+            "{profile}: {addon}'s new server"
+        );
+    }
     assert_formation_restored(&env).await;
     let journal = journal_text(&env, &report.run_id);
     assert!(journal.contains("OldServer"), "{profile}: {journal}");

@@ -679,8 +679,11 @@ async fn the_admin_api_arms_faults_sets_maintenance_and_reports() {
 
 #[tokio::test]
 async fn tls_add_ons_serve_rediss_and_migrate_over_tls() {
+    // The `tls` knob of `[behaviour]`, as `heroku` and every other profile but `optimistic`
+    // set it: the add-on itself says nothing about TLS.
     let mut scenario = shop(1, "premium-0", 500, 2);
-    scenario.apps[0].addons[0].tls = true;
+    assert_eq!(scenario.apps[0].addons[0].tls, None);
+    scenario.behaviour.tls = Some(true);
     let sim = start(scenario).await;
     let c = client(&sim);
     let url = c

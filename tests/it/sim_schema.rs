@@ -241,6 +241,14 @@ async fn every_served_platform_route_matches_heroku_schema() {
             "/addon-attachments".into(),
             Some(json!({"addon": addon, "app": "shop", "name": "shop_extra"})),
         ),
+        // The Heroku CLI's `addons:attach` names the add-on and the app by objects.
+        (
+            "POST",
+            "/addon-attachments".into(),
+            Some(json!({"addon": {"name": addon}, "app": {"name": "shop"}, "name": "shop_cli"})),
+        ),
+        // `addons:detach` reads the attachment by name first.
+        ("GET", "/apps/shop/addon-attachments/SHOP_CLI".into(), None),
         ("GET", "/apps/shop/releases".into(), None),
         ("GET", "/apps/shop/releases/1".into(), None),
     ];
@@ -375,5 +383,91 @@ async fn data_api_shapes_match_heroku_facts() {
         get(format!("/data/maintenances/v1/{id}")).await["status"],
         "running"
     );
+    sim.shutdown().await;
+}
+
+/// `heroku data:maintenances`, `data:maintenances:window` and `…:window:update` read these
+/// (shapes from the Heroku CLI's source and fixtures): a list per app, one add-on's
+/// maintenance, its window, and a window update that answers the new and the previous window.
+#[tokio::test]
+async fn data_maintenances_answer_what_the_heroku_cli_reads() {
+    let sim = start(shop(1, "premium-0", 10, 1)).await;
+    let http = reqwest::Client::new();
+    let call = |method: &str, path: String, body: Option<Value>| {
+        let mut req = http
+            .request(method.parse().unwrap(), sim.api_url().join(&path).unwrap())
+            .bearer_auth(sim.api_key());
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        async move {
+            let r = req.send().await.unwrap();
+            (r.status().as_u16(), r.json::<Value>().await.unwrap())
+        }
+    };
+    let (_, app) = call("GET", "/apps/shop".into(), None).await;
+    let app_id = app["id"].as_str().unwrap().to_owned();
+    let (status, list) = call("GET", format!("/data/maintenances/v1/apps/{app_id}"), None).await;
+    assert_eq!(status, 200, "{list}");
+    let list = list["maintenances"]
+        .as_array()
+        .expect("maintenances")
+        .clone();
+    assert_eq!(list.len(), 1, "one per data add-on of the app: {list:?}");
+    let m = &list[0];
+    assert_eq!(m["addon"]["name"], "redis-test-11111");
+    assert_eq!(m["addon"]["attachments"], json!(["SHOP_REDIS_URL"]));
+    assert_eq!(m["addon"]["window"], "Mondays 22:00 to Tuesdays 02:00 UTC");
+    assert_eq!(m["status"], "none");
+    assert_eq!(m["app"]["name"], "shop");
+    let id = m["addon"]["uuid"].as_str().unwrap().to_owned();
+
+    let (_, w) = call("GET", format!("/data/maintenances/v1/{id}/window"), None).await;
+    assert_eq!(w, json!({"window": "Mondays 22:00 to Tuesdays 02:00 UTC"}));
+    let (status, w) = call(
+        "POST",
+        format!("/data/maintenances/v1/{id}/window"),
+        Some(json!({"day_of_week": "saturday", "time_of_day": "11:30PM"})),
+    )
+    .await;
+    assert_eq!(status, 200, "{w}");
+    assert_eq!(
+        w,
+        json!({"window": "Saturdays 23:30 to Sundays 03:30 UTC",
+               "previous_window": "Mondays 22:00 to Tuesdays 02:00 UTC"})
+    );
+    let (_, info) = call("GET", format!("/data/maintenances/v1/{id}"), None).await;
+    assert_eq!(info["window"], "Saturdays 23:30 to Sundays 03:30 UTC");
+    let (_, db) = call("GET", "/redis/v0/databases/shop_redis".into(), None).await;
+    assert!(
+        db["info"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["values"][0] == "Saturdays 23:30 to Sundays 03:30 UTC"),
+        "redis:info shows the new window: {db}"
+    );
+
+    // A bad day is named, and nothing changes.
+    let (status, err) = call(
+        "POST",
+        format!("/data/maintenances/v1/{id}/window"),
+        Some(json!({"day_of_week": "caturday", "time_of_day": "13:30"})),
+    )
+    .await;
+    assert_eq!(status, 422);
+    assert!(
+        err["message"].as_str().unwrap().contains("caturday"),
+        "{err}"
+    );
+    let (_, w) = call("GET", format!("/data/maintenances/v1/{id}/window"), None).await;
+    assert_eq!(w["window"], "Saturdays 23:30 to Sundays 03:30 UTC");
+    let (status, _) = call(
+        "GET",
+        "/data/maintenances/v1/no-such-addon/window".into(),
+        None,
+    )
+    .await;
+    assert_eq!(status, 404);
     sim.shutdown().await;
 }

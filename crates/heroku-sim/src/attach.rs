@@ -127,6 +127,36 @@ pub(crate) async fn resolve_attachment(State(s): S, body: Bytes) -> Response {
     ok(Value::Array(found))
 }
 
+/// An add-on or app named in a body: the identity string itself, or an object's `id` or `name`
+/// (the Heroku CLI's `addons:attach` sends `{"addon": {"name": …}, "app": {"name": …}}`).
+fn identity(v: Option<&Value>) -> Option<String> {
+    match v? {
+        Value::String(s) => Some(s.clone()),
+        Value::Object(o) => o
+            .get("id")
+            .or_else(|| o.get("name"))
+            .and_then(Value::as_str)
+            .map(str::to_owned),
+        _ => None,
+    }
+}
+
+/// `GET /apps/{app}/addon-attachments/{attachment}` by name or id (`heroku addons:detach`
+/// reads the attachment here first).
+pub(crate) async fn get_app_attachment(
+    State(s): S,
+    Path((app, key)): Path<(String, String)>,
+) -> Response {
+    let world = s.world();
+    let Some(app_id) = world.app(&app).map(|a| a.id.clone()) else {
+        return not_found("app", NO_APP);
+    };
+    all(&world)
+        .find(|(_, x)| x.app_id == app_id && (x.id == key || x.name.eq_ignore_ascii_case(&key)))
+        .and_then(|(a, x)| rendered(&world, a, x))
+        .map_or_else(|| not_found("add_on attachment", NO_ATTACHMENT), ok)
+}
+
 /// Whether `name` is a valid attachment name (it becomes a config var prefix).
 fn valid_name(name: &str) -> bool {
     let mut chars = name.chars();
@@ -162,7 +192,8 @@ pub(crate) async fn create_attachment(State(s): S, body: Bytes) -> Response {
         Err(r) => return r,
     };
     let field = |k: &str| body.get(k).and_then(Value::as_str).map(str::to_owned);
-    let (Some(addon_key), Some(app_key)) = (field("addon"), field("app")) else {
+    let (Some(addon_key), Some(app_key)) = (identity(body.get("addon")), identity(body.get("app")))
+    else {
         return invalid("Both addon and app are required.");
     };
     let replaces = s.behaviour().attach_replaces;

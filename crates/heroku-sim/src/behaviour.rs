@@ -40,8 +40,9 @@ pub enum Profile {
     /// keeps describing the old database for [`Behaviour::data_lag`] after the switch.
     Lagging,
     /// Issue 11, 5(e) and 7: `/wait` answers `{"waiting?": false}` with no `message` (as in
-    /// the Heroku CLI's own test fixtures) and database bodies carry only `addon_id`, `name`
-    /// and `plan`.
+    /// the Heroku CLI's own test fixtures) and database bodies carry only `addon_id`, `name`,
+    /// `plan` and what the Heroku CLI reads without a guard (`resource_url`,
+    /// `prefer_native_tls`, `info`).
     Sparse,
     /// Issue 11, 3: `CONFIG`, `CLIENT`, `DEBUG`, `MONITOR` and `OBJECT` are refused, as
     /// managed Redis services do (Heroku refuses `CONFIG`; some providers also `CLIENT`). The
@@ -53,7 +54,7 @@ pub enum Profile {
     /// answer must take "provisioning" as "the change landed", not send it again.
     LateFlip,
     /// The most faithful guess at Heroku today, every undocumented point taken the way public
-    /// sources lean: the add-on is `provisioning` on the target during a change (what
+    /// sources lean: TLS only (as every profile but `optimistic`); the add-on is `provisioning` on the target during a change (what
     /// `heroku addons:wait` waits out); the Data API lags the switch by about a second;
     /// bodies are sparse as in the Heroku CLI's fixtures; a scaled-down dyno keeps running
     /// for 2 s after SIGTERM (Heroku allows 30; a Node app exits at once); a new dyno warms its
@@ -139,6 +140,9 @@ pub struct BehaviourSpec {
     /// Overrides [`Behaviour::platform_monitor`].
     #[serde(default)]
     pub platform_monitor: Option<bool>,
+    /// Overrides [`Behaviour::tls`].
+    #[serde(default)]
+    pub tls: Option<bool>,
 }
 
 impl BehaviourSpec {
@@ -176,6 +180,9 @@ impl BehaviourSpec {
         }
         if let Some(v) = self.platform_monitor {
             b.platform_monitor = v;
+        }
+        if let Some(v) = self.tls {
+            b.tls = v;
         }
         b
     }
@@ -237,6 +244,13 @@ pub struct Behaviour {
     /// The platform's own connection to each server issues PING and INFO every 1.5 s, as
     /// Heroku's monitoring does; it is never a writer.
     pub platform_monitor: bool,
+    /// New add-ons (and a scenario's add-ons without their own `tls`) serve TLS only: config
+    /// vars hold `rediss://` URLs with a certificate from the simulator's throwaway CA and the
+    /// Data API says `prefer_native_tls: true`. Heroku: "All Key-Value Store plans require
+    /// TLS connections" (<https://devcenter.heroku.com/articles/heroku-redis-version-upgrade>).
+    /// Off only in `optimistic`, the simulator as first built, whose plain `redis://` keeps
+    /// the many tests that start from it quick to set up and easy to inspect with `redis-cli`.
+    pub tls: bool,
 }
 
 fn secs<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
@@ -266,9 +280,10 @@ impl Behaviour {
             plan_flips_at_end: false,
             attach_replaces: true,
             platform_monitor: true,
+            tls: true,
         };
         match profile {
-            Profile::Optimistic => {}
+            Profile::Optimistic => b.tls = false,
             Profile::InPlace => b.provisioned_at_once = true,
             Profile::Lagging => b.data_lag = LAGGING_DATA_LAG,
             Profile::Sparse => b.sparse_bodies = true,
@@ -305,6 +320,21 @@ mod tests {
         }
         let err = "heroku-ish".parse::<Profile>().unwrap_err();
         assert!(err.contains("in-place, lagging"), "{err}");
+    }
+
+    #[test]
+    fn tls_is_on_in_every_profile_but_optimistic_and_can_be_turned_off() {
+        for p in Profile::ALL {
+            assert_eq!(
+                BehaviourSpec::of(p).resolve().tls,
+                p != Profile::Optimistic,
+                "{p}"
+            );
+        }
+        let plain: BehaviourSpec = toml::from_str("profile = \"heroku\"\ntls = false\n").unwrap();
+        assert!(!plain.resolve().tls);
+        let tls: BehaviourSpec = toml::from_str("tls = true\n").unwrap();
+        assert!(tls.resolve().tls && tls.profile == Profile::Optimistic);
     }
 
     #[test]

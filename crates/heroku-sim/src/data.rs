@@ -3,25 +3,50 @@
 
 use std::sync::Arc;
 
+use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use axum::routing::get;
 use serde_json::{Value, json};
 
 use crate::behaviour::Behaviour;
+use crate::maintenances;
 use crate::redis_proc::RedisServer;
 use crate::scenario::{MAXMEMORY_POLICIES, RedisSettingsSpec};
 use crate::server::{error, not_found};
 use crate::state::{AddonState, DataStatus, Shared, now_iso};
 use crate::timeline::EventKind;
 use heroku_model::models::{
-    DataMaintenance, InfoRow, MaintenanceStatus, RedisConfig, RedisDatabase, RedisFormation,
-    RedisSetting, RedisWait,
+    InfoRow, MaintenanceStatus, RedisConfig, RedisDatabase, RedisFormation, RedisSetting, RedisWait,
 };
 use heroku_model::plans::Plan;
 
 type S = State<Arc<Shared>>;
+
+/// The Data API's routes: Heroku serves them on another host (`api.data.heroku.com`), the
+/// simulator on the Platform API's port (`HEROKU_DATA_HOST=127.0.0.1`).
+pub(crate) fn routes() -> Router<Arc<Shared>> {
+    Router::new()
+        .route("/redis/v0/databases/{name}", get(get_database))
+        .route("/redis/v0/databases/{name}/wait", get(wait))
+        .route(
+            "/redis/v0/databases/{name}/config",
+            get(get_config).patch(patch_config),
+        )
+        .route("/data/maintenances/v1/{id}", get(maintenances::info))
+        .route(
+            "/data/maintenances/v1/apps/{app}",
+            get(maintenances::by_app),
+        )
+        .route(
+            "/data/maintenances/v1/{id}/window",
+            get(maintenances::window)
+                .post(maintenances::set_window)
+                .put(maintenances::set_window),
+        )
+}
 
 const NO_DB: &str = "Couldn't find that database.";
 
@@ -84,7 +109,7 @@ pub(crate) fn database(a: &AddonState, version: &str, b: &Behaviour) -> RedisDat
         row("Timeout", a.settings.timeout.to_string()),
         row("Maxmemory", a.settings.maxmemory_policy.clone()),
         row("Maintenance", maintenance_word(a.maintenance)),
-        row("Maintenance window", "Mondays 22:00 to Tuesdays 02:00 UTC"),
+        row("Maintenance window", a.window.clone()),
         row("Persistence", "None"),
         row("HA Status", "Available"),
     ];
@@ -127,8 +152,17 @@ pub(crate) async fn get_database(State(s): S, Path(name): Path<String>) -> Respo
     };
     let db = database(a, &a_version(a), &b);
     if b.sparse_bodies {
-        // Only what a client cannot do without; everything optional is left out.
-        return ok(&json!({ "addon_id": db.addon_id, "name": db.name, "plan": db.plan }));
+        // Only what a client cannot do without: the Heroku CLI reads `resource_url` and
+        // `prefer_native_tls` (`redis:cli`) and `info` (`redis:info`) without a guard, so Heroku
+        // must send them; every other field is left out.
+        return ok(&json!({
+            "addon_id": db.addon_id,
+            "name": db.name,
+            "plan": db.plan,
+            "resource_url": db.resource_url,
+            "prefer_native_tls": db.prefer_native_tls,
+            "info": db.info,
+        }));
     }
     ok(&db)
 }
@@ -285,20 +319,6 @@ pub(crate) async fn patch_config(State(s): S, Path(name): Path<String>, body: By
         });
     }
     ok(&config(&settings))
-}
-
-pub(crate) async fn maintenance(State(s): S, Path(id): Path<String>) -> Response {
-    match s.world().addon(&id, None) {
-        Some(a) => ok(&DataMaintenance {
-            status: a.maintenance,
-            message: Some(match a.maintenance {
-                MaintenanceStatus::None => "No maintenance is scheduled.".into(),
-                other => format!("Maintenance is {}.", maintenance_word(other)),
-            }),
-            scheduled_for: None,
-        }),
-        None => not_found("add_on", "Couldn't find that add on."),
-    }
 }
 
 /// Reads a config PATCH body into `settings`; returns the `CONFIG SET` pairs to apply.

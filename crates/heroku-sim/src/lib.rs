@@ -56,10 +56,12 @@
 //! - **Dynos** write every `1 / writes_per_second` s to each add-on they hold connections to,
 //!   in turn `SET wr:<dyno>:<seq>`, `HSET dyno:<dyno> last_write <seq>`, `INCR counter:<type>`;
 //!   each write is a timeline `write` event.
-//! - **URLs** look like Heroku's: `redis://:<password>@127.0.0.1:<port>`, or `rediss://…` for
-//!   add-ons with `tls = true` (self-signed certificate; connect without verifying it, e.g. the
-//!   `redis` crate's `#insecure`). redis-cli 7.0 mis-reads the empty user name of such URLs:
-//!   use `redis-cli -p PORT -a PASSWORD`.
+//! - **URLs** look like Heroku's: `rediss://:<password>@127.0.0.1:<port>` (TLS only, a
+//!   certificate from the simulator's throwaway CA; connect without verifying it, e.g. the
+//!   `redis` crate's `#insecure`, as Heroku tells clients to) under every profile but
+//!   `optimistic`, which serves plain `redis://…` (behaviour knob `tls`; a scenario add-on's
+//!   own `tls` wins). redis-cli 7.0 mis-reads the empty user name of such URLs: use
+//!   `redis-cli [--tls --insecure] -p PORT -a PASSWORD`.
 //!
 //! # Admin API (no auth; loopback only)
 //! `GET /__sim/timeline[?writes=false&since_ms=N]`, `GET /__sim/requests`,
@@ -84,6 +86,7 @@ mod error;
 pub mod faults;
 mod lifecycle;
 mod logs;
+mod maintenances;
 mod platform;
 mod provision;
 mod redis_proc;
@@ -94,6 +97,7 @@ pub mod serve;
 mod server;
 mod state;
 pub mod timeline;
+mod tls;
 mod world;
 
 use std::net::SocketAddr;
@@ -578,6 +582,10 @@ fn router(shared: Arc<Shared>, control: server::Control) -> Router {
             "/apps/{app}/addon-attachments",
             get(attach::list_app_attachments),
         )
+        .route(
+            "/apps/{app}/addon-attachments/{attachment}",
+            get(attach::get_app_attachment),
+        )
         .route("/apps/{app}/config-vars", get(platform::config_vars))
         .route(
             "/apps/{app}/log-sessions",
@@ -603,13 +611,7 @@ fn router(shared: Arc<Shared>, control: server::Control) -> Router {
             post(attach::resolve_attachment),
         )
         .route("/actions/addons/resolve", post(platform::resolve_addon))
-        .route("/redis/v0/databases/{name}", get(data::get_database))
-        .route("/redis/v0/databases/{name}/wait", get(data::wait))
-        .route(
-            "/redis/v0/databases/{name}/config",
-            get(data::get_config).patch(data::patch_config),
-        )
-        .route("/data/maintenances/v1/{id}", get(data::maintenance))
+        .merge(data::routes())
         .route("/__sim/timeline", get(admin::timeline))
         .route("/__sim/requests", get(admin::requests))
         .route(

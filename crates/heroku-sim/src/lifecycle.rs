@@ -59,15 +59,18 @@ pub(crate) async fn create_addon(
         Err(r) => return r,
     };
     let requested = requested_plan(&body);
+    let tls_by_default = s.behaviour().tls;
     let Some((app_id, tls)) = ({
         let world = s.world();
         world.app(&app).map(|a| {
-            // New add-ons speak what the app's others speak (the platform's policy).
-            let tls = world
-                .addons
-                .iter()
-                .filter(|x| x.belongs_to(&a.id))
-                .any(|x| x.server.is_tls());
+            // New add-ons speak TLS under the profile's `tls` knob (Heroku: every plan), and
+            // whatever the app's others speak.
+            let tls = tls_by_default
+                || world
+                    .addons
+                    .iter()
+                    .filter(|x| x.belongs_to(&a.id))
+                    .any(|x| x.server.is_tls());
             (a.id.clone(), tls)
         })
     }) else {
@@ -140,6 +143,7 @@ pub(crate) async fn create_addon(
             data: DataStatus::Preparing,
             switched: None,
             maintenance: MaintenanceStatus::None,
+            window: crate::maintenances::DEFAULT_WINDOW.to_owned(),
             settings,
             created_at: now.clone(),
             updated_at: now,

@@ -78,7 +78,7 @@ const OWNER_FILE: &str = "owner.pid";
 
 /// A temporary directory marked with this process's id, so that a later simulator can remove
 /// it if this one dies without cleaning up (SIGKILL).
-fn owned_tempdir(prefix: &str) -> Result<tempfile::TempDir, SimError> {
+pub(crate) fn owned_tempdir(prefix: &str) -> Result<tempfile::TempDir, SimError> {
     let dir = tempfile::Builder::new()
         .prefix(prefix)
         .tempdir()
@@ -139,53 +139,6 @@ pub struct ServerSpec {
 /// Commands a `strict` server refuses outright (renamed to nothing).
 const REFUSED: &[&str] = &["DEBUG", "MONITOR", "OBJECT"];
 
-/// The process-wide self-signed certificate (one for every server, so that replicas trust
-/// their primary): `(dir, cert, key)`.
-static CERT: tokio::sync::OnceCell<(tempfile::TempDir, PathBuf, PathBuf)> =
-    tokio::sync::OnceCell::const_new();
-
-async fn certificate(addon: &str) -> Result<(PathBuf, PathBuf), SimError> {
-    let (_, cert, key) = CERT
-        .get_or_try_init(|| async {
-            let dir = owned_tempdir("upshift-sim-tls-")?;
-            let cert = dir.path().join("cert.pem");
-            let key = dir.path().join("key.pem");
-            let openssl = which("openssl").ok_or_else(|| SimError::SpawnRedis {
-                addon: addon.to_owned(),
-                source: std::io::Error::new(
-                    std::io::ErrorKind::NotFound,
-                    "openssl not found: it makes the self-signed certificate of TLS add-ons",
-                ),
-            })?;
-            let out = tokio::process::Command::new(openssl)
-                .args(["req", "-x509", "-newkey", "ec", "-pkeyopt"])
-                .arg("ec_paramgen_curve:prime256v1")
-                .args(["-nodes", "-days", "30", "-subj", "/CN=127.0.0.1", "-keyout"])
-                .arg(&key)
-                .arg("-out")
-                .arg(&cert)
-                .stdin(Stdio::null())
-                .output()
-                .await
-                .map_err(|source| SimError::SpawnRedis {
-                    addon: addon.to_owned(),
-                    source,
-                })?;
-            if !out.status.success() {
-                return Err(SimError::SpawnRedis {
-                    addon: addon.to_owned(),
-                    source: std::io::Error::other(format!(
-                        "openssl could not make a certificate: {}",
-                        String::from_utf8_lossy(&out.stderr).trim()
-                    )),
-                });
-            }
-            Ok((dir, cert, key))
-        })
-        .await?;
-    Ok((cert.clone(), key.clone()))
-}
-
 /// One running redis-server child. The password never appears in `Debug` output.
 pub struct RedisServer {
     addon: String,
@@ -242,7 +195,7 @@ impl RedisServer {
         })?;
         let password = uuid::Uuid::new_v4().simple().to_string();
         let tls = if spec.tls {
-            Some(certificate(&spec.addon).await?)
+            Some(crate::tls::files(&spec.addon).await?)
         } else {
             None
         };
@@ -473,11 +426,13 @@ fn server_args(
     port: u16,
     password: &str,
     dir: &Path,
-    tls: Option<(PathBuf, PathBuf)>,
+    tls: Option<crate::tls::Files>,
 ) -> Vec<String> {
     let log = dir.join("redis.log");
-    let mut args: Vec<String> = if let Some((cert, key)) = tls {
-        let (cert, key) = (cert.display().to_string(), key.display().to_string());
+    // TLS only (`port 0`), as Heroku's plans: "All Key-Value Store plans require TLS
+    // connections" (https://devcenter.heroku.com/articles/heroku-redis-version-upgrade).
+    let mut args: Vec<String> = if let Some(files) = tls {
+        let [ca, cert, key] = [files.ca, files.cert, files.key].map(|p| p.display().to_string());
         vec![
             "--port".into(),
             "0".into(),
@@ -488,7 +443,7 @@ fn server_args(
             "--tls-key-file".into(),
             key,
             "--tls-ca-cert-file".into(),
-            cert,
+            ca,
             "--tls-auth-clients".into(),
             "no".into(),
             "--tls-replication".into(),

@@ -7,7 +7,9 @@
 //! start_seconds = 0.3          # `starting` -> `up`
 //!
 //! [behaviour]                  # optional: see `crate::behaviour`
-//! profile = "in-place"         # optimistic (default), in-place, lagging, sparse, strict
+//! profile = "in-place"         # optimistic (default), in-place, lagging, sparse, strict,
+//!                              # late-flip, heroku
+//! tls = false                  # plain redis:// (default: TLS in every profile but optimistic)
 //!
 //! [rate_limit]                 # optional
 //! capacity = 4500
@@ -31,7 +33,7 @@
 //! seed = { keys = 30000, seed = 1, ttl_fraction = 0.1 }
 //! maintenance = "none"                 # data maintenance status
 //! config = { maxmemory_policy = "noeviction", timeout = 0, notify_keyspace_events = "" }
-//! tls = false                          # true: rediss:// with a self-signed certificate
+//! tls = true                           # false: plain redis://; unset: the profile decides
 //!
 //! [[faults]]                           # see `Fault`
 //! kind = "http"
@@ -180,10 +182,10 @@ pub struct AddonSpec {
     #[serde(default)]
     pub config: RedisSettingsSpec,
     /// Serve TLS only: the config var is `rediss://…` with a self-signed certificate, as on
-    /// Heroku (clients must not verify it). Off by default: plain `redis://` is simpler to
-    /// inspect.
+    /// Heroku (clients must not verify it). Unset: the behaviour profile decides (TLS in every
+    /// built-in but `optimistic`; knob `tls` in `[behaviour]`).
     #[serde(default)]
-    pub tls: bool,
+    pub tls: Option<bool>,
 }
 
 fn default_maintenance() -> MaintenanceStatus {

@@ -22,7 +22,8 @@ pub struct ServeArgs {
     #[arg(long, default_value_t = 3.0)]
     pub provision_seconds: f64,
     /// Behaviour profile where Heroku's behaviour is undocumented: optimistic, in-place,
-    /// lagging, sparse, strict or late-flip (overrides the scenario's `[behaviour]` profile).
+    /// lagging, sparse, strict, late-flip or heroku (overrides the scenario's `[behaviour]`
+    /// profile). Every profile but optimistic serves TLS only (`rediss://` URLs).
     #[arg(long, value_name = "NAME")]
     pub profile: Option<Profile>,
 }

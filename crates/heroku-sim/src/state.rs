@@ -300,6 +300,8 @@ pub(crate) struct AddonState {
     /// profile's Data API keeps describing that plan for a while).
     pub switched: Option<(Instant, Plan)>,
     pub maintenance: MaintenanceStatus,
+    /// The data maintenance window, e.g. `Mondays 22:00 to Tuesdays 02:00 UTC`.
+    pub window: String,
     pub settings: RedisSettingsSpec,
     pub created_at: String,
     pub updated_at: String,

@@ -47,7 +47,7 @@ pub(crate) async fn build_world(shared: &Arc<Shared>, scenario: &Scenario) -> Re
                 maxmemory_policy: spec.config.maxmemory_policy.clone(),
                 timeout: spec.config.timeout,
                 notify_keyspace_events: spec.config.notify_keyspace_events.clone(),
-                tls: spec.tls,
+                tls: spec.tls.unwrap_or(shared.behaviour().tls),
                 restricted: shared.behaviour().restricted_commands,
             };
             starts.push(start_addon(name, server_spec, spec.seed.clone()));
@@ -85,6 +85,7 @@ pub(crate) async fn build_world(shared: &Arc<Shared>, scenario: &Scenario) -> Re
                 data: DataStatus::Available,
                 switched: None,
                 maintenance: spec.maintenance,
+                window: crate::maintenances::DEFAULT_WINDOW.to_owned(),
                 settings: spec.config.clone(),
                 created_at: now.clone(),
                 updated_at: now.clone(),
