@@ -112,7 +112,12 @@ pub fn retire(args: &RetireArgs) -> Result<ExitCode, CliError> {
                 .addon_attachments(&addon.id)
                 .await
                 .map_err(|e| CliError::new(ExitCode::RolledBack, e))?;
-            if let Some(a) = users.first() {
+            // Its parking attachment (`UPSHIFT_…_OLD_…`) is the run's own; any other means
+            // someone uses it again.
+            if let Some(a) = users
+                .iter()
+                .find(|a| !a.name.to_ascii_uppercase().starts_with("UPSHIFT_"))
+            {
                 println!(
                     "{}: left in place, {} attaches it as {} (kept by run {})",
                     k.addon, a.app.name, a.name, k.run_id

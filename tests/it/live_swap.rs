@@ -27,6 +27,17 @@ async fn roomy(provision: Duration) -> Env {
     .await
 }
 
+/// As [`roomy`], under a behaviour profile.
+async fn roomy_under(provision: Duration, profile: upshift::sim::Profile) -> Env {
+    Env::start_edited(provision, |s| {
+        s.behaviour = upshift::sim::BehaviourSpec::of(profile);
+        for addon in &mut s.apps[0].addons {
+            addon.connections.insert("web".into(), 10);
+        }
+    })
+    .await
+}
+
 /// A live-swap request for MAIN to premium-1.
 fn live_request() -> RunRequest {
     let mut req = request(vec![change(MAIN, "premium-1")], None);
@@ -253,14 +264,14 @@ async fn a_live_swap_that_fails_during_the_move_moves_back_onto_the_untouched_ol
     let env = roomy(Duration::from_millis(500)).await;
     let old = env.client().addon(APP, MAIN).await.expect("MAIN").name;
     let old_url = env.sim.redis_url(&old);
-    // Removing the temporary attachment is refused every time: the move has pointed
-    // ENKETO_REDIS_MAIN at the new add-on, then fails.
+    // Removing the temporary attachment is refused at each of the move's three attempts: the
+    // move has pointed ENKETO_REDIS_MAIN at the new add-on, then fails.
     env.inject(Fault::Http {
         method: Some("DELETE".into()),
         path: "/addon-attachments/*".into(),
         status: 403,
         nth: 1,
-        times: 1000,
+        times: 3,
         retry_after: None,
     });
     let report = env.runner().run(&live_request()).await.expect("run");
@@ -276,6 +287,14 @@ async fn a_live_swap_that_fails_during_the_move_moves_back_onto_the_untouched_ol
         Some(old.as_str())
     );
     assert_eq!(env.plan_of(MAIN).await, "premium-0");
+    // Nothing of the run left on the app: no temporary or parking attachment.
+    let vars = env.client().config_vars(APP).await.unwrap();
+    let ours: Vec<&String> = vars
+        .0
+        .keys()
+        .filter(|k| k.starts_with("UPSHIFT_"))
+        .collect();
+    assert!(ours.is_empty(), "{ours:?}");
     // Back on the old add-on, and no write was lost: every acknowledged write is there.
     let written = acknowledged(&env, &old);
     assert_eq!(missing(&old_url, &written).await, Vec::<String>::new());
@@ -365,4 +384,37 @@ async fn bad_strategy_input_exits_2_and_writes_nothing() {
     }
     assert!(env.writes().is_empty(), "{:?}", env.writes());
     env.sim.shutdown().await;
+}
+
+/// Under the `heroku` profile (TLS, a lagging and sparse Data API, a stop grace with dynos
+/// writing through it, pools warming up) and the `strict` one (CLIENT, CONFIG, DEBUG refused;
+/// taken attachment names refused, so the move detaches first): the live swap ends on the new
+/// add-on with every acknowledged write on it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_live_swap_holds_under_the_heroku_and_strict_profiles() {
+    for profile in [upshift::sim::Profile::Heroku, upshift::sim::Profile::Strict] {
+        let env = roomy_under(Duration::from_millis(500), profile).await;
+        let old = env.client().addon(APP, MAIN).await.expect("MAIN").name;
+        let report = env.runner().run(&live_request()).await.expect("run");
+        assert_eq!(
+            report.outcome,
+            Outcome::Succeeded,
+            "{profile:?}: {report:#?}"
+        );
+        let (new, _) = new_addon_of(&env.journal(&report.run_id)).expect("new add-on");
+        assert_eq!(
+            attached(&env, "ENKETO_REDIS_MAIN").await.as_deref(),
+            Some(new.as_str()),
+            "{profile:?}"
+        );
+        let new_url = env.sim.redis_url(&new);
+        let written = acknowledged(&env, &old);
+        assert!(!written.is_empty(), "{profile:?}: the app wrote");
+        assert_eq!(
+            missing(&new_url, &written).await,
+            Vec::<String>::new(),
+            "{profile:?}"
+        );
+        env.sim.shutdown().await;
+    }
 }

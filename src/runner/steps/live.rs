@@ -28,6 +28,19 @@ pub(super) fn temp_attachment(run_id: &str, label: &str) -> String {
     format!("UPSHIFT_{}_{}", tail.trim_matches('_'), clean(label))
 }
 
+/// The name the old add-on of `label` keeps on the app during and after the move, so that it is
+/// never left without an attachment: Heroku refuses to detach an add-on's last attachment to
+/// its billing app ("destroy the add-on instead"), and an add-on kept for going back should
+/// stay visible on the app (`heroku addons`) and on its bill.
+pub(super) fn park_attachment(run_id: &str, label: &str) -> String {
+    temp_attachment(run_id, &format!("OLD_{label}"))
+}
+
+/// Whether an attachment name is one this tool gives (temporary or parking).
+pub(super) fn ours(name: &str) -> bool {
+    name.to_ascii_uppercase().starts_with("UPSHIFT_")
+}
+
 /// The new add-on of a target, as the provision step recorded it.
 pub(super) fn new_addon<'a>(ctx: &'a StepCtx<'_>, t: &Target) -> Result<&'a NewAddon, StepError> {
     ctx.known.new_addons.get(&t.name).ok_or_else(|| {

@@ -38,6 +38,17 @@ pub(in crate::runner) async fn run(
             ))
         })?;
         let names = attachments(ctx, &t)?;
+        let old_id = old_id(ctx, &t)?;
+        // Parked first: the old add-on keeps an attachment through the move, so no detach
+        // below is ever of an add-on's last attachment, and it stays on the app afterwards.
+        ensure_attached(
+            ctx,
+            log,
+            &old_id,
+            &t.name,
+            &live::park_attachment(ctx.run_id, &t.label),
+        )
+        .await?;
         for a in &names {
             point(ctx, log, a, &new.id, &new.name, &t.label).await?;
         }
@@ -83,12 +94,12 @@ pub(in crate::runner) async fn move_back(
     writers_stopped(ctx).await?;
     for t in ctx.targets() {
         let names = attachments(ctx, &t)?;
-        let old_id = ctx
-            .capture()?
-            .found()
-            .find(|a| a.name == t.name)
-            .map(|a| a.id.clone())
-            .ok_or_else(|| StepError::failed(format!("{} is not in the capture", t.label)))?;
+        let old_id = old_id(ctx, &t)?;
+        // The new add-on keeps its temporary name through the move back, for the same reason
+        // the old one was parked.
+        if let Some(new) = ctx.known.new_addons.get(&t.name) {
+            ensure_attached(ctx, log, &new.id, &new.name, &new.attachment).await?;
+        }
         for a in &names {
             point(ctx, log, a, &old_id, &t.name, &t.label).await?;
         }
@@ -97,7 +108,62 @@ pub(in crate::runner) async fn move_back(
                 live::leads_to(ctx, &a.app, &a.name, &old.run_id, None, &t.from).await?;
             }
         }
+        // The app is back on the old add-on: a parking name left over is a config var too
+        // many, not a reason to keep the writers stopped.
+        let park = live::park_attachment(ctx.run_id, &t.label);
+        if let Some(parked) = ctx.client().attached_as(ctx.app(), &park).await
+            && parked.addon.id == old_id
+        {
+            match ctx.client().detach(&parked.id).await {
+                Ok(()) => log.record(Record::Effect {
+                    what: format!("parking attachment {park} removed"),
+                    request_id: None,
+                })?,
+                Err(e) => ctx.report(&crate::runner::RunEvent::Warning {
+                    message: format!(
+                        "the parking attachment {park} of {} was not removed ({}): heroku \
+                         addons:detach {park} -a {}",
+                        t.name,
+                        crate::runner::error_chain(&e),
+                        ctx.app()
+                    ),
+                }),
+            }
+        }
     }
+    Ok(())
+}
+
+/// The old add-on's id, from the capture.
+fn old_id(ctx: &StepCtx<'_>, t: &Target) -> Result<String, StepError> {
+    ctx.capture()?
+        .found()
+        .find(|a| a.name == t.name)
+        .map(|a| a.id.clone())
+        .ok_or_else(|| StepError::failed(format!("{} is not in the capture", t.label)))
+}
+
+/// Attaches add-on `id` to the app as `name` unless it already is.
+async fn ensure_attached(
+    ctx: &StepCtx<'_>,
+    log: &mut Ledger,
+    id: &str,
+    addon: &str,
+    name: &str,
+) -> Result<(), StepError> {
+    if ctx
+        .client()
+        .attached_as(ctx.app(), name)
+        .await
+        .is_some_and(|a| a.addon.id == id)
+    {
+        return Ok(());
+    }
+    let written = ctx.client().attach_addon(id, ctx.app(), name, None).await?;
+    log.record(Record::Effect {
+        what: format!("{addon} attached as {name}"),
+        request_id: Some(written.request_id),
+    })?;
     Ok(())
 }
 

@@ -18,7 +18,8 @@ pub(in crate::runner) struct Retired {
 /// failure here is reported as a warning with the command to finish by hand.
 ///
 /// # Guarantees
-/// Idempotent; an old add-on is destroyed only when no attachment points at it any more.
+/// Idempotent; an old add-on is destroyed only when nothing but its parking attachment points
+/// at it any more.
 pub(in crate::runner) async fn run(
     ctx: &StepCtx<'_>,
     log: &mut Ledger,
@@ -121,7 +122,7 @@ async fn retire(ctx: &StepCtx<'_>, addon: &str) -> Result<(), String> {
         .addon_attachments(&old)
         .await
         .map_err(|e| error_chain(&e))?;
-    if let Some(a) = users.first() {
+    if let Some(a) = users.iter().find(|a| !super::live::ours(&a.name)) {
         return Err(format!("{} still attaches it as {}", a.app.name, a.name));
     }
     ctx.client()
