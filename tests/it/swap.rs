@@ -227,3 +227,43 @@ async fn a_watch_whose_connection_drops_says_the_dirty_set_is_unknown() {
     assert_eq!(watch.take(), Err(WatchLost));
     assert!(watch.sync(Duration::from_millis(300)).await.is_err());
 }
+
+/// A watch holds at most its limit of dirty keys: past it the set is dropped and the watch
+/// counts as lost, so memory stays bounded and the cutover compares every key instead.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dirty_set_past_its_limit_is_dropped_and_the_watch_counts_as_lost() {
+    let old = source();
+    let watch = DirtyWatch::start_bounded(&old.parsed_url(), &opts(), 10)
+        .await
+        .unwrap();
+    let mut conn = old.conn();
+    for i in 0..5 {
+        let () = redis::cmd("SET")
+            .arg(format!("k{i}"))
+            .arg(i)
+            .query(&mut conn)
+            .unwrap();
+    }
+    watch.sync(Duration::from_secs(5)).await.unwrap();
+    assert_eq!(
+        watch.take().unwrap().len(),
+        5,
+        "under the limit every key is named"
+    );
+    for i in 0..11 {
+        let () = redis::cmd("SET")
+            .arg(format!("k{i}"))
+            .arg(i)
+            .query(&mut conn)
+            .unwrap();
+    }
+    let started = std::time::Instant::now();
+    while !watch.is_lost() {
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "the limit went unnoticed"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(watch.take(), Err(WatchLost));
+}

@@ -74,6 +74,7 @@ pub(in crate::runner) async fn run(
                 ),
                 request_id: Some(written.request_id),
             })?;
+            applied(ctx, &t.name, &t.label).await?;
         }
         let old_url = ctx.current_url(&t).await?;
         let new_url = live::new_url(ctx, &new).await?;
@@ -131,6 +132,26 @@ pub(in crate::runner) async fn run(
     Ok(Copied {
         note: notes.join("; "),
     })
+}
+
+/// Waits until the Data API reads the notification flags back: Heroku applies settings
+/// through it (the server refuses `CONFIG`), and a watch started before they apply would miss
+/// writes. The server itself cannot be asked; the Data API's word is the best evidence there is.
+async fn applied(ctx: &StepCtx<'_>, addon: &str, label: &str) -> Result<(), StepError> {
+    let mut pacer = ctx.pacer(Duration::from_secs(60), true);
+    loop {
+        let now = ctx.client().redis_config(addon).await?.values();
+        if swap::flags_suffice(now.notify_keyspace_events.as_deref().unwrap_or("")) {
+            return Ok(());
+        }
+        if !ctx.pace(&mut pacer).await? {
+            return Err(StepError::failed(format!(
+                "the Data API still does not show keyspace notifications on for {label} a \
+                 minute after they were set: the watch cannot be trusted; nothing was copied \
+                 into use"
+            )));
+        }
+    }
 }
 
 /// `before` plus the flags the watch needs, each once.

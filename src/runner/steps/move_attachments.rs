@@ -16,8 +16,8 @@ pub(in crate::runner) struct Moved {
 }
 
 /// Moves every attachment the capture listed to the new add-on, removes the temporary one, and
-/// proves each moved name: its config var leads to the server the catch-up proved equal,
-/// holding the same number of keys. That proof is what lets the writers come back.
+/// proves each moved name: its config var leads to the server the catch-up proved equal (its
+/// `run_id`). That proof is what lets the writers come back.
 ///
 /// # Guarantees
 /// Idempotent: a name already on the new add-on is left; each attach re-derives after a lost
@@ -31,7 +31,7 @@ pub(in crate::runner) async fn run(
     let mut notes = Vec::new();
     for t in ctx.targets() {
         let new = live::new_addon(ctx, &t)?.clone();
-        let (identity, keys) = ctx.known.new_servers.get(&t.name).cloned().ok_or_else(|| {
+        let (identity, _) = ctx.known.new_servers.get(&t.name).cloned().ok_or_else(|| {
             StepError::failed(format!(
                 "this run's journal has no catch-up proof for {}: nothing is moved without one",
                 t.label
@@ -62,7 +62,9 @@ pub(in crate::runner) async fn run(
             })?;
         }
         for a in &names {
-            live::leads_to(ctx, &a.app, &a.name, &identity.run_id, Some(keys), &t.to).await?;
+            // The identity, not the key count: keys with a TTL keep expiring on both servers
+            // while the writers are stopped, and nothing else writes (checked at catch-up).
+            live::leads_to(ctx, &a.app, &a.name, &identity.run_id, &t.to).await?;
         }
         notes.push(format!(
             "{}: {} now on {} ({})",
@@ -105,7 +107,7 @@ pub(in crate::runner) async fn move_back(
         }
         if let Some(old) = ctx.known.old_servers.get(&t.name) {
             for a in &names {
-                live::leads_to(ctx, &a.app, &a.name, &old.run_id, None, &t.from).await?;
+                live::leads_to(ctx, &a.app, &a.name, &old.run_id, &t.from).await?;
             }
         }
         // The app is back on the old add-on: a parking name left over is a config var too
