@@ -11,6 +11,7 @@ mod verify_support;
 
 mod cli_run;
 mod crash;
+mod ha;
 mod journal_safety;
 mod layout;
 mod run;

@@ -15,7 +15,7 @@ use upshift::sim::Fault;
 
 const WEB: (&str, u32, &str) = ("web", 2, "standard-1X");
 
-async fn assert_formation_restored(env: &Env) {
+pub(crate) async fn assert_formation_restored(env: &Env) {
     let f = env.formation().await;
     let web = f.iter().find(|(t, _, _)| t == "web").expect("web");
     assert_eq!((web.0.as_str(), web.1, web.2.as_str()), WEB, "{f:?}");
@@ -327,7 +327,7 @@ async fn a_second_ctrl_c_leaves_a_resumable_run_that_resume_finishes() {
 }
 
 /// Seeded keys (not the dynos' own) with their values, read by the test itself.
-async fn seeded(env: &Env, addon: &str) -> std::collections::BTreeMap<String, (Vec<u8>, bool)> {
+pub(crate) async fn seeded(env: &Env, addon: &str) -> std::collections::BTreeMap<String, (Vec<u8>, bool)> {
     common::snapshot(&env.sim.redis_url(addon))
         .await
         .into_iter()
@@ -340,7 +340,7 @@ async fn seeded(env: &Env, addon: &str) -> std::collections::BTreeMap<String, (V
 }
 
 /// The `wr:` keys the dynos wrote to `addon` and the platform acknowledged, from the timeline.
-async fn acknowledged_writes(env: &Env, addon: &str) -> Vec<String> {
+pub(crate) async fn acknowledged_writes(env: &Env, addon: &str) -> Vec<String> {
     let name = env
         .client()
         .addon(harness::APP, addon)
@@ -362,7 +362,7 @@ async fn acknowledged_writes(env: &Env, addon: &str) -> Vec<String> {
         .collect()
 }
 
-async fn missing_keys(env: &Env, addon: &str, keys: &[String]) -> Vec<String> {
+pub(crate) async fn missing_keys(env: &Env, addon: &str, keys: &[String]) -> Vec<String> {
     let mut con = common::redis(&env.sim.redis_url(addon)).await;
     let mut missing = Vec::new();
     for k in keys {
@@ -785,7 +785,7 @@ async fn a_compensation_past_its_deadline_needs_attention_and_resume_finishes_it
 /// What a run did to the data, judged by the test alone: the cache's seeded keys before and
 /// after, and every write the platform acknowledged to `addons` still there. (Main can be read
 /// only once it is off premium-0: the Enketo app holds all of its connections.)
-async fn assert_no_data_lost(
+pub(crate) async fn assert_no_data_lost(
     env: &Env,
     before: &std::collections::BTreeMap<String, (Vec<u8>, bool)>,
     addons: &[&str],
@@ -802,7 +802,7 @@ async fn assert_no_data_lost(
     }
 }
 
-fn journal_text(env: &Env, run_id: &str) -> String {
+pub(crate) fn journal_text(env: &Env, run_id: &str) -> String {
     format!(
         "{:?}",
         journal::read::<Record>(&env.journal_path(run_id)).expect("journal readable")

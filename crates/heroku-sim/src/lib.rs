@@ -92,6 +92,7 @@ pub mod scenario;
 mod seed;
 pub mod serve;
 mod server;
+mod standby;
 mod state;
 pub mod timeline;
 mod world;
