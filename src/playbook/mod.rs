@@ -8,7 +8,7 @@
 mod check;
 pub mod duration;
 
-pub use self::check::{MAX_CONNECTIONS_PER_DYNO, check_connections};
+pub use self::check::{MAX_CONNECTIONS_PER_DYNO, check_connections, check_settle};
 use self::check::{
     check_compensation_deadline, check_order, check_params, check_retry, check_timeout,
 };
@@ -103,6 +103,20 @@ pub struct Params {
     /// stopped over a burst that would have passed.
     #[serde(default = "default_compensation_deadline", with = "duration_serde")]
     pub compensation_deadline: Duration,
+    /// How long the evidence that a new server is live (and, after the restore, the client
+    /// count) must hold before the run goes on: the wait-provisioned step's settle period
+    /// (`--settle`). Longer costs downtime; shorter trusts fewer polls of a platform whose
+    /// Data API may lag (see `runner::evidence`).
+    #[serde(default = "default_settle", with = "duration_serde")]
+    pub settle: Duration,
+}
+
+/// The default of [`Params::settle`]: a few polls' worth of agreement between the platform,
+/// the Data API and the server behind the URL (the poll interval grows to one second).
+pub const DEFAULT_SETTLE: Duration = Duration::from_secs(2);
+
+fn default_settle() -> Duration {
+    DEFAULT_SETTLE
 }
 
 /// The default of [`Params::compensation_deadline`]: long enough to ride out Heroku's
@@ -147,6 +161,7 @@ impl Default for Params {
             on_watch_hit: OnWatchHit::Notify,
             allow_stopped_writers: false,
             compensation_deadline: DEFAULT_COMPENSATION_DEADLINE,
+            settle: DEFAULT_SETTLE,
         }
     }
 }
@@ -272,6 +287,7 @@ struct RawParams {
     cache_connections_per_dyno: Option<u32>,
     on_watch_hit: Option<Spanned<String>>,
     compensation_deadline: Option<Spanned<String>>,
+    settle: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -410,6 +426,11 @@ fn bind_params(raw: Spanned<RawParams>, loc: &Locator<'_>) -> Result<Params, Pla
         let v = duration::parse(d.get_ref()).map_err(|m| loc.at(d.span(), m))?;
         check_compensation_deadline(v).map_err(|m| loc.at(d.span(), m))?;
         params.compensation_deadline = v;
+    }
+    if let Some(d) = p.settle {
+        let v = duration::parse(d.get_ref()).map_err(|m| loc.at(d.span(), m))?;
+        check_settle(v).map_err(|m| loc.at(d.span(), m))?;
+        params.settle = v;
     }
     Ok(params)
 }

@@ -16,7 +16,7 @@ use harness::{APP, Env, MAIN};
 use upshift::engine::Outcome;
 use upshift::journal;
 use upshift::runner::record::Record;
-use upshift::sim::SimulatorExt;
+use upshift::sim::{Profile, SimulatorExt};
 
 fn upshift(env: &Env) -> Command {
     let mut cmd = env.upshift();
@@ -131,28 +131,7 @@ async fn crash_at_every_journal_point(shard: usize) {
         .position(|r| matches!(r, Record::Effect { what, .. } if what.starts_with("plan change")))
         .expect("a plan change effect");
     for k in (1..points).filter(|k| k % SHARDS == shard) {
-        let before = env.plan_of(MAIN).await;
-        let target = next_target(&env).await;
-        let crashed = upshift(&env)
-            .args(run_args(target))
-            .env("UPSHIFT_FAILPOINT", k.to_string())
-            .output()
-            .unwrap();
-        assert!(
-            !crashed.status.success(),
-            "point {k}: the failpoint did not fire"
-        );
-        let resumed = upshift(&env)
-            .args(["resume", "--confirm", APP])
-            .output()
-            .unwrap();
-        let code = resumed.status.code();
-        assert!(
-            matches!(code, Some(0 | 1 | 6)),
-            "point {k}: resume exited {code:?}: {}",
-            String::from_utf8_lossy(&resumed.stderr)
-        );
-        assert_consistent(&env, &format!("point {k}"), &before, target).await;
+        crash_and_resume(&env, k, &format!("point {k}")).await;
     }
     if shard != 0 {
         env.sim.shutdown().await;
@@ -183,6 +162,89 @@ async fn crash_at_every_journal_point(shard: usize) {
         "the reverse command: {out}"
     );
     assert_consistent(&env, "rollback after the plan change", &before, target).await;
+    env.sim.shutdown().await;
+}
+
+/// Crashes a run right after its `k`th journal record, resumes it, and checks the end state.
+async fn crash_and_resume(env: &Env, k: usize, case: &str) {
+    let before = env.plan_of(MAIN).await;
+    let target = next_target(env).await;
+    let crashed = upshift(env)
+        .args(run_args(target))
+        .env("UPSHIFT_FAILPOINT", k.to_string())
+        .output()
+        .unwrap();
+    assert!(
+        !crashed.status.success(),
+        "{case}: the failpoint did not fire"
+    );
+    let resumed = upshift(env)
+        .args(["resume", "--confirm", APP])
+        .output()
+        .unwrap();
+    let code = resumed.status.code();
+    assert!(
+        matches!(code, Some(0 | 1 | 6)),
+        "{case}: resume exited {code:?}: {}",
+        String::from_utf8_lossy(&resumed.stderr)
+    );
+    assert_consistent(env, case, &before, target).await;
+}
+
+/// The profile matrix's crash case (see `matrix`): a clean run under `profile` tells where its
+/// key moments are in the journal; the run is then crashed right after each and resumed, and
+/// at the end every write the platform acknowledged to main is still there (the test's own
+/// reads, across all the plan changes).
+pub(crate) async fn crash_at_key_points(profile: Profile) {
+    let env = Env::start_with(Duration::from_millis(300), profile).await;
+    let target = next_target(&env).await;
+    let out = upshift(&env).args(run_args(target)).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{profile}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (_, records) = latest_journal(&env);
+    let after = |what: &str, found: &dyn Fn(&Record) -> bool| {
+        1 + records
+            .iter()
+            .position(found)
+            .unwrap_or_else(|| panic!("{profile}: no {what} record in {records:?}"))
+    };
+    let effect = |r: &Record, prefix: &str| matches!(r, Record::Effect { what, .. } if what.starts_with(prefix));
+    let points = [
+        (
+            "the drain",
+            after("drain", &|r| matches!(r, Record::OldServer { .. })),
+        ),
+        (
+            "the plan change",
+            after("plan change", &|r| effect(r, "plan change")),
+        ),
+        (
+            "the first verify",
+            after("verify", &|r| matches!(r, Record::Verified { .. })),
+        ),
+        (
+            "the formation's restore",
+            after("restore", &|r| effect(r, "restore formation")),
+        ),
+    ];
+    for (moment, k) in points {
+        crash_and_resume(
+            &env,
+            k,
+            &format!("{profile}: crash after {moment} (point {k})"),
+        )
+        .await;
+    }
+    let acked = crate::run::acknowledged_writes(&env, MAIN).await;
+    assert!(!acked.is_empty(), "{profile}: the dynos wrote");
+    assert_eq!(
+        crate::run::missing_keys(&env, MAIN, &acked).await,
+        Vec::<String>::new(),
+        "{profile}: acknowledged writes lost"
+    );
     env.sim.shutdown().await;
 }
 

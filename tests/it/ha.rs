@@ -142,7 +142,9 @@ async fn the_drain_is_not_held_up_by_the_standby_or_the_monitor_and_no_write_is_
             let list = client_list(&url).await;
             has_replica_link(&list)
                 && list.lines().any(|l| {
-                    l.contains("name=heroku-platform") && l.contains(" idle=0 ") && l.contains(" cmd=info")
+                    l.contains("name=heroku-platform")
+                        && l.contains(" idle=0 ")
+                        && l.contains(" cmd=info")
                 })
         }
     })
@@ -160,7 +162,9 @@ async fn the_drain_is_not_held_up_by_the_standby_or_the_monitor_and_no_write_is_
     assert!(journal.contains("OldServer"), "the drain ended: {journal}");
     // The new servers have their own standbys.
     for addon in [MAIN, CACHE] {
-        assert!(has_replica_link(&client_list(&env.sim.redis_url(addon)).await));
+        assert!(has_replica_link(
+            &client_list(&env.sim.redis_url(addon)).await
+        ));
     }
     run::assert_formation_restored(&env).await;
     run::assert_no_data_lost(&env, &before, &[CACHE, MAIN]).await;

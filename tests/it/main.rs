@@ -14,6 +14,7 @@ mod crash;
 mod ha;
 mod journal_safety;
 mod layout;
+mod matrix;
 mod run;
 mod sim_client;
 mod sim_platform;

@@ -327,7 +327,10 @@ async fn a_second_ctrl_c_leaves_a_resumable_run_that_resume_finishes() {
 }
 
 /// Seeded keys (not the dynos' own) with their values, read by the test itself.
-pub(crate) async fn seeded(env: &Env, addon: &str) -> std::collections::BTreeMap<String, (Vec<u8>, bool)> {
+pub(crate) async fn seeded(
+    env: &Env,
+    addon: &str,
+) -> std::collections::BTreeMap<String, (Vec<u8>, bool)> {
     common::snapshot(&env.sim.redis_url(addon))
         .await
         .into_iter()
@@ -810,7 +813,7 @@ pub(crate) fn journal_text(env: &Env, run_id: &str) -> String {
 }
 
 /// The main run: main and cache (both critical) change in one downtime.
-async fn profile_succeeds(profile: upshift::sim::Profile) {
+pub(crate) async fn profile_succeeds(profile: upshift::sim::Profile) {
     let env = Env::start_with(Duration::from_millis(600), profile).await;
     let before = seeded(&env, CACHE).await;
     assert!(before.len() > 1000);
@@ -836,7 +839,7 @@ async fn profile_succeeds(profile: upshift::sim::Profile) {
 }
 
 /// A provisioning that fails rolls back with the data whole.
-async fn profile_rolls_back(profile: upshift::sim::Profile) {
+pub(crate) async fn profile_rolls_back(profile: upshift::sim::Profile) {
     let env = Env::start_with(Duration::from_millis(600), profile).await;
     let before = seeded(&env, CACHE).await;
     env.inject(Fault::FailProvisioning {
@@ -854,48 +857,6 @@ async fn profile_rolls_back(profile: upshift::sim::Profile) {
     assert_formation_restored(&env).await;
     assert_no_data_lost(&env, &before, &[CACHE]).await;
     env.sim.shutdown().await;
-}
-
-/// One success and one failure test per built-in profile (the harness runs them in parallel,
-/// each in its own simulator).
-macro_rules! profile_matrix {
-    ($($module:ident => $profile:ident),* $(,)?) => {
-        mod profiles {
-            $(
-                mod $module {
-                    use upshift::sim::Profile;
-
-                    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                    async fn succeeds_without_losing_a_write() {
-                        super::super::profile_succeeds(Profile::$profile).await;
-                    }
-
-                    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                    async fn a_failed_provisioning_rolls_back() {
-                        super::super::profile_rolls_back(Profile::$profile).await;
-                    }
-                }
-            )*
-            #[test]
-            fn the_matrix_covers_every_built_in_profile() {
-                let covered = [$(upshift::sim::Profile::$profile),*];
-                assert_eq!(covered.len(), upshift::sim::Profile::ALL.len());
-                for p in upshift::sim::Profile::ALL {
-                    assert!(covered.contains(&p), "{p} has no tests");
-                }
-            }
-        }
-    };
-}
-
-profile_matrix! {
-    optimistic => Optimistic,
-    in_place => InPlace,
-    lagging => Lagging,
-    sparse => Sparse,
-    strict => Strict,
-    late_flip => LateFlip,
-    heroku => Heroku,
 }
 
 /// Issue 11, 5(b): under `in-place` the add-on says `provisioned` on the target at once, while

@@ -70,10 +70,7 @@ pub(crate) async fn attach(primary: &RedisServer, spec: &ServerSpec) -> Result<(
             .query_async(&mut con)
             .await
             .map_err(err("reading replication state"))?;
-        if info
-            .lines()
-            .any(|l| l.trim() == "master_link_status:up")
-        {
+        if info.lines().any(|l| l.trim() == "master_link_status:up") {
             break;
         }
         if started.elapsed() > LINK_TIMEOUT {
