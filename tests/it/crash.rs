@@ -12,6 +12,7 @@ use crate::harness;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use crate::matrix::Moment;
 use harness::{APP, Env, MAIN};
 use upshift::engine::Outcome;
 use upshift::journal;
@@ -191,61 +192,36 @@ async fn crash_and_resume(env: &Env, k: usize, case: &str) {
     assert_consistent(env, case, &before, target).await;
 }
 
-/// The profile matrix's crash case (see `matrix`): a clean run under `profile` tells where its
-/// key moments are in the journal; the run is then crashed right after each and resumed, and
-/// at the end every write the platform acknowledged to main is still there (the test's own
-/// reads, across all the plan changes).
-pub(crate) async fn crash_at_key_points(profile: Profile) {
-    let env = Env::start_with(Duration::from_millis(300), profile).await;
-    let target = next_target(&env).await;
-    let out = upshift(&env).args(run_args(target)).output().unwrap();
-    assert!(
-        out.status.success(),
-        "{profile}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let (_, records) = latest_journal(&env);
-    let after = |what: &str, found: &dyn Fn(&Record) -> bool| {
-        1 + records
+/// The profile matrix's crash part (see `matrix`): the journal of the run that just succeeded
+/// in `env` tells where each of `moments` is; the run is then crashed right after each and
+/// resumed, and at the end every write the platform acknowledged to main is still there (the
+/// test's own reads, across all the plan changes).
+pub(crate) async fn crash_at_moments(env: &Env, profile: Profile, moments: &[Moment]) {
+    let (_, records) = latest_journal(env);
+    let effect = |r: &Record, prefix: &str| matches!(r, Record::Effect { what, .. } if what.starts_with(prefix));
+    for &moment in moments {
+        let found = |r: &Record| match moment {
+            Moment::Drain => matches!(r, Record::OldServer { .. }),
+            Moment::PlanChange => effect(r, "plan change"),
+        };
+        let k = 1 + records
             .iter()
             .position(found)
-            .unwrap_or_else(|| panic!("{profile}: no {what} record in {records:?}"))
-    };
-    let effect = |r: &Record, prefix: &str| matches!(r, Record::Effect { what, .. } if what.starts_with(prefix));
-    let points = [
-        (
-            "the drain",
-            after("drain", &|r| matches!(r, Record::OldServer { .. })),
-        ),
-        (
-            "the plan change",
-            after("plan change", &|r| effect(r, "plan change")),
-        ),
-        (
-            "the first verify",
-            after("verify", &|r| matches!(r, Record::Verified { .. })),
-        ),
-        (
-            "the formation's restore",
-            after("restore", &|r| effect(r, "restore formation")),
-        ),
-    ];
-    for (moment, k) in points {
+            .unwrap_or_else(|| panic!("{profile}: no {moment:?} record in {records:?}"));
         crash_and_resume(
-            &env,
+            env,
             k,
-            &format!("{profile}: crash after {moment} (point {k})"),
+            &format!("{profile}: crash after {moment:?} (point {k})"),
         )
         .await;
     }
-    let acked = crate::run::acknowledged_writes(&env, MAIN).await;
+    let acked = crate::run::acknowledged_writes(env, MAIN).await;
     assert!(!acked.is_empty(), "{profile}: the dynos wrote");
     assert_eq!(
-        crate::run::missing_keys(&env, MAIN, &acked).await,
+        crate::run::missing_keys(env, MAIN, &acked).await,
         Vec::<String>::new(),
         "{profile}: acknowledged writes lost"
     );
-    env.sim.shutdown().await;
 }
 
 /// The records of the only journal in the state dir so far, tolerating a line being written.

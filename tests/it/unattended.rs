@@ -574,19 +574,20 @@ async fn with_json_logs_the_notification_warning_is_a_json_event_with_the_right_
     env.sim.shutdown().await;
 }
 
-/// The profile matrix's unattended case (see `matrix`): `upshift run` as cron starts it (no
-/// terminal, `--confirm`), inside an open window, with a webhook, JSON event lines and a short
-/// log watch, changing both add-ons. It must exit 0 with the events and notifications of a
+/// The profile matrix's unattended and crash case (see `matrix`): `upshift run` as cron
+/// starts it (no terminal, `--confirm`), inside an open window, with a webhook, JSON event
+/// lines and a short log watch. It must exit 0 with the events and notifications of a
 /// success, and the test's own reads must find every acknowledged write and the cache's
-/// seeded data unchanged.
-pub(crate) async fn profile_unattended_run(profile: upshift::sim::Profile) {
+/// seeded data unchanged. Its journal then tells the crash part where `moments` are.
+pub(crate) async fn profile_unattended_run(
+    profile: upshift::sim::Profile,
+    moments: &[crate::matrix::Moment],
+) {
     let env = Env::start_with(Duration::from_millis(300), profile).await;
     let before = crate::run::seeded(&env, CACHE).await;
     let (hook, got) = receiver(Duration::ZERO).await;
     let out = upshift(&env)
         .args(run_args(&[
-            "--change",
-            &format!("{CACHE}=premium-1"),
             "--window",
             &window_in(-60, 3600),
             "--notify",
@@ -626,9 +627,12 @@ pub(crate) async fn profile_unattended_run(profile: upshift::sim::Profile) {
         "{profile}"
     );
     assert_eq!(env.plan_of(MAIN).await, "premium-1");
-    assert_eq!(env.plan_of(CACHE).await, "premium-1");
     crate::run::assert_formation_restored(&env).await;
     crate::run::assert_no_data_lost(&env, &before, &[CACHE, MAIN]).await;
     assert!(!stderr.contains(&env.sim.api_key()));
+    #[cfg(feature = "failpoints")]
+    crate::crash::crash_at_moments(&env, profile, moments).await;
+    #[cfg(not(feature = "failpoints"))]
+    let _ = moments;
     env.sim.shutdown().await;
 }
