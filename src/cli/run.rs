@@ -328,6 +328,21 @@ fn reviewed_request(
             given: target.app.clone(),
         }));
     }
+    // The reviewed plan carries its settle period too: a different one is refused, not
+    // silently ignored.
+    if let Some(given) = &target.settle {
+        let settle = crate::cli::target::parse_settle(given).map_err(CliError::usage)?;
+        if settle != file.request.params.settle {
+            return Err(CliError::text(
+                ExitCode::Usage,
+                format!(
+                    "--settle {given}: --plan {} was reviewed with settle {}; drop --settle or plan again",
+                    path.display(),
+                    crate::units::duration(file.request.params.settle)
+                ),
+            ));
+        }
+    }
     let reviewed = crate::runner::Reviewed {
         plan: file.plan.clone(),
         file: path.display().to_string(),

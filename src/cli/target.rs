@@ -68,6 +68,11 @@ pub struct TargetArgs {
     /// else may be mid-change, and the run would restore their 0 at the end.
     #[arg(long)]
     pub allow_stopped_writers: bool,
+    /// How long the proof that a new server is live must hold before verify reads it, and the
+    /// client count after the restore before health judges it, e.g. 2s or 500ms (100ms to
+    /// 10m) [default: the playbook's settle, 2s].
+    #[arg(long, value_name = "DURATION", env = "UPSHIFT_SETTLE")]
+    pub settle: Option<String>,
 }
 
 /// Bad command-line input: nothing was sent anywhere.
@@ -98,6 +103,8 @@ pub enum ArgsError {
     ConnectionsSyntax { given: String },
     #[error("--connections {given:?}: {message}")]
     ConnectionsRange { given: String, message: String },
+    #[error("--settle {given:?}: {message}")]
+    Settle { given: String, message: String },
     #[error(transparent)]
     Playbook(#[from] PlaybookError),
     #[error("--writers is empty: name at least one process type, e.g. --writers web")]
@@ -231,6 +238,9 @@ impl TryFrom<&TargetArgs> for RunRequest {
                     message,
                 })?;
         }
+        if let Some(given) = &args.settle {
+            params.settle = parse_settle(given)?;
+        }
         Ok(Self {
             app,
             changes,
@@ -238,6 +248,19 @@ impl TryFrom<&TargetArgs> for RunRequest {
             playbook,
         })
     }
+}
+
+/// `--settle DURATION`, within the playbook parameter's bounds.
+///
+/// # Errors
+/// [`ArgsError::Settle`] naming the value and the bounds.
+pub fn parse_settle(given: &str) -> Result<std::time::Duration, ArgsError> {
+    crate::playbook::duration::parse(given.trim())
+        .and_then(|d| crate::playbook::check_settle(d).map(|()| d))
+        .map_err(|message| ArgsError::Settle {
+            given: given.to_owned(),
+            message,
+        })
 }
 
 /// The app: `-a`/`HEROKU_APP`, else the Heroku URL of git remote `-r REMOTE` (or `heroku`) in
@@ -314,7 +337,37 @@ mod tests {
             cache: vec![],
             connections: vec![],
             allow_stopped_writers: false,
+            settle: None,
         }
+    }
+
+    #[test]
+    fn settle_defaults_to_the_playbooks_and_is_bounded() {
+        let r = RunRequest::try_from(&args(&["m=premium-1"])).unwrap();
+        assert_eq!(r.params.settle, crate::playbook::DEFAULT_SETTLE);
+        let with = |s: &str| {
+            let mut a = args(&["m=premium-1"]);
+            a.settle = Some(s.into());
+            RunRequest::try_from(&a)
+        };
+        assert_eq!(
+            with("500ms").unwrap().params.settle,
+            std::time::Duration::from_millis(500)
+        );
+        assert!(with("10m").is_ok());
+        let e = with("50ms").unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "--settle \"50ms\": settle 50ms is out of range: write between 100ms and 10m, e.g. \"2s\""
+        );
+        assert!(
+            with("11m")
+                .unwrap_err()
+                .to_string()
+                .contains("out of range")
+        );
+        let e = with("soon").unwrap_err().to_string();
+        assert!(e.starts_with("--settle \"soon\": "), "{e}");
     }
 
     #[test]

@@ -309,7 +309,11 @@ fn describe(
             false,
         ),
         Action::WaitProvisioned => (
-            format!("wait until {addons} are provisioned on their new plans and answer as primary"),
+            format!(
+                "wait until {addons} are provisioned on their new plans and answer as primary, \
+                 the proof holding for {} (settle)",
+                crate::units::duration(request.params.settle)
+            ),
             false,
         ),
         Action::Verify => (

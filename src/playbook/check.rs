@@ -54,6 +54,25 @@ pub(super) fn check_compensation_deadline(d: Duration) -> Result<(), String> {
     Ok(())
 }
 
+/// The settle period's bounds: below 100 ms it is less than one poll, so nothing is held;
+/// above 10 minutes it only lengthens the downtime.
+const MIN_SETTLE: Duration = Duration::from_millis(100);
+const MAX_SETTLE: Duration = Duration::from_secs(600);
+
+/// Checks a settle period (the playbook's `settle` or `--settle`).
+///
+/// # Errors
+/// A message naming the bounds.
+pub fn check_settle(d: Duration) -> Result<(), String> {
+    if d < MIN_SETTLE || d > MAX_SETTLE {
+        return Err(format!(
+            "settle {} is out of range: write between 100ms and 10m, e.g. \"2s\"",
+            duration::format(d)
+        ));
+    }
+    Ok(())
+}
+
 /// Checks a connections-per-dyno figure (a playbook parameter or `--connections`).
 ///
 /// # Errors
@@ -79,7 +98,8 @@ pub(super) fn check_params(p: &Params) -> Result<(), String> {
     }
     check_connections("connections_per_dyno", p.connections_per_dyno)?;
     check_connections("cache_connections_per_dyno", p.cache_connections_per_dyno)?;
-    check_compensation_deadline(p.compensation_deadline)
+    check_compensation_deadline(p.compensation_deadline)?;
+    check_settle(p.settle)
 }
 
 /// Order rules that keep a playbook safe: facts before guards, guards before any write, a

@@ -11,7 +11,7 @@ mod strategy;
 
 pub use self::strategy::{DEFAULT_RETIRE_OLD, RetireOld, Strategy};
 
-pub use self::check::{MAX_CONNECTIONS_PER_DYNO, check_connections};
+pub use self::check::{MAX_CONNECTIONS_PER_DYNO, check_connections, check_settle};
 use self::check::{
     check_compensation_deadline, check_order, check_params, check_retry, check_timeout,
 };
@@ -116,6 +116,20 @@ pub struct Params {
     /// Live swap: what happens to the old add-on after success (`--retire-old`).
     #[serde(default = "default_retire_old")]
     pub retire_old: RetireOld,
+    /// How long the evidence that a new server is live (and, after the restore, the client
+    /// count) must hold before the run goes on: the wait-provisioned step's settle period
+    /// (`--settle`). Longer costs downtime; shorter trusts fewer polls of a platform whose
+    /// Data API may lag (see `runner::evidence`).
+    #[serde(default = "default_settle", with = "duration_serde")]
+    pub settle: Duration,
+}
+
+/// The default of [`Params::settle`]: a few polls' worth of agreement between the platform,
+/// the Data API and the server behind the URL (the poll interval grows to one second).
+pub const DEFAULT_SETTLE: Duration = Duration::from_secs(2);
+
+fn default_settle() -> Duration {
+    DEFAULT_SETTLE
 }
 
 /// The default of [`Params::compensation_deadline`]: long enough to ride out Heroku's
@@ -161,6 +175,7 @@ impl Default for Params {
             allow_stopped_writers: false,
             compensation_deadline: DEFAULT_COMPENSATION_DEADLINE,
             retire_old: DEFAULT_RETIRE_OLD,
+            settle: DEFAULT_SETTLE,
         }
     }
 }
@@ -299,6 +314,7 @@ struct RawParams {
     on_watch_hit: Option<Spanned<String>>,
     compensation_deadline: Option<Spanned<String>>,
     retire_old: Option<Spanned<String>>,
+    settle: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -440,6 +456,11 @@ fn bind_params(raw: Spanned<RawParams>, loc: &Locator<'_>) -> Result<Params, Pla
     }
     if let Some(r) = p.retire_old {
         params.retire_old = RetireOld::parse(r.get_ref()).map_err(|m| loc.at(r.span(), m))?;
+    }
+    if let Some(d) = p.settle {
+        let v = duration::parse(d.get_ref()).map_err(|m| loc.at(d.span(), m))?;
+        check_settle(v).map_err(|m| loc.at(d.span(), m))?;
+        params.settle = v;
     }
     Ok(params)
 }

@@ -388,3 +388,34 @@ fn retire_old_reads_now_never_and_durations() {
         RetireOld::After(std::time::Duration::from_secs(3600))
     );
 }
+
+#[test]
+fn settle_is_a_bounded_parameter_with_a_default_for_old_journals() {
+    let with = |d: &str| {
+        MINIMAL.replace(
+            "name = \"mine\"",
+            &format!("name = \"mine\"\n[params]\nsettle = \"{d}\""),
+        )
+    };
+    assert_eq!(
+        parse(MINIMAL, "pb.toml").unwrap().params.settle,
+        DEFAULT_SETTLE
+    );
+    assert_eq!(
+        parse(&with("500ms"), "pb.toml").unwrap().params.settle,
+        Duration::from_millis(500)
+    );
+    let e = err(&with("10ms"));
+    assert!(
+        e.starts_with("pb.toml:4:10: settle 10ms is out of range: write between 100ms and 10m"),
+        "{e}"
+    );
+    assert!(err(&with("1h")).contains("settle 1h is out of range"));
+    let mut p = Playbook::builtin();
+    p.params.settle = Duration::ZERO;
+    assert!(p.validate().unwrap_err().to_string().contains("settle 0s"));
+    let mut json = serde_json::to_value(Params::default()).unwrap();
+    json.as_object_mut().unwrap().remove("settle");
+    let old: Params = serde_json::from_value(json).unwrap();
+    assert_eq!(old.settle, DEFAULT_SETTLE);
+}

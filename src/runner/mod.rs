@@ -155,9 +155,6 @@ pub struct RunnerConfig {
     /// A reviewed plan (`run --plan`): the guard step blocks when the platform drifted from it
     /// or the plan rebuilt now is not the reviewed one.
     pub reviewed: Option<Reviewed>,
-    /// How long the evidence that a new server is live must hold before verify reads it
-    /// (see [`evidence`]).
-    pub settle: Duration,
 }
 
 /// A reviewed plan (it embeds the state it saw), and the file it came from (for messages).
@@ -178,14 +175,9 @@ impl RunnerConfig {
             provisioning_estimate: Duration::from_secs(180),
             window: None,
             reviewed: None,
-            settle: DEFAULT_SETTLE,
         }
     }
 }
-
-/// The default settle period: a few polls' worth of agreement between the platform, the Data
-/// API and the server behind the URL (the poll interval grows to one second).
-pub const DEFAULT_SETTLE: Duration = Duration::from_secs(2);
 
 /// One add-on's result.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

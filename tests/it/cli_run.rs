@@ -1024,3 +1024,85 @@ async fn verbose_shows_every_request_without_secrets() {
     );
     env.sim.shutdown().await;
 }
+
+/// `--settle` (and `UPSHIFT_SETTLE`): bad values exit 2 before any call, `plan` shows the
+/// period, a run holds the wait-provisioned step for it, and a reviewed plan keeps its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn settle_is_validated_shown_by_plan_and_held_by_the_run() {
+    let env = Env::start(Duration::from_millis(300)).await;
+    let change = format!("{MAIN}=premium-1");
+    let formation = env.formation().await;
+    for (cmd, bad) in [("plan", "50ms"), ("run", "11m"), ("run", "soon")] {
+        let mut args = vec![cmd, "-a", APP, "--change", &change, "--settle", bad];
+        if cmd == "run" {
+            args.extend(["--confirm", APP]);
+        }
+        let o = upshift(&env, &args);
+        assert_eq!(
+            o.status.code(),
+            Some(2),
+            "{cmd} --settle {bad}: {}",
+            stderr(&o)
+        );
+        assert!(
+            stderr(&o).contains(&format!("--settle \"{bad}\": ")),
+            "{}",
+            stderr(&o)
+        );
+        untouched(&env, 0, &formation).await;
+    }
+    let o = upshift(
+        &env,
+        &["plan", "-a", APP, "--change", &change, "--settle", "4s"],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        stdout.contains("the proof holding for 4s (settle)"),
+        "{stdout}"
+    );
+    // The harness's UPSHIFT_SETTLE=300ms is what `plan` shows without the flag.
+    let o = upshift(&env, &["plan", "-a", APP, "--change", &change]);
+    assert!(String::from_utf8_lossy(&o.stdout).contains("holding for 300ms (settle)"));
+
+    // A reviewed plan with another settle is refused; the run holds the period it was given.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("plan.json");
+    save_plan(&env, &path);
+    let o = run_plan(&env, &path, &["--settle", "3s"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("was reviewed with settle 300ms"),
+        "{}",
+        stderr(&o)
+    );
+    untouched(&env, 0, &formation).await;
+    let o = upshift(
+        &env,
+        &[
+            "run",
+            "-a",
+            APP,
+            "--change",
+            &change,
+            "--settle",
+            "3s",
+            "--confirm",
+            APP,
+            "--watch",
+            "0",
+            "--log-format",
+            "json",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let waited = stderr(&o)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|e| e["event"] == "step-done" && e["action"] == "wait-provisioned")
+        .and_then(|e| e["elapsed_ms"].as_u64())
+        .expect("a wait-provisioned step-done event");
+    assert!(waited >= 3000, "wait-provisioned took {waited} ms");
+    assert_eq!(env.plan_of(MAIN).await, "premium-1");
+    env.sim.shutdown().await;
+}

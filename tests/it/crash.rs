@@ -12,11 +12,12 @@ use crate::harness;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use crate::matrix::Moment;
 use harness::{APP, Env, MAIN};
 use upshift::engine::Outcome;
 use upshift::journal;
 use upshift::runner::record::Record;
-use upshift::sim::SimulatorExt;
+use upshift::sim::{Profile, SimulatorExt};
 
 fn upshift(env: &Env) -> Command {
     let mut cmd = env.upshift();
@@ -131,28 +132,7 @@ async fn crash_at_every_journal_point(shard: usize) {
         .position(|r| matches!(r, Record::Effect { what, .. } if what.starts_with("plan change")))
         .expect("a plan change effect");
     for k in (1..points).filter(|k| k % SHARDS == shard) {
-        let before = env.plan_of(MAIN).await;
-        let target = next_target(&env).await;
-        let crashed = upshift(&env)
-            .args(run_args(target))
-            .env("UPSHIFT_FAILPOINT", k.to_string())
-            .output()
-            .unwrap();
-        assert!(
-            !crashed.status.success(),
-            "point {k}: the failpoint did not fire"
-        );
-        let resumed = upshift(&env)
-            .args(["resume", "--confirm", APP])
-            .output()
-            .unwrap();
-        let code = resumed.status.code();
-        assert!(
-            matches!(code, Some(0 | 1 | 6)),
-            "point {k}: resume exited {code:?}: {}",
-            String::from_utf8_lossy(&resumed.stderr)
-        );
-        assert_consistent(&env, &format!("point {k}"), &before, target).await;
+        crash_and_resume(&env, k, &format!("point {k}")).await;
     }
     if shard != 0 {
         env.sim.shutdown().await;
@@ -184,6 +164,64 @@ async fn crash_at_every_journal_point(shard: usize) {
     );
     assert_consistent(&env, "rollback after the plan change", &before, target).await;
     env.sim.shutdown().await;
+}
+
+/// Crashes a run right after its `k`th journal record, resumes it, and checks the end state.
+async fn crash_and_resume(env: &Env, k: usize, case: &str) {
+    let before = env.plan_of(MAIN).await;
+    let target = next_target(env).await;
+    let crashed = upshift(env)
+        .args(run_args(target))
+        .env("UPSHIFT_FAILPOINT", k.to_string())
+        .output()
+        .unwrap();
+    assert!(
+        !crashed.status.success(),
+        "{case}: the failpoint did not fire"
+    );
+    let resumed = upshift(env)
+        .args(["resume", "--confirm", APP])
+        .output()
+        .unwrap();
+    let code = resumed.status.code();
+    assert!(
+        matches!(code, Some(0 | 1 | 6)),
+        "{case}: resume exited {code:?}: {}",
+        String::from_utf8_lossy(&resumed.stderr)
+    );
+    assert_consistent(env, case, &before, target).await;
+}
+
+/// The profile matrix's crash part (see `matrix`): the journal of the run that just succeeded
+/// in `env` tells where each of `moments` is; the run is then crashed right after each and
+/// resumed, and at the end every write the platform acknowledged to main is still there (the
+/// test's own reads, across all the plan changes).
+pub(crate) async fn crash_at_moments(env: &Env, profile: Profile, moments: &[Moment]) {
+    let (_, records) = latest_journal(env);
+    let effect = |r: &Record, prefix: &str| matches!(r, Record::Effect { what, .. } if what.starts_with(prefix));
+    for &moment in moments {
+        let found = |r: &Record| match moment {
+            Moment::Drain => matches!(r, Record::OldServer { .. }),
+            Moment::PlanChange => effect(r, "plan change"),
+        };
+        let k = 1 + records
+            .iter()
+            .position(found)
+            .unwrap_or_else(|| panic!("{profile}: no {moment:?} record in {records:?}"));
+        crash_and_resume(
+            env,
+            k,
+            &format!("{profile}: crash after {moment:?} (point {k})"),
+        )
+        .await;
+    }
+    let acked = crate::run::acknowledged_writes(env, MAIN).await;
+    assert!(!acked.is_empty(), "{profile}: the dynos wrote");
+    assert_eq!(
+        crate::run::missing_keys(env, MAIN, &acked).await,
+        Vec::<String>::new(),
+        "{profile}: acknowledged writes lost"
+    );
 }
 
 /// The records of the only journal in the state dir so far, tolerating a line being written.

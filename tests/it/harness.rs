@@ -126,8 +126,6 @@ impl Env {
             low_rate_limit: 10,
             slow: Duration::from_secs(1),
         };
-        // Long enough for several polls to agree, short enough for the suite.
-        config.settle = Duration::from_millis(300);
         Runner::new(self.client(), config, reporter, interrupts)
     }
 
@@ -175,16 +173,22 @@ pub fn change(addon: &str, plan: &str) -> ChangeRequest {
     }
 }
 
-/// A request with the built-in playbook, or `playbook_toml` when given.
+/// The settle period of the tests' runs, in-process and through the binary (`UPSHIFT_SETTLE`).
+pub const TEST_SETTLE: Duration = Duration::from_millis(300);
+
+/// A request with the built-in playbook, or `playbook_toml` when given (settle: [`TEST_SETTLE`]).
 pub fn request(changes: Vec<ChangeRequest>, playbook_toml: Option<&str>) -> RunRequest {
     let playbook = match playbook_toml {
         Some(text) => playbook::parse(text, "test.toml").expect("test playbook is valid"),
         None => Playbook::builtin(),
     };
+    let mut params = playbook.params.clone();
+    // Long enough for several polls to agree, short enough for the suite.
+    params.settle = TEST_SETTLE;
     RunRequest {
         app: APP.into(),
         changes,
-        params: playbook.params.clone(),
+        params,
         playbook,
     }
 }
@@ -201,6 +205,7 @@ impl Env {
             .env("HEROKU_DATA_URL", cfg.data_url.as_str())
             .env("HEROKU_API_KEY", self.sim.api_key())
             .env("UPSHIFT_STATE_DIR", self.state_dir.path())
+            .env("UPSHIFT_SETTLE", "300ms")
             .env_remove("HEROKU_APP")
             .env_remove("UPSHIFT_FAILPOINT");
         cmd

@@ -15,7 +15,7 @@ use upshift::sim::Fault;
 
 const WEB: (&str, u32, &str) = ("web", 2, "standard-1X");
 
-async fn assert_formation_restored(env: &Env) {
+pub(crate) async fn assert_formation_restored(env: &Env) {
     let f = env.formation().await;
     let web = f.iter().find(|(t, _, _)| t == "web").expect("web");
     assert_eq!((web.0.as_str(), web.1, web.2.as_str()), WEB, "{f:?}");
@@ -327,7 +327,10 @@ async fn a_second_ctrl_c_leaves_a_resumable_run_that_resume_finishes() {
 }
 
 /// Seeded keys (not the dynos' own) with their values, read by the test itself.
-async fn seeded(env: &Env, addon: &str) -> std::collections::BTreeMap<String, (Vec<u8>, bool)> {
+pub(crate) async fn seeded(
+    env: &Env,
+    addon: &str,
+) -> std::collections::BTreeMap<String, (Vec<u8>, bool)> {
     common::snapshot(&env.sim.redis_url(addon))
         .await
         .into_iter()
@@ -340,7 +343,7 @@ async fn seeded(env: &Env, addon: &str) -> std::collections::BTreeMap<String, (V
 }
 
 /// The `wr:` keys the dynos wrote to `addon` and the platform acknowledged, from the timeline.
-async fn acknowledged_writes(env: &Env, addon: &str) -> Vec<String> {
+pub(crate) async fn acknowledged_writes(env: &Env, addon: &str) -> Vec<String> {
     let name = env
         .client()
         .addon(harness::APP, addon)
@@ -362,7 +365,7 @@ async fn acknowledged_writes(env: &Env, addon: &str) -> Vec<String> {
         .collect()
 }
 
-async fn missing_keys(env: &Env, addon: &str, keys: &[String]) -> Vec<String> {
+pub(crate) async fn missing_keys(env: &Env, addon: &str, keys: &[String]) -> Vec<String> {
     let mut con = common::redis(&env.sim.redis_url(addon)).await;
     let mut missing = Vec::new();
     for k in keys {
@@ -785,7 +788,7 @@ async fn a_compensation_past_its_deadline_needs_attention_and_resume_finishes_it
 /// What a run did to the data, judged by the test alone: the cache's seeded keys before and
 /// after, and every write the platform acknowledged to `addons` still there. (Main can be read
 /// only once it is off premium-0: the Enketo app holds all of its connections.)
-async fn assert_no_data_lost(
+pub(crate) async fn assert_no_data_lost(
     env: &Env,
     before: &std::collections::BTreeMap<String, (Vec<u8>, bool)>,
     addons: &[&str],
@@ -802,7 +805,7 @@ async fn assert_no_data_lost(
     }
 }
 
-fn journal_text(env: &Env, run_id: &str) -> String {
+pub(crate) fn journal_text(env: &Env, run_id: &str) -> String {
     format!(
         "{:?}",
         journal::read::<Record>(&env.journal_path(run_id)).expect("journal readable")
@@ -810,7 +813,7 @@ fn journal_text(env: &Env, run_id: &str) -> String {
 }
 
 /// The main run: main and cache (both critical) change in one downtime.
-async fn profile_succeeds(profile: upshift::sim::Profile) {
+pub(crate) async fn profile_succeeds(profile: upshift::sim::Profile) {
     let env = Env::start_with(Duration::from_millis(600), profile).await;
     // TLS as on Heroku in every profile but `optimistic` (plain, as first built).
     let tls = profile != upshift::sim::Profile::Optimistic;
@@ -847,7 +850,7 @@ async fn profile_succeeds(profile: upshift::sim::Profile) {
 }
 
 /// A provisioning that fails rolls back with the data whole.
-async fn profile_rolls_back(profile: upshift::sim::Profile) {
+pub(crate) async fn profile_rolls_back(profile: upshift::sim::Profile) {
     let env = Env::start_with(Duration::from_millis(600), profile).await;
     let before = seeded(&env, CACHE).await;
     env.inject(Fault::FailProvisioning {
@@ -865,48 +868,6 @@ async fn profile_rolls_back(profile: upshift::sim::Profile) {
     assert_formation_restored(&env).await;
     assert_no_data_lost(&env, &before, &[CACHE]).await;
     env.sim.shutdown().await;
-}
-
-/// One success and one failure test per built-in profile (the harness runs them in parallel,
-/// each in its own simulator).
-macro_rules! profile_matrix {
-    ($($module:ident => $profile:ident),* $(,)?) => {
-        mod profiles {
-            $(
-                mod $module {
-                    use upshift::sim::Profile;
-
-                    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                    async fn succeeds_without_losing_a_write() {
-                        super::super::profile_succeeds(Profile::$profile).await;
-                    }
-
-                    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                    async fn a_failed_provisioning_rolls_back() {
-                        super::super::profile_rolls_back(Profile::$profile).await;
-                    }
-                }
-            )*
-            #[test]
-            fn the_matrix_covers_every_built_in_profile() {
-                let covered = [$(upshift::sim::Profile::$profile),*];
-                assert_eq!(covered.len(), upshift::sim::Profile::ALL.len());
-                for p in upshift::sim::Profile::ALL {
-                    assert!(covered.contains(&p), "{p} has no tests");
-                }
-            }
-        }
-    };
-}
-
-profile_matrix! {
-    optimistic => Optimistic,
-    in_place => InPlace,
-    lagging => Lagging,
-    sparse => Sparse,
-    strict => Strict,
-    late_flip => LateFlip,
-    heroku => Heroku,
 }
 
 /// Issue 11, 5(b): under `in-place` the add-on says `provisioned` on the target at once, while

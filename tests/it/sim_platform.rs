@@ -310,7 +310,8 @@ async fn sigkill_of_the_simulator_leaves_no_redis_server() {
         .unwrap();
     assert_eq!(r.status(), 200);
     let pids = pids(&api).await;
-    assert_eq!(pids.len(), 2);
+    // Two add-ons on premium-0 (HA): each a primary and its standby.
+    assert_eq!(pids.len(), 4);
     assert!(pids.iter().all(|p| common::alive(*p)));
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();

@@ -573,3 +573,66 @@ async fn with_json_logs_the_notification_warning_is_a_json_event_with_the_right_
     assert!(warning["ts"].is_string());
     env.sim.shutdown().await;
 }
+
+/// The profile matrix's unattended and crash case (see `matrix`): `upshift run` as cron
+/// starts it (no terminal, `--confirm`), inside an open window, with a webhook, JSON event
+/// lines and a short log watch. It must exit 0 with the events and notifications of a
+/// success, and the test's own reads must find every acknowledged write and the cache's
+/// seeded data unchanged. Its journal then tells the crash part where `moments` are.
+pub(crate) async fn profile_unattended_run(
+    profile: upshift::sim::Profile,
+    moments: &[crate::matrix::Moment],
+) {
+    let env = Env::start_with(Duration::from_millis(300), profile).await;
+    let before = crate::run::seeded(&env, CACHE).await;
+    let (hook, got) = receiver(Duration::ZERO).await;
+    let out = upshift(&env)
+        .args(run_args(&[
+            "--window",
+            &window_in(-60, 3600),
+            "--notify",
+            &hook,
+            "--watch",
+            "1s",
+            "--log-format",
+            "json",
+        ]))
+        .output()
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{profile}: {stderr}");
+    let events: Vec<serde_json::Value> = stderr
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let finished = events
+        .iter()
+        .find(|e| e["event"] == "run-finished")
+        .unwrap_or_else(|| panic!("{profile}: no run-finished event: {stderr}"));
+    assert_eq!(finished["outcome"], "succeeded", "{profile}: {stderr}");
+    // The watch follows the run and found nothing.
+    let last = events.last().expect("event lines");
+    assert_eq!(last["event"], "watch-done", "{profile}: {stderr}");
+    assert_eq!(last["hits"], 0, "{profile}: {stderr}");
+    let names: Vec<String> = got
+        .lock()
+        .unwrap()
+        .iter()
+        .filter_map(|n| n["event"].as_str().map(str::to_owned))
+        .collect();
+    assert_eq!(
+        names,
+        ["started", "point-of-no-return", "succeeded"],
+        "{profile}"
+    );
+    assert_eq!(env.plan_of(MAIN).await, "premium-1");
+    crate::run::assert_formation_restored(&env).await;
+    crate::run::assert_no_data_lost(&env, &before, &[CACHE, MAIN]).await;
+    assert!(!stderr.contains(&env.sim.api_key()));
+    #[cfg(feature = "failpoints")]
+    crate::crash::crash_at_moments(&env, profile, moments).await;
+    #[cfg(not(feature = "failpoints"))]
+    let _ = moments;
+    env.sim.shutdown().await;
+}

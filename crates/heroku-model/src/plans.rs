@@ -30,6 +30,14 @@ impl Plan {
     pub fn full_name(&self) -> String {
         format!("{HEROKU_REDIS}:{}", self.name)
     }
+
+    /// Whether the plan is highly available: premium, private and shield plans keep a standby
+    /// replica connected to the primary, mini does not (Dev Center, heroku-redis-maintenance:
+    /// "Premium, Private, and Shield plans are HA"). A standby's replication link is a
+    /// connection on the primary like any other.
+    pub fn is_ha(&self) -> bool {
+        family(self) != "mini"
+    }
 }
 
 impl fmt::Display for Plan {
@@ -135,5 +143,6 @@ mod tests {
         assert_eq!(p5.rank, s5.rank);
         assert_eq!(family(&s5), "shield");
         assert_eq!(all().count(), 34);
+        assert!(p0.is_ha() && s5.is_ha() && !find("mini").unwrap().is_ha());
     }
 }

@@ -173,11 +173,23 @@ pub(crate) async fn processes(State(s): S) -> Response {
             "addon": a.name, "role": "primary", "plan": a.server.plan().name,
             "port": a.server.port(), "pid": a.server.pid(), "running": a.server.is_running(),
         }));
+        if let Some((pid, port, running)) = a.server.standby() {
+            list.push(json!({
+                "addon": a.name, "role": "standby", "plan": a.server.plan().name,
+                "port": port, "pid": pid, "running": running,
+            }));
+        }
         if let Some(p) = &a.pending {
             list.push(json!({
                 "addon": a.name, "role": "replica", "plan": p.plan().name,
                 "port": p.port(), "pid": p.pid(), "running": p.is_running(),
             }));
+            if let Some((pid, port, running)) = p.standby() {
+                list.push(json!({
+                    "addon": a.name, "role": "standby", "plan": p.plan().name,
+                    "port": port, "pid": pid, "running": running,
+                }));
+            }
         }
     }
     axum::Json(list).into_response()

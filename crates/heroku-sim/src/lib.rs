@@ -49,7 +49,9 @@
 //! - **Connections.** Each server runs with `maxclients` = the plan's limit + 1: the extra slot
 //!   is the platform's own control connection, named `heroku-platform` in `CLIENT LIST` (count
 //!   it out when waiting for "no clients but ours"); a plan change hands it to the replication
-//!   link. Apps get exactly the plan's limit; beyond it Redis answers
+//!   link. On HA plans (premium, private, shield) the standby's replication link (module
+//!   `standby`) takes one of the plan's slots, as any connection does; apps get the rest of
+//!   the plan's limit; beyond it Redis answers
 //!   `ERR max number of clients reached`, which dynos log. The built-in `enketo` scenario wants
 //!   2 x 26 connections to main on premium-0 (40): main starts saturated, as in Enketo's guide,
 //!   so nothing else can connect to it until `web` is scaled down or main is upgraded.
@@ -95,6 +97,7 @@ pub mod scenario;
 mod seed;
 pub mod serve;
 mod server;
+mod standby;
 mod state;
 pub mod timeline;
 mod tls;

@@ -111,7 +111,13 @@ pub(crate) async fn create_addon(
         tls,
         restricted: s.behaviour().restricted_commands,
     };
-    let server = match RedisServer::start(&spec).await {
+    let started = match RedisServer::start(&spec).await {
+        Ok(server) if crate::standby::wanted(&s, plan) => crate::standby::attach(&server, &spec)
+            .await
+            .map(|()| server),
+        other => other,
+    };
+    let server = match started {
         Ok(server) => Arc::new(server),
         Err(e) => {
             return crate::server::error(

@@ -157,7 +157,13 @@ async fn migrate(
     if let Some(a) = shared.world().addon_mut(addon) {
         a.pending = Some(Arc::clone(&new));
     }
-    let result = replicate_and_promote(shared, addon, &old, &new, faults, started).await;
+    let mut result = replicate_and_promote(shared, addon, &old, &new, faults, started).await;
+    // The new primary gets its own standby before the switch; the old pair stops after it.
+    if result.is_ok() && crate::standby::wanted(shared, target) {
+        result = crate::standby::attach(&new, &spec)
+            .await
+            .map_err(|e| e.to_string());
+    }
     if let Err(reason) = result {
         stop_server(shared, addon, &new);
         if let Some(a) = shared.world().addon_mut(addon) {

@@ -153,6 +153,8 @@ pub struct RedisServer {
     client_name: String,
     child: Mutex<Option<Child>>,
     control: tokio::sync::Mutex<Option<MultiplexedConnection>>,
+    /// The HA standby replicating from this server (see [`crate::standby`]); stopped with it.
+    standby: Mutex<Option<Box<RedisServer>>>,
     dir: tempfile::TempDir,
 }
 
@@ -254,6 +256,7 @@ impl RedisServer {
             client_name,
             child: Mutex::new(Some(child)),
             control: tokio::sync::Mutex::new(None),
+            standby: Mutex::new(None),
             dir,
         };
         server.wait_ready().await?;
@@ -405,8 +408,28 @@ impl RedisServer {
             .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
     }
 
-    /// Kills the process (SIGKILL: no data is kept anyway) and reaps it. Idempotent.
+    /// Gives this server its standby: from now on they stop together.
+    pub(crate) fn set_standby(&self, standby: RedisServer) {
+        let old = lock(&self.standby).replace(Box::new(standby));
+        if let Some(old) = old {
+            old.stop();
+        }
+    }
+
+    /// The standby's `(pid, port, running)`, if this server has one.
+    pub fn standby(&self) -> Option<(u32, u16, bool)> {
+        lock(&self.standby)
+            .as_ref()
+            .map(|s| (s.pid(), s.port(), s.is_running()))
+    }
+
+    /// Kills the process (SIGKILL: no data is kept anyway) and reaps it, and its standby.
+    /// Idempotent.
     pub fn stop(&self) {
+        let standby = lock(&self.standby).take();
+        if let Some(standby) = standby {
+            standby.stop();
+        }
         if let Some(mut child) = lock(&self.child).take() {
             let _ = child.kill();
             let _ = child.wait();

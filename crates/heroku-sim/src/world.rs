@@ -8,6 +8,7 @@ use std::sync::Arc;
 use heroku_model::models::AddOnState;
 
 use crate::redis_proc::{RedisServer, ServerSpec};
+use crate::standby;
 use crate::state::{self, AddonState, AppState, DataStatus, FormationState, Shared};
 use crate::{EventKind, REDIS_VERSION, Scenario, SimError, scenario, seed};
 
@@ -50,7 +51,8 @@ pub(crate) async fn build_world(shared: &Arc<Shared>, scenario: &Scenario) -> Re
                 tls: spec.tls.unwrap_or(shared.behaviour().tls),
                 restricted: shared.behaviour().restricted_commands,
             };
-            starts.push(start_addon(name, server_spec, spec.seed.clone()));
+            let standby = standby::wanted(shared, plan);
+            starts.push(start_addon(name, server_spec, spec.seed.clone(), standby));
         }
     }
     let servers = futures::future::try_join_all(starts).await;
@@ -161,11 +163,13 @@ fn addon_names(scenario: &Scenario) -> Vec<String> {
     names
 }
 
-/// Starts one add-on's server and seeds it.
+/// Starts one add-on's server, seeds it, and gives it its HA standby when `standby` (after
+/// the seed: one full sync instead of a stream of seed writes).
 async fn start_addon(
     name: String,
     spec: ServerSpec,
     seed: Option<scenario::SeedSpec>,
+    standby: bool,
 ) -> Result<(String, Arc<RedisServer>), SimError> {
     let server = RedisServer::start(&spec).await?;
     let mut con = server.control().await.map_err(|source| SimError::Redis {
@@ -190,6 +194,9 @@ async fn start_addon(
                 context: format!("seeding {} keys", seed.keys),
                 source,
             })?;
+    }
+    if standby {
+        standby::attach(&server, &spec).await?;
     }
     Ok((name, Arc::new(server)))
 }

@@ -74,7 +74,7 @@ pub(in crate::runner) async fn run(
                 let clients = info.connected_clients.saturating_sub(1);
                 let steady = counts
                     .entry(t.name.clone())
-                    .or_insert_with(|| Steady::new(ctx.config().settle))
+                    .or_insert_with(|| Steady::new(ctx.request.params.settle))
                     .push(clients, Instant::now());
                 let back = before
                     .get(&t.name)

@@ -37,7 +37,7 @@ pub(in crate::runner) async fn run(
 ) -> Result<Provisioned, StepError> {
     let mut pacer = ctx.pacer(timeout, true);
     let started = Instant::now();
-    let settle = ctx.config().settle;
+    let settle = ctx.request.params.settle;
     let targets = ctx.targets();
     let mut settled = vec![false; targets.len()];
     let mut proofs = vec![String::new(); targets.len()];
