@@ -11,6 +11,7 @@ pub mod history;
 #[cfg(not(feature = "sim"))]
 mod nosim;
 pub mod run;
+pub mod schema;
 pub mod signals;
 #[cfg(feature = "sim")]
 pub mod sim;

@@ -188,7 +188,7 @@ impl RunnerConfig {
 pub const DEFAULT_SETTLE: Duration = Duration::from_secs(2);
 
 /// One add-on's result.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct AddonReport {
     pub label: String,
     pub addon: String,

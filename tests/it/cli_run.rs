@@ -179,6 +179,11 @@ async fn plan_reads_only_and_exits_3_when_blocked() {
     let plan: serde_json::Value = serde_json::from_slice(&o.stdout).expect("plan --json is JSON");
     assert_eq!(plan["blocked"], true);
     assert_eq!(plan["version"], 1, "{plan}");
+    crate::json_schema::assert_valid("plan", &plan);
+    assert!(
+        plan["estimate"]["downtime_ms"].as_u64().unwrap() > 0,
+        "{plan}"
+    );
     let connections = plan["guards"]
         .as_array()
         .unwrap()
@@ -229,6 +234,7 @@ async fn unattended_run_succeeds_and_runs_lists_it() {
     assert!(report["downtime_ms"].as_u64().is_some(), "{report}");
     assert!(report["duration_ms"].as_u64().is_some(), "{report}");
     assert!(report.get("downtime").is_none(), "{report}");
+    crate::json_schema::assert_valid("run", &report);
     let out = format!("{}{}", String::from_utf8_lossy(&o.stdout), stderr(&o));
     assert!(!out.contains(&env.sim.api_key()), "the API key leaked");
     assert!(
@@ -238,7 +244,9 @@ async fn unattended_run_succeeds_and_runs_lists_it() {
 
     let o = upshift(&env, &["runs", "--json"]);
     assert_eq!(o.status.code(), Some(0));
-    let rows: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let runs: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    crate::json_schema::assert_valid("runs", &runs);
+    let rows = &runs["runs"];
     assert_eq!(rows[0]["outcome"], "succeeded");
     assert_eq!(rows[0]["app"], APP);
     assert!(rows[0]["downtime_ms"].as_i64().unwrap() > 0);
@@ -276,6 +284,49 @@ async fn unattended_run_succeeds_and_runs_lists_it() {
     );
     let apps = complete(&["upshift", "plan", "-a", "enk"]);
     assert!(apps.lines().any(|l| l == APP), "{apps}");
+    // Add-on names of the app on the line, as the wizard offers them: the positional ADDON,
+    // `--change ADDON=` then the plans after the `=`, `--cache`; nothing without an app.
+    let addons = complete(&["upshift", "run", "-a", APP, ""]);
+    for name in ["enketo_redis_main	", "enketo_redis_cache	"] {
+        assert!(addons.lines().any(|l| l.starts_with(name)), "{addons}");
+    }
+    let change = complete(&[
+        "upshift",
+        "plan",
+        "--app",
+        APP,
+        "--change",
+        "enketo_redis_m",
+    ]);
+    assert!(
+        change.lines().any(|l| l.starts_with("enketo_redis_main=	")),
+        "{change}"
+    );
+    assert!(!change.contains("enketo_redis_cache"), "{change}");
+    let plans = complete(&[
+        "upshift",
+        "plan",
+        "-a",
+        APP,
+        "--change",
+        "enketo_redis_main=premium-",
+    ]);
+    assert!(
+        plans.lines().any(|l| l == "enketo_redis_main=premium-1"),
+        "{plans}"
+    );
+    let cache = complete(&[
+        "upshift",
+        "run",
+        &format!("--app={APP}"),
+        "--cache",
+        "enketo_redis_c",
+    ]);
+    assert!(
+        cache.lines().any(|l| l.starts_with("enketo_redis_cache	")),
+        "{cache}"
+    );
+    assert_eq!(complete(&["upshift", "run", "--cache", "enk"]).trim(), "");
     let journal = std::fs::read_to_string(
         env.state_dir
             .path()

@@ -12,6 +12,7 @@ mod verify_support;
 mod cli_run;
 mod crash;
 mod journal_safety;
+mod json_schema;
 mod layout;
 mod run;
 mod sim_client;
