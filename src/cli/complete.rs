@@ -148,7 +148,7 @@ pub fn addon_keys(current: &OsStr) -> Vec<CompletionCandidate> {
 /// The heroku-redis plans that start with `typed` (bare names, `premium-1`). Pure.
 fn plan_names(typed: &str) -> Vec<String> {
     crate::plans::all()
-        .map(|p| crate::plans::bare_name(&p.name).to_owned())
+        .map(|p| crate::plans::bare_name(p.name).to_owned())
         .filter(|n| n.starts_with(typed))
         .collect()
 }

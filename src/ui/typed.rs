@@ -45,10 +45,9 @@ pub fn read_line(term: &Term, theme: &dyn Theme, prompt: &str) -> io::Result<Opt
                 term.clear_line()?;
                 return Err(io::ErrorKind::Interrupted.into());
             }
-            Key::Backspace => {
-                if line.pop().is_some() {
-                    term.clear_chars(1)?;
-                }
+            Key::Backspace if !line.is_empty() => {
+                line.pop();
+                term.clear_chars(1)?;
             }
             Key::Char(c) if !c.is_control() => {
                 line.push(c);

@@ -393,6 +393,50 @@ fn a_missing_token_says_where_to_put_one() {
     );
 }
 
+/// Without `HEROKU_API_KEY` and `.netrc`, the token comes from `heroku auth:token` (a stand-in
+/// CLI first on `PATH`); a CLI that is logged out leaves the "no API key" error (exit 2).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_token_comes_from_heroku_auth_token_when_nothing_else_has_one() {
+    use std::os::unix::fs::PermissionsExt;
+    let env = Env::start(Duration::from_millis(300)).await;
+    let bin = tempfile::tempdir().unwrap();
+    let cli = bin.path().join("heroku");
+    let path = format!(
+        "{}:{}",
+        bin.path().display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let plan = |script: &str| {
+        std::fs::write(&cli, script).unwrap();
+        std::fs::set_permissions(&cli, std::fs::Permissions::from_mode(0o755)).unwrap();
+        env.upshift()
+            .args(["plan", "-a", APP, "--change", &format!("{MAIN}=premium-1")])
+            .env_remove("HEROKU_API_KEY")
+            .env("NETRC", "/nonexistent/netrc")
+            .env("PATH", &path)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    };
+    let o = plan(&format!(
+        "#!/bin/sh\n[ \"$1\" = auth:token ] || exit 2\necho ' Warning: update available' >&2\necho {}\n",
+        env.sim.api_key()
+    ));
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let out = format!("{}{}", String::from_utf8_lossy(&o.stdout), stderr(&o));
+    assert!(out.contains("POINT OF NO RETURN"), "{out}");
+    assert!(!out.contains(&env.sim.api_key()), "the token leaked");
+    let o = plan("#!/bin/sh\necho ' ›   Error: not logged in' >&2\nexit 100\n");
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("no Heroku API key found"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(env.writes().is_empty());
+    env.sim.shutdown().await;
+}
+
 fn upshift_with(env: &Env, args: &[&str], vars: &[(&str, &std::ffi::OsStr)]) -> Output {
     let mut cmd = env.upshift();
     cmd.args(args).stdin(Stdio::null());
