@@ -195,8 +195,8 @@ fn raw(url: &str, conns: usize, ttl: bool) {
             bytes += b;
         }
         scanner.await.unwrap();
-        let secs = start.elapsed().as_secs_f64();
-        println!("{{\"keys\":{keys},\"bytes\":{bytes},\"elapsed_secs\":{secs}}}");
+        let ms = start.elapsed().as_secs_f64() * 1000.0;
+        println!("{{\"keys\":{keys},\"bytes\":{bytes},\"elapsed_ms\":{ms}}}");
     });
 }
 
@@ -505,7 +505,7 @@ fn bench(keys: u64, rounds: usize) {
             }
             let s = Sample {
                 keys: json_u64(&out, "keys"),
-                secs: json_f64(&out, "elapsed_secs"),
+                secs: json_f64(&out, "elapsed_ms") / 1000.0,
                 peak_kb,
                 cpu_secs,
                 server_cpu_secs,
@@ -621,9 +621,9 @@ fn snapshot(url: &str, conns: usize) {
         ))
         .unwrap();
     println!(
-        "{{\"keys\":{},\"elapsed_secs\":{},\"digest\":\"{}\",\"file_bytes\":{}}}",
+        "{{\"keys\":{},\"elapsed_ms\":{},\"digest\":\"{}\",\"file_bytes\":{}}}",
         s.keys,
-        s.elapsed.as_secs_f64(),
+        s.elapsed.as_secs_f64() * 1000.0,
         s.digest,
         s.file_bytes
     );
@@ -639,7 +639,7 @@ fn sample(url: &str, args: &[&str]) -> (Sample, String) {
     let server_cpu_secs = server_cpu(url) - server_before;
     let s = Sample {
         keys: json_u64(&out, "keys"),
-        secs: json_f64(&out, "elapsed_secs"),
+        secs: json_f64(&out, "elapsed_ms") / 1000.0,
         peak_kb,
         cpu_secs,
         server_cpu_secs,

@@ -29,14 +29,21 @@ pub struct PlaybooksArgs {
 }
 
 /// One row of `upshift runs`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct RunRow {
+    /// The run id (`upshift resume ID`).
     pub id: String,
     pub app: String,
+    /// The requested changes, `ADDON=PLAN`.
     pub changes: Vec<String>,
+    /// An outcome (`succeeded`, `rolled-back`, `blocked`, `needs-attention`,
+    /// `kept-new-plan`), or `unfinished`, or `unreadable` (see `problem`).
     pub outcome: String,
+    /// When the run started (RFC 3339, UTC).
     pub started: String,
+    /// The app's downtime (writers stopped) from the journal; absent when they never stopped.
     pub downtime_ms: Option<i64>,
+    /// First to last journal record.
     pub duration_ms: i64,
     /// `in-place` or `live-swap`.
     pub strategy: String,
@@ -47,6 +54,13 @@ pub struct RunRow {
     /// Why the journal cannot be read whole (outcome `unreadable`); it names the file.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub problem: Option<String>,
+}
+
+/// `upshift runs --json`: the runs of this machine, newest first, under `runs` (an object, so
+/// that it carries its `version` like every other document).
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+pub struct RunsDocument {
+    pub runs: Vec<RunRow>,
 }
 
 /// Reads the history from the journals.
@@ -138,7 +152,7 @@ pub fn runs(args: &RunsArgs) -> Result<ExitCode, CliError> {
     let state = StateDir::from_env().map_err(CliError::usage)?;
     let rows = history(&state)?;
     if args.json {
-        let _ = ui::print_json(&rows);
+        let _ = ui::print_document(&RunsDocument { runs: rows });
         return Ok(ExitCode::Success);
     }
     let ms = |v: i64| crate::units::duration_ms(u64::try_from(v).unwrap_or(0));

@@ -12,6 +12,7 @@ pub mod history;
 mod nosim;
 pub mod retire;
 pub mod run;
+pub mod schema;
 pub mod signals;
 #[cfg(feature = "sim")]
 pub mod sim;

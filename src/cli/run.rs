@@ -135,10 +135,13 @@ pub(super) fn confirm(app: &str, given: Option<&str>, what: &str) -> Result<(), 
     }
     let prompt = format!("Type the app name ({app}) to {what}");
     let typed: String = if crate::ui::can_redraw() {
-        dialoguer::Input::with_theme(&*ui::theme())
-            .with_prompt(prompt)
-            .interact_text()
-            .map_err(|_| CliError::silent(ExitCode::Usage))?
+        // Esc and Ctrl-C cancel, as at the wizard's questions.
+        match ui::typed::read_line(&console::Term::stderr(), &*ui::theme(), &prompt) {
+            Ok(Some(line)) => line,
+            Ok(None) => return Err(cancelled()),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => return Err(cancelled()),
+            Err(_) => return Err(CliError::silent(ExitCode::Usage)),
+        }
     } else {
         // A terminal that cannot redraw (TERM=dumb) gets a plain prompt and line.
         eprint!("{prompt}: ");
@@ -156,6 +159,11 @@ pub(super) fn confirm(app: &str, given: Option<&str>, what: &str) -> Result<(), 
             format!("{typed:?} is not {app}: nothing was done"),
         ))
     }
+}
+
+/// Esc or Ctrl-C at the confirmation: nothing was done (exit 130, as the wizard).
+fn cancelled() -> CliError {
+    CliError::line(ExitCode::Interrupted, crate::cli::wizard::CANCELLED)
 }
 
 /// Prints a finished run's report; its outcome is the exit code.

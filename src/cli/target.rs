@@ -28,16 +28,27 @@ pub struct TargetArgs {
     pub remote: Option<String>,
     /// The add-on to change, as the Heroku CLI takes it: `upshift run -a APP ADDON PLAN`
     /// (the same as `--change ADDON=PLAN`).
-    #[arg(value_name = "ADDON")]
+    #[arg(
+        value_name = "ADDON",
+        add = clap_complete::engine::ArgValueCompleter::new(crate::cli::complete::addons)
+    )]
     pub addon: Option<String>,
     /// The new plan of ADDON.
-    #[arg(value_name = "PLAN", requires = "addon")]
+    #[arg(
+        value_name = "PLAN",
+        requires = "addon",
+        add = clap_complete::engine::ArgValueCompleter::new(crate::cli::complete::plans)
+    )]
     pub new_plan: Option<String>,
     /// An add-on (name or attachment name, e.g. `enketo_redis_main`) and its new plan
     /// (premium-1 or heroku-redis:premium-1). Repeat for several add-ons: they change in one
     /// downtime.
     // Required, but checked in the conversion: `run --plan FILE` takes the changes from FILE.
-    #[arg(long = "change", value_name = "ADDON=PLAN")]
+    #[arg(
+        long = "change",
+        value_name = "ADDON=PLAN",
+        add = clap_complete::engine::ArgValueCompleter::new(crate::cli::complete::changes)
+    )]
     pub changes: Vec<String>,
     /// Playbook: the built-in name or a TOML file.
     #[arg(long, default_value = crate::playbook::BUILTIN_NAME)]
@@ -59,10 +70,18 @@ pub struct TargetArgs {
     #[arg(long)]
     pub maintenance: bool,
     /// Treat this add-on as a cache: data differences are reported, not fatal. Repeatable.
-    #[arg(long = "cache", value_name = "ADDON")]
+    #[arg(
+        long = "cache",
+        value_name = "ADDON",
+        add = clap_complete::engine::ArgValueCompleter::new(crate::cli::complete::addons)
+    )]
     pub cache: Vec<String>,
     /// Connections each writer dyno opens to ADDON, when they cannot be measured.
-    #[arg(long = "connections", value_name = "ADDON=N")]
+    #[arg(
+        long = "connections",
+        value_name = "ADDON=N",
+        add = clap_complete::engine::ArgValueCompleter::new(crate::cli::complete::addon_keys)
+    )]
     pub connections: Vec<String>,
     /// Run even when a writer type is at 0 dynos now. Without it such a run is blocked: someone
     /// else may be mid-change, and the run would restore their 0 at the end.
@@ -270,14 +289,8 @@ fn resolve_app(args: &TargetArgs) -> Result<String, ArgsError> {
     if !app.is_empty() {
         return Ok(app.to_owned());
     }
-    let remote = args.remote.as_deref().unwrap_or("heroku");
     let cwd = std::env::current_dir().unwrap_or_default();
-    let found = cwd
-        .ancestors()
-        .map(|d| d.join(".git").join("config"))
-        .find_map(|p| std::fs::read_to_string(p).ok())
-        .and_then(|text| heroku_app_of_remote(&text, remote));
-    match (found, &args.remote) {
+    match (app_of_git_remote(args.remote.as_deref()), &args.remote) {
         (Some(app), _) => Ok(app),
         (None, Some(remote)) => Err(ArgsError::NoRemote {
             remote: remote.clone(),
@@ -285,6 +298,18 @@ fn resolve_app(args: &TargetArgs) -> Result<String, ArgsError> {
         }),
         (None, None) => Err(ArgsError::NoApp),
     }
+}
+
+/// The app behind git remote `remote` (default `heroku`) of the repository around the current
+/// directory, as the Heroku CLI finds it.
+pub fn app_of_git_remote(remote: Option<&str>) -> Option<String> {
+    let remote = remote.unwrap_or("heroku");
+    std::env::current_dir()
+        .unwrap_or_default()
+        .ancestors()
+        .map(|d| d.join(".git").join("config"))
+        .find_map(|p| std::fs::read_to_string(p).ok())
+        .and_then(|text| heroku_app_of_remote(&text, remote))
 }
 
 /// The app named by git remote `remote`'s Heroku URL in a `.git/config` text

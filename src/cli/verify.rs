@@ -78,7 +78,7 @@ pub struct DigestArgs {
     /// differs is named (exit 1 when any does). Same URL forms as --url; never printed.
     #[arg(long, value_name = "URL")]
     pub against_url: Option<String>,
-    /// One JSON object on stdout (`keys`, `per_type`, `bytes`, `elapsed_secs`, `digest`, …).
+    /// One JSON object on stdout (`keys`, `per_type`, `bytes`, `elapsed_ms`, `digest`, …).
     #[arg(long)]
     pub json: bool,
 }
@@ -181,10 +181,9 @@ fn config(args: &ConnectionArgs) -> Result<VerifyConfig, CliError> {
     VerifyConfig::try_from(args).map_err(CliError::usage)
 }
 
-fn print_json(value: &impl serde::Serialize) {
-    match serde_json::to_string(value) {
-        Ok(s) => println!("{s}"),
-        Err(e) => eprintln!("error: cannot render json: {e}"),
+fn print_json<T: serde::Serialize + schemars::JsonSchema>(value: &T) {
+    if let Err(e) = crate::ui::print_document_line(value) {
+        eprintln!("error: cannot write json: {e}");
     }
 }
 
@@ -335,11 +334,13 @@ fn print_diff(report: &DiffReport) {
     }
 }
 
-#[derive(serde::Serialize)]
-struct DiffJson<'a> {
-    equal: bool,
+/// `diff --json` and `digest --against-url --json`: the differences and whether the data is
+/// equal (expiries in the scan window aside).
+#[derive(Debug, serde::Serialize, schemars::JsonSchema)]
+pub struct DiffJson<'a> {
+    pub equal: bool,
     #[serde(flatten)]
-    report: &'a DiffReport,
+    pub report: &'a DiffReport,
 }
 
 /// Runs `upshift diff`.

@@ -8,7 +8,7 @@ use std::io::IsTerminal;
 use std::sync::Arc;
 
 use clap::Args;
-use dialoguer::{FuzzySelect, Input, MultiSelect, Select};
+use dialoguer::{FuzzySelect, MultiSelect, Select};
 use thiserror::Error;
 
 use crate::cli::CliError;
@@ -387,10 +387,14 @@ async fn ask(
     // A typo asks again (three tries) rather than throwing away every answer above.
     let mut attempt = 1;
     loop {
-        let typed: String = prompt(|| {
-            Input::<String>::with_theme(&*theme)
-                .with_prompt(format!("Type the app name ({app}) to run this plan"))
-                .interact_text_on(&console::Term::stderr())
+        // Read key by key: Esc cancels here as at every other question (`Input` ignores it).
+        let typed: String = choose(|| {
+            ui::typed::read_line(
+                &console::Term::stderr(),
+                &*theme,
+                &format!("Type the app name ({app}) to run this plan"),
+            )
+            .map_err(dialoguer::Error::IO)
         })?;
         if typed.trim() == app {
             return Ok(request);
@@ -400,7 +404,7 @@ async fn ask(
         }
         attempt += 1;
         eprintln!(
-            "{:?} is not {app}; type it again to run, or press Ctrl-C to leave (nothing was done)",
+            "{:?} is not {app}; type it again to run, or press Esc or Ctrl-C to leave (nothing was done)",
             typed.trim()
         );
     }

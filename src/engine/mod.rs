@@ -18,7 +18,7 @@ mod step;
 pub use step::{ALL_ACTIONS, ALL_COMPENSATIONS, Action, Compensation};
 
 /// How a run ends. Exactly one per run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum Outcome {
     /// Every step succeeded.

@@ -6,7 +6,7 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 
 /// One kind of step. Playbooks name these in kebab-case (`change-plan`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum Action {
     /// Read the formation, maintenance flag, add-ons, Redis INFO. Read-only.
@@ -70,7 +70,7 @@ pub const ALL_ACTIONS: [Action; 16] = [
 ];
 
 /// What undoes (or settles) a step's effect during a rollback.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum Compensation {
     /// Maintenance flag back to its captured value.

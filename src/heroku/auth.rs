@@ -1,4 +1,6 @@
-//! Finding the API token the way the Heroku CLI does: `HEROKU_API_KEY`, else `~/.netrc`.
+//! Finding the API token the way the Heroku CLI does: `HEROKU_API_KEY`, else `~/.netrc`, else
+//! `heroku auth:token` when the CLI is installed (Heroku CLI 13+ keeps the token in the OS
+//! keychain, so `.netrc` may hold none).
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -73,6 +75,41 @@ pub fn resolve_token(env_key: Option<&str>, netrc: &Path) -> Result<Token, Herok
         .ok_or_else(|| HerokuError::NoToken {
             netrc: netrc.to_owned(),
         })
+}
+
+/// How long `heroku auth:token` may take (the CLI starts node, and may refresh the token).
+const CLI_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// The token the Heroku CLI prints with `heroku auth:token`, when a `heroku` on `PATH` prints
+/// one within [`CLI_TIMEOUT`]; `None` otherwise (not installed, logged out, too slow). Its
+/// stderr is discarded (it may be a login prompt or an update notice), stdin is closed so it
+/// cannot ask, and the token is never logged.
+pub fn cli_token() -> Option<Token> {
+    use std::io::Read;
+    use std::process::{Command, Stdio};
+    let mut child = Command::new("heroku")
+        .arg("auth:token")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .ok()?;
+    let started = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().ok()? {
+            break status;
+        }
+        if started.elapsed() > CLI_TIMEOUT {
+            let _ = child.kill();
+            let _ = child.wait();
+            return None;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    let mut out = String::new();
+    child.stdout.take()?.read_to_string(&mut out).ok()?;
+    let token = out.lines().map(str::trim).find(|l| !l.is_empty())?;
+    (status.success() && !token.contains(char::is_whitespace)).then(|| Token::new(token))
 }
 
 /// The `password` of one machine in netrc text. Tokens are whitespace-separated and may span

@@ -9,9 +9,9 @@ use thiserror::Error;
 #[derive(Debug, Error)]
 pub enum HerokuError {
     #[error(
-        "no Heroku API key found: set HEROKU_API_KEY, or add `machine api.heroku.com` with a \
-         password to {netrc} (print a token with `heroku auth:token`; Heroku CLI 13+ keeps it \
-         in the OS keychain, so .netrc may be empty)"
+        "no Heroku API key found: set HEROKU_API_KEY, add `machine api.heroku.com` with a \
+         password to {netrc}, or log in with the Heroku CLI (`heroku login`: upshift asks \
+         `heroku auth:token` when neither has one)"
     )]
     NoToken { netrc: PathBuf },
 

@@ -97,7 +97,8 @@ pub struct ClientConfig {
 
 impl ClientConfig {
     /// Builds the config from the variables the Heroku CLI and upshift users already set:
-    /// `HEROKU_API_URL`, `HEROKU_DATA_URL`, `HEROKU_API_KEY`, `NETRC`, `HOME`.
+    /// `HEROKU_API_URL`, `HEROKU_DATA_URL`, `HEROKU_API_KEY`, `NETRC`, `HOME`; without a token
+    /// in the first or in `.netrc`, from `heroku auth:token` (see [`auth::cli_token`]).
     ///
     /// # Errors
     /// A malformed base URL, or no token anywhere.
@@ -107,7 +108,12 @@ impl ClientConfig {
         Ok(Self {
             api_url: parse_base_url("HEROKU_API_URL", var("HEROKU_API_URL").as_deref())?,
             data_url: parse_base_url("HEROKU_DATA_URL", var("HEROKU_DATA_URL").as_deref())?,
-            token: resolve_token(var("HEROKU_API_KEY").as_deref(), &netrc)?,
+            token: match resolve_token(var("HEROKU_API_KEY").as_deref(), &netrc) {
+                Err(HerokuError::NoToken { netrc }) => {
+                    auth::cli_token().ok_or(HerokuError::NoToken { netrc })?
+                }
+                other => other?,
+            },
             retry: RetryPolicy::default(),
         })
     }

@@ -6,7 +6,9 @@ use serde::{Deserialize, Serialize};
 use crate::heroku::models::{MaintenanceStatus, RedisConfigValues};
 
 /// How much a data difference after the change matters for one add-on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum DataPolicy {
     /// Every key must survive: a difference is repaired from the snapshot, and if it cannot
@@ -40,7 +42,7 @@ pub struct ChangeRequest {
 }
 
 /// One process type of the formation.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ProcessFacts {
     pub process_type: String,
     pub quantity: u32,
@@ -64,7 +66,7 @@ pub struct ServerIdentity {
 }
 
 /// The Redis server behind an add-on, as INFO showed it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct RedisFacts {
     pub used_memory: u64,
     pub connected_clients: u32,
@@ -73,7 +75,7 @@ pub struct RedisFacts {
 }
 
 /// A requested add-on, resolved.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct AddonFacts {
     /// What the user typed.
     pub requested_as: String,
@@ -110,7 +112,7 @@ pub struct AttachmentRef {
 
 /// Why an add-on's Redis could not be read at capture time. Guards and the plan table decide on
 /// `reason`; `detail` is the error in words, for people.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(from = "UnreadableRepr")]
 pub struct RedisUnreadable {
     pub reason: UnreadableReason,
@@ -133,7 +135,7 @@ impl std::fmt::Display for RedisUnreadable {
 }
 
 /// The kinds of "cannot read Redis" that call for different advice.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum UnreadableReason {
     /// The app has no config var with the add-on's URL.
@@ -149,7 +151,7 @@ pub enum UnreadableReason {
 }
 
 /// Plan files written before the reason existed hold the error as a bare string.
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(untagged)]
 enum UnreadableRepr {
     Typed {
@@ -194,7 +196,7 @@ pub fn url_var(config_vars: &[String], attachment: Option<&str>) -> Option<Strin
 }
 
 /// A requested add-on: found, or why not.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(tag = "found", rename_all = "kebab-case")]
 pub enum AddonLookup {
     Found(Box<AddonFacts>),
@@ -208,7 +210,7 @@ pub enum AddonLookup {
 pub const STEADY_AGE: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Everything captured before the first write.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Capture {
     pub app: String,
     pub app_id: String,

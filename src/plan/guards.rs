@@ -11,7 +11,7 @@ use crate::plan::facts::{
 use crate::plans;
 
 /// A guard's verdict.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum Verdict {
     Pass,
@@ -138,6 +138,16 @@ impl Serialize for GuardId {
     }
 }
 
+/// A string: its wire id (`connections-fit`); ids of later versions read back as they are.
+impl schemars::JsonSchema for GuardId {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "GuardId".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({ "type": "string" })
+    }
+}
+
 impl<'de> Deserialize<'de> for GuardId {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = String::deserialize(d)?;
@@ -146,7 +156,7 @@ impl<'de> Deserialize<'de> for GuardId {
 }
 
 /// One evaluated guard.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Guard {
     /// Stable id (`connections-fit`), for scripts.
     pub id: GuardId,

@@ -49,7 +49,7 @@ impl RunRequest {
 }
 
 /// One add-on's planned change.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct PlannedChange {
     pub label: String,
     pub addon: String,
@@ -62,7 +62,7 @@ pub struct PlannedChange {
 /// One step as it would run now.
 // Independent flags of a serialised output, not a state in disguise.
 #[allow(clippy::struct_excessive_bools)]
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct PlannedStep {
     pub number: usize,
     pub action: Action,
@@ -83,25 +83,51 @@ pub struct PlannedStep {
 }
 
 /// Where an estimate came from.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+///
+/// Durations are whole milliseconds named `…_ms`, as in every JSON document; plan files saved
+/// before the rename (`downtime`, `provisioning`, `run`, `rollback`) read back through the
+/// aliases, and their content hash still holds (it is computed on the JSON as read).
 pub struct Estimate {
     /// Writers stopped, start to end.
-    #[serde(with = "crate::plan::duration_ms")]
+    #[serde(
+        rename = "downtime_ms",
+        alias = "downtime",
+        with = "crate::plan::duration_ms"
+    )]
+    #[schemars(with = "u64")]
     pub downtime: Duration,
     /// The platform's provisioning share of it.
-    #[serde(with = "crate::plan::duration_ms")]
+    #[serde(
+        rename = "provisioning_ms",
+        alias = "provisioning",
+        with = "crate::plan::duration_ms"
+    )]
+    #[schemars(with = "u64")]
     pub provisioning: Duration,
     /// Where the provisioning figure came from ("playbook default", "median of 3 runs").
     pub source: String,
     /// The whole run, capture to health: the median of earlier successful runs of the same
     /// plan changes on this machine, else the downtime plus the steps around it.
-    #[serde(default, with = "crate::plan::duration_ms")]
+    #[serde(
+        default,
+        rename = "run_ms",
+        alias = "run",
+        with = "crate::plan::duration_ms"
+    )]
+    #[schemars(with = "u64")]
     pub run: Duration,
     /// Where `run` came from ("median of 3 earlier runs", "playbook default").
     #[serde(default)]
     pub run_source: String,
     /// A worst-case rollback after the point of no return (see `unattended::gate`).
-    #[serde(default, with = "crate::plan::duration_ms")]
+    #[serde(
+        default,
+        rename = "rollback_ms",
+        alias = "rollback",
+        with = "crate::plan::duration_ms"
+    )]
+    #[schemars(with = "u64")]
     pub rollback: Duration,
 }
 
@@ -109,7 +135,7 @@ pub struct Estimate {
 const RUN_OVERHEAD: Duration = Duration::from_secs(30);
 
 /// The plan: what `plan` prints and `run` executes.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Plan {
     pub app: String,
     pub playbook: String,

@@ -320,3 +320,58 @@ fn a_plan_file_with_the_old_bare_error_string_still_reads() {
         serde_json::from_str(&serde_json::to_string(&typed).unwrap()).unwrap();
     assert_eq!(back, typed);
 }
+
+/// Plan files saved before the estimates were named `…_ms` (`downtime`, `provisioning`, `run`,
+/// `rollback`) still load, their hash still holds and still catches an edit, and
+/// `--plan-hash` still names them; new files carry only the `_ms` names.
+#[test]
+fn plan_files_with_the_old_estimate_names_still_load_and_their_hash_still_holds() {
+    use crate::unattended::plan_file::{PlanFile, PlanFileError, content_hash};
+    let req = request("premium-1", "premium-0");
+    let plan = build(
+        &req,
+        &capture(),
+        (Duration::from_secs(120), "playbook default".into()),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let new_path = dir.path().join("new.json");
+    let new_hash = PlanFile::new(req, plan.clone(), None, jiff::Timestamp::UNIX_EPOCH)
+        .save(&new_path)
+        .unwrap();
+    let mut json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&new_path).unwrap()).unwrap();
+    let estimate = json["plan"]["estimate"].as_object().unwrap().clone();
+    for name in ["downtime", "provisioning", "run", "rollback"] {
+        assert!(estimate.contains_key(&format!("{name}_ms")), "{estimate:?}");
+        assert!(!estimate.contains_key(name), "{estimate:?}");
+    }
+    assert_eq!(PlanFile::load(&new_path).unwrap().plan, plan);
+
+    // The same file as an earlier upshift wrote and sealed it.
+    let old = json["plan"]["estimate"].as_object_mut().unwrap();
+    for name in ["downtime", "provisioning", "run", "rollback"] {
+        let v = old.remove(&format!("{name}_ms")).unwrap();
+        old.insert(name.into(), v);
+    }
+    json["hash"] = content_hash(&json).into();
+    let old_hash = json["hash"].as_str().unwrap().to_owned();
+    assert_ne!(old_hash, new_hash);
+    let old_path = dir.path().join("old.json");
+    std::fs::write(&old_path, serde_json::to_string_pretty(&json).unwrap()).unwrap();
+    let loaded = PlanFile::load_reviewed(&old_path, Some(&old_hash)).unwrap();
+    assert_eq!(
+        loaded.plan, plan,
+        "the old names read back to the same plan"
+    );
+    assert!(matches!(
+        PlanFile::load_reviewed(&old_path, Some(&new_hash)),
+        Err(PlanFileError::NotReviewed { .. })
+    ));
+    // An edit of an old file is caught like any other.
+    json["plan"]["estimate"]["downtime"] = 1.into();
+    std::fs::write(&old_path, serde_json::to_string_pretty(&json).unwrap()).unwrap();
+    assert!(matches!(
+        PlanFile::load(&old_path),
+        Err(PlanFileError::Tampered { .. })
+    ));
+}

@@ -180,7 +180,7 @@ impl RunnerConfig {
 }
 
 /// One add-on's result.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct AddonReport {
     pub label: String,
     pub addon: String,

@@ -2,18 +2,24 @@
 //! written for machines (`--json`, `--log-format json`). The core never draws; it reports
 //! [`RunEvent`]s and the reporters here decide.
 
-use std::io::{IsTerminal, Write};
+use std::io::IsTerminal;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use crate::engine::Outcome;
 use crate::runner::{Reporter, RunEvent, RunReport};
 
+pub mod json;
 pub mod menu;
 pub mod table;
 pub mod terminal;
+pub mod typed;
+
+pub use json::{
+    JSON_VERSION, RunDocument, Versioned, print_document, print_document_line, print_json,
+    schema_of,
+};
 
 /// A verdict label in its colour when stdout may have colour (`--color`, `NO_COLOR`, a
 /// terminal): BLOCKED red, WARN yellow, PASS green.
@@ -477,69 +483,6 @@ pub fn render_summary(report: &RunReport) -> String {
         let _ = writeln!(out, "\n{m}");
     }
     out
-}
-
-/// The version of the `--json` documents of `plan`, `run`, `resume` and `rollback` (their
-/// `version` field). Raised when a field is renamed or removed; new fields do not raise it.
-pub const JSON_VERSION: u32 = 1;
-
-/// A `--json` object document: `version` first, then the document's own fields.
-#[derive(Debug, serde::Serialize)]
-pub struct Versioned<'a, T: serde::Serialize> {
-    pub version: u32,
-    #[serde(flatten)]
-    pub document: &'a T,
-}
-
-/// `run`, `resume` and `rollback --json`: the run's report with its durations named by
-/// their unit, as in `runs --json` and the JSON log events (`downtime_ms`, `duration_ms`).
-#[derive(Debug, serde::Serialize)]
-pub struct RunDocument<'a> {
-    pub run_id: &'a str,
-    pub app: &'a str,
-    pub outcome: Outcome,
-    pub message: Option<&'a str>,
-    pub addons: &'a [crate::runner::AddonReport],
-    pub downtime_ms: u64,
-    pub duration_ms: u64,
-    pub journal: &'a std::path::Path,
-}
-
-impl<'a> From<&'a RunReport> for RunDocument<'a> {
-    fn from(r: &'a RunReport) -> Self {
-        let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
-        Self {
-            run_id: &r.run_id,
-            app: &r.app,
-            outcome: r.outcome,
-            message: r.message.as_deref(),
-            addons: &r.addons,
-            downtime_ms: ms(r.downtime),
-            duration_ms: ms(r.duration),
-            journal: &r.journal,
-        }
-    }
-}
-
-/// Prints an object document with its `version` ([`JSON_VERSION`]).
-///
-/// # Errors
-/// Writing to stdout failed.
-pub fn print_document<T: serde::Serialize>(document: &T) -> std::io::Result<()> {
-    print_json(&Versioned {
-        version: JSON_VERSION,
-        document,
-    })
-}
-
-/// Writes JSON to stdout followed by a newline.
-///
-/// # Errors
-/// Serialisation or stdout failure.
-pub fn print_json<T: serde::Serialize>(value: &T) -> std::io::Result<()> {
-    let mut out = std::io::stdout().lock();
-    serde_json::to_writer_pretty(&mut out, value).map_err(std::io::Error::other)?;
-    writeln!(out)
 }
 
 #[cfg(test)]

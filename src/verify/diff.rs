@@ -7,7 +7,7 @@ use serde::Serialize;
 use crate::verify::record::{Expiry, KeyKind, Record};
 
 /// How one key differs between before (the reference) and after (the live database).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum DifferenceKind {
     /// In before, absent after, and its expiry had not passed.
@@ -58,7 +58,7 @@ impl DifferenceKind {
 }
 
 /// One named difference.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct Difference {
     /// The key, printable (invalid UTF-8 replaced).
     pub key: String,
@@ -71,7 +71,7 @@ pub struct Difference {
 }
 
 /// Counts per kind of difference.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct DiffCounts {
     /// Keys missing after.
     pub missing: u64,
@@ -107,7 +107,7 @@ impl DiffCounts {
 }
 
 /// The outcome of a comparison.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct DiffReport {
     /// Keys in the reference (before).
     pub before_keys: u64,

@@ -166,7 +166,7 @@ impl Progress for NoProgress {
 }
 
 /// The result of [`digest`].
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct DigestReport {
     /// Distinct keys.
     pub keys: u64,
@@ -175,7 +175,8 @@ pub struct DigestReport {
     /// Value bytes read.
     pub bytes: u64,
     /// Wall time of the scan.
-    #[serde(rename = "elapsed_secs", serialize_with = "secs")]
+    #[serde(rename = "elapsed_ms", serialize_with = "millis")]
+    #[schemars(with = "u64")]
     pub elapsed: Duration,
     /// The database digest: 32 hex digits, equal exactly when the data is equal.
     pub digest: String,
@@ -194,12 +195,13 @@ impl DigestReport {
     }
 }
 
-fn secs<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_f64(d.as_secs_f64())
+/// Whole milliseconds: every duration in upshift's JSON is `…_ms`.
+fn millis<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_u64(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 /// The result of [`snapshot`].
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct SnapshotSummary {
     /// The file written.
     pub path: PathBuf,
@@ -212,7 +214,8 @@ pub struct SnapshotSummary {
     /// The digest of the captured data (same as [`digest`] would give).
     pub digest: String,
     /// Wall time.
-    #[serde(rename = "elapsed_secs", serialize_with = "secs")]
+    #[serde(rename = "elapsed_ms", serialize_with = "millis")]
+    #[schemars(with = "u64")]
     pub elapsed: Duration,
     /// The server's version.
     pub redis_version: String,
@@ -233,7 +236,7 @@ pub enum RestoreSelection {
 }
 
 /// The result of [`restore`].
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct RestoreSummary {
     /// Keys written with RESTORE.
     pub restored: u64,

@@ -179,6 +179,11 @@ async fn plan_reads_only_and_exits_3_when_blocked() {
     let plan: serde_json::Value = serde_json::from_slice(&o.stdout).expect("plan --json is JSON");
     assert_eq!(plan["blocked"], true);
     assert_eq!(plan["version"], 1, "{plan}");
+    crate::json_schema::assert_valid("plan", &plan);
+    assert!(
+        plan["estimate"]["downtime_ms"].as_u64().unwrap() > 0,
+        "{plan}"
+    );
     let connections = plan["guards"]
         .as_array()
         .unwrap()
@@ -272,6 +277,7 @@ async fn unattended_run_succeeds_and_runs_lists_it() {
     assert!(report["downtime_ms"].as_u64().is_some(), "{report}");
     assert!(report["duration_ms"].as_u64().is_some(), "{report}");
     assert!(report.get("downtime").is_none(), "{report}");
+    crate::json_schema::assert_valid("run", &report);
     let out = format!("{}{}", String::from_utf8_lossy(&o.stdout), stderr(&o));
     assert!(!out.contains(&env.sim.api_key()), "the API key leaked");
     assert!(
@@ -281,7 +287,9 @@ async fn unattended_run_succeeds_and_runs_lists_it() {
 
     let o = upshift(&env, &["runs", "--json"]);
     assert_eq!(o.status.code(), Some(0));
-    let rows: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let runs: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    crate::json_schema::assert_valid("runs", &runs);
+    let rows = &runs["runs"];
     assert_eq!(rows[0]["outcome"], "succeeded");
     assert_eq!(rows[0]["app"], APP);
     assert!(rows[0]["downtime_ms"].as_i64().unwrap() > 0);
@@ -319,6 +327,49 @@ async fn unattended_run_succeeds_and_runs_lists_it() {
     );
     let apps = complete(&["upshift", "plan", "-a", "enk"]);
     assert!(apps.lines().any(|l| l == APP), "{apps}");
+    // Add-on names of the app on the line, as the wizard offers them: the positional ADDON,
+    // `--change ADDON=` then the plans after the `=`, `--cache`; nothing without an app.
+    let addons = complete(&["upshift", "run", "-a", APP, ""]);
+    for name in ["enketo_redis_main	", "enketo_redis_cache	"] {
+        assert!(addons.lines().any(|l| l.starts_with(name)), "{addons}");
+    }
+    let change = complete(&[
+        "upshift",
+        "plan",
+        "--app",
+        APP,
+        "--change",
+        "enketo_redis_m",
+    ]);
+    assert!(
+        change.lines().any(|l| l.starts_with("enketo_redis_main=	")),
+        "{change}"
+    );
+    assert!(!change.contains("enketo_redis_cache"), "{change}");
+    let plans = complete(&[
+        "upshift",
+        "plan",
+        "-a",
+        APP,
+        "--change",
+        "enketo_redis_main=premium-",
+    ]);
+    assert!(
+        plans.lines().any(|l| l == "enketo_redis_main=premium-1"),
+        "{plans}"
+    );
+    let cache = complete(&[
+        "upshift",
+        "run",
+        &format!("--app={APP}"),
+        "--cache",
+        "enketo_redis_c",
+    ]);
+    assert!(
+        cache.lines().any(|l| l.starts_with("enketo_redis_cache	")),
+        "{cache}"
+    );
+    assert_eq!(complete(&["upshift", "run", "--cache", "enk"]).trim(), "");
     let journal = std::fs::read_to_string(
         env.state_dir
             .path()
@@ -383,6 +434,50 @@ fn a_missing_token_says_where_to_put_one() {
         e.contains("HEROKU_API_KEY") && e.contains("heroku auth:token"),
         "{e}"
     );
+}
+
+/// Without `HEROKU_API_KEY` and `.netrc`, the token comes from `heroku auth:token` (a stand-in
+/// CLI first on `PATH`); a CLI that is logged out leaves the "no API key" error (exit 2).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_token_comes_from_heroku_auth_token_when_nothing_else_has_one() {
+    use std::os::unix::fs::PermissionsExt;
+    let env = Env::start(Duration::from_millis(300)).await;
+    let bin = tempfile::tempdir().unwrap();
+    let cli = bin.path().join("heroku");
+    let path = format!(
+        "{}:{}",
+        bin.path().display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let plan = |script: &str| {
+        std::fs::write(&cli, script).unwrap();
+        std::fs::set_permissions(&cli, std::fs::Permissions::from_mode(0o755)).unwrap();
+        env.upshift()
+            .args(["plan", "-a", APP, "--change", &format!("{MAIN}=premium-1")])
+            .env_remove("HEROKU_API_KEY")
+            .env("NETRC", "/nonexistent/netrc")
+            .env("PATH", &path)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    };
+    let o = plan(&format!(
+        "#!/bin/sh\n[ \"$1\" = auth:token ] || exit 2\necho ' Warning: update available' >&2\necho {}\n",
+        env.sim.api_key()
+    ));
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let out = format!("{}{}", String::from_utf8_lossy(&o.stdout), stderr(&o));
+    assert!(out.contains("POINT OF NO RETURN"), "{out}");
+    assert!(!out.contains(&env.sim.api_key()), "the token leaked");
+    let o = plan("#!/bin/sh\necho ' ›   Error: not logged in' >&2\nexit 100\n");
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("no Heroku API key found"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(env.writes().is_empty());
+    env.sim.shutdown().await;
 }
 
 fn upshift_with(env: &Env, args: &[&str], vars: &[(&str, &std::ffi::OsStr)]) -> Output {

@@ -14,6 +14,7 @@ mod crash;
 mod crash_swap;
 mod ha;
 mod journal_safety;
+mod json_schema;
 mod layout;
 mod live_swap;
 mod matrix;

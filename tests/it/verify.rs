@@ -869,27 +869,53 @@ fn cli_commands_exit_codes_and_no_password() {
     let json: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
     assert_eq!(json["keys"], 2);
     assert_eq!(json["digest"].as_str().unwrap().len(), 32);
+    assert_eq!(json["version"], 1);
+    assert!(json["elapsed_ms"].as_u64().is_some(), "{json}");
+    crate::json_schema::assert_valid("digest", &json);
 
-    let (code, _, _) = run(&["snapshot", "--url", &url, "--out", snap.to_str().unwrap()]);
+    let (code, stdout, _) = run(&[
+        "snapshot",
+        "--url",
+        &url,
+        "--out",
+        snap.to_str().unwrap(),
+        "--json",
+    ]);
     assert_eq!(code, 0);
+    let json: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    crate::json_schema::assert_valid("snapshot", &json);
     let (code, stdout, _) = run(&["diff", "--url", &url, "--against", snap.to_str().unwrap()]);
     assert_eq!(code, 0, "{stdout}");
     redis::cmd("DEL").arg("k1").exec(&mut c).unwrap();
+    let (code, stdout, _) = run(&[
+        "diff",
+        "--url",
+        &url,
+        "--against",
+        snap.to_str().unwrap(),
+        "--json",
+    ]);
+    assert_eq!(code, 1, "1 = differences found");
+    let json: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    crate::json_schema::assert_valid("diff", &json);
+    assert_eq!(json["differences"][0]["kind"], "missing", "{json}");
     let (code, stdout, _) = run(&["diff", "--url", &url, "--against", snap.to_str().unwrap()]);
     assert_eq!(code, 1, "1 = differences found");
     assert!(
         stdout.contains("missing") && stdout.contains("k1"),
         "{stdout}"
     );
-    let (code, _, _) = run(&[
+    let (code, stdout, _) = run(&[
         "restore",
         "--url",
         &url,
         "--from",
         snap.to_str().unwrap(),
         "--only-missing",
+        "--json",
     ]);
     assert_eq!(code, 0);
+    crate::json_schema::assert_valid("restore", &serde_json::from_str(stdout.trim()).unwrap());
 
     let wrong = format!("redis://:{secret}x@127.0.0.1:{}", a.port);
     let (code, _, text) = run(&["digest", "--url", &wrong]);

@@ -494,3 +494,31 @@ async fn a_ctrl_c_menu_left_unanswered_closes_when_the_run_ends() {
     .await;
     assert_eq!(env.plan_of(MAIN).await, "premium-1");
 }
+
+/// Esc or Ctrl-C at the typed confirmation (the last question, after a part of the name is
+/// typed) cancels like at every other question: "cancelled, nothing changed", exit 130, the
+/// terminal restored, nothing written. dialoguer's text prompt ignored Esc.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn esc_or_ctrl_c_at_the_typed_confirmation_cancels_with_the_terminal_restored() {
+    let env = Env::start(Duration::from_secs(1)).await;
+    let formation = env.formation().await;
+    for key in ["\x1b", "\x03"] {
+        let s = spawn_between_stty(&env, None);
+        off_runtime(move || {
+            assert_terminal_restored(
+                s,
+                |s| {
+                    answer_until_review(s, |s, _| send(s, ENTER));
+                    send(s, "enke");
+                    send(s, key);
+                    until(s, "cancelled, nothing changed")
+                },
+                "130",
+            );
+        })
+        .await;
+    }
+    assert!(env.writes().is_empty(), "{:?}", env.writes());
+    assert_eq!(env.formation().await, formation);
+    assert_eq!(env.plan_of(MAIN).await, "premium-0");
+}

@@ -189,6 +189,15 @@ macro_rules! string_enum_serde {
                 f.write_str(self.as_str())
             }
         }
+        // Any string: the platform sends states it has not documented, and they are kept.
+        impl schemars::JsonSchema for $t {
+            fn schema_name() -> std::borrow::Cow<'static, str> {
+                stringify!($t).into()
+            }
+            fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+                schemars::json_schema!({ "type": "string" })
+            }
+        }
     };
 }
 string_enum_serde!(DynoState);
@@ -442,7 +451,7 @@ impl RedisConfig {
 }
 
 /// The settable values of [`RedisConfig`], also the body of its PATCH (unset fields are left).
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct RedisConfigValues {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub maxmemory_policy: Option<String>,
@@ -463,7 +472,7 @@ pub struct DataMaintenance {
 }
 
 /// Heroku Data's maintenance statuses.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum MaintenanceStatus {
     None,

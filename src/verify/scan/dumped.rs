@@ -16,7 +16,7 @@ use crate::verify::record::{KeyKind, Record};
 /// Keys whose DUMP payload was not decoded, by reason; each was read with type-specific
 /// commands instead, so the digest stays exact. Reported so that a run says how much of it
 /// went the slow way, and why.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct Fallbacks {
     /// A type or encoding the decoder does not cover (module types, hashes with
     /// field expiries).
