@@ -104,7 +104,7 @@ pub struct AddonFacts {
 }
 
 /// One attachment of an add-on: the app it is attached to and its name there.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct AttachmentRef {
     pub app: String,
     pub name: String,

@@ -293,7 +293,7 @@ fn every_schema_pins_its_version_and_names_durations_in_ms() {
     let row = serde_json::json!({
         "id": "20260101T000000Z-abcd", "app": "a", "changes": ["m=premium-1"],
         "outcome": "succeeded", "started": "2026-01-01T00:00:00Z",
-        "downtime_ms": 5, "duration_ms": 9
+        "downtime_ms": 5, "duration_ms": 9, "strategy": "in-place"
     });
     assert!(valid(serde_json::json!({"version": 1, "runs": []})));
     assert!(valid(
