@@ -305,12 +305,21 @@ impl<'r> ActiveRun<'r> {
         )
     }
 
-    /// The interrupt error, saying whether the app is down.
+    /// The interrupt error, saying whether the app is down. Down as soon as the scale-down
+    /// has started (its compensation is on the stack) and not yet been undone: a second
+    /// interrupt can land after the PATCH reached the platform and before its answer was
+    /// journaled, and "the app runs" would then be a lie told to someone walking away.
     pub fn interrupted(&self) -> RunError {
+        // Started and never journaled as stopped or restored: unknown, so said as down.
+        let scaling_started = self
+            .engine
+            .stack()
+            .contains(&crate::engine::Compensation::RestoreFormation)
+            && self.known.downtime.is_zero();
         RunError::Interrupted {
             run_id: self.run_id.clone(),
             app: self.request.app.clone(),
-            writers_down: if self.known.downtime_since.is_some() {
+            writers_down: if self.known.downtime_since.is_some() || scaling_started {
                 self.request.params.writers.clone()
             } else {
                 Vec::new()
