@@ -10,7 +10,7 @@ pub mod guards;
 mod render;
 pub mod review;
 pub mod suggest;
-mod swap_guards;
+pub mod swap_guards;
 
 use std::time::Duration;
 

@@ -7,9 +7,10 @@ use super::guards::{Guard, GuardId, Verdict, guard};
 use crate::plans;
 use crate::playbook::RetireOld;
 
-/// Connections the live copy holds on the old add-on while the app runs: the watch's
-/// subscriber and its barrier publisher, the copier, and a check.
-pub const COPY_CONNECTIONS: u32 = 4;
+/// Connections the live copy holds on the old add-on while the app runs, at most: the watch's
+/// subscriber and its barrier publisher, the live compare's scan and reader, the copier, and a
+/// check (every reader of the copy-live step uses one connection).
+pub const COPY_CONNECTIONS: u32 = 6;
 
 /// Evaluates the live-swap guards of every found add-on.
 pub(super) fn evaluate(request: &RunRequest, capture: &Capture) -> Vec<Guard> {

@@ -110,6 +110,57 @@ pub async fn copy_keys(
     Ok(summary)
 }
 
+/// The keys of a server, one SCAN page at a time: for a pass over every key while the app
+/// runs (a key may be seen twice or, if written meanwhile, not at all: SCAN's guarantee).
+pub struct KeyPages {
+    session: Session,
+    cursor: u64,
+    done: bool,
+}
+
+impl std::fmt::Debug for KeyPages {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeyPages")
+            .field("cursor", &self.cursor)
+            .field("done", &self.done)
+            .finish_non_exhaustive()
+    }
+}
+
+impl KeyPages {
+    /// Opens one connection to `url`.
+    ///
+    /// # Errors
+    /// Connecting fails.
+    pub async fn open(url: &RedisUrl, opts: &VerifyOptions) -> Result<Self, VerifyError> {
+        Ok(Self {
+            session: Session::open(url, opts, 1).await?,
+            cursor: 0,
+            done: false,
+        })
+    }
+
+    /// The next page of keys; `None` once the scan is complete.
+    ///
+    /// # Errors
+    /// The SCAN fails.
+    pub async fn next(&mut self) -> Result<Option<Vec<Vec<u8>>>, VerifyError> {
+        if self.done {
+            return Ok(None);
+        }
+        let (next, keys): (u64, Vec<Vec<u8>>) = redis::cmd("SCAN")
+            .arg(self.cursor)
+            .arg("COUNT")
+            .arg(BATCH)
+            .query_async(&mut self.session.conn(0))
+            .await
+            .map_err(self.session.command_err("SCAN"))?;
+        self.cursor = next;
+        self.done = next == 0;
+        Ok(Some(keys))
+    }
+}
+
 /// The expiry of a key as read: none, at an absolute Unix ms, or the key is gone.
 enum Expiry {
     Never,

@@ -13,9 +13,11 @@
 //! compare.
 
 mod copy;
+mod live;
 mod watch;
 
-pub use copy::{CopySummary, copy_all, copy_keys};
+pub use copy::{CopySummary, KeyPages, copy_all, copy_keys};
+pub use live::compare_live;
 pub use watch::{DIRTY_LIMIT, DirtyWatch, WatchLost};
 
 /// The `notify-keyspace-events` flags the watch needs: keyspace channels (`K`) for every event

@@ -332,7 +332,7 @@ async fn plan_shows_the_live_swap_steps_and_guards_and_a_full_addon_blocks_it() 
         "catch-up",
         "move-attachments",
         "retire-old",
-        "the live copy needs 4",
+        "the live copy needs 6",
         "notify_keyspace_events",
         "attachment(s) move to the new add-on",
         "both add-ons are billed",

@@ -267,3 +267,51 @@ async fn a_dirty_set_past_its_limit_is_dropped_and_the_watch_counts_as_lost() {
     }
     assert_eq!(watch.take(), Err(WatchLost));
 }
+
+/// The live compare, run while a writer keeps writing: a key the copy got wrong (here, one
+/// changed behind the copy's back on the new server) is found, counted and copied again; keys
+/// the app wrote meanwhile are re-copied without being counted as defects; both servers end
+/// equal once the writer stops and the last dirty keys go.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_live_compare_finds_a_copy_defect_while_the_app_writes() {
+    let (old, new) = (source(), Server::start());
+    load(&old, 5_000);
+    let (from, to) = (old.parsed_url(), new.parsed_url());
+    let o = opts();
+    let watch = DirtyWatch::start(&from, &o).await.unwrap();
+    swap::copy_all(&from, &to, &o, &NoProgress).await.unwrap();
+    // A defect: the new server's copy of one set is wrong, and the writer never writes sets.
+    let mut conn = new.conn();
+    let _: i64 = redis::cmd("SADD")
+        .arg("t:3")
+        .arg("not copied")
+        .query(&mut conn)
+        .unwrap();
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let writes = Arc::new(AtomicU64::new(0));
+    let old = Arc::new(old);
+    let w = {
+        let (old, stop, writes) = (Arc::clone(&old), Arc::clone(&stop), Arc::clone(&writes));
+        std::thread::spawn(move || writer(&old, &stop, &writes, 5_000))
+    };
+    while writes.load(Ordering::SeqCst) < 20 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let (compared, defects) = swap::compare_live(&from, &to, &o, &watch, Duration::from_secs(5))
+        .await
+        .unwrap();
+    stop.store(true, Ordering::SeqCst);
+    w.join().unwrap();
+    assert!(compared >= 4_000, "{compared}");
+    assert_eq!(defects, 1, "only the key nobody wrote is a defect");
+    watch.sync(Duration::from_secs(5)).await.unwrap();
+    let dirty: Vec<Vec<u8>> = watch.take().unwrap().into_iter().collect();
+    swap::copy_keys(&from, &to, &o, &dirty).await.unwrap();
+    let (before, after) = (state(&old), state(&new));
+    assert_eq!(before.len(), after.len());
+    assert!(
+        before.iter().all(|(k, v)| after.get(k) == Some(v)),
+        "servers differ"
+    );
+}

@@ -78,7 +78,19 @@ pub(in crate::runner) async fn run(
         }
         let old_url = ctx.current_url(&t).await?;
         let new_url = live::new_url(ctx, &new).await?;
-        let opts = live::options(ctx, &t.from, "copy");
+        room(
+            ctx,
+            &t.label,
+            &old_url,
+            &live::options(ctx, &t.from, "copy"),
+        )
+        .await?;
+        // One connection per reader: the app still runs on the old add-on, and the guard
+        // reserved only COPY_CONNECTIONS of its plan's limit for this step.
+        let opts = crate::verify::VerifyOptions {
+            max_connections: 1,
+            ..live::options(ctx, &t.from, "copy")
+        };
         let watch = Arc::new(DirtyWatch::start(&old_url, &opts).await?);
         log.learn(Learned::Watch {
             addon: t.name.clone(),
@@ -111,6 +123,21 @@ pub(in crate::runner) async fn run(
                 break;
             }
         }
+        let mut checked = None;
+        if !watch.is_lost() {
+            let (compared, defects) =
+                swap::compare_live(&old_url, &new_url, &opts, &watch, SYNC_TIMEOUT).await?;
+            if defects > 0 {
+                ctx.report(&RunEvent::Warning {
+                    message: format!(
+                        "{}: {defects} key(s) differed on the new add-on although nothing \
+                         wrote them since the copy: copied again",
+                        t.label
+                    ),
+                });
+            }
+            checked = Some((compared, defects));
+        }
         if watch.is_lost() {
             ctx.report(&RunEvent::Warning {
                 message: format!(
@@ -121,11 +148,14 @@ pub(in crate::runner) async fn run(
             });
         }
         notes.push(format!(
-            "{}: {} keys copied to {}, {recopied} re-copied{}",
+            "{}: {} keys copied to {}, {recopied} re-copied{}{}",
             t.label,
             copied.copied,
             new.name,
             left.map(|n| format!(", {n} changed in the last round"))
+                .unwrap_or_default(),
+            checked
+                .map(|(n, d)| format!(", {n} compared while live ({d} copied again)"))
                 .unwrap_or_default()
         ));
     }
@@ -149,6 +179,59 @@ async fn applied(ctx: &StepCtx<'_>, addon: &str, label: &str) -> Result<(), Step
                 "the Data API still does not show keyspace notifications on for {label} a \
                  minute after they were set: the watch cannot be trusted; nothing was copied \
                  into use"
+            )));
+        }
+    }
+}
+
+/// Waits until the old add-on has room for the copy's connections. Attaching the new add-on
+/// was a release: the app's dynos restart, and while the old ones finish (Heroku gives them up
+/// to 30 s after SIGTERM) and the new ones open their pools, the old add-on can be full for a
+/// while. Waiting it out is cheap; connecting into a full server fails the run.
+async fn room(
+    ctx: &StepCtx<'_>,
+    label: &str,
+    url: &crate::verify::RedisUrl,
+    opts: &crate::verify::VerifyOptions,
+) -> Result<(), StepError> {
+    let need = u64::from(crate::plan::swap_guards::COPY_CONNECTIONS);
+    let mut pacer = ctx.pacer(Duration::from_secs(120), true);
+    // Room, with the same client count, over this long: pools still opening do not count.
+    let steady_for = Duration::from_secs(2);
+    let mut steady: Option<(std::time::Instant, u64)> = None;
+    loop {
+        let status = match crate::verify::server_info(url, opts).await {
+            Ok(info) => match info.maxclients {
+                Some(max) if info.connected_clients + need > max => {
+                    steady = None;
+                    format!("{} of {max} connections in use", info.connected_clients)
+                }
+                _ => match steady {
+                    Some((since, n)) if n == info.connected_clients => {
+                        if since.elapsed() >= steady_for {
+                            return Ok(());
+                        }
+                        format!("{n} connections in use, holding")
+                    }
+                    _ => {
+                        steady = Some((std::time::Instant::now(), info.connected_clients));
+                        format!("{} connections in use", info.connected_clients)
+                    }
+                },
+            },
+            Err(e) => {
+                steady = None;
+                crate::runner::error_chain(&e)
+            }
+        };
+        ctx.report(&RunEvent::Waiting {
+            subject: format!("room on {label} for the copy"),
+            status: status.clone(),
+        });
+        if !ctx.pace(&mut pacer).await? {
+            return Err(StepError::failed(format!(
+                "{label} has had no room for the copy's {need} connections for 2 minutes \
+                 ({status}): use --strategy in-place, which stops the writers first"
             )));
         }
     }
