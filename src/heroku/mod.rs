@@ -367,6 +367,19 @@ impl Client {
     }
 
     /// `GET /addon-services/{service}/plans` (no auth needed on Heroku; sent anyway).
+    /// `GET /apps/{app}/features/{feature}` (e.g. `preboot`).
+    pub async fn app_feature(
+        &self,
+        app: &str,
+        feature: &str,
+    ) -> Result<crate::heroku::models::AppFeature, HerokuError> {
+        self.get(
+            Api::Platform,
+            &format!("/apps/{}/features/{}", seg(app), seg(feature)),
+        )
+        .await
+    }
+
     pub async fn addon_plans(&self, service: &str) -> Result<Vec<ServicePlan>, HerokuError> {
         self.list(
             Api::Platform,

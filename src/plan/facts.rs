@@ -231,6 +231,14 @@ pub struct Capture {
     pub unfinished_runs: Vec<String>,
     /// Capture time, RFC 3339.
     pub captured_at: String,
+    /// Whether the app has the `preboot` feature (a release then starts new dynos before it
+    /// stops the old ones); `None` when it could not be read.
+    #[serde(default)]
+    pub preboot: Option<bool>,
+    /// Monthly price in cents of each heroku-redis plan (bare name), from the platform's plan
+    /// list; empty when it could not be read. A live swap bills two add-ons for a while.
+    #[serde(default)]
+    pub plan_prices: std::collections::BTreeMap<String, u64>,
 }
 
 impl Capture {

@@ -48,5 +48,7 @@ pub(crate) fn enketo_capture() -> Capture {
         local_free_bytes: Some(1 << 30),
         unfinished_runs: vec![],
         captured_at: "2026-11-25T23:00:00Z".into(),
+        preboot: None,
+        plan_prices: std::collections::BTreeMap::new(),
     }
 }

@@ -20,7 +20,7 @@ pub(super) fn evaluate(request: &RunRequest, capture: &Capture) -> Vec<Guard> {
         out.push(notifications(a));
         out.push(attachments(a, &capture.app));
     }
-    out.push(two_addons(request));
+    out.push(two_addons(request, capture));
     out
 }
 
@@ -143,15 +143,51 @@ fn attachments(a: &AddonFacts, app: &str) -> Guard {
     }
 }
 
-/// Two add-ons are billed while both exist, and attachment changes are releases.
-fn two_addons(request: &RunRequest) -> Guard {
-    let kept = match request.params.retire_old {
-        RetireOld::Now => "the old one is destroyed as the last step".to_owned(),
-        RetireOld::Never => "the old one is kept until you destroy it".to_owned(),
-        RetireOld::After(d) => format!(
-            "the old one is kept for {} so that you can go back (--retire-old)",
-            crate::playbook::duration::format(d)
+/// Two add-ons are billed while both exist, and attachment changes are releases: what that
+/// costs, in money (from the platform's plan prices) and in restarts (with or without preboot).
+fn two_addons(request: &RunRequest, capture: &Capture) -> Guard {
+    // Heroku prorates add-ons by the second against a month's price.
+    const MONTH_SECS: f64 = 30.0 * 24.0 * 3600.0;
+    let dollars = |cents: u64, secs: f64| cents as f64 / 100.0 * secs / MONTH_SECS;
+    let (kept, grace_secs) = match request.params.retire_old {
+        RetireOld::Now => ("the old one is destroyed as the last step".to_owned(), 0.0),
+        RetireOld::Never => ("the old one is kept until you destroy it".to_owned(), 0.0),
+        RetireOld::After(d) => (
+            format!(
+                "the old one is kept for {} so that you can go back (--retire-old)",
+                crate::playbook::duration::format(d)
+            ),
+            d.as_secs_f64(),
         ),
+    };
+    let mut costs = Vec::new();
+    for (change, a) in capture.found_changes(&request.changes) {
+        let to = plans::bare_name(&change.plan);
+        match (
+            capture.plan_prices.get(to),
+            capture.plan_prices.get(&a.plan),
+        ) {
+            (Some(new), Some(old)) => costs.push(format!(
+                "{} on {to} at ${:.2}/month while it is copied into, and {} on {} at ${:.2}/month \
+                 kept beside it (about ${:.2} for the grace period)",
+                a.label(),
+                *new as f64 / 100.0,
+                a.name,
+                a.plan,
+                *old as f64 / 100.0,
+                dollars(*old, grace_secs)
+            )),
+            _ => costs.push(format!("{}: plan prices unknown", a.label())),
+        }
+    }
+    let restarts = match capture.preboot {
+        Some(true) => {
+            "the app has preboot: the new dynos start before the old ones stop, without a gap"
+        }
+        Some(false) => {
+            "the app has no preboot: running dynos restart with a short gap each time (enable it with `heroku features:enable preboot`)"
+        }
+        None => "whether the app has preboot could not be read",
     };
     guard(
         GuardId::TwoAddons,
@@ -159,9 +195,9 @@ fn two_addons(request: &RunRequest) -> Guard {
         Verdict::Pass,
         format!(
             "both add-ons are billed (by the second) from provisioning until the old one goes: \
-             {kept}; attaching the new add-on and moving the attachments are releases that \
-             restart running dynos (with preboot, without a gap); the writers are stopped for \
-             the move"
+             {kept}; {}; attaching the new add-on is a release that restarts the running dynos \
+             while the app runs, and the move is one more with the writers stopped: {restarts}",
+            costs.join("; ")
         ),
     )
 }
@@ -223,6 +259,24 @@ mod tests {
         in_place.playbook = Playbook::builtin();
         let g = crate::plan::guards::evaluate(&in_place, &c);
         assert!(g.iter().all(|x| x.id != GuardId::CopyConnections));
+    }
+
+    #[test]
+    fn the_cost_of_two_addons_and_the_restarts_are_told_in_figures() {
+        let mut c = crate::plan::fixture::enketo_capture();
+        c.plan_prices = [
+            ("premium-0".to_owned(), 1500),
+            ("premium-1".to_owned(), 3000),
+        ]
+        .into_iter()
+        .collect();
+        c.preboot = Some(true);
+        let g = crate::plan::guards::evaluate(&request(), &c);
+        let two = g.iter().find(|g| g.id == GuardId::TwoAddons).unwrap();
+        // A day of premium-0 at $15/month: $0.50.
+        assert!(two.detail.contains("$30.00/month"), "{}", two.detail);
+        assert!(two.detail.contains("about $0.50"), "{}", two.detail);
+        assert!(two.detail.contains("has preboot"), "{}", two.detail);
     }
 
     #[test]

@@ -64,6 +64,23 @@ pub async fn capture(
             },
         );
     }
+    let preboot = client
+        .app_feature(&app.name, "preboot")
+        .await
+        .ok()
+        .map(|f| f.enabled);
+    let plan_prices = client
+        .addon_plans(plans::HEROKU_REDIS)
+        .await
+        .map(|list| {
+            list.into_iter()
+                .filter_map(|p| {
+                    let cents = p.price?.cents;
+                    Some((plans::bare_name(&p.name).to_owned(), cents))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
     Ok(Capture {
         app: app.name,
         app_id: app.id,
@@ -85,6 +102,8 @@ pub async fn capture(
         local_free_bytes: verify::available_space(state_dir).ok(),
         unfinished_runs,
         captured_at: now.to_string(),
+        preboot,
+        plan_prices,
     })
 }
 

@@ -336,6 +336,8 @@ async fn plan_shows_the_live_swap_steps_and_guards_and_a_full_addon_blocks_it() 
         "notify_keyspace_events",
         "attachment(s) move to the new add-on",
         "both add-ons are billed",
+        "/month while it is copied into",
+        "the app has no preboot",
     ] {
         assert!(out.contains(needle), "{needle} missing from:\n{out}");
     }

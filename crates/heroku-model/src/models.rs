@@ -307,6 +307,14 @@ pub struct ServicePlan {
     pub price: Option<PlanPrice>,
 }
 
+/// An app feature (`GET /apps/{app}/features/{feature}`); only what upshift reads.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AppFeature {
+    pub name: String,
+    #[serde(default)]
+    pub enabled: bool,
+}
+
 /// A plan's price.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PlanPrice {

@@ -86,6 +86,7 @@ mod data;
 mod dynos;
 mod error;
 pub mod faults;
+mod features;
 mod lifecycle;
 mod logs;
 mod maintenances;
@@ -590,6 +591,7 @@ fn router(shared: Arc<Shared>, control: server::Control) -> Router {
             get(attach::get_app_attachment),
         )
         .route("/apps/{app}/config-vars", get(platform::config_vars))
+        .route("/apps/{app}/features/{feature}", get(features::get_feature))
         .route(
             "/apps/{app}/log-sessions",
             post(platform::create_log_session),

@@ -141,6 +141,9 @@ pub struct AppSpec {
     /// Extra config vars (besides the add-ons' URLs).
     #[serde(default)]
     pub config_vars: BTreeMap<String, String>,
+    /// The app has the `preboot` feature on (`heroku features:enable preboot`).
+    #[serde(default)]
+    pub preboot: bool,
 }
 
 /// One process type.

@@ -177,6 +177,8 @@ pub(crate) struct AppState {
     pub connections: BTreeMap<String, BTreeMap<String, u32>>,
     /// Releases, oldest first: every config var change makes one (Dev Center, config-vars).
     pub releases: Vec<ReleaseState>,
+    /// The `preboot` feature: a release starts the new dynos before it stops the old ones.
+    pub preboot: bool,
 }
 
 impl AppState {

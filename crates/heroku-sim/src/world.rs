@@ -123,6 +123,7 @@ pub(crate) async fn build_world(shared: &Arc<Shared>, scenario: &Scenario) -> Re
             config_vars: heroku_model::models::ConfigVars(config_vars),
             dynos: Vec::new(),
             stopping: Vec::new(),
+            preboot: app.preboot,
             connections,
             releases: vec![state::ReleaseState {
                 id: state::new_id(),

@@ -87,6 +87,8 @@ mod tests {
             local_free_bytes: None,
             unfinished_runs: Vec::new(),
             captured_at: "2026-01-01T00:00:00Z".into(),
+            preboot: None,
+            plan_prices: std::collections::BTreeMap::new(),
         }
     }
 
