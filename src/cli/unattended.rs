@@ -91,8 +91,9 @@ pub struct RunScheduleArgs {
     /// Event lines on stderr: human, or json (one object per line, for log shippers).
     #[arg(long, value_enum, default_value_t = LogFormat::Human)]
     pub log_format: LogFormat,
-    /// After the formation is restored, watch the app's logs this long for R14, H10 and
-    /// "max number of clients reached" [default: 5m with --confirm and no terminal, else 0].
+    /// After the formation is restored, watch the app's logs this long for R14, H10 and a full
+    /// Redis ("max number of clients reached", TLS handshake drops) [default: 5m with
+    /// --confirm and no terminal, else 0].
     /// 0 disables.
     #[arg(long, value_name = "DURATION", env = "UPSHIFT_WATCH")]
     pub watch: Option<String>,

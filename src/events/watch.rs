@@ -17,6 +17,11 @@ pub enum WatchKind {
     MaxClients,
     /// `too many connections` (Redis clients and other databases say it this way).
     TooManyConnections,
+    /// A connection closed during its TLS handshake. A TLS Redis at its connection limit drops
+    /// new clients this way instead of answering `max number of clients reached` (measured
+    /// with redis 7 in the simulator), and every Heroku Redis plan is TLS-only: without this
+    /// kind, a full plan after the change goes unseen in the logs.
+    TlsDropped,
 }
 
 impl WatchKind {
@@ -27,6 +32,7 @@ impl WatchKind {
             Self::AppCrashed => "app-crashed",
             Self::MaxClients => "max-clients",
             Self::TooManyConnections => "too-many-connections",
+            Self::TlsDropped => "tls-dropped",
         }
     }
 }
@@ -38,6 +44,9 @@ impl fmt::Display for WatchKind {
             Self::AppCrashed => "H10 app crashed",
             Self::MaxClients => "Redis max number of clients reached",
             Self::TooManyConnections => "too many connections",
+            Self::TlsDropped => {
+                "Redis TLS connections dropped in the handshake (a full TLS Redis does this)"
+            }
         })
     }
 }
@@ -49,6 +58,13 @@ pub fn classify(line: &str) -> Option<WatchKind> {
         Some(WatchKind::MaxClients)
     } else if lower.contains("too many connections") {
         Some(WatchKind::TooManyConnections)
+    } else if lower.contains("before secure tls connection was established")
+        || (lower.contains("tls handshake")
+            && ["eof", "reset", "closed", "disconnected"]
+                .iter()
+                .any(|w| lower.contains(w)))
+    {
+        Some(WatchKind::TlsDropped)
     } else if has_code(line, "R14") || lower.contains("memory quota exceeded") {
         Some(WatchKind::MemoryQuota)
     } else if has_code(line, "H10") {
@@ -119,6 +135,17 @@ mod tests {
                 "app[web.2]: ReplyError: Too many connections",
                 Some(WatchKind::TooManyConnections),
             ),
+            (
+                "app[web.1]: Error: Client network socket disconnected before secure TLS \
+                 connection was established",
+                Some(WatchKind::TlsDropped),
+            ),
+            (
+                "app[worker.1]: [ioredis] Unhandled error event: Error: TLS handshake failed: \
+                 connection reset",
+                Some(WatchKind::TlsDropped),
+            ),
+            ("app[web.1]: TLS handshake completed in 3 ms", None),
             ("app[web.1]: GET /R140 200", None),
             (
                 "app[web.1]: H10 alone is not an error code, code=H100 neither",

@@ -239,7 +239,7 @@ pub fn human_line(event: &RunEvent) -> Option<String> {
             format_duration(*by)
         ),
         RunEvent::WatchStarted { duration } => format!(
-            "watching the app's logs for {} (R14, H10, max number of clients, too many connections)",
+            "watching the app's logs for {} (R14, H10, max number of clients, too many connections, TLS handshake drops)",
             format_duration(*duration)
         ),
         RunEvent::WatchHit { kind, line, count } => {

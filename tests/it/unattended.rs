@@ -411,6 +411,28 @@ impl Reporter for Hits {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_watch_sees_a_full_connection_limit_after_the_change() {
     let env = Env::start(Duration::from_millis(300)).await;
+    watch_sees_a_full_limit(env, WatchKind::MaxClients, "max number of clients reached").await;
+}
+
+/// Over TLS (every Heroku Redis plan) a full server drops new clients in the handshake: no
+/// "max number of clients" line ever reaches the app's logs, only Node's handshake error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_watch_sees_a_full_tls_connection_limit_after_the_change() {
+    let env = Env::start_edited(Duration::from_millis(300), |s| {
+        s.behaviour.tls = Some(true);
+    })
+    .await;
+    watch_sees_a_full_limit(
+        env,
+        WatchKind::TlsDropped,
+        "before secure TLS connection was established",
+    )
+    .await;
+}
+
+/// The cache changes while main stays too small for the app (the watch must report it), then
+/// main is upgraded (the watch must stay quiet).
+async fn watch_sees_a_full_limit(env: Env, kind: WatchKind, words: &str) {
     // Only the cache changes: main stays on premium-0, too small for 2 web dynos, so the
     // restored dynos log "max number of clients reached" again.
     let hits = Arc::new(Hits::default());
@@ -423,15 +445,12 @@ async fn the_watch_sees_a_full_connection_limit_after_the_change() {
         .await;
     assert_eq!(watch.error, None);
     assert!(
-        watch.hits.get(&WatchKind::MaxClients).copied().unwrap_or(0) >= 1,
+        watch.hits.get(&kind).copied().unwrap_or(0) >= 1,
         "{watch:?}"
     );
     let seen = hits.0.lock().unwrap().clone();
     assert!(!seen.is_empty());
-    assert!(
-        seen[0].1.contains("max number of clients reached"),
-        "{seen:?}"
-    );
+    assert!(seen[0].1.contains(words), "{seen:?}");
     assert!(
         seen.len() <= 3 * 4,
         "events are capped per kind: {}",

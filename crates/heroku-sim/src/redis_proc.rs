@@ -553,5 +553,15 @@ pub async fn explain_refusal(url: &str, error: &redis::RedisError) -> String {
             return line.trim().to_owned();
         }
     }
+    // A TLS server at its limit drops the client during the handshake (measured with redis 7:
+    // no error line reaches a TLS client). A Node app, as Enketo is, logs it in these words.
+    if url.starts_with("rediss://") && (error.is_io_error() || error.is_connection_dropped()) {
+        return TLS_DROPPED.to_owned();
+    }
     error.to_string()
 }
+
+/// Node's error for a socket closed before its TLS handshake finished, as an app logs it when
+/// a TLS Redis at its connection limit drops it.
+pub const TLS_DROPPED: &str =
+    "Client network socket disconnected before secure TLS connection was established";
