@@ -180,30 +180,16 @@ fn which(name: &str) -> Option<PathBuf> {
     })
 }
 
-/// A self-signed certificate and key in a fresh directory (openssl CLI).
+/// A self-signed certificate and key in a fresh directory, made in-process with rcgen (no
+/// `openssl` binary needed: a fresh Debian box with only `redis-server` installed runs this).
 pub fn tls_material() -> tempfile::TempDir {
     let dir = tempfile::tempdir().expect("temp dir");
-    let status = Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-subj",
-            "/CN=localhost",
-            "-days",
-            "1",
-        ])
-        .arg("-keyout")
-        .arg(dir.path().join("key.pem"))
-        .arg("-out")
-        .arg(dir.path().join("cert.pem"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .unwrap_or_else(|e| panic!("openssl not found ({e}): install openssl"));
-    assert!(status.success(), "openssl could not make a certificate");
+    let made =
+        rcgen::generate_simple_self_signed(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
+            .expect("rcgen makes a certificate");
+    std::fs::write(dir.path().join("cert.pem"), made.cert.pem()).expect("write cert.pem");
+    std::fs::write(dir.path().join("key.pem"), made.signing_key.serialize_pem())
+        .expect("write key.pem");
     dir
 }
 
