@@ -9,6 +9,7 @@ use clap::Args;
 use crate::cli::CliError;
 use crate::engine::Outcome;
 use crate::exit::ExitCode;
+use crate::heroku::HerokuError;
 use crate::journal::{self, StateDir};
 use crate::runner::Interrupts;
 use crate::runner::record::Record;
@@ -83,6 +84,22 @@ pub fn due(k: &Kept, now: jiff::Timestamp, all: bool) -> bool {
     all || k.until.is_some_and(|u| u <= now)
 }
 
+/// What `retire` says of a kept add-on whose grace has not ended.
+fn waiting_line(k: &Kept) -> String {
+    match k.until {
+        Some(until) => format!(
+            "{}: kept until {} (run {}); --now retires it before then",
+            k.addon,
+            until.strftime("%Y-%m-%d %H:%M UTC"),
+            k.run_id
+        ),
+        None => format!(
+            "{}: kept until destroyed (run {}, --retire-old never); --now retires it",
+            k.addon, k.run_id
+        ),
+    }
+}
+
 /// `upshift retire`.
 ///
 /// # Errors
@@ -92,17 +109,29 @@ pub fn retire(args: &RetireArgs) -> Result<ExitCode, CliError> {
         let reporter: Arc<dyn crate::runner::Reporter> = Arc::new(ui::HumanReporter::new(false));
         let ctx = super::run::context(reporter, Interrupts::default())?;
         let state = StateDir::from_env().map_err(CliError::usage)?;
+        if args.app.trim().is_empty() {
+            return Err(CliError::text(
+                ExitCode::Usage,
+                "-a/--app is empty: name the app whose kept add-ons to retire, e.g. -a enketo-prod",
+            ));
+        }
+        // A typo'd app must not read as "nothing to retire": the platform says whether it is.
+        ctx.runner.check_app(&args.app).await?;
         let now = jiff::Timestamp::now();
-        let candidates: Vec<Kept> = kept(&state, &args.app)
+        let (candidates, waiting): (Vec<Kept>, Vec<Kept>) = kept(&state, &args.app)
             .into_iter()
-            .filter(|k| due(k, now, args.now))
-            .collect();
+            .partition(|k| due(k, now, args.now));
         let client = ctx.runner.client();
         let mut todo = Vec::new();
         for k in candidates {
-            let Ok(addon) = client.addon(&args.app, &k.addon).await else {
-                println!("{}: already gone", k.addon);
-                continue;
+            let addon = match client.addon(&args.app, &k.addon).await {
+                Ok(addon) => addon,
+                Err(HerokuError::NotFound { .. }) => {
+                    println!("{}: already gone", k.addon);
+                    continue;
+                }
+                // Anything else (network, 5xx, auth) says nothing about the add-on: stop.
+                Err(e) => return Err(CliError::new(ExitCode::RolledBack, e)),
             };
             if addon.state.as_str() == "deprovisioned" {
                 println!("{}: already gone", k.addon);
@@ -125,6 +154,9 @@ pub fn retire(args: &RetireArgs) -> Result<ExitCode, CliError> {
                 continue;
             }
             todo.push((k, addon.id));
+        }
+        for k in &waiting {
+            println!("{}", waiting_line(k));
         }
         if todo.is_empty() {
             println!("nothing to retire for {}", args.app);
@@ -149,7 +181,7 @@ pub fn retire(args: &RetireArgs) -> Result<ExitCode, CliError> {
 
 #[cfg(test)]
 mod tests {
-    use super::{Kept, due};
+    use super::{Kept, due, waiting_line};
 
     #[test]
     fn kept_addons_are_due_after_their_grace_or_with_now() {
@@ -163,5 +195,10 @@ mod tests {
         assert!(!due(&k(Some("2026-12-03T11:00:00Z")), now, false));
         assert!(!due(&k(None), now, false));
         assert!(due(&k(None), now, true));
+        assert_eq!(
+            waiting_line(&k(Some("2026-12-03T11:00:00Z"))),
+            "a: kept until 2026-12-03 11:00 UTC (run r); --now retires it before then"
+        );
+        assert!(waiting_line(&k(None)).contains("kept until destroyed"));
     }
 }

@@ -349,13 +349,14 @@ impl Runner {
         out
     }
 
-    /// Checks, with reads only, what makes a request bad input rather than a failed run: the
-    /// token and the app (401/403/404 exit 2, before any lock, journal or write), an add-on
-    /// name that is not on the app (a typo: exit 2 naming the app's add-ons, not a blocked
-    /// plan), and two `--change` naming one add-on by different names (resolved to ids).
-    async fn preflight(&self, request: &RunRequest) -> Result<(), RunError> {
-        match self.client.app(&request.app).await {
-            Ok(_) => {}
+    /// Whether the token sees `app`: a 404 is [`RunError::UnknownApp`] (exit 2) with the
+    /// closest names the token can see, so every command that names an app says the same.
+    ///
+    /// # Errors
+    /// [`RunError::UnknownApp`], or the platform's error (401/403 are bad input too).
+    pub async fn check_app(&self, app: &str) -> Result<(), RunError> {
+        match self.client.app(app).await {
+            Ok(_) => Ok(()),
             Err(HerokuError::NotFound { .. }) => {
                 let names: Vec<String> = self
                     .client
@@ -363,13 +364,21 @@ impl Runner {
                     .await
                     .map(|apps| apps.into_iter().map(|a| a.name).collect())
                     .unwrap_or_default();
-                return Err(RunError::UnknownApp {
-                    app: request.app.clone(),
-                    close: crate::plan::suggest::close(&request.app, &names),
-                });
+                Err(RunError::UnknownApp {
+                    app: app.to_owned(),
+                    close: crate::plan::suggest::close(app, &names),
+                })
             }
-            Err(e) => return Err(e.into()),
+            Err(e) => Err(e.into()),
         }
+    }
+
+    /// Checks, with reads only, what makes a request bad input rather than a failed run: the
+    /// token and the app (401/403/404 exit 2, before any lock, journal or write), an add-on
+    /// name that is not on the app (a typo: exit 2 naming the app's add-ons, not a blocked
+    /// plan), and two `--change` naming one add-on by different names (resolved to ids).
+    async fn preflight(&self, request: &RunRequest) -> Result<(), RunError> {
+        self.check_app(&request.app).await?;
         let mut seen: Vec<(String, &str)> = Vec::new();
         for change in &request.changes {
             match capture::resolve_addon(&self.client, &request.app, &change.addon).await {

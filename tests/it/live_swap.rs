@@ -197,7 +197,9 @@ async fn a_live_swap_moves_the_app_to_a_new_addon_and_the_downtime_does_not_wait
     // `upshift retire` leaves it during its grace, and destroys it with --now.
     let early = cli(&env, &["retire", "-a", APP, "--confirm", APP]);
     assert_eq!(early.status.code(), Some(0));
-    assert!(String::from_utf8_lossy(&early.stdout).contains("nothing to retire"));
+    let said = String::from_utf8_lossy(&early.stdout);
+    assert!(said.contains("nothing to retire"), "{said}");
+    assert!(said.contains(&format!("{old}: kept until 20")), "{said}");
     assert!(
         env.client().addon(APP, &old).await.is_ok(),
         "destroyed during its grace"
@@ -383,6 +385,13 @@ async fn bad_strategy_input_exits_2_and_writes_nothing() {
         let err = String::from_utf8_lossy(&o.stderr);
         assert_eq!(o.status.code(), Some(2), "{args:?}: {err}");
         assert!(err.contains(says), "{args:?}: {err}");
+    }
+    // `retire` with no app, or one the token does not see, is bad input, not "nothing to do".
+    for (app, says) in [("", "is empty"), ("enketo-dmeo", "no app enketo-dmeo")] {
+        let o = cli(&env, &["retire", "-a", app, "--now", "--confirm", app]);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "retire -a {app:?}: {err}");
+        assert!(err.contains(says), "retire -a {app:?}: {err}");
     }
     assert!(env.writes().is_empty(), "{:?}", env.writes());
     env.sim.shutdown().await;
