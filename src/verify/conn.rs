@@ -235,6 +235,40 @@ impl std::fmt::Debug for Session {
     }
 }
 
+/// Why a plain connection was dropped while connecting, in the server's words if it said any.
+///
+/// A Redis at its `maxclients` writes `-ERR max number of clients reached` and closes; a client
+/// that writes first (AUTH, HELLO) usually sees only "broken pipe". A raw connection that just
+/// reads gets the line. Everything else (no answer within 300 ms) leaves the hint empty.
+async fn probe_refusal(url: &RedisUrl) -> &'static str {
+    use tokio::io::AsyncReadExt;
+    const WAIT: std::time::Duration = std::time::Duration::from_millis(300);
+    let Ok(Ok(mut stream)) = tokio::time::timeout(
+        WAIT,
+        tokio::net::TcpStream::connect((url.host(), url.port())),
+    )
+    .await
+    else {
+        return "";
+    };
+    let mut buf = [0u8; 128];
+    match tokio::time::timeout(WAIT, stream.read(&mut buf)).await {
+        Ok(Ok(n)) if refusal_line_is_full(&buf[..n]) => FULL_HINT,
+        _ => "",
+    }
+}
+
+/// The hint when the server said it is at its connection limit.
+pub(crate) const FULL_HINT: &str = " (it answered \"max number of clients reached\": the plan's \
+     connection limit is full; stop some dynos or upgrade the plan)";
+
+/// Whether a first line from a Redis server is its "max number of clients" refusal. Pure.
+fn refusal_line_is_full(line: &[u8]) -> bool {
+    String::from_utf8_lossy(line)
+        .to_ascii_lowercase()
+        .starts_with("-err max number of clients reached")
+}
+
 /// Local Unix time, ms.
 pub(crate) fn local_ms() -> i64 {
     SystemTime::now()
@@ -271,10 +305,20 @@ impl Session {
             .set_response_timeout(Some(opts.response_timeout));
         let mut conns = Vec::with_capacity(n.max(1));
         for i in 0..n.max(1) {
-            let mut conn = client
+            let mut conn = match client
                 .get_multiplexed_async_connection_with_config(&config)
                 .await
-                .map_err(connect_err)?;
+            {
+                Ok(conn) => conn,
+                Err(e) if !url.is_tls() && e.is_connection_dropped() && hint.is_empty() => {
+                    let mut err = connect_err(e);
+                    if let VerifyError::Connect { hint, .. } = &mut err {
+                        *hint = probe_refusal(url).await;
+                    }
+                    return Err(err);
+                }
+                Err(e) => return Err(connect_err(e)),
+            };
             let name = format!(
                 "{CLIENT_NAME_PREFIX}{}-{}-{i}",
                 opts.client_role,
@@ -391,6 +435,17 @@ mod tests {
         let old = ServerInfo::parse("redis_version:6.2.14\n");
         assert!(!old.has_pexpiretime());
         assert_eq!(old.maxclients, None);
+    }
+
+    #[test]
+    fn only_the_max_clients_line_reads_as_full() {
+        assert!(super::refusal_line_is_full(
+            b"-ERR max number of clients reached\r\n"
+        ));
+        assert!(!super::refusal_line_is_full(
+            b"-NOAUTH Authentication required.\r\n"
+        ));
+        assert!(!super::refusal_line_is_full(b""));
     }
 
     #[test]

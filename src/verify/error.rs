@@ -176,6 +176,11 @@ impl VerifyError {
     /// How the server turned the connection away, when it did: the one place that reads a
     /// Redis error's wording, so guards and tables decide on [`Refusal`], not on text.
     pub fn refusal(&self) -> Option<Refusal> {
+        if let Self::Connect { hint, .. } = self
+            && *hint == crate::verify::conn::FULL_HINT
+        {
+            return Some(Refusal::ConnectionLimit);
+        }
         let (Self::Connect { source, .. } | Self::Command { source, .. }) = self else {
             return None;
         };

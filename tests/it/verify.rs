@@ -472,6 +472,26 @@ async fn tls_without_verification_works_and_with_it_fails() {
     assert!(matches!(err, VerifyError::Connect { .. }), "{err}");
 }
 
+/// A plain server at its connection limit: the client sees only "broken pipe" (it writes AUTH
+/// first), so the error must carry the server's own words, not only "check the url".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_server_is_named_full_not_a_bad_url() {
+    let a = Server::builder().args(&["--maxclients", "1"]).start();
+    let _holder = a.conn();
+    let err = verify::digest(&a.parsed_url(), &opts(), &NoProgress)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.refusal(),
+        Some(upshift::verify::Refusal::ConnectionLimit),
+        "{err}"
+    );
+    assert!(
+        err.to_string().contains("max number of clients reached"),
+        "{err}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn active_writers_stop_the_scan() {
     let a = Server::start();
