@@ -13,9 +13,7 @@ pub enum VerifyError {
     #[error(transparent)]
     Url(#[from] UrlError),
     /// Connecting (TCP, TLS, AUTH) failed.
-    #[error(
-        "cannot connect to redis at {endpoint}: check the url, the password and the network{hint}"
-    )]
+    #[error("cannot connect to redis at {endpoint}: {}", advice(.hint))]
     Connect {
         /// `host:port`.
         endpoint: String,
@@ -194,6 +192,19 @@ impl VerifyError {
         // is a different failure: the server is down, not full).
         let hung_up = source.is_connection_dropped() && !source.is_connection_refusal();
         hung_up.then_some(Refusal::HungUp)
+    }
+}
+
+/// What to do about a failed connection: the server's own refusal when it said one
+/// ([`crate::verify::conn::FULL_HINT`]), else where to look, with the hint.
+fn advice(hint: &str) -> String {
+    if hint == crate::verify::conn::FULL_HINT {
+        hint.trim_start()
+            .trim_start_matches('(')
+            .trim_end_matches(')')
+            .to_owned()
+    } else {
+        format!("check the url, the password and the network{hint}")
     }
 }
 
