@@ -37,6 +37,28 @@
 //! `heroku`, guards decide on pure values, effects go out through `heroku` and `verify`, and
 //! every step is journaled before and after it runs.
 
+/// `print!` that never panics: a write to a closed stdout is dropped ([`ui::out`]).
+macro_rules! out {
+    ($($arg:tt)*) => { $crate::ui::out::stdout(format_args!($($arg)*)) };
+}
+
+/// `println!` that never panics: a write to a closed stdout is dropped ([`ui::out`]).
+macro_rules! outln {
+    () => { $crate::ui::out::stdout(format_args!("\n")) };
+    ($($arg:tt)*) => { $crate::ui::out::stdout(format_args!("{}\n", format_args!($($arg)*))) };
+}
+
+/// `eprint!` that never panics: a write to a closed stderr is dropped ([`ui::out`]).
+macro_rules! errout {
+    ($($arg:tt)*) => { $crate::ui::out::stderr(format_args!($($arg)*)) };
+}
+
+/// `eprintln!` that never panics: a write to a closed stderr is dropped ([`ui::out`]).
+macro_rules! errln {
+    () => { $crate::ui::out::stderr(format_args!("\n")) };
+    ($($arg:tt)*) => { $crate::ui::out::stderr(format_args!("{}\n", format_args!($($arg)*))) };
+}
+
 pub mod cli;
 pub mod engine;
 pub mod events;

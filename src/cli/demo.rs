@@ -41,7 +41,7 @@ pub fn run(args: &DemoArgs, settings: ui::Settings) -> Result<ExitCode, CliError
         crate::cli::wizard::require_terminal()?;
     }
     crate::cli::runtime().block_on(async {
-        eprintln!(
+        errln!(
             "starting the Heroku simulator (Enketo scenario: web=2, main + cache on premium-0)…"
         );
         let scenario =
@@ -74,7 +74,7 @@ async fn demo(
     };
     let client =
         Client::new(sim.client_config()).map_err(|e| CliError::new(ExitCode::NeedsAttention, e))?;
-    eprintln!(
+    errln!(
         "simulator at {} (the same client talks to api.heroku.com)\n",
         sim.api_url()
     );
@@ -101,7 +101,7 @@ async fn demo(
         if matches!(code, Ok(ExitCode::Interrupted)) {
             // The wizard just said the journal is kept for `upshift resume`: in the demo the
             // simulated app and (without --state-dir) the journal end with this process.
-            eprintln!("{}", demo_resume_note(args.state_dir.is_some()));
+            errln!("{}", demo_resume_note(args.state_dir.is_some()));
         }
         return code;
     }
@@ -129,15 +129,15 @@ async fn demo(
     let mut config = RunnerConfig::new(state);
     config.provisioning_estimate = args.provision;
     let runner = Runner::new(client, config, reporter, Interrupts::default());
-    eprintln!(
+    errln!(
         "$ upshift plan -a enketo-demo --change enketo_redis_main=premium-1 --change enketo_redis_cache=premium-1 --cache enketo_redis_cache\n"
     );
-    println!("{}", plan::render(&runner.plan(&request).await?));
-    eprintln!("$ upshift run … --confirm enketo-demo\n");
+    outln!("{}", plan::render(&runner.plan(&request).await?));
+    errln!("$ upshift run … --confirm enketo-demo\n");
     let report = runner.run(&request).await?;
-    print!("{}", ui::render_summary(&report));
+    out!("{}", ui::render_summary(&report));
     if let Some(platform) = sim.downtime("web") {
-        println!(
+        outln!(
             "\nDowntime measured by the simulator (web at 0 dynos): {} — the plan change itself took about {}",
             duration::format(platform),
             duration::format(args.provision)

@@ -71,8 +71,8 @@ impl CliError {
     pub fn print(&self) {
         match &self.message {
             Message::Error(err) => print_error(err.as_ref()),
-            Message::Text(text) => eprintln!("error: {text}"),
-            Message::Line(line) => eprintln!("{line}"),
+            Message::Text(text) => errln!("error: {text}"),
+            Message::Line(line) => errln!("{line}"),
             Message::Silent => {}
         }
     }
@@ -104,7 +104,7 @@ impl From<crate::cli::wizard::WizardError> for CliError {
 /// text the line above already shows (an error that quotes its cause) is not repeated.
 fn print_error(err: &dyn std::error::Error) {
     for line in error_lines(err) {
-        eprintln!("{line}");
+        errln!("{line}");
     }
 }
 

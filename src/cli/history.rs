@@ -179,7 +179,7 @@ pub fn runs(args: &RunsArgs) -> Result<ExitCode, CliError> {
             ]
         })
         .collect();
-    println!(
+    outln!(
         "{}",
         ui::table::render(&RUNS_COLUMNS, &cells, ui::table::stdout_width())
     );
@@ -193,12 +193,10 @@ pub fn playbooks(args: &PlaybooksArgs) -> ExitCode {
     if args.json {
         let _ = ui::print_json(&vec![builtin, live]);
     } else {
-        print!("{builtin}");
-        println!();
-        print!("{live}");
-        println!(
-            "\nRun your own with --playbook PATH (same format; see playbooks/ in the source)."
-        );
+        out!("{builtin}");
+        outln!();
+        out!("{live}");
+        outln!("\nRun your own with --playbook PATH (same format; see playbooks/ in the source).");
     }
     ExitCode::Success
 }

@@ -192,7 +192,7 @@ pub fn main() -> std::process::ExitCode {
         crate::heroku::on_request(ui::print_request);
     }
     let Some(command) = cli.command else {
-        eprintln!("{SHORT_HELP}");
+        errln!("{SHORT_HELP}");
         return ExitCode::Usage.into();
     };
     let result = match command {

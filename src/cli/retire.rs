@@ -127,14 +127,14 @@ pub fn retire(args: &RetireArgs) -> Result<ExitCode, CliError> {
             let addon = match client.addon(&args.app, &k.addon).await {
                 Ok(addon) => addon,
                 Err(HerokuError::NotFound { .. }) => {
-                    println!("{}: already gone", k.addon);
+                    outln!("{}: already gone", k.addon);
                     continue;
                 }
                 // Anything else (network, 5xx, auth) says nothing about the add-on: stop.
                 Err(e) => return Err(CliError::new(ExitCode::RolledBack, e)),
             };
             if addon.state.as_str() == "deprovisioned" {
-                println!("{}: already gone", k.addon);
+                outln!("{}: already gone", k.addon);
                 continue;
             }
             let users = client
@@ -147,19 +147,22 @@ pub fn retire(args: &RetireArgs) -> Result<ExitCode, CliError> {
                 .iter()
                 .find(|a| !a.name.to_ascii_uppercase().starts_with("UPSHIFT_"))
             {
-                println!(
+                outln!(
                     "{}: left in place, {} attaches it as {} (kept by run {})",
-                    k.addon, a.app.name, a.name, k.run_id
+                    k.addon,
+                    a.app.name,
+                    a.name,
+                    k.run_id
                 );
                 continue;
             }
             todo.push((k, addon.id));
         }
         for k in &waiting {
-            println!("{}", waiting_line(k));
+            outln!("{}", waiting_line(k));
         }
         if todo.is_empty() {
-            println!("nothing to retire for {}", args.app);
+            outln!("nothing to retire for {}", args.app);
             return Ok(ExitCode::Success);
         }
         let names: Vec<&str> = todo.iter().map(|(k, _)| k.addon.as_str()).collect();
@@ -173,7 +176,7 @@ pub fn retire(args: &RetireArgs) -> Result<ExitCode, CliError> {
                 .destroy_addon(&args.app, id)
                 .await
                 .map_err(|e| CliError::new(ExitCode::RolledBack, e))?;
-            println!("{}: destroyed (kept by run {})", k.addon, k.run_id);
+            outln!("{}: destroyed (kept by run {})", k.addon, k.run_id);
         }
         Ok(ExitCode::Success)
     })

@@ -104,11 +104,11 @@ fn install_interrupts(interrupts: &Interrupts) {
     signals::listen(move |_| {
         interrupts.interrupt();
         if interrupts.count() == 1 {
-            eprintln!(
+            errln!(
                 "\ninterrupt: finishing the current step safely, then rolling back (interrupt again to stop now and leave it resumable)"
             );
         } else {
-            eprintln!("\ninterrupt: stopping now; the journal is kept for `upshift resume`");
+            errln!("\ninterrupt: stopping now; the journal is kept for `upshift resume`");
         }
         std::future::ready(Listen::On)
     });
@@ -144,7 +144,7 @@ pub(super) fn confirm(app: &str, given: Option<&str>, what: &str) -> Result<(), 
         }
     } else {
         // A terminal that cannot redraw (TERM=dumb) gets a plain prompt and line.
-        eprint!("{prompt}: ");
+        errout!("{prompt}: ");
         let mut line = String::new();
         std::io::stdin()
             .read_line(&mut line)
@@ -171,7 +171,7 @@ fn finish(report: &RunReport, json: bool) -> ExitCode {
     if json {
         let _ = ui::print_document(&ui::RunDocument::from(report));
     } else {
-        print!("{}", ui::render_summary(report));
+        out!("{}", ui::render_summary(report));
     }
     report.outcome.exit_code()
 }
@@ -198,7 +198,7 @@ pub fn plan(args: &PlanArgs) -> Result<ExitCode, CliError> {
         if args.json {
             let _ = ui::print_document(&plan);
         } else {
-            print!("{}", plan::render_with(&plan, ui::paint_verdict));
+            out!("{}", plan::render_with(&plan, ui::paint_verdict));
         }
         if let Some(out) = &args.schedule.out {
             let file = crate::unattended::plan_file::PlanFile::new(
@@ -211,11 +211,11 @@ pub fn plan(args: &PlanArgs) -> Result<ExitCode, CliError> {
             // The hash is part of the result (the reviewer notes it); stdout carries
             // only the JSON plan with --json.
             if args.json {
-                eprintln!("plan hash: {hash}");
+                errln!("plan hash: {hash}");
             } else {
-                println!("plan hash: {hash}");
+                outln!("plan hash: {hash}");
             }
-            eprintln!(
+            errln!(
                 "saved the plan to {}; run it with `upshift run --plan {} --plan-hash {hash} --confirm {}`",
                 out.display(),
                 out.display(),
@@ -387,7 +387,7 @@ async fn run_scheduled(
     }
     if interactive {
         let plan = ctx.runner.plan(request).await?;
-        eprint!("{}", plan::render_with(&plan, ui::paint_verdict_stderr));
+        errout!("{}", plan::render_with(&plan, ui::paint_verdict_stderr));
         if plan.blocked {
             return Ok(ExitCode::Blocked);
         }
@@ -402,7 +402,7 @@ async fn run_scheduled(
     Ok(match watched {
         Some((watch, watch_code)) => {
             if let Some(line) = unattended::watch_summary(&watch, watch_code, &request.app) {
-                eprintln!("{line}");
+                errln!("{line}");
             }
             if code == ExitCode::Success {
                 watch_code

@@ -183,7 +183,7 @@ fn config(args: &ConnectionArgs) -> Result<VerifyConfig, CliError> {
 
 fn print_json<T: serde::Serialize + schemars::JsonSchema>(value: &T) {
     if let Err(e) = crate::ui::print_document_line(value) {
-        eprintln!("error: cannot write json: {e}");
+        errln!("error: cannot write json: {e}");
     }
 }
 
@@ -206,7 +206,7 @@ fn print_fallbacks(f: &verify::Fallbacks, side: &str) {
     .filter(|(n, _)| *n > 0)
     .map(|(n, why)| format!("{n} {why}"))
     .collect();
-    println!(
+    outln!(
         "fallbacks   {}{} keys read with commands: {}",
         side,
         f.total(),
@@ -233,17 +233,17 @@ pub fn run_digest(args: &DigestArgs) -> Result<ExitCode, CliError> {
             if args.json {
                 print_json(&report);
             } else {
-                println!("keys        {}", crate::units::count(report.keys));
+                outln!("keys        {}", crate::units::count(report.keys));
                 for (kind, n) in &report.per_type {
-                    println!("  {:<9} {n}", kind.name());
+                    outln!("  {:<9} {n}", kind.name());
                 }
-                println!("bytes read  {}", crate::units::bytes(report.bytes));
-                println!(
+                outln!("bytes read  {}", crate::units::bytes(report.bytes));
+                outln!(
                     "rate        {} ({})",
                     crate::units::rate(report.keys_per_sec(), "keys"),
                     crate::units::duration(report.elapsed)
                 );
-                println!("digest      {}", report.digest);
+                outln!("digest      {}", report.digest);
                 print_fallbacks(&report.fallbacks, "");
             }
             Ok(ExitCode::Success)
@@ -292,14 +292,14 @@ pub fn run_snapshot(args: &SnapshotArgs) -> Result<ExitCode, CliError> {
             if args.json {
                 print_json(&s);
             } else {
-                println!(
+                outln!(
                     "wrote {} ({} keys, {}) in {}",
                     s.path.display(),
                     crate::units::count(s.keys),
                     crate::units::bytes(s.file_bytes),
                     crate::units::duration(s.elapsed)
                 );
-                println!("digest {}", s.digest);
+                outln!("digest {}", s.digest);
                 print_fallbacks(&s.fallbacks, "");
             }
             Ok(ExitCode::Success)
@@ -315,13 +315,13 @@ fn print_diff(report: &DiffReport) {
     }
     let c = &report.counts;
     if report.is_equal() {
-        println!(
+        outln!(
             "equal: {} keys ({} expired in the window)",
             crate::units::count(report.after_keys),
             crate::units::count(c.expired_in_window)
         );
     } else {
-        println!(
+        outln!(
             "{} differences: {} missing, {} extra, {} type changed, {} value changed, {} ttl changed ({} expired in the window)",
             c.failures(),
             c.missing,
@@ -398,7 +398,7 @@ pub fn run_restore(args: &RestoreArgs) -> Result<ExitCode, CliError> {
             if args.json {
                 print_json(&s);
             } else {
-                println!(
+                outln!(
                     "restored {} keys ({} existing left alone, {} expired skipped, {} deleted)",
                     crate::units::count(s.restored),
                     crate::units::count(s.skipped_existing),

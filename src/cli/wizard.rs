@@ -133,7 +133,7 @@ pub async fn wizard(
     // (while the app is read) leaves at once. At a question the terminal is raw, so Ctrl-C
     // arrives as a key and the prompt returns `Cancelled` instead.
     let cancel = signals::listen(|_| async {
-        eprintln!("\n{CANCELLED}");
+        errln!("\n{CANCELLED}");
         exit_restored(ExitCode::Interrupted)
     });
     let request = ask(&runner, &config.state, app).await;
@@ -154,22 +154,22 @@ pub async fn wizard(
     });
     reporter.resume();
     if unanswered {
-        eprintln!("the run ended before the menu was answered");
+        errln!("the run ended before the menu was answered");
     }
     let report = result?;
     // The run is over: a Ctrl-C during the headroom read below just ends the process with
     // the run's own exit code (nothing is left to stop).
     let code = report.outcome.exit_code();
     let _after = signals::listen(move |_| async move { exit_restored(code) });
-    print!("{}", ui::render_summary(&report));
+    out!("{}", ui::render_summary(&report));
     if report.outcome == crate::engine::Outcome::Succeeded {
         // A fresh read of the new plans: what the app has left to grow into.
         if let Ok(after) = runner.plan(&request).await {
-            println!("\nWhat to watch next (headroom on the new plans):");
+            outln!("\nWhat to watch next (headroom on the new plans):");
             for line in choices::headroom(&after.capture) {
-                println!("  {line}");
+                outln!("  {line}");
             }
-            println!(
+            outln!(
                 "  in the logs: heroku logs --tail -a {} | grep -E 'max number of clients|R14|H10'",
                 request.app
             );
@@ -261,7 +261,7 @@ async fn ask(
         params: playbook.params.clone(),
         playbook,
     };
-    eprintln!("Reading {app}: formation, add-ons and Redis INFO…");
+    errln!("Reading {app}: formation, add-ons and Redis INFO…");
     let unfinished = runner::unfinished(state, Some(&app))?
         .into_iter()
         .map(|(id, _)| id)
@@ -275,7 +275,7 @@ async fn ask(
     )
     .await?;
     let rows = choices::addon_rows(&capture);
-    eprintln!(
+    errln!(
         "\n{}\n",
         ui::table::addon_table(&rows, ui::table::stderr_width())
     );
@@ -289,14 +289,14 @@ async fn ask(
                 .interact_on_opt(&console::Term::stderr())
         })?;
         if sel.is_empty() {
-            eprintln!("choose at least one add-on");
+            errln!("choose at least one add-on");
             continue;
         }
         break sel.into_iter().map(|i| rows[i].clone()).collect();
     };
     // Explanations on their own lines: a prompt that wraps on a narrow terminal leaves ghost
     // lines when dialoguer redraws it.
-    eprintln!("Caches tolerate data loss: their differences are reported, not repaired.");
+    errln!("Caches tolerate data loss: their differences are reported, not repaired.");
     let caches = choose(|| {
         MultiSelect::with_theme(&*theme)
             .with_prompt("Which of them are caches? (none by default)")
@@ -306,7 +306,7 @@ async fn ask(
     let writers = choices::writer_choices(&capture);
     let writers: Vec<String> = loop {
         let defaults: Vec<bool> = writers.iter().map(|(_, on)| *on).collect();
-        eprintln!("Writers are stopped during the change.");
+        errln!("Writers are stopped during the change.");
         let sel = choose(|| {
             MultiSelect::with_theme(&*theme)
                 .with_prompt("Process types that write to Redis")
@@ -315,7 +315,7 @@ async fn ask(
                 .interact_on_opt(&console::Term::stderr())
         })?;
         if sel.is_empty() {
-            eprintln!(
+            errln!(
                 "choose at least one process type: the writers must stop for the data to be safe"
             );
             continue;
@@ -343,7 +343,7 @@ async fn ask(
         let offered = choices::plan_choices(&request, &capture, label).unwrap_or_default();
         let Some(default) = choices::suggested(&offered) else {
             for c in &offered {
-                eprintln!("  {}", c.render());
+                errln!("  {}", c.render());
             }
             return Err(WizardError::NothingChoosable {
                 label: label.clone(),
@@ -361,11 +361,11 @@ async fn ask(
             })?;
             match &offered[k].availability {
                 Availability::Allowed { .. } => break offered[k].plan.name,
-                Availability::Current => eprintln!(
+                Availability::Current => errln!(
                     "{} cannot be chosen for {label}: it is the current plan",
                     offered[k].plan.name
                 ),
-                Availability::Blocked { reasons } => eprintln!(
+                Availability::Blocked { reasons } => errln!(
                     "{} cannot be chosen for {label}: {}",
                     offered[k].plan.name,
                     reasons.join("; ")
@@ -376,8 +376,8 @@ async fn ask(
     }
 
     let (request, plan) = choose_strategy(runner, request, &*theme).await?;
-    eprintln!("\n{}", plan::render_with(&plan, ui::paint_verdict_stderr));
-    eprintln!(
+    errln!("\n{}", plan::render_with(&plan, ui::paint_verdict_stderr));
+    errln!(
         "Unattended, the same run is:\n  {}\n",
         choices::command_line(&request)
     );
@@ -403,7 +403,7 @@ async fn ask(
             return Err(WizardError::NotConfirmed { typed, app });
         }
         attempt += 1;
-        eprintln!(
+        errln!(
             "{:?} is not {app}; type it again to run, or press Esc or Ctrl-C to leave (nothing was done)",
             typed.trim()
         );
@@ -452,7 +452,7 @@ async fn choose_strategy(
             "a second add-on is billed until the old one is retired; the add-on's name changes, its attachment names do not",
         ),
     ];
-    eprintln!(
+    errln!(
         "Two ways to change the plan: in place (Heroku's own change, the writers stopped while it provisions) or by a live swap to a new add-on."
     );
     let k = choose(|| {
@@ -521,7 +521,7 @@ fn install_interrupts(
         async move {
             if signal == Signal::Terminate || interrupts.count() >= 1 {
                 interrupts.interrupt();
-                eprintln!(
+                errln!(
                     "\ninterrupt: {}",
                     if interrupts.count() >= 2 {
                         "stopping now; the journal is kept for `upshift resume`"
@@ -533,7 +533,7 @@ fn install_interrupts(
             }
             let items = menu_items(reporter.phase()).to_vec();
             reporter.pause();
-            eprintln!();
+            errln!();
             let (menu, answer) = ui::menu::Menu::open("Interrupted. What now?".into(), items, 0);
             if let Ok(mut open) = slot.lock() {
                 *open = Some(menu);
@@ -547,10 +547,10 @@ fn install_interrupts(
             match answer {
                 Ok(MenuAnswer::Chosen(0)) => {
                     interrupts.interrupt();
-                    eprintln!("stopping safely after the current step…");
+                    errln!("stopping safely after the current step…");
                 }
                 Ok(MenuAnswer::Chosen(2) | MenuAnswer::Dismissed) => {
-                    eprintln!("continuing the run");
+                    errln!("continuing the run");
                 }
                 // Closed by the run's end: nothing to decide any more.
                 Ok(MenuAnswer::Closed) | Err(_) => return Listen::On,
@@ -558,7 +558,7 @@ fn install_interrupts(
                 Ok(MenuAnswer::Chosen(_) | MenuAnswer::Interrupted) => {
                     interrupts.interrupt();
                     interrupts.interrupt();
-                    eprintln!("stopping now; the journal is kept for `upshift resume`");
+                    errln!("stopping now; the journal is kept for `upshift resume`");
                 }
             }
             reporter.resume();

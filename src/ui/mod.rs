@@ -12,6 +12,7 @@ use crate::runner::{Reporter, RunEvent, RunReport};
 
 pub mod json;
 pub mod menu;
+pub mod out;
 pub mod table;
 pub mod terminal;
 pub mod typed;
@@ -50,7 +51,7 @@ pub fn print_request(log: &crate::heroku::RequestLog<'_>) {
     let status = log
         .status
         .map_or_else(|| "no answer".to_owned(), |s| s.to_string());
-    eprintln!(
+    errln!(
         "http {} {} {status} ({}) request-id {}",
         log.method,
         log.path,
@@ -209,7 +210,7 @@ impl HumanReporter {
 
     fn emit(&self, _state: &HumanState, text: &str) {
         if !self.tty || self.multi.println(text).is_err() {
-            eprintln!("{text}");
+            errln!("{text}");
         }
     }
 

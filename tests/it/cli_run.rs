@@ -383,6 +383,47 @@ async fn unattended_run_succeeds_and_runs_lists_it() {
     env.sim.shutdown().await;
 }
 
+/// stdout and stderr closed under a running `upshift run` (`| head`, a log collector that
+/// died): a write to them used to panic mid-run, leaving the writers stopped. The run must end
+/// as if it had been watched: succeeded, journal finished, formation back, no write lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_whose_output_is_gone_still_finishes_safely() {
+    let env = Env::start(Duration::from_millis(300)).await;
+    let before = crate::run::seeded(&env, CACHE).await;
+    let mut child = env
+        .upshift()
+        .args([
+            "run",
+            "-a",
+            APP,
+            "--change",
+            &format!("{CACHE}=premium-1"),
+            "--confirm",
+            APP,
+            "--watch",
+            "0",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("upshift starts");
+    // Close both read ends at once: every write upshift makes gets EPIPE.
+    drop(child.stdout.take());
+    drop(child.stderr.take());
+    let status = tokio::task::spawn_blocking(move || child.wait())
+        .await
+        .unwrap()
+        .expect("upshift ends");
+    assert_eq!(status.code(), Some(0), "{status:?}");
+    let (run_id, _) = env.latest_journal();
+    assert_eq!(env.outcomes(&run_id), [upshift::engine::Outcome::Succeeded]);
+    assert_eq!(env.plan_of(CACHE).await, "premium-1");
+    crate::run::assert_formation_restored(&env).await;
+    crate::run::assert_no_data_lost(&env, &before, &[CACHE]).await;
+    env.sim.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_held_lock_exits_5_at_once() {
     let env = Env::start(Duration::from_millis(300)).await;

@@ -118,3 +118,42 @@ fn no_source_file_over_700_lines() {
         .collect();
     assert!(long.is_empty(), "split these by responsibility: {long:?}");
 }
+
+/// Output never ends a run: `println!` and friends panic on a closed pipe, so the product's
+/// source prints only through `out!`/`outln!`/`errout!`/`errln!` (`src/ui/out.rs`), which
+/// drop a failed write. Comments and `#[cfg(test)]` code are not checked.
+#[test]
+fn the_product_never_prints_with_macros_that_panic() {
+    let mut files = Vec::new();
+    rust_files(
+        Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/src")),
+        &mut files,
+    );
+    let mut found = Vec::new();
+    for f in &files {
+        let text = std::fs::read_to_string(f).expect("read a source file");
+        let code = text.split("#[cfg(test)]").next().unwrap_or_default();
+        for (n, line) in code.lines().enumerate() {
+            let line = line.trim();
+            if line.starts_with("//") {
+                continue;
+            }
+            for bad in ["println!", "print!(", "eprintln!", "eprint!("] {
+                let hit = line.match_indices(bad).any(|(i, _)| {
+                    !line[..i]
+                        .chars()
+                        .next_back()
+                        .is_some_and(|c| c.is_alphanumeric() || c == '_')
+                });
+                if hit {
+                    found.push(format!("{}:{}: {line}", f.display(), n + 1));
+                }
+            }
+        }
+    }
+    assert!(
+        found.is_empty(),
+        "use outln!/errln! (src/ui/out.rs), which cannot panic mid-run:\n{}",
+        found.join("\n")
+    );
+}
