@@ -820,12 +820,26 @@ pub(crate) async fn profile_succeeds(profile: upshift::sim::Profile) {
     assert_eq!(env.sim.redis_url(CACHE).starts_with("rediss://"), tls);
     let before = seeded(&env, CACHE).await;
     assert!(before.len() > 1000);
+    // Issue 11, 5(f): the URL stays or changes as the profile's `keep_url` says; the run must
+    // pass either way (its evidence is what the server is, not where it is).
+    let client = env.client();
+    let urls_before = client.config_vars(harness::APP).await.expect("config").0;
     let req = request(
         vec![change(MAIN, "premium-1"), change(CACHE, "premium-1")],
         None,
     );
     let report = env.runner().run(&req).await.expect("run");
     assert_eq!(report.outcome, Outcome::Succeeded, "{profile}: {report:#?}");
+    let urls_after = client.config_vars(harness::APP).await.expect("config").0;
+    let keep_url = upshift::sim::Behaviour::of(profile).keep_url;
+    for var in ["ENKETO_REDIS_MAIN_URL", "ENKETO_REDIS_CACHE_URL"] {
+        assert_eq!(
+            urls_after.get(var) == urls_before.get(var),
+            keep_url,
+            "{profile}: {var} kept iff keep_url ({keep_url})"
+        );
+        assert!(urls_after.contains_key(var), "{profile}: {var}");
+    }
     assert_eq!(env.plan_of(MAIN).await, "premium-1");
     assert_eq!(env.plan_of(CACHE).await, "premium-1");
     for addon in [MAIN, CACHE] {

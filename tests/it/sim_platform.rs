@@ -13,6 +13,8 @@ use upshift::sim::{EventKind, Fault, TimelineEvent};
 
 use common::{client, eventually, shop, start, wait_provisioned};
 
+mod keep_url;
+
 fn scale(process_type: &str, quantity: u32) -> Vec<FormationUpdate> {
     vec![FormationUpdate {
         process_type: process_type.into(),

@@ -35,6 +35,9 @@ pub enum Profile {
     /// and the OLD server stays behind the config var until the switch. Heroku does not
     /// document the add-on's state during a plan change; a check of "state + plan" alone
     /// would verify the old server and restore the writers onto it (the 2016 Enketo loss).
+    /// And 5(f): the switch is a promotion behind the same host, so the URL does not change
+    /// ([`Behaviour::keep_url`]): the old and the new server are told apart by what they
+    /// are, never by where they are.
     InPlace,
     /// Issue 11, 5(d): the Data API (`plan`, `Status`, `/wait`) lags the Platform API: it
     /// keeps describing the old database for [`Behaviour::data_lag`] after the switch.
@@ -146,6 +149,9 @@ pub struct BehaviourSpec {
     /// Overrides [`Behaviour::ha_standby`].
     #[serde(default)]
     pub ha_standby: Option<bool>,
+    /// Overrides [`Behaviour::keep_url`].
+    #[serde(default)]
+    pub keep_url: Option<bool>,
 }
 
 impl BehaviourSpec {
@@ -189,6 +195,9 @@ impl BehaviourSpec {
         }
         if let Some(v) = self.ha_standby {
             b.ha_standby = v;
+        }
+        if let Some(v) = self.keep_url {
+            b.keep_url = v;
         }
         b
     }
@@ -263,6 +272,17 @@ pub struct Behaviour {
     /// HA is documented for these plans (Dev Center, heroku-redis-maintenance), not one of the
     /// undocumented points a profile varies, and the drain must be right with it present.
     pub ha_standby: bool,
+    /// A plan change ends with the NEW server behind the OLD URL (same host, port and
+    /// password), as an in-place promotion behind one host would, instead of a new URL in the
+    /// config var. Heroku does not say which it does (issue 11, 5(f)): Dev Center only says that
+    /// add-on providers may change their config vars at any time (config-vars), which allows
+    /// both, and its version upgrades "promote" a follower, which may well sit behind one host.
+    /// With the same URL there is no config var change, so (the simplest faithful guess) no
+    /// release and no restart: connections to the old server drop when it stops and the app's
+    /// clients reconnect to the same URL on their own; connections already open to the new
+    /// server survive. On in `in-place` only: every other profile changes the URL, as the
+    /// simulator always did, so both answers stay under test.
+    pub keep_url: bool,
 }
 
 fn secs<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
@@ -294,10 +314,14 @@ impl Behaviour {
             platform_monitor: true,
             tls: true,
             ha_standby: true,
+            keep_url: false,
         };
         match profile {
             Profile::Optimistic => b.tls = false,
-            Profile::InPlace => b.provisioned_at_once = true,
+            Profile::InPlace => {
+                b.provisioned_at_once = true;
+                b.keep_url = true;
+            }
             Profile::Lagging => b.data_lag = LAGGING_DATA_LAG,
             Profile::Sparse => b.sparse_bodies = true,
             Profile::Strict => {
@@ -348,6 +372,24 @@ mod tests {
         assert!(!plain.resolve().tls);
         let tls: BehaviourSpec = toml::from_str("tls = true\n").unwrap();
         assert!(tls.resolve().tls && tls.profile == Profile::Optimistic);
+    }
+
+    #[test]
+    fn the_url_is_kept_in_in_place_only_and_can_be_overridden() {
+        for p in Profile::ALL {
+            assert_eq!(
+                BehaviourSpec::of(p).resolve().keep_url,
+                p == Profile::InPlace,
+                "{p}"
+            );
+        }
+        let kept: BehaviourSpec =
+            toml::from_str("profile = \"heroku\"\nkeep_url = true\n").unwrap();
+        assert!(kept.resolve().keep_url);
+        let moved: BehaviourSpec =
+            toml::from_str("profile = \"in-place\"\nkeep_url = false\n").unwrap();
+        let b = moved.resolve();
+        assert!(!b.keep_url && b.provisioned_at_once);
     }
 
     #[test]

@@ -36,7 +36,10 @@
 //!   remaining provisioning time passes (`provision`, default 3 s), the config var
 //!   (`<ATTACHMENT>_URL`) moves to the new server (new port, new password), the add-on is
 //!   `provisioned` and `/wait` says `available`, the app's dynos restart (Heroku restarts on
-//!   config var changes) and the old server stops.
+//!   config var changes) and the old server stops. Under the behaviour knob `keep_url` (the
+//!   `in-place` profile) the URL stays instead: the new server takes the old one's password,
+//!   the old server stops and the new one listens on its port; no release, no restart, the
+//!   dynos' dropped connections reconnect through the same URL.
 //! - **Failed change** (data over the target's memory, or fault `fail_provisioning`): the add-on
 //!   goes back to its old plan, `provisioned`; `/wait` answers `waiting?: false` with a message
 //!   starting `plan change to … failed:`; `info` gains a `Last plan change` row; the timeline

@@ -171,7 +171,16 @@ async fn migrate(
         }
         return Err(reason);
     }
-    // Switch over: the config var points at the new server, the add-on is provisioned.
+    // Under `keep_url` the new server takes the old one's place behind the same URL; the
+    // old server (and its standby) is then already gone.
+    let takeover = if shared.behaviour().keep_url {
+        take_over(shared, addon, &old, &new).await
+    } else {
+        Takeover::NotTried
+    };
+    let kept = takeover == Takeover::Kept;
+    // Switch over: the config var points at the new server (unless it kept its URL), the
+    // add-on is provisioned.
     let (app_ids, app_name, var) = {
         let mut world = shared.world();
         let Some(a) = world.addon_mut(addon) else {
@@ -186,7 +195,12 @@ async fn migrate(
         a.data = DataStatus::Available;
         a.updated_at = now_iso();
         let owner = a.app_id.clone();
-        let changes = world.publish_url(addon, &new.url());
+        // The same URL makes no config var change: no release, no restart (see `take_over`).
+        let changes = if kept {
+            Vec::new()
+        } else {
+            world.publish_url(addon, &new.url())
+        };
         let mut app_ids: Vec<String> = changes.iter().map(|c| c.app_id.clone()).collect();
         app_ids.sort();
         app_ids.dedup();
@@ -197,24 +211,27 @@ async fn migrate(
         let var = changes
             .into_iter()
             .find(|c| c.app_id == owner)
-            .map(|c| c.var)
-            .unwrap_or_default();
+            .map(|c| c.var);
         (app_ids, name, var)
     };
-    shared.event(EventKind::ConfigVarChanged {
-        app: app_name.clone(),
-        name: var.clone(),
-    });
+    if let Some(var) = &var {
+        shared.event(EventKind::ConfigVarChanged {
+            app: app_name.clone(),
+            name: var.clone(),
+        });
+    }
     shared.event(EventKind::ProvisioningSucceeded {
         addon: addon.to_owned(),
         plan: target.full_name(),
     });
-    shared.log(
-        &app_name,
-        "app",
-        "api",
-        &format!("Set {var} config vars by heroku-redis"),
-    );
+    if let Some(var) = &var {
+        shared.log(
+            &app_name,
+            "app",
+            "api",
+            &format!("Set {var} config vars by heroku-redis"),
+        );
+    }
     shared.log(
         &app_name,
         "app",
@@ -231,8 +248,67 @@ async fn migrate(
     for app_id in &app_ids {
         dynos::restart_app(shared, app_id).await;
     }
-    stop_server(shared, addon, &old);
+    if takeover == Takeover::NotTried {
+        stop_server(shared, addon, &old);
+    }
     Ok(())
+}
+
+/// How a [`take_over`] ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Takeover {
+    /// The knob is off, or the new server refused the password: the old server still runs.
+    NotTried,
+    /// The new server is behind the old URL; the old server is gone.
+    Kept,
+    /// The old server is gone but its port was taken: the new server keeps its own.
+    PortLost,
+}
+
+/// The `keep_url` knob: the new server takes the old one's place behind the same URL, as an
+/// in-place promotion behind one host would. Its password becomes the old one's first (so no
+/// client is ever refused by the new server for the URL's password); then the old server and
+/// its standby stop, which frees the port and drops every connection to them; then the new
+/// server listens on that port. Connections already open to the new server (the platform's,
+/// its standby's link) survive. The app's clients see their connections drop and reconnect
+/// through the unchanged URL, as on a failover: the simulated dynos do (every 2 s), and with
+/// no config var change there is no release and no restart.
+///
+/// Between the stop and the rebind the port is free for a few milliseconds: another server
+/// starting in the same process could pick it as "free" (rare; `RedisServer::start` picks at
+/// random). Then the rebind fails, and the change falls back to publishing the new server's
+/// own URL, as without the knob.
+async fn take_over(shared: &Shared, addon: &str, old: &RedisServer, new: &RedisServer) -> Takeover {
+    let app = app_name(shared, addon);
+    let say = |text: String| {
+        shared.log(
+            &app,
+            "app",
+            "heroku-redis",
+            &format!("source=REDIS addon={addon} {text}"),
+        );
+    };
+    if let Err(e) = new.adopt_password(&old.password()).await {
+        say(format!(
+            "could not keep the URL (password: {e}); publishing the new server's own"
+        ));
+        return Takeover::NotTried;
+    }
+    let port = old.port();
+    stop_server(shared, addon, old);
+    match new.rebind(port).await {
+        Ok(()) => {}
+        // The primary moved; only the standby's re-pointing failed: the URL is kept.
+        Err(e) if new.port() == port => say(format!("standby not re-pointed: {e}")),
+        Err(e) => {
+            say(format!(
+                "could not keep the URL (port: {e}); publishing the new server's own"
+            ));
+            return Takeover::PortLost;
+        }
+    }
+    say("the new server took over the URL (same host, port and password)".into());
+    Takeover::Kept
 }
 
 /// The `refuse_writes_after_switch` fault: `noeviction` and a 1-byte memory limit, so every

@@ -11,6 +11,7 @@ use std::fmt;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::mpsc;
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
@@ -143,8 +144,10 @@ const REFUSED: &[&str] = &["DEBUG", "MONITOR", "OBJECT"];
 pub struct RedisServer {
     addon: String,
     plan: Plan,
-    port: u16,
-    password: String,
+    /// The port and password change once at most: a plan change under the `keep_url` knob
+    /// puts this (new) server behind the old server's URL (see [`crate::provision`]).
+    port: AtomicU16,
+    password: Mutex<String>,
     pid: u32,
     tls: bool,
     /// The names `CONFIG` and `CLIENT` answer to on this server: themselves, or secret ones
@@ -163,7 +166,7 @@ impl fmt::Debug for RedisServer {
         f.debug_struct("RedisServer")
             .field("addon", &self.addon)
             .field("plan", &self.plan.name)
-            .field("port", &self.port)
+            .field("port", &self.port())
             .field("pid", &self.pid)
             .field("password", &"<redacted>")
             .finish_non_exhaustive()
@@ -248,8 +251,8 @@ impl RedisServer {
         let server = Self {
             addon: spec.addon.clone(),
             plan: spec.plan,
-            port,
-            password,
+            port: AtomicU16::new(port),
+            password: Mutex::new(password),
             pid: child.id(),
             tls: spec.tls,
             config_name,
@@ -295,7 +298,7 @@ impl RedisServer {
         self.stop();
         Err(SimError::RedisNotReady {
             addon: self.addon.clone(),
-            port: self.port,
+            port: self.port(),
             waited_ms: started.elapsed().as_millis(),
             detail,
         })
@@ -332,7 +335,7 @@ impl RedisServer {
 
     /// The loopback port.
     pub fn port(&self) -> u16 {
-        self.port
+        self.port.load(Ordering::SeqCst)
     }
 
     /// The process id.
@@ -341,15 +344,77 @@ impl RedisServer {
     }
 
     /// The password (a secret: for URLs and `masterauth` only).
-    pub(crate) fn password(&self) -> &str {
-        &self.password
+    pub(crate) fn password(&self) -> String {
+        lock(&self.password).clone()
     }
 
     /// The URL an app gets in its config var, like Heroku's `redis://:<password>@host:port`
     /// (`rediss://` for a TLS server; its certificate is self-signed, as on Heroku).
     pub fn url(&self) -> String {
         let scheme = if self.tls { "rediss" } else { "redis" };
-        format!("{scheme}://:{}@127.0.0.1:{}", self.password, self.port)
+        format!("{scheme}://:{}@127.0.0.1:{}", self.password(), self.port())
+    }
+
+    /// Takes `password` as this server's own (`requirepass`): connections already open stay
+    /// authenticated, new ones need it. The standby's `masterauth` follows, so that its link,
+    /// if it drops, comes back. The first half of [`RedisServer::take_over`].
+    ///
+    /// # Errors
+    /// The Redis error of the control connection.
+    pub(crate) async fn adopt_password(&self, password: &str) -> redis::RedisResult<()> {
+        let mut con = self.control().await?;
+        self.config_cmd()
+            .arg("SET")
+            .arg("requirepass")
+            .arg(password)
+            .query_async::<()>(&mut con)
+            .await?;
+        password.clone_into(&mut lock(&self.password));
+        if let Some((config, url)) = self.standby_access() {
+            let mut con = connect_url(&url).await?;
+            redis::cmd(&config)
+                .arg("SET")
+                .arg("masterauth")
+                .arg(password)
+                .query_async::<()>(&mut con)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// The standby's `CONFIG` name and URL, to reach it without holding the lock.
+    fn standby_access(&self) -> Option<(String, String)> {
+        lock(&self.standby)
+            .as_ref()
+            .map(|s| (s.config_name.clone(), s.url()))
+    }
+
+    /// Moves this server's listener to `port` (`tls-port` for a TLS server, which keeps
+    /// `port 0`), as a switchover behind one host would: connections already open survive,
+    /// new ones reach this server at the port. The standby re-points its `REPLICAOF` there.
+    /// The port must be free: the caller stopped its previous holder (the old server) just
+    /// before. The second half of a take-over.
+    ///
+    /// # Errors
+    /// The Redis error (the port taken meanwhile: `CONFIG SET` fails and nothing changed).
+    pub(crate) async fn rebind(&self, port: u16) -> redis::RedisResult<()> {
+        let mut con = self.control().await?;
+        self.config_cmd()
+            .arg("SET")
+            .arg(if self.tls { "tls-port" } else { "port" })
+            .arg(port)
+            .query_async::<()>(&mut con)
+            .await?;
+        self.port.store(port, Ordering::SeqCst);
+        if let Some((_, url)) = self.standby_access() {
+            let mut con = connect_url(&url).await?;
+            redis::cmd("REPLICAOF")
+                .arg("127.0.0.1")
+                .arg(port)
+                .query_async::<()>(&mut con)
+                .await?;
+        }
+        Ok(())
     }
 
     /// A new connection (its own TCP connection).

@@ -10,6 +10,7 @@
 //! profile = "in-place"         # optimistic (default), in-place, lagging, sparse, strict,
 //!                              # late-flip, heroku
 //! tls = false                  # plain redis:// (default: TLS in every profile but optimistic)
+//! keep_url = true              # a plan change keeps the URL (default: only in in-place)
 //!
 //! [rate_limit]                 # optional
 //! capacity = 4500
