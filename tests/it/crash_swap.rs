@@ -284,3 +284,107 @@ async fn crash_at_every_journal_point(shard: usize) {
     }
     env.sim.shutdown().await;
 }
+
+/// The journal point right after step `step` succeeded, in a run's records (1-based, as
+/// `UPSHIFT_FAILPOINT` counts).
+fn after_step(records: &[Record], step: usize) -> usize {
+    records
+        .iter()
+        .position(|r| {
+            matches!(
+                r,
+                Record::Engine {
+                    event: upshift::engine::Event::StepSucceeded { step: s }
+                } if *s == step
+            )
+        })
+        .unwrap_or_else(|| panic!("step {step} succeeded in the clean run"))
+        + 1
+}
+
+/// A crash after the drain (step 6, wait-drained) or after the catch-up (step 7), then a write
+/// to the old add-on before `upshift resume`: the resumed run must find it through the write
+/// counter journaled at the drain and move nothing, so the app stays on the add-on that holds
+/// it, and say why. After the catch-up no copy would carry that write: without the journaled
+/// mark the resumed move hands the app a server without it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_after_a_crash_past_the_drain_stops_the_resumed_swap() {
+    let env = roomy().await;
+    let clean = upshift(&env).args(run_args("premium-1")).output().unwrap();
+    assert!(
+        clean.status.success(),
+        "{}",
+        String::from_utf8_lossy(&clean.stderr)
+    );
+    let (_, records) = env.latest_journal();
+    for (step, when) in [(7, "since the catch-up"), (6, "before the catch-up")] {
+        let k = after_step(&records, step);
+        let before = env.plan_of(MAIN).await;
+        let target = next_target(&env).await;
+        let crashed = upshift(&env)
+            .args(run_args(target))
+            .env("UPSHIFT_FAILPOINT", k.to_string())
+            .output()
+            .unwrap();
+        assert!(!crashed.status.success(), "step {step}: no crash");
+        let (_, so_far) = env.latest_journal();
+        assert!(
+            matches!(
+                so_far.last(),
+                Some(Record::Engine {
+                    event: upshift::engine::Event::StepSucceeded { step: s }
+                }) if *s == step
+            ),
+            "step {step}: crashed elsewhere: {:?}",
+            so_far.last()
+        );
+        // The late write, acknowledged by the old server the app is still attached to.
+        let old = env.client().addon(APP, MAIN).await.unwrap().name;
+        let key = format!("late:after-step-{step}");
+        let mut con = common::redis(&env.sim.redis_url(&old)).await;
+        let _: () = redis::cmd("SET")
+            .arg(&key)
+            .arg("acknowledged")
+            .query_async(&mut con)
+            .await
+            .unwrap();
+        let resumed = upshift(&env)
+            .args(["resume", "--confirm", APP])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&resumed.stderr);
+        assert_eq!(resumed.status.code(), Some(1), "step {step}: {stderr}");
+        let (_, records) = env.latest_journal();
+        assert!(
+            records.iter().any(|r| matches!(
+                r,
+                Record::Finished {
+                    outcome: Outcome::RolledBack,
+                    ..
+                }
+            )),
+            "step {step}: {records:?}"
+        );
+        assert!(
+            stderr.contains(&format!("was written to {when}")),
+            "step {step}: the reason is not told: {stderr}"
+        );
+        // The app is on the add-on that holds the write, by this test's own reads.
+        let main = env.client().addon(APP, MAIN).await.unwrap().name;
+        assert_eq!(main, old, "step {step}: the app was moved");
+        assert_eq!(env.plan_of(MAIN).await, before);
+        let mut con = common::redis(&env.sim.redis_url(&main)).await;
+        let value: Option<String> = redis::cmd("GET")
+            .arg(&key)
+            .query_async(&mut con)
+            .await
+            .unwrap();
+        assert_eq!(value.as_deref(), Some("acknowledged"), "step {step}");
+        let f = env.formation().await;
+        assert!(
+            f.iter().any(|(t, q, _)| t == "web" && *q == 2),
+            "step {step}: formation not restored: {f:?}"
+        );
+    }
+    env.sim.shutdown().await;
+}
