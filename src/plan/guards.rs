@@ -56,7 +56,9 @@ pub enum GuardId {
     CopyConnections,
     NotificationsSettable,
     AttachmentsKnown,
+    OnlyThisApp,
     TwoAddons,
+    RetireOldNow,
     Other(String),
 }
 
@@ -84,7 +86,9 @@ impl GuardId {
             Self::CopyConnections => "copy-connections",
             Self::NotificationsSettable => "notifications-settable",
             Self::AttachmentsKnown => "attachments-known",
+            Self::OnlyThisApp => "only-this-app",
             Self::TwoAddons => "two-addons",
+            Self::RetireOldNow => "retire-old-now",
             Self::Other(s) => s,
         }
     }
@@ -113,7 +117,9 @@ impl From<&str> for GuardId {
             "copy-connections" => Self::CopyConnections,
             "notifications-settable" => Self::NotificationsSettable,
             "attachments-known" => Self::AttachmentsKnown,
+            "only-this-app" => Self::OnlyThisApp,
             "two-addons" => Self::TwoAddons,
+            "retire-old-now" => Self::RetireOldNow,
             other => Self::Other(other.to_owned()),
         }
     }

@@ -420,3 +420,104 @@ async fn a_live_swap_holds_under_the_heroku_and_strict_profiles() {
         env.sim.shutdown().await;
     }
 }
+
+/// The second app of [`shared`]: its web dyno reads `ENKETO_REDIS_MAIN_URL` too.
+const OTHER_APP: &str = "enketo-reports";
+
+/// The roomy Enketo app whose MAIN add-on is also attached to a second app, `OTHER_APP`, as
+/// `ENKETO_REDIS_MAIN`; that app's one web dyno keeps writing to it.
+async fn shared() -> Env {
+    let env = Env::start_edited(Duration::from_millis(300), |s| {
+        for addon in &mut s.apps[0].addons {
+            addon.connections.insert("web".into(), 10);
+        }
+        let mut other = s.apps[0].clone();
+        other.name = OTHER_APP.into();
+        other.formation.retain(|f| f.process_type == "web");
+        other.formation[0].quantity = 1;
+        other.addons.truncate(1);
+        let own = &mut other.addons[0];
+        own.name = None;
+        own.connections = [("web".to_owned(), 2)].into();
+        own.seed = None;
+        s.apps.push(other);
+    })
+    .await;
+    let client = env.client();
+    let main = client.addon(APP, MAIN).await.expect("MAIN");
+    client
+        .attach_addon(&main.id, OTHER_APP, "ENKETO_REDIS_MAIN", Some(OTHER_APP))
+        .await
+        .expect("MAIN attached to the second app");
+    let name = main.name.clone();
+    env.wait_until("the second app writes to MAIN", |sim| {
+        sim.timeline().iter().any(|e| {
+            matches!(&e.kind, upshift::sim::EventKind::Write { app, addon, ok: true, .. }
+                if *addon == name && app == OTHER_APP)
+        })
+    })
+    .await;
+    env
+}
+
+/// An add-on another app uses too: a live swap stops only this app's writers, so the other
+/// app's writes kept the drain from ending (found against the simulator: the run stopped the
+/// writers for the whole drain timeout, then rolled back). `plan` and `run` now refuse up
+/// front with the `only-this-app` guard, exit 3, and write nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_addon_another_app_uses_is_refused_up_front() {
+    let env = shared().await;
+    let setup = env.writes().len();
+    let change = format!("{MAIN}=premium-1");
+    let plan = [
+        "plan",
+        "-a",
+        APP,
+        "--change",
+        &change,
+        "--strategy",
+        "live-swap",
+    ];
+    let run = [
+        "run",
+        "-a",
+        APP,
+        "--change",
+        &change,
+        "--strategy",
+        "live-swap",
+        "--confirm",
+        APP,
+    ];
+    let json = [&plan[..], &["--json"]].concat();
+    for args in [&plan[..], &json[..], &run[..]] {
+        let o = cli(&env, args);
+        let out =
+            String::from_utf8_lossy(&o.stdout).into_owned() + &String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(3), "{}: {out}", args[0]);
+        if args.contains(&"--json") {
+            assert!(out.contains("\"only-this-app\""), "{out}");
+        }
+        for needle in [
+            "also attached to other apps (ENKETO_REDIS_MAIN on enketo-reports)",
+            "--strategy in-place",
+            "addons:detach",
+        ] {
+            assert!(
+                out.contains(needle),
+                "{}: {needle} missing from:\n{out}",
+                args[0]
+            );
+        }
+        assert_eq!(
+            env.writes().len(),
+            setup,
+            "{} wrote: {:?}",
+            args[0],
+            env.writes()
+        );
+    }
+    let f = env.formation().await;
+    assert!(f.iter().any(|(t, q, _)| t == "web" && *q == 2), "{f:?}");
+    env.sim.shutdown().await;
+}
