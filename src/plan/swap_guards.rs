@@ -22,6 +22,7 @@ pub(super) fn evaluate(request: &RunRequest, capture: &Capture) -> Vec<Guard> {
         out.extend(only_this_app(a, &capture.app));
     }
     out.push(two_addons(request, capture));
+    out.extend(retire_now(request, capture));
     out
 }
 
@@ -183,6 +184,31 @@ fn only_this_app(a: &AddonFacts, app: &str) -> Option<Guard> {
             ),
         )
     })
+}
+
+/// `--retire-old now` destroys the old add-on as the run's last step: a warning, because the
+/// old add-on is the only way back (the attachments can be moved back onto it, its data as the
+/// cutover left it) and a problem the app shows hours later would find none.
+fn retire_now(request: &RunRequest, capture: &Capture) -> Option<Guard> {
+    if request.params.retire_old != RetireOld::Now {
+        return None;
+    }
+    let names: Vec<&str> = capture
+        .found_changes(&request.changes)
+        .map(|(_, a)| a.name.as_str())
+        .collect();
+    Some(guard(
+        GuardId::RetireOldNow,
+        None,
+        Verdict::Warn,
+        format!(
+            "--retire-old now destroys {} right after success: the old add-on is the fallback \
+             (the attachments can be moved back onto it), and once destroyed there is no way \
+             back; keep it for a while with --retire-old 1d (the default) and `upshift retire` \
+             it later",
+            names.join(", ")
+        ),
+    ))
 }
 
 /// Two add-ons are billed while both exist, and attachment changes are releases: what that
@@ -351,6 +377,20 @@ mod tests {
         ] {
             assert!(only.detail.contains(needle), "{needle}: {}", only.detail);
         }
+    }
+
+    #[test]
+    fn retiring_the_old_addon_now_warns_that_there_is_no_way_back() {
+        let c = crate::plan::fixture::enketo_capture();
+        let mut req = request();
+        let g = crate::plan::guards::evaluate(&req, &c);
+        assert!(g.iter().all(|g| g.id != GuardId::RetireOldNow), "{g:#?}");
+        req.params.retire_old = RetireOld::Now;
+        let g = crate::plan::guards::evaluate(&req, &c);
+        let now = g.iter().find(|g| g.id == GuardId::RetireOldNow).unwrap();
+        assert_eq!(now.verdict, Verdict::Warn);
+        assert!(now.detail.contains("no way back"), "{}", now.detail);
+        assert!(now.detail.contains("redis-cubed-1 "), "{}", now.detail);
     }
 
     #[test]

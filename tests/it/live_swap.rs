@@ -521,3 +521,48 @@ async fn an_addon_another_app_uses_is_refused_up_front() {
     assert!(f.iter().any(|(t, q, _)| t == "web" && *q == 2), "{f:?}");
     env.sim.shutdown().await;
 }
+
+/// `--retire-old now` leaves no way back: `plan` warns (text and JSON) and still exits 0.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retiring_the_old_addon_now_is_warned_in_the_plan() {
+    let env = roomy(Duration::from_millis(300)).await;
+    let old = env.client().addon(APP, MAIN).await.expect("MAIN").name;
+    let base = [
+        "plan",
+        "-a",
+        APP,
+        "--change",
+        "enketo_redis_main=premium-1",
+        "--strategy",
+        "live-swap",
+    ];
+    let now = [&base[..], &["--retire-old", "now"]].concat();
+    let o = cli(&env, &now);
+    let text = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert_eq!(o.status.code(), Some(0), "{text}");
+    let line = text
+        .lines()
+        .find(|l| l.contains("--retire-old now destroys"))
+        .unwrap_or_else(|| panic!("no warning in:\n{text}"));
+    assert!(line.trim_start().starts_with("WARN"), "{line}");
+    assert!(line.contains(&old), "{line}");
+    assert!(line.contains("no way back"), "{line}");
+
+    let o = cli(&env, &[&now[..], &["--json"]].concat());
+    assert_eq!(o.status.code(), Some(0));
+    let doc: serde_json::Value = serde_json::from_slice(&o.stdout).expect("plan JSON");
+    let guard = doc["guards"]
+        .as_array()
+        .expect("guards")
+        .iter()
+        .find(|g| g["id"] == "retire-old-now")
+        .unwrap_or_else(|| panic!("no retire-old-now guard in {doc:#}"));
+    assert_eq!(guard["verdict"], "warn", "{guard:#}");
+
+    // The default grace period has no such warning.
+    let o = cli(&env, &base);
+    let text = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(!text.contains("--retire-old now destroys"), "{text}");
+    assert!(env.writes().is_empty(), "plan wrote: {:?}", env.writes());
+    env.sim.shutdown().await;
+}
