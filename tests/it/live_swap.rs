@@ -16,67 +16,12 @@ use upshift::playbook::{Playbook, Strategy};
 use upshift::runner::record::Record;
 use upshift::sim::Fault;
 
-/// The Enketo app with room on MAIN for the live copy's connections: 2 web dynos x 10 of
-/// premium-0's 40 (the stock 26 per dyno fills it, and the live-swap guard then blocks).
-async fn roomy(provision: Duration) -> Env {
-    Env::start_edited(provision, |s| {
-        for addon in &mut s.apps[0].addons {
-            addon.connections.insert("web".into(), 10);
-        }
-    })
-    .await
-}
-
-/// As [`roomy`], under a behaviour profile.
-async fn roomy_under(provision: Duration, profile: upshift::sim::Profile) -> Env {
-    Env::start_edited(provision, |s| {
-        s.behaviour = upshift::sim::BehaviourSpec::of(profile);
-        for addon in &mut s.apps[0].addons {
-            addon.connections.insert("web".into(), 10);
-        }
-    })
-    .await
-}
-
 /// A live-swap request for MAIN to premium-1.
 fn live_request() -> RunRequest {
     let mut req = request(vec![change(MAIN, "premium-1")], None);
     req.playbook = Playbook::of_strategy(Strategy::LiveSwap);
     req.params = req.playbook.params.clone();
     req
-}
-
-/// The `wr:` keys the dynos wrote to add-on `name` and the platform acknowledged.
-fn acknowledged(env: &Env, name: &str) -> Vec<String> {
-    env.sim
-        .timeline()
-        .into_iter()
-        .filter_map(|e| match e.kind {
-            upshift::sim::EventKind::Write {
-                addon,
-                key,
-                ok: true,
-                ..
-            } if addon == name && key.starts_with("wr:") => Some(key),
-            _ => None,
-        })
-        .collect()
-}
-
-async fn missing(url: &str, keys: &[String]) -> Vec<String> {
-    let mut con = common::redis(url).await;
-    let mut out = Vec::new();
-    for k in keys {
-        let exists: bool = redis::cmd("EXISTS")
-            .arg(k)
-            .query_async(&mut con)
-            .await
-            .expect("EXISTS");
-        if !exists {
-            out.push(k.clone());
-        }
-    }
-    out
 }
 
 /// Who the attachment `name` of the app points at (add-on name), from the platform.
@@ -113,7 +58,7 @@ async fn a_live_swap_moves_the_app_to_a_new_addon_and_the_downtime_does_not_wait
 {
     // Provisioning takes 4 s; the writers must be stopped for much less than that.
     let provisioning = Duration::from_secs(4);
-    let env = roomy(provisioning).await;
+    let env = Env::roomy(provisioning).await;
     let old = env.client().addon(APP, MAIN).await.expect("MAIN").name;
     let old_url = env.sim.redis_url(&old);
     let notify_before = notify_setting(&env, &old).await;
@@ -155,9 +100,12 @@ async fn a_live_swap_moves_the_app_to_a_new_addon_and_the_downtime_does_not_wait
 
     // No acknowledged write was lost: every write the dynos made to the old add-on is on the
     // new one, and the two servers hold the same data (this test's own dump).
-    let written_old = acknowledged(&env, &old);
+    let written_old = env.acknowledged_where(|a| a == old);
     assert!(written_old.len() > 10, "the app wrote while the copy ran");
-    assert_eq!(missing(&new_url, &written_old).await, Vec::<String>::new());
+    assert_eq!(
+        harness::missing_at(&new_url, &written_old).await,
+        Vec::<String>::new()
+    );
     let (a, b) = (
         common::snapshot(&old_url).await,
         common::snapshot(&new_url).await,
@@ -172,7 +120,7 @@ async fn a_live_swap_moves_the_app_to_a_new_addon_and_the_downtime_does_not_wait
         Duration::from_secs(10),
         "writes reach the new add-on",
         || {
-            let n = acknowledged(&env, &new).len();
+            let n = env.acknowledged_where(|a| a == new).len();
             async move { n > 0 }
         },
     )
@@ -224,7 +172,7 @@ async fn a_live_swap_moves_the_app_to_a_new_addon_and_the_downtime_does_not_wait
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_live_swap_that_fails_before_the_cutover_destroys_the_new_addon_and_the_app_never_stops()
 {
-    let env = roomy(Duration::from_millis(500)).await;
+    let env = Env::roomy(Duration::from_millis(500)).await;
     let old = env.client().addon(APP, MAIN).await.expect("MAIN").name;
     let notify_before = notify_setting(&env, &old).await;
     // The scale-down is refused: the run fails after the copy, before any downtime.
@@ -261,7 +209,7 @@ async fn a_live_swap_that_fails_before_the_cutover_destroys_the_new_addon_and_th
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_live_swap_that_fails_during_the_move_moves_back_onto_the_untouched_old_addon() {
-    let env = roomy(Duration::from_millis(500)).await;
+    let env = Env::roomy(Duration::from_millis(500)).await;
     let old = env.client().addon(APP, MAIN).await.expect("MAIN").name;
     let old_url = env.sim.redis_url(&old);
     // Removing the temporary attachment is refused at each of the move's three attempts: the
@@ -296,8 +244,11 @@ async fn a_live_swap_that_fails_during_the_move_moves_back_onto_the_untouched_ol
         .collect();
     assert!(ours.is_empty(), "{ours:?}");
     // Back on the old add-on, and no write was lost: every acknowledged write is there.
-    let written = acknowledged(&env, &old);
-    assert_eq!(missing(&old_url, &written).await, Vec::<String>::new());
+    let written = env.acknowledged_where(|a| a == old);
+    assert_eq!(
+        harness::missing_at(&old_url, &written).await,
+        Vec::<String>::new()
+    );
     let f = env.formation().await;
     assert!(f.iter().any(|(t, q, _)| t == "web" && *q == 2), "{f:?}");
     env.sim.shutdown().await;
@@ -313,7 +264,7 @@ fn cli(env: &Env, args: &[&str]) -> std::process::Output {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn plan_shows_the_live_swap_steps_and_guards_and_a_full_addon_blocks_it() {
-    let env = roomy(Duration::from_millis(300)).await;
+    let env = Env::roomy(Duration::from_millis(300)).await;
     let args = [
         "plan",
         "-a",
@@ -356,7 +307,7 @@ async fn plan_shows_the_live_swap_steps_and_guards_and_a_full_addon_blocks_it() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_strategy_input_exits_2_and_writes_nothing() {
-    let env = roomy(Duration::from_millis(300)).await;
+    let env = Env::roomy(Duration::from_millis(300)).await;
     let base = [
         "run",
         "-a",
@@ -395,7 +346,10 @@ async fn bad_strategy_input_exits_2_and_writes_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_live_swap_holds_under_the_heroku_and_strict_profiles() {
     for profile in [upshift::sim::Profile::Heroku, upshift::sim::Profile::Strict] {
-        let env = roomy_under(Duration::from_millis(500), profile).await;
+        let env = Env::roomy_edited(Duration::from_millis(500), |s| {
+            s.behaviour = upshift::sim::BehaviourSpec::of(profile);
+        })
+        .await;
         let old = env.client().addon(APP, MAIN).await.expect("MAIN").name;
         let report = env.runner().run(&live_request()).await.expect("run");
         assert_eq!(
@@ -410,10 +364,10 @@ async fn a_live_swap_holds_under_the_heroku_and_strict_profiles() {
             "{profile:?}"
         );
         let new_url = env.sim.redis_url(&new);
-        let written = acknowledged(&env, &old);
+        let written = env.acknowledged_where(|a| a == old);
         assert!(!written.is_empty(), "{profile:?}: the app wrote");
         assert_eq!(
-            missing(&new_url, &written).await,
+            harness::missing_at(&new_url, &written).await,
             Vec::<String>::new(),
             "{profile:?}"
         );
@@ -427,10 +381,7 @@ const OTHER_APP: &str = "enketo-reports";
 /// The roomy Enketo app whose MAIN add-on is also attached to a second app, `OTHER_APP`, as
 /// `ENKETO_REDIS_MAIN`; that app's one web dyno keeps writing to it.
 async fn shared() -> Env {
-    let env = Env::start_edited(Duration::from_millis(300), |s| {
-        for addon in &mut s.apps[0].addons {
-            addon.connections.insert("web".into(), 10);
-        }
+    let env = Env::roomy_edited(Duration::from_millis(300), |s| {
         let mut other = s.apps[0].clone();
         other.name = OTHER_APP.into();
         other.formation.retain(|f| f.process_type == "web");
@@ -525,7 +476,7 @@ async fn an_addon_another_app_uses_is_refused_up_front() {
 /// `--retire-old now` leaves no way back: `plan` warns (text and JSON) and still exits 0.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retiring_the_old_addon_now_is_warned_in_the_plan() {
-    let env = roomy(Duration::from_millis(300)).await;
+    let env = Env::roomy(Duration::from_millis(300)).await;
     let old = env.client().addon(APP, MAIN).await.expect("MAIN").name;
     let base = [
         "plan",
