@@ -462,11 +462,50 @@ async fn choose_strategy(
             .default(0)
             .interact_on_opt(&console::Term::stderr())
     })?;
-    Ok(if k == 1 {
-        (live, live_plan)
-    } else {
-        (request, in_place_plan)
-    })
+    if k != 1 {
+        return Ok((request, in_place_plan));
+    }
+    live.params.retire_old = choose_retire_old(theme)?;
+    if live.params.retire_old == live.playbook.params.retire_old {
+        return Ok((live, live_plan));
+    }
+    // Planned again: the answer has a guard of its own (`retire-old-now` warns).
+    let live_plan = runner.plan(&live).await?;
+    Ok((live, live_plan))
+}
+
+/// Live swap: what becomes of the old add-on after success, the playbook's grace period first.
+/// Destroying it at once is offered but worded as what it is: no way back.
+fn choose_retire_old(
+    theme: &dyn dialoguer::theme::Theme,
+) -> Result<crate::playbook::RetireOld, WizardError> {
+    use crate::playbook::{DEFAULT_RETIRE_OLD, RetireOld};
+    let grace = match DEFAULT_RETIRE_OLD {
+        RetireOld::After(d) => crate::playbook::duration::format(d),
+        RetireOld::Now | RetireOld::Never => "a day".to_owned(),
+    };
+    let options = [
+        (
+            DEFAULT_RETIRE_OLD,
+            format!("keep it {grace} so that you can go back, then `upshift retire` destroys it"),
+        ),
+        (
+            RetireOld::Never,
+            "keep it until you destroy it (billed meanwhile)".to_owned(),
+        ),
+        (
+            RetireOld::Now,
+            "destroy it right after success (no way back)".to_owned(),
+        ),
+    ];
+    let k = choose(|| {
+        Select::with_theme(theme)
+            .with_prompt("The old add-on after success")
+            .items(options.iter().map(|(_, text)| text))
+            .default(0)
+            .interact_on_opt(&console::Term::stderr())
+    })?;
+    Ok(options[k].0)
 }
 
 /// The Ctrl-C menu, worded by where the run stands: before the plan change "undo everything"

@@ -471,7 +471,7 @@ mod tests {
                 assert_eq!(
                     reasons,
                     &vec![
-                        "connections after restore: 2 web x 18 = 36 > mini limit 20 (measured: 36 clients / 2 dynos)"
+                        "connections after restore: 2 web x 18 = 36 > mini limit 20 (measured: 36 clients less the HA standby / 2 dynos)"
                             .to_owned()
                     ]
                 );

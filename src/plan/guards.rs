@@ -56,7 +56,9 @@ pub enum GuardId {
     CopyConnections,
     NotificationsSettable,
     AttachmentsKnown,
+    OnlyThisApp,
     TwoAddons,
+    RetireOldNow,
     Other(String),
 }
 
@@ -84,7 +86,9 @@ impl GuardId {
             Self::CopyConnections => "copy-connections",
             Self::NotificationsSettable => "notifications-settable",
             Self::AttachmentsKnown => "attachments-known",
+            Self::OnlyThisApp => "only-this-app",
             Self::TwoAddons => "two-addons",
+            Self::RetireOldNow => "retire-old-now",
             Self::Other(s) => s,
         }
     }
@@ -113,7 +117,9 @@ impl From<&str> for GuardId {
             "copy-connections" => Self::CopyConnections,
             "notifications-settable" => Self::NotificationsSettable,
             "attachments-known" => Self::AttachmentsKnown,
+            "only-this-app" => Self::OnlyThisApp,
             "two-addons" => Self::TwoAddons,
+            "retire-old-now" => Self::RetireOldNow,
             other => Self::Other(other.to_owned()),
         }
     }
@@ -534,12 +540,24 @@ fn connections_fit(
         .iter()
         .map(|w| u64::from(capture.steady(w)))
         .fold(0, u64::saturating_add);
+    // A highly available plan's standby replica holds one connection on its primary (its
+    // replication link), one of the plan's maxclients: not the app's, measured on the current
+    // server, and needed again on the target.
+    let standby_now = plans::find(&addon.plan).is_some_and(|p| p.is_ha());
+    let standby_after = u64::from(target.is_ha());
     let (per_dyno, source) = if let Some(n) = change.connections_per_dyno {
         (u64::from(n), "given".to_owned())
-    } else if let Some(clients) = clients_now.filter(|c| all_up && running > 0 && *c > 0) {
+    } else if let Some(clients) = clients_now
+        .filter(|c| all_up && running > 0 && c.saturating_sub(u32::from(standby_now)) > 0)
+    {
+        let app = clients.saturating_sub(u32::from(standby_now));
         (
-            u64::from(clients).div_ceil(running),
-            format!("measured: {clients} clients / {running} dynos"),
+            u64::from(app).div_ceil(running),
+            if standby_now {
+                format!("measured: {clients} clients less the HA standby / {running} dynos")
+            } else {
+                format!("measured: {clients} clients / {running} dynos")
+            },
         )
     } else {
         let n = match change.policy {
@@ -556,15 +574,22 @@ fn connections_fit(
         };
         (u64::from(n), source)
     };
-    let total = restored.saturating_mul(per_dyno);
+    let total = restored
+        .saturating_mul(per_dyno)
+        .saturating_add(standby_after);
     let writers = request.params.writers.join("+");
+    let standby = if standby_after > 0 {
+        " + 1 HA standby"
+    } else {
+        ""
+    };
     let fits = total <= u64::from(target.max_clients);
     guard(
         GuardId::ConnectionsFit,
         Some(addon.label()),
         if fits { Verdict::Pass } else { Verdict::Block },
         format!(
-            "connections after restore: {restored} {writers} x {per_dyno} = {total} {} {} limit {} ({source})",
+            "connections after restore: {restored} {writers} x {per_dyno}{standby} = {total} {} {} limit {} ({source})",
             if fits { "<=" } else { ">" },
             target.name,
             target.max_clients

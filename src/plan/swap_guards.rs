@@ -19,8 +19,10 @@ pub(super) fn evaluate(request: &RunRequest, capture: &Capture) -> Vec<Guard> {
         out.push(copy_connections(a));
         out.push(notifications(a));
         out.push(attachments(a, &capture.app));
+        out.extend(only_this_app(a, &capture.app));
     }
     out.push(two_addons(request, capture));
+    out.extend(retire_now(request, capture));
     out
 }
 
@@ -141,6 +143,72 @@ fn attachments(a: &AddonFacts, app: &str) -> Guard {
             ),
         ),
     }
+}
+
+/// The live swap stops only this app's writers: an app elsewhere that uses the old add-on keeps
+/// writing to it, so the drain never ends (the run rolls back after the writers were stopped
+/// for the whole drain timeout), and a write of it that lands between the catch-up and the
+/// move would be left behind. Moving its attachment would not help: its dynos are not ours to
+/// stop. `None` while the attachments are unknown ([`attachments`] blocks then).
+fn only_this_app(a: &AddonFacts, app: &str) -> Option<Guard> {
+    let list = a.attachments.as_deref().filter(|l| !l.is_empty())?;
+    let others: Vec<String> = list
+        .iter()
+        .filter(|x| x.app != app)
+        .map(|x| format!("{} on {}", x.name, x.app))
+        .collect();
+    let label = Some(a.label());
+    Some(if others.is_empty() {
+        guard(
+            GuardId::OnlyThisApp,
+            label,
+            Verdict::Pass,
+            format!("{} is attached to {app} only", a.name),
+        )
+    } else {
+        let first = list
+            .iter()
+            .find(|x| x.app != app)
+            .map_or("", |x| x.app.as_str());
+        guard(
+            GuardId::OnlyThisApp,
+            label,
+            Verdict::Block,
+            format!(
+                "{} is also attached to other apps ({}): a live swap stops only {app}'s \
+                 writers, theirs keep writing, so the cutover cannot drain it; use --strategy \
+                 in-place (attachments stay), or first `heroku addons:detach NAME -a {first}` \
+                 and attach the new add-on there after",
+                a.name,
+                others.join(", ")
+            ),
+        )
+    })
+}
+
+/// `--retire-old now` destroys the old add-on as the run's last step: a warning, because the
+/// old add-on is the only way back (the attachments can be moved back onto it, its data as the
+/// cutover left it) and a problem the app shows hours later would find none.
+fn retire_now(request: &RunRequest, capture: &Capture) -> Option<Guard> {
+    if request.params.retire_old != RetireOld::Now {
+        return None;
+    }
+    let names: Vec<&str> = capture
+        .found_changes(&request.changes)
+        .map(|(_, a)| a.name.as_str())
+        .collect();
+    Some(guard(
+        GuardId::RetireOldNow,
+        None,
+        Verdict::Warn,
+        format!(
+            "--retire-old now destroys {} right after success: the old add-on is the fallback \
+             (the attachments can be moved back onto it), and once destroyed there is no way \
+             back; keep it for a while with --retire-old 1d (the default) and `upshift retire` \
+             it later",
+            names.join(", ")
+        ),
+    ))
 }
 
 /// Two add-ons are billed while both exist, and attachment changes are releases: what that
@@ -277,6 +345,52 @@ mod tests {
         assert!(two.detail.contains("$30.00/month"), "{}", two.detail);
         assert!(two.detail.contains("about $0.50"), "{}", two.detail);
         assert!(two.detail.contains("has preboot"), "{}", two.detail);
+    }
+
+    #[test]
+    fn an_addon_other_apps_use_blocks_the_live_swap() {
+        let mut c = crate::plan::fixture::enketo_capture();
+        main(&mut c).redis.as_mut().unwrap().connected_clients = 2;
+        main(&mut c).redis_config = Some(RedisConfigValues::default());
+        let here = AttachmentRef {
+            app: "enketo-demo".into(),
+            name: "ENKETO_REDIS_MAIN".into(),
+        };
+        main(&mut c).attachments = Some(vec![here.clone()]);
+        let g = crate::plan::guards::evaluate(&request(), &c);
+        assert_eq!(verdict(&g, &GuardId::OnlyThisApp), Verdict::Pass);
+        assert!(!crate::plan::guards::blocked(&g), "{g:#?}");
+        main(&mut c).attachments = Some(vec![
+            here,
+            AttachmentRef {
+                app: "enketo-reports".into(),
+                name: "REPORTS_REDIS".into(),
+            },
+        ]);
+        let g = crate::plan::guards::evaluate(&request(), &c);
+        let only = g.iter().find(|g| g.id == GuardId::OnlyThisApp).unwrap();
+        assert_eq!(only.verdict, Verdict::Block);
+        for needle in [
+            "REPORTS_REDIS on enketo-reports",
+            "--strategy in-place",
+            "-a enketo-reports",
+        ] {
+            assert!(only.detail.contains(needle), "{needle}: {}", only.detail);
+        }
+    }
+
+    #[test]
+    fn retiring_the_old_addon_now_warns_that_there_is_no_way_back() {
+        let c = crate::plan::fixture::enketo_capture();
+        let mut req = request();
+        let g = crate::plan::guards::evaluate(&req, &c);
+        assert!(g.iter().all(|g| g.id != GuardId::RetireOldNow), "{g:#?}");
+        req.params.retire_old = RetireOld::Now;
+        let g = crate::plan::guards::evaluate(&req, &c);
+        let now = g.iter().find(|g| g.id == GuardId::RetireOldNow).unwrap();
+        assert_eq!(now.verdict, Verdict::Warn);
+        assert!(now.detail.contains("no way back"), "{}", now.detail);
+        assert!(now.detail.contains("redis-cubed-1 "), "{}", now.detail);
     }
 
     #[test]

@@ -101,7 +101,41 @@ fn upgrade_of_both_passes_with_measured_connections() {
     assert_eq!(v, Verdict::Pass);
     assert_eq!(
         d,
-        "connections after restore: 2 web x 26 = 52 <= premium-1 limit 80 (measured: 52 clients / 2 dynos)"
+        "connections after restore: 2 web x 26 + 1 HA standby = 53 <= premium-1 limit 80 (measured: 52 clients less the HA standby / 2 dynos)"
+    );
+}
+
+/// A premium plan's standby replica takes one of its maxclients: an app that fills the
+/// target exactly does not fit once the standby is counted, and on a plan without one it does.
+#[test]
+fn the_ha_standby_takes_a_connection_slot() {
+    let mut cap = capture();
+    cap.running.clear();
+    cap.steady.clear();
+    let mut req = request("premium-1", "premium-1");
+    // 2 web x 20 = 40: premium-0's whole limit, and the standby needs one more.
+    req.changes[0].plan = "premium-0".into();
+    req.changes[0].connections_per_dyno = Some(20);
+    if let AddonLookup::Found(a) = &mut cap.addons[0] {
+        a.plan = "mini".into();
+    }
+    let p = plan(&req, &cap);
+    let (v, d) = verdict(&p, "connections-fit", "ENKETO_REDIS_MAIN");
+    assert_eq!(v, Verdict::Block, "{d}");
+    assert_eq!(
+        d,
+        "connections after restore: 2 web x 20 + 1 HA standby = 41 > premium-0 limit 40 (given)"
+    );
+    // Measured on an HA plan, the standby's link is not counted as the app's.
+    let mut cap = capture();
+    if let AddonLookup::Found(a) = &mut cap.addons[0] {
+        a.redis.as_mut().unwrap().connected_clients = 41;
+    }
+    let p = plan(&request("premium-1", "premium-1"), &cap);
+    let (_, d) = verdict(&p, "connections-fit", "ENKETO_REDIS_MAIN");
+    assert!(
+        d.starts_with("connections after restore: 2 web x 20 + 1 HA standby = 41 <= premium-1"),
+        "{d}"
     );
 }
 
@@ -120,7 +154,7 @@ fn connections_that_do_not_fit_block_with_figures() {
     assert_eq!(v, Verdict::Block);
     assert_eq!(
         d,
-        "connections after restore: 2 web x 26 = 52 > premium-0 limit 40 (playbook default, not measured: 0 of 2 web dyno(s) up for 30s; measure later with `upshift plan`)"
+        "connections after restore: 2 web x 26 + 1 HA standby = 53 > premium-0 limit 40 (playbook default, not measured: 0 of 2 web dyno(s) up for 30s; measure later with `upshift plan`)"
     );
     let (v, d) = verdict(&p, "connections-fit", "ENKETO_REDIS_CACHE");
     assert_eq!(v, Verdict::Block);

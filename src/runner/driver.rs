@@ -256,13 +256,9 @@ impl ActiveRun<'_> {
             Action::Scale => steps::scale::run(&ctx, log)
                 .await
                 .map(|s| done(s.formation)),
-            Action::WaitDrained => match steps::wait_drained::run(&ctx, log, timeout).await {
-                Ok(drained) => {
-                    self.known.write_marks.extend(drained.marks);
-                    Ok(done(drained.note))
-                }
-                Err(e) => Err(e),
-            },
+            Action::WaitDrained => steps::wait_drained::run(&ctx, log, timeout)
+                .await
+                .map(|d| done(d.note)),
             Action::Snapshot => steps::snapshot::run(&ctx, log).await.map(|s| done(s.note)),
             Action::ChangePlan => steps::change_plan::run(&ctx, log)
                 .await

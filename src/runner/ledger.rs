@@ -203,8 +203,8 @@ pub(super) struct Known {
     pub snapshots: BTreeMap<String, PathBuf>,
     /// The server behind each add-on's URL before the plan change (journaled as `OldServer`).
     pub old_servers: BTreeMap<String, ServerIdentity>,
-    /// Each add-on's write counter when the drain ended (the wait-drained step's output; not
-    /// journaled, so a resumed run has none and skips the checks that use it).
+    /// Each add-on's write counter when the drain ended (journaled with `OldServer`, so a
+    /// resumed run checks for writes since the drain as the first process would have).
     pub write_marks: BTreeMap<String, u64>,
     /// The plan each add-on settled on in the settle compensation (name -> bare plan): a
     /// rollback that kept a new plan is reported as such, not as "rolled back".
@@ -234,8 +234,15 @@ impl Known {
             Record::Snapshot { addon, file, .. } => {
                 self.snapshots.insert(addon.clone(), PathBuf::from(file));
             }
-            Record::OldServer { addon, identity } => {
+            Record::OldServer {
+                addon,
+                identity,
+                writes,
+            } => {
                 self.old_servers.insert(addon.clone(), identity.clone());
+                if let Some(writes) = writes {
+                    self.write_marks.insert(addon.clone(), *writes);
+                }
             }
             Record::NewAddon {
                 addon,

@@ -44,6 +44,10 @@ pub enum Record {
     OldServer {
         addon: String,
         identity: crate::plan::facts::ServerIdentity,
+        /// Its write counter when the drain ended: journaled so that a resumed run still
+        /// checks that nothing wrote to it since (absent in journals of older versions).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        writes: Option<u64>,
     },
     /// Live swap: the new add-on of `addon` exists (its create was acknowledged), attached to
     /// the app under the temporary name `attachment`.

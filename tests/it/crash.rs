@@ -19,38 +19,6 @@ use upshift::journal;
 use upshift::runner::record::Record;
 use upshift::sim::{Profile, SimulatorExt};
 
-fn upshift(env: &Env) -> Command {
-    let mut cmd = env.upshift();
-    cmd.stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    cmd
-}
-
-fn run_args(target: &str) -> Vec<String> {
-    vec![
-        "run".into(),
-        "-a".into(),
-        APP.into(),
-        "--change".into(),
-        format!("{MAIN}={target}"),
-        "--confirm".into(),
-        APP.into(),
-        // Unattended runs watch the logs for 5 minutes by default; these only test the run.
-        "--watch".into(),
-        "0".into(),
-    ]
-}
-
-/// The other of premium-1 / premium-2, so every case really changes the plan.
-async fn next_target(env: &Env) -> &'static str {
-    if env.plan_of(MAIN).await == "premium-1" {
-        "premium-2"
-    } else {
-        "premium-1"
-    }
-}
-
 fn latest_journal(env: &Env) -> (String, Vec<Record>) {
     env.latest_journal()
 }
@@ -117,8 +85,12 @@ async fn resume_after_a_crash_at_every_journal_point_shard_2() {
 async fn crash_at_every_journal_point(shard: usize) {
     let env = Env::start(Duration::from_millis(300)).await;
     // A clean run tells how many journal points a successful run has.
-    let target = next_target(&env).await;
-    let out = upshift(&env).args(run_args(target)).output().unwrap();
+    let target = env.next_target().await;
+    let out = env
+        .upshift_piped()
+        .args(harness::run_args(target, &[]))
+        .output()
+        .unwrap();
     assert!(
         out.status.success(),
         "{}",
@@ -141,14 +113,14 @@ async fn crash_at_every_journal_point(shard: usize) {
     // `upshift rollback` after a crash past the point of no return: the plan change cannot be
     // undone on the platform, so the add-on settles, its data is verified, the app comes back.
     let before = env.plan_of(MAIN).await;
-    let target = next_target(&env).await;
-    let crashed = upshift(&env)
-        .args(run_args(target))
-        .env("UPSHIFT_FAILPOINT", after_plan_change.to_string())
-        .output()
-        .unwrap();
-    assert!(!crashed.status.success());
-    let rolled = upshift(&env)
+    let target = env.next_target().await;
+    env.crash_at(
+        &harness::run_args(target, &[]),
+        after_plan_change,
+        "rollback",
+    );
+    let rolled = env
+        .upshift_piped()
         .args(["rollback", "--confirm", APP])
         .output()
         .unwrap();
@@ -169,20 +141,9 @@ async fn crash_at_every_journal_point(shard: usize) {
 /// Crashes a run right after its `k`th journal record, resumes it, and checks the end state.
 async fn crash_and_resume(env: &Env, k: usize, case: &str) {
     let before = env.plan_of(MAIN).await;
-    let target = next_target(env).await;
-    let crashed = upshift(env)
-        .args(run_args(target))
-        .env("UPSHIFT_FAILPOINT", k.to_string())
-        .output()
-        .unwrap();
-    assert!(
-        !crashed.status.success(),
-        "{case}: the failpoint did not fire"
-    );
-    let resumed = upshift(env)
-        .args(["resume", "--confirm", APP])
-        .output()
-        .unwrap();
+    let target = env.next_target().await;
+    env.crash_at(&harness::run_args(target, &[]), k, case);
+    let resumed = env.resume();
     let code = resumed.status.code();
     assert!(
         matches!(code, Some(0 | 1 | 6)),
@@ -215,10 +176,10 @@ pub(crate) async fn crash_at_moments(env: &Env, profile: Profile, moments: &[Mom
         )
         .await;
     }
-    let acked = crate::run::acknowledged_writes(env, MAIN).await;
+    let acked = env.acknowledged_writes(MAIN).await;
     assert!(!acked.is_empty(), "{profile}: the dynos wrote");
     assert_eq!(
-        crate::run::missing_keys(env, MAIN, &acked).await,
+        env.missing_keys(MAIN, &acked).await,
         Vec::<String>::new(),
         "{profile}: acknowledged writes lost"
     );
@@ -258,9 +219,13 @@ async fn resume_after_kill_9_from_outside() {
     let env = Env::start(Duration::from_millis(600)).await;
     for (i, (moment, reached)) in moments.iter().enumerate() {
         let before = env.plan_of(MAIN).await;
-        let target = next_target(&env).await;
+        let target = env.next_target().await;
         let runs_before = env.state().run_ids().unwrap().len();
-        let mut child = upshift(&env).args(run_args(target)).spawn().unwrap();
+        let mut child = env
+            .upshift_piped()
+            .args(harness::run_args(target, &[]))
+            .spawn()
+            .unwrap();
         let deadline = std::time::Instant::now() + Duration::from_secs(60);
         loop {
             let records = if env.state().run_ids().unwrap().len() > runs_before {
@@ -289,10 +254,7 @@ async fn resume_after_kill_9_from_outside() {
             !finished(&records),
             "{moment}: the kill landed after the end"
         );
-        let resumed = upshift(&env)
-            .args(["resume", "--confirm", APP])
-            .output()
-            .unwrap();
+        let resumed = env.resume();
         let code = resumed.status.code();
         assert!(
             matches!(code, Some(0 | 1 | 6)),
@@ -311,9 +273,10 @@ async fn resume_after_kill_9_from_outside() {
 async fn a_crash_between_the_plan_patch_and_its_record_resumes_onto_verified_data() {
     let env = Env::start(Duration::from_millis(300)).await;
     let before = env.plan_of(MAIN).await;
-    let target = next_target(&env).await;
-    let crashed = upshift(&env)
-        .args(run_args(target))
+    let target = env.next_target().await;
+    let crashed = env
+        .upshift_piped()
+        .args(harness::run_args(target, &[]))
         .env("UPSHIFT_FAILPOINT_AFTER_PATCH", "1")
         .output()
         .unwrap();
@@ -336,10 +299,7 @@ async fn a_crash_between_the_plan_patch_and_its_record_resumes_onto_verified_dat
     // The platform has the change although the journal does not.
     let f = env.formation().await;
     assert!(f.iter().any(|(t, q, _)| t == "web" && *q == 0), "{f:?}");
-    let resumed = upshift(&env)
-        .args(["resume", "--confirm", APP])
-        .output()
-        .unwrap();
+    let resumed = env.resume();
     assert!(
         matches!(resumed.status.code(), Some(0 | 1 | 6)),
         "{}",

@@ -10,56 +10,15 @@ use crate::common;
 use crate::harness;
 
 use std::collections::BTreeSet;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use harness::{APP, CACHE, Env, MAIN};
 use upshift::engine::Outcome;
 use upshift::runner::record::Record;
 
-fn upshift(env: &Env) -> Command {
-    let mut cmd = env.upshift();
-    cmd.stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    cmd
-}
-
+/// A live swap of MAIN to `target`, the old add-on destroyed at the end (nothing left behind).
 fn run_args(target: &str) -> Vec<String> {
-    [
-        "run",
-        "-a",
-        APP,
-        "--change",
-        &format!("{MAIN}={target}"),
-        "--strategy",
-        "live-swap",
-        "--retire-old",
-        "now",
-        "--confirm",
-        APP,
-        "--watch",
-        "0",
-    ]
-    .map(str::to_owned)
-    .to_vec()
-}
-
-async fn roomy() -> Env {
-    Env::start_edited(Duration::from_millis(300), |s| {
-        for addon in &mut s.apps[0].addons {
-            addon.connections.insert("web".into(), 10);
-        }
-    })
-    .await
-}
-
-async fn next_target(env: &Env) -> &'static str {
-    if env.plan_of(MAIN).await == "premium-1" {
-        "premium-2"
-    } else {
-        "premium-1"
-    }
+    harness::run_args(target, &["--strategy", "live-swap", "--retire-old", "now"])
 }
 
 /// Every add-on that has served as MAIN: the first one and each run's new one.
@@ -135,32 +94,8 @@ async fn assert_consistent(
         "{case}: temporary attachments left: {temp:?}"
     );
     // No acknowledged write to any add-on of the lineage is missing where the app now writes.
-    let written: Vec<String> = env
-        .sim
-        .timeline()
-        .into_iter()
-        .filter_map(|e| match e.kind {
-            upshift::sim::EventKind::Write {
-                addon,
-                key,
-                ok: true,
-                ..
-            } if lineage.names.contains(&addon) && key.starts_with("wr:") => Some(key),
-            _ => None,
-        })
-        .collect();
-    let mut con = common::redis(&env.sim.redis_url(&main)).await;
-    let mut missing = Vec::new();
-    for k in &written {
-        let exists: bool = redis::cmd("EXISTS")
-            .arg(k)
-            .query_async(&mut con)
-            .await
-            .unwrap();
-        if !exists {
-            missing.push(k.clone());
-        }
-    }
+    let written = env.acknowledged_where(|a| lineage.names.contains(a));
+    let missing = env.missing_keys(&main, &written).await;
     assert!(
         missing.is_empty(),
         "{case}: {} acknowledged writes lost: {:?}",
@@ -198,14 +133,14 @@ async fn live_swap_resumes_after_a_crash_at_every_journal_point_shard_2() {
 }
 
 async fn crash_at_every_journal_point(shard: usize) {
-    let env = roomy().await;
+    let env = Env::roomy(Duration::from_millis(300)).await;
     let first = env.client().addon(APP, MAIN).await.unwrap().name;
     let mut lineage = Lineage {
         names: BTreeSet::from([first]),
     };
     let before = env.plan_of(MAIN).await;
-    let target = next_target(&env).await;
-    let out = upshift(&env).args(run_args(target)).output().unwrap();
+    let target = env.next_target().await;
+    let out = env.upshift_piped().args(run_args(target)).output().unwrap();
     assert!(
         out.status.success(),
         "{}",
@@ -217,20 +152,9 @@ async fn crash_at_every_journal_point(shard: usize) {
     assert!(points > 20, "only {points} journal points");
     for k in (1..points).filter(|k| k % SHARDS == shard) {
         let before = env.plan_of(MAIN).await;
-        let target = next_target(&env).await;
-        let crashed = upshift(&env)
-            .args(run_args(target))
-            .env("UPSHIFT_FAILPOINT", k.to_string())
-            .output()
-            .unwrap();
-        assert!(
-            !crashed.status.success(),
-            "point {k}: the failpoint did not fire"
-        );
-        let resumed = upshift(&env)
-            .args(["resume", "--confirm", APP])
-            .output()
-            .unwrap();
+        let target = env.next_target().await;
+        env.crash_at(&run_args(target), k, &format!("point {k}"));
+        let resumed = env.resume();
         let code = resumed.status.code();
         assert!(
             matches!(code, Some(0 | 1)),
@@ -243,26 +167,11 @@ async fn crash_at_every_journal_point(shard: usize) {
         // `upshift rollback` after a crash with the new add-on filled: the app never noticed;
         // the new add-on goes.
         let before = env.plan_of(MAIN).await;
-        let target = next_target(&env).await;
-        let copied = records
-            .iter()
-            .position(|r| {
-                matches!(
-                    r,
-                    Record::Engine {
-                        event: upshift::engine::Event::StepSucceeded { step: 3 }
-                    }
-                )
-            })
-            .expect("copy-live succeeded in the clean run")
-            + 1;
-        let crashed = upshift(&env)
-            .args(run_args(target))
-            .env("UPSHIFT_FAILPOINT", copied.to_string())
-            .output()
-            .unwrap();
-        assert!(!crashed.status.success());
-        let rolled = upshift(&env)
+        let target = env.next_target().await;
+        let copied = after_step(&records, 3);
+        env.crash_at(&run_args(target), copied, "rollback");
+        let rolled = env
+            .upshift_piped()
             .args(["rollback", "--confirm", APP])
             .output()
             .unwrap();
@@ -281,6 +190,106 @@ async fn crash_at_every_journal_point(shard: usize) {
         )
         .await;
         assert_eq!(env.plan_of(MAIN).await, before);
+    }
+    env.sim.shutdown().await;
+}
+
+/// The journal point right after step `step` succeeded, in a run's records (1-based, as
+/// `UPSHIFT_FAILPOINT` counts).
+fn after_step(records: &[Record], step: usize) -> usize {
+    records
+        .iter()
+        .position(|r| {
+            matches!(
+                r,
+                Record::Engine {
+                    event: upshift::engine::Event::StepSucceeded { step: s }
+                } if *s == step
+            )
+        })
+        .unwrap_or_else(|| panic!("step {step} succeeded in the clean run"))
+        + 1
+}
+
+/// A crash after the drain (step 6, wait-drained) or after the catch-up (step 7), then a write
+/// to the old add-on before `upshift resume`: the resumed run must find it through the write
+/// counter journaled at the drain and move nothing, so the app stays on the add-on that holds
+/// it, and say why. After the catch-up no copy would carry that write: without the journaled
+/// mark the resumed move hands the app a server without it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_after_a_crash_past_the_drain_stops_the_resumed_swap() {
+    let env = Env::roomy(Duration::from_millis(300)).await;
+    let clean = env
+        .upshift_piped()
+        .args(run_args("premium-1"))
+        .output()
+        .unwrap();
+    assert!(
+        clean.status.success(),
+        "{}",
+        String::from_utf8_lossy(&clean.stderr)
+    );
+    let (_, records) = env.latest_journal();
+    for (step, when) in [(7, "since the catch-up"), (6, "before the catch-up")] {
+        let k = after_step(&records, step);
+        let before = env.plan_of(MAIN).await;
+        let target = env.next_target().await;
+        env.crash_at(&run_args(target), k, &format!("step {step}"));
+        let (_, so_far) = env.latest_journal();
+        assert!(
+            matches!(
+                so_far.last(),
+                Some(Record::Engine {
+                    event: upshift::engine::Event::StepSucceeded { step: s }
+                }) if *s == step
+            ),
+            "step {step}: crashed elsewhere: {:?}",
+            so_far.last()
+        );
+        // The late write, acknowledged by the old server the app is still attached to.
+        let old = env.client().addon(APP, MAIN).await.unwrap().name;
+        let key = format!("late:after-step-{step}");
+        let mut con = common::redis(&env.sim.redis_url(&old)).await;
+        let _: () = redis::cmd("SET")
+            .arg(&key)
+            .arg("acknowledged")
+            .query_async(&mut con)
+            .await
+            .unwrap();
+        let resumed = env.resume();
+        let stderr = String::from_utf8_lossy(&resumed.stderr);
+        assert_eq!(resumed.status.code(), Some(1), "step {step}: {stderr}");
+        let (_, records) = env.latest_journal();
+        assert!(
+            records.iter().any(|r| matches!(
+                r,
+                Record::Finished {
+                    outcome: Outcome::RolledBack,
+                    ..
+                }
+            )),
+            "step {step}: {records:?}"
+        );
+        assert!(
+            stderr.contains(&format!("was written to {when}")),
+            "step {step}: the reason is not told: {stderr}"
+        );
+        // The app is on the add-on that holds the write, by this test's own reads.
+        let main = env.client().addon(APP, MAIN).await.unwrap().name;
+        assert_eq!(main, old, "step {step}: the app was moved");
+        assert_eq!(env.plan_of(MAIN).await, before);
+        let mut con = common::redis(&env.sim.redis_url(&main)).await;
+        let value: Option<String> = redis::cmd("GET")
+            .arg(&key)
+            .query_async(&mut con)
+            .await
+            .unwrap();
+        assert_eq!(value.as_deref(), Some("acknowledged"), "step {step}");
+        let f = env.formation().await;
+        assert!(
+            f.iter().any(|(t, q, _)| t == "web" && *q == 2),
+            "step {step}: formation not restored: {f:?}"
+        );
     }
     env.sim.shutdown().await;
 }

@@ -221,9 +221,6 @@ async fn a_late_writer_is_caught_beside_the_standby_and_the_monitor() {
     let n = written.load(Ordering::SeqCst);
     assert!(n > 10, "the writer wrote through the drain: {n}");
     let keys: Vec<String> = (0..n).map(|i| format!("late:{i}")).collect();
-    assert_eq!(
-        run::missing_keys(&env, CACHE, &keys).await,
-        Vec::<String>::new()
-    );
+    assert_eq!(env.missing_keys(CACHE, &keys).await, Vec::<String>::new());
     env.sim.shutdown().await;
 }

@@ -162,6 +162,81 @@ impl Env {
         let a = self.client().addon(APP, addon).await.expect("add-on");
         upshift::plans::bare_name(&a.plan.name).to_owned()
     }
+
+    /// The other of premium-1 / premium-2 for MAIN, so that every run really changes the plan.
+    pub async fn next_target(&self) -> &'static str {
+        if self.plan_of(MAIN).await == "premium-1" {
+            "premium-2"
+        } else {
+            "premium-1"
+        }
+    }
+
+    /// The `wr:` keys the dynos wrote to an add-on named so that `on(name)` holds, and the
+    /// platform acknowledged, from the simulator's timeline (not from upshift's report).
+    pub fn acknowledged_where(&self, on: impl Fn(&str) -> bool) -> Vec<String> {
+        self.sim
+            .timeline()
+            .into_iter()
+            .filter_map(|e| match e.kind {
+                upshift::sim::EventKind::Write {
+                    addon,
+                    key,
+                    ok: true,
+                    ..
+                } if on(&addon) && key.starts_with("wr:") => Some(key),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The acknowledged `wr:` keys of `addon` (an attachment or add-on name of the app).
+    pub async fn acknowledged_writes(&self, addon: &str) -> Vec<String> {
+        let name = self.client().addon(APP, addon).await.expect("add-on").name;
+        self.acknowledged_where(|a| a == name || a == addon)
+    }
+
+    /// Which of `keys` the server of `addon` (as the simulator names it now) lacks.
+    pub async fn missing_keys(&self, addon: &str, keys: &[String]) -> Vec<String> {
+        missing_at(&self.sim.redis_url(addon), keys).await
+    }
+}
+
+/// Which of `keys` the Redis at `url` lacks, by this test's own `EXISTS`.
+pub async fn missing_at(url: &str, keys: &[String]) -> Vec<String> {
+    let mut con = crate::common::redis(url).await;
+    let mut missing = Vec::new();
+    for k in keys {
+        let exists: bool = redis::cmd("EXISTS")
+            .arg(k)
+            .query_async(&mut con)
+            .await
+            .expect("EXISTS");
+        if !exists {
+            missing.push(k.clone());
+        }
+    }
+    missing
+}
+
+/// The live-swap scenarios: Enketo with room on MAIN for the live copy's connections.
+impl Env {
+    /// 2 web dynos x 10 of premium-0's 40 (the stock 26 per dyno fills it, and the live-swap
+    /// guard then blocks).
+    pub async fn roomy(provision: Duration) -> Self {
+        Self::roomy_edited(provision, |_| {}).await
+    }
+
+    /// As [`Env::roomy`], the scenario then changed by `edit`.
+    pub async fn roomy_edited(provision: Duration, edit: impl FnOnce(&mut Scenario)) -> Self {
+        Self::start_edited(provision, |s| {
+            for addon in &mut s.apps[0].addons {
+                addon.connections.insert("web".into(), 10);
+            }
+            edit(s);
+        })
+        .await
+    }
 }
 
 pub fn change(addon: &str, plan: &str) -> ChangeRequest {
@@ -209,6 +284,38 @@ impl Env {
             .env_remove("HEROKU_APP")
             .env_remove("UPSHIFT_FAILPOINT");
         cmd
+    }
+
+    /// [`Env::upshift`] with no stdin and its output captured, as the crash tests run it.
+    pub fn upshift_piped(&self) -> std::process::Command {
+        let mut cmd = self.upshift();
+        cmd.stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        cmd
+    }
+
+    /// Runs the binary with `args`, aborted right after its `k`th journal record (the
+    /// failpoint), and checks that it did die there.
+    pub fn crash_at(&self, args: &[String], k: usize, case: &str) {
+        let crashed = self
+            .upshift_piped()
+            .args(args)
+            .env("UPSHIFT_FAILPOINT", k.to_string())
+            .output()
+            .expect("upshift runs");
+        assert!(
+            !crashed.status.success(),
+            "{case}: the failpoint after record {k} did not fire"
+        );
+    }
+
+    /// `upshift resume --confirm APP`, its output captured.
+    pub fn resume(&self) -> std::process::Output {
+        self.upshift_piped()
+            .args(["resume", "--confirm", APP])
+            .output()
+            .expect("upshift runs")
     }
 
     /// The journal file of run `run_id`.
@@ -297,4 +404,24 @@ pub fn short_playbook(drain: &str, provision: &str) -> String {
         set_step_timeout(p, "wait-drained", drain);
         set_step_timeout(p, "wait-provisioned", provision);
     })
+}
+
+/// `upshift run` of MAIN to `target`, confirmed, without the after-run log watch (5 minutes by
+/// default; these tests test the run), then `extra`.
+pub fn run_args(target: &str, extra: &[&str]) -> Vec<String> {
+    let mut args: Vec<String> = [
+        "run",
+        "-a",
+        APP,
+        "--change",
+        &format!("{MAIN}={target}"),
+        "--confirm",
+        APP,
+        "--watch",
+        "0",
+    ]
+    .map(str::to_owned)
+    .to_vec();
+    args.extend(extra.iter().map(|&a| a.to_owned()));
+    args
 }

@@ -6,37 +6,12 @@
 
 use crate::harness;
 
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 use std::time::Duration;
 
 use harness::{APP, Env, MAIN};
 use upshift::journal;
 use upshift::runner::record::Record;
-
-fn upshift(env: &Env) -> Command {
-    let mut cmd = env.upshift();
-    cmd.stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    cmd
-}
-
-fn run_args(target: &str) -> Vec<String> {
-    [
-        "run",
-        "-a",
-        APP,
-        "--change",
-        &format!("{MAIN}={target}"),
-        "--confirm",
-        APP,
-        "--watch",
-        "0",
-    ]
-    .iter()
-    .map(|s| (*s).to_owned())
-    .collect()
-}
 
 fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
@@ -57,7 +32,11 @@ async fn web(env: &Env) -> u32 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn resume_and_rollback_never_take_over_a_live_run() {
     let env = Env::start(Duration::from_secs(4)).await;
-    let mut child = upshift(&env).args(run_args("premium-1")).spawn().unwrap();
+    let mut child = env
+        .upshift_piped()
+        .args(harness::run_args("premium-1", &[]))
+        .spawn()
+        .unwrap();
     // Wait until the run is mid-way: writers stopped, the plan change under way.
     let mut mid_run = false;
     for _ in 0..200 {
@@ -75,7 +54,8 @@ async fn resume_and_rollback_never_take_over_a_live_run() {
     assert!(mid_run, "the run never reached its plan change");
     let id = env.state().run_ids().unwrap().pop().expect("a run");
     for cmd in ["resume", "rollback"] {
-        let out = upshift(&env)
+        let out = env
+            .upshift_piped()
             .args([cmd, "--confirm", APP])
             .output()
             .unwrap();
@@ -119,8 +99,9 @@ async fn resume_and_rollback_never_take_over_a_live_run() {
 /// Starts a run that crashes (abort, like kill -9) right after its `k`th journal record,
 /// and checks it landed mid-run: journal there, no outcome, writers stopped.
 async fn crashed_run(env: &Env, k: usize) -> (String, std::path::PathBuf) {
-    let out = upshift(env)
-        .args(run_args("premium-1"))
+    let out = env
+        .upshift_piped()
+        .args(harness::run_args("premium-1", &[]))
         .env("UPSHIFT_FAILPOINT", k.to_string())
         .output()
         .unwrap();
@@ -140,7 +121,11 @@ async fn crashed_run(env: &Env, k: usize) -> (String, std::path::PathBuf) {
 
 /// The index (1-based) of the first journal record written after the writers stopped.
 fn after_scale_down(env: &Env) -> usize {
-    let out = upshift(env).args(run_args("premium-2")).output().unwrap();
+    let out = env
+        .upshift_piped()
+        .args(harness::run_args("premium-2", &[]))
+        .output()
+        .unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
     let id = env.state().run_ids().unwrap().pop().expect("a run");
     1 + records(env, &id)
@@ -162,7 +147,7 @@ async fn a_torn_tail_is_recovered_with_a_copy_and_resume_finishes_the_run() {
     torn.extend_from_slice(b"{\"v\":1,\"at_ms\":17");
     std::fs::write(&path, &torn).unwrap();
 
-    let runs = upshift(&env).arg("runs").output().unwrap();
+    let runs = env.upshift_piped().arg("runs").output().unwrap();
     let listed = combined(&runs);
     assert!(
         listed
@@ -170,14 +155,15 @@ async fn a_torn_tail_is_recovered_with_a_copy_and_resume_finishes_the_run() {
             .any(|l| l.contains(&id) && l.contains("unfinished")),
         "{listed}"
     );
-    let blocked = upshift(&env).args(run_args("premium-2")).output().unwrap();
+    let blocked = env
+        .upshift_piped()
+        .args(harness::run_args("premium-2", &[]))
+        .output()
+        .unwrap();
     assert_eq!(blocked.status.code(), Some(3), "{}", combined(&blocked));
     assert!(combined(&blocked).contains(&id), "{}", combined(&blocked));
 
-    let out = upshift(&env)
-        .args(["resume", "--confirm", APP])
-        .output()
-        .unwrap();
+    let out = env.resume();
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(0), "{err}");
     assert!(err.contains("torn"), "resume says it recovered: {err}");
@@ -210,7 +196,7 @@ async fn a_corrupt_or_unreadable_journal_is_listed_and_blocks_the_app() {
             std::fs::rename(&path, path.with_extension("moved")).unwrap();
             std::fs::create_dir(&path).unwrap();
         }
-        let runs = upshift(&env).arg("runs").output().unwrap();
+        let runs = env.upshift_piped().arg("runs").output().unwrap();
         let listed = combined(&runs);
         assert_eq!(runs.status.code(), Some(0), "{case}: {listed}");
         assert!(
@@ -220,16 +206,17 @@ async fn a_corrupt_or_unreadable_journal_is_listed_and_blocks_the_app() {
             "{case}: {listed}"
         );
 
-        let resumed = upshift(&env)
-            .args(["resume", "--confirm", APP])
-            .output()
-            .unwrap();
+        let resumed = env.resume();
         let err = stderr(&resumed);
         assert_eq!(resumed.status.code(), Some(4), "{case}: {err}");
         assert!(err.contains(&shown), "{case}: {err}");
         assert!(!err.contains("no unfinished run"), "{case}: {err}");
 
-        let blocked = upshift(&env).args(run_args("premium-2")).output().unwrap();
+        let blocked = env
+            .upshift_piped()
+            .args(harness::run_args("premium-2", &[]))
+            .output()
+            .unwrap();
         let text = combined(&blocked);
         assert_eq!(blocked.status.code(), Some(3), "{case}: {text}");
         assert!(
@@ -253,8 +240,9 @@ async fn a_journal_write_failure_mid_run_still_restores_the_app_and_ends_needs_a
     let k = after_scale_down(&env);
     let before = env.plan_of(MAIN).await;
     // Every append from record k+1 on fails, as on a full disk: the writers are stopped by then.
-    let out = upshift(&env)
-        .args(run_args("premium-1"))
+    let out = env
+        .upshift_piped()
+        .args(harness::run_args("premium-1", &[]))
         .env("UPSHIFT_FAIL_JOURNAL_AFTER", k.to_string())
         .output()
         .unwrap();

@@ -16,67 +16,12 @@ use upshift::playbook::{Playbook, Strategy};
 use upshift::runner::record::Record;
 use upshift::sim::Fault;
 
-/// The Enketo app with room on MAIN for the live copy's connections: 2 web dynos x 10 of
-/// premium-0's 40 (the stock 26 per dyno fills it, and the live-swap guard then blocks).
-async fn roomy(provision: Duration) -> Env {
-    Env::start_edited(provision, |s| {
-        for addon in &mut s.apps[0].addons {
-            addon.connections.insert("web".into(), 10);
-        }
-    })
-    .await
-}
-
-/// As [`roomy`], under a behaviour profile.
-async fn roomy_under(provision: Duration, profile: upshift::sim::Profile) -> Env {
-    Env::start_edited(provision, |s| {
-        s.behaviour = upshift::sim::BehaviourSpec::of(profile);
-        for addon in &mut s.apps[0].addons {
-            addon.connections.insert("web".into(), 10);
-        }
-    })
-    .await
-}
-
 /// A live-swap request for MAIN to premium-1.
 fn live_request() -> RunRequest {
     let mut req = request(vec![change(MAIN, "premium-1")], None);
     req.playbook = Playbook::of_strategy(Strategy::LiveSwap);
     req.params = req.playbook.params.clone();
     req
-}
-
-/// The `wr:` keys the dynos wrote to add-on `name` and the platform acknowledged.
-fn acknowledged(env: &Env, name: &str) -> Vec<String> {
-    env.sim
-        .timeline()
-        .into_iter()
-        .filter_map(|e| match e.kind {
-            upshift::sim::EventKind::Write {
-                addon,
-                key,
-                ok: true,
-                ..
-            } if addon == name && key.starts_with("wr:") => Some(key),
-            _ => None,
-        })
-        .collect()
-}
-
-async fn missing(url: &str, keys: &[String]) -> Vec<String> {
-    let mut con = common::redis(url).await;
-    let mut out = Vec::new();
-    for k in keys {
-        let exists: bool = redis::cmd("EXISTS")
-            .arg(k)
-            .query_async(&mut con)
-            .await
-            .expect("EXISTS");
-        if !exists {
-            out.push(k.clone());
-        }
-    }
-    out
 }
 
 /// Who the attachment `name` of the app points at (add-on name), from the platform.
@@ -113,7 +58,7 @@ async fn a_live_swap_moves_the_app_to_a_new_addon_and_the_downtime_does_not_wait
 {
     // Provisioning takes 4 s; the writers must be stopped for much less than that.
     let provisioning = Duration::from_secs(4);
-    let env = roomy(provisioning).await;
+    let env = Env::roomy(provisioning).await;
     let old = env.client().addon(APP, MAIN).await.expect("MAIN").name;
     let old_url = env.sim.redis_url(&old);
     let notify_before = notify_setting(&env, &old).await;
@@ -155,9 +100,12 @@ async fn a_live_swap_moves_the_app_to_a_new_addon_and_the_downtime_does_not_wait
 
     // No acknowledged write was lost: every write the dynos made to the old add-on is on the
     // new one, and the two servers hold the same data (this test's own dump).
-    let written_old = acknowledged(&env, &old);
+    let written_old = env.acknowledged_where(|a| a == old);
     assert!(written_old.len() > 10, "the app wrote while the copy ran");
-    assert_eq!(missing(&new_url, &written_old).await, Vec::<String>::new());
+    assert_eq!(
+        harness::missing_at(&new_url, &written_old).await,
+        Vec::<String>::new()
+    );
     let (a, b) = (
         common::snapshot(&old_url).await,
         common::snapshot(&new_url).await,
@@ -172,7 +120,7 @@ async fn a_live_swap_moves_the_app_to_a_new_addon_and_the_downtime_does_not_wait
         Duration::from_secs(10),
         "writes reach the new add-on",
         || {
-            let n = acknowledged(&env, &new).len();
+            let n = env.acknowledged_where(|a| a == new).len();
             async move { n > 0 }
         },
     )
@@ -226,7 +174,7 @@ async fn a_live_swap_moves_the_app_to_a_new_addon_and_the_downtime_does_not_wait
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_live_swap_that_fails_before_the_cutover_destroys_the_new_addon_and_the_app_never_stops()
 {
-    let env = roomy(Duration::from_millis(500)).await;
+    let env = Env::roomy(Duration::from_millis(500)).await;
     let old = env.client().addon(APP, MAIN).await.expect("MAIN").name;
     let notify_before = notify_setting(&env, &old).await;
     // The scale-down is refused: the run fails after the copy, before any downtime.
@@ -263,7 +211,7 @@ async fn a_live_swap_that_fails_before_the_cutover_destroys_the_new_addon_and_th
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_live_swap_that_fails_during_the_move_moves_back_onto_the_untouched_old_addon() {
-    let env = roomy(Duration::from_millis(500)).await;
+    let env = Env::roomy(Duration::from_millis(500)).await;
     let old = env.client().addon(APP, MAIN).await.expect("MAIN").name;
     let old_url = env.sim.redis_url(&old);
     // Removing the temporary attachment is refused at each of the move's three attempts: the
@@ -298,8 +246,11 @@ async fn a_live_swap_that_fails_during_the_move_moves_back_onto_the_untouched_ol
         .collect();
     assert!(ours.is_empty(), "{ours:?}");
     // Back on the old add-on, and no write was lost: every acknowledged write is there.
-    let written = acknowledged(&env, &old);
-    assert_eq!(missing(&old_url, &written).await, Vec::<String>::new());
+    let written = env.acknowledged_where(|a| a == old);
+    assert_eq!(
+        harness::missing_at(&old_url, &written).await,
+        Vec::<String>::new()
+    );
     let f = env.formation().await;
     assert!(f.iter().any(|(t, q, _)| t == "web" && *q == 2), "{f:?}");
     env.sim.shutdown().await;
@@ -315,7 +266,7 @@ fn cli(env: &Env, args: &[&str]) -> std::process::Output {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn plan_shows_the_live_swap_steps_and_guards_and_a_full_addon_blocks_it() {
-    let env = roomy(Duration::from_millis(300)).await;
+    let env = Env::roomy(Duration::from_millis(300)).await;
     let args = [
         "plan",
         "-a",
@@ -358,7 +309,7 @@ async fn plan_shows_the_live_swap_steps_and_guards_and_a_full_addon_blocks_it() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_strategy_input_exits_2_and_writes_nothing() {
-    let env = roomy(Duration::from_millis(300)).await;
+    let env = Env::roomy(Duration::from_millis(300)).await;
     let base = [
         "run",
         "-a",
@@ -404,7 +355,10 @@ async fn bad_strategy_input_exits_2_and_writes_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_live_swap_holds_under_the_heroku_and_strict_profiles() {
     for profile in [upshift::sim::Profile::Heroku, upshift::sim::Profile::Strict] {
-        let env = roomy_under(Duration::from_millis(500), profile).await;
+        let env = Env::roomy_edited(Duration::from_millis(500), |s| {
+            s.behaviour = upshift::sim::BehaviourSpec::of(profile);
+        })
+        .await;
         let old = env.client().addon(APP, MAIN).await.expect("MAIN").name;
         let report = env.runner().run(&live_request()).await.expect("run");
         assert_eq!(
@@ -419,13 +373,156 @@ async fn a_live_swap_holds_under_the_heroku_and_strict_profiles() {
             "{profile:?}"
         );
         let new_url = env.sim.redis_url(&new);
-        let written = acknowledged(&env, &old);
+        let written = env.acknowledged_where(|a| a == old);
         assert!(!written.is_empty(), "{profile:?}: the app wrote");
         assert_eq!(
-            missing(&new_url, &written).await,
+            harness::missing_at(&new_url, &written).await,
             Vec::<String>::new(),
             "{profile:?}"
         );
         env.sim.shutdown().await;
     }
+}
+
+/// The second app of [`shared`]: its web dyno reads `ENKETO_REDIS_MAIN_URL` too.
+const OTHER_APP: &str = "enketo-reports";
+
+/// The roomy Enketo app whose MAIN add-on is also attached to a second app, `OTHER_APP`, as
+/// `ENKETO_REDIS_MAIN`; that app's one web dyno keeps writing to it.
+async fn shared() -> Env {
+    let env = Env::roomy_edited(Duration::from_millis(300), |s| {
+        let mut other = s.apps[0].clone();
+        other.name = OTHER_APP.into();
+        other.formation.retain(|f| f.process_type == "web");
+        other.formation[0].quantity = 1;
+        other.addons.truncate(1);
+        let own = &mut other.addons[0];
+        own.name = None;
+        own.connections = [("web".to_owned(), 2)].into();
+        own.seed = None;
+        s.apps.push(other);
+    })
+    .await;
+    let client = env.client();
+    let main = client.addon(APP, MAIN).await.expect("MAIN");
+    client
+        .attach_addon(&main.id, OTHER_APP, "ENKETO_REDIS_MAIN", Some(OTHER_APP))
+        .await
+        .expect("MAIN attached to the second app");
+    let name = main.name.clone();
+    env.wait_until("the second app writes to MAIN", |sim| {
+        sim.timeline().iter().any(|e| {
+            matches!(&e.kind, upshift::sim::EventKind::Write { app, addon, ok: true, .. }
+                if *addon == name && app == OTHER_APP)
+        })
+    })
+    .await;
+    env
+}
+
+/// An add-on another app uses too: a live swap stops only this app's writers, so the other
+/// app's writes kept the drain from ending (found against the simulator: the run stopped the
+/// writers for the whole drain timeout, then rolled back). `plan` and `run` now refuse up
+/// front with the `only-this-app` guard, exit 3, and write nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_addon_another_app_uses_is_refused_up_front() {
+    let env = shared().await;
+    let setup = env.writes().len();
+    let change = format!("{MAIN}=premium-1");
+    let plan = [
+        "plan",
+        "-a",
+        APP,
+        "--change",
+        &change,
+        "--strategy",
+        "live-swap",
+    ];
+    let run = [
+        "run",
+        "-a",
+        APP,
+        "--change",
+        &change,
+        "--strategy",
+        "live-swap",
+        "--confirm",
+        APP,
+    ];
+    let json = [&plan[..], &["--json"]].concat();
+    for args in [&plan[..], &json[..], &run[..]] {
+        let o = cli(&env, args);
+        let out =
+            String::from_utf8_lossy(&o.stdout).into_owned() + &String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(3), "{}: {out}", args[0]);
+        if args.contains(&"--json") {
+            assert!(out.contains("\"only-this-app\""), "{out}");
+        }
+        for needle in [
+            "also attached to other apps (ENKETO_REDIS_MAIN on enketo-reports)",
+            "--strategy in-place",
+            "addons:detach",
+        ] {
+            assert!(
+                out.contains(needle),
+                "{}: {needle} missing from:\n{out}",
+                args[0]
+            );
+        }
+        assert_eq!(
+            env.writes().len(),
+            setup,
+            "{} wrote: {:?}",
+            args[0],
+            env.writes()
+        );
+    }
+    let f = env.formation().await;
+    assert!(f.iter().any(|(t, q, _)| t == "web" && *q == 2), "{f:?}");
+    env.sim.shutdown().await;
+}
+
+/// `--retire-old now` leaves no way back: `plan` warns (text and JSON) and still exits 0.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retiring_the_old_addon_now_is_warned_in_the_plan() {
+    let env = Env::roomy(Duration::from_millis(300)).await;
+    let old = env.client().addon(APP, MAIN).await.expect("MAIN").name;
+    let base = [
+        "plan",
+        "-a",
+        APP,
+        "--change",
+        "enketo_redis_main=premium-1",
+        "--strategy",
+        "live-swap",
+    ];
+    let now = [&base[..], &["--retire-old", "now"]].concat();
+    let o = cli(&env, &now);
+    let text = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert_eq!(o.status.code(), Some(0), "{text}");
+    let line = text
+        .lines()
+        .find(|l| l.contains("--retire-old now destroys"))
+        .unwrap_or_else(|| panic!("no warning in:\n{text}"));
+    assert!(line.trim_start().starts_with("WARN"), "{line}");
+    assert!(line.contains(&old), "{line}");
+    assert!(line.contains("no way back"), "{line}");
+
+    let o = cli(&env, &[&now[..], &["--json"]].concat());
+    assert_eq!(o.status.code(), Some(0));
+    let doc: serde_json::Value = serde_json::from_slice(&o.stdout).expect("plan JSON");
+    let guard = doc["guards"]
+        .as_array()
+        .expect("guards")
+        .iter()
+        .find(|g| g["id"] == "retire-old-now")
+        .unwrap_or_else(|| panic!("no retire-old-now guard in {doc:#}"));
+    assert_eq!(guard["verdict"], "warn", "{guard:#}");
+
+    // The default grace period has no such warning.
+    let o = cli(&env, &base);
+    let text = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(!text.contains("--retire-old now destroys"), "{text}");
+    assert!(env.writes().is_empty(), "plan wrote: {:?}", env.writes());
+    env.sim.shutdown().await;
 }

@@ -342,45 +342,6 @@ pub(crate) async fn seeded(
         .collect()
 }
 
-/// The `wr:` keys the dynos wrote to `addon` and the platform acknowledged, from the timeline.
-pub(crate) async fn acknowledged_writes(env: &Env, addon: &str) -> Vec<String> {
-    let name = env
-        .client()
-        .addon(harness::APP, addon)
-        .await
-        .expect("add-on")
-        .name;
-    env.sim
-        .timeline()
-        .into_iter()
-        .filter_map(|e| match e.kind {
-            upshift::sim::EventKind::Write {
-                addon: a,
-                key,
-                ok: true,
-                ..
-            } if (a == name || a == addon) && key.starts_with("wr:") => Some(key),
-            _ => None,
-        })
-        .collect()
-}
-
-pub(crate) async fn missing_keys(env: &Env, addon: &str, keys: &[String]) -> Vec<String> {
-    let mut con = common::redis(&env.sim.redis_url(addon)).await;
-    let mut missing = Vec::new();
-    for k in keys {
-        let exists: bool = redis::cmd("EXISTS")
-            .arg(k)
-            .query_async(&mut con)
-            .await
-            .expect("EXISTS");
-        if !exists {
-            missing.push(k.clone());
-        }
-    }
-    missing
-}
-
 fn journal_outcomes(env: &Env, run_id: &str) -> Vec<Outcome> {
     env.outcomes(run_id)
 }
@@ -427,9 +388,9 @@ async fn an_unreadable_new_server_keeps_the_writers_stopped_until_a_verify_passe
         vec![Outcome::NeedsAttention]
     );
     // Nothing writes while the data is unproven.
-    let acked = acknowledged_writes(&env, CACHE).await.len();
+    let acked = env.acknowledged_writes(CACHE).await.len();
     tokio::time::sleep(Duration::from_millis(600)).await;
-    assert_eq!(acknowledged_writes(&env, CACHE).await.len(), acked);
+    assert_eq!(env.acknowledged_writes(CACHE).await.len(), acked);
     assert_eq!(web_quantity(&env).await, 0);
 
     // The operator repairs the credentials; resume settles, verifies, and only then restores.
@@ -458,12 +419,9 @@ async fn an_unreadable_new_server_keeps_the_writers_stopped_until_a_verify_passe
     // The test's own judgement of the data: every seeded key as before, no acknowledged
     // write lost.
     assert_eq!(seeded(&env, CACHE).await, before);
-    let acked = acknowledged_writes(&env, CACHE).await;
+    let acked = env.acknowledged_writes(CACHE).await;
     assert!(!acked.is_empty());
-    assert_eq!(
-        missing_keys(&env, CACHE, &acked).await,
-        Vec::<String>::new()
-    );
+    assert_eq!(env.missing_keys(CACHE, &acked).await, Vec::<String>::new());
     env.sim.shutdown().await;
 }
 
@@ -522,9 +480,9 @@ async fn assert_cache_whole(
 ) {
     assert_formation_restored(env).await;
     assert_eq!(&seeded(env, CACHE).await, before, "seeded keys differ");
-    let acked = acknowledged_writes(env, CACHE).await;
+    let acked = env.acknowledged_writes(CACHE).await;
     assert!(!acked.is_empty());
-    assert_eq!(missing_keys(env, CACHE, &acked).await, Vec::<String>::new());
+    assert_eq!(env.missing_keys(CACHE, &acked).await, Vec::<String>::new());
 }
 
 /// A repair that cannot write (the new server refuses writes) must not bring the writers back
@@ -795,10 +753,10 @@ pub(crate) async fn assert_no_data_lost(
 ) {
     assert_eq!(&seeded(env, CACHE).await, before, "the cache's seeded data");
     for &addon in addons {
-        let acked = acknowledged_writes(env, addon).await;
+        let acked = env.acknowledged_writes(addon).await;
         assert!(!acked.is_empty(), "{addon}: the dynos wrote");
         assert_eq!(
-            missing_keys(env, addon, &acked).await,
+            env.missing_keys(addon, &acked).await,
             Vec::<String>::new(),
             "{addon}: acknowledged writes lost"
         );

@@ -6,8 +6,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::StepCtx;
 use super::live;
+use super::{StepCtx, Target};
 use crate::heroku::models::RedisConfigValues;
 use crate::runner::ledger::{Learned, Ledger};
 use crate::runner::record::Record;
@@ -57,22 +57,13 @@ pub(in crate::runner) async fn run(
         let now = config.notify_keyspace_events.clone().unwrap_or_default();
         if !swap::flags_suffice(&now) {
             let flags = merged_flags(&now);
-            let written = ctx
-                .client()
-                .update_redis_config(
-                    &t.name,
-                    &RedisConfigValues {
-                        notify_keyspace_events: Some(flags.clone()),
-                        ..RedisConfigValues::default()
-                    },
-                )
-                .await?;
+            let request_id = set_notifications(ctx, &t.name, &flags).await?;
             log.record(Record::Effect {
                 what: format!(
                     "keyspace notifications of {} set to \"{flags}\" (was \"{now}\")",
                     t.label
                 ),
-                request_id: Some(written.request_id),
+                request_id: Some(request_id),
             })?;
             applied(ctx, &t.name, &t.label).await?;
         }
@@ -254,25 +245,51 @@ pub(in crate::runner) async fn restore_notifications(
     log: &mut Ledger,
 ) -> Result<(), StepError> {
     for t in ctx.targets() {
-        let Some(before) = ctx.known.notifications_before.get(&t.name) else {
-            continue;
-        };
-        let written = ctx
-            .client()
-            .update_redis_config(
-                &t.name,
-                &RedisConfigValues {
-                    notify_keyspace_events: Some(before.clone()),
-                    ..RedisConfigValues::default()
-                },
-            )
-            .await?;
-        log.record(Record::Effect {
-            what: format!("keyspace notifications of {} back to \"{before}\"", t.label),
-            request_id: Some(written.request_id),
-        })?;
+        restore_notifications_of(ctx, log, &t).await?;
     }
     Ok(())
+}
+
+/// Puts `t`'s old add-on's notification setting back to its journaled value before the run,
+/// if one was journaled, and journals the effect: the compensation above and the retire-old
+/// step (which only warns on a failure) share it.
+///
+/// # Errors
+/// The Data API refuses the change, or the journal cannot be written.
+pub(in crate::runner) async fn restore_notifications_of(
+    ctx: &StepCtx<'_>,
+    log: &mut Ledger,
+    t: &Target,
+) -> Result<(), StepError> {
+    let Some(before) = ctx.known.notifications_before.get(&t.name) else {
+        return Ok(());
+    };
+    let request_id = set_notifications(ctx, &t.name, before).await?;
+    log.record(Record::Effect {
+        what: format!("keyspace notifications of {} back to \"{before}\"", t.label),
+        request_id: Some(request_id),
+    })?;
+    Ok(())
+}
+
+/// Sets `notify_keyspace_events` of `addon` through the Data API (Heroku refuses `CONFIG`);
+/// returns the request id for the journal.
+async fn set_notifications(
+    ctx: &StepCtx<'_>,
+    addon: &str,
+    flags: &str,
+) -> Result<String, StepError> {
+    let written = ctx
+        .client()
+        .update_redis_config(
+            addon,
+            &RedisConfigValues {
+                notify_keyspace_events: Some(flags.to_owned()),
+                ..RedisConfigValues::default()
+            },
+        )
+        .await?;
+    Ok(written.request_id)
 }
 
 #[cfg(test)]

@@ -3,7 +3,7 @@
 //! new add-on under the same name, so the app's config vars (`ENKETO_REDIS_MAIN_URL`) lead to
 //! the new server; the temporary attachment goes.
 
-use super::{StepCtx, Target, live};
+use super::{StepCtx, Target, live, writes};
 use crate::heroku::HerokuError;
 use crate::plan::facts::AttachmentRef;
 use crate::runner::StepError;
@@ -17,7 +17,9 @@ pub(in crate::runner) struct Moved {
 
 /// Moves every attachment the capture listed to the new add-on, removes the temporary one, and
 /// proves each moved name: its config var leads to the server the catch-up proved equal (its
-/// `run_id`). That proof is what lets the writers come back.
+/// `run_id`). That proof is what lets the writers come back. First, as the catch-up did, it
+/// checks the old server's write counter against the mark journaled at the drain: a resumed
+/// run finds a write that landed after the catch-up and moves nothing.
 ///
 /// # Guarantees
 /// Idempotent: a name already on the new add-on is left; each attach re-derives after a lost
@@ -28,6 +30,9 @@ pub(in crate::runner) async fn run(
     ctx: &StepCtx<'_>,
     log: &mut Ledger,
 ) -> Result<Moved, StepError> {
+    // The catch-up checked too, but a crash between it and this step leaves time for a late
+    // write that no copy would carry: the app must not be moved off a server that has one.
+    writes::check_none_since_drain(ctx, "since the catch-up").await?;
     let mut notes = Vec::new();
     for t in ctx.targets() {
         let new = live::new_addon(ctx, &t)?.clone();

@@ -3,7 +3,6 @@
 //! person can still go back to it.
 
 use super::StepCtx;
-use crate::heroku::models::RedisConfigValues;
 use crate::playbook::RetireOld;
 use crate::runner::ledger::Ledger;
 use crate::runner::record::Record;
@@ -26,29 +25,27 @@ pub(in crate::runner) async fn run(
 ) -> Result<Retired, StepError> {
     let mut notes = Vec::new();
     for t in ctx.targets() {
-        if let Some(before) = ctx.known.notifications_before.get(&t.name)
-            && let Err(e) = ctx
-                .client()
-                .update_redis_config(
-                    &t.name,
-                    &RedisConfigValues {
-                        notify_keyspace_events: Some(before.clone()),
-                        ..RedisConfigValues::default()
-                    },
-                )
-                .await
-        {
-            warn(
-                ctx,
-                format!(
-                    "could not put the keyspace notifications of the old add-on {} back to \
-                     \"{before}\" ({}): heroku redis:keyspace-notifications {} -c \"{before}\" -a {}",
-                    t.name,
-                    error_chain(&e),
-                    t.name,
-                    ctx.app()
-                ),
-            );
+        match super::copy_live::restore_notifications_of(ctx, log, &t).await {
+            Ok(()) => {}
+            Err(StepError::Failed { message, .. }) => {
+                let before = ctx
+                    .known
+                    .notifications_before
+                    .get(&t.name)
+                    .map_or("", String::as_str);
+                warn(
+                    ctx,
+                    format!(
+                        "could not put the keyspace notifications of the old add-on {} back to \
+                         \"{before}\" ({message}): heroku redis:keyspace-notifications {} -c \
+                         \"{before}\" -a {}",
+                        t.name,
+                        t.name,
+                        ctx.app()
+                    ),
+                );
+            }
+            Err(other) => return Err(other),
         }
         let destroy = format!(
             "heroku addons:destroy {} -a {} --confirm {}",

@@ -1,6 +1,5 @@
 //! The wait-drained step: no writer dyno listed, and Redis quiet.
 
-use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use super::writes::writes_seen;
@@ -21,11 +20,10 @@ const DRAIN_POLL: Duration = Duration::from_millis(100);
 /// A foreign client idle at least this long (CLIENT LIST counts whole seconds) is not writing.
 const CLIENT_IDLE_SECS: u64 = 1;
 
-/// The drain's result.
+/// The drain's result. Each add-on's write counter when it ended (the mark the snapshot, the
+/// plan change, the catch-up and the move check again) is journaled with its identity, not
+/// returned: a resumed run must find it too.
 pub(in crate::runner) struct Drained {
-    /// Each add-on's write counter when the drain ended, by add-on name: the snapshot and the
-    /// plan change check it again.
-    pub marks: BTreeMap<String, u64>,
     /// The step's line.
     pub note: String,
 }
@@ -34,7 +32,7 @@ pub(in crate::runner) struct Drained {
 /// writing: the server's write counter has not moved for [`QUIET`] and every client that
 /// is not upshift's own has been idle for a second. Platform connections (Heroku keeps its
 /// own) are idle at most, so they do not hold the run up; a rogue writer does, and the
-/// timeout names it. The counter at the end is returned as the marks.
+/// timeout names it. The counter at the end is journaled as the mark.
 ///
 /// A server that refuses `CLIENT` (managed Redis services do) is judged by what writes:
 /// the writer dynos are gone and the write counter is still; the note and the journal
@@ -134,15 +132,12 @@ pub(in crate::runner) async fn run(
             }
         }
         if busy.is_empty() {
-            let mut marks = BTreeMap::new();
             for (((t, _, _), mark), identity) in servers.iter().zip(&last).zip(&identities) {
-                if let Some((writes, _)) = mark {
-                    marks.insert(t.name.clone(), *writes);
-                }
                 if let Some(identity) = identity {
                     log.record(Record::OldServer {
                         addon: t.name.clone(),
                         identity: identity.clone(),
+                        writes: mark.map(|(writes, _)| writes),
                     })?;
                 }
             }
@@ -164,7 +159,6 @@ pub(in crate::runner) async fn run(
                 format!(" ({text})")
             };
             return Ok(Drained {
-                marks,
                 note: format!(
                     "no writer dyno, no write for {}{refused}",
                     duration_text(QUIET)
