@@ -7,7 +7,7 @@ use redis::Value;
 use redis::aio::MultiplexedConnection;
 use serde::Serialize;
 
-use super::{Feed, How, Scanned, TtlMode, expiry_command, to_expiry};
+use super::{Feed, How, Scanned, TtlMode, expiry_command, key_command, to_expiry};
 use crate::verify::conn::{Session, local_ms};
 use crate::verify::dump::{self, DumpError};
 use crate::verify::error::VerifyError;
@@ -189,10 +189,10 @@ async fn read_pipeline(
     rest: &mut Vec<Undecoded>,
     fallbacks: &mut Fallbacks,
 ) -> Result<(u64, usize), VerifyError> {
-    let mut pipe = redis::pipe();
+    let mut pipe = redis::Pipeline::with_capacity(keys.len() * 2);
     pipe.ignore_errors();
     for key in &keys {
-        pipe.cmd("DUMP").arg(key);
+        pipe.add_command(key_command("DUMP", key));
         expiry_command(&mut pipe, how.ttl, key);
     }
     let sent = local_ms() + session.clock_offset_ms;
