@@ -7,6 +7,7 @@
 //! in-memory tail (k-way merge) into one ascending stream with each key once.
 
 use std::collections::BinaryHeap;
+use std::collections::binary_heap::PeekMut;
 use std::fs::File;
 use std::io::{self, BufReader, BufWriter, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
@@ -166,10 +167,22 @@ impl RecordSet {
             sources,
             heap: BinaryHeap::new(),
             last_key: None,
+            pending: None,
             failed: false,
         };
-        for i in 0..merged.sources.len() {
-            merged.refill(i);
+        // One sorted, deduplicated run in memory (nothing spilled) is read straight through;
+        // only several runs need the heap.
+        if merged.sources.len() > 1 {
+            for source in 0..merged.sources.len() {
+                match read_next(&mut merged.sources[source]) {
+                    Ok(Some(record)) => merged.heap.push(Head { record, source }),
+                    Ok(None) => {}
+                    Err(e) => {
+                        merged.pending = Some(e);
+                        break;
+                    }
+                }
+            }
         }
         merged
     }
@@ -256,22 +269,16 @@ pub struct SortedRecords {
     sources: Vec<Source>,
     heap: BinaryHeap<Head>,
     last_key: Option<Vec<u8>>,
+    /// An error met while filling the heap, reported by the first `next`.
+    pending: Option<io::Error>,
     failed: bool,
 }
 
-impl SortedRecords {
-    fn refill(&mut self, source: usize) -> Option<io::Error> {
-        let next = match &mut self.sources[source] {
-            Source::Run(r) => match Record::read_from(r) {
-                Ok(r) => r,
-                Err(e) => return Some(e),
-            },
-            Source::Memory { slots, arena } => slots.next().map(|s| s.record(arena)),
-        };
-        if let Some(record) = next {
-            self.heap.push(Head { record, source });
-        }
-        None
+/// The next record of one source.
+fn read_next(source: &mut Source) -> io::Result<Option<Record>> {
+    match source {
+        Source::Run(r) => Record::read_from(r),
+        Source::Memory { slots, arena } => Ok(slots.next().map(|s| s.record(arena))),
     }
 }
 
@@ -282,12 +289,25 @@ impl Iterator for SortedRecords {
         if self.failed {
             return None;
         }
+        if let Some(e) = self.pending.take() {
+            self.failed = true;
+            return Some(Err(e));
+        }
+        if self.sources.len() == 1 {
+            return read_next(&mut self.sources[0]).transpose();
+        }
         loop {
-            let Head { record, source } = self.heap.pop()?;
-            if let Some(e) = self.refill(source) {
-                self.failed = true;
-                return Some(Err(e));
-            }
+            // The smallest head is replaced in place by its source's next record (one sift
+            // instead of a pop and a push), or popped when that source is done.
+            let mut top = self.heap.peek_mut()?;
+            let record = match read_next(&mut self.sources[top.source]) {
+                Ok(Some(next)) => std::mem::replace(&mut top.record, next),
+                Ok(None) => PeekMut::pop(top).record,
+                Err(e) => {
+                    self.failed = true;
+                    return Some(Err(e));
+                }
+            };
             if self.last_key.as_deref() == Some(record.key.as_slice()) {
                 continue;
             }
