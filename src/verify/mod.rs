@@ -262,7 +262,7 @@ fn record_pusher(
     dir: &Path,
 ) -> impl FnMut(&mut RecordSet, Scanned) -> Result<(), VerifyError> + Send + 'static {
     let dir = dir.to_path_buf();
-    move |set, s| set.push(s.record).map_err(spill_err(&dir))
+    move |set, s| set.push(&s.record).map_err(spill_err(&dir))
 }
 
 /// Folds a sorted record stream into its digest and per-type counts.
@@ -475,7 +475,7 @@ pub async fn diff(
     let mut reader = SnapshotReader::new(open_snapshot(against)?).map_err(snapshot_err(against))?;
     while let Some(entry) = reader.next_entry().map_err(snapshot_err(against))? {
         before
-            .push(entry.record)
+            .push(&entry.record)
             .map_err(spill_err(&opts.spill_dir))?;
     }
     let session = Session::open(url, opts, opts.max_connections).await?;

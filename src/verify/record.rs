@@ -195,23 +195,7 @@ impl Record {
 
     /// Appends the record's binary form (the spill and snapshot encoding).
     pub fn encode(&self, out: &mut Vec<u8>) {
-        out.extend_from_slice(
-            &u32::try_from(self.key.len())
-                .unwrap_or(u32::MAX)
-                .to_le_bytes(),
-        );
-        out.extend_from_slice(&self.key);
-        out.push(self.kind.code());
-        out.extend_from_slice(&self.value.to_le_bytes());
-        let (at, tol) = match self.expiry {
-            Expiry::Never => (-1_i64, 0_u32),
-            Expiry::At {
-                at_ms,
-                tolerance_ms,
-            } => (at_ms, tolerance_ms),
-        };
-        out.extend_from_slice(&at.to_le_bytes());
-        out.extend_from_slice(&tol.to_le_bytes());
+        encode_parts(&self.key, self.kind, self.value, self.expiry, out);
     }
 
     /// Writes the binary form.
@@ -258,6 +242,30 @@ impl Record {
             expiry,
         })
     }
+}
+
+/// Appends a record's binary form from its parts (what [`Record::encode`] writes), for holders
+/// that keep records unpacked (the record set's arena).
+pub(crate) fn encode_parts(
+    key: &[u8],
+    kind: KeyKind,
+    value: u128,
+    expiry: Expiry,
+    out: &mut Vec<u8>,
+) {
+    out.extend_from_slice(&u32::try_from(key.len()).unwrap_or(u32::MAX).to_le_bytes());
+    out.extend_from_slice(key);
+    out.push(kind.code());
+    out.extend_from_slice(&value.to_le_bytes());
+    let (at, tol) = match expiry {
+        Expiry::Never => (-1_i64, 0_u32),
+        Expiry::At {
+            at_ms,
+            tolerance_ms,
+        } => (at_ms, tolerance_ms),
+    };
+    out.extend_from_slice(&at.to_le_bytes());
+    out.extend_from_slice(&tol.to_le_bytes());
 }
 
 /// The database digest: xxh3-128 over the records in key order, each key once.
@@ -439,6 +447,21 @@ impl ValueDigest {
 
 /// The 128-bit hash of one unordered element, as added to the sum.
 pub fn element_hash(a: &[u8], b: Option<&[u8]>) -> u128 {
+    // Short elements (most members and fields) are laid out on the stack and hashed in one
+    // call: the same bytes as the streaming form below, so the same digest, without setting
+    // up a streaming state per element.
+    const SHORT: usize = 256;
+    let total = 8 + a.len() + b.map_or(0, |b| 8 + b.len());
+    if total <= SHORT {
+        let mut buf = [0_u8; SHORT];
+        let mut at = 0;
+        for part in std::iter::once(a).chain(b) {
+            buf[at..at + 8].copy_from_slice(&(part.len() as u64).to_le_bytes());
+            buf[at + 8..at + 8 + part.len()].copy_from_slice(part);
+            at += 8 + part.len();
+        }
+        return xxh3_128(&buf[..at]);
+    }
     let mut h = Hasher::new();
     put(&mut h, a);
     if let Some(b) = b {

@@ -252,6 +252,44 @@ fn refusals_are_typed() {
     ));
 }
 
+/// Hashes with field expiries (Redis 7.4, RDB 12; types 22 and 23 from its release
+/// candidates) are refused with the hash kind named, never read as a plain hash: the caller
+/// counts an `unknown_type` fallback and reads the key with commands. Redis 7.0 cannot write
+/// them, so the payloads are built by hand in 7.4's layout: the smallest expiry (8 bytes), then
+/// a listpack of field, value, TTL triplets (25) or per field a TTL, field and value (24).
+#[test]
+fn hashes_with_field_expiries_are_refused_not_misread() {
+    let min_expire = 1_700_000_000_000_u64.to_le_bytes();
+    let triplets = listpack(&[b"\x81f\x02", b"\x81v\x02", b"\x05\x01"]);
+    let mut listpack_ex = min_expire.to_vec();
+    listpack_ex.extend_from_slice(&rdb_string(&triplets));
+    let mut metadata = min_expire.to_vec();
+    metadata.extend_from_slice(b"\x01\x05");
+    metadata.extend_from_slice(&rdb_string(b"f"));
+    metadata.extend_from_slice(&rdb_string(b"v"));
+    for (rdb_type, object) in [
+        (22, &metadata),
+        (23, &triplets),
+        (24, &metadata),
+        (25, &listpack_ex),
+    ] {
+        let p = payload(rdb_type, object, 12);
+        let refused = decode(&p);
+        assert!(
+            matches!(
+                refused,
+                Err(DumpError::Unsupported {
+                    rdb_type: t,
+                    kind: Some(KeyKind::Hash),
+                    ..
+                }) if t == rdb_type
+            ),
+            "type {rdb_type}: {refused:?}"
+        );
+        assert!(visit(&p, |_| Seen::default()).is_err(), "type {rdb_type}");
+    }
+}
+
 /// A stream of one entry (`1-0 a b`, sharing the master entry's field) and one group `g` that
 /// has delivered it, in encoding 2 (Redis 7.0).
 fn stream_object() -> Vec<u8> {

@@ -7,7 +7,7 @@ use redis::Value;
 use redis::aio::MultiplexedConnection;
 use serde::Serialize;
 
-use super::{Feed, How, Scanned, TtlMode, expiry_command, to_expiry};
+use super::{Feed, How, Scanned, TtlMode, expiry_command, key_command, to_expiry};
 use crate::verify::conn::{Session, local_ms};
 use crate::verify::dump::{self, DumpError};
 use crate::verify::error::VerifyError;
@@ -189,10 +189,10 @@ async fn read_pipeline(
     rest: &mut Vec<Undecoded>,
     fallbacks: &mut Fallbacks,
 ) -> Result<(u64, usize), VerifyError> {
-    let mut pipe = redis::pipe();
+    let mut pipe = redis::Pipeline::with_capacity(keys.len() * 2);
     pipe.ignore_errors();
     for key in &keys {
-        pipe.cmd("DUMP").arg(key);
+        pipe.add_command(key_command("DUMP", key));
         expiry_command(&mut pipe, how.ttl, key);
     }
     let sent = local_ms() + session.clock_offset_ms;
@@ -257,7 +257,28 @@ async fn read_pipeline(
 
 #[cfg(test)]
 mod tests {
-    use super::{PIPELINE_BYTES, PayloadSize};
+    use super::{Fallbacks, PIPELINE_BYTES, PayloadSize};
+    use crate::verify::dump::{DumpError, crc64, decode};
+
+    /// A hash with field expiries (RDB type 25, Redis 7.4) counts as an `unknown_type`
+    /// fallback: the key is read with commands, never digested from a misread payload.
+    #[test]
+    fn a_hash_with_field_expiries_counts_as_an_unknown_type() {
+        let mut p = vec![25_u8];
+        p.extend_from_slice(&1_700_000_000_000_u64.to_le_bytes());
+        p.extend_from_slice(b"\x0f\x0f\x00\x00\x00\x03\x00\x81f\x02\x81v\x02\x05\x01\xff");
+        p.extend_from_slice(&12_u16.to_le_bytes());
+        let crc = crc64(0, &p);
+        p.extend_from_slice(&crc.to_le_bytes());
+        let e = decode(&p).unwrap_err();
+        assert!(
+            matches!(e, DumpError::Unsupported { rdb_type: 25, .. }),
+            "{e:?}"
+        );
+        let mut f = Fallbacks::default();
+        f.count(&e);
+        assert_eq!((f.unknown_type, f.total()), (1, 1));
+    }
 
     #[test]
     fn pipelines_start_small_grow_on_small_values_and_shrink_on_big_ones() {
