@@ -57,7 +57,17 @@ impl ActiveRun<'_> {
         compensation: Compensation,
     ) -> Result<(), RunError> {
         let skipped = self.engine.is_skipped(index);
-        self.event(Event::CompensationStarted { index })?;
+        // A resumed run may find this compensation started and not ended (a crash or a second
+        // interrupt cut it off): it runs again, under the start already journaled. Every
+        // compensation is idempotent; journaling a second start would be refused by the
+        // engine and leave the run unfinishable with the app down.
+        let resumed = matches!(
+            self.engine.state(),
+            State::RollingBack { in_progress: Some(i), .. } if *i == index
+        );
+        if !resumed {
+            self.event(Event::CompensationStarted { index })?;
+        }
         if skipped {
             self.report_event(&RunEvent::Compensating {
                 compensation,

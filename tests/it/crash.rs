@@ -138,6 +138,63 @@ async fn crash_at_every_journal_point(shard: usize) {
     env.sim.shutdown().await;
 }
 
+/// Crash anywhere in a rollback: a run whose provisioning fails rolls back, and is crashed
+/// right after each journal point from its first compensation on (a compensation started but
+/// not ended is the case a resume must run again, not refuse); `resume` must then finish it
+/// with the formation restored and the plan as it was.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resume_after_a_crash_at_every_journal_point_of_a_rollback() {
+    let env = Env::start(Duration::from_millis(300)).await;
+    let fail = || {
+        env.inject(upshift::sim::Fault::FailProvisioning {
+            addon: Some(MAIN.into()),
+            message: Some("simulated provisioning failure".into()),
+        });
+    };
+    fail();
+    let target = env.next_target().await;
+    let out = env
+        .upshift_piped()
+        .args(harness::run_args(target, &[]))
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (_, records) = latest_journal(&env);
+    let first = records
+        .iter()
+        .position(|r| {
+            matches!(
+                r,
+                Record::Engine {
+                    event: upshift::engine::Event::CompensationStarted { .. }
+                }
+            )
+        })
+        .expect("the failed run compensated");
+    // Every point from the first compensation's start to the last record before `finished`.
+    for k in first + 1..records.len() {
+        let case = format!("rollback point {k}");
+        let before = env.plan_of(MAIN).await;
+        fail();
+        env.crash_at(&harness::run_args(target, &[]), k, &case);
+        let resumed = env.resume();
+        assert!(
+            matches!(resumed.status.code(), Some(0 | 1)),
+            "{case}: resume exited {:?}: {}",
+            resumed.status.code(),
+            String::from_utf8_lossy(&resumed.stderr)
+        );
+        assert_consistent(&env, &case, &before, target).await;
+        assert_eq!(env.plan_of(MAIN).await, before, "{case}");
+    }
+    env.sim.shutdown().await;
+}
+
 /// Crashes a run right after its `k`th journal record, resumes it, and checks the end state.
 async fn crash_and_resume(env: &Env, k: usize, case: &str) {
     let before = env.plan_of(MAIN).await;

@@ -287,6 +287,94 @@ async fn ctrl_c_during_provisioning_settles_and_restores_the_app() {
     env.sim.shutdown().await;
 }
 
+/// The writers scaled back up by someone else mid-run (a person, an autoscaler, another
+/// upshift from another machine) write to the new server before verify: the differences are
+/// their acknowledged writes, and a repair from the snapshot would revert or delete them. The
+/// run must refuse to repair and end needing attention, the keys the app wrote still there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writers_someone_scaled_back_mid_run_are_never_repaired_away() {
+    let env = Env::start(Duration::from_millis(1500)).await;
+    let runner = env.runner();
+    let req = request(vec![change(MAIN, "premium-1")], None);
+    let run = tokio::spawn(async move { runner.run(&req).await });
+    env.wait_until("the plan change started", |sim| {
+        sim.timeline()
+            .iter()
+            .any(|e| matches!(e.kind, upshift::sim::EventKind::ProvisioningStarted { .. }))
+    })
+    .await;
+    env.client()
+        .update_formation(
+            harness::APP,
+            &[upshift::heroku::models::FormationUpdate {
+                process_type: "web".into(),
+                quantity: Some(2),
+                size: None,
+            }],
+        )
+        .await
+        .expect("scale web back up");
+    let report = run.await.unwrap().expect("run");
+    assert_eq!(report.outcome, Outcome::NeedsAttention, "{report:#?}");
+    let message = report.message.clone().unwrap_or_default();
+    let journal = journal_text(&env, &report.run_id);
+    // Whichever check sees them first: the scan's own gate (the keys change while it reads),
+    // or, when their writes landed before the scan, the formation read before any repair.
+    assert!(
+        journal.contains("writers are still active") || journal.contains("Not repairing"),
+        "{message}\n{journal}"
+    );
+    let verified: Vec<(u64, u64)> = env
+        .journal(&report.run_id)
+        .into_iter()
+        .filter_map(|r| match r {
+            Record::Verified {
+                differences,
+                repaired,
+                ..
+            } => Some((differences, repaired)),
+            _ => None,
+        })
+        .collect();
+    assert!(
+        verified.iter().all(|&(_, repaired)| repaired == 0),
+        "nothing repaired: {verified:?}"
+    );
+    // Every write the new server acknowledged after the switch is still there (read by the
+    // test): writes to the old server before the switch are the platform's to lose.
+    let switched = env
+        .sim
+        .timeline()
+        .iter()
+        .find(|e| {
+            matches!(
+                e.kind,
+                upshift::sim::EventKind::ProvisioningSucceeded { .. }
+            )
+        })
+        .map(|e| e.at_ms)
+        .expect("the change switched");
+    let after: Vec<String> = env
+        .sim
+        .timeline()
+        .iter()
+        .filter(|e| e.at_ms > switched + 500.0)
+        .filter_map(|e| match &e.kind {
+            upshift::sim::EventKind::Write { key, ok: true, .. } if key.starts_with("wr:") => {
+                Some(key.clone())
+            }
+            _ => None,
+        })
+        .collect();
+    assert!(!after.is_empty(), "the writers wrote to the new server");
+    assert_eq!(
+        env.missing_keys(MAIN, &after).await,
+        Vec::<String>::new(),
+        "acknowledged writes deleted"
+    );
+    env.sim.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_ctrl_c_leaves_a_resumable_run_that_resume_finishes() {
     let env = Env::start(Duration::from_millis(1500)).await;

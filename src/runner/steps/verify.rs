@@ -95,6 +95,7 @@ pub(super) async fn target(
     let mut repaired = 0;
     let mut whole = diff.is_equal();
     if !whole && t.policy == DataPolicy::Critical {
+        refuse_repair_while_writers_run(ctx, t, differences, &examples).await?;
         ctx.report(&RunEvent::Warning {
             message: format!(
                 "{}: {differences} key(s) differ from the snapshot ({}); repairing from the snapshot",
@@ -163,6 +164,56 @@ pub(super) async fn target(
             transient: None,
         }),
     }
+}
+
+/// A repair writes snapshot values over the keys that differ and deletes the extra ones: right
+/// only while nothing else writes. If the writers came back meanwhile (a person, an autoscaler,
+/// another upshift run from another machine), the differences may be their acknowledged writes,
+/// and a repair would revert or delete them. So before repairing, the platform is asked again:
+/// any writer process type scaled above zero, or any of its dynos listed, and the repair is
+/// refused. The data is then neither proven nor repaired: a person has to look.
+async fn refuse_repair_while_writers_run(
+    ctx: &StepCtx<'_>,
+    t: &Target,
+    differences: u64,
+    examples: &[String],
+) -> Result<(), StepError> {
+    let writers = &ctx.request.params.writers;
+    let mut running: Vec<String> = ctx
+        .client()
+        .formation(ctx.app())
+        .await?
+        .into_iter()
+        .filter(|f| writers.contains(&f.process_type) && f.quantity > 0)
+        .map(|f| format!("{}={}", f.process_type, f.quantity))
+        .collect();
+    if running.is_empty() {
+        running = ctx
+            .client()
+            .dynos(ctx.app())
+            .await?
+            .into_iter()
+            .filter(|d| writers.contains(&d.process_type))
+            .map(|d| format!("{} ({})", d.name, d.state))
+            .collect();
+    }
+    if running.is_empty() {
+        return Ok(());
+    }
+    Err(StepError::Failed {
+        message: format!(
+            "{}: {differences} key(s) differ from the snapshot (e.g. {}), but the writers are \
+             running again ({}) although this run stopped them: someone or something scaled \
+             them back. Not repairing: the differences may be their writes, and a repair would \
+             revert or delete them. Compare the data with the snapshot (`upshift diff`) and \
+             decide by hand",
+            t.label,
+            examples.join(", "),
+            running.join(", ")
+        ),
+        data_unsafe: true,
+        transient: None,
+    })
 }
 
 /// The Data API settings must survive the change; a lost one is put back and reported.
