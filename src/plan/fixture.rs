@@ -33,7 +33,7 @@ pub(crate) fn enketo_capture() -> Capture {
             plan: "premium-0".into(),
             state: "provisioned".into(),
             config_vars: vec!["ENKETO_REDIS_MAIN_URL".into()],
-            waiting: None,
+            waiting: Some((false, "available".into())),
             maintenance: None,
             redis: Some(RedisFacts {
                 used_memory: 10 * 1024 * 1024,

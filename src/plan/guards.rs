@@ -330,25 +330,25 @@ fn addon_guards(
         ));
         return out;
     }
-    let waiting = addon.waiting.as_ref().filter(|(w, _)| *w);
-    let provisioned = addon.state == AddOnState::Provisioned && waiting.is_none();
-    out.push(guard(
-        GuardId::AddonProvisioned,
-        s,
-        if provisioned {
-            Verdict::Pass
-        } else {
-            Verdict::Block
-        },
-        match waiting {
-            Some((_, msg)) => format!(
-                "is {} and its Redis is busy ({msg}): wait until `heroku redis:wait` returns",
-                addon.state
+    // The Data API is how a plan change is watched to its end (`/wait`, the server's plan):
+    // when it does not answer now, a run would stop the app and pass the point of no return,
+    // then wait blind. Block before anything is written.
+    if let Some(answered) = addon.waiting.as_ref() {
+        addon_provisioned(&mut out, addon, s, answered);
+    } else {
+        out.push(guard(
+            GuardId::AddonProvisioned,
+            s,
+            Verdict::Block,
+            format!(
+                "the Redis Data API did not answer for {} (GET /redis/v0/databases/{}/wait): \
+                 upshift watches the plan change through it, so it would pass the point of no \
+                 return blind; check `heroku redis:info -a APP` (and HEROKU_DATA_URL if set), \
+                 then plan again",
+                addon.name, addon.name
             ),
-            None if provisioned => "provisioned and available".to_owned(),
-            None => format!("is {}, not provisioned: wait until it is", addon.state),
-        },
-    ));
+        ));
+    }
     if let Some(status) = addon.maintenance {
         out.push(guard(
             GuardId::NoPlatformMaintenance,
@@ -638,4 +638,32 @@ fn disk_space(capture: &Capture) -> Guard {
             "could not measure free disk space".into(),
         ),
     }
+}
+
+/// The `addon-provisioned` guard from the Data API's `/wait` answer.
+fn addon_provisioned(
+    out: &mut Vec<Guard>,
+    addon: &AddonFacts,
+    s: Option<&str>,
+    answered: &(bool, String),
+) {
+    let waiting = Some(answered).filter(|(w, _)| *w);
+    let provisioned = addon.state == AddOnState::Provisioned && waiting.is_none();
+    out.push(guard(
+        GuardId::AddonProvisioned,
+        s,
+        if provisioned {
+            Verdict::Pass
+        } else {
+            Verdict::Block
+        },
+        match waiting {
+            Some((_, msg)) => format!(
+                "is {} and its Redis is busy ({msg}): wait until `heroku redis:wait` returns",
+                addon.state
+            ),
+            None if provisioned => "provisioned and available".to_owned(),
+            None => format!("is {}, not provisioned: wait until it is", addon.state),
+        },
+    ));
 }

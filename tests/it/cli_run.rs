@@ -424,6 +424,48 @@ async fn a_run_whose_output_is_gone_still_finishes_safely() {
     env.sim.shutdown().await;
 }
 
+/// The Redis Data API down (here: nothing listens at its URL): a run would stop the app, pass
+/// the point of no return and then wait blind. The plan blocks and the run is blocked before
+/// anything is written. (Through the library with a quick retry policy: the binary's default
+/// policy retries an unreachable host for about a minute and a half before the plan.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_data_api_that_does_not_answer_blocks_before_any_write() {
+    let env = Env::start(Duration::from_millis(300)).await;
+    let formation = env.formation().await;
+    let writes = env.writes().len();
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead_url = format!("http://{}", dead.local_addr().unwrap());
+    drop(dead);
+    let mut config = env.sim.client_config();
+    config.data_url = dead_url.parse().unwrap();
+    config.retry = upshift::heroku::RetryPolicy {
+        max_attempts: 2,
+        base_backoff: Duration::from_millis(10),
+        max_backoff: Duration::from_millis(20),
+        call_timeout: Duration::from_secs(2),
+        ..config.retry
+    };
+    let runner = upshift::runner::Runner::new(
+        upshift::heroku::Client::new(config).unwrap(),
+        upshift::runner::RunnerConfig::new(env.state()),
+        std::sync::Arc::new(upshift::ui::HumanReporter::new(false)),
+        upshift::runner::Interrupts::default(),
+    );
+    let req = harness::request(vec![harness::change(CACHE, "premium-1")], None);
+    let plan = runner.plan(&req).await.expect("plan");
+    let said = serde_json::to_string(&plan.guards).unwrap();
+    assert!(upshift::plan::guards::blocked(&plan.guards), "{said}");
+    assert!(said.contains("Redis Data API did not answer"), "{said}");
+    let report = runner.run(&req).await.expect("run");
+    assert_eq!(
+        report.outcome,
+        upshift::engine::Outcome::Blocked,
+        "{report:#?}"
+    );
+    untouched(&env, writes, &formation).await;
+    env.sim.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_held_lock_exits_5_at_once() {
     let env = Env::start(Duration::from_millis(300)).await;
