@@ -63,6 +63,7 @@ pub mod cli;
 pub mod engine;
 pub mod events;
 pub mod exit;
+pub mod files;
 pub mod heroku;
 pub mod journal;
 pub mod notify;

@@ -115,6 +115,8 @@ pub fn retire(args: &RetireArgs) -> Result<ExitCode, CliError> {
                 "-a/--app is empty: name the app whose kept add-ons to retire, e.g. -a enketo-prod",
             ));
         }
+        super::target::check_name(&args.app, "-a/--app", "app (name or id)", "apps")
+            .map_err(CliError::usage)?;
         // A typo'd app must not read as "nothing to retire": the platform says whether it is.
         ctx.runner.check_app(&args.app).await?;
         let now = jiff::Timestamp::now();

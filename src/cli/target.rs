@@ -129,6 +129,20 @@ pub enum ArgsError {
     #[error("--writers is empty: name at least one process type, e.g. --writers web")]
     NoWriters,
     #[error(
+        "{what} {shown:?} cannot be a Heroku {kind}: {why}; `heroku {list}` lists the ones you can use"
+    )]
+    BadName {
+        what: &'static str,
+        kind: &'static str,
+        shown: String,
+        why: &'static str,
+        list: &'static str,
+    },
+    #[error("--writers names {name} twice: give each process type once, e.g. --writers web,worker")]
+    DuplicateWriter { name: String },
+    #[error("--connections names {addon} twice: give one figure per add-on")]
+    DuplicateConnections { addon: String },
+    #[error(
         "no app: pass -a APP, set HEROKU_APP, or run from a git repository with a `heroku` remote (or name one with -r REMOTE)"
     )]
     NoApp,
@@ -178,6 +192,12 @@ impl TryFrom<&TargetArgs> for RunRequest {
                 .ok_or_else(|| ArgsError::ChangeSyntax {
                     given: given.clone(),
                 })?;
+            check_name(
+                addon,
+                "--change",
+                "add-on (name, id or attachment)",
+                "addons",
+            )?;
             let bare = crate::plans::bare_name(plan);
             if crate::plans::find(bare).is_none() {
                 return Err(ArgsError::UnknownPlan {
@@ -227,6 +247,11 @@ impl TryFrom<&TargetArgs> for RunRequest {
                     flag: "connections",
                     addon: addon.to_owned(),
                 })?;
+            if c.connections_per_dyno.is_some() {
+                return Err(ArgsError::DuplicateConnections {
+                    addon: addon.to_owned(),
+                });
+            }
             c.connections_per_dyno = Some(n);
         }
         let mut params = playbook.params.clone();
@@ -238,6 +263,13 @@ impl TryFrom<&TargetArgs> for RunRequest {
                 .collect();
             if writers.is_empty() {
                 return Err(ArgsError::NoWriters);
+            }
+            if let Some((_, name)) = writers
+                .iter()
+                .enumerate()
+                .find(|(i, w)| writers[..*i].contains(w))
+            {
+                return Err(ArgsError::DuplicateWriter { name: name.clone() });
             }
             params.writers = writers;
         }
@@ -282,11 +314,47 @@ pub fn parse_settle(given: &str) -> Result<std::time::Duration, ArgsError> {
         })
 }
 
+/// Refuses what no Heroku app or add-on identity can be, before it reaches a URL (a 100 kB
+/// name used to fail as "could not reach Heroku", exit 1). Names are short (apps at most 30
+/// characters, ids 36, attachments `app::NAME`); any printable ASCII but URL syntax passes,
+/// and the platform judges the rest (a 404 names the closest match). Pure.
+pub(crate) fn check_name(
+    value: &str,
+    what: &'static str,
+    kind: &'static str,
+    list: &'static str,
+) -> Result<(), ArgsError> {
+    const MAX: usize = 100;
+    let why = if value.chars().count() > MAX {
+        "longer than 100 characters"
+    } else if !value
+        .chars()
+        .all(|c| c.is_ascii_graphic() && !matches!(c, '/' | '?' | '#' | '%' | '\\'))
+    {
+        "only letters, digits and - _ . : are used in Heroku names"
+    } else {
+        return Ok(());
+    };
+    let shown: String = value.chars().take(40).collect();
+    Err(ArgsError::BadName {
+        what,
+        kind,
+        shown: if value.chars().count() > 40 {
+            format!("{shown}…")
+        } else {
+            shown
+        },
+        why,
+        list,
+    })
+}
+
 /// The app: `-a`/`HEROKU_APP`, else the Heroku URL of git remote `-r REMOTE` (or `heroku`) in
 /// the repository around the current directory, as the Heroku CLI finds it.
 fn resolve_app(args: &TargetArgs) -> Result<String, ArgsError> {
     let app = args.app.trim();
     if !app.is_empty() {
+        check_name(app, "-a/--app", "app (name or id)", "apps")?;
         return Ok(app.to_owned());
     }
     let cwd = std::env::current_dir().unwrap_or_default();

@@ -54,9 +54,9 @@ pub fn netrc_path(netrc_env: Option<&str>, home: Option<&Path>) -> PathBuf {
 /// exists but cannot be read.
 pub fn resolve_token(env_key: Option<&str>, netrc: &Path) -> Result<Token, HerokuError> {
     if let Some(key) = env_key.map(str::trim).filter(|k| !k.is_empty()) {
-        return Ok(Token::new(key));
+        return header_safe(key, "HEROKU_API_KEY").map(|()| Token::new(key));
     }
-    let text = match std::fs::read_to_string(netrc) {
+    let text = match crate::files::read_text_capped(netrc, crate::files::TEXT_FILE_LIMIT) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             return Err(HerokuError::NoToken {
@@ -70,11 +70,21 @@ pub fn resolve_token(env_key: Option<&str>, netrc: &Path) -> Result<Token, Herok
             });
         }
     };
-    netrc_password(&text, NETRC_MACHINE)
-        .map(Token::new)
-        .ok_or_else(|| HerokuError::NoToken {
-            netrc: netrc.to_owned(),
-        })
+    let key = netrc_password(&text, NETRC_MACHINE).ok_or_else(|| HerokuError::NoToken {
+        netrc: netrc.to_owned(),
+    })?;
+    header_safe(&key, "the .netrc file")?;
+    Ok(Token::new(key))
+}
+
+/// A key an `Authorization` header can carry: visible ASCII only. Checked here so a pasted
+/// key with a line break is bad input (exit 2) that says so, not "could not reach Heroku".
+fn header_safe(key: &str, from: &'static str) -> Result<(), HerokuError> {
+    if key.bytes().all(|b| b.is_ascii_graphic()) {
+        Ok(())
+    } else {
+        Err(HerokuError::BadToken { from })
+    }
 }
 
 /// How long `heroku auth:token` may take (the CLI starts node, and may refresh the token).

@@ -15,6 +15,12 @@ pub enum HerokuError {
     )]
     NoToken { netrc: PathBuf },
 
+    #[error(
+        "the API key from {from} holds a space, a line break or another character an HTTP \
+         header cannot carry: copy it again (`heroku auth:token` prints it)"
+    )]
+    BadToken { from: &'static str },
+
     #[error("cannot read {path}")]
     ReadNetrc {
         path: PathBuf,

@@ -90,6 +90,16 @@ pub(super) fn check_params(p: &Params) -> Result<(), String> {
     if p.writers.is_empty() {
         return Err("params.writers is empty: name at least one process type".into());
     }
+    if let Some((i, w)) = p
+        .writers
+        .iter()
+        .enumerate()
+        .find(|(i, w)| w.trim().is_empty() || p.writers[..*i].contains(w))
+    {
+        return Err(format!(
+            "params.writers[{i}] {w:?} is empty or named twice: give each process type once"
+        ));
+    }
     if !(p.memory_margin > 0.0 && p.memory_margin <= 1.0) {
         return Err(format!(
             "memory_margin {} is out of range: write a fraction such as 0.9",

@@ -224,10 +224,12 @@ impl Playbook {
                 name: name_or_path.to_owned(),
             });
         }
-        let text = std::fs::read_to_string(path).map_err(|source| PlaybookError::Read {
-            path: path.to_owned(),
-            source,
-        })?;
+        let text = crate::files::read_text_capped(path, crate::files::TEXT_FILE_LIMIT).map_err(
+            |source| PlaybookError::Read {
+                path: path.to_owned(),
+                source,
+            },
+        )?;
         parse(&text, &path.display().to_string())
     }
 

@@ -77,6 +77,7 @@ impl RunError {
                 | HerokuError::Unauthorized { .. }
                 | HerokuError::Forbidden { .. }
                 | HerokuError::NoToken { .. }
+                | HerokuError::BadToken { .. }
                 | HerokuError::BadBaseUrl { .. }
                 | HerokuError::InvalidParams { .. },
             )

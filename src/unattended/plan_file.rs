@@ -177,10 +177,12 @@ impl PlanFile {
     /// # Errors
     /// As [`PlanFile::load`], and a hash other than `expected`.
     pub fn load_reviewed(path: &Path, expected: Option<&str>) -> Result<Self, PlanFileError> {
-        let text = std::fs::read_to_string(path).map_err(|source| PlanFileError::Read {
-            path: path.to_owned(),
-            source,
-        })?;
+        let text = crate::files::read_text_capped(path, crate::files::TEXT_FILE_LIMIT).map_err(
+            |source| PlanFileError::Read {
+                path: path.to_owned(),
+                source,
+            },
+        )?;
         let head: serde_json::Value =
             serde_json::from_str(&text).map_err(|source| PlanFileError::Parse {
                 path: path.to_owned(),

@@ -153,6 +153,85 @@ async fn refusals_happen_before_any_call() {
         stderr(&o)
     );
 
+    // Names no Heroku identity can be, names given twice, an endless file, a key no header
+    // can carry: each is bad input that says what is wrong, before any call.
+    let huge = "a".repeat(100_000);
+    let huge_change = format!("{huge}=premium-1");
+    for (args, key, says) in [
+        (
+            vec!["plan", "-a", &huge, "--change", &change],
+            None,
+            "longer than 100",
+        ),
+        (
+            vec!["plan", "-a", APP, "--change", &huge_change],
+            None,
+            "longer than 100",
+        ),
+        (
+            vec!["plan", "-a", "a/b", "--change", &change],
+            None,
+            "cannot be a Heroku app",
+        ),
+        (
+            vec![
+                "plan",
+                "-a",
+                APP,
+                "--change",
+                &change,
+                "--writers",
+                "web,web",
+            ],
+            None,
+            "names web twice",
+        ),
+        (
+            vec![
+                "plan",
+                "-a",
+                APP,
+                "--change",
+                &change,
+                "--connections",
+                "enketo_redis_main=5",
+                "--connections",
+                "enketo_redis_main=6",
+            ],
+            None,
+            "names enketo_redis_main twice",
+        ),
+        (
+            vec![
+                "plan",
+                "-a",
+                APP,
+                "--change",
+                &change,
+                "--playbook",
+                "/dev/zero",
+            ],
+            None,
+            "larger than",
+        ),
+        (vec!["retire", "-a", "x y"], None, "cannot be a Heroku app"),
+        (
+            vec!["plan", "-a", APP, "--change", &change],
+            Some("key\nx"),
+            "line break",
+        ),
+    ] {
+        let mut cmd = env.upshift();
+        cmd.args(&args).stdin(Stdio::null());
+        if let Some(key) = key {
+            cmd.env("HEROKU_API_KEY", key);
+        }
+        let o = cmd.output().unwrap();
+        let shown: Vec<String> = args.iter().map(|a| a.chars().take(30).collect()).collect();
+        assert_eq!(o.status.code(), Some(2), "{shown:?}: {}", stderr(&o));
+        assert!(stderr(&o).contains(says), "{shown:?}: {}", stderr(&o));
+    }
+
     assert_eq!(
         env.sim.request_log().len(),
         before,
