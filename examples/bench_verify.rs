@@ -17,7 +17,9 @@
 //! connection) one digest; `bench_verify snapshot URL CONNECTIONS` one snapshot;
 //! `bench_verify load URL KEYS` only loads; `bench_verify tune [KEYS] [ROUNDS]` the table of
 //! connections x depth; `bench_verify big [KEYS] [ROUNDS]` the run with 5% of values over 1 MB
-//! (peak memory).
+//! (peak memory); `bench_verify nottl [KEYS] [ROUNDS]` the same mixed keys without any TTL
+//! (INFO keyspace `expires=0`, so the digest sends no PEXPIRETIME): digest and snapshot
+//! against raw SCAN+DUMP, the one reference that then applies.
 
 use std::net::TcpListener;
 use std::process::{Command, Stdio};
@@ -74,6 +76,15 @@ fn main() {
         big(keys, rounds);
         return;
     }
+    if args.get(1).map(String::as_str) == Some("nottl") {
+        let keys = args
+            .get(2)
+            .and_then(|k| k.parse().ok())
+            .unwrap_or(1_000_000);
+        let rounds: usize = args.get(3).and_then(|r| r.parse().ok()).unwrap_or(3);
+        bench(keys, rounds.max(1), false);
+        return;
+    }
     if args.get(1).map(String::as_str) == Some("load") {
         let url = args.get(2).expect("load URL KEYS");
         load(
@@ -81,6 +92,7 @@ fn main() {
             args.get(3)
                 .and_then(|k| k.parse().ok())
                 .unwrap_or(1_000_000),
+            true,
         );
         return;
     }
@@ -89,7 +101,7 @@ fn main() {
         .and_then(|k| k.parse().ok())
         .unwrap_or(1_000_000);
     let rounds: usize = args.get(2).and_then(|r| r.parse().ok()).unwrap_or(3);
-    bench(keys, rounds.max(1));
+    bench(keys, rounds.max(1), true);
 }
 
 /// One library digest, as `upshift digest` runs it, with the scan mode chosen.
@@ -254,8 +266,9 @@ fn start_redis() -> Redis {
     }
 }
 
-/// 50% strings, four 100k-element keys, the rest small hashes/lists/sets/zsets; 10% TTLs.
-fn load(url: &str, keys: u64) {
+/// 50% strings, four 100k-element keys, the rest small hashes/lists/sets/zsets; 10% TTLs
+/// when `ttls`, else none.
+fn load(url: &str, keys: u64, ttls: bool) {
     let mut c = redis::Client::open(url).unwrap().get_connection().unwrap();
     let big = 100_000_u64;
     let mut p = redis::pipe();
@@ -315,7 +328,7 @@ fn load(url: &str, keys: u64) {
                 .arg(3.25)
                 .arg("c"),
         };
-        if i % 10 == 3 || (i % 10 >= 5 && i % 50 == 5) {
+        if ttls && (i % 10 == 3 || (i % 10 >= 5 && i % 50 == 5)) {
             // 10% TTLs in all: every fourth string slot plus some collections.
             p.cmd("PEXPIRE").arg(&key).arg(3_600_000 + i);
         }
@@ -472,7 +485,20 @@ fn median(mut v: Vec<f64>) -> f64 {
     }
 }
 
-fn bench(keys: u64, rounds: usize) {
+/// The INFO keyspace `expires` count of db 0: the digest reads no TTL when it is 0.
+fn expires(url: &str) -> u64 {
+    let mut c = redis::Client::open(url).unwrap().get_connection().unwrap();
+    let info: String = redis::cmd("INFO").arg("keyspace").query(&mut c).unwrap();
+    info.lines()
+        .find_map(|l| l.strip_prefix("db0:"))
+        .and_then(|l| l.split(',').find_map(|f| f.strip_prefix("expires=")))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+/// The main table; without `ttls` the keys have no TTL and only the variants that read no
+/// TTL run (no TYPE per key, no raw+PEXPIRETIME).
+fn bench(keys: u64, rounds: usize, ttls: bool) {
     let redis = start_redis();
     let url = format!("redis://127.0.0.1:{}", redis.port);
     eprintln!(
@@ -480,17 +506,26 @@ fn bench(keys: u64, rounds: usize) {
         redis.port
     );
     let t = Instant::now();
-    load(&url, keys);
-    eprintln!("loaded in {:.1} s", t.elapsed().as_secs_f64());
+    load(&url, keys, ttls);
+    eprintln!(
+        "loaded in {:.1} s; INFO keyspace expires={}",
+        t.elapsed().as_secs_f64(),
+        expires(&url)
+    );
+    assert_eq!(ttls, expires(&url) > 0, "expires= does not match the load");
+    let variants: Vec<&Variant> = VARIANTS
+        .iter()
+        .filter(|v| ttls || !matches!(v.args[1], "type-per-key" | "ttl"))
+        .collect();
     let load_before = load_average();
     let me = std::env::current_exe().unwrap();
-    let mut samples: Vec<Vec<Sample>> = VARIANTS.iter().map(|_| Vec::new()).collect();
+    let mut samples: Vec<Vec<Sample>> = variants.iter().map(|_| Vec::new()).collect();
     let mut digests = std::collections::BTreeSet::new();
     for round in 0..rounds {
         // Rotate the order so that no variant always runs first (or after the same one).
-        for j in 0..VARIANTS.len() {
-            let i = (j + round) % VARIANTS.len();
-            let v = &VARIANTS[i];
+        for j in 0..variants.len() {
+            let i = (j + round) % variants.len();
+            let v = variants[i];
             let conns = v.conns.to_string();
             let mut cmd = Command::new(&me);
             cmd.args([v.args[0], &url, &conns]);
@@ -537,7 +572,7 @@ fn bench(keys: u64, rounds: usize) {
     let cli_keys: u64 = out.trim().parse().unwrap_or(0);
 
     let raw_rate_of = |ttl: &str| {
-        VARIANTS
+        variants
             .iter()
             .zip(&samples)
             .find(|(v, _)| v.args[0] == "raw" && v.args[1] == ttl)
@@ -568,15 +603,17 @@ fn bench(keys: u64, rounds: usize) {
                 .collect(),
         );
         let ratio = raw.map_or_else(String::new, |r| format!("{:.0}%", 100.0 * rate / r));
-        let ratio_ttl = raw.map_or_else(String::new, |_| {
-            format!("{:.0}%", 100.0 * rate / raw_ttl_rate.max(1e-9))
-        });
+        let ratio_ttl = raw
+            .filter(|_| raw_ttl_rate > 0.0)
+            .map_or_else(String::new, |_| {
+                format!("{:.0}%", 100.0 * rate / raw_ttl_rate)
+            });
         println!(
             "{name:<28} {conns:>5} {:>9} {rate:>11.0} {peak:>10.1} {cpu:>8.2} {server_us:>11.2} {ratio:>8} {ratio_ttl:>8}",
             s[0].keys
         );
     };
-    for (v, s) in VARIANTS.iter().zip(&samples) {
+    for (v, s) in variants.iter().zip(&samples) {
         let raw = (v.args[0] != "raw").then(raw_rate);
         row(v.name, v.conns, s, raw);
     }
@@ -594,7 +631,12 @@ fn bench(keys: u64, rounds: usize) {
     );
     println!();
     println!(
-        "{rounds} rounds; goals (issue 12): digest >= 85% of raw and >= 95% of raw+TTL, snapshot >= 80% of raw; load average {load_before} before, {} after (2 cores shared)",
+        "{rounds} rounds, {}; goals (issue 12): digest >= 85% of raw and >= 95% of raw+TTL, snapshot >= 80% of raw; load average {load_before} before, {} after (2 cores shared)",
+        if ttls {
+            "10% of keys with TTLs"
+        } else {
+            "no TTLs"
+        },
         load_average()
     );
 }
@@ -658,7 +700,7 @@ fn sample(url: &str, args: &[&str]) -> (Sample, String) {
 fn tune(keys: u64, rounds: usize) {
     let redis = start_redis();
     let url = format!("redis://127.0.0.1:{}", redis.port);
-    load(&url, keys);
+    load(&url, keys, true);
     let shapes: Vec<(usize, usize)> = [1, 2, 4, 8]
         .iter()
         .flat_map(|&c| [1, 2, 4, 8].map(move |d| (c, d)))
