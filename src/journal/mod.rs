@@ -53,6 +53,12 @@ pub enum JournalError {
         line: usize,
         source: serde_json::Error,
     },
+    #[error(
+        "journal {path} is empty, but its run left {left} beside it: the journal was cut or \
+         emptied, so what the run did is unknown; check the app (`heroku ps`, its add-ons' \
+         plans), then move the run directory aside"
+    )]
+    Emptied { path: PathBuf, left: String },
     #[error("no run {run_id} under {dir}: `upshift runs` lists the runs")]
     NoSuchRun { run_id: String, dir: PathBuf },
     #[error("no unfinished run{} and no needs-attention run to reopen: `upshift runs` lists the runs; `upshift resume RUN_ID` reports a finished one", app.as_ref().map(|a| format!(" for app {a}")).unwrap_or_default())]
@@ -375,7 +381,28 @@ pub fn read_prefix<R: for<'de> Deserialize<'de>>(
             return (Vec::new(), Some(e));
         }
     };
-    parse(path, &bytes[..complete_len(&bytes)])
+    let (entries, problem) = parse(path, &bytes[..complete_len(&bytes)]);
+    if entries.is_empty() && problem.is_none() {
+        // A run writes its start before anything else, so an empty journal alone is a run
+        // that never began. One with files beside it (a snapshot) was cut or emptied: it must
+        // not vanish from `runs` and from the unfinished-run guard.
+        let left: Vec<String> = path
+            .parent()
+            .and_then(|dir| std::fs::read_dir(dir).ok())
+            .into_iter()
+            .flatten()
+            .filter_map(|e| e.ok()?.file_name().into_string().ok())
+            .filter(|n| !n.starts_with(JOURNAL_FILE))
+            .collect();
+        if !left.is_empty() {
+            let e = JournalError::Emptied {
+                path: path.to_owned(),
+                left: left.join(", "),
+            };
+            return (entries, Some(e));
+        }
+    }
+    (entries, problem)
 }
 
 /// The length of the complete lines of a journal: up to and including its last newline.
@@ -565,6 +592,21 @@ mod tests {
         let err = read::<Rec>(&p).unwrap_err();
         assert!(matches!(err, JournalError::Read { .. }), "{err}");
         assert!(err.to_string().contains(&p.display().to_string()), "{err}");
+    }
+
+    #[test]
+    fn an_emptied_journal_beside_a_snapshot_is_a_problem_and_a_bare_one_is_not() {
+        let tmp = tempfile::tempdir().unwrap();
+        let p = tmp.path().join(JOURNAL_FILE);
+        std::fs::write(&p, "").unwrap();
+        assert!(
+            read::<Rec>(&p).unwrap().is_empty(),
+            "a run that never began"
+        );
+        std::fs::write(tmp.path().join("snapshot-redis-1.ups"), b"x").unwrap();
+        let err = read::<Rec>(&p).unwrap_err();
+        assert!(matches!(err, JournalError::Emptied { .. }), "{err}");
+        assert!(err.to_string().contains("snapshot-redis-1.ups"), "{err}");
     }
 
     #[test]
