@@ -461,14 +461,19 @@ pub fn render_summary(report: &RunReport) -> String {
         } else {
             String::new()
         };
+        // The live swap's catch-up proves keys equal without counting bytes: no "(0 B)".
+        let bytes = if a.bytes_verified == 0 && a.keys_verified > 0 {
+            String::new()
+        } else {
+            format!(" ({})", crate::units::bytes(a.bytes_verified))
+        };
         let _ = writeln!(
             out,
-            "  {:<22} {} -> {}  {} keys ({}) verified, {} differences{repaired}",
+            "  {:<22} {} -> {}  {} keys{bytes} verified, {} differences{repaired}",
             a.label,
             a.from,
             a.to,
             crate::units::count(a.keys_verified),
-            crate::units::bytes(a.bytes_verified),
             a.differences
         );
     }
