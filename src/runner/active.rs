@@ -121,6 +121,13 @@ impl<'r> ActiveRun<'r> {
                 record => self.known.absorb(record),
             }
         }
+        // The run's total, like its downtime, counts from its first record, not this process.
+        if let Some(first) = entries.first() {
+            let now = jiff::Timestamp::now().as_millisecond();
+            let ago =
+                Duration::from_millis(u64::try_from(now.saturating_sub(first.at_ms)).unwrap_or(0));
+            self.started = Instant::now().checked_sub(ago).unwrap_or(self.started);
+        }
         self.known.downtime = Duration::from_millis(u64::try_from(closed_ms).unwrap_or(0));
         self.known.downtime_since = open_since_ms.map(|since| {
             let now = jiff::Timestamp::now().as_millisecond();
