@@ -256,6 +256,47 @@ async fn a_live_swap_that_fails_during_the_move_moves_back_onto_the_untouched_ol
     env.sim.shutdown().await;
 }
 
+/// Under `strict` the move detaches ENKETO_REDIS_MAIN before attaching the name to the new
+/// add-on; attaches refused for a while there leave a gap with no config var of that name. The
+/// step's retry (and a resume) must find the drained server through the run's parking
+/// attachment and finish the move, not fail on the missing var and roll a finishable run back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_move_retried_in_the_detach_gap_finishes() {
+    let env = Env::roomy_edited(Duration::from_millis(500), |s| {
+        s.behaviour = upshift::sim::BehaviourSpec::of(upshift::sim::Profile::Strict);
+    })
+    .await;
+    let old = env.client().addon(APP, MAIN).await.expect("MAIN").name;
+    // The 3rd attach of the run is the name's re-attach after its detach: refused more often
+    // than one call's own retries absorb, so the step itself retries in the gap.
+    env.inject(Fault::Http {
+        method: Some("POST".into()),
+        path: "/addon-attachments".into(),
+        status: 503,
+        nth: 3,
+        times: 7,
+        retry_after: None,
+    });
+    let report = env.runner().run(&live_request()).await.expect("run");
+    env.sim.clear_faults();
+    assert_eq!(report.outcome, Outcome::Succeeded, "{report:#?}");
+    let records = env.journal(&report.run_id);
+    let (new, _) = new_addon_of(&records).expect("the new add-on was created");
+    assert_eq!(
+        attached(&env, "ENKETO_REDIS_MAIN").await.as_deref(),
+        Some(new.as_str())
+    );
+    let written = env.acknowledged_where(|a| a == old || a == new || a == MAIN);
+    assert!(!written.is_empty());
+    let url = env.sim.redis_url(&new);
+    assert_eq!(
+        harness::missing_at(&url, &written).await,
+        Vec::<String>::new(),
+        "acknowledged writes missing on the new add-on"
+    );
+    env.sim.shutdown().await;
+}
+
 fn cli(env: &Env, args: &[&str]) -> std::process::Output {
     env.upshift()
         .args(args)

@@ -5,7 +5,7 @@
 use super::StepCtx;
 use crate::runner::StepError;
 use crate::runner::capture::verify_options;
-use crate::verify;
+use crate::verify::{self, RedisUrl};
 
 /// Whether Redis' write counter (`rdb_changes_since_last_save`) shows writes between two
 /// readings. A background save resets it to 0: a lower reading means a save, and any non-zero
@@ -32,7 +32,7 @@ pub(super) async fn check_none_since_drain(ctx: &StepCtx<'_>, when: &str) -> Res
         let Some(mark) = ctx.known.write_marks.get(&t.name).copied() else {
             continue;
         };
-        let url = ctx.current_url(&t).await?;
+        let url = drained_url(ctx, &t).await?;
         let opts = verify_options(&ctx.config().verify, &t.from, "check");
         let info = verify::server_info(&url, &opts).await?;
         let drained = ctx.known.old_servers.get(&t.name);
@@ -50,6 +50,23 @@ pub(super) async fn check_none_since_drain(ctx: &StepCtx<'_>, when: &str) -> Res
         }
     }
     Ok(())
+}
+
+/// Where the drained server answers: the target's config var, or, while a live swap's move
+/// has detached that name and not yet re-attached it (Heroku refuses a taken name under some
+/// accounts, so the move detaches first), the run's parking attachment of the old add-on.
+/// Without the fallback a retry or a resume in that gap failed on the missing var and rolled
+/// a finishable move back.
+async fn drained_url(ctx: &StepCtx<'_>, t: &super::Target) -> Result<RedisUrl, StepError> {
+    match ctx.current_url(t).await {
+        Ok(url) => Ok(url),
+        Err(first) => {
+            let park = format!("{}_URL", super::live::park_attachment(ctx.run_id, &t.label));
+            super::live::url_of(ctx, ctx.app(), &park)
+                .await
+                .map_err(|_| first)
+        }
+    }
 }
 
 #[cfg(test)]
