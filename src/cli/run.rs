@@ -97,13 +97,19 @@ fn request(args: &TargetArgs) -> Result<RunRequest, CliError> {
     RunRequest::try_from(args).map_err(CliError::usage)
 }
 
+/// Set once the run has ended and only notifications are being delivered: an interrupt then
+/// stops that wait, and says so (not "rolling back" for a run that is over).
+static RUN_OVER: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 /// Catches Ctrl-C and SIGTERM: the first asks for a safe stop and rollback, the second leaves
 /// a resumable journal.
 fn install_interrupts(interrupts: &Interrupts) {
     let interrupts = interrupts.clone();
     signals::listen(move |_| {
         interrupts.interrupt();
-        if interrupts.count() == 1 {
+        if RUN_OVER.load(std::sync::atomic::Ordering::SeqCst) {
+            errln!("\ninterrupt: the run is over; not waiting for the notifications still out");
+        } else if interrupts.count() == 1 {
             errln!(
                 "\ninterrupt: finishing the current step safely, then rolling back (interrupt again to stop now and leave it resumable)"
             );
@@ -282,7 +288,19 @@ pub fn run(args: &RunArgs, settings: ui::Settings) -> Result<ExitCode, CliError>
         let result =
             run_scheduled(args, &schedule, &request, reviewed, reporter, &interrupts).await;
         if let Some(notifier) = notifier {
-            let sent = notifier.finish(unattended::NOTIFY_BUDGET).await;
+            // Any interrupt from here on stops the wait at once: the run is over and its
+            // journal holds the outcome; the webhooks are best effort.
+            RUN_OVER.store(true, std::sync::atomic::Ordering::SeqCst);
+            let at_end = interrupts.count();
+            let interrupted = async {
+                while interrupts.count() == at_end {
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                }
+            };
+            let sent = tokio::select! {
+                sent = notifier.finish(unattended::NOTIFY_BUDGET) => sent,
+                () = interrupted => return result,
+            };
             if sent.failed + sent.dropped > 0 {
                 // Through the run's reporter (not the notifier, finished now): a JSON line
                 // with --log-format json, a warning line for people.

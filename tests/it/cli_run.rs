@@ -545,6 +545,56 @@ async fn a_data_api_that_does_not_answer_blocks_before_any_write() {
     env.sim.shutdown().await;
 }
 
+/// A run that is over, waiting only for a webhook that never answers: an interrupt stops the
+/// wait at once (it took the whole 10 s budget and said "rolling back" for a finished run).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_interrupt_while_only_notifications_are_out_exits_at_once() {
+    let env = Env::start(Duration::from_millis(300)).await;
+    // Accepts connections (the kernel's backlog) and never answers.
+    let hook = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/hook", hook.local_addr().unwrap());
+    let child = env
+        .upshift()
+        .args([
+            "run",
+            "-a",
+            APP,
+            "--change",
+            &format!("{MAIN}=premium-0"),
+            "--confirm",
+            APP,
+            "--notify",
+            &url,
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The run is blocked at once (already on premium-0); then only the webhook is waited on.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let signalled = std::time::Instant::now();
+    let status = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        signalled.elapsed() < Duration::from_secs(3),
+        "the wait went on for {:?}",
+        signalled.elapsed()
+    );
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert!(stderr(&out).contains("the run is over"), "{}", stderr(&out));
+    assert!(!stderr(&out).contains("rolling back"), "{}", stderr(&out));
+    drop(hook);
+    env.sim.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_held_lock_exits_5_at_once() {
     let env = Env::start(Duration::from_millis(300)).await;
