@@ -115,6 +115,22 @@ fn changes(out: &mut Vec<PlanDifference>, reviewed: &Plan, now: &Plan) {
             })
             .unwrap_or_else(|| "not found".into())
     };
+    // Who uses the add-on: a live swap moves every attachment it has, so one added since the
+    // review would move a config var no one reviewed (an in-place change is unaffected, but the
+    // list is the reviewed world either way). Unknown (not read) is left to the guards.
+    let attachments = |p: &Plan, label: &str| {
+        p.capture.addons.iter().find_map(|a| match a {
+            AddonLookup::Found(f) if f.label() == label => f.attachments.as_ref().map(|list| {
+                let mut names: Vec<String> = list
+                    .iter()
+                    .map(|a| format!("{}/{}", a.app, a.name))
+                    .collect();
+                names.sort();
+                names.join(", ")
+            }),
+            _ => None,
+        })
+    };
     for r in &reviewed.changes {
         match now.changes.iter().find(|n| n.label == r.label) {
             None => differ(
@@ -132,6 +148,11 @@ fn changes(out: &mut Vec<PlanDifference>, reviewed: &Plan, now: &Plan) {
                     id(reviewed, label),
                     id(now, label),
                 );
+                if let (Some(before), Some(after)) =
+                    (attachments(reviewed, label), attachments(now, label))
+                {
+                    differ(out, format!("attachments of {label}"), before, after);
+                }
                 differ(out, format!("current plan of {label}"), &r.from, &n.from);
                 differ(out, format!("target of {label}"), &r.to, &n.to);
                 differ(
@@ -305,6 +326,42 @@ mod tests {
         let g = guards(&[], "plan.json");
         assert_eq!(g.len(), 1);
         assert_eq!(g[0].verdict, Verdict::Pass);
+    }
+
+    #[test]
+    fn an_attachment_added_since_the_review_is_a_difference() {
+        use crate::plan::facts::{AddonLookup, AttachmentRef};
+        let with = |names: &[&str]| {
+            let mut p = plan();
+            if let AddonLookup::Found(f) = &mut p.capture.addons[0] {
+                f.attachments = Some(
+                    names
+                        .iter()
+                        .map(|n| AttachmentRef {
+                            app: "enketo-demo".into(),
+                            name: (*n).into(),
+                        })
+                        .collect(),
+                );
+            }
+            p
+        };
+        let reviewed = with(&["ENKETO_REDIS_MAIN"]);
+        let now = with(&["ENKETO_REDIS_MAIN", "EXTRA_REDIS"]);
+        let said: Vec<String> = compare(&reviewed, &now)
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(said.len(), 1, "{said:?}");
+        assert!(
+            said[0].contains("attachments of ENKETO_REDIS_MAIN"),
+            "{said:?}"
+        );
+        assert!(said[0].contains("EXTRA_REDIS"), "{said:?}");
+        // The same set in another order, or not read on one side, is no difference.
+        let reordered = with(&["ENKETO_REDIS_MAIN"]);
+        assert!(compare(&reviewed, &reordered).is_empty());
+        assert!(compare(&plan(), &now).is_empty());
     }
 
     #[test]
