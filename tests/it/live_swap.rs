@@ -256,7 +256,7 @@ async fn a_live_swap_that_fails_during_the_move_moves_back_onto_the_untouched_ol
     env.sim.shutdown().await;
 }
 
-/// Under `strict` the move detaches ENKETO_REDIS_MAIN before attaching the name to the new
+/// Under `strict` the move detaches `ENKETO_REDIS_MAIN` before attaching the name to the new
 /// add-on; attaches refused for a while there leave a gap with no config var of that name. The
 /// step's retry (and a resume) must find the drained server through the run's parking
 /// attachment and finish the move, not fail on the missing var and roll a finishable run back.
