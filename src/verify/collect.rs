@@ -7,6 +7,7 @@
 //! and the channel's bound keeps memory bounded when the consumer is the slower side.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::task::JoinHandle;
@@ -55,6 +56,19 @@ impl Feed {
 pub(crate) struct Collector<S> {
     feed: Feed,
     handle: JoinHandle<Result<S, VerifyError>>,
+    abandon: AbandonOnDrop,
+}
+
+/// Tells the consumer to stop at the next key once the collector is dropped unfinished (its
+/// scan cancelled, as a second interrupt does). Without it the thread worked through every
+/// batch still queued, up to 16 MiB of payloads onto a possibly slow disk, and the process,
+/// which waits for its blocking threads on the way out, exited only after that.
+struct AbandonOnDrop(Arc<AtomicBool>);
+
+impl Drop for AbandonOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
 }
 
 impl<S: Send + 'static> Collector<S> {
@@ -64,9 +78,16 @@ impl<S: Send + 'static> Collector<S> {
         mut each: impl FnMut(&mut S, Scanned) -> Result<(), VerifyError> + Send + 'static,
     ) -> Self {
         let (tx, mut rx) = mpsc::channel::<Queued>(QUEUED_BATCHES);
+        let abandoned = Arc::new(AtomicBool::new(false));
+        let stop = Arc::clone(&abandoned);
         let handle = tokio::task::spawn_blocking(move || {
             while let Some((batch, permit)) = rx.blocking_recv() {
                 for scanned in batch {
+                    if stop.load(Ordering::Relaxed) {
+                        return Err(VerifyError::Consumer {
+                            what: "the scan was cancelled".into(),
+                        });
+                    }
                     each(&mut state, scanned)?;
                 }
                 drop(permit);
@@ -77,6 +98,7 @@ impl<S: Send + 'static> Collector<S> {
         Self {
             feed: Feed { tx, budget },
             handle,
+            abandon: AbandonOnDrop(abandoned),
         }
     }
 
@@ -90,8 +112,15 @@ impl<S: Send + 'static> Collector<S> {
     /// # Errors
     /// The consumer's own error (a spill or file write failing), or its thread panicking.
     pub(crate) async fn finish(self) -> Result<S, VerifyError> {
-        drop(self.feed);
-        match self.handle.await {
+        let Self {
+            feed,
+            handle,
+            abandon,
+        } = self;
+        drop(feed);
+        // Kept to the end: a finish cancelled mid-wait abandons the consumer too.
+        let _abandon = abandon;
+        match handle.await {
             Ok(result) => result,
             Err(join) => Err(VerifyError::Consumer {
                 what: join.to_string(),
@@ -119,5 +148,22 @@ where
     match (scanned, state) {
         (_, Err(e)) | (Err(e), Ok(_)) => Err(e),
         (Ok(t), Ok(s)) => Ok((t, s)),
+    }
+}
+
+/// With the `failpoints` feature, `UPSHIFT_FAILPOINT_SLOW_DISK_US=N` makes the snapshot's file
+/// writer pause N µs per key, as a slow disk would: a test can then interrupt a snapshot
+/// mid-stream without seeding hundreds of thousands of keys first.
+pub(crate) fn slow_disk() -> Option<std::time::Duration> {
+    #[cfg(feature = "failpoints")]
+    {
+        std::env::var("UPSHIFT_FAILPOINT_SLOW_DISK_US")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .map(std::time::Duration::from_micros)
+    }
+    #[cfg(not(feature = "failpoints"))]
+    {
+        None
     }
 }

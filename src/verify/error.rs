@@ -114,8 +114,8 @@ pub enum VerifyError {
         /// The cause.
         source: std::io::Error,
     },
-    /// The thread consuming the scan's records stopped without an error of its own (a panic):
-    /// a bug, reported rather than taken for a complete scan.
+    /// The thread consuming the scan's records stopped without an error of its own: a panic (a
+    /// bug, reported rather than taken for a complete scan), or the scan was cancelled.
     #[error("the record consumer stopped: {what}")]
     Consumer {
         /// What the runtime said.

@@ -390,10 +390,14 @@ pub async fn snapshot(
         let set = RecordSet::new(opts.memory_budget, &opts.spill_dir);
         let mut push = record_pusher(&opts.spill_dir);
         let write_err = file_err("write", &partial);
+        let slow_disk = crate::verify::collect::slow_disk();
         // The same DUMP bytes feed both: the file gets them, the decoder gave the record.
         let (outcome, (writer, set)) = scan_into(
             (writer, set),
             move |(writer, set), s| {
+                if let Some(pause) = slow_disk {
+                    std::thread::sleep(pause);
+                }
                 let payload = s.payload.as_deref().unwrap_or_default();
                 writer.entry(&s.record, payload).map_err(&write_err)?;
                 push(set, s)

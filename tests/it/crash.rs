@@ -83,7 +83,7 @@ async fn resume_after_a_crash_at_every_journal_point_shard_2() {
 /// Crashes a run at every journal point `k` with `k % SHARDS == shard`, resumes it, and checks
 /// the end state; shard 0 also rolls back a run crashed past the point of no return.
 async fn crash_at_every_journal_point(shard: usize) {
-    let env = Env::start(Duration::from_millis(300)).await;
+    let env = Env::start_edited(Duration::from_millis(300), harness::small_seeds).await;
     // A clean run tells how many journal points a successful run has.
     let target = env.next_target().await;
     let out = env
@@ -144,7 +144,7 @@ async fn crash_at_every_journal_point(shard: usize) {
 /// with the formation restored and the plan as it was.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn resume_after_a_crash_at_every_journal_point_of_a_rollback() {
-    let env = Env::start(Duration::from_millis(300)).await;
+    let env = Env::start_edited(Duration::from_millis(300), harness::small_seeds).await;
     let fail = || {
         env.inject(upshift::sim::Fault::FailProvisioning {
             addon: Some(MAIN.into()),
@@ -373,7 +373,9 @@ async fn a_crash_between_the_plan_patch_and_its_record_resumes_onto_verified_dat
 /// second, exit 130, and leave a journal that `upshift resume` finishes onto the same data.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_sigint_mid_snapshot_stops_within_a_second_and_resume_finishes() {
-    const KEYS: u32 = 400_000;
+    // A slow disk (the failpoint below) keeps the snapshot streaming for seconds, so the
+    // interrupts land mid-stream without seeding hundreds of thousands of keys.
+    const KEYS: u32 = 20_000;
     const APP: &str = "shop";
     const ADDON: &str = "shop_redis";
     common::require_redis();
@@ -402,6 +404,7 @@ async fn a_second_sigint_mid_snapshot_stops_within_a_second_and_resume_finishes(
             .env("HEROKU_API_KEY", sim.api_key())
             .env("UPSHIFT_STATE_DIR", state.path())
             .env_remove("UPSHIFT_FAILPOINT")
+            .env("UPSHIFT_FAILPOINT_SLOW_DISK_US", "250")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             // A file, not a pipe nobody reads: a full pipe would stall the child.

@@ -133,7 +133,7 @@ async fn live_swap_resumes_after_a_crash_at_every_journal_point_shard_2() {
 }
 
 async fn crash_at_every_journal_point(shard: usize) {
-    let env = Env::roomy(Duration::from_millis(300)).await;
+    let env = Env::roomy_edited(Duration::from_millis(300), harness::small_seeds).await;
     let first = env.client().addon(APP, MAIN).await.unwrap().name;
     let mut lineage = Lineage {
         names: BTreeSet::from([first]),
@@ -218,7 +218,7 @@ fn after_step(records: &[Record], step: usize) -> usize {
 /// mark the resumed move hands the app a server without it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_write_after_a_crash_past_the_drain_stops_the_resumed_swap() {
-    let env = Env::roomy(Duration::from_millis(300)).await;
+    let env = Env::roomy_edited(Duration::from_millis(300), harness::small_seeds).await;
     let clean = env
         .upshift_piped()
         .args(run_args("premium-1"))
