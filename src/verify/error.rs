@@ -22,8 +22,9 @@ pub enum VerifyError {
         /// The client's error (never holds the password).
         source: Box<redis::RedisError>,
     },
-    /// A command failed.
-    #[error("redis at {endpoint} refused {command}")]
+    /// A command failed: refused by the server, or no answer (a timeout, a dropped
+    /// connection), which reads differently.
+    #[error("redis at {endpoint} {}", command_failure(command, source))]
     Command {
         /// `host:port`.
         endpoint: String,
@@ -220,6 +221,18 @@ pub enum Refusal {
 }
 
 /// Whether a Redis error says the command is unknown or not permitted (not that it failed).
+/// How a command failed, in words: a server that refused it, or one that never answered
+/// (which "refused" misdescribed: the fix is the network or a busy server, not a permission).
+fn command_failure(command: &str, e: &redis::RedisError) -> String {
+    if e.is_timeout() {
+        format!("did not answer {command} in time")
+    } else if e.is_connection_dropped() || e.is_connection_refusal() || e.is_io_error() {
+        format!("dropped the connection during {command}")
+    } else {
+        format!("refused {command}")
+    }
+}
+
 pub(crate) fn is_refused(e: &redis::RedisError) -> bool {
     if e.code() == Some("NOPERM") {
         return true;
@@ -231,6 +244,33 @@ pub(crate) fn is_refused(e: &redis::RedisError) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_command_without_an_answer_is_not_called_refused() {
+        let command = |source: redis::RedisError| {
+            VerifyError::Command {
+                endpoint: "127.0.0.1:6379".into(),
+                command: "INFO",
+                source: Box::new(source),
+            }
+            .to_string()
+        };
+        let timeout = std::io::Error::new(std::io::ErrorKind::TimedOut, "timed out");
+        assert_eq!(
+            command(timeout.into()),
+            "redis at 127.0.0.1:6379 did not answer INFO in time"
+        );
+        let dropped = std::io::Error::new(std::io::ErrorKind::BrokenPipe, "broken pipe");
+        assert_eq!(
+            command(dropped.into()),
+            "redis at 127.0.0.1:6379 dropped the connection during INFO"
+        );
+        let refused = redis::RedisError::from((
+            redis::ErrorKind::Server(redis::ServerErrorKind::ResponseError),
+            "NOPERM",
+        ));
+        assert_eq!(command(refused), "redis at 127.0.0.1:6379 refused INFO");
+    }
 
     fn connect_error(source: redis::RedisError) -> VerifyError {
         VerifyError::Connect {

@@ -269,6 +269,14 @@ impl<R: Read> SnapshotReader<R> {
                 if payload.len() != len as usize {
                     return Err(FormatError::Corrupt("truncated payload".into()));
                 }
+                // A payload damaged before it was written passes the file's checksum but no
+                // RESTORE: refused here, so a restore stops before its first write.
+                if crate::verify::dump::check_footer(&payload).is_err() {
+                    return Err(FormatError::Corrupt(format!(
+                        "the DUMP payload of key {:?} fails its CRC64: it was damaged before it was written, and no server would restore it",
+                        String::from_utf8_lossy(&record.key)
+                    )));
+                }
                 Ok(Some(SnapshotEntry { record, payload }))
             }
             TAG_END => {
@@ -353,9 +361,24 @@ impl<R: Read> Read for Tee<'_, R> {
 #[cfg(test)]
 mod tests {
     use super::{FormatError, SnapshotHeader, SnapshotReader, SnapshotWriter, verify_stream};
+    use crate::verify::dump::crc64;
     use crate::verify::record::{Expiry, KeyKind, Record};
 
+    /// A DUMP payload of the one-byte string `i` (RDB version 10, Redis 7.0), `damaged` with a
+    /// flipped CRC.
+    fn payload(i: u8, damaged: bool) -> Vec<u8> {
+        let mut p = vec![0, 1, i];
+        p.extend_from_slice(&10_u16.to_le_bytes());
+        let crc = crc64(0, &p) ^ u64::from(damaged);
+        p.extend_from_slice(&crc.to_le_bytes());
+        p
+    }
+
     fn sample() -> Vec<u8> {
+        sample_with(false)
+    }
+
+    fn sample_with(damaged: bool) -> Vec<u8> {
         let header = SnapshotHeader {
             created_unix_ms: 1,
             redis_version: "7.0.15".into(),
@@ -373,7 +396,7 @@ mod tests {
                     Expiry::Never
                 },
             };
-            w.entry(&r, &[i; 10]).unwrap();
+            w.entry(&r, &payload(i, damaged && i == 1)).unwrap();
         }
         let (bytes, len) = w.finish(3, "abc").unwrap();
         assert_eq!(len, bytes.len() as u64);
@@ -385,15 +408,27 @@ mod tests {
         let bytes = sample();
         let mut r = SnapshotReader::new(bytes.as_slice()).unwrap();
         assert_eq!(r.header().redis_version, "7.0.15");
-        let mut n = 0;
+        let mut n = 0_u8;
         while let Some(e) = r.next_entry().unwrap() {
-            assert_eq!(e.payload.len(), 10);
+            assert_eq!(e.payload, payload(n, false));
             n += 1;
         }
         assert_eq!(n, 3);
         assert_eq!(r.trailer().unwrap().digest, "abc");
         let (_, t) = verify_stream(bytes.as_slice()).unwrap();
         assert_eq!((t.keys, t.entries), (3, 3));
+    }
+
+    /// A payload damaged before it was written passes the file's own checksum, since it was
+    /// hashed as written, but RESTORE would refuse it: the reader refuses the file first.
+    #[test]
+    fn a_payload_failing_its_own_crc_makes_the_snapshot_unusable() {
+        let bytes = sample_with(true);
+        let e = verify_stream(bytes.as_slice()).unwrap_err();
+        assert!(
+            matches!(&e, FormatError::Corrupt(m) if m.contains("key \"k\\u{1}\"") && m.contains("CRC64")),
+            "{e}"
+        );
     }
 
     #[test]

@@ -25,5 +25,6 @@ mod sim_schema;
 mod swap;
 mod unattended;
 mod verify;
+mod verify_damage;
 mod verify_dump;
 mod wizard;

@@ -179,14 +179,13 @@ pub fn decode(payload: &[u8]) -> Result<Decoded, DumpError> {
     })
 }
 
-/// Checks a payload's footer and type, builds a visitor for its kind with `make` and feeds it.
+/// Checks that a payload is long enough for its type byte and footer and that its CRC64
+/// matches; returns the type byte. The snapshot stores only payloads that pass, since RESTORE
+/// refuses the others.
 ///
 /// # Errors
-/// As [`decode`].
-pub fn visit<V: Visitor>(
-    payload: &[u8],
-    make: impl FnOnce(KeyKind) -> V,
-) -> Result<(KeyKind, V), DumpError> {
+/// [`DumpError::TooShort`] or [`DumpError::Checksum`].
+pub fn check_footer(payload: &[u8]) -> Result<u8, DumpError> {
     let (&rdb_type, body) = payload
         .split_first()
         .ok_or(DumpError::TooShort { len: 0 })?;
@@ -199,6 +198,19 @@ pub fn visit<V: Visitor>(
     if found != computed {
         return Err(DumpError::Checksum { found, computed });
     }
+    Ok(rdb_type)
+}
+
+/// Checks a payload's footer and type, builds a visitor for its kind with `make` and feeds it.
+///
+/// # Errors
+/// As [`decode`].
+pub fn visit<V: Visitor>(
+    payload: &[u8],
+    make: impl FnOnce(KeyKind) -> V,
+) -> Result<(KeyKind, V), DumpError> {
+    let rdb_type = check_footer(payload)?;
+    let checked = &payload[..payload.len() - 8];
     let version = u16::from_le_bytes(array(&checked[checked.len() - 2..]));
     if !(MIN_RDB_VERSION..=MAX_RDB_VERSION).contains(&version) {
         return Err(DumpError::Version { version });

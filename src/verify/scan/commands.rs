@@ -124,6 +124,19 @@ pub(super) async fn read_keys(
             Some(_) => continue, // vanished during the read
             None => None,
         };
+        // Only bytes RESTORE accepts go into a snapshot. This read is already the second for a
+        // payload the decoder found damaged: damaged twice is a connection or a server that
+        // corrupts data, and the snapshot stops rather than keep a key it cannot restore.
+        if let Some(Err(_)) = payload.as_deref().map(crate::verify::dump::check_footer) {
+            return Err(session.protocol_err(
+                "DUMP",
+                format!(
+                    "the payload of key {:?} fails its CRC64 on a second read: no server would \
+                     restore it; check the network path to this Redis and run again",
+                    String::from_utf8_lossy(&plan.key)
+                ),
+            ));
+        }
         let mut reader = KeyReader {
             session,
             conn: &mut *conn,

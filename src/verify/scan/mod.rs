@@ -156,7 +156,8 @@ pub(crate) async fn scan(
             let conn = session.conn(i);
             let tx = tx.clone();
             let scan_err = session.command_err("SCAN");
-            tokio::spawn(scan_pass(conn, kind, tx, scan_err))
+            let endless = session.protocol_err("SCAN", String::new());
+            tokio::spawn(scan_pass(conn, kind, tx, scan_err, (dbsize, endless)))
         })
         .collect();
     drop(tx);
@@ -298,8 +299,10 @@ async fn scan_pass(
     kind: Option<KeyKind>,
     tx: tokio::sync::mpsc::Sender<Batch>,
     scan_err: impl Fn(redis::RedisError) -> VerifyError,
+    (dbsize, mut endless): (u64, VerifyError),
 ) -> Result<(), VerifyError> {
     let mut cursor: u64 = 0;
+    let mut bound = ScanBound::new(dbsize);
     loop {
         let mut cmd = redis::cmd("SCAN");
         cmd.arg(cursor).arg("COUNT");
@@ -309,6 +312,12 @@ async fn scan_pass(
         };
         let (next, keys): (u64, Vec<Vec<u8>>) =
             cmd.query_async(&mut conn).await.map_err(&scan_err)?;
+        if let Err(detail) = bound.step(next, keys.len()) {
+            if let VerifyError::Protocol { detail: d, .. } = &mut endless {
+                *d = detail;
+            }
+            return Err(endless);
+        }
         if !keys.is_empty() && tx.send(Batch { kind, keys }).await.is_err() {
             // The readers stopped (an error): nothing more to do.
             return Ok(());
@@ -317,6 +326,48 @@ async fn scan_pass(
             return Ok(());
         }
         cursor = next;
+    }
+}
+
+/// What ends a SCAN that does not end by itself (a broken or hostile server: a cursor that
+/// never returns to 0). A real iteration visits each cursor once and returns each key a few
+/// times at most (only a rehash repeats keys), so a repeated cursor, or many times more keys
+/// or calls than DBSIZE allows, is a server to stop reading rather than a loop to keep
+/// busy forever.
+#[derive(Debug)]
+struct ScanBound {
+    seen: std::collections::HashSet<u64>,
+    keys: u64,
+    max: u64,
+}
+
+impl ScanBound {
+    fn new(dbsize: u64) -> Self {
+        Self {
+            seen: std::collections::HashSet::new(),
+            keys: 0,
+            max: dbsize.saturating_mul(4).saturating_add(100_000),
+        }
+    }
+
+    /// Counts one SCAN reply; `Err` says why the scan cannot be trusted to end.
+    fn step(&mut self, next: u64, keys: usize) -> Result<(), String> {
+        self.keys = self.keys.saturating_add(keys as u64);
+        if next != 0 && !self.seen.insert(next) {
+            return Err(format!(
+                "SCAN returned cursor {next} twice: the iteration would never end"
+            ));
+        }
+        if self.keys > self.max || self.seen.len() as u64 > self.max {
+            return Err(format!(
+                "SCAN returned {} keys over {} calls without ending, for a database DBSIZE put \
+                 at {}: the iteration would never end",
+                self.keys,
+                self.seen.len(),
+                self.max.saturating_sub(100_000) / 4
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -495,8 +546,31 @@ struct Plan {
 #[cfg(test)]
 mod tests {
     use super::commands::next_stream_id;
-    use super::{Fallbacks, ScanOutcome};
+    use super::{Fallbacks, ScanBound, ScanOutcome};
     use crate::verify::VerifyError;
+
+    #[test]
+    fn a_scan_that_never_ends_is_stopped() {
+        // A real iteration: distinct cursors, then 0.
+        let mut b = ScanBound::new(3000);
+        for c in 1..=3 {
+            assert!(b.step(c, 1000).is_ok());
+        }
+        assert!(b.step(0, 10).is_ok());
+        // A cursor that comes back.
+        let mut b = ScanBound::new(10);
+        assert!(b.step(7, 0).is_ok());
+        assert!(b.step(8, 0).is_ok());
+        assert!(b.step(7, 0).unwrap_err().contains("cursor 7 twice"));
+        // New cursors and new keys forever.
+        let mut b = ScanBound::new(1);
+        let end = (1..u64::MAX).find(|&c| b.step(c, 1).is_err()).unwrap();
+        assert!(end <= 100_004 + 1, "stopped after {end} calls");
+        // No keys, new cursors forever.
+        let mut b = ScanBound::new(0);
+        let end = (1..u64::MAX).find(|&c| b.step(c, 0).is_err()).unwrap();
+        assert!(end <= 100_001, "stopped after {end} calls");
+    }
 
     #[test]
     fn a_scan_must_read_every_key_expiry_did_not_take() {
