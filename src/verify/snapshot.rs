@@ -273,7 +273,7 @@ impl<R: Read> SnapshotReader<R> {
                 // RESTORE: refused here, so a restore stops before its first write.
                 if crate::verify::dump::check_footer(&payload).is_err() {
                     return Err(FormatError::Corrupt(format!(
-                        "the DUMP payload of key {:?} fails its CRC64: it was damaged before it was written, and no server would restore it",
+                        "the DUMP payload of key {:?} fails its checksum (CRC64): the file or the payload was damaged, and no server would restore it",
                         String::from_utf8_lossy(&record.key)
                     )));
                 }
