@@ -522,3 +522,78 @@ async fn esc_or_ctrl_c_at_the_typed_confirmation_cancels_with_the_terminal_resto
     assert_eq!(env.formation().await, formation);
     assert_eq!(env.plan_of(MAIN).await, "premium-0");
 }
+
+/// The wizard's live swap, end to end in a terminal: with room on the plan the strategy list
+/// offers it unblocked, the next question asks what becomes of the old add-on, and "destroy it
+/// right after success" is what the run does. The review shows the unattended command with
+/// `--retire-old now` and the `retire-old-now` warning; afterwards main is a new add-on on the
+/// new plan, the old one is gone, the formation is back and every write the dynos had
+/// acknowledged is there (the test's own reads).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_wizard_live_swap_asks_about_the_old_addon_and_does_what_was_chosen() {
+    let env = Env::roomy(Duration::from_millis(300)).await;
+    let client = env.client();
+    let old_main = client.addon(APP, MAIN).await.unwrap().name;
+    let target = env.next_target().await;
+    let mut s = spawn(&env);
+    let code = off_runtime(move || {
+        expect(&mut s, "App (type to filter)");
+        send(&mut s, ENTER);
+        expect(&mut s, "Add-ons to change");
+        send(&mut s, ENTER);
+        expect(&mut s, "Which of them are caches?");
+        send(&mut s, " ");
+        send(&mut s, ENTER);
+        expect(&mut s, "Process types that write to Redis");
+        send(&mut s, ENTER);
+        for label in ["ENKETO_REDIS_CACHE", "ENKETO_REDIS_MAIN"] {
+            expect(&mut s, &format!("New plan for {label}"));
+            send(&mut s, ENTER);
+        }
+        expect(&mut s, "Strategy");
+        let listed = until(&mut s, "live swap");
+        assert!(!listed.contains("BLOCKED"), "{listed}");
+        send(&mut s, "\x1b[B");
+        send(&mut s, ENTER);
+        expect(&mut s, "The old add-on after success");
+        expect(&mut s, "destroy it right after success (no way back)");
+        send(&mut s, "\x1b[B");
+        send(&mut s, "\x1b[B");
+        send(&mut s, ENTER);
+        expect(&mut s, "Plan for enketo-demo");
+        let review = until(&mut s, "Type the app name (enketo-demo) to run this plan");
+        assert!(
+            review.contains("--retire-old now destroys")
+                && review.contains("--strategy live-swap --retire-old now"),
+            "the review warns and shows the unattended command: {review}"
+        );
+        send(&mut s, "enketo-demo\r");
+        expect(&mut s, "succeeded on enketo-demo");
+        s.expect(Eof).expect("the wizard ends");
+        exit_code(&s)
+    })
+    .await;
+    assert_eq!(code, 0);
+    let new_main = client.addon(APP, MAIN).await.unwrap().name;
+    assert_ne!(new_main, old_main, "main moved to a new add-on");
+    assert_eq!(env.plan_of(MAIN).await, target);
+    let names: Vec<String> = client
+        .addons(APP)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|a| a.name)
+        .collect();
+    assert!(
+        !names.contains(&old_main),
+        "the old add-on was destroyed as chosen: {names:?}"
+    );
+    assert!(
+        env.formation()
+            .await
+            .contains(&("web".into(), 2, "standard-1X".into()))
+    );
+    let acked = env.acknowledged_writes(MAIN).await;
+    assert!(!acked.is_empty(), "the dynos wrote");
+    assert_eq!(env.missing_keys(MAIN, &acked).await, Vec::<String>::new());
+}
