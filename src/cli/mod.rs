@@ -165,7 +165,6 @@ pub enum Command {
     /// Print shell completions (bash, zsh, fish, …) on stdout.
     Completions(CompletionsArgs),
     /// Print the man page (roff) on stdout: `upshift man > ~/.local/share/man/man1/upshift.1`.
-    #[command(hide = true)]
     Man,
 }
 

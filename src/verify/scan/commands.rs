@@ -162,7 +162,7 @@ impl KeyReader<'_> {
             command,
             format!(
                 "unexpected reply shape for key {}",
-                String::from_utf8_lossy(self.key)
+                crate::printable::key(self.key)
             ),
         )
     }
