@@ -235,6 +235,7 @@ pub async fn wait_for_window(
             reporter.report(&RunEvent::WindowWait {
                 window: window.spec(),
                 opens_at: gate::local(window, next.start),
+                opens_at_utc: next.start,
                 remaining: gate::until(now, next.start),
             });
             next_beat += heartbeat;
