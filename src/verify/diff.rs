@@ -60,11 +60,13 @@ impl DifferenceKind {
 /// One named difference.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct Difference {
-    /// The key as JSON text: exact for a UTF-8 key; bytes that are not UTF-8 are replaced
-    /// (U+FFFD), so two binary keys can share it. `key_base64` is exact. For people, print
-    /// [`crate::printable::key`] of `key_bytes`, never this: it may hold control characters.
+    // People see `crate::printable::key(&key_bytes)`, never `key`: it may hold control
+    // characters (an ESC sequence in a key name would reach the terminal).
+    /// The key as text: exact when the key is UTF-8; bytes that are not UTF-8 are replaced by
+    /// U+FFFD, so two binary keys can share it (`key_base64` is exact). It may hold control
+    /// characters: escape it before printing it.
     pub key: String,
-    /// The key's exact bytes, in JSON as `key_base64` (standard base64, padded).
+    /// The key's exact bytes, standard base64 with padding.
     #[serde(rename = "key_base64", serialize_with = "as_base64")]
     #[schemars(with = "String")]
     pub key_bytes: Vec<u8>,

@@ -271,7 +271,8 @@ impl Reporter for Warnings {
 /// that differed (counted here by this test's own SCAN), not every key written.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_truncated_repair_counts_the_keys_that_differed_and_names_them_escaped() {
-    let env = Env::start_edited(Duration::from_millis(500), small_seeds).await;
+    // Room on MAIN for this test's own connection beside the dynos'.
+    let env = Env::roomy_edited(Duration::from_millis(500), small_seeds).await;
     let evil = "ca:\x01\x1b[2J\x1b[Hupshift: all data verified\n<!channel>";
     let mut con = crate::common::redis(&env.sim.redis_url(MAIN)).await;
     let () = redis::cmd("SET")
