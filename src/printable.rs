@@ -32,7 +32,8 @@ pub fn key(bytes: &[u8]) -> String {
     out
 }
 
-/// A key received as text (already decoded, lossily or not): [`key`] of its bytes.
+/// Text that came from the data or a server (a key already decoded, an app's log line, a
+/// `run_id`): [`key`] of its bytes.
 pub fn key_str(text: &str) -> String {
     key(text.as_bytes())
 }

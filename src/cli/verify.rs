@@ -89,7 +89,8 @@ pub struct DigestArgs {
 pub struct SnapshotArgs {
     #[command(flatten)]
     pub connection: ConnectionArgs,
-    /// The snapshot file to write (mode 0600; replaced atomically when complete).
+    /// The snapshot file to write (mode 0600; replaced atomically when complete). A device, a
+    /// FIFO, a directory or a symbolic link at FILE is refused (exit 2).
     #[arg(long, value_name = "FILE")]
     pub out: PathBuf,
     /// One JSON object on stdout.

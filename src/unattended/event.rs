@@ -248,8 +248,13 @@ pub fn human_line(event: &RunEvent) -> Option<String> {
             "watching the app's logs for {} (R14, H10, max number of clients, too many connections, TLS handshake drops)",
             format_duration(*duration)
         ),
+        // An app's log line is the app's text: its colour codes and control characters are
+        // shown, not obeyed.
         RunEvent::WatchHit { kind, line, count } => {
-            format!("watch: {kind} (hit {count}): {line}")
+            format!(
+                "watch: {kind} (hit {count}): {}",
+                crate::printable::key_str(line)
+            )
         }
         RunEvent::WatchDone { hits: 0, .. } => "watch: no errors in the logs".to_owned(),
         RunEvent::WatchDone { hits, .. } => format!("watch: {hits} error line(s) in the logs"),
@@ -512,5 +517,21 @@ mod tests {
             ]
         );
         insta::assert_json_snapshot!(sent);
+    }
+
+    #[test]
+    fn a_log_line_is_shown_not_obeyed() {
+        let line = human_line(&RunEvent::WatchHit {
+            kind: WatchKind::MaxClients,
+            line: "app[web.1]: \x1b[31mERR max number of clients reached\x1b[0m\r".into(),
+            count: 2,
+        })
+        .unwrap();
+        assert!(
+            line.ends_with(
+                "(hit 2): app[web.1]: \\x1b[31mERR max number of clients reached\\x1b[0m\\x0d"
+            ),
+            "{line}"
+        );
     }
 }
