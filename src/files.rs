@@ -2,9 +2,16 @@
 //! size cap. `std::fs::read_to_string` reads until the end: `--playbook /dev/zero` grew to
 //! 23 GB before the kernel killed the process. A file over the cap is refused with a clear
 //! error instead, whatever it is (a device, a pipe, a huge file).
+//!
+//! And the one rule for the files upshift writes at a path a person names (`snapshot --out`,
+//! `plan --out`): they are written beside the path and renamed over it, and a rename replaces
+//! whatever is there. Run as root, `--out /dev/null` turned /dev/null into a 0600 regular file
+//! for every process on the machine. So [`check_output`] refuses a path that exists and is not
+//! a regular file, before anything is read, and [`replace`] checks again right before the
+//! rename (the path can change meanwhile).
 
 use std::io::Read;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// The cap for the files upshift reads: a plan file with its capture and playbook is a few
 /// tens of kB; 4 MiB leaves room for an app with hundreds of add-ons.
@@ -36,9 +43,121 @@ pub fn read_text_capped(path: &Path, limit: u64) -> std::io::Result<String> {
     })
 }
 
+/// An output path that holds something other than a regular file, which upshift will not
+/// replace.
+#[derive(Debug, thiserror::Error)]
+#[error("{} is {kind}, not a file: give a file path", path.display())]
+pub struct NotAFile {
+    /// The path given.
+    pub path: PathBuf,
+    /// What is there (`a character device`, `a symbolic link`, …).
+    pub kind: &'static str,
+}
+
+/// Whether `path` may be written by renaming a new file over it: nothing is there, or a
+/// regular file. A symbolic link is refused rather than followed or replaced: replacing it
+/// breaks the link (`/dev/stdout` printed nothing), following it writes where the reader of
+/// the command line did not look.
+///
+/// # Errors
+/// [`NotAFile`] naming what is there. A path that cannot be inspected (no permission on its
+/// directory) passes: the write reports it.
+pub fn check_output(path: &Path) -> Result<(), NotAFile> {
+    let Ok(meta) = std::fs::symlink_metadata(path) else {
+        return Ok(());
+    };
+    let kind = file_kind(meta.file_type());
+    match kind {
+        None => Ok(()),
+        Some(kind) => Err(NotAFile {
+            path: path.to_owned(),
+            kind,
+        }),
+    }
+}
+
+/// What a file type is in words, `None` for a regular file.
+fn file_kind(t: std::fs::FileType) -> Option<&'static str> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::FileTypeExt;
+        if t.is_char_device() {
+            return Some("a character device");
+        }
+        if t.is_block_device() {
+            return Some("a block device");
+        }
+        if t.is_fifo() {
+            return Some("a FIFO (named pipe)");
+        }
+        if t.is_socket() {
+            return Some("a socket");
+        }
+    }
+    if t.is_symlink() {
+        Some("a symbolic link")
+    } else if t.is_dir() {
+        Some("a directory")
+    } else if t.is_file() {
+        None
+    } else {
+        Some("not a regular file")
+    }
+}
+
+/// Renames `from` over `to`, after checking `to` once more with [`check_output`].
+///
+/// # Errors
+/// The rename's error, or an error wrapping [`NotAFile`] (see [`is_not_a_file`]).
+pub fn replace(from: &Path, to: &Path) -> std::io::Result<()> {
+    check_output(to).map_err(std::io::Error::other)?;
+    std::fs::rename(from, to)
+}
+
+/// Whether an I/O error is [`replace`] refusing a path that is not a regular file: bad input,
+/// not a failing disk.
+pub fn is_not_a_file(err: &std::io::Error) -> bool {
+    err.get_ref()
+        .is_some_and(<dyn std::error::Error + Send + Sync>::is::<NotAFile>)
+}
+
 #[cfg(test)]
 mod tests {
-    use super::read_text_capped;
+    use super::{check_output, is_not_a_file, read_text_capped, replace};
+
+    #[test]
+    fn only_a_missing_path_or_a_regular_file_may_be_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("f");
+        assert!(check_output(&file).is_ok(), "a new path");
+        std::fs::write(&file, "x").unwrap();
+        assert!(check_output(&file).is_ok(), "a regular file");
+        let link = dir.path().join("l");
+        std::os::unix::fs::symlink(&file, &link).unwrap();
+        let err = check_output(&link).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "{} is a symbolic link, not a file: give a file path",
+                link.display()
+            )
+        );
+        assert_eq!(check_output(dir.path()).unwrap_err().kind, "a directory");
+        assert_eq!(
+            check_output(std::path::Path::new("/dev/null"))
+                .unwrap_err()
+                .kind,
+            "a character device"
+        );
+        let tmp = dir.path().join("tmp");
+        std::fs::write(&tmp, "new").unwrap();
+        let err = replace(&tmp, &link).unwrap_err();
+        assert!(is_not_a_file(&err), "{err}");
+        assert!(std::fs::symlink_metadata(&link).unwrap().is_symlink());
+        assert_eq!(std::fs::read_to_string(&file).unwrap(), "x");
+        replace(&tmp, &file).unwrap();
+        assert_eq!(std::fs::read_to_string(&file).unwrap(), "new");
+    }
 
     #[test]
     fn an_endless_file_is_refused_at_the_cap() {

@@ -33,6 +33,9 @@
 //!   the cutoff before the point of no return and the gate that admits a run, run-time
 //!   estimates); "now" is always passed in.
 //!
+//! * [`printable`]: data-derived text (Redis key names) escaped for people, and exact in JSON
+//!   ([`printable::base64`]); every human rendering of a key goes through [`printable::key`].
+//!
 //! Data flows one way: `cli` builds a request, the runner captures the platform through
 //! `heroku`, guards decide on pure values, effects go out through `heroku` and `verify`, and
 //! every step is journaled before and after it runs.
@@ -70,6 +73,7 @@ pub mod notify;
 pub mod plan;
 pub use heroku_model::plans;
 pub mod playbook;
+pub mod printable;
 pub mod runner;
 #[cfg(feature = "sim")]
 pub mod sim;

@@ -483,8 +483,19 @@ fn parse_instant(token: &str) -> Result<(Timestamp, Offset), WindowError> {
         token: token.to_owned(),
         source,
     };
-    let timestamp: Timestamp = token.parse().map_err(bad)?;
-    let offset = match Pieces::parse(token).map_err(bad)?.offset() {
+    let pieces = Pieces::parse(token);
+    let timestamp: Timestamp = token.parse().map_err(|source| {
+        // Well-formed, with an offset, and still no timestamp: beyond the range of times.
+        if pieces.as_ref().is_ok_and(|p| p.offset().is_some()) {
+            WindowError::OutOfRange {
+                token: token.to_owned(),
+                source,
+            }
+        } else {
+            bad(source)
+        }
+    })?;
+    let offset = match pieces.map_err(bad)?.offset() {
         Some(PiecesOffset::Numeric(numeric)) => numeric.offset(),
         // `Z`, and `-00:00` (offset unknown) which jiff reads as UTC too.
         _ => Offset::UTC,

@@ -164,8 +164,9 @@ pub enum Command {
     Diff(verify::DiffArgs),
     /// Print shell completions (bash, zsh, fish, …) on stdout.
     Completions(CompletionsArgs),
-    /// Print the man page (roff) on stdout: `upshift man > ~/.local/share/man/man1/upshift.1`.
-    #[command(hide = true)]
+    /// Print the man page (roff) on stdout.
+    ///
+    /// Install it with `upshift man > ~/.local/share/man/man1/upshift.1`.
     Man,
 }
 

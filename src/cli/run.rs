@@ -195,6 +195,9 @@ pub fn plan(args: &PlanArgs) -> Result<ExitCode, CliError> {
         .map(unattended::parse_window)
         .transpose()
         .map_err(CliError::usage)?;
+    if let Some(out) = &args.schedule.out {
+        crate::cli::verify::check_out(out)?;
+    }
     crate::cli::runtime().block_on(async {
         let configured = window.clone();
         let ctx = context_with(Arc::new(Silent), Interrupts::default(), |c| {

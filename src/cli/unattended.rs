@@ -42,7 +42,8 @@ pub struct PlanScheduleArgs {
     #[arg(long, value_name = "SPEC")]
     pub window: Option<String>,
     /// Save the plan and the state it saw (formation, plans, memory, clients) to this file
-    /// (mode 0600, no secrets) for `upshift run --plan FILE`.
+    /// (mode 0600, no secrets) for `upshift run --plan FILE`. A device, a FIFO, a directory or
+    /// a symbolic link there is refused (exit 2).
     #[arg(long, value_name = "PLAN.json")]
     pub out: Option<PathBuf>,
 }
@@ -235,6 +236,7 @@ pub async fn wait_for_window(
             reporter.report(&RunEvent::WindowWait {
                 window: window.spec(),
                 opens_at: gate::local(window, next.start),
+                opens_at_utc: next.start,
                 remaining: gate::until(now, next.start),
             });
             next_beat += heartbeat;

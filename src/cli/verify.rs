@@ -89,7 +89,8 @@ pub struct DigestArgs {
 pub struct SnapshotArgs {
     #[command(flatten)]
     pub connection: ConnectionArgs,
-    /// The snapshot file to write (mode 0600; replaced atomically when complete).
+    /// The snapshot file to write (mode 0600; replaced atomically when complete). A device, a
+    /// FIFO, a directory or a symbolic link at FILE is refused (exit 2).
     #[arg(long, value_name = "FILE")]
     pub out: PathBuf,
     /// One JSON object on stdout.
@@ -135,11 +136,22 @@ pub struct DiffArgs {
 pub fn exit_code(err: &VerifyError) -> ExitCode {
     match err {
         VerifyError::Url(_) | VerifyError::Snapshot { .. } => ExitCode::Usage,
+        e if e.is_bad_input() => ExitCode::Usage,
         VerifyError::WritersActive { .. }
         | VerifyError::ExpiriesAppeared { .. }
         | VerifyError::DiskSpace { .. } => ExitCode::Blocked,
         _ => ExitCode::NeedsAttention,
     }
+}
+
+/// `--out PATH` refused before anything is read when something other than a regular file is
+/// there (exit 2): renaming the new file over it would replace a device, a FIFO or a link.
+///
+/// # Errors
+/// The path holds a device, a FIFO, a socket, a directory or a symbolic link.
+pub fn check_out(path: &std::path::Path) -> Result<(), CliError> {
+    crate::files::check_output(path)
+        .map_err(|e| CliError::text(ExitCode::Usage, format!("--out {e}")))
 }
 
 /// A progress bar on stderr, hidden when stderr is not a terminal.
@@ -222,6 +234,7 @@ pub fn run_digest(args: &DigestArgs) -> Result<ExitCode, CliError> {
     let cfg = config(&args.connection)?;
     if let Some(against) = &args.against_url {
         let other: RedisUrl = against.parse().map_err(CliError::usage)?;
+        runtime().block_on(refuse_same_database(&cfg, &other))?;
         return run_compare(&cfg, &other, args.json);
     }
     let result = runtime().block_on(async {
@@ -250,6 +263,27 @@ pub fn run_digest(args: &DigestArgs) -> Result<ExitCode, CliError> {
         }
         Err(e) => Err(e.into()),
     }
+}
+
+/// Two URLs that reach one database (the same server process, by its `run_id`, and the same
+/// database number) compare equal whatever the data: such a comparison proves nothing, so it
+/// is refused as bad input (exit 2) before any key is read.
+async fn refuse_same_database(cfg: &VerifyConfig, other: &RedisUrl) -> Result<(), CliError> {
+    let (a, b) = tokio::try_join!(
+        verify::server_info(&cfg.url, &cfg.options),
+        verify::server_info(other, &cfg.options),
+    )?;
+    if a.run_id.is_empty() || a.run_id != b.run_id || cfg.url.db() != other.db() {
+        return Ok(());
+    }
+    Err(CliError::text(
+        ExitCode::Usage,
+        format!(
+            "both URLs reach the same database (run_id {}, db {}): the comparison proves nothing; give --against-url the other server",
+            crate::printable::key_str(&a.run_id),
+            cfg.url.db()
+        ),
+    ))
 }
 
 /// `upshift digest --against-url`: two live servers compared key by key.
@@ -283,6 +317,7 @@ fn run_compare(cfg: &VerifyConfig, other: &RedisUrl, json: bool) -> Result<ExitC
 /// Bad flags (exit 2) and verifier failures (see [`exit_code`]).
 pub fn run_snapshot(args: &SnapshotArgs) -> Result<ExitCode, CliError> {
     let cfg = config(&args.connection)?;
+    check_out(&args.out)?;
     let result = runtime().block_on(async {
         let bar = Bar::new();
         verify::snapshot(&cfg.url, &args.out, &cfg.options, &bar).await

@@ -58,14 +58,20 @@ pub enum RunEvent {
     /// `--wait-for-window` is sleeping until the window opens (a heartbeat every few minutes).
     WindowWait {
         window: String,
+        /// For people: the window's own zone, to the minute.
         opens_at: String,
+        /// For machines (the JSON log's RFC 3339 `opens_at`).
+        opens_at_utc: jiff::Timestamp,
         remaining: Duration,
     },
     /// The run is past its point of no return and past (or, with `expected`, projected past) its
     /// window's end; it still finishes or rolls back.
     WindowOverrun {
         window: String,
+        /// For people: the window's own zone, to the minute.
         ends_at: String,
+        /// For machines (the JSON log's RFC 3339 `ends_at`).
+        ends_at_utc: jiff::Timestamp,
         by: Duration,
         expected: bool,
     },

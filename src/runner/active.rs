@@ -166,6 +166,7 @@ impl<'r> ActiveRun<'r> {
         let event = RunEvent::WindowOverrun {
             window: window.spec(),
             ends_at: gate::local(window, occ.end),
+            ends_at_utc: occ.end,
             by: notice.by,
             expected: notice.expected,
         };

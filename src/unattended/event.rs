@@ -161,23 +161,26 @@ impl From<&RunEvent> for LogEvent {
             },
             RunEvent::Warning { message } => Self::Warning { message },
             RunEvent::Finished { outcome } => Self::RunFinished { outcome },
+            // RFC 3339 in UTC, like every line's `ts`: a log shipper parses it as it is.
             RunEvent::WindowWait {
                 window,
-                opens_at,
+                opens_at_utc,
                 remaining,
+                ..
             } => Self::WindowWait {
                 window,
-                opens_at,
+                opens_at: opens_at_utc.to_string(),
                 remaining_ms: ms(remaining),
             },
             RunEvent::WindowOverrun {
                 window,
-                ends_at,
+                ends_at_utc,
                 by,
                 expected,
+                ..
             } => Self::WindowOverrun {
                 window,
-                ends_at,
+                ends_at: ends_at_utc.to_string(),
                 by_ms: ms(by),
                 expected,
             },
@@ -216,6 +219,7 @@ pub fn human_line(event: &RunEvent) -> Option<String> {
             window,
             opens_at,
             remaining,
+            ..
         } => format!(
             "waiting for the maintenance window `{window}`: opens at {opens_at} (in {}); nothing has been written",
             format_duration(*remaining)
@@ -225,6 +229,7 @@ pub fn human_line(event: &RunEvent) -> Option<String> {
             ends_at,
             by,
             expected: true,
+            ..
         } => format!(
             "warning: this run is expected to end {} after the window `{window}` closes ({ends_at}); past the point of no return it finishes or rolls back regardless",
             format_duration(*by)
@@ -234,6 +239,7 @@ pub fn human_line(event: &RunEvent) -> Option<String> {
             ends_at,
             by,
             expected: false,
+            ..
         } => format!(
             "warning: the window `{window}` closed at {ends_at}, {} ago; past the point of no return the run finishes or rolls back regardless",
             format_duration(*by)
@@ -242,8 +248,13 @@ pub fn human_line(event: &RunEvent) -> Option<String> {
             "watching the app's logs for {} (R14, H10, max number of clients, too many connections, TLS handshake drops)",
             format_duration(*duration)
         ),
+        // An app's log line is the app's text: its colour codes and control characters are
+        // shown, not obeyed.
         RunEvent::WatchHit { kind, line, count } => {
-            format!("watch: {kind} (hit {count}): {line}")
+            format!(
+                "watch: {kind} (hit {count}): {}",
+                crate::printable::key_str(line)
+            )
         }
         RunEvent::WatchDone { hits: 0, .. } => "watch: no errors in the logs".to_owned(),
         RunEvent::WatchDone { hits, .. } => format!("watch: {hits} error line(s) in the logs"),
@@ -447,6 +458,7 @@ mod tests {
             RunEvent::WindowOverrun {
                 window: "sun 02:00-04:00 Europe/Berlin".into(),
                 ends_at: "2026-11-29 04:00 CET".into(),
+                ends_at_utc: "2026-11-29T03:00:00Z".parse().unwrap(),
                 by: Duration::from_secs(120),
                 expected: true,
             },
@@ -456,6 +468,7 @@ mod tests {
             RunEvent::WindowWait {
                 window: "sun 02:00-04:00 Europe/Berlin".into(),
                 opens_at: "2026-11-29 02:00 CET".into(),
+                opens_at_utc: "2026-11-29T01:00:00Z".parse().unwrap(),
                 remaining: Duration::from_secs(300),
             },
             RunEvent::WatchStarted {
@@ -504,5 +517,21 @@ mod tests {
             ]
         );
         insta::assert_json_snapshot!(sent);
+    }
+
+    #[test]
+    fn a_log_line_is_shown_not_obeyed() {
+        let line = human_line(&RunEvent::WatchHit {
+            kind: WatchKind::MaxClients,
+            line: "app[web.1]: \x1b[31mERR max number of clients reached\x1b[0m\r".into(),
+            count: 2,
+        })
+        .unwrap();
+        assert!(
+            line.ends_with(
+                "(hit 2): app[web.1]: \\x1b[31mERR max number of clients reached\\x1b[0m\\x0d"
+            ),
+            "{line}"
+        );
     }
 }

@@ -155,6 +155,8 @@ impl PlanFile {
         let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(err)?;
         tmp.write_all(text.as_bytes()).map_err(err)?;
         tmp.as_file().sync_all().map_err(err)?;
+        // Never over a device, a FIFO or a link (checked as late as possible).
+        crate::files::check_output(path).map_err(|e| err(std::io::Error::other(e)))?;
         tmp.persist(path).map_err(|e| err(e.error))?;
         Ok(sealed.hash)
     }

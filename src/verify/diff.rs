@@ -1,6 +1,6 @@
 //! The merge-join of two sorted record streams into named differences. Pure.
 
-use std::io;
+use std::io::{self, Write};
 
 use serde::Serialize;
 
@@ -60,14 +60,23 @@ impl DifferenceKind {
 /// One named difference.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct Difference {
-    /// The key, printable (invalid UTF-8 replaced).
+    // People see `crate::printable::key(&key_bytes)`, never `key`: it may hold control
+    // characters (an ESC sequence in a key name would reach the terminal).
+    /// The key as text: exact when the key is UTF-8; bytes that are not UTF-8 are replaced by
+    /// U+FFFD, so two binary keys can share it (`key_base64` is exact). It may hold control
+    /// characters: escape it before printing it.
     pub key: String,
-    /// The key's raw bytes.
-    #[serde(skip)]
+    /// The key's exact bytes, standard base64 with padding.
+    #[serde(rename = "key_base64", serialize_with = "as_base64")]
+    #[schemars(with = "String")]
     pub key_bytes: Vec<u8>,
     /// What differs.
     #[serde(flatten)]
     pub kind: DifferenceKind,
+}
+
+fn as_base64<S: serde::Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&crate::printable::base64(bytes))
 }
 
 /// Counts per kind of difference.
@@ -223,6 +232,46 @@ pub fn compare(before: &Record, after: &Record) -> Option<DifferenceKind> {
     } else {
         None
     }
+}
+
+/// Writes the differences as lines for people, one key each (escaped with
+/// [`crate::printable::key`]); kept here so the CLI and tests render differences alike.
+///
+/// # Errors
+/// The writer fails.
+pub fn write_differences(out: &mut dyn Write, report: &DiffReport) -> std::io::Result<()> {
+    for d in &report.differences {
+        let detail = match d.kind {
+            DifferenceKind::TypeChanged { before, after } => format!(" ({before} -> {after})"),
+            DifferenceKind::TtlChanged {
+                before_ms,
+                after_ms,
+            } => format!(" ({} -> {})", fmt_expiry(before_ms), fmt_expiry(after_ms)),
+            DifferenceKind::ExpiredInWindow { expired_at_ms } => {
+                format!(" (expired at {expired_at_ms} ms)")
+            }
+            _ => String::new(),
+        };
+        writeln!(
+            out,
+            "{:<18} {}{detail}",
+            d.kind.label(),
+            crate::printable::key(&d.key_bytes)
+        )?;
+    }
+    if report.truncated {
+        writeln!(
+            out,
+            "… {} more differences not listed",
+            report.counts.failures() + report.counts.expired_in_window
+                - report.differences.len() as u64
+        )?;
+    }
+    Ok(())
+}
+
+fn fmt_expiry(ms: Option<i64>) -> String {
+    ms.map_or_else(|| "no ttl".to_owned(), |m| format!("{m} ms"))
 }
 
 #[cfg(test)]

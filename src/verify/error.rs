@@ -13,7 +13,7 @@ pub enum VerifyError {
     #[error(transparent)]
     Url(#[from] UrlError),
     /// Connecting (TCP, TLS, AUTH) failed.
-    #[error("cannot connect to redis at {endpoint}: {}", advice(.hint))]
+    #[error("cannot connect to redis at {endpoint}: {}", advice(.hint, .source))]
     Connect {
         /// `host:port`.
         endpoint: String,
@@ -45,12 +45,13 @@ pub enum VerifyError {
     },
     /// A key of a type the verifier cannot read canonically (a module type, say).
     #[error(
-        "unsupported type {kind} at key {key}: upshift verifies string, list, set, zset, hash and stream keys only"
+        "unsupported type {} at key {key}: upshift verifies string, list, set, zset, hash and stream keys only",
+        crate::printable::key_str(.kind)
     )]
     UnsupportedType {
         /// The `TYPE` answer.
         kind: String,
-        /// The key, printable.
+        /// The key, escaped with [`crate::printable::key`].
         key: String,
     },
     /// Fewer distinct keys were read than DBSIZE counted, beyond what expired meanwhile.
@@ -97,6 +98,14 @@ pub enum VerifyError {
         /// Bytes available.
         available: u64,
     },
+    /// The snapshot file to read cannot be opened (missing, not readable): bad input.
+    #[error("cannot open the snapshot {path}: check the path")]
+    SnapshotOpen {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
     /// Reading or writing a local file failed.
     #[error("cannot {action} {path}")]
     File {
@@ -137,7 +146,7 @@ pub enum VerifyError {
     PayloadRejected {
         /// `host:port`.
         endpoint: String,
-        /// The key, printable.
+        /// The key, escaped with [`crate::printable::key`].
         key: String,
         /// The snapshot's source version.
         source_version: String,
@@ -149,6 +158,17 @@ pub enum VerifyError {
 }
 
 impl VerifyError {
+    /// Whether the input was wrong rather than the server or the disk: a snapshot file that
+    /// cannot be opened, or a database the server does not have.
+    pub fn is_bad_input(&self) -> bool {
+        match self {
+            Self::SnapshotOpen { .. } => true,
+            Self::Connect { source, .. } => is_missing_database(source),
+            Self::File { source, .. } => crate::files::is_not_a_file(source),
+            _ => false,
+        }
+    }
+
     /// Whether the server refused our credentials (AUTH failed, `WRONGPASS`, `NOAUTH`).
     ///
     /// Waits treat "not answering yet" as transient, but a refused password does not heal by
@@ -198,8 +218,10 @@ impl VerifyError {
 
 /// What to do about a failed connection: the server's own refusal when it said one
 /// ([`crate::verify::conn::FULL_HINT`]), else where to look, with the hint.
-fn advice(hint: &str) -> String {
-    if hint == crate::verify::conn::FULL_HINT {
+fn advice(hint: &str, source: &redis::RedisError) -> String {
+    if is_missing_database(source) {
+        "the server has no database of the number at the end of the url (redis has 0 to 15 by default, heroku-redis only 0): give a database it has".to_owned()
+    } else if hint == crate::verify::conn::FULL_HINT {
         hint.trim_start()
             .trim_start_matches('(')
             .trim_end_matches(')')
@@ -207,6 +229,15 @@ fn advice(hint: &str) -> String {
     } else {
         format!("check the url, the password and the network{hint}")
     }
+}
+
+/// Whether the server refused the database the URL names (`SELECT` at connect: `ERR DB index
+/// is out of range`).
+fn is_missing_database(source: &redis::RedisError) -> bool {
+    source
+        .to_string()
+        .to_ascii_lowercase()
+        .contains("db index is out of range")
 }
 
 /// How a Redis server refused a new connection.

@@ -52,7 +52,7 @@ pub mod url;
 
 use std::collections::{BTreeMap, HashSet};
 use std::fs::File;
-use std::io::{BufReader, BufWriter, Write};
+use std::io::{BufReader, BufWriter};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -61,7 +61,7 @@ use serde::Serialize;
 
 pub use compare::{CompareReport, compare, compare_keys};
 pub use conn::{CLIENT_NAME_PREFIX, ClientInfo, KeyspaceCounts, ServerInfo};
-pub use diff::{DiffCounts, DiffReport, Difference, DifferenceKind, merge_join};
+pub use diff::{DiffCounts, DiffReport, Difference, DifferenceKind, merge_join, write_differences};
 pub use dump::{Decoded, DumpError};
 pub use error::{Refusal, VerifyError};
 pub use record::{DatabaseDigest, Expiry, KeyKind, Record, ValueDigest};
@@ -341,6 +341,12 @@ pub async fn snapshot(
 ) -> Result<SnapshotSummary, VerifyError> {
     let start = Instant::now();
     let created_unix_ms = conn::local_ms();
+    // Refused before anything is read; checked again right before the rename.
+    crate::files::check_output(out).map_err(|e| VerifyError::File {
+        action: "write",
+        path: out.to_path_buf(),
+        source: std::io::Error::other(e),
+    })?;
     let session = Session::open(url, opts, opts.max_connections).await?;
     let dir = parent_dir(out);
     let available = available_space(&dir).map_err(|source| VerifyError::File {
@@ -369,10 +375,11 @@ pub async fn snapshot(
             source,
         }
     };
+    // A new file, never one already there: a link planted at the partial name is not followed.
+    let _ = std::fs::remove_file(&partial);
     let file = std::fs::OpenOptions::new()
         .write(true)
-        .create(true)
-        .truncate(true)
+        .create_new(true)
         .mode(0o600)
         .open(&partial)
         .map_err(file_err("create", &partial))?;
@@ -416,7 +423,7 @@ pub async fn snapshot(
             .into_inner()
             .map_err(|e| file_err("write", &partial)(e.into_error()))?;
         file.sync_all().map_err(file_err("write", &partial))?;
-        std::fs::rename(&partial, out).map_err(file_err("write", out))?;
+        crate::files::replace(&partial, out).map_err(file_err("write", out))?;
         Ok(SnapshotSummary {
             path: out.to_path_buf(),
             keys: digest.keys(),
@@ -449,8 +456,7 @@ impl Drop for RemoveOnDrop {
 fn open_snapshot(path: &Path) -> Result<BufReader<File>, VerifyError> {
     File::open(path)
         .map(|f| BufReader::with_capacity(1 << 20, f))
-        .map_err(|source| VerifyError::File {
-            action: "open",
+        .map_err(|source| VerifyError::SnapshotOpen {
             path: path.to_path_buf(),
             source,
         })
@@ -619,7 +625,7 @@ async fn restore_batch(
             Err(err) if err.to_string().contains("payload version") => {
                 return Err(VerifyError::PayloadRejected {
                     endpoint: session.endpoint.clone(),
-                    key: String::from_utf8_lossy(&e.record.key).into_owned(),
+                    key: crate::printable::key(&e.record.key),
                     source_version: header.redis_version.clone(),
                     target_version: session.info.redis_version.clone(),
                     source: Box::new(err),
@@ -649,38 +655,4 @@ pub async fn client_list(
     opts: &VerifyOptions,
 ) -> Result<Vec<ClientInfo>, VerifyError> {
     Session::open(url, opts, 1).await?.client_list().await
-}
-
-/// Writes JSON lines or text; kept here so the CLI and tests render differences alike.
-///
-/// # Errors
-/// The writer fails.
-pub fn write_differences(out: &mut dyn Write, report: &DiffReport) -> std::io::Result<()> {
-    for d in &report.differences {
-        let detail = match d.kind {
-            DifferenceKind::TypeChanged { before, after } => format!(" ({before} -> {after})"),
-            DifferenceKind::TtlChanged {
-                before_ms,
-                after_ms,
-            } => format!(" ({} -> {})", fmt_expiry(before_ms), fmt_expiry(after_ms)),
-            DifferenceKind::ExpiredInWindow { expired_at_ms } => {
-                format!(" (expired at {expired_at_ms} ms)")
-            }
-            _ => String::new(),
-        };
-        writeln!(out, "{:<18} {}{detail}", d.kind.label(), d.key)?;
-    }
-    if report.truncated {
-        writeln!(
-            out,
-            "… {} more differences not listed",
-            report.counts.failures() + report.counts.expired_in_window
-                - report.differences.len() as u64
-        )?;
-    }
-    Ok(())
-}
-
-fn fmt_expiry(ms: Option<i64>) -> String {
-    ms.map_or_else(|| "no ttl".to_owned(), |m| format!("{m} ms"))
 }

@@ -273,8 +273,8 @@ impl<R: Read> SnapshotReader<R> {
                 // RESTORE: refused here, so a restore stops before its first write.
                 if crate::verify::dump::check_footer(&payload).is_err() {
                     return Err(FormatError::Corrupt(format!(
-                        "the DUMP payload of key {:?} fails its checksum (CRC64): the file or the payload was damaged, and no server would restore it",
-                        String::from_utf8_lossy(&record.key)
+                        "the DUMP payload of key \"{}\" fails its checksum (CRC64): the file or the payload was damaged, and no server would restore it",
+                        crate::printable::key(&record.key)
                     )));
                 }
                 Ok(Some(SnapshotEntry { record, payload }))
@@ -426,7 +426,7 @@ mod tests {
         let bytes = sample_with(true);
         let e = verify_stream(bytes.as_slice()).unwrap_err();
         assert!(
-            matches!(&e, FormatError::Corrupt(m) if m.contains("key \"k\\u{1}\"") && m.contains("CRC64")),
+            matches!(&e, FormatError::Corrupt(m) if m.contains("key \"k\\x01\"") && m.contains("CRC64")),
             "{e}"
         );
     }

@@ -123,9 +123,10 @@ impl FromStr for RedisUrl {
         let db = if path.is_empty() {
             0
         } else {
-            path.parse::<i64>()
+            // Redis numbers its databases with a C int; beyond u32 is no database anywhere.
+            path.parse::<u32>()
                 .ok()
-                .filter(|d| *d >= 0)
+                .map(i64::from)
                 .ok_or_else(|| UrlError::Database {
                     path: path.to_owned(),
                 })?
@@ -208,6 +209,12 @@ mod tests {
         assert_eq!(
             "redis://h/-1".parse::<RedisUrl>().unwrap_err(),
             UrlError::Database { path: "-1".into() }
+        );
+        assert_eq!(
+            "redis://h/99999999999".parse::<RedisUrl>().unwrap_err(),
+            UrlError::Database {
+                path: "99999999999".into()
+            }
         );
     }
 }

@@ -121,6 +121,17 @@ pub enum WindowError {
         #[source]
         source: jiff::Error,
     },
+    /// A one-off bound written right but beyond the times upshift computes with.
+    #[error(
+        "time `{token}` in one-off window is out of range: give a time before 9999-12-30, e.g. {ONE_OFF_EXAMPLE}"
+    )]
+    OutOfRange {
+        /// The offending bound.
+        token: String,
+        /// What jiff found wrong.
+        #[source]
+        source: jiff::Error,
+    },
     /// A one-off range whose end is not after its start.
     #[error(
         "one-off window ends at `{end}`, not after its start `{start}`; write the start first, e.g. {ONE_OFF_EXAMPLE}"

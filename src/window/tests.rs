@@ -209,6 +209,10 @@ fn errors_say_what_where_and_what_to_write() {
             "bad time `2026-12-06T02:00:00` in one-off window; write RFC 3339 with a UTC offset, e.g. `2026-12-06T02:00:00+01:00/2026-12-06T04:00:00+01:00`",
         ),
         (
+            "9999-12-31T23:00:00Z/9999-12-31T23:30:00Z",
+            "time `9999-12-31T23:00:00Z` in one-off window is out of range: give a time before 9999-12-30, e.g. `2026-12-06T02:00:00+01:00/2026-12-06T04:00:00+01:00`",
+        ),
+        (
             "2026-12-06T04:00:00+01:00/2026-12-06T02:00:00+01:00",
             "one-off window ends at `2026-12-06T02:00:00+01:00`, not after its start `2026-12-06T04:00:00+01:00`; write the start first, e.g. `2026-12-06T02:00:00+01:00/2026-12-06T04:00:00+01:00`",
         ),

@@ -118,6 +118,16 @@ impl Env {
         interrupts: Interrupts,
         reporter: Arc<dyn upshift::runner::reporter::Reporter>,
     ) -> Runner {
+        self.runner_configured(interrupts, reporter, |_| {})
+    }
+
+    /// As [`Env::runner_to`], the configuration then changed by `edit`.
+    pub fn runner_configured(
+        &self,
+        interrupts: Interrupts,
+        reporter: Arc<dyn upshift::runner::reporter::Reporter>,
+        edit: impl FnOnce(&mut RunnerConfig),
+    ) -> Runner {
         let mut config = RunnerConfig::new(self.state());
         config.poll = PollPolicy {
             initial: Duration::from_millis(50),
@@ -126,6 +136,7 @@ impl Env {
             low_rate_limit: 10,
             slow: Duration::from_secs(1),
         };
+        edit(&mut config);
         Runner::new(self.client(), config, reporter, interrupts)
     }
 

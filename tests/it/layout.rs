@@ -158,3 +158,44 @@ fn the_product_never_prints_with_macros_that_panic() {
         found.join("\n")
     );
 }
+
+/// Data-derived bytes reach people only through `upshift::printable::key`: a Redis key named
+/// with ESC sequences cleared the screen and forged lines when it was printed after
+/// `String::from_utf8_lossy`, which keeps control characters. A new lossy decode in the
+/// product's code fails here unless it is one of the places that do not print a key.
+#[test]
+fn data_is_never_decoded_lossily_for_printing() {
+    // verify/diff.rs: the JSON `key` (with the exact `key_base64` beside it); heroku: HTTP
+    // error bodies; verify/conn.rs: INFO lines parsed, not printed.
+    let allowed = [
+        "src/verify/diff.rs",
+        "src/heroku/mod.rs",
+        "src/verify/conn.rs",
+    ];
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut files = Vec::new();
+    rust_files(&root.join("src"), &mut files);
+    let mut found = Vec::new();
+    for f in &files {
+        let rel = f
+            .strip_prefix(root)
+            .unwrap_or(f)
+            .to_string_lossy()
+            .into_owned();
+        if allowed.contains(&rel.as_str()) {
+            continue;
+        }
+        let text = std::fs::read_to_string(f).expect("read a source file");
+        let code = text.split("#[cfg(test)]").next().unwrap_or_default();
+        for (n, line) in code.lines().enumerate() {
+            if !line.trim().starts_with("//") && line.contains("from_utf8_lossy") {
+                found.push(format!("{rel}:{}: {}", n + 1, line.trim()));
+            }
+        }
+    }
+    assert!(
+        found.is_empty(),
+        "print data with upshift::printable::key (escapes control and bidi characters):\n{}",
+        found.join("\n")
+    );
+}

@@ -18,6 +18,7 @@ mod json_schema;
 mod layout;
 mod live_swap;
 mod matrix;
+mod outputs;
 mod run;
 mod sim_client;
 mod sim_platform;

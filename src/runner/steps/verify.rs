@@ -90,15 +90,30 @@ pub(super) async fn target(
         .iter()
         .filter(|d| d.kind.is_failure())
         .take(EXAMPLES)
-        .map(|d| format!("{} ({})", d.key, d.kind.label()))
+        .map(|d| {
+            format!(
+                "{} ({})",
+                crate::printable::key(&d.key_bytes),
+                d.kind.label()
+            )
+        })
         .collect();
     let mut repaired = 0;
     let mut whole = diff.is_equal();
     if !whole && t.policy == DataPolicy::Critical {
         refuse_repair_while_writers_run(ctx, t, differences, &examples).await?;
+        // A truncated list names only some keys: then every key is restored from the snapshot.
+        let how = if diff.truncated {
+            format!(
+                "restoring every key from the snapshot (the list of differences stops at {})",
+                diff.differences.len()
+            )
+        } else {
+            "repairing from the snapshot".to_owned()
+        };
         ctx.report(&RunEvent::Warning {
             message: format!(
-                "{}: {differences} key(s) differ from the snapshot ({}); repairing from the snapshot",
+                "{}: {differences} key(s) differ from the snapshot ({}); {how}",
                 t.label,
                 examples.join(", ")
             ),
@@ -115,7 +130,9 @@ pub(super) async fn target(
             )
         };
         let summary = verify::restore(&url, &file, selection, &opts, &verify::NoProgress).await?;
-        repaired = summary.restored + summary.deleted;
+        // The keys that differed and no longer do. Not the keys written: a truncated list
+        // restores every key of the snapshot, most of which were already right.
+        repaired = differences.saturating_sub(summary.remaining.counts.failures());
         whole = summary.remaining.is_equal();
     }
     log.record(Record::Verified {

@@ -131,9 +131,9 @@ pub(super) async fn read_keys(
             return Err(session.protocol_err(
                 "DUMP",
                 format!(
-                    "the payload of key {:?} fails its CRC64 on a second read: no server would \
+                    "the payload of key \"{}\" fails its CRC64 on a second read: no server would \
                      restore it; check the network path to this Redis and run again",
-                    String::from_utf8_lossy(&plan.key)
+                    crate::printable::key(&plan.key)
                 ),
             ));
         }
@@ -175,7 +175,7 @@ impl KeyReader<'_> {
             command,
             format!(
                 "unexpected reply shape for key {}",
-                String::from_utf8_lossy(self.key)
+                crate::printable::key(self.key)
             ),
         )
     }

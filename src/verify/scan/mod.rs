@@ -467,7 +467,7 @@ async fn read_batch(
                 "TYPE",
                 format!(
                     "key {} changed type twice while being read: writers are active; stop every writer and run again",
-                    String::from_utf8_lossy(key)
+                    crate::printable::key(key)
                 ),
             ));
         }
@@ -529,7 +529,7 @@ async fn ask_types(
             }
             return Err(VerifyError::UnsupportedType {
                 kind: t,
-                key: String::from_utf8_lossy(&key).into_owned(),
+                key: crate::printable::key(&key),
             });
         };
         plans.push(Plan { key, kind });
