@@ -61,11 +61,14 @@ pub enum LogFormat {
 #[derive(Debug, Clone, Default, Args)]
 pub struct RunScheduleArgs {
     /// Maintenance window: outside it the run refuses (exit 3) before writing anything, and
-    /// the run and a worst-case rollback must fit in what is left of it.
+    /// the run and a worst-case rollback must fit in what is left of it. A one-off window that
+    /// has ended is bad input (exit 2).
     #[arg(long, value_name = "SPEC")]
     pub window: Option<String>,
-    /// Outside the window, sleep until it opens (a heartbeat line every 5 minutes) instead of
-    /// refusing. Ctrl-C or SIGTERM while waiting exits 130 and changes nothing.
+    /// Outside the window, sleep until the first opening long enough for the run plus a
+    /// worst-case rollback (a heartbeat line every 5 minutes) instead of refusing; when none
+    /// is, refuse at once (exit 3). Ctrl-C or SIGTERM while waiting exits 130 and changes
+    /// nothing.
     #[arg(long)]
     pub wait_for_window: bool,
     /// Run a plan saved by `upshift plan … --out FILE`: re-read the platform and refuse
