@@ -46,8 +46,8 @@
 //! window lying wholly inside a skipped hour does not happen that day.
 //!
 //! Occurrences that overlap or touch (`sat,sun 00:00-24:00`) are one occurrence. A window that
-//! never closes (`daily 00:00-24:00`) is reported as one occurrence cut at the lookahead horizon,
-//! about two weeks after now.
+//! never closes (`daily 00:00-24:00`, `daily 01:00+24h UTC`) is one occurrence that ends at
+//! [`Timestamp::MAX`] ([`Occurrence::closes`] is false): it has no closing time to report.
 
 mod cutoff;
 mod error;
@@ -142,6 +142,13 @@ impl Occurrence {
         self.start <= now && now < self.end
     }
 
+    /// Whether the occurrence ever closes. A window open every day all day has one occurrence
+    /// with no end ([`Timestamp::MAX`]): no closing time is reported for it, since any would be
+    /// made up (the search horizon).
+    pub fn closes(&self) -> bool {
+        self.end != Timestamp::MAX
+    }
+
     /// The real elapsed length of this occurrence (what [`format_duration`] prints).
     pub fn length(&self) -> std::time::Duration {
         std::time::Duration::try_from(self.end.duration_since(self.start))
@@ -199,6 +206,7 @@ impl Weekly {
             .collect();
         // Starts rise with the date; sorting guards zones that skipped a whole day.
         raw.sort_by_key(|occ| occ.start);
+        let raw_last_start = raw.last().map(|occ| occ.start);
         let mut merged: Vec<Occurrence> = Vec::with_capacity(raw.len());
         for occ in raw {
             match merged.last_mut() {
@@ -206,7 +214,24 @@ impl Weekly {
                 _ => merged.push(occ),
             }
         }
-        merged.into_iter().find(|occ| now < occ.end)
+        // A run of touching occurrences that reaches the last date searched and spans more
+        // than a week never closes (every day is open all day): its end is not the horizon.
+        merged
+            .into_iter()
+            .find(|occ| now < occ.end)
+            .map(|occ| match raw_last_start {
+                Some(last)
+                    if occ.start <= last
+                        && occ.end.duration_since(occ.start)
+                            > SignedDuration::from_hours(7 * 24) =>
+                {
+                    Occurrence {
+                        start: occ.start,
+                        end: Timestamp::MAX,
+                    }
+                }
+                _ => occ,
+            })
     }
 
     /// The occurrence opening on the local `date`, if the window opens that day.

@@ -67,8 +67,22 @@ impl CliError {
         self.code
     }
 
-    /// Prints the error on stderr.
+    /// Prints the error on stderr: lines for people, or one `error` event line once a command
+    /// has switched stderr to JSON events ([`json_log`]).
     pub fn print(&self) {
+        if JSON_LOG.load(std::sync::atomic::Ordering::SeqCst) {
+            let message = match &self.message {
+                Message::Error(err) => error_lines(err.as_ref())
+                    .iter()
+                    .map(|l| l.trim_start_matches("error: ").trim().to_owned())
+                    .collect::<Vec<_>>()
+                    .join("; "),
+                Message::Text(text) | Message::Line(text) => text.clone(),
+                Message::Silent => return,
+            };
+            errln!("{}", json_line("error", Some(self.code.code()), &message));
+            return;
+        }
         match &self.message {
             Message::Error(err) => print_error(err.as_ref()),
             Message::Text(text) => errln!("error: {text}"),
@@ -76,6 +90,44 @@ impl CliError {
             Message::Silent => {}
         }
     }
+}
+
+/// Set once `--log-format json` is in force: stderr then carries only JSON event lines.
+static JSON_LOG: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Switches the final error (and [`notice`] lines) to JSON event lines on stderr, so that
+/// `2>>upshift.jsonl` stays one JSON object per line whatever ends the command.
+pub fn json_log() {
+    JSON_LOG.store(true, std::sync::atomic::Ordering::SeqCst);
+}
+
+/// A line for people on stderr outside the run's reporter (an interrupt's answer): as it is,
+/// or a `warning` event line under `--log-format json`.
+pub fn notice(line: &str) {
+    if JSON_LOG.load(std::sync::atomic::Ordering::SeqCst) {
+        errln!("{}", json_line("warning", None, line.trim()));
+    } else {
+        errln!("{line}");
+    }
+}
+
+/// One JSON event line, shaped like the run's (`ts` first, then `event`).
+fn json_line(event: &str, exit_code: Option<u8>, message: &str) -> String {
+    #[derive(serde::Serialize)]
+    struct Line<'a> {
+        ts: String,
+        event: &'a str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        exit_code: Option<u8>,
+        message: &'a str,
+    }
+    serde_json::to_string(&Line {
+        ts: jiff::Timestamp::now().to_string(),
+        event,
+        exit_code,
+        message,
+    })
+    .unwrap_or_default()
 }
 
 impl From<crate::runner::RunError> for CliError {

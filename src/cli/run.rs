@@ -7,6 +7,7 @@ use std::sync::Arc;
 use clap::Args;
 
 use crate::cli::CliError;
+use crate::cli::error::notice;
 use crate::cli::signals::{self, Listen};
 use crate::cli::target::TargetArgs;
 use crate::cli::unattended;
@@ -108,13 +109,13 @@ fn install_interrupts(interrupts: &Interrupts) {
     signals::listen(move |_| {
         interrupts.interrupt();
         if RUN_OVER.load(std::sync::atomic::Ordering::SeqCst) {
-            errln!("\ninterrupt: the run is over; not waiting for the notifications still out");
+            notice("\ninterrupt: the run is over; not waiting for the notifications still out");
         } else if interrupts.count() == 1 {
-            errln!(
-                "\ninterrupt: finishing the current step safely, then rolling back (interrupt again to stop now and leave it resumable)"
+            notice(
+                "\ninterrupt: finishing the current step safely, then rolling back (interrupt again to stop now and leave it resumable)",
             );
         } else {
-            errln!("\ninterrupt: stopping now; the journal is kept for `upshift resume`");
+            notice("\ninterrupt: stopping now; the journal is kept for `upshift resume`");
         }
         std::future::ready(Listen::On)
     });
@@ -198,6 +199,9 @@ pub fn plan(args: &PlanArgs) -> Result<ExitCode, CliError> {
     if let Some(out) = &args.schedule.out {
         crate::cli::verify::check_out(out)?;
     }
+    if let Some(window) = &window {
+        unattended::check_ahead(window, jiff::Timestamp::now()).map_err(CliError::usage)?;
+    }
     crate::cli::runtime().block_on(async {
         let configured = window.clone();
         let ctx = context_with(Arc::new(Silent), Interrupts::default(), |c| {
@@ -248,6 +252,10 @@ pub fn run(args: &RunArgs, settings: ui::Settings) -> Result<ExitCode, CliError>
     let unattended_run = args.confirm.is_some() && !std::io::stdin().is_terminal();
     let mut schedule = unattended::Schedule::try_from((&args.schedule, unattended_run))
         .map_err(CliError::usage)?;
+    if schedule.log_format == unattended::LogFormat::Json {
+        // From here on stderr is JSON events only, whatever ends the command.
+        crate::cli::error::json_log();
+    }
     let (request, reviewed) = match &schedule.plan_file {
         Some(path) => {
             let (request, reviewed, window) =
@@ -259,6 +267,9 @@ pub fn run(args: &RunArgs, settings: ui::Settings) -> Result<ExitCode, CliError>
         }
         None => (request(&args.target)?, None),
     };
+    if let Some(window) = &schedule.window {
+        unattended::check_ahead(window, jiff::Timestamp::now()).map_err(CliError::usage)?;
+    }
     if schedule.wait_for_window && schedule.window.is_none() {
         return Err(CliError::text(
             ExitCode::Usage,
@@ -400,7 +411,20 @@ async fn run_scheduled(
         let waiting = schedule
             .wait_for_window
             .then(|| unattended::install_wait_interrupts(interrupts));
-        let admitted = unattended::admit(schedule, window, interrupts, reporter.as_ref()).await;
+        // What an opening must hold to be worth waiting for: the plan's estimate (read-only
+        // reads now; the guard judges again with fresh figures before the first write).
+        let needed = if schedule.wait_for_window {
+            let plan = ctx.runner.plan(request).await?;
+            Some(
+                plan.estimate
+                    .run
+                    .saturating_add(crate::window::gate::worst_case_rollback(&plan.estimate)),
+            )
+        } else {
+            None
+        };
+        let admitted =
+            unattended::admit(window, needed, interactive, interrupts, reporter.as_ref()).await;
         if let Some(handler) = waiting {
             handler.abort();
         }

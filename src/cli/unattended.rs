@@ -22,7 +22,7 @@ use crate::notify::{self, Notifier, NotifyConfig, NotifyError};
 use crate::playbook::OnWatchHit;
 use crate::runner::watch::WatchReport;
 use crate::runner::{Interrupts, Reporter, RunEvent, RunReport, Runner};
-use crate::unattended::gate::{self, Gate};
+use crate::unattended::gate::{self, Fit, Gate};
 use crate::unattended::reporters::{JsonLines, Tee};
 use crate::window::{Occurrence, Window, WindowError};
 
@@ -62,11 +62,14 @@ pub enum LogFormat {
 #[derive(Debug, Clone, Default, Args)]
 pub struct RunScheduleArgs {
     /// Maintenance window: outside it the run refuses (exit 3) before writing anything, and
-    /// the run and a worst-case rollback must fit in what is left of it.
+    /// the run and a worst-case rollback must fit in what is left of it. A one-off window that
+    /// has ended is bad input (exit 2).
     #[arg(long, value_name = "SPEC")]
     pub window: Option<String>,
-    /// Outside the window, sleep until it opens (a heartbeat line every 5 minutes) instead of
-    /// refusing. Ctrl-C or SIGTERM while waiting exits 130 and changes nothing.
+    /// Outside the window, sleep until the first opening long enough for the run plus a
+    /// worst-case rollback (a heartbeat line every 5 minutes) instead of refusing; when none
+    /// is, refuse at once (exit 3). Ctrl-C or SIGTERM while waiting exits 130 and changes
+    /// nothing.
     #[arg(long)]
     pub wait_for_window: bool,
     /// Run a plan saved by `upshift plan … --out FILE`: re-read the platform and refuse
@@ -122,6 +125,10 @@ pub enum ScheduleError {
     Watch { given: String, message: String },
     #[error(transparent)]
     Notify(#[from] NotifyError),
+    #[error(
+        "--window {window:?} has no opening ahead (it has passed): no run can fit in it; give a window that opens in the future"
+    )]
+    Passed { window: String },
 }
 
 /// Parses a `--window` value.
@@ -200,20 +207,23 @@ pub fn reporter(
 /// How a wait for the window ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WaitEnd {
-    /// The window is open: run.
+    /// The window is open, with time enough for the run: run.
     Open(Occurrence),
     /// Interrupted while waiting: nothing was written.
     Interrupted,
-    /// The window has no opening ahead.
+    /// No opening ahead (within [`gate::FIT_HORIZON`]) can hold the run: waiting would not help.
     Never,
 }
 
-/// Sleeps until `window` opens, reporting a [`RunEvent::WindowWait`] heartbeat at once and
-/// every `heartbeat`; returns early on an interrupt. `clock` reads the wall clock (tests pass
-/// one driven by Tokio's paused time); sleeping re-reads it, so a suspended machine or a clock
+/// Sleeps until the first opening of `window` with `needed` of it left (the run's estimate
+/// plus a worst-case rollback; zero: the next opening) and says which, and why earlier ones are
+/// skipped, in a warning. Reports a [`RunEvent::WindowWait`] heartbeat at once and every
+/// `heartbeat`; returns early on an interrupt. `clock` reads the wall clock (tests pass one
+/// driven by Tokio's paused time); sleeping re-reads it, so a suspended machine or a clock
 /// step is caught at the next slice.
 pub async fn wait_for_window(
     window: &Window,
+    needed: Duration,
     clock: &(dyn Fn() -> Timestamp + Sync),
     heartbeat: Duration,
     interrupts: &Interrupts,
@@ -222,15 +232,24 @@ pub async fn wait_for_window(
     // Sleeps in slices to re-read the clock; an interrupt ends a slice at once.
     const SLICE: Duration = Duration::from_secs(1);
     let mut next_beat = tokio::time::Instant::now();
+    let mut told: Option<Occurrence> = None;
     loop {
         if interrupts.count() > 0 {
             return WaitEnd::Interrupted;
         }
         let now = clock();
-        let next = match gate::gate(window, now) {
-            Gate::Open(occ) => return WaitEnd::Open(occ),
-            Gate::Never => return WaitEnd::Never,
-            Gate::Closed { next } => next,
+        let next = match gate::fit(window, now, needed) {
+            Fit::Open(occ) => return WaitEnd::Open(occ),
+            Fit::TooShort { .. } => return WaitEnd::Never,
+            Fit::Wait { next, skipped } => {
+                if !skipped.is_empty() && told != Some(next) {
+                    told = Some(next);
+                    reporter.report(&RunEvent::Warning {
+                        message: gate::skipping_message(window, &next, &skipped, now, needed),
+                    });
+                }
+                next
+            }
         };
         if tokio::time::Instant::now() >= next_beat {
             reporter.report(&RunEvent::WindowWait {
@@ -261,37 +280,60 @@ pub fn install_wait_interrupts(interrupts: &Interrupts) -> tokio::task::JoinHand
     })
 }
 
-/// The gate before a run with a window: open goes on; closed refuses (exit 3, the next start
-/// in the message) or waits with `--wait-for-window`; an interrupt while waiting exits 130.
+/// The gate before a run with a window. Open goes on. With `--wait-for-window` (`needed` is
+/// the run's estimate plus a worst-case rollback) it waits for the first opening long enough;
+/// an interrupt while waiting exits 130. A closed window, or one with no opening long enough,
+/// goes on too when unattended: the run's `guard` step then blocks it before any write, so
+/// the refusal has a guard block's outputs (the `run` document, JSON events, the `blocked`
+/// notification, a journal). An interactive run refuses here (exit 3) before any prompt.
 pub async fn admit(
-    schedule: &Schedule,
     window: &Window,
+    needed: Option<Duration>,
+    interactive: bool,
     interrupts: &Interrupts,
     reporter: &dyn Reporter,
 ) -> Result<(), CliError> {
     let now = Timestamp::now();
-    let g = gate::gate(window, now);
-    match g {
+    if let Some(needed) = needed {
+        return match wait_for_window(
+            window,
+            needed,
+            &Timestamp::now,
+            HEARTBEAT,
+            interrupts,
+            reporter,
+        )
+        .await
+        {
+            // Never: the guard step says why (too short, or no opening ahead).
+            WaitEnd::Open(_) | WaitEnd::Never => Ok(()),
+            WaitEnd::Interrupted => Err(CliError::line(
+                ExitCode::Interrupted,
+                format!("interrupted while waiting for the window `{window}`: nothing was written"),
+            )),
+        };
+    }
+    match gate::gate(window, now) {
         Gate::Open(_) => Ok(()),
-        Gate::Closed { .. } if schedule.wait_for_window => {
-            match wait_for_window(window, &Timestamp::now, HEARTBEAT, interrupts, reporter).await {
-                WaitEnd::Open(_) => Ok(()),
-                WaitEnd::Interrupted => Err(CliError::line(
-                    ExitCode::Interrupted,
-                    format!(
-                        "interrupted while waiting for the window `{window}`: nothing was written"
-                    ),
-                )),
-                WaitEnd::Never => Err(CliError::text(
-                    ExitCode::Blocked,
-                    gate::closed_message(window, &Gate::Never, now),
-                )),
-            }
-        }
-        _ => Err(CliError::text(
+        _ if !interactive => Ok(()),
+        g => Err(CliError::text(
             ExitCode::Blocked,
             gate::closed_message(window, &g, now),
         )),
+    }
+}
+
+/// A window with no opening ahead (a one-off range that has passed) can never admit a run:
+/// bad input (exit 2), like a spec that does not parse, rather than a block worth retrying.
+///
+/// # Errors
+/// [`ScheduleError::Passed`].
+pub fn check_ahead(window: &Window, now: Timestamp) -> Result<(), ScheduleError> {
+    match gate::gate(window, now) {
+        Gate::Never => Err(ScheduleError::Passed {
+            window: window.spec(),
+        }),
+        _ => Ok(()),
     }
 }
 
@@ -404,7 +446,15 @@ mod tests {
         let clock = move || base.checked_add(started.elapsed()).expect("in range");
         let window: Window = "2026-11-29T01:00:00Z/2026-11-29T02:00:00Z".parse().unwrap();
         let beats = Beats::default();
-        let end = wait_for_window(&window, &clock, HEARTBEAT, &Interrupts::default(), &beats).await;
+        let end = wait_for_window(
+            &window,
+            Duration::ZERO,
+            &clock,
+            HEARTBEAT,
+            &Interrupts::default(),
+            &beats,
+        )
+        .await;
         assert!(matches!(end, WaitEnd::Open(_)), "{end:?}");
         // Paused time jumped a whole hour, and it took exactly that long.
         assert_eq!(started.elapsed(), Duration::from_secs(3600));
@@ -412,6 +462,62 @@ mod tests {
         assert_eq!(beats.len(), 12, "{beats:?}");
         assert_eq!(beats[0], Duration::from_secs(3600));
         assert_eq!(beats[11], Duration::from_secs(300));
+    }
+
+    #[derive(Default)]
+    struct Said(std::sync::Mutex<Vec<String>>);
+    impl Reporter for Said {
+        fn report(&self, event: &RunEvent) {
+            if let RunEvent::Warning { message } = event {
+                self.0.lock().unwrap().push(message.clone());
+            }
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn waiting_skips_openings_too_short_for_the_run_and_says_so() {
+        // 01:01: today's 3m opening has 2m left; a run needing 3m waits for tomorrow's.
+        let base: Timestamp = "2026-12-02T01:01:00Z".parse().unwrap();
+        let started = tokio::time::Instant::now();
+        let clock = move || base.checked_add(started.elapsed()).expect("in range");
+        let window: Window = "daily 01:00+3m UTC".parse().unwrap();
+        let said = Said::default();
+        let needed = Duration::from_secs(180);
+        let end = wait_for_window(
+            &window,
+            needed,
+            &clock,
+            HEARTBEAT,
+            &Interrupts::default(),
+            &said,
+        )
+        .await;
+        let tomorrow = Occurrence {
+            start: "2026-12-03T01:00:00Z".parse().unwrap(),
+            end: "2026-12-03T01:03:00Z".parse().unwrap(),
+        };
+        assert_eq!(end, WaitEnd::Open(tomorrow));
+        assert_eq!(started.elapsed(), Duration::from_secs(86_340));
+        let said = said.0.lock().unwrap().clone();
+        assert_eq!(said.len(), 1, "{said:?}");
+        assert!(
+            said[0].contains("2026-12-02 01:00 UTC (open now, 2m left)")
+                && said[0].contains("waiting for the opening at 2026-12-03 01:00 UTC"),
+            "{said:?}"
+        );
+        // A run no opening can hold does not wait at all.
+        let started = tokio::time::Instant::now();
+        let end = wait_for_window(
+            &window,
+            Duration::from_secs(400),
+            &clock,
+            HEARTBEAT,
+            &Interrupts::default(),
+            &crate::runner::Silent,
+        )
+        .await;
+        assert_eq!(end, WaitEnd::Never);
+        assert_eq!(started.elapsed(), Duration::ZERO);
     }
 
     #[tokio::test(start_paused = true)]
@@ -425,6 +531,7 @@ mod tests {
         });
         let end = wait_for_window(
             &window,
+            Duration::ZERO,
             &Timestamp::now,
             HEARTBEAT,
             &interrupts,

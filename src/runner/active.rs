@@ -11,7 +11,6 @@ use super::{AddonReport, RunError, RunEvent, RunReport, Runner};
 use crate::engine::{Engine, Event, Outcome, State};
 use crate::journal::{self, AppLock, Journal};
 use crate::plan::RunRequest;
-use crate::window::Occurrence;
 use crate::window::gate;
 
 /// A run in progress: the engine, its ledger (the journal), its lock and what it has learned.
@@ -25,8 +24,8 @@ pub(super) struct ActiveRun<'r> {
     /// What the run has learned, folded from its records and its steps' outputs.
     pub known: Known,
     pub started: Instant,
-    /// The window occurrence the guard step admitted the run into, and the run's estimate.
-    pub window: Option<(Occurrence, Duration)>,
+    /// The window opening the guard step admitted the run into, and when it did.
+    pub window: Option<(gate::Admitted, Instant)>,
     /// Overrun already reported: (projected, actual).
     overrun_told: (bool, bool),
 }
@@ -147,14 +146,14 @@ impl<'r> ActiveRun<'r> {
     /// Once admitted into a window, reports (once each) a projected and an actual overrun.
     /// The run carries on either way: past the first write it finishes or rolls back.
     pub fn check_overrun(&mut self) -> Result<(), RunError> {
-        let (Some((occ, estimate)), Some(window)) = (self.window, &self.runner.config.window)
-        else {
+        let (Some((admitted, at)), Some(window)) = (self.window, &self.runner.config.window) else {
             return Ok(());
         };
         let now = jiff::Timestamp::now();
-        let Some(notice) = gate::overrun_notice(&occ, now, self.started.elapsed(), estimate) else {
+        let Some(notice) = gate::overrun_notice(&admitted, now, at.elapsed()) else {
             return Ok(());
         };
+        let occ = admitted.occ;
         let told = if notice.expected {
             &mut self.overrun_told.0
         } else {

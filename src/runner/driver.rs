@@ -251,8 +251,8 @@ impl ActiveRun<'_> {
                 .map(|c| done(format!("formation {}", c.formation))),
             Action::Guard => {
                 let guarded = steps::guard::run(&ctx, log);
-                if guarded.window.is_some() {
-                    self.window = guarded.window;
+                if let Some(admitted) = guarded.window {
+                    self.window = Some((admitted, Instant::now()));
                 }
                 Ok(if guarded.blocked {
                     StepOk::Blocked

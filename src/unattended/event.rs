@@ -231,7 +231,7 @@ pub fn human_line(event: &RunEvent) -> Option<String> {
             expected: true,
             ..
         } => format!(
-            "warning: this run is expected to end {} after the window `{window}` closes ({ends_at}); past the point of no return it finishes or rolls back regardless",
+            "warning: this run may end up to {} after the window `{window}` closes ({ends_at}): the rest of its estimate and a worst-case rollback no longer fit; past the point of no return it finishes or rolls back regardless",
             format_duration(*by)
         ),
         RunEvent::WindowOverrun {

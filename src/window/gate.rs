@@ -4,7 +4,9 @@
 //! The cutoff is checked by the `guard` step, the last step before the first write (maintenance
 //! mode or the scale-down that starts the downtime). Once the writers are stopped the run is
 //! committed to finishing or rolling back, and it never abandons either because a window ended:
-//! it reports the overrun instead ([`overrun_notice`]).
+//! it reports the overrun instead ([`overrun_notice`]). A run its guards blocked never stopped
+//! the writers, so it has nothing to overrun. [`fit`] picks the opening `--wait-for-window`
+//! waits for: the first one long enough for the run.
 
 use std::time::Duration;
 
@@ -22,6 +24,101 @@ pub enum Gate {
     Closed { next: Occurrence },
     /// A one-off window that has passed (or a weekly one with no opening ahead).
     Never,
+}
+
+/// How far ahead `--wait-for-window` looks for an opening long enough for the run.
+pub const FIT_HORIZON: Duration = Duration::from_secs(14 * 24 * 3600);
+/// At most this many openings are judged (a `daily` window has 15 in the horizon).
+const FIT_OPENINGS: usize = 64;
+
+/// Where `now` stands against the openings of a window that can hold a run needing `needed`
+/// (its estimate plus a worst-case rollback): what `--wait-for-window` waits for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Fit {
+    /// Open now, with enough of it left.
+    Open(Occurrence),
+    /// Wait for `next`; `skipped` are the openings before it (the one open now included) with
+    /// too little time for the run.
+    Wait {
+        next: Occurrence,
+        skipped: Vec<Occurrence>,
+    },
+    /// Neither the next opening nor any later one in [`FIT_HORIZON`] is long enough; `first`
+    /// is the next one (none: the window has no opening ahead at all).
+    TooShort { first: Option<Occurrence> },
+}
+
+/// The first opening of `window` from `now` on (the open one included, counted from `now`)
+/// with `needed` of it left: the next opening wherever it is, later ones within
+/// [`FIT_HORIZON`].
+pub fn fit(window: &Window, now: Timestamp, needed: Duration) -> Fit {
+    let horizon = now.checked_add(FIT_HORIZON).unwrap_or(Timestamp::MAX);
+    let mut skipped: Vec<Occurrence> = Vec::new();
+    let mut from = now;
+    while skipped.len() < FIT_OPENINGS {
+        let Some(occ) = window.current_or_next(from) else {
+            break;
+        };
+        // The first opening is judged however far off (a one-off window years ahead); only
+        // the search past a short one stops at the horizon.
+        if occ.start > horizon && !skipped.is_empty() {
+            break;
+        }
+        if check_cutoff(&occ, now, needed, Duration::ZERO).fits() {
+            return if occ.contains(now) {
+                Fit::Open(occ)
+            } else {
+                Fit::Wait { next: occ, skipped }
+            };
+        }
+        skipped.push(occ);
+        if !occ.closes() {
+            break;
+        }
+        from = occ.end;
+    }
+    Fit::TooShort {
+        first: skipped.first().copied(),
+    }
+}
+
+/// The warning before `--wait-for-window` waits past openings too short for the run.
+pub fn skipping_message(
+    window: &Window,
+    next: &Occurrence,
+    skipped: &[Occurrence],
+    now: Timestamp,
+    needed: Duration,
+) -> String {
+    let openings: Vec<String> = skipped
+        .iter()
+        .map(|o| {
+            if o.contains(now) {
+                format!(
+                    "{} (open now, {} left)",
+                    local(window, o.start),
+                    format_duration(until(now, o.end))
+                )
+            } else {
+                format!(
+                    "{} ({} long)",
+                    local(window, o.start),
+                    format_duration(o.length())
+                )
+            }
+        })
+        .collect();
+    let length = if next.closes() {
+        format!("{} long", format_duration(next.length()))
+    } else {
+        "it does not close".to_owned()
+    };
+    format!(
+        "the window `{window}` is too short for this run at {}: it needs {} with a worst-case rollback; waiting for the opening at {} instead ({length})",
+        openings.join(", "),
+        format_duration(needed),
+        local(window, next.start),
+    )
 }
 
 /// Where `now` stands against `window`.
@@ -88,7 +185,39 @@ pub fn cutoff_guard(
     source: &str,
     ahead: bool,
 ) -> Guard {
+    let needs = || {
+        format!(
+            "{} (run {} from {source} + worst-case rollback {})",
+            format_duration(run_estimate.saturating_add(rollback)),
+            format_duration(run_estimate),
+            format_duration(rollback)
+        )
+    };
     let (verdict, detail) = match gate(window, now) {
+        // A window open every day all day has no closing time to cut off at.
+        Gate::Open(occ) if !occ.closes() => (
+            Verdict::Pass,
+            format!(
+                "window `{window}` is open and never closes: needs {}; no cutoff",
+                needs()
+            ),
+        ),
+        Gate::Closed { next } if ahead && !next.closes() => (
+            Verdict::Pass,
+            format!(
+                "window `{window}` opens at {} (in {}) and never closes: needs {}; `run` outside it refuses",
+                local(window, next.start),
+                format_duration(until(now, next.start)),
+                needs()
+            ),
+        ),
+        Gate::Closed { .. } if !ahead => (
+            Verdict::Block,
+            match fit(window, now, run_estimate.saturating_add(rollback)) {
+                Fit::TooShort { first: Some(first) } => too_short_message(window, &first, &needs()),
+                _ => closed_message(window, &gate(window, now), now),
+            },
+        ),
         Gate::Closed { next } if ahead => match check_cutoff(&next, now, run_estimate, rollback) {
             CutoffVerdict::Fits {
                 needed,
@@ -161,36 +290,75 @@ pub fn cutoff_guard(
     }
 }
 
+/// Why a closed window blocks when none of its openings can hold the run: waiting would not
+/// help, so `--wait-for-window` does not wait.
+fn too_short_message(window: &Window, first: &Occurrence, needs: &str) -> String {
+    match window.current_or_next(first.end) {
+        Some(_) => format!(
+            "window `{window}` is too short: needs {needs} but no opening in the next {} is that long (the next, at {}, is {} long); nothing was written; give a longer window",
+            format_duration(FIT_HORIZON),
+            local(window, first.start),
+            format_duration(first.length())
+        ),
+        None => format!(
+            "window `{window}` is too short: needs {needs} but it is only {} long; nothing was written; give a longer window",
+            format_duration(first.length())
+        ),
+    }
+}
+
 fn next_after(window: &Window, end: Timestamp) -> Option<Occurrence> {
     window.current_or_next(end).filter(|o| o.start >= end)
+}
+
+/// The opening a run's guard step admitted it into, with the figures the guard judged: only a
+/// run that passed its guards (and so may stop the writers) can overrun.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Admitted {
+    /// The opening.
+    pub occ: Occurrence,
+    /// The run's estimate, counted by the guard from its own instant.
+    pub estimate: Duration,
+    /// The worst-case rollback the guard added.
+    pub rollback: Duration,
 }
 
 /// A run past its point of no return that has overrun, or is projected to overrun, its window.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct OverrunNotice {
-    /// How far past the end (now, or projected at the estimated finish).
+    /// How far past the end: now, or projected by the guard's arithmetic.
     pub by: Duration,
     /// Projected rather than already past.
     pub expected: bool,
 }
 
-/// At `now`, `elapsed` into a run estimated at `estimate`, inside occurrence `occ`: has it
-/// overrun, or will it at the estimated finish? `None` when it ends in time.
+/// At `now`, `since_guard` after the guard admitted the run into `admitted`: has it overrun
+/// its window, or does the rest of the estimate plus a worst-case rollback no longer fit
+/// (the guard's own check, [`check_cutoff`], repeated; `by` is then needed minus left)?
+/// `None` when it still fits, and always for a window that never closes.
 pub fn overrun_notice(
-    occ: &Occurrence,
+    admitted: &Admitted,
     now: Timestamp,
-    elapsed: Duration,
-    estimate: Duration,
+    since_guard: Duration,
 ) -> Option<OverrunNotice> {
+    let occ = &admitted.occ;
+    if !occ.closes() {
+        return None;
+    }
     if let Some(by) = overrun(occ, now) {
         return Some(OverrunNotice {
             by,
             expected: false,
         });
     }
-    let left = estimate.saturating_sub(elapsed);
-    let finish = now.checked_add(left).ok()?;
-    overrun(occ, finish).map(|by| OverrunNotice { by, expected: true })
+    let rest = admitted.estimate.saturating_sub(since_guard);
+    match check_cutoff(occ, now, rest, admitted.rollback) {
+        CutoffVerdict::Fits { .. } => None,
+        CutoffVerdict::TooLate { needed, available } => Some(OverrunNotice {
+            by: needed.saturating_sub(available),
+            expected: true,
+        }),
+    }
 }
 
 #[cfg(test)]
@@ -312,29 +480,177 @@ mod tests {
     }
 
     #[test]
-    fn overrun_is_reported_past_the_end_and_projected_before_it() {
-        let occ = Occurrence {
-            start: ts("2026-11-29T01:00:00Z"),
-            end: ts("2026-11-29T03:00:00Z"),
-        };
+    fn overrun_is_reported_past_the_end_and_projected_by_the_guards_arithmetic() {
         let min = |m: u64| Duration::from_secs(m * 60);
+        let admitted = Admitted {
+            occ: Occurrence {
+                start: ts("2026-11-29T01:00:00Z"),
+                end: ts("2026-11-29T03:00:00Z"),
+            },
+            estimate: min(10),
+            rollback: min(5),
+        };
+        // Admitted at 02:40 with 20m left for 15m: fits, and goes on fitting on schedule.
         assert_eq!(
-            overrun_notice(&occ, ts("2026-11-29T02:00:00Z"), min(5), min(10)),
+            overrun_notice(&admitted, ts("2026-11-29T02:40:00Z"), min(0)),
             None
         );
         assert_eq!(
-            overrun_notice(&occ, ts("2026-11-29T02:58:00Z"), min(5), min(10)),
+            overrun_notice(&admitted, ts("2026-11-29T02:48:00Z"), min(8)),
+            None
+        );
+        // Slower than estimated: 3m of the estimate and the 5m rollback no longer fit in the
+        // 7m left, by the figure the guard would give (8m needed - 7m left).
+        assert_eq!(
+            overrun_notice(&admitted, ts("2026-11-29T02:53:00Z"), min(7)),
             Some(OverrunNotice {
-                by: min(3),
+                by: min(1),
                 expected: true
             })
         );
         assert_eq!(
-            overrun_notice(&occ, ts("2026-11-29T03:01:00Z"), min(50), min(10)),
+            overrun_notice(&admitted, ts("2026-11-29T03:01:00Z"), min(21)),
             Some(OverrunNotice {
                 by: min(1),
                 expected: false
             })
+        );
+        // A window that never closes is never overrun.
+        let endless = Admitted {
+            occ: Occurrence {
+                start: admitted.occ.start,
+                end: Timestamp::MAX,
+            },
+            ..admitted
+        };
+        assert_eq!(
+            overrun_notice(&endless, ts("2026-11-29T03:01:00Z"), min(500)),
+            None
+        );
+    }
+
+    #[test]
+    fn an_endless_window_reports_no_closing_time() {
+        let w: Window = "daily 01:00+24h UTC".parse().unwrap();
+        let now = ts("2026-12-01T12:00:00Z");
+        let g = cutoff_guard(
+            &w,
+            now,
+            Duration::from_secs(200),
+            Duration::from_secs(200),
+            "playbook default",
+            false,
+        );
+        assert_eq!(g.verdict, Verdict::Pass, "{}", g.detail);
+        assert_eq!(
+            g.detail,
+            "window `daily 01:00+24h UTC` is open and never closes: needs 6m40s (run 3m20s from playbook default + worst-case rollback 3m20s); no cutoff"
+        );
+        assert!(!g.detail.contains("2026-12-1"), "{}", g.detail);
+    }
+
+    fn min(m: u64) -> Duration {
+        Duration::from_secs(m * 60)
+    }
+
+    #[test]
+    fn fit_skips_openings_too_short_for_the_run() {
+        // Daily 3m at 01:00 UTC: no opening holds a 6m40s run, a 3m one fits the next.
+        let w: Window = "daily 01:00+3m UTC".parse().unwrap();
+        let now = ts("2026-12-02T00:59:45Z");
+        let needed = Duration::from_secs(400);
+        let first = Occurrence {
+            start: ts("2026-12-02T01:00:00Z"),
+            end: ts("2026-12-02T01:03:00Z"),
+        };
+        assert_eq!(fit(&w, now, needed), Fit::TooShort { first: Some(first) });
+        assert_eq!(
+            fit(&w, now, min(3)),
+            Fit::Wait {
+                next: first,
+                skipped: vec![]
+            }
+        );
+        // Open now with 2m left: a 3m run waits for tomorrow's opening, saying why.
+        let now = ts("2026-12-02T01:01:00Z");
+        let Fit::Wait { next, skipped } = fit(&w, now, min(3)) else {
+            panic!("{:?}", fit(&w, now, min(3)))
+        };
+        assert_eq!(next.start, ts("2026-12-03T01:00:00Z"));
+        assert_eq!(skipped, vec![first]);
+        assert_eq!(
+            skipping_message(&w, &next, &skipped, now, min(3)),
+            "the window `daily 01:00+3m UTC` is too short for this run at 2026-12-02 01:00 UTC (open now, 2m left): it needs 3m with a worst-case rollback; waiting for the opening at 2026-12-03 01:00 UTC instead (3m long)"
+        );
+        assert_eq!(
+            fit(&w, ts("2026-12-02T01:00:00Z"), min(3)),
+            Fit::Open(first)
+        );
+        // A weekly window whose later days are longer.
+        let w: Window = "mon-sat 02:00+5m UTC".parse().unwrap();
+        let w2: Window = "sun 02:00+2h UTC".parse().unwrap();
+        assert!(matches!(fit(&w, now, min(10)), Fit::TooShort { .. }));
+        let Fit::Wait { next, skipped } = fit(&w2, now, min(10)) else {
+            panic!()
+        };
+        assert_eq!(next.start, ts("2026-12-06T02:00:00Z"));
+        assert!(skipped.is_empty());
+        // A one-off window in the past has nothing ahead.
+        let past: Window = "2026-01-01T02:00:00Z/2026-01-01T03:00:00Z".parse().unwrap();
+        assert_eq!(fit(&past, now, min(1)), Fit::TooShort { first: None });
+    }
+
+    #[test]
+    fn a_closed_window_with_no_opening_long_enough_blocks_as_too_short() {
+        let now = ts("2026-12-02T00:59:45Z");
+        let one_off: Window = "2026-12-02T01:00:00Z/2026-12-02T01:03:45Z".parse().unwrap();
+        let g = cutoff_guard(
+            &one_off,
+            now,
+            Duration::from_secs(200),
+            Duration::from_secs(200),
+            "playbook default",
+            false,
+        );
+        assert_eq!(g.verdict, Verdict::Block);
+        assert_eq!(
+            g.detail,
+            "window `2026-12-02T01:00:00+00:00/2026-12-02T01:03:45+00:00` is too short: needs 6m40s (run 3m20s from playbook default + worst-case rollback 3m20s) but it is only 3m45s long; nothing was written; give a longer window"
+        );
+        let daily: Window = "daily 01:00+3m UTC".parse().unwrap();
+        let g = cutoff_guard(
+            &daily,
+            now,
+            Duration::from_secs(200),
+            Duration::from_secs(200),
+            "playbook default",
+            false,
+        );
+        assert_eq!(g.verdict, Verdict::Block);
+        assert!(
+            g.detail
+                .starts_with("window `daily 01:00+3m UTC` is too short: needs 6m40s"),
+            "{}",
+            g.detail
+        );
+        assert!(
+            g.detail.contains("no opening in the next 14d"),
+            "{}",
+            g.detail
+        );
+        // Long enough: the usual "outside the window".
+        let g = cutoff_guard(
+            &daily,
+            now,
+            Duration::from_secs(60),
+            Duration::from_secs(60),
+            "playbook default",
+            false,
+        );
+        assert!(
+            g.detail.starts_with("outside the maintenance window"),
+            "{}",
+            g.detail
         );
     }
 }

@@ -316,13 +316,27 @@ fn touching_occurrences_are_one() {
 }
 
 #[test]
-fn a_window_that_never_closes_is_cut_at_the_horizon() {
-    let w = window("daily 00:00-24:00 UTC");
+fn a_window_that_never_closes_has_no_closing_time() {
     let now = ts("2026-11-25T23:00:00Z");
-    let o = w.current_or_next(now).unwrap();
-    assert!(o.contains(now));
-    assert_eq!(o.start, ts("2026-11-23T00:00:00Z"));
-    assert_eq!(o.end, ts("2026-12-11T00:00:00Z"));
+    for spec in ["daily 00:00-24:00 UTC", "daily 01:00+24h UTC"] {
+        let o = window(spec).current_or_next(now).unwrap();
+        assert!(o.contains(now), "{spec}");
+        assert!(!o.closes(), "{spec}: a made-up end {}", o.end);
+        assert_eq!(o.end, Timestamp::MAX, "{spec}");
+    }
+    assert_eq!(
+        window("daily 00:00-24:00 UTC")
+            .current_or_next(now)
+            .unwrap()
+            .start,
+        ts("2026-11-23T00:00:00Z")
+    );
+    // A long run of open days that does close is reported with its real end.
+    let weekend = window("fri-mon 00:00-24:00 UTC")
+        .current_or_next(now)
+        .unwrap();
+    assert!(weekend.closes());
+    assert_eq!(weekend.end, ts("2026-12-01T00:00:00Z"));
 }
 
 #[test]
@@ -615,9 +629,15 @@ proptest! {
         } else {
             // Open now: it has been open since its start and closes at its end.
             prop_assert!(naive_open(&w, occ.start));
-            let last = occ.end.checked_sub(SignedDuration::from_nanos(1)).unwrap();
-            prop_assert!(naive_open(&w, last));
-            prop_assert!(!naive_open(&w, occ.end) || occ.end > now.checked_add(SignedDuration::from_hours(14 * 24)).unwrap());
+            if occ.closes() {
+                let last = occ.end.checked_sub(SignedDuration::from_nanos(1)).unwrap();
+                prop_assert!(naive_open(&w, last));
+                prop_assert!(!naive_open(&w, occ.end));
+            } else {
+                // Never closes: open all the way to the horizon.
+                let later = now.checked_add(SignedDuration::from_hours(13 * 24)).unwrap();
+                prop_assert!(naive_open(&w, later));
+            }
         }
     }
 

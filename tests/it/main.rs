@@ -28,4 +28,5 @@ mod unattended;
 mod verify;
 mod verify_damage;
 mod verify_dump;
+mod window_outputs;
 mod wizard;

@@ -6,16 +6,15 @@ use crate::plan::guards;
 use crate::runner::RunEvent;
 use crate::runner::ledger::Ledger;
 use crate::runner::record::Record;
-use crate::window::Occurrence;
 use crate::window::gate;
 
 /// The guards' verdict.
 pub(in crate::runner) struct Guarded {
     /// A guard blocks (or there is nothing to judge): nothing may be written.
     pub blocked: bool,
-    /// The window occurrence the run was admitted into, and the run's estimate, for the
-    /// driver's overrun notices.
-    pub window: Option<(Occurrence, std::time::Duration)>,
+    /// The window opening the run was admitted into, for the driver's overrun notices; `None`
+    /// when blocked: a run that never stopped the writers cannot overrun.
+    pub window: Option<gate::Admitted>,
 }
 
 /// Evaluates the guards and journals their verdicts. A journal that cannot take them blocks.
@@ -41,11 +40,15 @@ pub(in crate::runner) fn run(ctx: &StepCtx<'_>, log: &mut Ledger) -> Guarded {
     );
     let blocked = guards::blocked(&guards);
     let window = match &ctx.config().window {
-        Some(window) => match gate::gate(window, now) {
-            gate::Gate::Open(occ) => Some((occ, estimate.run)),
+        Some(window) if !blocked => match gate::gate(window, now) {
+            gate::Gate::Open(occ) => Some(gate::Admitted {
+                occ,
+                estimate: estimate.run,
+                rollback: gate::worst_case_rollback(&estimate),
+            }),
             _ => None,
         },
-        None => None,
+        _ => None,
     };
     for g in guards.iter().filter(|g| g.verdict != guards::Verdict::Pass) {
         let subject = g
@@ -62,10 +65,7 @@ pub(in crate::runner) fn run(ctx: &StepCtx<'_>, log: &mut Ledger) -> Guarded {
         });
     }
     if log.record(Record::Guards { guards }).is_err() {
-        return Guarded {
-            blocked: true,
-            window,
-        };
+        return blocked_without_window;
     }
     Guarded { blocked, window }
 }
