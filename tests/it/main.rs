@@ -27,3 +27,4 @@ mod unattended;
 mod verify;
 mod verify_dump;
 mod wizard;
+mod write_mark;

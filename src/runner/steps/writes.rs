@@ -5,22 +5,14 @@
 use super::StepCtx;
 use crate::runner::StepError;
 use crate::runner::capture::verify_options;
-use crate::verify::{self, RedisUrl};
-
-/// Whether Redis' write counter (`rdb_changes_since_last_save`) shows writes between two
-/// readings. A background save resets it to 0: a lower reading means a save, and any non-zero
-/// value after one means writes since.
-pub(super) fn writes_seen(before: u64, now: u64) -> bool {
-    if now >= before {
-        now != before
-    } else {
-        now != 0
-    }
-}
+use crate::verify::{self, CommandClasses, RedisUrl, WriteVerdict};
 
 /// Fails when a server saw writes since the drain ended: something still writes, and the
 /// snapshot, the plan change or the live swap's move would lose it. Before the point of no
-/// return, so the run rolls back cleanly onto the server that holds the write.
+/// return, so the run rolls back cleanly onto the server that holds the write. Also fails when
+/// nothing can prove the server quiet (a save reset its write counter and it hides the
+/// per-command counts, or its statistics were reset): failing open there loses the write that
+/// a background save hid (see [`verify::writemark`]).
 ///
 /// The mark is journaled with the drained server's identity, so a resumed run checks as the
 /// first process would have. Skipped where there is nothing to compare: an add-on without a
@@ -29,24 +21,36 @@ pub(super) fn writes_seen(before: u64, now: u64) -> bool {
 /// from there, verify and the move's proof judge the data, not this counter.
 pub(super) async fn check_none_since_drain(ctx: &StepCtx<'_>, when: &str) -> Result<(), StepError> {
     for t in ctx.targets() {
-        let Some(mark) = ctx.known.write_marks.get(&t.name).copied() else {
+        let Some(mark) = ctx.known.write_marks.get(&t.name) else {
             continue;
         };
+        // Per server: one may refuse COMMAND where another answers.
+        let mut classes = CommandClasses::default();
         let url = drained_url(ctx, &t).await?;
         let opts = verify_options(&ctx.config().verify, &t.from, "check");
-        let info = verify::server_info(&url, &opts).await?;
+        let (info, now) = verify::writemark::read(&url, &opts, &mut classes).await?;
         let drained = ctx.known.old_servers.get(&t.name);
         if drained.is_some_and(|d| !d.run_id.is_empty() && d.run_id != info.run_id) {
             continue;
         }
-        let now = info.changes_since_save;
-        if writes_seen(mark, now) {
-            return Err(StepError::failed(format!(
-                "{} was written to {when} although the writers are stopped (write counter \
-                 {mark} -> {now}): something else writes to it; find it with `CLIENT LIST`, \
-                 add its process type to --writers or stop it, then run again",
-                t.label
-            )));
+        match verify::writemark::judge(mark, &now, |name| classes.is_write(name)) {
+            WriteVerdict::Quiet => {}
+            WriteVerdict::Written(evidence) => {
+                return Err(StepError::failed(format!(
+                    "{} was written to {when} although the writers are stopped ({evidence}): \
+                     something else writes to it; find it with `CLIENT LIST`, add its process \
+                     type to --writers or stop it, then run again",
+                    t.label
+                )));
+            }
+            WriteVerdict::Unprovable(why) => {
+                return Err(StepError::failed(format!(
+                    "upshift cannot prove that nothing wrote to {} {when}: {why}; make sure \
+                     every other client of it is stopped, then run again (the drain takes a \
+                     new mark)",
+                    t.label
+                )));
+            }
         }
     }
     Ok(())
@@ -66,20 +70,5 @@ async fn drained_url(ctx: &StepCtx<'_>, t: &super::Target) -> Result<RedisUrl, S
                 .await
                 .map_err(|_| first)
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::writes_seen;
-
-    #[test]
-    fn the_write_counter_survives_a_background_save() {
-        assert!(!writes_seen(10, 10));
-        assert!(writes_seen(10, 11));
-        // A save reset it and nothing was written since.
-        assert!(!writes_seen(10, 0));
-        // A save, then writes.
-        assert!(writes_seen(10, 3));
     }
 }
