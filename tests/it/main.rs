@@ -27,4 +27,5 @@ mod unattended;
 mod verify;
 mod verify_dump;
 mod wizard;
+mod write_evidence;
 mod write_mark;
