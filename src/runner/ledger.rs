@@ -391,4 +391,37 @@ mod tests {
         );
         assert!(journal::read::<Record>(&path).unwrap().is_empty());
     }
+
+    /// A drain record of an older version (the bare counter in `writes`) still gives a
+    /// mark, the counter alone; a current one gives its full evidence, and keeps `writes` for
+    /// an older version resuming it.
+    #[test]
+    fn drain_marks_of_older_journals_still_resume() {
+        let old =
+            r#"{"type":"old-server","addon":"redis-a","identity":{"run_id":"r1"},"writes":5}"#;
+        let mut known = Known::default();
+        known.absorb(&serde_json::from_str::<Record>(old).unwrap());
+        assert_eq!(
+            known.write_marks.get("redis-a"),
+            Some(&crate::verify::WriteMark::counter_only(5))
+        );
+        let mark = crate::verify::WriteMark::parse(
+            "rdb_changes_since_last_save:5\nrdb_saves:2\n# Commandstats\ncmdstat_set:calls=9\n",
+        );
+        let record = Record::OldServer {
+            addon: "redis-a".into(),
+            identity: crate::plan::facts::ServerIdentity {
+                run_id: "r1".into(),
+                maxmemory: 0,
+                maxclients: None,
+            },
+            writes: Some(5),
+            mark: Some(mark.clone()),
+        };
+        let text = serde_json::to_string(&record).unwrap();
+        assert!(text.contains(r#""writes":5"#), "{text}");
+        let mut known = Known::default();
+        known.absorb(&serde_json::from_str::<Record>(&text).unwrap());
+        assert_eq!(known.write_marks.get("redis-a"), Some(&mark));
+    }
 }
