@@ -3,6 +3,7 @@
 //! before the point of no return.
 
 use super::StepCtx;
+use crate::heroku::models::AddOnState;
 use crate::runner::StepError;
 use crate::runner::capture::verify_options;
 use crate::verify::{self, CommandClasses, RedisUrl, WriteVerdict};
@@ -17,8 +18,9 @@ use crate::verify::{self, CommandClasses, RedisUrl, WriteVerdict};
 /// The mark is journaled with the drained server's identity, so a resumed run checks as the
 /// first process would have. Skipped where there is nothing to compare: an add-on without a
 /// mark (a journal of an older version), or one whose URL now leads to another server than the
-/// drained one (its `run_id`), which happens only once the plan change or the move has begun:
-/// from there, verify and the move's proof judge the data, not this counter.
+/// drained one (its `run_id`) because the plan change or the move has begun: from there,
+/// verify and the move's proof judge the data, not these counts. Another server with nothing
+/// of the run begun (a restart, a failover) restarted its counts too: that fails closed.
 pub(super) async fn check_none_since_drain(ctx: &StepCtx<'_>, when: &str) -> Result<(), StepError> {
     for t in ctx.targets() {
         let Some(mark) = ctx.known.write_marks.get(&t.name) else {
@@ -30,8 +32,19 @@ pub(super) async fn check_none_since_drain(ctx: &StepCtx<'_>, when: &str) -> Res
         let opts = verify_options(&ctx.config().verify, &t.from, "check");
         let (info, now) = verify::writemark::read(&url, &opts, &mut classes).await?;
         let drained = ctx.known.old_servers.get(&t.name);
-        if drained.is_some_and(|d| !d.run_id.is_empty() && d.run_id != info.run_id) {
-            continue;
+        if let Some(d) = drained.filter(|d| !d.run_id.is_empty() && d.run_id != info.run_id) {
+            if moved_on(ctx, &t, &info.run_id).await? {
+                continue;
+            }
+            // Same URL, another process, and nothing of the run put it there: the drained
+            // server restarted or failed over, and every count started again with it.
+            return Err(StepError::failed(format!(
+                "upshift cannot prove that nothing wrote to {} {when}: the server behind it is \
+                 no longer the one drained (run_id {} -> {}) although no plan change or move \
+                 has begun (a restart or a failover), and its write counts started again; \
+                 make sure every other client of it is stopped, then run again",
+                t.label, d.run_id, info.run_id
+            )));
         }
         match verify::writemark::judge(mark, &now, |name| classes.is_write(name)) {
             WriteVerdict::Quiet => {}
@@ -56,6 +69,37 @@ pub(super) async fn check_none_since_drain(ctx: &StepCtx<'_>, when: &str) -> Res
     Ok(())
 }
 
+/// Whether a server other than the drained one behind the URL is the run's own doing: the
+/// live swap's new server (the one the catch-up proved) once the move has begun, or, in place,
+/// the plan change under way or done (a resumed `change-plan` after a crash that followed the
+/// PATCH). The platform is asked, not the journal: a crash between the PATCH and its record
+/// leaves the journal behind.
+async fn moved_on(ctx: &StepCtx<'_>, t: &super::Target, run_id: &str) -> Result<bool, StepError> {
+    if ctx
+        .known
+        .new_servers
+        .get(&t.name)
+        .is_some_and(|(new, _)| new.run_id == run_id)
+    {
+        return Ok(true);
+    }
+    let addon = ctx.client().addon(ctx.app(), &t.name).await?;
+    let wait = ctx.client().redis_wait(&t.name).await?;
+    Ok(change_begun(
+        crate::plans::bare_name(&addon.plan.name),
+        &t.to,
+        &addon.state,
+        wait.waiting,
+    ))
+}
+
+/// Whether the platform shows a plan change of an add-on begun or done: on the target plan,
+/// or not plainly provisioned (Heroku says `provisioning` during a change, some accounts
+/// while still naming the old plan), or the Data API still waiting. Pure.
+fn change_begun(plan: &str, to: &str, state: &AddOnState, data_waiting: bool) -> bool {
+    plan == to || *state != AddOnState::Provisioned || data_waiting
+}
+
 /// Where the drained server answers: the target's config var, or, while a live swap's move
 /// has detached that name and not yet re-attached it (Heroku refuses a taken name under some
 /// accounts, so the move detaches first), the run's parking attachment of the old add-on.
@@ -70,5 +114,32 @@ async fn drained_url(ctx: &StepCtx<'_>, t: &super::Target) -> Result<RedisUrl, S
                 .await
                 .map_err(|_| first)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::change_begun;
+    use crate::heroku::models::AddOnState;
+
+    #[test]
+    fn only_an_add_on_plainly_on_its_old_plan_has_no_change_begun() {
+        let p = AddOnState::Provisioned;
+        assert!(!change_begun("premium-0", "premium-1", &p, false));
+        // Done, under way (either plan named), or the Data API not caught up yet.
+        assert!(change_begun("premium-1", "premium-1", &p, false));
+        assert!(change_begun(
+            "premium-0",
+            "premium-1",
+            &AddOnState::Provisioning,
+            false
+        ));
+        assert!(change_begun(
+            "premium-1",
+            "premium-1",
+            &AddOnState::Provisioning,
+            false
+        ));
+        assert!(change_begun("premium-0", "premium-1", &p, true));
     }
 }
