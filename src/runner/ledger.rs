@@ -14,6 +14,7 @@ use crate::events::Reporter;
 use crate::journal::{Journal, JournalError};
 use crate::plan::RunRequest;
 use crate::plan::facts::{Capture, ServerIdentity};
+use crate::verify::WriteMark;
 
 /// A fact a step learned that the journal does not keep but the run must not lose when the
 /// step fails later on (see [`Ledger::learn`]).
@@ -203,9 +204,9 @@ pub(super) struct Known {
     pub snapshots: BTreeMap<String, PathBuf>,
     /// The server behind each add-on's URL before the plan change (journaled as `OldServer`).
     pub old_servers: BTreeMap<String, ServerIdentity>,
-    /// Each add-on's write counter when the drain ended (journaled with `OldServer`, so a
+    /// Each add-on's write evidence when the drain ended (journaled with `OldServer`, so a
     /// resumed run checks for writes since the drain as the first process would have).
-    pub write_marks: BTreeMap<String, u64>,
+    pub write_marks: BTreeMap<String, WriteMark>,
     /// The plan each add-on settled on in the settle compensation (name -> bare plan): a
     /// rollback that kept a new plan is reported as such, not as "rolled back".
     pub settled_on: BTreeMap<String, String>,
@@ -238,10 +239,14 @@ impl Known {
                 addon,
                 identity,
                 writes,
+                mark,
             } => {
                 self.old_servers.insert(addon.clone(), identity.clone());
-                if let Some(writes) = writes {
-                    self.write_marks.insert(addon.clone(), *writes);
+                // A journal of an older version has the bare counter: the check then fails
+                // closed where a save hides what it would have seen.
+                let mark = mark.clone().or_else(|| writes.map(WriteMark::counter_only));
+                if let Some(mark) = mark {
+                    self.write_marks.insert(addon.clone(), mark);
                 }
             }
             Record::NewAddon {
@@ -385,5 +390,38 @@ mod tests {
             Some(7)
         );
         assert!(journal::read::<Record>(&path).unwrap().is_empty());
+    }
+
+    /// A drain record of an older version (the bare counter in `writes`) still gives a
+    /// mark, the counter alone; a current one gives its full evidence, and keeps `writes` for
+    /// an older version resuming it.
+    #[test]
+    fn drain_marks_of_older_journals_still_resume() {
+        let old =
+            r#"{"type":"old-server","addon":"redis-a","identity":{"run_id":"r1"},"writes":5}"#;
+        let mut known = Known::default();
+        known.absorb(&serde_json::from_str::<Record>(old).unwrap());
+        assert_eq!(
+            known.write_marks.get("redis-a"),
+            Some(&crate::verify::WriteMark::counter_only(5))
+        );
+        let mark = crate::verify::WriteMark::parse(
+            "rdb_changes_since_last_save:5\nrdb_saves:2\n# Commandstats\ncmdstat_set:calls=9\n",
+        );
+        let record = Record::OldServer {
+            addon: "redis-a".into(),
+            identity: crate::plan::facts::ServerIdentity {
+                run_id: "r1".into(),
+                maxmemory: 0,
+                maxclients: None,
+            },
+            writes: Some(5),
+            mark: Some(mark.clone()),
+        };
+        let text = serde_json::to_string(&record).unwrap();
+        assert!(text.contains(r#""writes":5"#), "{text}");
+        let mut known = Known::default();
+        known.absorb(&serde_json::from_str::<Record>(&text).unwrap());
+        assert_eq!(known.write_marks.get("redis-a"), Some(&mark));
     }
 }

@@ -44,10 +44,15 @@ pub enum Record {
     OldServer {
         addon: String,
         identity: crate::plan::facts::ServerIdentity,
-        /// Its write counter when the drain ended: journaled so that a resumed run still
+        /// Its write counter (`rdb_changes_since_last_save`) when the drain ended: journaled so that a resumed run still
         /// checks that nothing wrote to it since (absent in journals of older versions).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         writes: Option<u64>,
+        /// The full write evidence when the drain ended, which a background save cannot
+        /// wipe (see [`crate::verify::writemark`]); absent in journals of older versions,
+        /// whose `writes` is then the mark. `writes` stays for older versions resuming.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        mark: Option<crate::verify::WriteMark>,
     },
     /// Live swap: the new add-on of `addon` exists (its create was acknowledged), attached to
     /// the app under the temporary name `attachment`.

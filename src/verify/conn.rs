@@ -40,8 +40,8 @@ pub struct ServerInfo {
     pub maxmemory: u64,
     /// `connected_clients`.
     pub connected_clients: u64,
-    /// `rdb_changes_since_last_save`: a write counter; unchanged over an interval means nobody
-    /// wrote in it (the drain check uses it).
+    /// `rdb_changes_since_last_save`: a write counter, back to 0 at every save, so it proves
+    /// nothing alone across time (the write checks use `verify::writemark`).
     pub changes_since_save: u64,
     /// `maxclients`, when INFO shows it (Redis >= 7.0).
     pub maxclients: Option<u64>,

@@ -24,7 +24,9 @@
 //! The pure core is [`record`], [`store`], [`diff`] and [`snapshot`] (format); the I/O edge is
 //! `conn` and `scan`, driven by the async functions below. Only data-plane commands are sent:
 //! SCAN, DUMP, TYPE, reads, PEXPIRETIME/PTTL, DBSIZE, INFO, TIME, DUMP (snapshot), RESTORE and DEL
-//! (restore), CLIENT SETNAME/LIST. Never DEBUG, CONFIG, OBJECT, MONITOR, SYNC or KEYS.
+//! (restore), CLIENT SETNAME/LIST, and for [`writemark`] (whether anything wrote since a
+//! mark, in a way a background save cannot hide) `INFO all` and COMMAND INFO. Never DEBUG,
+//! CONFIG, OBJECT, MONITOR, SYNC or KEYS.
 //!
 //! # For the runner
 //! * Quiesce first: a scan whose key count moves by more than expiry explains fails with
@@ -49,6 +51,7 @@ pub mod scan;
 pub mod snapshot;
 pub mod store;
 pub mod url;
+pub mod writemark;
 
 use std::collections::{BTreeMap, HashSet};
 use std::fs::File;
@@ -69,6 +72,7 @@ pub use scan::Fallbacks;
 pub use snapshot::{FormatError, SnapshotHeader, SnapshotTrailer};
 pub use store::RecordSet;
 pub use url::{RedisUrl, UrlError};
+pub use writemark::{CommandClasses, WriteMark, WriteVerdict};
 
 use collect::scan_into;
 use conn::{CONNECT_TIMEOUT, RESPONSE_TIMEOUT, Session};

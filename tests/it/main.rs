@@ -30,3 +30,5 @@ mod verify_damage;
 mod verify_dump;
 mod window_outputs;
 mod wizard;
+mod write_evidence;
+mod write_mark;

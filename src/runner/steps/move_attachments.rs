@@ -18,7 +18,7 @@ pub(in crate::runner) struct Moved {
 /// Moves every attachment the capture listed to the new add-on, removes the temporary one, and
 /// proves each moved name: its config var leads to the server the catch-up proved equal (its
 /// `run_id`). That proof is what lets the writers come back. First, as the catch-up did, it
-/// checks the old server's write counter against the mark journaled at the drain: a resumed
+/// checks the old server's write evidence against the mark journaled at the drain: a resumed
 /// run finds a write that landed after the catch-up and moves nothing.
 ///
 /// # Guarantees

@@ -1,6 +1,7 @@
 //! The settle-plan compensation of the change-plan step: a plan change cannot be undone in
 //! place, so a rollback past the point of no return waits until each add-on settles wherever
-//! the platform puts it, then verifies and repairs its data there.
+//! the platform puts it, then verifies and repairs its data there (unless it never left the
+//! server drained before the change, whose data is then newer than the snapshot).
 
 use std::time::Duration;
 
@@ -69,9 +70,39 @@ pub(in crate::runner) async fn run(ctx: &StepCtx<'_>, log: &mut Ledger) -> Resul
                 });
             }
         }
-        if ctx.known.snapshots.contains_key(&t.name) {
+        if never_moved(ctx, &t).await {
+            ctx.report(&RunEvent::Warning {
+                message: format!(
+                    "{}: still on the server drained before the plan change; its data never \
+                     moved, so it is kept as it is (not repaired from the older snapshot)",
+                    t.label
+                ),
+            });
+        } else if ctx.known.snapshots.contains_key(&t.name) {
             verify::target(ctx, log, &t).await?;
         }
     }
     Ok(())
+}
+
+/// Whether the add-on's URL still leads to the server drained before the plan change (the
+/// same `run_id`): the change never happened (the check before the PATCH stopped the run, or
+/// the platform refused it), so that server's data is the truth and newer than the snapshot.
+/// A repair from the snapshot there would delete whatever was written since, the very write
+/// the check before the PATCH stopped the run for. Anything else (no identity to compare, an
+/// unreadable server, another server) verifies and repairs as before.
+async fn never_moved(ctx: &StepCtx<'_>, t: &super::Target) -> bool {
+    let Some(drained) = ctx.known.old_servers.get(&t.name) else {
+        return false;
+    };
+    if drained.run_id.is_empty() {
+        return false;
+    }
+    let Ok(url) = ctx.current_url(t).await else {
+        return false;
+    };
+    let opts = crate::runner::capture::verify_options(&ctx.config().verify, &t.from, "check");
+    crate::verify::server_info(&url, &opts)
+        .await
+        .is_ok_and(|info| info.run_id == drained.run_id)
 }

@@ -2,7 +2,6 @@
 
 use std::time::{Duration, Instant};
 
-use super::writes::writes_seen;
 use super::{Pacer, StepCtx, duration_text};
 use crate::plan::facts::ServerIdentity;
 use crate::runner::capture::verify_options;
@@ -10,9 +9,9 @@ use crate::runner::evidence;
 use crate::runner::ledger::Ledger;
 use crate::runner::record::Record;
 use crate::runner::{RunEvent, StepError};
-use crate::verify;
+use crate::verify::{self, CommandClasses, WriteMark, WriteVerdict};
 
-/// How long the server's write counter must stand still to count as drained. A writer slower
+/// How long the server must show no write to count as drained. A writer slower
 /// than this is caught by the counter checks after the snapshot and before the plan change.
 const QUIET: Duration = Duration::from_millis(300);
 /// How often Redis is polled while draining (no API calls involved).
@@ -20,7 +19,7 @@ const DRAIN_POLL: Duration = Duration::from_millis(100);
 /// A foreign client idle at least this long (CLIENT LIST counts whole seconds) is not writing.
 const CLIENT_IDLE_SECS: u64 = 1;
 
-/// The drain's result. Each add-on's write counter when it ended (the mark the snapshot, the
+/// The drain's result. Each add-on's write evidence when it ended (the mark the snapshot, the
 /// plan change, the catch-up and the move check again) is journaled with its identity, not
 /// returned: a resumed run must find it too.
 pub(in crate::runner) struct Drained {
@@ -29,13 +28,14 @@ pub(in crate::runner) struct Drained {
 }
 
 /// Drained when no writer dyno is listed and Redis shows no foreign client that could be
-/// writing: the server's write counter has not moved for [`QUIET`] and every client that
+/// writing: the server has shown no write for [`QUIET`] (its write evidence, which a
+/// background save cannot wipe: `verify::writemark`) and every client that
 /// is not upshift's own has been idle for a second. Platform connections (Heroku keeps its
 /// own) are idle at most, so they do not hold the run up; a rogue writer does, and the
-/// timeout names it. The counter at the end is journaled as the mark.
+/// timeout names it. The evidence when the quiet period began is journaled as the mark.
 ///
 /// A server that refuses `CLIENT` (managed Redis services do) is judged by what writes:
-/// the writer dynos are gone and the write counter is still; the note and the journal
+/// the writer dynos are gone and the server shows no write; the note and the journal
 /// say so. The identity of each server (`run_id`, limits) is journaled at the end: the
 /// wait after the plan change demands a different one (see [`evidence`]).
 ///
@@ -78,25 +78,31 @@ pub(in crate::runner) async fn run(
         let opts = verify_options(&ctx.config().verify, &t.from, "drain");
         servers.push((t, url, opts));
     }
-    let mut last: Vec<Option<(u64, Instant)>> = vec![None; servers.len()];
+    // Each server's reading when its quiet period began: every later one is judged against
+    // it, so writes a save hid in between still count (see `verify::writemark`).
+    let mut last: Vec<Option<(WriteMark, Instant)>> = vec![None; servers.len()];
+    let mut classes: Vec<CommandClasses> =
+        servers.iter().map(|_| CommandClasses::default()).collect();
     let mut identities: Vec<Option<ServerIdentity>> = vec![None; servers.len()];
     // Servers that refuse CLIENT (managed services do): drained is decided by what
-    // writes, the write counter, alone.
+    // writes, the write evidence, alone.
     let mut no_client_list: Vec<String> = Vec::new();
     let mut fast = Pacer::fixed(DRAIN_POLL, pacer.deadline, true);
     loop {
         let mut busy = Vec::new();
         for (i, (t, url, opts)) in servers.iter().enumerate() {
-            let info = verify::server_info(url, opts).await?;
-            let writes = info.changes_since_save;
+            let (info, reading) = verify::writemark::read(url, opts, &mut classes[i]).await?;
             identities[i] = Some(evidence::identity(&info));
-            let quiet_since = match last[i] {
-                Some((w, since)) if !writes_seen(w, writes) => since,
-                _ => {
-                    last[i] = Some((writes, Instant::now()));
-                    Instant::now()
-                }
-            };
+            let still = last[i].as_ref().and_then(|(mark, since)| {
+                let verdict = verify::writemark::judge(mark, &reading, |n| classes[i].is_write(n));
+                (verdict == WriteVerdict::Quiet).then_some(*since)
+            });
+            // A write, or a reading that cannot be judged quiet (a save where the server hides
+            // its command counts): the quiet period starts again from this reading.
+            let quiet_since = still.unwrap_or_else(|| {
+                last[i] = Some((reading, Instant::now()));
+                Instant::now()
+            });
             let writes_quiet = quiet_since.elapsed() >= QUIET;
             let clients = if no_client_list.contains(&t.name) {
                 Vec::new()
@@ -137,7 +143,8 @@ pub(in crate::runner) async fn run(
                     log.record(Record::OldServer {
                         addon: t.name.clone(),
                         identity: identity.clone(),
-                        writes: mark.map(|(writes, _)| writes),
+                        writes: mark.as_ref().map(|(mark, _)| mark.changes),
+                        mark: mark.as_ref().map(|(mark, _)| mark.clone()),
                     })?;
                 }
             }
@@ -145,7 +152,7 @@ pub(in crate::runner) async fn run(
                 String::new()
             } else {
                 let text = format!(
-                    "CLIENT LIST refused by {}: decided by the write counter alone",
+                    "CLIENT LIST refused by {}: decided by the write evidence alone",
                     servers
                         .iter()
                         .filter(|(t, _, _)| no_client_list.contains(&t.name))
