@@ -586,9 +586,13 @@ async fn with_json_logs_the_notification_warning_is_a_json_event_with_the_right_
         .iter()
         .find(|e| e["event"] == "notifications")
         .unwrap_or_else(|| panic!("no notifications event: {stderr}"));
-    // started, point-of-no-return, succeeded: three notifications, none delivered.
+    // started, point-of-no-return, succeeded: three notifications, none delivered. Each is
+    // either still waiting at exit (dropped) or, on a slow machine where the run outlasts a
+    // notification's own timeout, given up on (failed): the count is what must be right.
     assert_eq!(warning["delivered"], 0, "{warning}");
-    assert_eq!(warning["dropped"], 3, "{warning}");
+    let gone = warning["dropped"].as_u64().unwrap() + warning["failed"].as_u64().unwrap();
+    assert_eq!(gone, 3, "{warning}");
+    assert!(warning["dropped"].as_u64().unwrap() >= 1, "{warning}");
     assert!(warning["ts"].is_string());
     env.sim.shutdown().await;
 }
