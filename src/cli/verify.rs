@@ -138,6 +138,7 @@ pub fn exit_code(err: &VerifyError) -> ExitCode {
         VerifyError::Url(_) | VerifyError::Snapshot { .. } => ExitCode::Usage,
         e if e.is_bad_input() => ExitCode::Usage,
         VerifyError::WritersActive { .. }
+        | VerifyError::WrittenDuringScan { .. }
         | VerifyError::ExpiriesAppeared { .. }
         | VerifyError::DiskSpace { .. } => ExitCode::Blocked,
         _ => ExitCode::NeedsAttention,

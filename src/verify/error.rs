@@ -78,6 +78,15 @@ pub enum VerifyError {
         /// Expired plus evicted keys during the scan (INFO stats).
         expired: u64,
     },
+    /// Write commands reached the server during a scan (its key count may not have moved: an
+    /// overwrite leaves it as it was).
+    #[error(
+        "writes reached the database during the scan ({evidence}): writers are still active; stop every writer (scale web, workers and schedulers to 0) and run again"
+    )]
+    WrittenDuringScan {
+        /// The evidence: write commands and their counts (`set +15`), never a key or a value.
+        evidence: String,
+    },
     /// Keys gained a TTL during a scan that found none at its start.
     #[error(
         "{after} keys gained a ttl during the scan, which found none at its start: writers are still active; stop every writer (scale web, workers and schedulers to 0) and run again"

@@ -240,6 +240,18 @@ pub async fn read(
     classes: &mut CommandClasses,
 ) -> Result<(ServerInfo, WriteMark), VerifyError> {
     let session = Session::open(url, opts, 1).await?;
+    read_on(&session, classes).await
+}
+
+/// [`read`] on a session already open (a scan's, which reads the evidence at its start and at
+/// its end).
+///
+/// # Errors
+/// As [`read`].
+pub(crate) async fn read_on(
+    session: &Session,
+    classes: &mut CommandClasses,
+) -> Result<(ServerInfo, WriteMark), VerifyError> {
     let mut conn = session.conn(0);
     // One INFO for the counter, the saves and the counts: a write between two readings would
     // show on one side only.

@@ -99,9 +99,14 @@ pub async fn redis(url: &str) -> redis::aio::MultiplexedConnection {
     } else {
         url.to_owned()
     };
+    // The client's default response timeout is short; on a loaded 2-core machine a pipeline
+    // of thousands of DUMPs can outlast it, and the test's own reads must not be the flake.
+    let config = redis::AsyncConnectionConfig::new()
+        .set_connection_timeout(Some(std::time::Duration::from_secs(30)))
+        .set_response_timeout(Some(std::time::Duration::from_secs(60)));
     redis::Client::open(url.as_str())
         .expect("url parses")
-        .get_multiplexed_async_connection()
+        .get_multiplexed_async_connection_with_config(&config)
         .await
         .expect("redis connects")
 }

@@ -138,3 +138,73 @@ async fn a_server_that_refuses_command_falls_back_to_the_counter_and_fails_close
         verdict(&mark, &now, &classes)
     );
 }
+
+/// `upshift digest` and `upshift snapshot` while a writer overwrites existing keys: the key
+/// count never moves, so only the write evidence can show that the result is from no single
+/// moment. Both must exit 3 (blocked: writers active) naming the write command, and the
+/// snapshot must leave no file; once the writer stops, the same commands succeed.
+#[test]
+fn a_scan_during_overwrites_is_refused_though_the_key_count_never_moves() {
+    let server = Server::builder().start();
+    let mut con = server.conn();
+    for i in 0..2000 {
+        redis::cmd("SET")
+            .arg(format!("k{i}"))
+            .arg("v")
+            .exec(&mut con)
+            .unwrap();
+    }
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let stop = std::sync::Arc::clone(&stop);
+        let mut con = server.conn();
+        std::thread::spawn(move || {
+            let mut n = 0_u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                redis::cmd("SET")
+                    .arg(format!("k{}", n % 2000))
+                    .arg(n)
+                    .exec(&mut con)
+                    .unwrap();
+                n += 1;
+            }
+            n
+        })
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let upshift = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_upshift"))
+            .args(args)
+            .env_remove("REDIS_URL")
+            .output()
+            .unwrap()
+    };
+    let url = server.url();
+    let snap = dir.path().join("busy.snap");
+    let runs = [
+        upshift(&["digest", "--url", &url]),
+        upshift(&["snapshot", "--url", &url, "--out", snap.to_str().unwrap()]),
+    ];
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let written = writer.join().unwrap();
+    assert!(written > 0, "the writer wrote");
+    let count: u64 = redis::cmd("DBSIZE").query(&mut con).unwrap();
+    assert_eq!(count, 2000, "overwrites only: the key count never moved");
+    for out in &runs {
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(3), "{stderr}");
+        assert!(
+            stderr.contains("writes reached the database during the scan")
+                && stderr.contains("set +"),
+            "{stderr}"
+        );
+    }
+    assert!(!snap.exists(), "no snapshot of a moving database");
+    let quiet = upshift(&["snapshot", "--url", &url, "--out", snap.to_str().unwrap()]);
+    assert_eq!(
+        quiet.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&quiet.stderr)
+    );
+}

@@ -53,6 +53,7 @@ use crate::verify::collect::Feed;
 use crate::verify::conn::{ServerInfo, Session};
 use crate::verify::error::VerifyError;
 use crate::verify::record::{Expiry, KeyKind, Record};
+use crate::verify::writemark::{self, CommandClasses, WriteVerdict};
 use crate::verify::{Progress, ValueSource, VerifyOptions};
 use commands::{int, read_keys};
 pub use dumped::Fallbacks;
@@ -136,7 +137,9 @@ pub(crate) async fn scan(
     dump: bool,
     out: Feed,
 ) -> Result<ScanOutcome, VerifyError> {
-    let before_info = session.info().await?;
+    // The write evidence at both ends: an overwrite moves no key count, only this shows it.
+    let mut classes = CommandClasses::default();
+    let (before_info, before_mark) = writemark::read_on(session, &mut classes).await?;
     let dbsize = session.dbsize().await?;
     progress.total(dbsize);
 
@@ -199,6 +202,16 @@ pub(crate) async fn scan(
     scanner_result?;
 
     let gone = gate(session, &before_info, dbsize, ttl).await?;
+    let (_, after_mark) = writemark::read_on(session, &mut classes).await?;
+    // Only evidence of a write stops the scan. "Unprovable" (a save in between on a server
+    // that hides its command counts) does not: the runner's own write checks fail closed on
+    // it before the point of no return, and a standalone digest would otherwise fail on
+    // every scheduled save.
+    if let WriteVerdict::Written(evidence) =
+        writemark::judge(&before_mark, &after_mark, |n| classes.is_write(n))
+    {
+        return Err(VerifyError::WrittenDuringScan { evidence });
+    }
     let end_server_ms = session.server_time_ms().await?;
     Ok(ScanOutcome {
         bytes,
