@@ -26,4 +26,5 @@ mod swap;
 mod unattended;
 mod verify;
 mod verify_dump;
+mod verify_wire;
 mod wizard;
