@@ -3,14 +3,16 @@
 //! Parsing is pure (`ServerInfo::parse`, `ClientInfo::parse_list`); the rest is thin I/O.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use redis::aio::MultiplexedConnection;
 use serde::Serialize;
 
-use crate::verify::VerifyOptions;
 use crate::verify::error::VerifyError;
 use crate::verify::url::RedisUrl;
+use crate::verify::wire::{self, Wire};
+use crate::verify::{ValueSource, VerifyOptions};
 
 /// Every connection upshift opens carries a client name starting with this, so CLIENT LIST can
 /// tell our connections from the app's (see [`ClientInfo::is_upshift`]).
@@ -215,9 +217,19 @@ impl ClientInfo {
 }
 
 /// Open connections to one server plus what was learnt when connecting.
+///
+/// Of the `n` connections a session may open, a DUMP scan (`n` >= 2) takes one multiplexed
+/// connection of the `redis` crate for SCAN, INFO, DBSIZE, TIME and the command reader's
+/// fallback, and `n - 1` [`Wire`] connections of our own for the DUMP pipelines, which are the
+/// bulk of the traffic: the same total as before, counted against the plan's limit. With one
+/// connection, or reading with commands, every connection is multiplexed and DUMP pipelines go
+/// through the crate.
 #[derive(Clone)]
 pub(crate) struct Session {
     pub conns: Vec<MultiplexedConnection>,
+    /// Our own connections for DUMP pipelines (empty: they go through `conns`). Each is used
+    /// by one reader at a time.
+    pub wires: Arc<[tokio::sync::Mutex<Wire>]>,
     pub endpoint: String,
     /// The database number (INFO keyspace `dbN`).
     pub db: u32,
@@ -230,6 +242,7 @@ impl std::fmt::Debug for Session {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Session")
             .field("connections", &self.conns.len())
+            .field("wires", &self.wires.len())
             .field("endpoint", &self.endpoint)
             .finish_non_exhaustive()
     }
@@ -303,8 +316,14 @@ impl Session {
         let config = redis::AsyncConnectionConfig::new()
             .set_connection_timeout(Some(opts.connect_timeout))
             .set_response_timeout(Some(opts.response_timeout));
-        let mut conns = Vec::with_capacity(n.max(1));
-        for i in 0..n.max(1) {
+        let n = n.max(1);
+        let multiplexed = if n >= 2 && opts.value_source == ValueSource::Dump {
+            1
+        } else {
+            n
+        };
+        let mut conns = Vec::with_capacity(multiplexed);
+        for i in 0..multiplexed {
             let mut conn = match client
                 .get_multiplexed_async_connection_with_config(&config)
                 .await
@@ -337,8 +356,39 @@ impl Session {
             }
             conns.push(conn);
         }
+        let mut wires = Vec::with_capacity(n - multiplexed);
+        if multiplexed < n {
+            let tls = wire::tls_config(url, opts.tls_verify).map_err(connect_err)?;
+            for i in multiplexed..n {
+                let name = format!(
+                    "{CLIENT_NAME_PREFIX}{}-{}-{i}",
+                    opts.client_role,
+                    std::process::id()
+                );
+                let opened = Wire::open(
+                    url,
+                    tls.as_ref(),
+                    opts.connect_timeout,
+                    opts.response_timeout,
+                    &name,
+                )
+                .await;
+                match opened {
+                    Ok(w) => wires.push(tokio::sync::Mutex::new(w)),
+                    Err(e) if !url.is_tls() && e.is_connection_dropped() && hint.is_empty() => {
+                        let mut err = connect_err(e);
+                        if let VerifyError::Connect { hint, .. } = &mut err {
+                            *hint = probe_refusal(url).await;
+                        }
+                        return Err(err);
+                    }
+                    Err(e) => return Err(connect_err(e)),
+                }
+            }
+        }
         let mut me = Self {
             conns,
+            wires: wires.into(),
             endpoint,
             db: u32::try_from(url.db()).unwrap_or(0),
             info: ServerInfo::default(),

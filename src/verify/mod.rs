@@ -22,11 +22,12 @@
 //! a diff against it needs no second read of the old server and a restore needs no re-read.
 //!
 //! The pure core is [`record`], [`store`], [`diff`] and [`snapshot`] (format); the I/O edge is
-//! `conn` and `scan`, driven by the async functions below. Only data-plane commands are sent:
-//! SCAN, DUMP, TYPE, reads, PEXPIRETIME/PTTL, DBSIZE, INFO, TIME, DUMP (snapshot), RESTORE and DEL
-//! (restore), CLIENT SETNAME/LIST, and for [`writemark`] (whether anything wrote since a
-//! mark, in a way a background save cannot hide) `INFO all` and COMMAND INFO. Never DEBUG,
-//! CONFIG, OBJECT, MONITOR, SYNC or KEYS.
+//! `conn`, `wire` (our own RESP connections for the DUMP reads) and `scan`, driven by the async
+//! functions below. Only data-plane commands are sent: SCAN, DUMP, TYPE, reads,
+//! PEXPIRETIME/PTTL, DBSIZE, INFO, TIME, DUMP (snapshot), RESTORE and DEL (restore), AUTH,
+//! SELECT, CLIENT SETNAME/LIST, and for [`writemark`] (whether anything wrote since a mark, in
+//! a way a background save cannot hide) `INFO all` and COMMAND INFO. Never DEBUG, CONFIG,
+//! OBJECT, MONITOR, SYNC or KEYS.
 //!
 //! # For the runner
 //! * Quiesce first: a scan whose key count moves by more than expiry explains fails with
@@ -51,6 +52,7 @@ pub mod scan;
 pub mod snapshot;
 pub mod store;
 pub mod url;
+mod wire;
 pub mod writemark;
 
 use std::collections::{BTreeMap, HashSet};
@@ -112,8 +114,9 @@ pub struct VerifyOptions {
     pub scan_by_type: bool,
     /// Where values come from: decoded DUMP payloads (default) or type-specific commands.
     pub value_source: ValueSource,
-    /// Batches (SCAN pages) whose reads are in flight at once per connection: the pipeline
-    /// depth. Chosen by measurement (`bench/verify --tune`; see its README).
+    /// Batches (SCAN pages) whose reads are in flight at once per connection, or DUMP
+    /// pipelines written ahead per connection of our own: the pipeline depth. Chosen by
+    /// measurement (`bench/verify --tune`; see its README).
     pub batches_per_connection: usize,
 }
 

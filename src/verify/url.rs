@@ -83,6 +83,20 @@ impl RedisUrl {
         format!("{}:{}", self.host, self.port)
     }
 
+    /// The user and password for AUTH, percent-decoded as the `redis` crate decodes them.
+    /// They hold the secret: never print them.
+    pub(crate) fn credentials(&self) -> (Option<String>, Option<String>) {
+        let decode = |s: &str| {
+            percent_encoding::percent_decode_str(s)
+                .decode_utf8_lossy()
+                .into_owned()
+        };
+        let user = Some(self.url.username())
+            .filter(|u| !u.is_empty())
+            .map(decode);
+        (user, self.url.password().map(decode))
+    }
+
     /// The URL handed to the `redis` crate. It holds the password: never print it.
     /// Without `verify`, the `#insecure` fragment turns certificate checks off, as Heroku's own
     /// CLI does for the self-signed certificates of heroku-redis.

@@ -28,6 +28,7 @@ mod unattended;
 mod verify;
 mod verify_damage;
 mod verify_dump;
+mod verify_wire;
 mod window_outputs;
 mod wizard;
 mod write_evidence;

@@ -1,6 +1,7 @@
 //! The DUMP value source: one DUMP (and the expiry) per key, each payload decoded into its
 //! canonical record on the client.
 
+use std::borrow::Cow;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use redis::Value;
@@ -9,9 +10,9 @@ use serde::Serialize;
 
 use super::{Feed, How, Scanned, TtlMode, expiry_command, key_command, to_expiry};
 use crate::verify::conn::{Session, local_ms};
-use crate::verify::dump::{self, DumpError};
+use crate::verify::dump::{self, Decoded, DumpError};
 use crate::verify::error::VerifyError;
-use crate::verify::record::{KeyKind, Record};
+use crate::verify::record::{Expiry, KeyKind, Record};
 
 /// Keys whose DUMP payload was not decoded, by reason; each was read with type-specific
 /// commands instead, so the digest stays exact. Reported so that a run says how much of it
@@ -90,7 +91,7 @@ impl PayloadSize {
     }
 
     /// Keys for the next pipeline: within the cap, and within [`PIPELINE_BYTES`] by the mean.
-    fn keys_per_pipeline(&self, max: usize) -> usize {
+    pub(super) fn keys_per_pipeline(&self, max: usize) -> usize {
         let mean = self.mean.load(Ordering::Relaxed).max(1);
         let cap = self.cap.load(Ordering::Relaxed).max(1);
         usize::try_from((PIPELINE_BYTES / mean).min(cap))
@@ -100,7 +101,7 @@ impl PayloadSize {
 
     /// Folds in one pipeline's figures; a big payload raises the estimate at once (the mean
     /// moves halfway to a higher sample), a run of small ones lowers it slowly.
-    fn observe(&self, bytes: u64, keys: usize) {
+    pub(super) fn observe(&self, bytes: u64, keys: usize) {
         if keys == 0 {
             return;
         }
@@ -219,40 +220,95 @@ async fn read_pipeline(
             continue; // gone: expired during the read
         };
         let payload = match payload {
-            Some(Value::BulkString(payload)) => payload,
+            Some(Value::BulkString(payload)) => {
+                payload_bytes += payload.len() as u64;
+                Payload::Bytes(Cow::Owned(payload))
+            }
             // DUMP refused (renamed, or denied by an ACL): the commands can still read it.
-            Some(Value::ServerError(_)) => {
-                fallbacks.dump_refused += 1;
-                rest.push((key, None));
-                continue;
-            }
-            _ => continue, // gone since SCAN
+            Some(Value::ServerError(_)) => Payload::Refused,
+            _ => Payload::Gone,
         };
-        payload_bytes += payload.len() as u64;
-        match dump::decode(&payload) {
-            Ok(decoded) => out.push(Scanned {
-                record: Record {
-                    key,
-                    kind: decoded.kind,
-                    value: decoded.value,
-                    expiry,
-                },
-                payload: how.dump.then_some(payload),
-                bytes: decoded.bytes,
-            }),
-            // Damaged in transit, a newer RDB version, a type not covered, or a decoder gap:
-            // the commands read it exactly all the same.
-            Err(e) => {
-                fallbacks.count(&e);
-                let kind = match e {
-                    DumpError::Unsupported { kind, .. } => kind,
-                    _ => None,
-                };
-                rest.push((key, kind));
-            }
-        }
+        settle(
+            key,
+            examine(payload, how.dump),
+            expiry,
+            out,
+            rest,
+            fallbacks,
+        );
     }
     Ok((payload_bytes, held))
+}
+
+/// A key's DUMP reply, whichever connection brought it.
+pub(super) enum Payload<'a> {
+    /// The payload: lent from a reply buffer, or owned.
+    Bytes(Cow<'a, [u8]>),
+    /// DUMP refused (renamed, or denied by an ACL): the commands can still read the key.
+    Refused,
+    /// Nil: the key is gone since SCAN.
+    Gone,
+}
+
+/// What a DUMP reply gave, before the key's expiry is known (our own connection lends the
+/// payload only until the next reply, the expiry's, is read).
+pub(super) enum Examined {
+    /// Decoded; the payload kept when a snapshot needs it.
+    Decoded(Decoded, Option<Vec<u8>>),
+    /// Damaged in transit, a newer RDB version, a type not covered, or a decoder gap: the
+    /// commands read it exactly all the same.
+    Undecoded(DumpError),
+    Refused,
+    Gone,
+}
+
+/// Decodes a payload (copying it only when `keep`: a snapshot stores it).
+pub(super) fn examine(payload: Payload<'_>, keep: bool) -> Examined {
+    match payload {
+        Payload::Gone => Examined::Gone,
+        Payload::Refused => Examined::Refused,
+        Payload::Bytes(bytes) => match dump::decode(&bytes) {
+            Ok(decoded) => Examined::Decoded(decoded, keep.then(|| bytes.into_owned())),
+            Err(e) => Examined::Undecoded(e),
+        },
+    }
+}
+
+/// Files a key present at its expiry read: its record into `out`, or the key into `rest`
+/// (with the fallback counted) for the command reader.
+pub(super) fn settle(
+    key: Vec<u8>,
+    examined: Examined,
+    expiry: Expiry,
+    out: &mut Vec<Scanned>,
+    rest: &mut Vec<Undecoded>,
+    fallbacks: &mut Fallbacks,
+) {
+    match examined {
+        Examined::Gone => {}
+        Examined::Refused => {
+            fallbacks.dump_refused += 1;
+            rest.push((key, None));
+        }
+        Examined::Decoded(decoded, payload) => out.push(Scanned {
+            record: Record {
+                key,
+                kind: decoded.kind,
+                value: decoded.value,
+                expiry,
+            },
+            payload,
+            bytes: decoded.bytes,
+        }),
+        Examined::Undecoded(e) => {
+            fallbacks.count(&e);
+            let kind = match e {
+                DumpError::Unsupported { kind, .. } => kind,
+                _ => None,
+            };
+            rest.push((key, kind));
+        }
+    }
 }
 
 #[cfg(test)]

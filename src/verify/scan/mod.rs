@@ -5,7 +5,7 @@
 //!
 //! Throughput comes from overlap rather than from one clever pipeline: a scanner task runs
 //! SCAN COUNT 1000 ahead of the readers, and [`VerifyOptions::batches_per_connection`] batches
-//! per connection (2 by default) are in flight at once on multiplexed connections, so one
+//! (or DUMP pipelines) per reading connection (2 by default) are in flight at once, so one
 //! batch's replies travel while another's are decoded. Measured at 1, 2, 4 and 8 connections x
 //! 1, 2, 4 and 8 batches (`bench/verify tune`, issue 12): from 2 in flight on, the server is the
 //! limit and no shape stands out beyond the noise.
@@ -39,11 +39,24 @@
 //! decoder refuses (module types, hashes with field expiries, unknown RDB versions), counted in
 //! [`ScanOutcome::fallbacks`], and for [`ValueSource::Commands`].
 //!
+//! Connection shape of a DUMP scan with `max_connections` = n >= 2 (4 by default): one
+//! multiplexed connection of the `redis` crate carries SCAN (the scanner task), INFO, DBSIZE,
+//! TIME and the command reads of the keys the decoder refuses; the other n - 1 are our own
+//! RESP connections (`crate::verify::wire`, read by `wired`), each with
+//! [`VerifyOptions::batches_per_connection`] DUMP pipelines written ahead of its reads. The
+//! total is n, as before: connections count against the plan's limit. Our own connections
+//! exist because, at a million keys, the crate's reply parsing, its multiplexer and one
+//! `redis::Cmd` per command took about two thirds of the client's CPU (perf); a payload is now
+//! decoded straight from the reply buffer. With n = 1, or with [`ValueSource::Commands`],
+//! every connection is multiplexed and the DUMP pipelines go through the crate (`dumped`):
+//! both paths file each reply through the same `examine` and `settle`.
+//!
 //! Every scan ends with [`ScanOutcome::check_complete`]: distinct keys read plus keys expired
 //! meanwhile must make up DBSIZE, so no key goes unread silently.
 
 mod commands;
 mod dumped;
+mod wired;
 
 use futures::StreamExt;
 use redis::Value;
@@ -57,7 +70,7 @@ use crate::verify::writemark::{self, CommandClasses, WriteVerdict};
 use crate::verify::{Progress, ValueSource, VerifyOptions};
 use commands::{int, read_keys};
 pub use dumped::Fallbacks;
-use dumped::{PayloadSize, Sent, read_dumped};
+use dumped::{PayloadSize, Sent, Undecoded, read_dumped};
 
 /// Keys per SCAN call.
 const SCAN_COUNT: u64 = 1000;
@@ -232,6 +245,9 @@ async fn drive_reads(
     how: How,
     out: &Feed,
 ) -> Result<(u64, Fallbacks), VerifyError> {
+    if how.source == ValueSource::Dump && !session.wires.is_empty() {
+        return wired::drive_wired(session, opts, progress, batches, how, out).await;
+    }
     let in_flight = session.conns.len() * opts.batches_per_connection.max(1);
     let size = PayloadSize::new();
     let size = &size;
@@ -442,39 +458,62 @@ async fn read_batch(
     feed: &Feed,
 ) -> Result<(Vec<Scanned>, Fallbacks, Sent), VerifyError> {
     let Batch { kind, keys } = batch;
-    let mut sent = Sent::default();
-    let (mut out, typed, fallbacks) = match (how.source, kind) {
+    match (how.source, kind) {
         (ValueSource::Dump, _) => {
-            let (out, rest, fallbacks, early) =
+            let (mut out, rest, fallbacks, sent) =
                 read_dumped(session, &mut conn, keys, how, size, feed).await?;
-            sent = early;
-            let mut typed = Vec::with_capacity(rest.len());
-            let mut untyped = Vec::new();
-            for (key, decoded_kind) in rest {
-                match decoded_kind.or(kind) {
-                    Some(kind) => typed.push(Plan { key, kind }),
-                    None => untyped.push(key),
-                }
-            }
-            typed.extend(ask_types(session, &mut conn, untyped).await?);
-            (out, typed, fallbacks)
+            out.extend(read_undecoded(session, &mut conn, rest, kind, how).await?);
+            Ok((out, fallbacks, sent))
         }
-        (ValueSource::Commands, Some(kind)) => (
-            Vec::new(),
-            keys.into_iter().map(|key| Plan { key, kind }).collect(),
-            Fallbacks::default(),
-        ),
-        (ValueSource::Commands, None) => (
-            Vec::new(),
-            ask_types(session, &mut conn, keys).await?,
-            Fallbacks::default(),
-        ),
-    };
-    let (more, changed) = read_keys(session, &mut conn, typed, how).await?;
-    out.extend(more);
+        (ValueSource::Commands, Some(kind)) => {
+            let typed = keys.into_iter().map(|key| Plan { key, kind }).collect();
+            let out = read_typed(session, &mut conn, typed, how).await?;
+            Ok((out, Fallbacks::default(), Sent::default()))
+        }
+        (ValueSource::Commands, None) => {
+            let typed = ask_types(session, &mut conn, keys).await?;
+            let out = read_typed(session, &mut conn, typed, how).await?;
+            Ok((out, Fallbacks::default(), Sent::default()))
+        }
+    }
+}
+
+/// Reads with commands the keys the decoder refused, typed by the decoder, the SCAN filter
+/// (`kind`) or else one TYPE each.
+async fn read_undecoded(
+    session: &Session,
+    conn: &mut MultiplexedConnection,
+    rest: Vec<Undecoded>,
+    kind: Option<KeyKind>,
+    how: How,
+) -> Result<Vec<Scanned>, VerifyError> {
+    if rest.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut typed = Vec::with_capacity(rest.len());
+    let mut untyped = Vec::new();
+    for (key, decoded_kind) in rest {
+        match decoded_kind.or(kind) {
+            Some(kind) => typed.push(Plan { key, kind }),
+            None => untyped.push(key),
+        }
+    }
+    typed.extend(ask_types(session, conn, untyped).await?);
+    read_typed(session, conn, typed, how).await
+}
+
+/// Reads typed keys with commands; a key whose type no longer matches (WRONGTYPE: replaced
+/// since) is typed and read again once.
+async fn read_typed(
+    session: &Session,
+    conn: &mut MultiplexedConnection,
+    typed: Vec<Plan>,
+    how: How,
+) -> Result<Vec<Scanned>, VerifyError> {
+    let (mut out, changed) = read_keys(session, conn, typed, how).await?;
     if !changed.is_empty() {
-        let typed = ask_types(session, &mut conn, changed).await?;
-        let (more, still) = read_keys(session, &mut conn, typed, how).await?;
+        let typed = ask_types(session, conn, changed).await?;
+        let (more, still) = read_keys(session, conn, typed, how).await?;
         if let Some(key) = still.first() {
             return Err(session.protocol_err(
                 "TYPE",
@@ -486,17 +525,23 @@ async fn read_batch(
         }
         out.extend(more);
     }
-    Ok((out, fallbacks, sent))
+    Ok(out)
 }
 
 /// Adds the expiry command for `key`, if the mode reads one.
 fn expiry_command(pipe: &mut redis::Pipeline, ttl: TtlMode, key: &[u8]) {
-    let name = match ttl {
-        TtlMode::Exact => "PEXPIRETIME",
-        TtlMode::Pttl => "PTTL",
-        TtlMode::NoneInDatabase => return,
-    };
-    pipe.add_command(key_command(name, key));
+    if let Some(name) = expiry_name(ttl) {
+        pipe.add_command(key_command(name, key));
+    }
+}
+
+/// The command that reads a key's expiry in this mode, if any.
+fn expiry_name(ttl: TtlMode) -> Option<&'static str> {
+    match ttl {
+        TtlMode::Exact => Some("PEXPIRETIME"),
+        TtlMode::Pttl => Some("PTTL"),
+        TtlMode::NoneInDatabase => None,
+    }
 }
 
 /// `NAME key`, allocated once at its final size: growing each command's buffers as arguments
@@ -509,11 +554,19 @@ fn key_command(name: &str, key: &[u8]) -> redis::Cmd {
 
 /// The expiry from its reply (`None` when nothing was asked); `None` when the key is gone.
 fn to_expiry(reply: Option<Value>, ttl: TtlMode, sent: i64, received: i64) -> Option<Expiry> {
-    match reply.map(|v| int(&v)) {
-        Some(Some(-2) | None) => None,
-        None | Some(Some(-1)) => Some(Expiry::Never),
-        Some(Some(t)) if ttl == TtlMode::Exact => Some(Expiry::exact(t)),
-        Some(Some(t)) => Some(Expiry::from_pttl(t, sent, received)),
+    match reply {
+        None => Some(Expiry::Never),
+        Some(v) => expiry_of(int(&v)?, ttl, sent, received),
+    }
+}
+
+/// The expiry from the integer PEXPIRETIME or PTTL answered; `None` when the key is gone.
+fn expiry_of(reply: i64, ttl: TtlMode, sent: i64, received: i64) -> Option<Expiry> {
+    match reply {
+        -2 => None,
+        -1 => Some(Expiry::Never),
+        t if ttl == TtlMode::Exact => Some(Expiry::exact(t)),
+        t => Some(Expiry::from_pttl(t, sent, received)),
     }
 }
 
