@@ -395,6 +395,17 @@ impl Session {
             clock_offset_ms: 0,
         };
         me.info = me.info().await?;
+        // No DUMP payload outgrows the memory holding its value: twice used_memory (at least
+        // 64 MiB) bounds what one reply may claim, so an endless reply from a broken or hostile
+        // server stops at its header instead of growing this process without end.
+        let cap = usize::try_from(me.info.used_memory.saturating_mul(2))
+            .unwrap_or(usize::MAX)
+            .max(64 << 20);
+        if let Some(wires) = Arc::get_mut(&mut me.wires) {
+            for w in wires.iter_mut() {
+                w.get_mut().limit_bulk(cap);
+            }
+        }
         let sent = local_ms();
         let server = me.server_time_ms().await?;
         let received = local_ms();

@@ -147,6 +147,8 @@ pub(crate) struct ReplyReader<R> {
     end: usize,
     max_line: usize,
     timeout: Duration,
+    /// Bytes a bulk reply may claim: [`MAX_BULK`] until the session knows the server's memory.
+    max_bulk: usize,
     /// A big bulk reply was being read when its future was dropped: part of it is gone and
     /// the stream is out of step with its replies.
     pub(crate) torn: bool,
@@ -164,8 +166,16 @@ impl<R: AsyncRead + Unpin> ReplyReader<R> {
             end: 0,
             max_line: MAX_LINE.min(capacity - 1),
             timeout,
+            max_bulk: MAX_BULK,
             torn: false,
         }
+    }
+
+    /// Refuses bulk replies claiming more than `max` bytes: a DUMP payload is never bigger
+    /// than the memory that holds its value, so a longer claim is a broken or hostile server,
+    /// refused before it can fill this machine's memory at the network's speed.
+    pub(crate) fn limit_bulk(&mut self, max: usize) {
+        self.max_bulk = max.min(MAX_BULK);
     }
 
     /// The stream, for writing.
@@ -194,6 +204,13 @@ impl<R: AsyncRead + Unpin> ReplyReader<R> {
                         Frame::Status(r) => Reply::Status(&self.buf[at(r)]),
                         Frame::Error(r) => Reply::Error(&self.buf[at(r)]),
                     });
+                }
+                Parsed::BulkHeader { len, .. } if len > self.max_bulk => {
+                    return Err(WireError::Protocol(format!(
+                        "a bulk reply claiming {len} bytes, more than the {} this server's memory \
+                         could hold",
+                        self.max_bulk
+                    )));
                 }
                 Parsed::BulkHeader { len, header } if header + len + 2 > self.buf.len() => {
                     self.start += header;
@@ -327,6 +344,23 @@ mod tests {
                 Err(e) => return (seen, Some(e)),
             }
         }
+    }
+
+    /// A claim over the server's memory is refused at its header, before any byte of it is
+    /// kept; one within it is read.
+    #[tokio::test]
+    async fn a_bulk_claiming_more_than_the_limit_is_refused_at_its_header() {
+        let mut body = b"$300\r\n".to_vec();
+        body.extend_from_slice(&[7; 300]);
+        body.extend_from_slice(b"\r\n$100000000000\r\n");
+        let mut reader = ReplyReader::new(Pieces(vec![body]), 64, Duration::from_secs(5));
+        reader.limit_bulk(1000);
+        assert!(matches!(reader.next().await, Ok(Reply::Bulk(b)) if b.len() == 300));
+        let e = reader.next().await.unwrap_err();
+        assert!(
+            matches!(&e, WireError::Protocol(m) if m.contains("100000000000") && m.contains("1000 ")),
+            "{e:?}"
+        );
     }
 
     const STREAM: &[u8] = b"$5\r\nhe\r\no\r\n:-2\r\n$-1\r\n+OK\r\n-ERR unknown command 'DUMP'\r\n$0\r\n\r\n:1700000000000\r\n$21\r\n\x00\x01binary\r\n\xff payload..\r\n";
