@@ -120,7 +120,7 @@ fn parse(buf: &[u8], max_line: usize) -> Result<Parsed, String> {
 
 /// A RESP integer: an optional minus and 1 to 19 digits, within `i64`.
 fn integer(text: &[u8]) -> Result<i64, String> {
-    let bad = || format!("a malformed integer {:?}", String::from_utf8_lossy(text));
+    let bad = || format!("a malformed integer \"{}\"", crate::printable::key(text));
     let (negative, digits) = match text {
         [b'-', rest @ ..] => (true, rest),
         rest => (false, rest),
