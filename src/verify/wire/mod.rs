@@ -275,12 +275,12 @@ impl Wire {
         }
     }
 
-    /// Queues one command (written by the next [`Wire::flush`]).
     /// See [`ReplyReader::limit_bulk`].
     pub(crate) fn limit_bulk(&mut self, max: usize) {
         self.reader.limit_bulk(max);
     }
 
+    /// Queues one command (written by the next [`Wire::flush`]).
     pub(crate) fn push(&mut self, args: &[&[u8]]) {
         self.out.push(b'*');
         push_decimal(&mut self.out, args.len());
