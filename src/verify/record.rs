@@ -99,7 +99,12 @@ impl KeyKind {
     }
 
     fn from_code(code: u8) -> Option<Self> {
-        Self::ALL.into_iter().find(|k| k.code() == code)
+        Self::ALL.get(usize::from(code).checked_sub(1)?).copied()
+    }
+
+    /// The kind's place in [`KeyKind::ALL`], for tallies kept in an array.
+    pub(crate) const fn index(self) -> usize {
+        self.code() as usize - 1
     }
 }
 
@@ -216,10 +221,37 @@ impl Record {
         Self::read_after_len(u32::from_le_bytes(len), r).map(Some)
     }
 
+    /// Reads one record into `into`, reusing its key's buffer (a merge reads a million records
+    /// without an allocation each); `Ok(false)` at a clean end of input.
+    pub(crate) fn read_into(r: &mut impl Read, into: &mut Self) -> io::Result<bool> {
+        let mut len = [0_u8; 4];
+        match r.read_exact(&mut len) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(false),
+            Err(e) => return Err(e),
+        }
+        into.key.clear();
+        into.key.resize(u32::from_le_bytes(len) as usize, 0);
+        r.read_exact(&mut into.key)?;
+        (into.kind, into.value, into.expiry) = Self::read_fixed(r)?;
+        Ok(true)
+    }
+
     /// Reads the rest of a record whose key length was already read.
     pub(crate) fn read_after_len(key_len: u32, r: &mut impl Read) -> io::Result<Self> {
         let mut key = vec![0_u8; key_len as usize];
         r.read_exact(&mut key)?;
+        let (kind, value, expiry) = Self::read_fixed(r)?;
+        Ok(Self {
+            key,
+            kind,
+            value,
+            expiry,
+        })
+    }
+
+    /// The fields after the key.
+    fn read_fixed(r: &mut impl Read) -> io::Result<(KeyKind, u128, Expiry)> {
         let mut fixed = [0_u8; 1 + 16 + 8 + 4];
         r.read_exact(&mut fixed)?;
         let kind = KeyKind::from_code(fixed[0])
@@ -235,12 +267,7 @@ impl Record {
                 tolerance_ms: tol,
             }
         };
-        Ok(Self {
-            key,
-            kind,
-            value,
-            expiry,
-        })
+        Ok((kind, value, expiry))
     }
 }
 
@@ -276,6 +303,8 @@ pub(crate) fn encode_parts(
 #[derive(Debug, Default)]
 pub struct DatabaseDigest {
     hasher: Hasher,
+    /// Record bytes not yet given to the hasher.
+    pending: Vec<u8>,
     keys: u64,
 }
 
@@ -287,30 +316,29 @@ impl DatabaseDigest {
 
     /// Adds the next record (callers feed records in ascending key order, each key once).
     pub fn add(&mut self, record: &Record) {
-        // The same bytes as one update per field, in three updates: the hasher's per-call cost
-        // showed in the post-scan tail.
-        let h = &mut self.hasher;
-        h.update(&(record.key.len() as u64).to_le_bytes());
-        h.update(&record.key);
-        let mut tail = [0_u8; 26];
-        tail[0] = record.kind.code();
-        tail[1..17].copy_from_slice(&record.value.to_le_bytes());
-        let n = match record.expiry {
-            Expiry::Never => 18,
+        // The record's bytes gather in a buffer that goes to the hasher 16 KiB at a time: the
+        // same bytes as one update per field, without the hasher's per-call cost (a sixth of
+        // the post-scan tail at 1M keys, perf, issue 12).
+        let b = &mut self.pending;
+        b.extend_from_slice(&(record.key.len() as u64).to_le_bytes());
+        b.extend_from_slice(&record.key);
+        b.push(record.kind.code());
+        b.extend_from_slice(&record.value.to_le_bytes());
+        match record.expiry {
+            Expiry::Never => b.push(0),
             Expiry::At {
                 at_ms,
                 tolerance_ms: 0,
             } => {
-                tail[17] = 1;
-                tail[18..26].copy_from_slice(&at_ms.to_le_bytes());
-                26
+                b.push(1);
+                b.extend_from_slice(&at_ms.to_le_bytes());
             }
-            Expiry::At { .. } => {
-                tail[17] = 2;
-                18
-            }
-        };
-        h.update(&tail[..n]);
+            Expiry::At { .. } => b.push(2),
+        }
+        if b.len() >= 16 << 10 {
+            self.hasher.update(b);
+            b.clear();
+        }
         self.keys += 1;
     }
 
@@ -322,6 +350,7 @@ impl DatabaseDigest {
     /// The digest as 32 lower-case hex digits.
     pub fn hex(&self) -> String {
         let mut h = self.hasher.clone();
+        h.update(&self.pending);
         h.update(&self.keys.to_le_bytes());
         format!("{:032x}", h.digest128())
     }
@@ -543,7 +572,8 @@ mod tests {
         ];
         let mut want = Vec::new();
         let mut d = DatabaseDigest::new();
-        for r in &records {
+        // Enough records that the digest's buffer goes to the hasher several times.
+        for r in records.iter().cycle().take(3000) {
             d.add(r);
             want.extend_from_slice(&(r.key.len() as u64).to_le_bytes());
             want.extend_from_slice(&r.key);
@@ -561,8 +591,20 @@ mod tests {
                 Expiry::At { .. } => want.push(2),
             }
         }
-        want.extend_from_slice(&3_u64.to_le_bytes());
+        want.extend_from_slice(&3000_u64.to_le_bytes());
+        assert!(want.len() > 100_000);
         assert_eq!(d.hex(), format!("{:032x}", super::xxh3_128(&want)));
+    }
+
+    #[test]
+    fn type_codes_round_trip_and_unknown_codes_are_refused() {
+        for (i, k) in KeyKind::ALL.into_iter().enumerate() {
+            assert_eq!(KeyKind::from_code(k.code()), Some(k));
+            assert_eq!(k.index(), i);
+        }
+        for code in [0_u8, 7, 255] {
+            assert_eq!(KeyKind::from_code(code), None);
+        }
     }
 
     #[test]

@@ -78,7 +78,7 @@ const SLOT_BYTES: usize = std::mem::size_of::<Slot>();
 
 /// Slots sorted at a time while records arrive: small enough that the tail's last sort takes a
 /// few milliseconds, big enough that a run merges only tens of segments.
-const SEGMENT_SLOTS: usize = 1 << 15;
+const SEGMENT_SLOTS: usize = 1 << 16;
 
 impl RecordSet {
     /// An empty set keeping about `budget` bytes of records in memory and spilling to files in
@@ -235,6 +235,12 @@ impl RecordSet {
         let mut merged = SortedRecords {
             sources,
             heap: BinaryHeap::new(),
+            spare: Record {
+                key: Vec::new(),
+                kind: KeyKind::String,
+                value: 0,
+                expiry: Expiry::Never,
+            },
             last_key: None,
             pending: None,
             failed: false,
@@ -443,6 +449,8 @@ impl Ord for Head {
 pub struct SortedRecords {
     sources: Vec<Source>,
     heap: BinaryHeap<Head>,
+    /// The record lent by [`SortedRecords::next_lent`]; its buffers are reused.
+    spare: Record,
     last_key: Option<Vec<u8>>,
     /// An error met while filling the heap, reported by the first `next`.
     pending: Option<io::Error>,
@@ -463,10 +471,33 @@ fn read_next(source: &mut Source) -> io::Result<Option<Record>> {
     }
 }
 
-impl Iterator for SortedRecords {
-    type Item = io::Result<Record>;
+/// The next record of one source into `into`, reusing its buffers; `false` when the source is
+/// done.
+fn read_into(source: &mut Source, into: &mut Record) -> io::Result<bool> {
+    match source {
+        Source::Run(r) => Record::read_into(r, into),
+        Source::Memory {
+            merge,
+            slots,
+            arena,
+        } => Ok(match merge.next_unique(slots, arena) {
+            Some(i) => {
+                let slot = &slots[i];
+                into.key.clear();
+                into.key.extend_from_slice(slot.key(arena));
+                (into.kind, into.value, into.expiry) = (slot.kind, slot.value(), slot.expiry);
+                true
+            }
+            None => false,
+        }),
+    }
+}
 
-    fn next(&mut self) -> Option<Self::Item> {
+impl SortedRecords {
+    /// The next record, lent until the next call. Why not only [`Iterator`]: this reuses one
+    /// record's buffers where the iterator allocates a key per record, and a digest folds a
+    /// million records once the scan is over, while the server waits.
+    pub fn next_lent(&mut self) -> Option<io::Result<&Record>> {
         if self.failed {
             return None;
         }
@@ -474,30 +505,51 @@ impl Iterator for SortedRecords {
             self.failed = true;
             return Some(Err(e));
         }
-        if self.sources.len() == 1 {
-            return read_next(&mut self.sources[0]).transpose();
-        }
         loop {
-            // The smallest head is replaced in place by its source's next record (one sift
-            // instead of a pop and a push), or popped when that source is done.
-            let mut top = self.heap.peek_mut()?;
-            let record = match read_next(&mut self.sources[top.source]) {
-                Ok(Some(next)) => std::mem::replace(&mut top.record, next),
-                Ok(None) => PeekMut::pop(top).record,
+            let got = if self.sources.len() == 1 {
+                read_into(&mut self.sources[0], &mut self.spare)
+            } else {
+                self.pop_into_spare()
+            };
+            match got {
+                Ok(true) => {}
+                Ok(false) => return None,
                 Err(e) => {
                     self.failed = true;
                     return Some(Err(e));
                 }
-            };
-            if self.last_key.as_deref() == Some(record.key.as_slice()) {
+            }
+            if self.last_key.as_deref() == Some(self.spare.key.as_slice()) {
                 continue;
             }
             // Reuses one buffer: a clone per record was an allocation per key.
             let last = self.last_key.get_or_insert_with(Vec::new);
             last.clear();
-            last.extend_from_slice(&record.key);
-            return Some(Ok(record));
+            last.extend_from_slice(&self.spare.key);
+            return Some(Ok(&self.spare));
         }
+    }
+
+    /// Moves the smallest head into `spare` and refills its place from its source (one sift
+    /// instead of a pop and a push); `false` when every source is done.
+    fn pop_into_spare(&mut self) -> io::Result<bool> {
+        let Some(mut top) = self.heap.peek_mut() else {
+            return Ok(false);
+        };
+        if read_into(&mut self.sources[top.source], &mut self.spare)? {
+            std::mem::swap(&mut top.record, &mut self.spare);
+        } else {
+            self.spare = PeekMut::pop(top).record;
+        }
+        Ok(true)
+    }
+}
+
+impl Iterator for SortedRecords {
+    type Item = io::Result<Record>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        self.next_lent().map(|r| r.cloned())
     }
 }
 
