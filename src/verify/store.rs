@@ -549,7 +549,7 @@ impl Iterator for SortedRecords {
     type Item = io::Result<Record>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        self.next_lent().map(Result::cloned)
+        self.next_lent().map(std::result::Result::cloned)
     }
 }
 
