@@ -549,7 +549,10 @@ impl Iterator for SortedRecords {
     type Item = io::Result<Record>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        self.next_lent().map(std::result::Result::cloned)
+        Some(match self.next_lent()? {
+            Ok(record) => Ok(record.clone()),
+            Err(e) => Err(e),
+        })
     }
 }
 
