@@ -13,6 +13,9 @@ pub(super) struct Target {
     pub to: String,
     pub policy: DataPolicy,
     pub url_var: Option<String>,
+    /// Every config var the add-on exposes (one per attachment in the app): the vars that may
+    /// lead to its server.
+    pub own_vars: Vec<String>,
 }
 
 /// The add-ons of `request` that `capture` found, in the order of its `--change`s.
@@ -26,6 +29,7 @@ pub(super) fn targets(capture: &Capture, request: &RunRequest) -> Vec<Target> {
             to: crate::plans::bare_name(&change.plan).to_owned(),
             policy: change.policy,
             url_var: a.url_var(),
+            own_vars: a.config_vars.clone(),
         })
         .collect()
 }

@@ -12,6 +12,7 @@ mod verify_support;
 mod cli_run;
 mod crash;
 mod crash_swap;
+mod foreign;
 mod ha;
 mod journal_safety;
 mod json_schema;

@@ -79,6 +79,16 @@ pub enum Fault {
         #[serde(default)]
         addon: Option<String>,
     },
+    /// When the next plan change switches over, the add-on's config var is set to the URL of
+    /// the add-on `other` (by name or attachment) instead of the new server's: a config var
+    /// pointing at another add-on's Redis, as a moved attachment or a credential rotation gone
+    /// wrong would leave it. The server behind it is a different process from the old one,
+    /// with someone else's data.
+    UrlOfAnotherAfterSwitch {
+        #[serde(default)]
+        addon: Option<String>,
+        other: String,
+    },
     /// Serve the call, then close the connection without sending the answer: the write lands
     /// on the platform but the client never learns it did (a proxy timeout, a reset).
     LoseResponse {

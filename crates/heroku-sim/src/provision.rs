@@ -29,6 +29,8 @@ struct ChangeFaults {
     change: u32,
     unreadable: bool,
     refuse_writes: bool,
+    /// The add-on whose URL the config var gets instead of the new server's.
+    url_of: Option<String>,
 }
 
 /// Starts a plan change of `addon` (already marked `provisioning` on `target` by the caller)
@@ -110,6 +112,10 @@ fn take_faults(shared: &Shared, addon: &str) -> ChangeFaults {
             _ => None,
         })
         .is_some();
+    out.url_of = f.take(addon, |x| match x {
+        Fault::UrlOfAnotherAfterSwitch { addon, other } => Some((addon.as_deref(), other.clone())),
+        _ => None,
+    });
     out
 }
 
@@ -199,7 +205,12 @@ async fn migrate(
         let changes = if kept {
             Vec::new()
         } else {
-            world.publish_url(addon, &new.url())
+            let url = faults
+                .url_of
+                .as_deref()
+                .and_then(|other| world.addon(other, None).map(|o| o.server.url()))
+                .unwrap_or_else(|| new.url());
+            world.publish_url(addon, &url)
         };
         let mut app_ids: Vec<String> = changes.iter().map(|c| c.app_id.clone()).collect();
         app_ids.sort();

@@ -177,8 +177,41 @@ impl StepCtx<'_> {
                 self.app()
             ))
         })?;
-        raw.parse::<RedisUrl>()
-            .map_err(|e| StepError::failed(format!("config var {var}: {e}")))
+        let url = raw
+            .parse::<RedisUrl>()
+            .map_err(|e| StepError::failed(format!("config var {var}: {e}")))?;
+        let shared = shared_server(&vars.0, var, &target.own_vars, &url);
+        // Only a var another add-on exposes proves the URL wrong: one the app's owner set by
+        // hand to the same URL is a copy (one call to the platform, in that rare case only).
+        let owner = match shared {
+            Some(other) => self
+                .client()
+                .addons(self.app())
+                .await?
+                .into_iter()
+                .find(|a| a.name != target.name && a.config_vars.iter().any(|v| v == other))
+                .map(|a| (other, a.name)),
+            None => None,
+        };
+        if let Some((other, owner)) = owner {
+            return Err(StepError::Failed {
+                message: format!(
+                    "config var {var} of {} leads to the same Redis server ({}) as {other}, \
+                     which add-on {owner} exposes: that server is {owner}'s, not proven to be \
+                     {}'s, and upshift neither verifies nor repairs it as such. Check the \
+                     add-ons' attachments and config vars (`heroku addons -a {}`, \
+                     `heroku config -a {}`)",
+                    target.label,
+                    url.endpoint(),
+                    target.label,
+                    self.app(),
+                    self.app()
+                ),
+                data_unsafe: true,
+                transient: None,
+            });
+        }
+        Ok(url)
     }
 
     /// Key counts for the reporter while a verifier pass runs over `subject`.
@@ -191,6 +224,32 @@ impl StepCtx<'_> {
             bytes: AtomicU64::new(0),
         }
     }
+}
+
+/// The first config var other than `var` and the add-on's own that holds a Redis URL leading
+/// to the same server (host, port and database) as `url`.
+///
+/// Why: a different `run_id` from the old server's proves only that the server is not the old
+/// one. A config var pointing at another add-on's Redis (a moved attachment, a credential
+/// rotation gone wrong) passed as "the new server", and verify then "repaired" that add-on's
+/// data from this one's snapshot (hostile pass 4). Two add-ons never share a server, so a
+/// shared endpoint is proof the URL is wrong.
+fn shared_server<'a>(
+    vars: &'a std::collections::BTreeMap<String, String>,
+    var: &str,
+    own: &[String],
+    url: &RedisUrl,
+) -> Option<&'a str> {
+    vars.iter()
+        .filter(|(name, _)| name.as_str() != var && !own.iter().any(|o| o == *name))
+        .find(|(_, value)| {
+            value.parse::<RedisUrl>().is_ok_and(|other| {
+                other.host().eq_ignore_ascii_case(url.host())
+                    && other.port() == url.port()
+                    && other.db() == url.db()
+            })
+        })
+        .map(|(name, _)| name.as_str())
 }
 
 /// Forwards the verifier's key counts to the reporter.

@@ -102,6 +102,7 @@ pub(super) async fn target(
     let mut whole = diff.is_equal();
     if !whole && t.policy == DataPolicy::Critical {
         refuse_repair_while_writers_run(ctx, t, differences, &examples).await?;
+        refuse_repair_over_keys_not_snapshotted(t, &diff)?;
         // A truncated list names only some keys: then every key is restored from the snapshot.
         let how = if diff.truncated {
             format!(
@@ -233,6 +234,50 @@ async fn refuse_repair_while_writers_run(
     })
 }
 
+/// A repair makes the server equal to the snapshot: it overwrites the keys that differ and
+/// deletes the keys the snapshot does not hold. Keys the snapshot does not hold cannot come from
+/// the plan change (it copies the data the writers left, and they were stopped and drained
+/// before the snapshot): either something wrote to the server since, or the URL leads to a
+/// server that is not this add-on's (a config var pointing at another add-on's Redis, which a
+/// `run_id` different from the old one does not rule out). Either way the data there is someone
+/// else's, and a repair would destroy it (hostile pass 4: a whole cache overwritten, exit 0).
+/// So a server holding any such key is not repaired: the run ends needing attention, nothing
+/// written, the writers still stopped, the snapshot kept.
+fn refuse_repair_over_keys_not_snapshotted(
+    t: &Target,
+    diff: &verify::DiffReport,
+) -> Result<(), StepError> {
+    let extra = diff.counts.extra;
+    if extra == 0 {
+        return Ok(());
+    }
+    let named: Vec<String> = diff
+        .differences
+        .iter()
+        .filter(|d| matches!(d.kind, verify::DifferenceKind::Extra))
+        .take(5)
+        .map(|d| crate::printable::key(&d.key_bytes))
+        .collect();
+    let named = if named.is_empty() {
+        String::new()
+    } else {
+        format!(" (e.g. {})", named.join(", "))
+    };
+    Err(StepError::Failed {
+        message: format!(
+            "{}: the server behind its URL holds {extra} key(s) the snapshot does not{named}, \
+             of {} key(s) there. The plan change cannot have put them there: something wrote \
+             to it after the writers stopped, or the URL leads to another add-on's server. Not \
+             repairing: a repair would delete or overwrite data upshift never held. Check where \
+             the config var leads (`heroku config -a APP`) and compare with the snapshot \
+             (`upshift diff`)",
+            t.label, diff.after_keys
+        ),
+        data_unsafe: true,
+        transient: None,
+    })
+}
+
 /// The Data API settings must survive the change; a lost one is put back and reported.
 async fn check_redis_settings(
     ctx: &StepCtx<'_>,
@@ -262,4 +307,71 @@ async fn check_redis_settings(
         });
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::refuse_repair_over_keys_not_snapshotted;
+    use crate::plan::facts::DataPolicy;
+    use crate::runner::StepError;
+    use crate::runner::target::Target;
+    use crate::verify::{DiffCounts, DiffReport, Difference, DifferenceKind};
+
+    fn target() -> Target {
+        Target {
+            label: "MAIN".into(),
+            name: "redis-a".into(),
+            from: "premium-0".into(),
+            to: "premium-1".into(),
+            policy: DataPolicy::Critical,
+            url_var: Some("MAIN_URL".into()),
+            own_vars: vec!["MAIN_URL".into()],
+        }
+    }
+
+    fn report(extra: u64, value_changed: u64, listed: Vec<Difference>) -> DiffReport {
+        DiffReport {
+            before_keys: 10,
+            after_keys: 10 + extra,
+            counts: DiffCounts {
+                extra,
+                value_changed,
+                ..DiffCounts::default()
+            },
+            differences: listed,
+            truncated: false,
+        }
+    }
+
+    /// Keys lost or changed by the migration are repaired; a key the snapshot never held (a
+    /// write since the drain, or another add-on's server) stops the repair, named escaped.
+    #[test]
+    fn a_key_the_snapshot_never_held_stops_the_repair() {
+        assert!(refuse_repair_over_keys_not_snapshotted(&target(), &report(0, 3, vec![])).is_ok());
+        let extra = Difference {
+            key: "other:\u{1b}[2J".into(),
+            key_bytes: b"other:\x1b[2J".to_vec(),
+            kind: DifferenceKind::Extra,
+        };
+        let refused =
+            refuse_repair_over_keys_not_snapshotted(&target(), &report(1, 3, vec![extra]));
+        let Err(StepError::Failed {
+            message,
+            data_unsafe,
+            ..
+        }) = refused
+        else {
+            panic!("{refused:?}");
+        };
+        assert!(data_unsafe);
+        assert!(
+            message.contains("holds 1 key(s) the snapshot does not"),
+            "{message}"
+        );
+        assert!(message.contains("Not repairing"), "{message}");
+        assert!(
+            message.contains("other:\\x1b[2J") && !message.contains('\u{1b}'),
+            "{message}"
+        );
+    }
 }

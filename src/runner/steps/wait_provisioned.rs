@@ -87,7 +87,8 @@ pub(in crate::runner) async fn run(
                         live_since[i] = None;
                         reason
                     }
-                    Err(e) if e.is_auth_failure() => {
+                    Err(LookError::Wrong(e)) => return Err(e),
+                    Err(LookError::Redis(e)) if e.is_auth_failure() => {
                         live_since[i] = None;
                         let since = *refused_since[i].get_or_insert_with(Instant::now);
                         if since.elapsed() >= AUTH_GRACE {
@@ -100,7 +101,7 @@ pub(in crate::runner) async fn run(
                         }
                         format!("Redis refuses the password ({e})")
                     }
-                    Err(e) => {
+                    Err(LookError::Redis(e)) => {
                         refused_since[i] = None;
                         live_since[i] = None;
                         format!("Redis not answering yet ({e})")
@@ -148,19 +149,36 @@ pub(in crate::runner) async fn run(
     }
 }
 
+/// Why one look at a target gave no verdict.
+#[derive(Debug)]
+pub(super) enum LookError {
+    /// Redis could not be read (the verifier's error, so the caller can tell a refused password
+    /// apart from a server still starting).
+    Redis(verify::VerifyError),
+    /// The config var is proven wrong (it leads to another add-on's server): no state to wait
+    /// out, and nothing to verify or repair there.
+    Wrong(StepError),
+}
+
+impl From<verify::VerifyError> for LookError {
+    fn from(e: verify::VerifyError) -> Self {
+        Self::Redis(e)
+    }
+}
+
 /// One look at a target that the platform says is provisioned on its new plan: the Data
 /// API's plan and the server behind the config var now, judged by [`evidence::judge`]
 /// against the server recorded before the change. The settle compensation asks the same.
 ///
 /// # Errors
-/// Redis cannot be read (the verifier's error, so the caller can tell a refused password
-/// apart); a config var that cannot be read is a "not yet".
+/// Redis cannot be read ([`LookError::Redis`]), or the config var leads to another add-on's
+/// server ([`LookError::Wrong`]); a config var that cannot be read is a "not yet".
 pub(super) async fn judge(
     ctx: &StepCtx<'_>,
     t: &Target,
     addon: &AddOn,
     wait: &RedisWait,
-) -> Result<Verdict, verify::VerifyError> {
+) -> Result<Verdict, LookError> {
     let data_plan = ctx
         .client()
         .redis_database(&t.name)
@@ -169,6 +187,12 @@ pub(super) async fn judge(
         .map(|d| plans::bare_name(&d.plan).to_owned());
     let url = match ctx.current_url(t).await {
         Ok(url) => url,
+        // A URL proven wrong (it leads to another add-on's server) is no state to wait out.
+        Err(
+            e @ StepError::Failed {
+                data_unsafe: true, ..
+            },
+        ) => return Err(LookError::Wrong(e)),
         Err(e) => {
             let detail = match e {
                 StepError::Failed { message, .. } => message,
