@@ -28,8 +28,9 @@ pub(super) struct ActiveRun<'r> {
     pub window: Option<(gate::Admitted, Instant)>,
     /// Overrun already reported: (projected, actual).
     overrun_told: (bool, bool),
-    /// An interrupt asked for the rollback (an abort journaled with
-    /// [`super::INTERRUPT_REASON`]), in this process or before a resume.
+    /// An interrupt to this process asked for the rollback (an abort journaled with
+    /// [`super::INTERRUPT_REASON`]). Not rebuilt on `resume`: a resume that finishes an
+    /// earlier interrupt's rollback was not itself interrupted, and exits as a rollback (1).
     interrupted: bool,
 }
 
@@ -110,9 +111,7 @@ impl<'r> ActiveRun<'r> {
                 _ => None,
             })
             .collect();
-        for event in &events {
-            self.note_interrupt(event);
-        }
+
         self.engine = Engine::replay(
             self.request.playbook.actions(),
             holds_critical(&self.request),
