@@ -61,6 +61,21 @@ async fn wait_writers_stopped(env: &Env, child: &mut Child) {
     }
 }
 
+/// Whether this process was started with `signal` (HUP, QUIT) ignored, which children inherit.
+fn inherited_ignore(signal: &str) -> bool {
+    let bit = match signal {
+        "HUP" => 0,
+        "QUIT" => 2,
+        _ => return false,
+    };
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("SigIgn:"))
+        .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
+        .is_some_and(|mask| mask & (1 << bit) != 0)
+}
+
 fn kill(signal: &str, pid: u32) {
     let status = Command::new("kill")
         .args([&format!("-{signal}"), &pid.to_string()])
@@ -104,6 +119,12 @@ async fn finish(mut child: Child) -> (Option<i32>, String, String) {
 /// back to its count and journals `rolled-back`; the process exits 130 (stopped on request),
 /// not 1 (failed), and not killed by the signal.
 async fn one_signal_rolls_back(signal: &str, close_output: bool) -> (String, String) {
+    assert!(
+        !inherited_ignore(signal),
+        "this test process ignores SIG{signal} (started under nohup or as a background job?): \
+         the upshift it starts inherits that and rightly keeps ignoring it; run the tests \
+         without it"
+    );
     let env = Env::start(Duration::from_millis(300)).await;
     let web_before = web_quantity(&env).await;
     assert!(web_before > 0);
@@ -178,6 +199,52 @@ async fn a_run_whose_output_is_closed_still_finishes() {
     drop(child.stderr.take());
     let (code, _, _) = finish(child).await;
     assert_eq!(code, Some(0));
+    let (run_id, _) = env.latest_journal();
+    assert_eq!(env.outcomes(&run_id), vec![Outcome::Succeeded]);
+    assert_eq!(web_quantity(&env).await, web_before);
+    assert_eq!(env.plan_of(MAIN).await, "premium-1");
+    env.sim.shutdown().await;
+}
+
+/// `nohup upshift run …` asks for the run to go on when the terminal closes: the ignored
+/// SIGHUP it starts with stays ignored (catching it would roll the run back), and the run
+/// changes the plan and brings the app back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn under_nohup_a_sighup_is_ignored_and_the_run_finishes() {
+    let env = Env::start(Duration::from_millis(300)).await;
+    let web_before = web_quantity(&env).await;
+    let base = env.upshift_piped();
+    let mut nohup = Command::new("nohup");
+    nohup.arg(base.get_program());
+    for (key, value) in base.get_envs() {
+        match value {
+            Some(v) => nohup.env(key, v),
+            None => nohup.env_remove(key),
+        };
+    }
+    let mut child = nohup
+        .args([
+            "run",
+            "-a",
+            APP,
+            "--change",
+            &format!("{MAIN}=premium-1"),
+            "--confirm",
+            APP,
+            "--watch",
+            "0",
+        ])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("nohup upshift runs");
+    wait_writers_stopped(&env, &mut child).await;
+    // nohup execs upshift: the same pid.
+    kill("HUP", child.id());
+    let (code, out, err) = finish(child).await;
+    assert_eq!(code, Some(0), "{out}\n{err}");
+    assert!(!err.contains("interrupt"), "{err}");
     let (run_id, _) = env.latest_journal();
     assert_eq!(env.outcomes(&run_id), vec![Outcome::Succeeded]);
     assert_eq!(web_quantity(&env).await, web_before);
