@@ -111,7 +111,6 @@ impl<'r> ActiveRun<'r> {
                 _ => None,
             })
             .collect();
-
         self.engine = Engine::replay(
             self.request.playbook.actions(),
             holds_critical(&self.request),
