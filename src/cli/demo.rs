@@ -143,7 +143,7 @@ async fn demo(
             duration::format(args.provision)
         );
     }
-    Ok(report.outcome.exit_code())
+    Ok(report.exit_code())
 }
 
 /// What "resumable" means in the demo, where the simulated app ends with the process.

@@ -38,8 +38,13 @@ Examples:
   upshift runs --json
   upshift completions bash > ~/.local/share/bash-completion/completions/upshift
 
-Exit codes: 0 succeeded, 1 rolled back, 2 usage, 3 blocked by a guard, 4 needs attention,
-5 locked by another run, 6 stopped with the new plan kept, 130 interrupted (resumable).";
+Exit codes: 0 succeeded, 1 failed and rolled back, 2 usage, 3 blocked by a guard, 4 needs
+attention, 5 locked by another run, 6 stopped with the new plan kept, 130 interrupted (rolled
+back, or resumable after a second interrupt).
+
+Signals during a run: Ctrl-C, SIGTERM, SIGHUP (terminal or ssh closed) and SIGQUIT each ask
+for a safe stop: the current step finishes, then the run rolls back (130), or keeps the new
+plan after the plan change (6). A second one stops at once, resumable (130).";
 
 /// What bare `upshift` prints (on stderr, exit 2): where to start.
 pub const SHORT_HELP: &str = "\

@@ -102,7 +102,7 @@ fn request(args: &TargetArgs) -> Result<RunRequest, CliError> {
 /// stops that wait, and says so (not "rolling back" for a run that is over).
 static RUN_OVER: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
-/// Catches Ctrl-C and SIGTERM: the first asks for a safe stop and rollback, the second leaves
+/// Catches Ctrl-C, SIGTERM, SIGHUP and SIGQUIT: the first asks for a safe stop and rollback, the second leaves
 /// a resumable journal.
 fn install_interrupts(interrupts: &Interrupts) {
     let interrupts = interrupts.clone();
@@ -180,7 +180,7 @@ fn finish(report: &RunReport, json: bool) -> ExitCode {
     } else {
         out!("{}", ui::render_summary(report));
     }
-    report.outcome.exit_code()
+    report.exit_code()
 }
 
 /// `upshift plan`.

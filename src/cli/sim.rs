@@ -13,7 +13,7 @@ pub enum SimCommand {
     /// Start the Heroku simulator in the foreground.
     ///
     /// Prints `HEROKU_API_URL`, `HEROKU_DATA_URL` and `HEROKU_API_KEY` lines on stdout (eval-able),
-    /// then serves until SIGINT or SIGTERM.
+    /// then serves until SIGINT, SIGTERM, SIGHUP or SIGQUIT.
     Serve(ServeArgs),
 }
 

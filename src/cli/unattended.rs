@@ -68,7 +68,7 @@ pub struct RunScheduleArgs {
     pub window: Option<String>,
     /// Outside the window, sleep until the first opening long enough for the run plus a
     /// worst-case rollback (a heartbeat line every 5 minutes) instead of refusing; when none
-    /// is, refuse at once (exit 3). Ctrl-C or SIGTERM while waiting exits 130 and changes
+    /// is, refuse at once (exit 3). Ctrl-C, SIGTERM or SIGHUP while waiting exits 130 and changes
     /// nothing.
     #[arg(long)]
     pub wait_for_window: bool,
@@ -269,7 +269,7 @@ pub async fn wait_for_window(
     }
 }
 
-/// Catches Ctrl-C and SIGTERM while waiting for the window: each only stops the wait (nothing
+/// Catches Ctrl-C, SIGTERM and SIGHUP while waiting for the window: each only stops the wait (nothing
 /// has been written). Abort the returned task when the wait is over; the run then installs its
 /// own handlers (stop safely and roll back).
 pub fn install_wait_interrupts(interrupts: &Interrupts) -> tokio::task::JoinHandle<()> {

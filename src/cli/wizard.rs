@@ -129,7 +129,7 @@ pub async fn wizard(
     let interrupts = Interrupts::default();
     let dyn_reporter: Arc<dyn Reporter> = reporter.clone();
     let runner = Runner::new(client, config.clone(), dyn_reporter, interrupts.clone());
-    // Until the confirmation nothing has been written: Ctrl-C or SIGTERM between questions
+    // Until the confirmation nothing has been written: Ctrl-C, SIGTERM or SIGHUP between questions
     // (while the app is read) leaves at once. At a question the terminal is raw, so Ctrl-C
     // arrives as a key and the prompt returns `Cancelled` instead.
     let cancel = signals::listen(|_| async {
@@ -159,7 +159,7 @@ pub async fn wizard(
     let report = result?;
     // The run is over: a Ctrl-C during the headroom read below just ends the process with
     // the run's own exit code (nothing is left to stop).
-    let code = report.outcome.exit_code();
+    let code = report.exit_code();
     let _after = signals::listen(move |_| async move { exit_restored(code) });
     out!("{}", ui::render_summary(&report));
     if report.outcome == crate::engine::Outcome::Succeeded {
@@ -175,7 +175,7 @@ pub async fn wizard(
             );
         }
     }
-    Ok(report.outcome.exit_code())
+    Ok(report.exit_code())
 }
 
 /// Runs a blocking prompt without starving the runtime (the demo's simulator shares it).

@@ -414,16 +414,26 @@ fn addon_guards(
         &target,
     ));
     if addon.redis.is_none() {
-        let (error, full) =
-            addon
-                .redis_error
-                .as_ref()
-                .map_or(("no URL in the config vars", false), |e| {
-                    (
-                        e.detail.as_str(),
-                        e.reason == UnreadableReason::ConnectionLimit,
-                    )
-                });
+        let (error, reason) = addon.redis_error.as_ref().map_or(
+            ("no URL in the config vars", UnreadableReason::NoUrl),
+            |e| (e.detail.as_str(), e.reason),
+        );
+        if matches!(reason, UnreadableReason::NoUrl | UnreadableReason::BadUrl) {
+            // Not a moment's trouble (a full connection limit frees up once the writers stop):
+            // no snapshot, no verify can ever connect through this config var, so a run would
+            // stop the app only to fail and roll back. Block before anything is written.
+            out.push(guard(
+                GuardId::RedisReachable,
+                s,
+                Verdict::Block,
+                format!(
+                    "{error}: upshift snapshots and verifies the data through it, so a run could only stop the app and roll back; set it to the add-on's redis:// or rediss:// URL (`heroku config -a {}`), then plan again",
+                    request.app
+                ),
+            ));
+            return out;
+        }
+        let full = reason == UnreadableReason::ConnectionLimit;
         out.push(guard(
             GuardId::RedisReachable,
             s,

@@ -28,6 +28,10 @@ pub(super) struct ActiveRun<'r> {
     pub window: Option<(gate::Admitted, Instant)>,
     /// Overrun already reported: (projected, actual).
     overrun_told: (bool, bool),
+    /// An interrupt to this process asked for the rollback (an abort journaled with
+    /// [`super::INTERRUPT_REASON`]). Not rebuilt on `resume`: a resume that finishes an
+    /// earlier interrupt's rollback was not itself interrupted, and exits as a rollback (1).
+    interrupted: bool,
 }
 
 impl<'r> ActiveRun<'r> {
@@ -50,6 +54,7 @@ impl<'r> ActiveRun<'r> {
             started: Instant::now(),
             window: None,
             overrun_told: (false, false),
+            interrupted: false,
         }
     }
 
@@ -75,7 +80,16 @@ impl<'r> ActiveRun<'r> {
             event: event.clone(),
         })?;
         self.engine = probe;
+        self.note_interrupt(&event);
         Ok(())
+    }
+
+    /// Remembers an abort an interrupt asked for, so the rollback it starts ends as
+    /// "interrupted and rolled back" (exit 130) rather than "failed" (exit 1).
+    fn note_interrupt(&mut self, event: &Event) {
+        if let Event::AbortRequested { reason } = event {
+            self.interrupted |= super::is_interrupt_reason(reason);
+        }
     }
 
     pub fn abort(&mut self, reason: &str) -> Result<(), RunError> {
@@ -251,6 +265,7 @@ impl<'r> ActiveRun<'r> {
             run_id: self.run_id.clone(),
             app: self.request.app.clone(),
             outcome,
+            interrupted: self.interrupted && outcome == Outcome::RolledBack,
             message,
             addons,
             downtime: self.known.downtime,
@@ -267,6 +282,11 @@ impl<'r> ActiveRun<'r> {
         };
         match outcome {
             Outcome::Succeeded | Outcome::Blocked => None,
+            Outcome::RolledBack if self.interrupted => Some(format!(
+                "the run was interrupted and rolled back, as asked; the app {} runs with its previous formation; see {}",
+                self.request.app,
+                self.ledger.journal().path().display()
+            )),
             Outcome::RolledBack => Some(format!(
                 "the run failed and was rolled back; the app {} runs with its previous formation; see {}",
                 self.request.app,

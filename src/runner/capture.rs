@@ -199,11 +199,16 @@ async fn addon_facts(
             )),
         ),
         Some(raw) => match raw.parse::<RedisUrl>() {
+            // The parse error never repeats the URL (it may hold a password); the var's name
+            // tells the operator which one to fix.
             Err(e) => (
                 None,
                 Some(RedisUnreadable::new(
                     UnreadableReason::BadUrl,
-                    e.to_string(),
+                    format!(
+                        "config var {} does not hold a Redis URL ({e})",
+                        var.as_deref().unwrap_or("<none listed>")
+                    ),
                 )),
             ),
             Ok(url) => {

@@ -37,7 +37,7 @@ impl ActiveRun<'_> {
                     if self.runner.interrupts.count() == 1
                         && matches!(self.engine.state(), State::Forward { .. })
                     {
-                        self.abort("interrupted (Ctrl-C or SIGTERM)")?;
+                        self.abort(super::INTERRUPT_REASON)?;
                         continue;
                     }
                     self.run_step(step, action).await?;
@@ -209,7 +209,7 @@ impl ActiveRun<'_> {
                     action,
                     message: "interrupted: rolling back".into(),
                 });
-                self.abort("interrupted (Ctrl-C or SIGTERM)")?;
+                self.abort(super::INTERRUPT_REASON)?;
             }
             Err(StepError::Failed {
                 message,

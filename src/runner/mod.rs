@@ -193,12 +193,27 @@ pub struct AddonReport {
     pub repaired: u64,
 }
 
+/// The reason journaled when a signal (Ctrl-C, SIGTERM, SIGHUP, SIGQUIT) asks a run to stop
+/// and roll back. A rollback with this cause is a stop someone asked for, not a failure of
+/// the change: it exits 130, not 1 (see [`RunReport::exit_code`]).
+pub const INTERRUPT_REASON: &str = "interrupted (Ctrl-C, SIGTERM or SIGHUP)";
+
+/// Whether a journaled abort reason is an interrupt's ([`INTERRUPT_REASON`], or the wording
+/// of earlier versions, which also began with "interrupted").
+pub fn is_interrupt_reason(reason: &str) -> bool {
+    reason.starts_with("interrupted")
+}
+
 /// What a finished run reports.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct RunReport {
     pub run_id: String,
     pub app: String,
     pub outcome: Outcome,
+    /// Rolled back because an interrupt asked for it (not because a step failed): the process
+    /// exits 130 "interrupted", as a supervisor that sent SIGTERM expects, not 1 "failed".
+    #[serde(skip)]
+    pub interrupted: bool,
     /// For needs-attention and rolled-back runs: what happened and what to do.
     pub message: Option<String>,
     pub addons: Vec<AddonReport>,
@@ -208,6 +223,18 @@ pub struct RunReport {
     #[serde(with = "crate::plan::duration_ms")]
     pub duration: Duration,
     pub journal: PathBuf,
+}
+
+impl RunReport {
+    /// The process exit code: the outcome's, except that a rollback an interrupt asked for is
+    /// 130 (the README's exit-code tables): the change did not fail, it was stopped.
+    pub fn exit_code(&self) -> crate::exit::ExitCode {
+        if self.interrupted && self.outcome == Outcome::RolledBack {
+            crate::exit::ExitCode::Interrupted
+        } else {
+            self.outcome.exit_code()
+        }
+    }
 }
 
 /// Drives runs of playbooks against one Heroku account.

@@ -515,6 +515,7 @@ mod tests {
             run_id: "20260101T000000Z-abcd".into(),
             app: "enketo-demo".into(),
             outcome,
+            interrupted: false,
             message: message.map(str::to_owned),
             addons: vec![
                 addon(

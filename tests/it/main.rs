@@ -9,6 +9,7 @@ mod common;
 mod harness;
 mod verify_support;
 
+mod bad_url;
 mod cli_run;
 mod crash;
 mod crash_swap;
@@ -21,6 +22,7 @@ mod live_swap;
 mod matrix;
 mod outputs;
 mod run;
+mod signals;
 mod sim_client;
 mod sim_platform;
 mod sim_schema;

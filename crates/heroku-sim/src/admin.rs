@@ -316,3 +316,36 @@ pub(crate) async fn log_stream(
     );
     r
 }
+
+/// Config vars set by hand, for tests (no admin route: only the test process calls it).
+impl crate::Simulator {
+    /// Sets one config var of `app` to `value`, or removes it with `None`, as `heroku
+    /// config:set` / `config:unset` would: an add-on's URL var can then hold something that is
+    /// not a Redis URL, or be missing. The dynos read the new value on their next connection;
+    /// a plan change that switches the add-on's server writes its URL over the var again.
+    ///
+    /// # Errors
+    /// [`crate::SimError::UnknownApp`].
+    pub fn set_config_var(
+        &self,
+        app: &str,
+        var: &str,
+        value: Option<&str>,
+    ) -> Result<(), crate::SimError> {
+        {
+            let mut world = self.shared.world();
+            let state = world
+                .app_mut(app)
+                .ok_or_else(|| crate::SimError::UnknownApp(app.to_owned()))?;
+            match value {
+                Some(v) => state.config_vars.0.insert(var.to_owned(), v.to_owned()),
+                None => state.config_vars.0.remove(var),
+            };
+        }
+        // The value is not logged: it may carry a password.
+        self.shared.event(EventKind::FaultInjected {
+            fault: format!("config var {var} set by hand"),
+        });
+        Ok(())
+    }
+}

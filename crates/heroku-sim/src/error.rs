@@ -69,6 +69,9 @@ pub enum SimError {
     #[error("unknown add-on `{0}` in the simulator")]
     UnknownAddon(String),
 
+    #[error("unknown app `{0}` in the simulator")]
+    UnknownApp(String),
+
     #[error("invalid fault: {0}")]
     InvalidFault(String),
 }
