@@ -120,6 +120,11 @@ impl Notifier {
     ) -> Result<Self, NotifyError> {
         let http = reqwest::Client::builder()
             .timeout(config.request_timeout)
+            // A webhook URL is a secret (in its path or query). Following a redirect would
+            // send the notification to a host the user never named, and reqwest's Referer
+            // would carry the whole original URL there: a 3xx is a failed delivery instead.
+            .redirect(reqwest::redirect::Policy::none())
+            .referer(false)
             .user_agent(concat!("upshift/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|source| NotifyError::Client { source })?;

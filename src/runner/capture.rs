@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use crate::heroku::models::{AddOn, DynoState};
+use crate::heroku::models::{AddOn, AddOnAttachment, DynoState};
 use crate::heroku::{Client, HerokuError};
 use crate::plan::RunRequest;
 use crate::plan::facts::{
@@ -74,6 +74,13 @@ pub async fn capture(
         .await
         .map(|list| {
             list.into_iter()
+                // Another service's plan (`heroku-postgresql:premium-5`) is not a heroku-redis
+                // plan, whatever its bare name.
+                .filter(|p| {
+                    p.name
+                        .split_once(':')
+                        .is_none_or(|(service, _)| service == plans::HEROKU_REDIS)
+                })
                 .filter_map(|p| {
                     let cents = p.price?.cents;
                     Some((plans::bare_name(&p.name).to_owned(), cents))
@@ -122,12 +129,35 @@ pub async fn resolve_addon(
         .await
     {
         Ok(attachments) if !attachments.is_empty() => {
-            let att = &attachments[0];
+            let att = one_addon(name, &attachments)?;
             let addon = client.addon(app, &att.addon.id).await?;
-            Ok((addon, Some(att.name.to_uppercase())))
+            let attachment = att.name.to_uppercase();
+            // The add-on fetched must be the one the attachment names and, when it belongs
+            // to this app (its `config_vars` are then this app's), must hold the
+            // attachment's config var: otherwise the plan (and a run) would act on another
+            // add-on than the one whose config var the user meant. A shared add-on owned by
+            // another app lists that app's vars, so only the identity is checked there.
+            let var = format!("{attachment}_URL");
+            let owned_here = addon.app.name.eq_ignore_ascii_case(app) || addon.app.id == app;
+            if addon.id != att.addon.id
+                || (owned_here
+                    && !addon
+                        .config_vars
+                        .iter()
+                        .any(|v| v.eq_ignore_ascii_case(&var)))
+            {
+                return Err(HerokuError::WrongAddon {
+                    name: name.to_owned(),
+                    addon: addon.name,
+                    reason: format!("that add-on does not hold the config var {var}"),
+                });
+            }
+            check_service(name, &addon)?;
+            Ok((addon, Some(attachment)))
         }
         Ok(_) | Err(HerokuError::NotFound { .. } | HerokuError::InvalidParams { .. }) => {
             let addon = client.addon(app, name).await?;
+            check_service(name, &addon)?;
             let attachment = addon
                 .config_vars
                 .first()
@@ -136,6 +166,60 @@ pub async fn resolve_addon(
             Ok((addon, attachment))
         }
         Err(e) => Err(e),
+    }
+}
+
+/// The one add-on a resolve answered. Several attachments of one add-on are fine; attachments
+/// of several add-ons are refused, naming each, as the Heroku CLI refuses ("Ambiguous
+/// identifier; multiple matching add-ons found"): taking the first would change a plan the
+/// user did not name.
+///
+/// # Errors
+/// [`HerokuError::AmbiguousAddon`] when more than one add-on matches.
+pub fn one_addon<'a>(
+    name: &str,
+    attachments: &'a [AddOnAttachment],
+) -> Result<&'a AddOnAttachment, HerokuError> {
+    let mut addons: Vec<&str> = attachments.iter().map(|a| a.addon.id.as_str()).collect();
+    addons.sort_unstable();
+    addons.dedup();
+    if addons.len() > 1 {
+        let mut matches: Vec<String> = Vec::new();
+        for a in attachments {
+            let shown = format!("{} (attached as {})", a.addon.name, a.name);
+            if !matches.contains(&shown) {
+                matches.push(shown);
+            }
+        }
+        return Err(HerokuError::AmbiguousAddon {
+            name: name.to_owned(),
+            matches,
+        });
+    }
+    attachments.first().ok_or_else(|| HerokuError::WrongAddon {
+        name: name.to_owned(),
+        addon: String::new(),
+        reason: "Heroku resolved it to nothing".into(),
+    })
+}
+
+/// Refuses an add-on whose plan names another service (`heroku-postgresql:premium-4`): its
+/// bare name would otherwise pass for a heroku-redis plan of the same name.
+///
+/// # Errors
+/// [`HerokuError::WrongAddon`] naming the plan.
+pub fn check_service(name: &str, addon: &AddOn) -> Result<(), HerokuError> {
+    match addon.plan.name.split_once(':') {
+        Some((service, _)) if service != plans::HEROKU_REDIS => Err(HerokuError::WrongAddon {
+            name: name.to_owned(),
+            addon: addon.name.clone(),
+            reason: format!(
+                "its plan {} is not a {} plan",
+                addon.plan.name,
+                plans::HEROKU_REDIS
+            ),
+        }),
+        _ => Ok(()),
     }
 }
 

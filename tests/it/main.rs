@@ -13,6 +13,7 @@ mod cli_run;
 mod crash;
 mod crash_swap;
 mod ha;
+mod hostile_api;
 mod journal_safety;
 mod json_schema;
 mod layout;
