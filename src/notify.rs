@@ -63,6 +63,8 @@ pub struct NotifySummary {
     pub failed: usize,
     /// Dropped because the queue was full or the exit budget ran out.
     pub dropped: usize,
+    /// Of the failed, those whose last answer was a redirect (never followed).
+    pub redirected: usize,
 }
 
 /// A URL for output: scheme and host only.
@@ -95,6 +97,7 @@ struct Counters {
     delivered: AtomicUsize,
     failed: AtomicUsize,
     dropped: AtomicUsize,
+    redirected: AtomicUsize,
 }
 
 /// Posts notifications to webhooks from a background task.
@@ -195,6 +198,7 @@ impl Notifier {
             delivered,
             failed,
             dropped: self.counters.dropped.load(Ordering::Relaxed) + unfinished,
+            redirected: self.counters.redirected.load(Ordering::Relaxed),
         }
     }
 }
@@ -222,12 +226,14 @@ async fn deliver(
     while let Some(n) = rx.recv().await {
         let mut delay = config.backoff;
         let mut ok = false;
+        let mut redirected = false;
         for attempt in 1..=config.attempts.max(1) {
             let sent = http.post(url.clone()).json(&n).send().await;
-            if sent.is_ok_and(|r| r.status().is_success()) {
+            if sent.as_ref().is_ok_and(|r| r.status().is_success()) {
                 ok = true;
                 break;
             }
+            redirected = sent.is_ok_and(|r| r.status().is_redirection());
             if attempt < config.attempts {
                 tokio::time::sleep(delay).await;
                 delay = delay.saturating_mul(2);
@@ -239,6 +245,9 @@ async fn deliver(
             &counters.failed
         };
         counter.fetch_add(1, Ordering::Relaxed);
+        if !ok && redirected {
+            counters.redirected.fetch_add(1, Ordering::Relaxed);
+        }
     }
 }
 
@@ -287,7 +296,8 @@ mod tests {
             NotifySummary {
                 delivered: 0,
                 failed: 0,
-                dropped: 4
+                dropped: 4,
+                redirected: 0,
             }
         );
     }

@@ -348,3 +348,79 @@ fn up_for_a_while(updated_at: Option<&str>, now: jiff::Timestamp) -> bool {
         .and_then(|t| now.duration_since(t).try_into().ok())
         .is_some_and(|age: std::time::Duration| age >= crate::plan::facts::STEADY_AGE)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::heroku::models::{AttachmentAddOn, NameRef};
+
+    fn att(name: &str, addon: &str) -> AddOnAttachment {
+        let app = NameRef {
+            id: "app-id".into(),
+            name: "app".into(),
+        };
+        AddOnAttachment {
+            id: format!("{name}-id"),
+            name: name.into(),
+            addon: AttachmentAddOn {
+                id: format!("{addon}-id"),
+                name: addon.into(),
+                app: app.clone(),
+            },
+            app,
+            namespace: None,
+            created_at: None,
+            updated_at: None,
+        }
+    }
+
+    #[test]
+    fn attachments_of_one_add_on_resolve_and_of_two_are_refused() {
+        let one = [att("REDIS", "redis-a"), att("MAIN", "redis-a")];
+        assert_eq!(one_addon("main", &one).unwrap().name, "REDIS");
+        let two = [att("MAIN", "redis-b"), att("MAIN", "redis-a")];
+        let e = one_addon("main", &two).unwrap_err().to_string();
+        assert!(
+            e.contains("main is ambiguous")
+                && e.contains("redis-b (attached as MAIN), redis-a (attached as MAIN)"),
+            "{e}"
+        );
+        assert!(one_addon("main", &[]).is_err());
+    }
+
+    #[test]
+    fn a_plan_of_another_service_is_refused() {
+        let addon = |plan: &str| AddOn {
+            id: "i".into(),
+            name: "redis-a".into(),
+            addon_service: NameRef {
+                id: "s".into(),
+                name: plans::HEROKU_REDIS.into(),
+            },
+            app: NameRef {
+                id: "app-id".into(),
+                name: "app".into(),
+            },
+            plan: NameRef {
+                id: "p".into(),
+                name: plan.into(),
+            },
+            state: crate::heroku::models::AddOnState::Provisioned,
+            config_vars: vec![],
+            provider_id: None,
+            web_url: None,
+            billed_price: None,
+            created_at: None,
+            updated_at: None,
+        };
+        assert!(check_service("main", &addon("heroku-redis:premium-4")).is_ok());
+        assert!(check_service("main", &addon("premium-4")).is_ok());
+        let e = check_service("main", &addon("heroku-postgresql:premium-4"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("its plan heroku-postgresql:premium-4 is not a heroku-redis plan"),
+            "{e}"
+        );
+    }
+}
