@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use crate::heroku::models::{AddOn, AddOnAttachment, DynoState};
+use crate::heroku::models::{AddOn, AddOnAttachment, DynoState, ServicePlan};
 use crate::heroku::{Client, HerokuError};
 use crate::plan::RunRequest;
 use crate::plan::facts::{
@@ -72,21 +72,7 @@ pub async fn capture(
     let plan_prices = client
         .addon_plans(plans::HEROKU_REDIS)
         .await
-        .map(|list| {
-            list.into_iter()
-                // Another service's plan (`heroku-postgresql:premium-5`) is not a heroku-redis
-                // plan, whatever its bare name.
-                .filter(|p| {
-                    p.name
-                        .split_once(':')
-                        .is_none_or(|(service, _)| service == plans::HEROKU_REDIS)
-                })
-                .filter_map(|p| {
-                    let cents = p.price?.cents;
-                    Some((plans::bare_name(&p.name).to_owned(), cents))
-                })
-                .collect()
-        })
+        .map(plan_prices)
         .unwrap_or_default();
     Ok(Capture {
         app: app.name,
@@ -201,6 +187,23 @@ pub fn one_addon<'a>(
         addon: String::new(),
         reason: "Heroku resolved it to nothing".into(),
     })
+}
+
+/// The monthly price in cents of each heroku-redis plan in a service's plan list, by bare
+/// name. Another service's plan (`heroku-postgresql:premium-5`) is not a heroku-redis plan,
+/// whatever its bare name, and is left out.
+fn plan_prices(list: Vec<ServicePlan>) -> std::collections::BTreeMap<String, u64> {
+    list.into_iter()
+        .filter(|p| {
+            p.name
+                .split_once(':')
+                .is_none_or(|(service, _)| service == plans::HEROKU_REDIS)
+        })
+        .filter_map(|p| {
+            let cents = p.price?.cents;
+            Some((plans::bare_name(&p.name).to_owned(), cents))
+        })
+        .collect()
 }
 
 /// Refuses an add-on whose plan names another service (`heroku-postgresql:premium-4`): its
@@ -386,6 +389,25 @@ mod tests {
             "{e}"
         );
         assert!(one_addon("main", &[]).is_err());
+    }
+
+    #[test]
+    fn another_services_plans_are_not_priced_as_heroku_redis_plans() {
+        let plan = |name: &str, cents: u64| -> ServicePlan {
+            serde_json::from_value(serde_json::json!({
+                "id": name, "name": name, "price": {"cents": cents, "unit": "month"}
+            }))
+            .unwrap()
+        };
+        let prices = plan_prices(vec![
+            plan("heroku-redis:premium-4", 100),
+            plan("heroku-postgresql:premium-5", 1),
+            plan("premium-6", 300),
+        ]);
+        assert_eq!(
+            prices.into_iter().collect::<Vec<_>>(),
+            [("premium-4".to_owned(), 100), ("premium-6".to_owned(), 300)]
+        );
     }
 
     #[test]
