@@ -63,6 +63,8 @@ pub struct NotifySummary {
     pub failed: usize,
     /// Dropped because the queue was full or the exit budget ran out.
     pub dropped: usize,
+    /// Of the failed, those whose last answer was a redirect (never followed).
+    pub redirected: usize,
 }
 
 /// A URL for output: scheme and host only.
@@ -95,6 +97,7 @@ struct Counters {
     delivered: AtomicUsize,
     failed: AtomicUsize,
     dropped: AtomicUsize,
+    redirected: AtomicUsize,
 }
 
 /// Posts notifications to webhooks from a background task.
@@ -120,6 +123,11 @@ impl Notifier {
     ) -> Result<Self, NotifyError> {
         let http = reqwest::Client::builder()
             .timeout(config.request_timeout)
+            // A webhook URL is a secret (in its path or query). Following a redirect would
+            // send the notification to a host the user never named, and reqwest's Referer
+            // would carry the whole original URL there: a 3xx is a failed delivery instead.
+            .redirect(reqwest::redirect::Policy::none())
+            .referer(false)
             .user_agent(concat!("upshift/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|source| NotifyError::Client { source })?;
@@ -190,6 +198,7 @@ impl Notifier {
             delivered,
             failed,
             dropped: self.counters.dropped.load(Ordering::Relaxed) + unfinished,
+            redirected: self.counters.redirected.load(Ordering::Relaxed),
         }
     }
 }
@@ -217,12 +226,14 @@ async fn deliver(
     while let Some(n) = rx.recv().await {
         let mut delay = config.backoff;
         let mut ok = false;
+        let mut redirected = false;
         for attempt in 1..=config.attempts.max(1) {
             let sent = http.post(url.clone()).json(&n).send().await;
-            if sent.is_ok_and(|r| r.status().is_success()) {
+            if sent.as_ref().is_ok_and(|r| r.status().is_success()) {
                 ok = true;
                 break;
             }
+            redirected = sent.is_ok_and(|r| r.status().is_redirection());
             if attempt < config.attempts {
                 tokio::time::sleep(delay).await;
                 delay = delay.saturating_mul(2);
@@ -234,6 +245,9 @@ async fn deliver(
             &counters.failed
         };
         counter.fetch_add(1, Ordering::Relaxed);
+        if !ok && redirected {
+            counters.redirected.fetch_add(1, Ordering::Relaxed);
+        }
     }
 }
 
@@ -282,7 +296,8 @@ mod tests {
             NotifySummary {
                 delivered: 0,
                 failed: 0,
-                dropped: 4
+                dropped: 4,
+                redirected: 0,
             }
         );
     }

@@ -322,6 +322,7 @@ pub fn run(args: &RunArgs, settings: ui::Settings) -> Result<ExitCode, CliError>
                     delivered: sent.delivered,
                     failed: sent.failed,
                     dropped: sent.dropped,
+                    redirected: sent.redirected,
                 });
             }
         }

@@ -91,6 +91,8 @@ pub enum RunEvent {
         delivered: usize,
         failed: usize,
         dropped: usize,
+        /// Of the failed, those answered by a redirect (webhooks are not redirected).
+        redirected: usize,
     },
 }
 

@@ -113,6 +113,43 @@ pub enum HerokuError {
         source: reqwest::Error,
     },
 
+    #[error(
+        "Heroku's answer to {method} {path} is larger than upshift accepts ({}{} MiB at most); \
+         stopped reading it; request id {request_id}",
+        .declared.map(|d| format!("Content-Length {d}; ")).unwrap_or_default(),
+        .limit / (1024 * 1024)
+    )]
+    BodyTooLarge {
+        method: String,
+        path: String,
+        limit: u64,
+        declared: Option<u64>,
+        request_id: String,
+    },
+
+    #[error("Heroku's list GET {path} does not end: {reason}; stopped; request id {request_id}")]
+    EndlessList {
+        path: String,
+        reason: String,
+        request_id: String,
+    },
+
+    #[error(
+        "{name} is ambiguous: Heroku resolves it to {} add-ons ({}); name the add-on itself \
+         (e.g. `--change {}=PLAN`); nothing was done",
+        .matches.len(),
+        .matches.join(", "),
+        .matches.first().map_or("ADDON", String::as_str)
+    )]
+    AmbiguousAddon { name: String, matches: Vec<String> },
+
+    #[error("{name} resolved to add-on {addon}, but {reason}; nothing was done")]
+    WrongAddon {
+        name: String,
+        addon: String,
+        reason: String,
+    },
+
     #[error("unexpected response body for {method} {path} (request id {request_id})")]
     Decode {
         method: String,
@@ -133,6 +170,8 @@ impl HerokuError {
             | Self::Conflict { request_id, .. }
             | Self::RateLimited { request_id, .. }
             | Self::Api { request_id, .. }
+            | Self::BodyTooLarge { request_id, .. }
+            | Self::EndlessList { request_id, .. }
             | Self::Decode { request_id, .. } => Some(request_id),
             _ => None,
         }

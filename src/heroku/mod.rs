@@ -44,6 +44,10 @@ pub const DEFAULT_DATA_URL: &str = "https://api.data.heroku.com";
 /// The Accept header that selects version 3 of the Platform API.
 pub const ACCEPT_V3: &str = "application/vnd.heroku+json; version=3";
 
+/// The longest log line kept whole from a log session (Logplex caps lines at 10 kB; this
+/// leaves room and still bounds a stream that never sends a line break).
+const MAX_LOG_LINE: usize = 64 * 1024;
+
 /// Below this many remaining calls in the account's pool, calls are spaced out.
 const LOW_RATE_LIMIT: u32 = 50;
 
@@ -194,6 +198,22 @@ impl Client {
         );
         let http = reqwest::Client::builder()
             .default_headers(headers)
+            // No Referer on a redirect (it would carry the request's full URL to the next
+            // host), and no redirect to another origin at all: api.heroku.com does not
+            // redirect, so a 3xx elsewhere comes from something in between and is answered
+            // as the API error it is (`stop` hands the 3xx back to `attempt`).
+            .referer(false)
+            .redirect(reqwest::redirect::Policy::custom(|attempt| {
+                let same_origin = attempt
+                    .previous()
+                    .first()
+                    .is_some_and(|first| first.origin() == attempt.url().origin());
+                if same_origin && attempt.previous().len() < 5 {
+                    attempt.follow()
+                } else {
+                    attempt.stop()
+                }
+            }))
             .timeout(config.retry.call_timeout)
             .connect_timeout(config.retry.call_timeout.min(Duration::from_secs(10)))
             .build()
@@ -433,6 +453,7 @@ impl Client {
         };
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(10))
+            .referer(false)
             .build()
             .map_err(transport)?;
         let deadline = tokio::time::Instant::now() + limit;
@@ -454,6 +475,11 @@ impl Client {
                 Ok(Err(e)) => return Err(transport(e)),
             };
             pending.extend_from_slice(&chunk);
+            // A line that never ends would grow without bound: past the cap its start is
+            // passed on as a line of its own (a log line is never that long).
+            if pending.len() > MAX_LOG_LINE && !pending.contains(&b'\n') {
+                pending.push(b'\n');
+            }
             while let Some(i) = pending.iter().position(|b| *b == b'\n') {
                 let raw: Vec<u8> = pending.drain(..=i).collect();
                 let text = String::from_utf8_lossy(&raw);

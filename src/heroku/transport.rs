@@ -97,8 +97,9 @@ impl Client {
     ) -> Result<Vec<T>, HerokuError> {
         let mut all = Vec::new();
         let mut range: Option<String> = None;
+        let mut pages = 0usize;
         loop {
-            let (page, _, next): (Vec<T>, _, _) = self
+            let (page, request_id, next): (Vec<T>, _, _) = self
                 .send::<Vec<T>, ()>(
                     Method::GET,
                     api,
@@ -108,8 +109,27 @@ impl Client {
                     Idempotency::Safe,
                 )
                 .await?;
+            pages += 1;
             all.extend(page);
+            let endless = |reason: String| HerokuError::EndlessList {
+                path: path.to_owned(),
+                reason,
+                request_id: request_id.clone(),
+            };
+            if all.len() > MAX_LIST_ITEMS {
+                return Err(endless(format!("more than {MAX_LIST_ITEMS} items")));
+            }
             match next {
+                // A `Next-Range` equal to the Range just sent asks for the same page again:
+                // following it would loop for ever.
+                Some(next) if range.as_deref() == Some(next.as_str()) => {
+                    return Err(endless("its Next-Range repeats the Range just sent".into()));
+                }
+                Some(_) if pages >= MAX_LIST_PAGES => {
+                    return Err(endless(format!(
+                        "still not complete after {MAX_LIST_PAGES} pages"
+                    )));
+                }
                 Some(next) => range = Some(next),
                 None => return Ok(all),
             }
@@ -215,7 +235,18 @@ impl Client {
         {
             self.rate_remaining.store(remaining, Ordering::Relaxed);
         }
-        let bytes = response.bytes().await.map_err(transport)?;
+        let bytes = read_capped(response, MAX_BODY_BYTES)
+            .await
+            .map_err(|e| match e {
+                Capped::Transport(e) => transport(e),
+                Capped::TooLarge { declared } => HerokuError::BodyTooLarge {
+                    method: method.to_string(),
+                    path: path.to_owned(),
+                    limit: MAX_BODY_BYTES,
+                    declared,
+                    request_id: request_id.clone(),
+                },
+            })?;
         if status.is_success() {
             let next = (status == StatusCode::PARTIAL_CONTENT)
                 .then(|| header(&headers, "Next-Range"))
@@ -232,6 +263,57 @@ impl Client {
             method, path, status, &headers, &bytes, request_id,
         ))
     }
+}
+
+/// The most bytes one API answer may carry. Heroku's largest legitimate answers (a long
+/// release list page, an app's config vars, a formation of many process types) are a few
+/// hundred kB and a page holds at most 1000 items, so 16 MiB is far above anything real while
+/// still bounding what a hostile or broken server (or proxy) can make upshift hold: an
+/// endless body otherwise grows the process at the speed of the network until the OOM killer
+/// ends a run with its writers stopped.
+pub(super) const MAX_BODY_BYTES: u64 = 16 * 1024 * 1024;
+
+/// The most pages one list call follows. Heroku's pages hold up to 1000 items and upshift
+/// lists an app's formation, dynos, add-ons, releases and the plans of one service: none
+/// comes near 100,000 items, so a list still "partial" after 100 pages is a server that
+/// never ends it, and following it would burn the account's rate-limit pool.
+pub(super) const MAX_LIST_PAGES: usize = 100;
+
+/// The most items one list call collects (100 full pages): a bound on memory even when a
+/// server packs more than 1000 items into a page.
+pub(super) const MAX_LIST_ITEMS: usize = 100_000;
+
+/// Why a bounded read stopped.
+pub(super) enum Capped {
+    Transport(reqwest::Error),
+    /// Over the limit: `declared` is the `Content-Length` when that alone was too large.
+    TooLarge {
+        declared: Option<u64>,
+    },
+}
+
+/// Reads a whole body, but never more than `limit` bytes: a declared `Content-Length` over
+/// the limit is refused before reading, and a streamed (chunked) body is dropped as soon as
+/// it passes the limit. Every body upshift reads from an HTTP API goes through here.
+pub(super) async fn read_capped(
+    mut response: reqwest::Response,
+    limit: u64,
+) -> Result<Vec<u8>, Capped> {
+    if let Some(declared) = response.content_length()
+        && declared > limit
+    {
+        return Err(Capped::TooLarge {
+            declared: Some(declared),
+        });
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(Capped::Transport)? {
+        if (body.len() + chunk.len()) as u64 > limit {
+            return Err(Capped::TooLarge { declared: None });
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
 }
 
 /// Turns a non-2xx answer into a typed error. Heroku's body is `{id, message, url}`; a proxy's

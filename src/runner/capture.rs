@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use crate::heroku::models::{AddOn, DynoState};
+use crate::heroku::models::{AddOn, AddOnAttachment, DynoState, ServicePlan};
 use crate::heroku::{Client, HerokuError};
 use crate::plan::RunRequest;
 use crate::plan::facts::{
@@ -72,14 +72,7 @@ pub async fn capture(
     let plan_prices = client
         .addon_plans(plans::HEROKU_REDIS)
         .await
-        .map(|list| {
-            list.into_iter()
-                .filter_map(|p| {
-                    let cents = p.price?.cents;
-                    Some((plans::bare_name(&p.name).to_owned(), cents))
-                })
-                .collect()
-        })
+        .map(plan_prices)
         .unwrap_or_default();
     Ok(Capture {
         app: app.name,
@@ -122,12 +115,35 @@ pub async fn resolve_addon(
         .await
     {
         Ok(attachments) if !attachments.is_empty() => {
-            let att = &attachments[0];
+            let att = one_addon(name, &attachments)?;
             let addon = client.addon(app, &att.addon.id).await?;
-            Ok((addon, Some(att.name.to_uppercase())))
+            let attachment = att.name.to_uppercase();
+            // The add-on fetched must be the one the attachment names and, when it belongs
+            // to this app (its `config_vars` are then this app's), must hold the
+            // attachment's config var: otherwise the plan (and a run) would act on another
+            // add-on than the one whose config var the user meant. A shared add-on owned by
+            // another app lists that app's vars, so only the identity is checked there.
+            let var = format!("{attachment}_URL");
+            let owned_here = addon.app.name.eq_ignore_ascii_case(app) || addon.app.id == app;
+            if addon.id != att.addon.id
+                || (owned_here
+                    && !addon
+                        .config_vars
+                        .iter()
+                        .any(|v| v.eq_ignore_ascii_case(&var)))
+            {
+                return Err(HerokuError::WrongAddon {
+                    name: name.to_owned(),
+                    addon: addon.name,
+                    reason: format!("that add-on does not hold the config var {var}"),
+                });
+            }
+            check_service(name, &addon)?;
+            Ok((addon, Some(attachment)))
         }
         Ok(_) | Err(HerokuError::NotFound { .. } | HerokuError::InvalidParams { .. }) => {
             let addon = client.addon(app, name).await?;
+            check_service(name, &addon)?;
             let attachment = addon
                 .config_vars
                 .first()
@@ -136,6 +152,77 @@ pub async fn resolve_addon(
             Ok((addon, attachment))
         }
         Err(e) => Err(e),
+    }
+}
+
+/// The one add-on a resolve answered. Several attachments of one add-on are fine; attachments
+/// of several add-ons are refused, naming each, as the Heroku CLI refuses ("Ambiguous
+/// identifier; multiple matching add-ons found"): taking the first would change a plan the
+/// user did not name.
+///
+/// # Errors
+/// [`HerokuError::AmbiguousAddon`] when more than one add-on matches.
+pub fn one_addon<'a>(
+    name: &str,
+    attachments: &'a [AddOnAttachment],
+) -> Result<&'a AddOnAttachment, HerokuError> {
+    let mut addons: Vec<&str> = attachments.iter().map(|a| a.addon.id.as_str()).collect();
+    addons.sort_unstable();
+    addons.dedup();
+    if addons.len() > 1 {
+        let mut matches: Vec<String> = Vec::new();
+        for a in attachments {
+            let shown = format!("{} (attached as {})", a.addon.name, a.name);
+            if !matches.contains(&shown) {
+                matches.push(shown);
+            }
+        }
+        return Err(HerokuError::AmbiguousAddon {
+            name: name.to_owned(),
+            matches,
+        });
+    }
+    attachments.first().ok_or_else(|| HerokuError::WrongAddon {
+        name: name.to_owned(),
+        addon: String::new(),
+        reason: "Heroku resolved it to nothing".into(),
+    })
+}
+
+/// The monthly price in cents of each heroku-redis plan in a service's plan list, by bare
+/// name. Another service's plan (`heroku-postgresql:premium-5`) is not a heroku-redis plan,
+/// whatever its bare name, and is left out.
+fn plan_prices(list: Vec<ServicePlan>) -> std::collections::BTreeMap<String, u64> {
+    list.into_iter()
+        .filter(|p| {
+            p.name
+                .split_once(':')
+                .is_none_or(|(service, _)| service == plans::HEROKU_REDIS)
+        })
+        .filter_map(|p| {
+            let cents = p.price?.cents;
+            Some((plans::bare_name(&p.name).to_owned(), cents))
+        })
+        .collect()
+}
+
+/// Refuses an add-on whose plan names another service (`heroku-postgresql:premium-4`): its
+/// bare name would otherwise pass for a heroku-redis plan of the same name.
+///
+/// # Errors
+/// [`HerokuError::WrongAddon`] naming the plan.
+pub fn check_service(name: &str, addon: &AddOn) -> Result<(), HerokuError> {
+    match addon.plan.name.split_once(':') {
+        Some((service, _)) if service != plans::HEROKU_REDIS => Err(HerokuError::WrongAddon {
+            name: name.to_owned(),
+            addon: addon.name.clone(),
+            reason: format!(
+                "its plan {} is not a {} plan",
+                addon.plan.name,
+                plans::HEROKU_REDIS
+            ),
+        }),
+        _ => Ok(()),
     }
 }
 
@@ -268,4 +355,99 @@ fn up_for_a_while(updated_at: Option<&str>, now: jiff::Timestamp) -> bool {
         .and_then(|t| t.parse::<jiff::Timestamp>().ok())
         .and_then(|t| now.duration_since(t).try_into().ok())
         .is_some_and(|age: std::time::Duration| age >= crate::plan::facts::STEADY_AGE)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::heroku::models::{AttachmentAddOn, NameRef};
+
+    fn att(name: &str, addon: &str) -> AddOnAttachment {
+        let app = NameRef {
+            id: "app-id".into(),
+            name: "app".into(),
+        };
+        AddOnAttachment {
+            id: format!("{name}-id"),
+            name: name.into(),
+            addon: AttachmentAddOn {
+                id: format!("{addon}-id"),
+                name: addon.into(),
+                app: app.clone(),
+            },
+            app,
+            namespace: None,
+            created_at: None,
+            updated_at: None,
+        }
+    }
+
+    #[test]
+    fn attachments_of_one_add_on_resolve_and_of_two_are_refused() {
+        let one = [att("REDIS", "redis-a"), att("MAIN", "redis-a")];
+        assert_eq!(one_addon("main", &one).unwrap().name, "REDIS");
+        let two = [att("MAIN", "redis-b"), att("MAIN", "redis-a")];
+        let e = one_addon("main", &two).unwrap_err().to_string();
+        assert!(
+            e.contains("main is ambiguous")
+                && e.contains("redis-b (attached as MAIN), redis-a (attached as MAIN)"),
+            "{e}"
+        );
+        assert!(one_addon("main", &[]).is_err());
+    }
+
+    #[test]
+    fn another_services_plans_are_not_priced_as_heroku_redis_plans() {
+        let plan = |name: &str, cents: u64| -> ServicePlan {
+            serde_json::from_value(serde_json::json!({
+                "id": name, "name": name, "price": {"cents": cents, "unit": "month"}
+            }))
+            .unwrap()
+        };
+        let prices = plan_prices(vec![
+            plan("heroku-redis:premium-4", 100),
+            plan("heroku-postgresql:premium-5", 1),
+            plan("premium-6", 300),
+        ]);
+        assert_eq!(
+            prices.into_iter().collect::<Vec<_>>(),
+            [("premium-4".to_owned(), 100), ("premium-6".to_owned(), 300)]
+        );
+    }
+
+    #[test]
+    fn a_plan_of_another_service_is_refused() {
+        let addon = |plan: &str| AddOn {
+            id: "i".into(),
+            name: "redis-a".into(),
+            addon_service: NameRef {
+                id: "s".into(),
+                name: plans::HEROKU_REDIS.into(),
+            },
+            app: NameRef {
+                id: "app-id".into(),
+                name: "app".into(),
+            },
+            plan: NameRef {
+                id: "p".into(),
+                name: plan.into(),
+            },
+            state: crate::heroku::models::AddOnState::Provisioned,
+            config_vars: vec![],
+            provider_id: None,
+            web_url: None,
+            billed_price: None,
+            created_at: None,
+            updated_at: None,
+        };
+        assert!(check_service("main", &addon("heroku-redis:premium-4")).is_ok());
+        assert!(check_service("main", &addon("premium-4")).is_ok());
+        let e = check_service("main", &addon("heroku-postgresql:premium-4"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("its plan heroku-postgresql:premium-4 is not a heroku-redis plan"),
+            "{e}"
+        );
+    }
 }

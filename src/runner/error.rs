@@ -79,7 +79,9 @@ impl RunError {
                 | HerokuError::NoToken { .. }
                 | HerokuError::BadToken { .. }
                 | HerokuError::BadBaseUrl { .. }
-                | HerokuError::InvalidParams { .. },
+                | HerokuError::InvalidParams { .. }
+                | HerokuError::AmbiguousAddon { .. }
+                | HerokuError::WrongAddon { .. },
             )
             | Self::Journal(
                 JournalError::NoSuchRun { .. }

@@ -96,6 +96,7 @@ pub enum LogEvent {
         delivered: usize,
         failed: usize,
         dropped: usize,
+        redirected: usize,
     },
 }
 
@@ -203,10 +204,12 @@ impl From<&RunEvent> for LogEvent {
                 delivered,
                 failed,
                 dropped,
+                redirected,
             } => Self::Notifications {
                 delivered,
                 failed,
                 dropped,
+                redirected,
             },
         }
     }
@@ -262,8 +265,16 @@ pub fn human_line(event: &RunEvent) -> Option<String> {
             delivered,
             failed,
             dropped,
+            redirected,
         } => format!(
-            "warning: notifications: {delivered} delivered, {failed} failed, {dropped} dropped (the run's outcome is unaffected)"
+            "warning: notifications: {delivered} delivered, {failed} failed{}, {dropped} dropped (the run's outcome is unaffected)",
+            if *redirected > 0 {
+                format!(
+                    " ({redirected} answered with a redirect: upshift does not follow a webhook's redirects; give the final URL)"
+                )
+            } else {
+                String::new()
+            }
         ),
         _ => return None,
     })

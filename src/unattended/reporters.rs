@@ -114,6 +114,7 @@ mod tests {
                 delivered: 1,
                 failed: 2,
                 dropped: 3,
+                redirected: 0,
             },
             jiff::Timestamp::UNIX_EPOCH,
         );

@@ -15,6 +15,7 @@ mod crash;
 mod crash_swap;
 mod foreign;
 mod ha;
+mod hostile_api;
 mod journal_safety;
 mod json_schema;
 mod layout;

@@ -121,6 +121,30 @@ pub(crate) async fn resolve_attachment(State(s): S, body: Bytes) -> Response {
     } else {
         Vec::new()
     };
+    let mut found = found;
+    // Fault `resolve_also`: another add-on's attachment answers too (or alone).
+    if let Some((other, alone)) = s.faults.peek(|f| match f {
+        crate::faults::Fault::ResolveAlso { addon, alone } => Some((addon.clone(), *alone)),
+        _ => None,
+    }) && !found.is_empty()
+    {
+        // The true match's attachment, pointing at the other add-on (its name kept).
+        let forged = all(&world)
+            .find(|(a, x)| a.name == other || x.name.eq_ignore_ascii_case(&other))
+            .and_then(|(a, x)| rendered(&world, a, x))
+            .and_then(|o| o.get("addon").cloned())
+            .map(|addon| {
+                let mut f = found[0].clone();
+                f["addon"] = addon;
+                f
+            });
+        if let Some(forged) = forged {
+            if alone {
+                found.clear();
+            }
+            found.insert(0, forged);
+        }
+    }
     if found.is_empty() {
         return not_found("add_on attachment", NO_ATTACHMENT);
     }

@@ -107,6 +107,55 @@ pub enum Fault {
         #[serde(default = "one")]
         dynos: u32,
     },
+    /// Answer 200 with a body that never ends (`[` then spaces), as a hostile or broken
+    /// server or proxy could: with `chunked`, streamed without a length; otherwise with a
+    /// `Content-Length` of 1 TB.
+    EndlessBody {
+        #[serde(default)]
+        method: Option<String>,
+        path: String,
+        #[serde(default)]
+        chunked: bool,
+        #[serde(default = "one")]
+        nth: u32,
+        #[serde(default = "one")]
+        times: u32,
+    },
+    /// Serve the call, then answer it as a partial list (206) with a `Next-Range`: with
+    /// `repeat`, the same `Next-Range` every time (the range never advances); otherwise one
+    /// that always advances (the list never ends).
+    EndlessPages {
+        #[serde(default)]
+        method: Option<String>,
+        path: String,
+        #[serde(default)]
+        repeat: bool,
+        #[serde(default = "one")]
+        nth: u32,
+        #[serde(default = "many")]
+        times: u32,
+    },
+    /// Serve the call, then replace every `from` in the answer's body with `to` (a platform
+    /// answering something it should not: another service's plan name, a foreign id).
+    ReplaceBody {
+        #[serde(default)]
+        method: Option<String>,
+        path: String,
+        from: String,
+        to: String,
+        #[serde(default = "one")]
+        nth: u32,
+        #[serde(default = "many")]
+        times: u32,
+    },
+    /// Every attachment resolve while armed (never spent) also answers an attachment of
+    /// add-on `addon`, first: with `alone`, only that one (the resolve points at the wrong
+    /// add-on); otherwise before the true match (an ambiguous answer).
+    ResolveAlso {
+        addon: String,
+        #[serde(default)]
+        alone: bool,
+    },
     /// The simulator "restarts": on the `nth` matching call the connection drops and the API
     /// refuses connections for `down_seconds`. Apps, add-ons, Redis servers and dynos persist
     /// (they are in memory and keep running), as after a restart of Heroku's API tier.
@@ -124,6 +173,9 @@ pub enum Fault {
 
 fn one() -> u32 {
     1
+}
+fn many() -> u32 {
+    u32::MAX
 }
 fn any_path() -> String {
     "/**".into()
@@ -177,6 +229,12 @@ pub enum HttpAction {
     ServeThenDrop,
     /// Drop and take the API down for this many seconds.
     Restart { down_seconds: f64 },
+    /// Answer 200 with a body that never ends.
+    Endless { chunked: bool },
+    /// Serve it as a partial list with a `Next-Range` that repeats or never ends.
+    Partial { repeat: bool },
+    /// Serve it with `from` replaced by `to` in the body.
+    Replace { from: String, to: String },
 }
 
 #[derive(Debug)]
@@ -243,6 +301,27 @@ impl Faults {
                     path,
                     nth,
                     times,
+                }
+                | Fault::EndlessBody {
+                    method,
+                    path,
+                    nth,
+                    times,
+                    ..
+                }
+                | Fault::EndlessPages {
+                    method,
+                    path,
+                    nth,
+                    times,
+                    ..
+                }
+                | Fault::ReplaceBody {
+                    method,
+                    path,
+                    nth,
+                    times,
+                    ..
                 } => (method, path, *nth, *times),
                 Fault::Restart {
                     method, path, nth, ..
@@ -260,7 +339,7 @@ impl Faults {
             if a.seen < nth {
                 continue;
             }
-            if a.seen >= nth + times - 1 {
+            if a.seen >= nth.saturating_add(times.saturating_sub(1)) {
                 a.spent = true;
             }
             if action == HttpAction::Serve {
@@ -277,12 +356,27 @@ impl Faults {
                         down_seconds: *down_seconds,
                     },
                     Fault::LoseResponse { .. } => HttpAction::ServeThenDrop,
+                    Fault::EndlessBody { chunked, .. } => HttpAction::Endless { chunked: *chunked },
+                    Fault::EndlessPages { repeat, .. } => HttpAction::Partial { repeat: *repeat },
+                    Fault::ReplaceBody { from, to, .. } => HttpAction::Replace {
+                        from: from.clone(),
+                        to: to.clone(),
+                    },
                     _ => HttpAction::Drop,
                 };
                 fired = Some(a.fault.describe());
             }
         }
         (action, fired)
+    }
+
+    /// The first armed fault `pick` accepts, without spending it (for faults that hold for as
+    /// long as they are armed).
+    pub fn peek<T>(&self, pick: impl Fn(&Fault) -> Option<T>) -> Option<T> {
+        lock(&self.armed)
+            .iter()
+            .filter(|a| !a.spent)
+            .find_map(|a| pick(&a.fault))
     }
 
     /// Takes (spends) the first armed fault `pick` accepts for this add-on.

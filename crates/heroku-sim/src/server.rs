@@ -12,6 +12,7 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use futures::StreamExt;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 use tokio::sync::{Notify, mpsc, watch};
@@ -201,8 +202,18 @@ pub(crate) async fn gate(State(shared): State<Arc<Shared>>, req: Request, next: 
                 }
                 r
             }
-            HttpAction::Serve => {
-                if !is_public(&path) && !authorized(req.headers(), &shared.config.api_key) {
+            HttpAction::Endless { chunked } => endless(chunked),
+            served @ (HttpAction::Serve
+            | HttpAction::Partial { .. }
+            | HttpAction::Replace { .. }) => {
+                let range = req
+                    .headers()
+                    .get("Range")
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_owned);
+                let response = if !is_public(&path)
+                    && !authorized(req.headers(), &shared.config.api_key)
+                {
                     error(
                         StatusCode::UNAUTHORIZED,
                         "unauthorized",
@@ -219,6 +230,13 @@ pub(crate) async fn gate(State(shared): State<Arc<Shared>>, req: Request, next: 
                     r
                 } else {
                     next.run(req).await
+                };
+                match served {
+                    HttpAction::Partial { repeat } if response.status() == StatusCode::OK => {
+                        partial(response, repeat, range.as_deref())
+                    }
+                    HttpAction::Replace { from, to } => replace(response, &from, &to).await,
+                    _ => response,
                 }
             }
         }
@@ -239,6 +257,58 @@ pub(crate) async fn gate(State(shared): State<Arc<Shared>>, req: Request, next: 
         );
     }
     response
+}
+
+/// A 200 whose body never ends: `[` and then spaces, with a `Content-Length` of 1 TB or
+/// (`chunked`) streamed without one.
+fn endless(chunked: bool) -> Response {
+    let spaces = axum::body::Bytes::from(vec![b' '; 64 * 1024]);
+    let stream = futures::stream::once(async { axum::body::Bytes::from_static(b"[") })
+        .chain(futures::stream::repeat(spaces))
+        .map(Ok::<_, std::convert::Infallible>);
+    let mut r = Response::new(Body::from_stream(stream));
+    r.headers_mut().insert(
+        axum::http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    if !chunked {
+        r.headers_mut().insert(
+            axum::http::header::CONTENT_LENGTH,
+            HeaderValue::from_static("1000000000000"),
+        );
+    }
+    r
+}
+
+/// A served list turned into a partial one (206) with a `Next-Range` that repeats
+/// (`repeat`) or always advances past the Range the client sent.
+fn partial(mut response: Response, repeat: bool, range: Option<&str>) -> Response {
+    let next = if repeat {
+        "id ]same..; max=1000".to_owned()
+    } else {
+        let page = range
+            .and_then(|r| r.strip_prefix("id ]page-"))
+            .and_then(|r| r.split("..").next())
+            .and_then(|n| n.parse::<u64>().ok())
+            .unwrap_or(0);
+        format!("id ]page-{}..; max=1000", page + 1)
+    };
+    *response.status_mut() = StatusCode::PARTIAL_CONTENT;
+    if let Ok(v) = HeaderValue::from_str(&next) {
+        response.headers_mut().insert("Next-Range", v);
+    }
+    response
+}
+
+/// A served answer with every `from` in its body replaced by `to`.
+async fn replace(response: Response, from: &str, to: &str) -> Response {
+    let (mut parts, body) = response.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, usize::MAX).await else {
+        return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+    };
+    let text = String::from_utf8_lossy(&bytes).replace(from, to);
+    parts.headers.remove(axum::http::header::CONTENT_LENGTH);
+    Response::from_parts(parts, Body::from(text))
 }
 
 /// Adds the accept loop's control channel to every request.
