@@ -28,6 +28,10 @@ pub(super) struct ActiveRun<'r> {
     pub window: Option<(gate::Admitted, Instant)>,
     /// Overrun already reported: (projected, actual).
     overrun_told: (bool, bool),
+    /// The writers were still stopped when the run finished (set by [`ActiveRun::finish`],
+    /// which closes the downtime clock): the to-do list after a journal failure asks to bring
+    /// them back only then.
+    writers_left_down: bool,
 }
 
 impl<'r> ActiveRun<'r> {
@@ -50,6 +54,7 @@ impl<'r> ActiveRun<'r> {
             started: Instant::now(),
             window: None,
             overrun_told: (false, false),
+            writers_left_down: false,
         }
     }
 
@@ -180,6 +185,7 @@ impl<'r> ActiveRun<'r> {
     }
 
     pub fn finish(&mut self, outcome: Outcome) -> Result<(), RunError> {
+        self.writers_left_down = self.known.downtime_since.is_some();
         if let Some(since) = self.known.downtime_since.take() {
             self.known.downtime += since.elapsed();
         }
@@ -207,23 +213,10 @@ impl<'r> ActiveRun<'r> {
                 "stopped with the new plan kept (data verified, formation restored)"
             }
         };
-        let (outcome, message) = match &self.ledger.failure() {
+        let (outcome, message) = match self.ledger.failure() {
             Some((error, kept)) => (
                 Outcome::NeedsAttention,
-                Some(format!(
-                    "{}\nthe journal could not be written ({error}); it keeps only its first \
-                     {kept} records, so it is behind the app. In memory the run ended {ended}. \
-                     Free space under {}, check the app with the steps above, then move {} aside \
-                     (resuming it would replay a past the app has left)",
-                    self.manual_steps(),
-                    self.runner.config.state.root().display(),
-                    self.ledger
-                        .journal()
-                        .path()
-                        .parent()
-                        .unwrap_or(self.ledger.journal().path())
-                        .display(),
-                )),
+                Some(self.journal_failure_message(outcome, ended, error, *kept)),
             ),
             None => (outcome, message),
         };
@@ -347,6 +340,46 @@ impl<'r> ActiveRun<'r> {
         }
     }
 
+    /// After a journal write failure: what memory says the run did, the to-do list built from
+    /// what is still undone (the manual steps only when the run itself needed attention or
+    /// left the writers stopped), and advice for the error that happened, not a guess.
+    fn journal_failure_message(
+        &self,
+        outcome: Outcome,
+        ended: &str,
+        error: &str,
+        kept: usize,
+    ) -> String {
+        let dir = self
+            .ledger
+            .journal()
+            .path()
+            .parent()
+            .unwrap_or(self.ledger.journal().path())
+            .display()
+            .to_string();
+        let root = self.runner.config.state.root().display().to_string();
+        let fix = journal_advice(self.ledger.failure_kind(), &root, &dir);
+        let undone = outcome == Outcome::NeedsAttention || self.writers_left_down;
+        let head = format!(
+            "the journal could not be written ({error}); it keeps only its first {kept} records, \
+             so it is behind the app. In memory the run ended {ended}."
+        );
+        let aside = format!("move {dir} aside (resuming it would replay a past the app has left)");
+        if undone {
+            format!(
+                "{}\n{head} Then: {fix}; finish the steps above; {aside}",
+                self.manual_steps()
+            )
+        } else {
+            format!(
+                "run {} needs attention: its journal is incomplete; the app needs nothing more.\n\
+                 {head} To do:\n  - {fix}\n  - {aside}",
+                self.run_id
+            )
+        }
+    }
+
     fn manual_steps(&self) -> String {
         let app = &self.request.app;
         let mut lines = vec![format!(
@@ -396,5 +429,23 @@ impl<'r> ActiveRun<'r> {
             self.ledger.journal().path().display()
         ));
         lines.join("\n")
+    }
+}
+
+/// What to do about a journal that could not be written, by the error's kind.
+fn journal_advice(kind: Option<std::io::ErrorKind>, root: &str, dir: &str) -> String {
+    use std::io::ErrorKind;
+    match kind {
+        Some(ErrorKind::StorageFull | ErrorKind::QuotaExceeded) => {
+            format!("free space under {root}")
+        }
+        Some(ErrorKind::PermissionDenied) => format!(
+            "give upshift write access to {dir} again (its permissions, its owner, or an \
+             immutable flag: `lsattr {dir}`)"
+        ),
+        Some(ErrorKind::ReadOnlyFilesystem) => {
+            format!("make {root} writable again (its file system is read-only)")
+        }
+        _ => format!("fix what stopped the write under {root} (the error above)"),
     }
 }

@@ -234,37 +234,61 @@ async fn a_corrupt_or_unreadable_journal_is_listed_and_blocks_the_app() {
     env.sim.shutdown().await;
 }
 
+/// The to-do list after a journal failure holds only what is undone (the writers are back, the
+/// old plan kept: nothing on the app), and the advice fits the error: a full disk (ENOSPC)
+/// asks for space, a refusal (EPERM, as `chattr +i` gives even root) for write access.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_journal_write_failure_mid_run_still_restores_the_app_and_ends_needs_attention() {
-    let env = Env::start(Duration::from_millis(300)).await;
-    let k = after_scale_down(&env);
-    let before = env.plan_of(MAIN).await;
-    // Every append from record k+1 on fails, as on a full disk: the writers are stopped by then.
-    let out = env
-        .upshift_piped()
-        .args(harness::run_args("premium-1", &[]))
-        .env("UPSHIFT_FAIL_JOURNAL_AFTER", k.to_string())
-        .output()
-        .unwrap();
-    let text = combined(&out);
-    assert_eq!(
-        out.status.code(),
-        Some(4),
-        "never 1 when the journal failed: {text}"
-    );
-    assert!(text.contains("could not be written"), "{text}");
-    assert!(text.contains("needs attention"), "{text}");
-    assert!(
-        text.contains("heroku ps:scale"),
-        "says how to finish: {text}"
-    );
-    // The compensations ran from memory: the app is back, on its old plan.
-    assert_eq!(web(&env).await, 2, "{text}");
-    assert_eq!(env.plan_of(MAIN).await, before);
-    // The journal stops where the disk filled, like a crash, with no gap after it.
-    let id = env.state().run_ids().unwrap().pop().expect("a run");
-    let recs = records(&env, &id);
-    assert_eq!(recs.len(), k, "{recs:?}");
-    assert!(!recs.iter().any(|r| matches!(r, Record::Finished { .. })));
-    env.sim.shutdown().await;
+    for (errno, error, advice, not) in [
+        (
+            "28",
+            "No space left on device",
+            "free space under",
+            "write access",
+        ),
+        (
+            "1",
+            "Operation not permitted",
+            "write access to",
+            "free space",
+        ),
+    ] {
+        let env = Env::start(Duration::from_millis(300)).await;
+        let k = after_scale_down(&env);
+        let before = env.plan_of(MAIN).await;
+        // Every append from record k+1 on fails: the writers are stopped by then.
+        let out = env
+            .upshift_piped()
+            .args(harness::run_args("premium-1", &[]))
+            .env("UPSHIFT_FAIL_JOURNAL_AFTER", k.to_string())
+            .env("UPSHIFT_FAIL_JOURNAL_ERRNO", errno)
+            .output()
+            .unwrap();
+        let text = combined(&out);
+        assert_eq!(
+            out.status.code(),
+            Some(4),
+            "never 1 when the journal failed: {text}"
+        );
+        assert!(text.contains("could not be written"), "{text}");
+        assert!(text.contains("needs attention"), "{text}");
+        assert!(text.contains(error), "names the error: {text}");
+        assert!(
+            text.contains(advice) && !text.contains(not),
+            "{errno}: {text}"
+        );
+        assert!(text.contains("aside"), "{text}");
+        // The compensations ran from memory: the app is back, on its old plan, and the list
+        // does not ask for what is done.
+        assert_eq!(web(&env).await, 2, "{text}");
+        assert_eq!(env.plan_of(MAIN).await, before);
+        assert!(!text.contains("heroku ps:scale"), "{text}");
+        assert!(!text.contains("upshift diff"), "{text}");
+        // The journal stops where the write failed, like a crash, with no gap after it.
+        let id = env.state().run_ids().unwrap().pop().expect("a run");
+        let recs = records(&env, &id);
+        assert_eq!(recs.len(), k, "{recs:?}");
+        assert!(!recs.iter().any(|r| matches!(r, Record::Finished { .. })));
+        env.sim.shutdown().await;
+    }
 }
