@@ -148,6 +148,76 @@ impl<'r> ActiveRun<'r> {
         })
     }
 
+    /// The summary of a run that had already finished when `resume` or `rollback` named it:
+    /// nothing is done, so it is the journal's summary (its keys verified, its total up to the
+    /// `Finished` record, not to now) under a line that says so; `rollback` says plainly that
+    /// nothing was rolled back, and how to go back when the new plans stayed.
+    pub fn finished_report(
+        &self,
+        entries: &[journal::Entry<Record>],
+        outcome: Outcome,
+        rollback: bool,
+    ) -> RunReport {
+        let mut report = self.report(outcome, None);
+        let end = entries
+            .iter()
+            .rev()
+            .find(|e| matches!(e.record, Record::Finished { .. }))
+            .or(entries.last());
+        if let (Some(first), Some(end)) = (entries.first(), end) {
+            report.duration =
+                Duration::from_millis(u64::try_from(end.at_ms - first.at_ms).unwrap_or(0));
+        }
+        for e in entries {
+            if let Record::Verified {
+                addon,
+                keys,
+                differences,
+                repaired,
+                ..
+            } = &e.record
+                && let Some(a) = report.addons.iter_mut().find(|a| &a.addon == addon)
+            {
+                a.keys_verified = *keys;
+                a.differences = *differences;
+                a.repaired = *repaired;
+            }
+        }
+        let at = end
+            .and_then(|e| jiff::Timestamp::from_millisecond(e.at_ms).ok())
+            .map_or_else(String::new, |t| {
+                format!(" at {}", t.strftime("%Y-%m-%d %H:%M:%S UTC"))
+            });
+        let finished = format!(
+            "run {} already finished ({}{at})",
+            self.run_id,
+            outcome.as_str()
+        );
+        let head = if !rollback {
+            format!("{finished}; nothing to do")
+        } else if matches!(outcome, Outcome::Succeeded | Outcome::KeptNewPlan) {
+            let back: Vec<String> = report
+                .addons
+                .iter()
+                .filter(|a| a.from != a.to)
+                .map(|a| format!("--change {}={}", a.label.to_lowercase(), a.from))
+                .collect();
+            format!(
+                "{finished}: nothing was rolled back (a finished run is not undone). To go back \
+                 to the previous plan, change it again: upshift run -a {} {}",
+                self.request.app,
+                back.join(" ")
+            )
+        } else {
+            format!("{finished}: nothing was rolled back (a finished run is not undone)")
+        };
+        report.message = Some(match Self::last_message(entries) {
+            Some(m) => format!("{head}\n{m}"),
+            None => head,
+        });
+        report
+    }
+
     /// Once admitted into a window, reports (once each) a projected and an actual overrun.
     /// The run carries on either way: past the first write it finishes or rolls back.
     pub fn check_overrun(&mut self) -> Result<(), RunError> {
