@@ -598,7 +598,7 @@ async fn the_wizard_live_swap_asks_about_the_old_addon_and_does_what_was_chosen(
     assert_eq!(env.missing_keys(MAIN, &acked).await, Vec::<String>::new());
 }
 
-/// TERM=dumb: the wizard's lists move the cursor, so it refuses (exit 2) and names the
+/// `TERM=dumb`: the wizard's lists move the cursor, so it refuses (exit 2) and names the
 /// commands that take the answers as flags, before any call.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dumb_terminal_is_refused_the_wizard_with_the_commands_to_use() {
@@ -618,7 +618,7 @@ async fn a_dumb_terminal_is_refused_the_wizard_with_the_commands_to_use() {
     assert!(env.writes().is_empty(), "{:?}", env.writes());
 }
 
-/// 40 columns under LC_ALL=C: a plan's mark stays on its item, its reason is printed whole
+/// 40 columns under `LC_ALL=C`: a plan's mark stays on its item, its reason is printed whole
 /// above the list, and cut text ends with ASCII `...`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_narrow_terminal_keeps_the_marks_and_shows_the_reasons() {
