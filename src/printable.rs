@@ -2,7 +2,11 @@
 //! human rendering. A key is bytes chosen by whoever writes to the database: an ESC sequence
 //! in a key name clears the screen or retitles the terminal, a newline forges an upshift line,
 //! a bidi override shows a name backwards. [`key`] prints what it is instead; JSON carries the
-//! exact bytes with [`base64`]. Pure; a leaf any layer may use.
+//! exact bytes with [`base64`]. Text from the Heroku API (add-on, plan, process type and dyno
+//! size names, an error's `id` and `message`, a git remote) is the same class: whoever answers
+//! the request (a proxy, a captive portal) chooses it; [`text`] prints it on one line.
+//! [`terminal`] is the last line of defence every write to stdout or stderr goes through.
+//! Pure; a leaf any layer may use.
 
 use std::fmt::Write;
 
@@ -36,6 +40,93 @@ pub fn key(bytes: &[u8]) -> String {
 /// `run_id`): [`key`] of its bytes.
 pub fn key_str(text: &str) -> String {
     key(text.as_bytes())
+}
+
+/// Text that came from a server (a name, an error message) or prose built around it, as one
+/// printable line: like [`key_str`] but a backslash stays a backslash, so text already escaped
+/// passes unchanged (`text(&key(k)) == key(k)`) and a renderer may escape whole lines it
+/// composed from escaped and unescaped parts. Names are not identifiers here, so the
+/// rendering need not be reversible.
+pub fn text(text: &str) -> String {
+    if !text.chars().any(needs_escape) {
+        return text.to_owned();
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if c.is_ascii_control() {
+            let _ = write!(out, "\\x{:02x}", u32::from(c));
+        } else if needs_escape(c) {
+            let _ = write!(out, "\\u{{{:04x}}}", u32::from(c));
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Whether [`text`] escapes `c`.
+fn needs_escape(c: char) -> bool {
+    c.is_control() || is_invisible_format(c)
+}
+
+/// Everything upshift writes to stdout or stderr, made harmless whatever a print site forgot:
+/// line feeds, tabs and colour (SGR: `ESC [ digits m`) pass; any other control character,
+/// escape sequence or invisible format character becomes a JSON `\uXXXX` escape (a UTF-16
+/// surrogate pair above the BMP). JSON output stays valid and decodes to the same strings
+/// (`serde_json` leaves C1 controls, DEL and bidi marks raw inside strings, never outside them);
+/// human text shows what was there instead of obeying it. Borrowed when nothing changes.
+pub fn terminal(text: &str) -> std::borrow::Cow<'_, str> {
+    let bytes = text.as_bytes();
+    let clean = |c: char| c == '\n' || c == '\t' || !needs_escape(c);
+    if text.chars().all(|c| clean(c) || c == '\x1b') && sgr_only(bytes) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 16);
+    let mut rest = text;
+    while let Some(c) = rest.chars().next() {
+        if c == '\x1b' {
+            let len = sgr_len(rest.as_bytes());
+            if len > 0 {
+                out.push_str(&rest[..len]);
+                rest = &rest[len..];
+                continue;
+            }
+        }
+        if clean(c) {
+            out.push(c);
+        } else {
+            let mut units = [0u16; 2];
+            for unit in c.encode_utf16(&mut units) {
+                let _ = write!(out, "\\u{unit:04x}");
+            }
+        }
+        rest = &rest[c.len_utf8()..];
+    }
+    std::borrow::Cow::Owned(out)
+}
+
+/// Whether every ESC in `bytes` starts a colour sequence.
+fn sgr_only(bytes: &[u8]) -> bool {
+    bytes
+        .iter()
+        .enumerate()
+        .all(|(i, b)| *b != 0x1b || sgr_len(&bytes[i..]) > 0)
+}
+
+/// The length of the SGR sequence (`ESC [ {digit|;|:} m`) at the start of `bytes`, or 0.
+fn sgr_len(bytes: &[u8]) -> usize {
+    let [0x1b, b'[', rest @ ..] = bytes else {
+        return 0;
+    };
+    let params = rest
+        .iter()
+        .take_while(|b| b.is_ascii_digit() || **b == b';' || **b == b':')
+        .count();
+    if rest.get(params) == Some(&b'm') {
+        params + 3
+    } else {
+        0
+    }
 }
 
 /// Characters that change how the text around them is shown without showing themselves
@@ -79,7 +170,45 @@ pub fn base64(bytes: &[u8]) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::{base64, key};
+    use super::{base64, key, terminal, text};
+
+    #[test]
+    fn api_text_is_one_line_and_escaped_text_passes_unchanged() {
+        assert_eq!(text("premium-0"), "premium-0");
+        assert_eq!(
+            text("redis-\x1b]0;pwned\x07\x1b[31mFORGED"),
+            "redis-\\x1b]0;pwned\\x07\\x1b[31mFORGED"
+        );
+        assert_eq!(
+            text("all good\nline2\u{202e}"),
+            "all good\\x0aline2\\u{202e}"
+        );
+        assert_eq!(text("C:\\dir"), "C:\\dir");
+        let k = key(b"\x1b[2J\\x1b");
+        assert_eq!(text(&k), k);
+    }
+
+    #[test]
+    fn terminal_keeps_lines_tabs_and_colour_and_escapes_the_rest() {
+        let plain = "Plan\n\tsteps \x1b[1;31mBLOCKED\x1b[0m ok";
+        assert!(matches!(terminal(plain), std::borrow::Cow::Borrowed(_)));
+        assert_eq!(
+            terminal("a\x1b]0;t\x07b\x1b[2Jc\rd"),
+            "a\\u001b]0;t\\u0007b\\u001b[2Jc\\u000dd"
+        );
+        assert_eq!(
+            terminal("x\u{202e}\u{9b}\u{e0001}"),
+            "x\\u202e\\u009b\\udb40\\udc01"
+        );
+        // JSON stays JSON, with the same strings.
+        let json =
+            serde_json::to_string(&serde_json::json!({"n": "a\u{202e}\u{7f}\u{e0001}b\x1b"}))
+                .unwrap();
+        let shown = terminal(&json);
+        assert!(!shown.contains('\u{202e}'));
+        let back: serde_json::Value = serde_json::from_str(&shown).unwrap();
+        assert_eq!(back["n"], "a\u{202e}\u{7f}\u{e0001}b\x1b");
+    }
 
     #[test]
     fn control_bidi_and_invalid_bytes_are_escaped() {

@@ -153,10 +153,13 @@ impl From<crate::cli::wizard::WizardError> for CliError {
 }
 
 /// Prints an error and its sources on stderr, one `caused by` line per source. A source whose
-/// text the line above already shows (an error that quotes its cause) is not repeated.
+/// text the line above already shows (an error that quotes its cause) is not repeated. Each
+/// line goes through [`crate::printable::text`]: an error message holds no line break of its
+/// own, and a name it quotes (an app from a git remote, an add-on from the API) may hold
+/// anything; the JSON event line keeps the exact text instead.
 fn print_error(err: &dyn std::error::Error) {
     for line in error_lines(err) {
-        errln!("{line}");
+        errln!("{}", crate::printable::text(&line));
     }
 }
 

@@ -2,6 +2,7 @@
 //! it has passed (or at once with `--now`). An add-on that anything still attaches is left: it
 //! may be in use again (someone went back to it).
 
+use crate::printable::text;
 use std::sync::Arc;
 
 use clap::Args;
@@ -89,13 +90,14 @@ fn waiting_line(k: &Kept) -> String {
     match k.until {
         Some(until) => format!(
             "{}: kept until {} (run {}); --now retires it before then",
-            k.addon,
+            text(&k.addon),
             until.strftime("%Y-%m-%d %H:%M UTC"),
             k.run_id
         ),
         None => format!(
             "{}: kept until destroyed (run {}, --retire-old never); --now retires it",
-            k.addon, k.run_id
+            text(&k.addon),
+            k.run_id
         ),
     }
 }
@@ -129,14 +131,14 @@ pub fn retire(args: &RetireArgs) -> Result<ExitCode, CliError> {
             let addon = match client.addon(&args.app, &k.addon).await {
                 Ok(addon) => addon,
                 Err(HerokuError::NotFound { .. }) => {
-                    outln!("{}: already gone", k.addon);
+                    outln!("{}: already gone", text(&k.addon));
                     continue;
                 }
                 // Anything else (network, 5xx, auth) says nothing about the add-on: stop.
                 Err(e) => return Err(CliError::new(ExitCode::RolledBack, e)),
             };
             if addon.state.as_str() == "deprovisioned" {
-                outln!("{}: already gone", k.addon);
+                outln!("{}: already gone", text(&k.addon));
                 continue;
             }
             let users = client
@@ -151,9 +153,9 @@ pub fn retire(args: &RetireArgs) -> Result<ExitCode, CliError> {
             {
                 outln!(
                     "{}: left in place, {} attaches it as {} (kept by run {})",
-                    k.addon,
-                    a.app.name,
-                    a.name,
+                    text(&k.addon),
+                    text(&a.app.name),
+                    text(&a.name),
                     k.run_id
                 );
                 continue;
@@ -178,7 +180,7 @@ pub fn retire(args: &RetireArgs) -> Result<ExitCode, CliError> {
                 .destroy_addon(&args.app, id)
                 .await
                 .map_err(|e| CliError::new(ExitCode::RolledBack, e))?;
-            outln!("{}: destroyed (kept by run {})", k.addon, k.run_id);
+            outln!("{}: destroyed (kept by run {})", text(&k.addon), k.run_id);
         }
         Ok(ExitCode::Success)
     })

@@ -20,6 +20,7 @@ use crate::plan::choices::{self, AddonRow, Availability};
 use crate::plan::facts::{ChangeRequest, DataPolicy};
 use crate::plan::{self, RunRequest};
 use crate::playbook::{Playbook, Strategy};
+use crate::printable::text;
 use crate::runner::{self, Interrupts, Reporter, RunError, Runner, RunnerConfig};
 use crate::ui::menu::MenuAnswer;
 use crate::ui::{self, HumanReporter};
@@ -47,6 +48,10 @@ pub enum WizardError {
         "upshift wizard asks questions and needs a terminal on stdin and stderr; unattended, pass the answers as flags: upshift run -a APP --change ADDON=PLAN [--change ADDON=PLAN] [--cache ADDON] [--writers web,worker] --confirm APP"
     )]
     NoTerminal,
+    #[error(
+        "upshift wizard redraws its lists and TERM says this terminal cannot (TERM is dumb or unset): set TERM (e.g. TERM=xterm), or pass the answers as flags: upshift plan -a APP --change ADDON=PLAN to review, then upshift run with the same flags and --confirm APP"
+    )]
+    DumbTerminal,
     #[error("the prompt failed: {0}")]
     Prompt(#[from] dialoguer::Error),
     #[error("your token sees no apps: check HEROKU_API_KEY (or `heroku auth:token`)")]
@@ -105,12 +110,15 @@ pub fn run(args: &WizardArgs, settings: ui::Settings) -> Result<ExitCode, CliErr
 /// Refuses early, before any call, when there is nobody to answer.
 ///
 /// # Errors
-/// [`WizardError::NoTerminal`].
+/// [`WizardError::NoTerminal`]; [`WizardError::DumbTerminal`] when `TERM` says the terminal
+/// cannot move the cursor, which every list question does.
 pub fn require_terminal() -> Result<(), WizardError> {
-    if std::io::stdin().is_terminal() && std::io::stderr().is_terminal() {
-        Ok(())
-    } else {
+    if !(std::io::stdin().is_terminal() && std::io::stderr().is_terminal()) {
         Err(WizardError::NoTerminal)
+    } else if ui::dumb_term() {
+        Err(WizardError::DumbTerminal)
+    } else {
+        Ok(())
     }
 }
 
@@ -221,10 +229,11 @@ async fn ask(
         if apps.is_empty() {
             return Err(WizardError::NoApps);
         }
+        let shown: Vec<String> = apps.iter().map(|a| text(a)).collect();
         let i = choose(|| {
             FuzzySelect::with_theme(&*theme)
                 .with_prompt("App (type to filter)")
-                .items(&apps)
+                .items(&shown)
                 .default(0)
                 .interact_on_opt(&console::Term::stderr())
         })?;
@@ -261,7 +270,11 @@ async fn ask(
         params: playbook.params.clone(),
         playbook,
     };
-    errln!("Reading {app}: formation, add-ons and Redis INFO…");
+    errln!(
+        "Reading {}: formation, add-ons and Redis INFO{}",
+        text(&app),
+        ui::terminal::ellipsis()
+    );
     let unfinished = runner::unfinished(state, Some(&app))?
         .into_iter()
         .map(|(id, _)| id)
@@ -284,7 +297,7 @@ async fn ask(
         let sel = choose(|| {
             MultiSelect::with_theme(&*theme)
                 .with_prompt("Add-ons to change (space toggles, enter accepts)")
-                .items(rows.iter().map(|r| r.label.as_str()))
+                .items(rows.iter().map(|r| text(&r.label)))
                 .defaults(&vec![true; rows.len()])
                 .interact_on_opt(&console::Term::stderr())
         })?;
@@ -300,7 +313,7 @@ async fn ask(
     let caches = choose(|| {
         MultiSelect::with_theme(&*theme)
             .with_prompt("Which of them are caches? (none by default)")
-            .items(picked.iter().map(|r| r.label.as_str()))
+            .items(picked.iter().map(|r| text(&r.label)))
             .interact_on_opt(&console::Term::stderr())
     })?;
     let writers = choices::writer_choices(&capture);
@@ -310,7 +323,7 @@ async fn ask(
         let sel = choose(|| {
             MultiSelect::with_theme(&*theme)
                 .with_prompt("Process types that write to Redis")
-                .items(writers.iter().map(|(t, _)| t.as_str()))
+                .items(writers.iter().map(|(t, _)| text(t)))
                 .defaults(&defaults)
                 .interact_on_opt(&console::Term::stderr())
         })?;
@@ -343,17 +356,25 @@ async fn ask(
         let offered = choices::plan_choices(&request, &capture, label).unwrap_or_default();
         let Some(default) = choices::suggested(&offered) else {
             for c in &offered {
-                errln!("  {}", c.render());
+                errln!("  {}", text(&c.render()));
             }
             return Err(WizardError::NothingChoosable {
                 label: label.clone(),
             });
         };
-        let items = ui::table::plan_items(&offered, ui::table::stderr_width());
+        let width = ui::table::stderr_width();
+        let items = ui::table::plan_items(&offered, width);
+        if let Some(notes) = ui::table::plan_notes(&offered, width) {
+            errln!("{notes}");
+        }
         let chosen = loop {
             let k = choose(|| {
                 Select::with_theme(&*theme)
-                    .with_prompt(format!("New plan for {label} (now {})", row.plan))
+                    .with_prompt(format!(
+                        "New plan for {} (now {})",
+                        text(label),
+                        text(&row.plan)
+                    ))
                     .items(&items)
                     .default(default)
                     .max_length(14)
@@ -362,13 +383,15 @@ async fn ask(
             match &offered[k].availability {
                 Availability::Allowed { .. } => break offered[k].plan.name,
                 Availability::Current => errln!(
-                    "{} cannot be chosen for {label}: it is the current plan",
-                    offered[k].plan.name
+                    "{} cannot be chosen for {}: it is the current plan",
+                    offered[k].plan.name,
+                    text(label)
                 ),
                 Availability::Blocked { reasons } => errln!(
-                    "{} cannot be chosen for {label}: {}",
+                    "{} cannot be chosen for {}: {}",
                     offered[k].plan.name,
-                    reasons.join("; ")
+                    text(label),
+                    text(&reasons.join("; "))
                 ),
             }
         };
@@ -392,7 +415,7 @@ async fn ask(
             ui::typed::read_line(
                 &console::Term::stderr(),
                 &*theme,
-                &format!("Type the app name ({app}) to run this plan"),
+                &format!("Type the app name ({}) to run this plan", text(&app)),
             )
             .map_err(dialoguer::Error::IO)
         })?;
@@ -436,7 +459,7 @@ async fn choose_strategy(
             crate::units::duration(p.estimate.run)
         );
         if let Some(first) = blocked.first() {
-            s = format!("{s} (BLOCKED: {first})");
+            s = format!("{s} (BLOCKED: {})", text(first));
         }
         s
     };

@@ -5,7 +5,11 @@ use std::time::Duration;
 
 use thiserror::Error;
 
-/// What went wrong talking to Heroku (or getting ready to).
+use crate::printable::text;
+
+/// What went wrong talking to Heroku (or getting ready to). The fields keep what the server
+/// sent; the messages show it through [`text`]: an error body (from Heroku, or a proxy or a
+/// captive portal in between) must not move the cursor or forge a line on the terminal.
 #[derive(Debug, Error)]
 pub enum HerokuError {
     #[error(
@@ -38,14 +42,14 @@ pub enum HerokuError {
 
     #[error(
         "Heroku rejected the API key (401 {id}: {message}); request id {request_id}; check HEROKU_API_KEY or run `heroku auth:token`"
-    )]
+    , id = text(.id), message = text(.message), request_id = text(.request_id))]
     Unauthorized {
         id: String,
         message: String,
         request_id: String,
     },
 
-    #[error("Heroku refused {method} {path} (403 {id}: {message}); request id {request_id}")]
+    #[error("Heroku refused {method} {path} (403 {id}: {message}); request id {request_id}", method = text(.method), path = text(.path), id = text(.id), message = text(.message), request_id = text(.request_id))]
     Forbidden {
         method: String,
         path: String,
@@ -54,7 +58,7 @@ pub enum HerokuError {
         request_id: String,
     },
 
-    #[error("not found: {method} {path} (404: {message}); request id {request_id}")]
+    #[error("not found: {method} {path} (404: {message}); request id {request_id}", method = text(.method), path = text(.path), message = text(.message), request_id = text(.request_id))]
     NotFound {
         method: String,
         path: String,
@@ -65,7 +69,7 @@ pub enum HerokuError {
 
     #[error(
         "Heroku rejected {method} {path} as invalid (422 {id}: {message}); request id {request_id}"
-    )]
+    , method = text(.method), path = text(.path), id = text(.id), message = text(.message), request_id = text(.request_id))]
     InvalidParams {
         method: String,
         path: String,
@@ -74,7 +78,7 @@ pub enum HerokuError {
         request_id: String,
     },
 
-    #[error("conflict on {method} {path} (409: {message}); request id {request_id}")]
+    #[error("conflict on {method} {path} (409: {message}); request id {request_id}", method = text(.method), path = text(.path), message = text(.message), request_id = text(.request_id))]
     Conflict {
         method: String,
         path: String,
@@ -85,7 +89,7 @@ pub enum HerokuError {
     #[error(
         "Heroku's rate limit is exhausted ({method} {path}, 429: {message}); request id \
          {request_id}; wait a few minutes (the pool refills about 75 calls a minute)"
-    )]
+    , method = text(.method), path = text(.path), message = text(.message), request_id = text(.request_id))]
     RateLimited {
         method: String,
         path: String,
@@ -96,7 +100,7 @@ pub enum HerokuError {
 
     #[error(
         "Heroku answered {status} to {method} {path} ({id}: {message}); request id {request_id}"
-    )]
+    , method = text(.method), path = text(.path), id = text(.id), message = text(.message), request_id = text(.request_id))]
     Api {
         status: u16,
         method: String,
@@ -106,7 +110,7 @@ pub enum HerokuError {
         request_id: String,
     },
 
-    #[error("could not reach Heroku for {method} {path}")]
+    #[error("could not reach Heroku for {method} {path}", path = text(.path))]
     Transport {
         method: String,
         path: String,
@@ -117,7 +121,9 @@ pub enum HerokuError {
         "Heroku's answer to {method} {path} is larger than upshift accepts ({}{} MiB at most); \
          stopped reading it; request id {request_id}",
         .declared.map(|d| format!("Content-Length {d}; ")).unwrap_or_default(),
-        .limit / (1024 * 1024)
+        .limit / (1024 * 1024),
+        path = text(.path),
+        request_id = text(.request_id)
     )]
     BodyTooLarge {
         method: String,
@@ -127,7 +133,12 @@ pub enum HerokuError {
         request_id: String,
     },
 
-    #[error("Heroku's list GET {path} does not end: {reason}; stopped; request id {request_id}")]
+    #[error(
+        "Heroku's list GET {path} does not end: {reason}; stopped; request id {request_id}",
+        path = text(.path),
+        reason = text(.reason),
+        request_id = text(.request_id)
+    )]
     EndlessList {
         path: String,
         reason: String,
@@ -138,19 +149,29 @@ pub enum HerokuError {
         "{name} is ambiguous: Heroku resolves it to {} add-ons ({}); name the add-on itself \
          (e.g. `--change {}=PLAN`); nothing was done",
         .matches.len(),
-        .matches.join(", "),
-        .matches.first().map_or("ADDON", String::as_str)
+        text(&.matches.join(", ")),
+        text(.matches.first().map_or("ADDON", String::as_str)),
+        name = text(.name)
     )]
     AmbiguousAddon { name: String, matches: Vec<String> },
 
-    #[error("{name} resolved to add-on {addon}, but {reason}; nothing was done")]
+    #[error(
+        "{name} resolved to add-on {addon}, but {reason}; nothing was done",
+        name = text(.name),
+        addon = text(.addon),
+        reason = text(.reason)
+    )]
     WrongAddon {
         name: String,
         addon: String,
         reason: String,
     },
 
-    #[error("unexpected response body for {method} {path} (request id {request_id})")]
+    #[error(
+        "unexpected response body for {method} {path} (request id {request_id})",
+        path = text(.path),
+        request_id = text(.request_id)
+    )]
     Decode {
         method: String,
         path: String,

@@ -500,7 +500,7 @@ mod tests {
     }
 
     /// The wizard's table and plan lists at 60 and 120 columns: every line fits, cut at a
-    /// word with `…`, so nothing wraps and a redraw leaves no ghost lines.
+    /// word, a row too wide keeping its mark, so nothing wraps and a redraw leaves no ghost lines.
     #[test]
     fn wizard_lists_fit_60_and_120_columns() {
         let capture = enketo();
@@ -521,6 +521,47 @@ mod tests {
             }
             insta::assert_snapshot!(format!("wizard_lists_{width}"), out);
         }
+    }
+
+    /// At 20 and 40 columns the marks stay on the items and the reasons go above the list,
+    /// wrapped: no line is wider than the terminal and no reason is cut away.
+    #[test]
+    fn narrow_plan_lists_keep_their_marks_and_reasons() {
+        let capture = enketo();
+        let choices = plan_choices(&base(), &capture, "ENKETO_REDIS_MAIN").unwrap();
+        let Availability::Blocked { reasons } = &choices[0].availability else {
+            panic!("mini is blocked: {:?}", choices[0]);
+        };
+        for width in [20_u16, 40] {
+            let items = crate::ui::table::plan_items(&choices, Some(width));
+            let notes = crate::ui::table::plan_notes(&choices, Some(width)).expect("notes");
+            for line in items
+                .iter()
+                .map(|i| format!("> {i}"))
+                .chain(notes.lines().map(str::to_owned))
+            {
+                assert!(
+                    console::measure_text_width(&line) <= usize::from(width),
+                    "{width}: {line:?}"
+                );
+            }
+            assert!(
+                items[0].starts_with("mini (") && items[0].ends_with(')'),
+                "{items:?}"
+            );
+            assert!(items[1].starts_with("premium-0 ("), "{items:?}");
+            assert!(!items.iter().any(|i| i.contains('…')), "{items:?}");
+            let joined = notes.split_whitespace().collect::<Vec<_>>().join(" ");
+            assert!(joined.contains("premium-0: the current plan"), "{notes}");
+            let reason = reasons[0].split_whitespace().collect::<Vec<_>>().join(" ");
+            assert!(
+                joined.contains(&format!("mini: cannot be chosen: {reason}")),
+                "{notes}"
+            );
+        }
+        // Wide enough: the rows as they are, nothing above the list.
+        assert_eq!(crate::ui::table::plan_notes(&choices, Some(200)), None);
+        assert_eq!(crate::ui::table::plan_notes(&choices, None), None);
     }
 
     #[test]

@@ -5,6 +5,7 @@ use std::fmt::Write;
 
 use crate::plan::Plan;
 use crate::plan::guards::Verdict;
+use crate::printable::text;
 
 /// The plan as text (stdout of `upshift plan`, and the wizard's review screen), without colour.
 pub fn render(plan: &Plan) -> String {
@@ -13,12 +14,17 @@ pub fn render(plan: &Plan) -> String {
 
 /// The plan as text, each verdict label (already padded) passed through `paint`: the display
 /// decides colour, so this stays pure and one BLOCKED among many PASS can be made to stand out.
+/// Every name and detail goes through [`text`]: they quote the API (add-on, plan, process type
+/// and dyno size names), which may hold control characters; the plan itself keeps them exact
+/// for `--json`.
 pub fn render_with(plan: &Plan, paint: impl Fn(Verdict, &str) -> String) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
         "Plan for {} (playbook {}, {})",
-        plan.app, plan.playbook, plan.playbook_origin
+        text(&plan.app),
+        text(&plan.playbook),
+        text(&plan.playbook_origin)
     );
     let _ = writeln!(out, "\nChanges");
     for c in &plan.changes {
@@ -26,10 +32,10 @@ pub fn render_with(plan: &Plan, paint: impl Fn(Verdict, &str) -> String) -> Stri
         let _ = writeln!(
             out,
             "  {:<22} {:<22} {} -> {}  ({}{keys})",
-            c.label,
-            c.addon,
-            c.from,
-            c.to,
+            text(&c.label),
+            text(&c.addon),
+            text(&c.from),
+            text(&c.to),
             c.policy.name()
         );
     }
@@ -38,9 +44,9 @@ pub fn render_with(plan: &Plan, paint: impl Fn(Verdict, &str) -> String) -> Stri
         let subject = g
             .subject
             .as_deref()
-            .map_or(String::new(), |s| format!("{s}: "));
+            .map_or(String::new(), |s| format!("{}: ", text(s)));
         let label = paint(g.verdict, &format!("{:<7}", g.verdict.label()));
-        let _ = writeln!(out, "  {label} {}{}", subject, g.detail);
+        let _ = writeln!(out, "  {label} {}{}", subject, text(&g.detail));
     }
     let _ = writeln!(out, "\nSteps");
     for s in &plan.steps {
@@ -71,7 +77,7 @@ pub fn render_with(plan: &Plan, paint: impl Fn(Verdict, &str) -> String) -> Stri
             "  {:>2}. {:<18} {}{marks}",
             s.number,
             s.action.name(),
-            s.detail
+            text(&s.detail)
         );
     }
     let _ = writeln!(

@@ -32,6 +32,10 @@ pub(super) struct ActiveRun<'r> {
     /// [`super::INTERRUPT_REASON`]). Not rebuilt on `resume`: a resume that finishes an
     /// earlier interrupt's rollback was not itself interrupted, and exits as a rollback (1).
     interrupted: bool,
+    /// The writers were still stopped when the run finished (set by [`ActiveRun::finish`],
+    /// which closes the downtime clock): the to-do list after a journal failure asks to bring
+    /// them back only then.
+    writers_left_down: bool,
 }
 
 impl<'r> ActiveRun<'r> {
@@ -55,6 +59,7 @@ impl<'r> ActiveRun<'r> {
             window: None,
             overrun_told: (false, false),
             interrupted: false,
+            writers_left_down: false,
         }
     }
 
@@ -157,6 +162,76 @@ impl<'r> ActiveRun<'r> {
         })
     }
 
+    /// The summary of a run that had already finished when `resume` or `rollback` named it:
+    /// nothing is done, so it is the journal's summary (its keys verified, its total up to the
+    /// `Finished` record, not to now) under a line that says so; `rollback` says plainly that
+    /// nothing was rolled back, and how to go back when the new plans stayed.
+    pub fn finished_report(
+        &self,
+        entries: &[journal::Entry<Record>],
+        outcome: Outcome,
+        rollback: bool,
+    ) -> RunReport {
+        let mut report = self.report(outcome, None);
+        let end = entries
+            .iter()
+            .rev()
+            .find(|e| matches!(e.record, Record::Finished { .. }))
+            .or(entries.last());
+        if let (Some(first), Some(end)) = (entries.first(), end) {
+            report.duration =
+                Duration::from_millis(u64::try_from(end.at_ms - first.at_ms).unwrap_or(0));
+        }
+        for e in entries {
+            if let Record::Verified {
+                addon,
+                keys,
+                differences,
+                repaired,
+                ..
+            } = &e.record
+                && let Some(a) = report.addons.iter_mut().find(|a| &a.addon == addon)
+            {
+                a.keys_verified = *keys;
+                a.differences = *differences;
+                a.repaired = *repaired;
+            }
+        }
+        let at = end
+            .and_then(|e| jiff::Timestamp::from_millisecond(e.at_ms).ok())
+            .map_or_else(String::new, |t| {
+                format!(" at {}", t.strftime("%Y-%m-%d %H:%M:%S UTC"))
+            });
+        let finished = format!(
+            "run {} already finished ({}{at})",
+            self.run_id,
+            outcome.as_str()
+        );
+        let head = if !rollback {
+            format!("{finished}; nothing to do")
+        } else if matches!(outcome, Outcome::Succeeded | Outcome::KeptNewPlan) {
+            let back: Vec<String> = report
+                .addons
+                .iter()
+                .filter(|a| a.from != a.to)
+                .map(|a| format!("--change {}={}", a.label.to_lowercase(), a.from))
+                .collect();
+            format!(
+                "{finished}: nothing was rolled back (a finished run is not undone). To go back \
+                 to the previous plan, change it again: upshift run -a {} {}",
+                self.request.app,
+                back.join(" ")
+            )
+        } else {
+            format!("{finished}: nothing was rolled back (a finished run is not undone)")
+        };
+        report.message = Some(match Self::last_message(entries) {
+            Some(m) => format!("{head}\n{m}"),
+            None => head,
+        });
+        report
+    }
+
     /// Once admitted into a window, reports (once each) a projected and an actual overrun.
     /// The run carries on either way: past the first write it finishes or rolls back.
     pub fn check_overrun(&mut self) -> Result<(), RunError> {
@@ -194,6 +269,7 @@ impl<'r> ActiveRun<'r> {
     }
 
     pub fn finish(&mut self, outcome: Outcome) -> Result<(), RunError> {
+        self.writers_left_down = self.known.downtime_since.is_some();
         if let Some(since) = self.known.downtime_since.take() {
             self.known.downtime += since.elapsed();
         }
@@ -221,23 +297,10 @@ impl<'r> ActiveRun<'r> {
                 "stopped with the new plan kept (data verified, formation restored)"
             }
         };
-        let (outcome, message) = match &self.ledger.failure() {
+        let (outcome, message) = match self.ledger.failure() {
             Some((error, kept)) => (
                 Outcome::NeedsAttention,
-                Some(format!(
-                    "{}\nthe journal could not be written ({error}); it keeps only its first \
-                     {kept} records, so it is behind the app. In memory the run ended {ended}. \
-                     Free space under {}, check the app with the steps above, then move {} aside \
-                     (resuming it would replay a past the app has left)",
-                    self.manual_steps(),
-                    self.runner.config.state.root().display(),
-                    self.ledger
-                        .journal()
-                        .path()
-                        .parent()
-                        .unwrap_or(self.ledger.journal().path())
-                        .display(),
-                )),
+                Some(self.journal_failure_message(outcome, ended, error, *kept)),
             ),
             None => (outcome, message),
         };
@@ -367,6 +430,46 @@ impl<'r> ActiveRun<'r> {
         }
     }
 
+    /// After a journal write failure: what memory says the run did, the to-do list built from
+    /// what is still undone (the manual steps only when the run itself needed attention or
+    /// left the writers stopped), and advice for the error that happened, not a guess.
+    fn journal_failure_message(
+        &self,
+        outcome: Outcome,
+        ended: &str,
+        error: &str,
+        kept: usize,
+    ) -> String {
+        let dir = self
+            .ledger
+            .journal()
+            .path()
+            .parent()
+            .unwrap_or(self.ledger.journal().path())
+            .display()
+            .to_string();
+        let root = self.runner.config.state.root().display().to_string();
+        let fix = journal_advice(self.ledger.failure_kind(), &root, &dir);
+        let undone = outcome == Outcome::NeedsAttention || self.writers_left_down;
+        let head = format!(
+            "the journal could not be written ({error}); it keeps only its first {kept} records, \
+             so it is behind the app. In memory the run ended {ended}."
+        );
+        let aside = format!("move {dir} aside (resuming it would replay a past the app has left)");
+        if undone {
+            format!(
+                "{}\n{head} Then: {fix}; finish the steps above; {aside}",
+                self.manual_steps()
+            )
+        } else {
+            format!(
+                "run {} needs attention: its journal is incomplete; the app needs nothing more.\n\
+                 {head} To do:\n  - {fix}\n  - {aside}",
+                self.run_id
+            )
+        }
+    }
+
     fn manual_steps(&self) -> String {
         let app = &self.request.app;
         let mut lines = vec![format!(
@@ -416,5 +519,23 @@ impl<'r> ActiveRun<'r> {
             self.ledger.journal().path().display()
         ));
         lines.join("\n")
+    }
+}
+
+/// What to do about a journal that could not be written, by the error's kind.
+fn journal_advice(kind: Option<std::io::ErrorKind>, root: &str, dir: &str) -> String {
+    use std::io::ErrorKind;
+    match kind {
+        Some(ErrorKind::StorageFull | ErrorKind::QuotaExceeded) => {
+            format!("free space under {root}")
+        }
+        Some(ErrorKind::PermissionDenied) => format!(
+            "give upshift write access to {dir} again (its permissions, its owner, or an \
+             immutable flag: `lsattr {dir}`)"
+        ),
+        Some(ErrorKind::ReadOnlyFilesystem) => {
+            format!("make {root} writable again (its file system is read-only)")
+        }
+        _ => format!("fix what stopped the write under {root} (the error above)"),
     }
 }

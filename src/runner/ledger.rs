@@ -42,6 +42,8 @@ pub(super) struct Ledger {
     appended: usize,
     /// The journal could not be written: the first error and how many records it holds.
     failure: Option<(String, usize)>,
+    /// The kind of that error's I/O cause: the advice differs for a full disk and a refusal.
+    failure_kind: Option<std::io::ErrorKind>,
     /// Facts written or learned since the driver last folded them, with when they happened.
     fresh: Vec<(Fresh, Instant)>,
     #[cfg(feature = "failpoints")]
@@ -62,6 +64,7 @@ impl Ledger {
             reporter,
             appended: 0,
             failure: None,
+            failure_kind: None,
             fresh: Vec::new(),
             #[cfg(feature = "failpoints")]
             records_written: 0,
@@ -77,6 +80,11 @@ impl Ledger {
         self.failure.as_ref()
     }
 
+    /// The I/O error kind behind [`Ledger::failure`], when there is one.
+    pub fn failure_kind(&self) -> Option<std::io::ErrorKind> {
+        self.failure_kind
+    }
+
     /// Appends a record (fsync'd). With the `failpoints` feature, `UPSHIFT_FAILPOINT=N`
     /// aborts the process right after the Nth record of this process: the crash tests kill
     /// the run at every journal point this way.
@@ -86,7 +94,8 @@ impl Ledger {
     /// would leave it (no later record, so no gap), the run is asked to stop safely exactly as
     /// by a first Ctrl-C (roll back at the next safe point, compensations carry on), and the
     /// run ends `needs-attention` with the steps to finish (see `ActiveRun::report`). With the
-    /// `failpoints` feature, `UPSHIFT_FAIL_JOURNAL_AFTER=N` fails every append after the Nth.
+    /// `failpoints` feature, `UPSHIFT_FAIL_JOURNAL_AFTER=N` fails every append after the Nth,
+    /// with the OS error `UPSHIFT_FAIL_JOURNAL_ERRNO` (default 28, ENOSPC).
     pub fn append(&mut self, record: &Record) -> Result<(), RunError> {
         if self.failure.is_some() {
             return Ok(());
@@ -102,7 +111,12 @@ impl Ledger {
         let appended = if failed {
             Err(JournalError::Write {
                 path: self.journal.path().to_owned(),
-                source: std::io::Error::other("no space left on device (failpoint)"),
+                source: std::io::Error::from_raw_os_error(
+                    std::env::var("UPSHIFT_FAIL_JOURNAL_ERRNO")
+                        .ok()
+                        .and_then(|v| v.parse().ok())
+                        .unwrap_or(28),
+                ),
             })
         } else {
             self.journal.append(now, record)
@@ -113,6 +127,7 @@ impl Ledger {
             }
             let message = error_chain(&e);
             self.failure = Some((message.clone(), self.appended));
+            self.failure_kind = io_kind(&e);
             self.reporter.report(&RunEvent::Warning {
                 message: format!(
                     "{message}; stopping safely: the run rolls back what it can from memory and \
@@ -186,6 +201,18 @@ impl Ledger {
             }
         }
     }
+}
+
+/// The kind of the first I/O error in `e`'s chain.
+fn io_kind(e: &(dyn std::error::Error + 'static)) -> Option<std::io::ErrorKind> {
+    let mut next = Some(e);
+    while let Some(err) = next {
+        if let Some(io) = err.downcast_ref::<std::io::Error>() {
+            return Some(io.kind());
+        }
+        next = err.source();
+    }
+    None
 }
 
 /// Live swap: an old add-on's new one, as its journal record names it.

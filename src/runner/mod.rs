@@ -606,7 +606,7 @@ impl Runner {
             {
                 run.finish(outcome)?;
             }
-            return Ok(run.report(outcome, ActiveRun::last_message(&entries)));
+            return Ok(run.finished_report(&entries, outcome, rollback));
         }
         run.record(&Record::Note {
             message: if rollback {

@@ -33,7 +33,8 @@ pub struct RunDocument<'a> {
     pub app: &'a str,
     /// How the run ended; the process exit code follows it (README, Exit codes).
     pub outcome: Outcome,
-    /// For runs that did not succeed: what happened and what to do.
+    /// For runs that did not succeed: what happened and what to do; for a run resumed or
+    /// rolled back after it finished: that nothing was done.
     pub message: Option<&'a str>,
     pub addons: &'a [crate::runner::AddonReport],
     /// Time the writers were stopped (the app's downtime), in milliseconds.

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
+use crate::printable::text;
 use crate::runner::{Reporter, RunEvent, RunReport};
 
 pub mod json;
@@ -89,7 +90,7 @@ pub struct Settings {
 
 /// Whether `TERM` says the terminal cannot move the cursor or show colour (`dumb`, or unset as
 /// under some CI runners and Emacs shells). Such a terminal gets plain lines, never a redraw.
-fn dumb_term() -> bool {
+pub fn dumb_term() -> bool {
     std::env::var("TERM").map_or(true, |t| t.is_empty() || t == "dumb")
 }
 
@@ -208,7 +209,10 @@ impl HumanReporter {
         }
     }
 
+    /// The reporter's one way out: indicatif prints above the bars without [`out`], so the
+    /// same [`crate::printable::terminal`] filter applies here.
     fn emit(&self, _state: &HumanState, text: &str) {
+        let text = &*crate::printable::terminal(text);
         if !self.tty || self.multi.println(text).is_err() {
             errln!("{text}");
         }
@@ -260,7 +264,7 @@ impl HumanReporter {
         state
             .last_wait
             .iter()
-            .map(|(s, m)| format!("{s}: {m}"))
+            .map(|(s, m)| format!("{}: {}", text(s), text(m)))
             .collect::<Vec<_>>()
             .join("  ·  ")
     }
@@ -304,13 +308,13 @@ impl Reporter for HumanReporter {
                 if self.tty {
                     let bar = self.add("{spinner:.cyan} {prefix} {took:>4} {wide_msg}");
                     bar.set_prefix(format!("{number:>2}. {action}"));
-                    bar.set_message(detail.clone());
+                    bar.set_message(text(detail));
                     bar.enable_steady_tick(Duration::from_millis(120));
                     if let Some(old) = state.spinner.replace(bar) {
                         self.clear(&old);
                     }
                 } else {
-                    self.line(state, &format!("{number:>2}. {action}: {detail}"));
+                    self.line(state, &format!("{number:>2}. {action}: {}", text(detail)));
                 }
                 state.last_wait.clear();
             }
@@ -320,7 +324,9 @@ impl Reporter for HumanReporter {
                 elapsed,
                 note,
             } => {
-                let note = note.as_deref().map_or(String::new(), |n| format!(" ({n})"));
+                let note = note
+                    .as_deref()
+                    .map_or(String::new(), |n| format!(" ({})", text(n)));
                 let text = format!(
                     "{} {number:>2}. {action} done in {}{note}{}",
                     console::style("✓").green().for_stderr(),
@@ -343,8 +349,9 @@ impl Reporter for HumanReporter {
                 }
                 self.clear_keys(state);
                 let text = format!(
-                    "{} {number:>2}. {action} FAILED: {message}",
-                    console::style("✗").red().for_stderr()
+                    "{} {number:>2}. {action} FAILED: {}",
+                    console::style("✗").red().for_stderr(),
+                    text(message)
                 );
                 self.line(state, &text);
             }
@@ -354,9 +361,13 @@ impl Reporter for HumanReporter {
                     if let Some(s) = &state.spinner {
                         s.set_message(Self::wait_message(state));
                     } else {
-                        let text =
-                            format!("    {subject}: {status}{}", Self::downtime_suffix(state));
-                        self.line(state, &text);
+                        let line = format!(
+                            "    {}: {}{}",
+                            text(subject),
+                            text(status),
+                            Self::downtime_suffix(state)
+                        );
+                        self.line(state, &line);
                     }
                 }
             }
@@ -372,7 +383,7 @@ impl Reporter for HumanReporter {
                         let b = self.add(
                             "    {prefix:<20} [{bar:30}] {human_pos}/{human_len} keys  {rate}  eta {eta}",
                         );
-                        b.set_prefix(subject.clone());
+                        b.set_prefix(text(subject));
                         state.keys.insert(subject.clone(), b.clone());
                         b
                     };
@@ -409,16 +420,17 @@ impl Reporter for HumanReporter {
                 let text = match (done, message) {
                     (false, _) => format!("rollback: {compensation}"),
                     (true, None) => format!("rollback: {compensation} done"),
-                    (true, Some(m)) => format!("rollback: {compensation}: {m}"),
+                    (true, Some(m)) => format!("rollback: {compensation}: {}", text(m)),
                 };
                 self.line(state, &text);
             }
             RunEvent::Warning { message } => {
-                let text = format!(
-                    "{} {message}",
-                    console::style("warning:").yellow().for_stderr()
+                let line = format!(
+                    "{} {}",
+                    console::style("warning:").yellow().for_stderr(),
+                    text(message)
                 );
-                self.line(state, &text);
+                self.line(state, &line);
             }
             RunEvent::Finished { outcome } => {
                 for bar in [state.spinner.take(), state.clock.take()]
@@ -444,7 +456,7 @@ impl Reporter for HumanReporter {
     }
 }
 
-/// The end-of-run summary for people (stdout).
+/// The end-of-run summary for people (stdout); names from the API through [`text`].
 pub fn render_summary(report: &RunReport) -> String {
     use std::fmt::Write as _;
     let mut out = String::new();
@@ -453,7 +465,7 @@ pub fn render_summary(report: &RunReport) -> String {
         "\n{} {} on {}",
         report.run_id,
         report.outcome.as_str(),
-        report.app
+        text(&report.app)
     );
     for a in &report.addons {
         let repaired = if a.repaired > 0 {
@@ -470,9 +482,9 @@ pub fn render_summary(report: &RunReport) -> String {
         let _ = writeln!(
             out,
             "  {:<22} {} -> {}  {} keys{bytes} verified, {} differences{repaired}",
-            a.label,
-            a.from,
-            a.to,
+            text(&a.label),
+            text(&a.from),
+            text(&a.to),
             crate::units::count(a.keys_verified),
             a.differences
         );
@@ -486,6 +498,8 @@ pub fn render_summary(report: &RunReport) -> String {
     let _ = writeln!(out, "  run id {}", report.run_id);
     let _ = writeln!(out, "  journal {}", report.journal.display());
     if let Some(m) = &report.message {
+        // Lines upshift composed around names from the API: each line escaped, the breaks kept.
+        let m = m.lines().map(text).collect::<Vec<_>>().join("\n");
         let _ = writeln!(out, "\n{m}");
     }
     out

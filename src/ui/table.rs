@@ -2,6 +2,7 @@
 //! boundaries inside their cell instead of the terminal breaking lines mid-word. Plain columns
 //! without borders, like `gh` and `heroku` print them, so they read in a log as well.
 
+use crate::plan::choices::Availability;
 use comfy_table::{CellAlignment, ContentArrangement, Table, presets};
 
 /// Columns of a table: header text, whether the column holds figures (right-aligned), and
@@ -46,8 +47,14 @@ impl Column {
 /// The rendered table, each line without trailing spaces. `width` is the terminal's width;
 /// `None` (output is not a terminal) never wraps, so scripts see one row per line. Only the
 /// last column (the free text: changes, notes) wraps; ids, names and figures keep their width,
-/// since half a run id is no use to copy.
+/// since half a run id is no use to copy. Every cell goes through [`crate::printable::text`]:
+/// the cells are names from the API and the journal (apps, add-ons, plans).
 pub fn render(columns: &[Column], rows: &[Vec<String>], width: Option<u16>) -> String {
+    let rows: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| r.iter().map(|c| crate::printable::text(c)).collect())
+        .collect();
+    let rows = &rows[..];
     let table = plain(columns, rows);
     match width {
         Some(w)
@@ -105,17 +112,73 @@ pub fn addon_table(rows: &[crate::plan::choices::AddonRow], width: Option<u16>) 
 }
 
 /// The plan list's items, each fitted to the terminal less dialoguer's two-column cursor.
+/// A row too wide is cut at a word when its mark and the start of its reason survive; else it
+/// keeps its mark (`(current plan)`, `(cannot be chosen)`, `(warn)`, or `(now)`, `(no)` when
+/// even that is too wide) and drops the reason, then the figures;
+/// [`plan_notes`] prints the reasons above the list. Cutting the row instead would hide
+/// exactly the words that say why a plan cannot be chosen, and an item that wraps breaks the
+/// list's redraw.
 pub fn plan_items(offered: &[crate::plan::choices::PlanChoice], width: Option<u16>) -> Vec<String> {
-    offered
-        .iter()
-        .map(|c| {
-            let line = c.render();
-            match width {
-                Some(w) => fit(&line, usize::from(w).saturating_sub(3)),
-                None => line,
+    offered.iter().map(|c| plan_item(c, width).0).collect()
+}
+
+/// One item of [`plan_items`], and whether it is the whole row.
+fn plan_item(c: &crate::plan::choices::PlanChoice, width: Option<u16>) -> (String, bool) {
+    let full = crate::printable::text(&c.render());
+    let Some(room) = width.map(|w| usize::from(w).saturating_sub(3)) else {
+        return (full, true);
+    };
+    if console::measure_text_width(&full) <= room {
+        return (full, true);
+    }
+    let (long, short, kept) = match &c.availability {
+        Availability::Current => ("(current plan)", "(now)", "(current plan)"),
+        Availability::Allowed { .. } => ("(warn)", "(warn)", "warn: "),
+        Availability::Blocked { .. } => ("(cannot be chosen)", "(no)", "cannot be chosen: "),
+    };
+    // Cut at a word, as long as the mark and a word of the reason survive.
+    let cut = fit(&full, room);
+    if cut.contains(kept) {
+        return (cut, false);
+    }
+    let mut bare = c.clone();
+    bare.availability = Availability::Allowed {
+        warnings: Vec::new(),
+    };
+    let name = &c.plan.name;
+    let item = [
+        format!("{}  {long}", bare.render()),
+        format!("{name} {long}"),
+        format!("{name} {short}"),
+    ]
+    .into_iter()
+    .find(|i| console::measure_text_width(i) <= room)
+    .unwrap_or_else(|| fit(&format!("{name} {short}"), room));
+    (item, false)
+}
+
+/// The reasons [`plan_items`] left out on a narrow terminal, one plan each, wrapped at words,
+/// to print above the list. `None` when every row fits (or the output is not a terminal).
+pub fn plan_notes(
+    offered: &[crate::plan::choices::PlanChoice],
+    width: Option<u16>,
+) -> Option<String> {
+    let room = usize::from(width?).saturating_sub(3).max(8);
+    let mut lines = Vec::new();
+    for c in offered.iter().filter(|c| !plan_item(c, width).1) {
+        let note = match &c.availability {
+            Availability::Current => "the current plan".to_owned(),
+            Availability::Allowed { warnings } => format!("warn: {}", warnings.join("; ")),
+            Availability::Blocked { reasons } => {
+                format!("cannot be chosen: {}", reasons.join("; "))
             }
-        })
-        .collect()
+        };
+        let note = crate::printable::text(&format!("{}: {note}", c.plan.name));
+        let mut wrapped = wrap(&note, room - 2).into_iter();
+        lines.extend(wrapped.next());
+        lines.extend(wrapped.map(|l| format!("  {l}")));
+    }
+    (!lines.is_empty()).then(|| lines.join("\n"))
 }
 
 /// A narrow terminal: the columns that stay as a table, and each row's stacking columns below
@@ -196,13 +259,19 @@ pub fn stderr_width() -> Option<u16> {
     term.is_term().then(|| term.size().1)
 }
 
-/// `text` cut at a word boundary so it takes at most `width` columns, with `…` when cut.
-/// A line that fits is returned as it is.
+/// `text` cut at a word boundary so it takes at most `width` columns, with `…` when cut
+/// (`...` when the locale is not UTF-8: [`crate::ui::terminal::utf8`]). A line that fits is
+/// returned as it is.
 pub fn fit(text: &str, width: usize) -> String {
+    fit_with(text, width, crate::ui::terminal::ellipsis())
+}
+
+/// [`fit`] with the ellipsis given.
+fn fit_with(text: &str, width: usize, ellipsis: &str) -> String {
     if console::measure_text_width(text) <= width {
         return text.to_owned();
     }
-    let budget = width.saturating_sub(1);
+    let budget = width.saturating_sub(console::measure_text_width(ellipsis));
     let mut out = String::new();
     for word in text.split_inclusive(' ') {
         if console::measure_text_width(&out) + console::measure_text_width(word.trim_end()) > budget
@@ -216,13 +285,17 @@ pub fn fit(text: &str, width: usize) -> String {
         out = console::truncate_str(text, budget, "").into_owned();
     }
     let mut out = out.trim_end().trim_end_matches([';', ',', ':']).to_owned();
-    out.push('…');
+    out.push_str(ellipsis);
     out
 }
 
 #[cfg(test)]
 mod tests {
-    use super::{Column, fit, render};
+    use super::{Column, fit_with, render};
+
+    fn fit(text: &str, width: usize) -> String {
+        fit_with(text, width, "…")
+    }
 
     fn runs() -> (Vec<Column>, Vec<Vec<String>>) {
         let columns = vec![
@@ -278,5 +351,7 @@ mod tests {
         assert_eq!(cut, "connections after restore: 2…");
         assert!(console::measure_text_width(&cut) <= 30);
         assert_eq!(fit("abcdefghij", 5), "abcd…");
+        assert_eq!(fit_with("abcdefghij", 5, "..."), "ab...");
+        assert_eq!(fit_with(reason, 30, "..."), "connections after restore...");
     }
 }

@@ -79,3 +79,20 @@ pub fn raw_modes() -> Option<Termios> {
 pub fn set_modes(modes: &Termios) {
     let _ = tcsetattr(std::io::stdin(), OptionalActions::Now, modes);
 }
+
+/// Whether the locale's character set is UTF-8 (`LC_ALL`, else `LC_CTYPE`, else `LANG`, the
+/// first one set, as setlocale reads them). Under `LC_ALL=C` a terminal shows `…` as three
+/// bytes of garbage.
+pub fn utf8() -> bool {
+    let locale = ["LC_ALL", "LC_CTYPE", "LANG"]
+        .iter()
+        .find_map(|v| std::env::var(v).ok().filter(|l| !l.is_empty()))
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    locale.contains("utf-8") || locale.contains("utf8")
+}
+
+/// The mark of cut text: `…`, or `...` when the locale is not UTF-8.
+pub fn ellipsis() -> &'static str {
+    if utf8() { "…" } else { "..." }
+}

@@ -403,7 +403,8 @@ impl Notifications {
             run_id: self.run_id.clone(),
             outcome,
             downtime_ms: ms(downtime),
-            text: slack,
+            // The human text quotes the API and the app's logs; the fields keep them exact.
+            text: crate::printable::text(&slack),
             detail,
         })
     }

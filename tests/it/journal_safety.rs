@@ -234,37 +234,142 @@ async fn a_corrupt_or_unreadable_journal_is_listed_and_blocks_the_app() {
     env.sim.shutdown().await;
 }
 
+/// The to-do list after a journal failure holds only what is undone (the writers are back, the
+/// old plan kept: nothing on the app), and the advice fits the error: a full disk (ENOSPC)
+/// asks for space, a refusal (EPERM, as `chattr +i` gives even root) for write access.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_journal_write_failure_mid_run_still_restores_the_app_and_ends_needs_attention() {
+    for (errno, error, advice, not) in [
+        (
+            "28",
+            "No space left on device",
+            "free space under",
+            "write access",
+        ),
+        (
+            "1",
+            "Operation not permitted",
+            "write access to",
+            "free space",
+        ),
+    ] {
+        let env = Env::start(Duration::from_millis(300)).await;
+        let k = after_scale_down(&env);
+        let before = env.plan_of(MAIN).await;
+        // Every append from record k+1 on fails: the writers are stopped by then.
+        let out = env
+            .upshift_piped()
+            .args(harness::run_args("premium-1", &[]))
+            .env("UPSHIFT_FAIL_JOURNAL_AFTER", k.to_string())
+            .env("UPSHIFT_FAIL_JOURNAL_ERRNO", errno)
+            .output()
+            .unwrap();
+        let text = combined(&out);
+        assert_eq!(
+            out.status.code(),
+            Some(4),
+            "never 1 when the journal failed: {text}"
+        );
+        assert!(text.contains("could not be written"), "{text}");
+        assert!(text.contains("needs attention"), "{text}");
+        assert!(text.contains(error), "names the error: {text}");
+        assert!(
+            text.contains(advice) && !text.contains(not),
+            "{errno}: {text}"
+        );
+        assert!(text.contains("aside"), "{text}");
+        // The compensations ran from memory: the app is back, on its old plan, and the list
+        // does not ask for what is done.
+        assert_eq!(web(&env).await, 2, "{text}");
+        assert_eq!(env.plan_of(MAIN).await, before);
+        assert!(!text.contains("heroku ps:scale"), "{text}");
+        assert!(!text.contains("upshift diff"), "{text}");
+        // The journal stops where the write failed, like a crash, with no gap after it.
+        let id = env.state().run_ids().unwrap().pop().expect("a run");
+        let recs = records(&env, &id);
+        assert_eq!(recs.len(), k, "{recs:?}");
+        assert!(!recs.iter().any(|r| matches!(r, Record::Finished { .. })));
+        env.sim.shutdown().await;
+    }
+}
+
+/// `resume` and `rollback` of a run that already finished do nothing and say so, with the
+/// journal's summary: its keys verified and its total up to its `Finished` record (not a total
+/// that grows with the clock and 0 keys); `rollback` says nothing was rolled back and how to
+/// go back. The exit code stays the run's (0 for a success).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resume_and_rollback_of_a_finished_run_say_so_with_the_journaled_summary() {
     let env = Env::start(Duration::from_millis(300)).await;
-    let k = after_scale_down(&env);
-    let before = env.plan_of(MAIN).await;
-    // Every append from record k+1 on fails, as on a full disk: the writers are stopped by then.
     let out = env
         .upshift_piped()
         .args(harness::run_args("premium-1", &[]))
-        .env("UPSHIFT_FAIL_JOURNAL_AFTER", k.to_string())
         .output()
         .unwrap();
-    let text = combined(&out);
-    assert_eq!(
-        out.status.code(),
-        Some(4),
-        "never 1 when the journal failed: {text}"
-    );
-    assert!(text.contains("could not be written"), "{text}");
-    assert!(text.contains("needs attention"), "{text}");
-    assert!(
-        text.contains("heroku ps:scale"),
-        "says how to finish: {text}"
-    );
-    // The compensations ran from memory: the app is back, on its old plan.
-    assert_eq!(web(&env).await, 2, "{text}");
-    assert_eq!(env.plan_of(MAIN).await, before);
-    // The journal stops where the disk filled, like a crash, with no gap after it.
+    assert_eq!(out.status.code(), Some(0), "{}", combined(&out));
     let id = env.state().run_ids().unwrap().pop().expect("a run");
-    let recs = records(&env, &id);
-    assert_eq!(recs.len(), k, "{recs:?}");
-    assert!(!recs.iter().any(|r| matches!(r, Record::Finished { .. })));
+    let path = env.journal_path(&id);
+    let journal_bytes = std::fs::read(&path).unwrap();
+    let entries = journal::read::<Record>(&path).unwrap();
+    let keys = entries
+        .iter()
+        .find_map(|e| match e.record {
+            Record::Verified { keys, .. } => Some(keys),
+            _ => None,
+        })
+        .expect("a verify record");
+    assert!(keys > 0);
+    let finished = entries
+        .iter()
+        .find(|e| matches!(e.record, Record::Finished { .. }))
+        .expect("finished");
+    let total = u64::try_from(finished.at_ms - entries[0].at_ms).unwrap();
+    // Later, so that a total measured to now would show.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let again = |verb: &str, json: bool| {
+        let mut cmd = env.upshift_piped();
+        cmd.args([verb, &id, "--confirm", APP]);
+        if json {
+            cmd.arg("--json");
+        }
+        cmd.output().unwrap()
+    };
+    let resumed = again("resume", true);
+    assert_eq!(resumed.status.code(), Some(0), "{}", combined(&resumed));
+    let doc: serde_json::Value = serde_json::from_slice(&resumed.stdout).expect("JSON");
+    let doc = doc.get("run").unwrap_or(&doc);
+    assert_eq!(doc["duration_ms"], total, "{doc}");
+    let main = doc["addons"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["label"] == MAIN.to_uppercase())
+        .expect("the main add-on");
+    assert_eq!(main["keys_verified"], keys, "{doc}");
+    assert!(
+        doc["message"].as_str().is_some_and(|m| m
+            .contains(&format!("run {id} already finished (succeeded at"))
+            && m.contains("nothing to do")),
+        "{doc}"
+    );
+
+    let resumed = combined(&again("resume", false));
+    assert!(
+        resumed.contains("already finished (succeeded at"),
+        "{resumed}"
+    );
+    assert!(resumed.contains("nothing to do"), "{resumed}");
+    assert!(!resumed.contains(" 0 keys"), "{resumed}");
+
+    let rolled = again("rollback", false);
+    let text = combined(&rolled);
+    assert_eq!(rolled.status.code(), Some(0), "{text}");
+    assert!(text.contains("nothing was rolled back"), "{text}");
+    assert!(
+        text.contains(&format!("upshift run -a {APP} --change {MAIN}=premium-0")),
+        "{text}"
+    );
+    // Nothing was done: the plan stays, the journal is as the run left it.
+    assert_eq!(env.plan_of(MAIN).await, "premium-1");
+    assert_eq!(std::fs::read(&path).unwrap(), journal_bytes);
     env.sim.shutdown().await;
 }

@@ -9,6 +9,7 @@ mod common;
 mod harness;
 mod verify_support;
 
+mod api_text;
 mod bad_url;
 mod cli_run;
 mod crash;

@@ -597,3 +597,61 @@ async fn the_wizard_live_swap_asks_about_the_old_addon_and_does_what_was_chosen(
     assert!(!acked.is_empty(), "the dynos wrote");
     assert_eq!(env.missing_keys(MAIN, &acked).await, Vec::<String>::new());
 }
+
+/// `TERM=dumb`: the wizard's lists move the cursor, so it refuses (exit 2) and names the
+/// commands that take the answers as flags, before any call.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dumb_terminal_is_refused_the_wizard_with_the_commands_to_use() {
+    let env = Env::start(Duration::from_millis(300)).await;
+    let mut cmd = command(&env);
+    cmd.env("TERM", "dumb");
+    let mut s = Session::spawn(cmd).expect("the wizard starts in a pty");
+    s.set_expect_timeout(Some(PROMPT_TIMEOUT));
+    let code = off_runtime(move || {
+        expect(&mut s, "TERM says this terminal cannot");
+        expect(&mut s, "upshift plan -a APP --change ADDON=PLAN");
+        s.expect(Eof).expect("the wizard ends");
+        exit_code(&s)
+    })
+    .await;
+    assert_eq!(code, 2);
+    assert!(env.writes().is_empty(), "{:?}", env.writes());
+}
+
+/// 40 columns under `LC_ALL=C`: a plan's mark stays on its item, its reason is printed whole
+/// above the list, and cut text ends with ASCII `...`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_narrow_terminal_keeps_the_marks_and_shows_the_reasons() {
+    let env = Env::start(Duration::from_millis(300)).await;
+    let mut cmd = command(&env);
+    cmd.env("LC_ALL", "C").env("LANG", "C");
+    let mut s = Session::spawn(cmd).expect("the wizard starts in a pty");
+    s.get_process_mut()
+        .set_window_size(40, 60)
+        .expect("pty window size");
+    s.set_expect_timeout(Some(PROMPT_TIMEOUT));
+    let code = off_runtime(move || {
+        expect(&mut s, "App (type to filter)");
+        send(&mut s, ENTER);
+        expect(&mut s, "Redis INFO...");
+        expect(&mut s, "Add-ons to change");
+        send(&mut s, ENTER);
+        expect(&mut s, "Which of them are caches?");
+        send(&mut s, ENTER);
+        expect(&mut s, "Process types that write to Redis");
+        send(&mut s, ENTER);
+        // The reasons above the list, whole; the marks on the items.
+        expect(&mut s, "mini: cannot be chosen: connections");
+        expect(&mut s, "after restore");
+        expect(&mut s, "premium-0: the current plan");
+        expect(&mut s, "New plan for ENKETO_REDIS_CACHE");
+        expect(&mut s, "mini (cannot be chosen)");
+        expect(&mut s, "premium-0 (current plan)");
+        send(&mut s, "\x03");
+        s.expect(Eof).expect("the wizard ends");
+        exit_code(&s)
+    })
+    .await;
+    assert_eq!(code, 130);
+    assert!(env.writes().is_empty(), "{:?}", env.writes());
+}
