@@ -212,13 +212,18 @@ impl Record {
 
     /// Reads one record; `Ok(None)` at a clean end of input.
     pub fn read_from(r: &mut impl Read) -> io::Result<Option<Self>> {
-        let mut len = [0_u8; 4];
-        match r.read_exact(&mut len) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(None),
-            Err(e) => return Err(e),
+        let mut record = Self::empty();
+        Ok(Self::read_into(r, &mut record)?.then_some(record))
+    }
+
+    /// A record with no key, to be filled by [`Record::read_into`].
+    pub(crate) const fn empty() -> Self {
+        Self {
+            key: Vec::new(),
+            kind: KeyKind::String,
+            value: 0,
+            expiry: Expiry::Never,
         }
-        Self::read_after_len(u32::from_le_bytes(len), r).map(Some)
     }
 
     /// Reads one record into `into`, reusing its key's buffer (a merge reads a million records

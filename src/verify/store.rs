@@ -62,15 +62,6 @@ impl Slot {
     fn value(&self) -> u128 {
         u128::from(self.value[0]) | u128::from(self.value[1]) << 64
     }
-
-    fn record(&self, arena: &[u8]) -> Record {
-        Record {
-            key: self.key(arena).to_vec(),
-            kind: self.kind,
-            value: self.value(),
-            expiry: self.expiry,
-        }
-    }
 }
 
 /// A slot's share of the budget beside its key bytes.
@@ -235,12 +226,7 @@ impl RecordSet {
         let mut merged = SortedRecords {
             sources,
             heap: BinaryHeap::new(),
-            spare: Record {
-                key: Vec::new(),
-                kind: KeyKind::String,
-                value: 0,
-                expiry: Expiry::Never,
-            },
+            spare: Record::empty(),
             last_key: None,
             pending: None,
             failed: false,
@@ -457,18 +443,10 @@ pub struct SortedRecords {
     failed: bool,
 }
 
-/// The next record of one source.
+/// The next record of one source, in a record of its own (filling the merge's heap).
 fn read_next(source: &mut Source) -> io::Result<Option<Record>> {
-    match source {
-        Source::Run(r) => Record::read_from(r),
-        Source::Memory {
-            merge,
-            slots,
-            arena,
-        } => Ok(merge
-            .next_unique(slots, arena)
-            .map(|i| slots[i].record(arena))),
-    }
+    let mut record = Record::empty();
+    Ok(read_into(source, &mut record)?.then_some(record))
 }
 
 /// The next record of one source into `into`, reusing its buffers; `false` when the source is
