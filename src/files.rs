@@ -105,13 +105,112 @@ fn file_kind(t: std::fs::FileType) -> Option<&'static str> {
     }
 }
 
-/// Renames `from` over `to`, after checking `to` once more with [`check_output`].
+/// Renames `from` over `to`, after checking `to` once more with [`check_output`], and flushes
+/// the directory: a rename lives in the directory, and until the directory is on disk a power
+/// cut can bring back the old name (the rollback of a plan change reads the snapshot named in
+/// its journal after exactly such a crash).
 ///
 /// # Errors
-/// The rename's error, or an error wrapping [`NotAFile`] (see [`is_not_a_file`]).
+/// The rename's or the flush's error, or an error wrapping [`NotAFile`] (see
+/// [`is_not_a_file`]).
 pub fn replace(from: &Path, to: &Path) -> std::io::Result<()> {
     check_output(to).map_err(std::io::Error::other)?;
-    std::fs::rename(from, to)
+    std::fs::rename(from, to)?;
+    let dir = match to.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    match std::fs::File::open(dir).and_then(|d| d.sync_all()) {
+        // A file system that cannot flush a directory (EINVAL) has nothing to flush.
+        Err(e) if e.kind() == std::io::ErrorKind::InvalidInput => Ok(()),
+        other => other,
+    }
+}
+
+/// A file written as one stream and flushed to disk behind the writer: every `every` bytes a
+/// thread of its own flushes what has been written so far (fdatasync), while the writer goes
+/// on. The final [`SyncBehind::sync_all`] then has only the tail to flush. Why: a snapshot's
+/// file is flushed before the plan change may start, and flushed at the end in one go the
+/// whole file's writeback sat in the downtime after the last key was read (9 ms of a 250 ms
+/// snapshot of 100,000 keys, issue 12); behind the writer it overlaps the reads.
+///
+/// A background flush that fails fails [`SyncBehind::sync_all`]: after a failed flush the
+/// kernel may have dropped the dirty pages, and a later flush can succeed over lost data.
+#[derive(Debug)]
+pub struct SyncBehind {
+    file: std::fs::File,
+    every: u64,
+    unsynced: u64,
+    kick: Option<std::sync::mpsc::SyncSender<()>>,
+    flusher: Option<std::thread::JoinHandle<std::io::Result<()>>>,
+}
+
+impl SyncBehind {
+    /// Wraps `file`, flushing behind the writer every `every` bytes.
+    ///
+    /// # Errors
+    /// The file cannot be duplicated for the flushing thread, or the thread cannot start.
+    pub fn new(file: std::fs::File, every: u64) -> std::io::Result<Self> {
+        let behind = file.try_clone()?;
+        // One request waiting at most: a flush started later covers every write before it.
+        let (kick, requests) = std::sync::mpsc::sync_channel::<()>(1);
+        let flusher = std::thread::Builder::new()
+            .name("upshift-sync".into())
+            .spawn(move || {
+                while requests.recv().is_ok() {
+                    behind.sync_data()?;
+                }
+                Ok(())
+            })?;
+        Ok(Self {
+            file,
+            every: every.max(1),
+            unsynced: 0,
+            kick: Some(kick),
+            flusher: Some(flusher),
+        })
+    }
+
+    /// Asks for a flush of everything written so far, without waiting for it.
+    pub fn kick(&mut self) {
+        self.unsynced = 0;
+        if let Some(kick) = &self.kick {
+            // Full: a flush is already asked for and will cover these bytes. Gone: the
+            // flusher failed, and `sync_all` reports why.
+            let _ = kick.try_send(());
+        }
+    }
+
+    /// Waits for the flushes behind the writer, then flushes the rest, data and metadata.
+    /// The file is on disk when this returns `Ok`.
+    ///
+    /// # Errors
+    /// A background flush failed, or the last one does.
+    pub fn sync_all(mut self) -> std::io::Result<std::fs::File> {
+        drop(self.kick.take());
+        if let Some(flusher) = self.flusher.take() {
+            flusher
+                .join()
+                .map_err(|_| std::io::Error::other("the flushing thread stopped"))??;
+        }
+        self.file.sync_all()?;
+        Ok(self.file)
+    }
+}
+
+impl std::io::Write for SyncBehind {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.file.write(buf)?;
+        self.unsynced += n as u64;
+        if self.unsynced >= self.every {
+            self.kick();
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.file.flush()
+    }
 }
 
 /// Whether an I/O error is [`replace`] refusing a path that is not a regular file: bad input,
@@ -170,5 +269,39 @@ mod tests {
         assert_eq!(read_text_capped(&p, 1024).unwrap(), "name = \"x\"\n");
         std::fs::write(&p, [0xff, 0xfe]).unwrap();
         assert!(read_text_capped(&p, 1024).is_err());
+    }
+
+    /// Every byte written behind the flushes arrives, the file is whole after `sync_all`, and
+    /// the flusher ran (the writes crossed `every` several times and once more at the kick).
+    #[test]
+    fn a_file_flushed_behind_the_writer_holds_every_byte() {
+        use std::io::Write;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        let file = std::fs::File::create(&path).unwrap();
+        let mut w = super::SyncBehind::new(file, 4096).unwrap();
+        let mut want = Vec::new();
+        for i in 0..1000_u32 {
+            let chunk = i.to_le_bytes().repeat(9);
+            w.write_all(&chunk).unwrap();
+            want.extend_from_slice(&chunk);
+        }
+        w.kick();
+        w.write_all(b"tail").unwrap();
+        want.extend_from_slice(b"tail");
+        let file = w.sync_all().unwrap();
+        drop(file);
+        assert_eq!(std::fs::read(&path).unwrap(), want);
+    }
+
+    #[test]
+    fn replace_renames_over_a_file_and_flushes_its_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let (from, to) = (dir.path().join("new"), dir.path().join("out"));
+        std::fs::write(&from, "new").unwrap();
+        std::fs::write(&to, "old").unwrap();
+        replace(&from, &to).unwrap();
+        assert_eq!(std::fs::read_to_string(&to).unwrap(), "new");
+        assert!(!from.exists());
     }
 }

@@ -322,13 +322,61 @@ impl Session {
         } else {
             n
         };
+        let name = |i: usize| {
+            format!(
+                "{CLIENT_NAME_PREFIX}{}-{}-{i}",
+                opts.client_role,
+                std::process::id()
+            )
+        };
+        let tls = if multiplexed < n {
+            wire::tls_config(url, opts.tls_verify).map_err(connect_err)?
+        } else {
+            None
+        };
+        // Every connection at once: one after another, n TLS handshakes to a server across
+        // the internet cost n times three round trips before the first key is read.
+        let multiplexed_opens = (0..multiplexed).map(|i| {
+            let (client, config, name) = (&client, &config, name(i));
+            async move {
+                let mut conn = client
+                    .get_multiplexed_async_connection_with_config(config)
+                    .await?;
+                // The name only helps a drain check read CLIENT LIST; a server that refuses
+                // CLIENT (managed services do) refuses LIST too, so the name is optional.
+                match redis::cmd("CLIENT")
+                    .arg("SETNAME")
+                    .arg(&name)
+                    .exec_async(&mut conn)
+                    .await
+                {
+                    Err(e) if !crate::verify::error::is_refused(&e) => Err(e),
+                    _ => Ok(conn),
+                }
+            }
+        });
+        let wire_opens =
+            (multiplexed..n).map(|i| {
+                let (tls, name) = (tls.as_ref(), name(i));
+                async move {
+                    Wire::open(url, tls, opts.connect_timeout, opts.response_timeout, &name).await
+                }
+            });
+        let (opened, wires_opened) = futures::future::join(
+            futures::future::join_all(multiplexed_opens),
+            futures::future::join_all(wire_opens),
+        )
+        .await;
         let mut conns = Vec::with_capacity(multiplexed);
-        for i in 0..multiplexed {
-            let mut conn = match client
-                .get_multiplexed_async_connection_with_config(&config)
-                .await
-            {
-                Ok(conn) => conn,
+        let mut wires = Vec::with_capacity(n - multiplexed);
+        let results = opened
+            .into_iter()
+            .map(|r| r.map(Ok))
+            .chain(wires_opened.into_iter().map(|r| r.map(Err)));
+        for result in results {
+            match result {
+                Ok(Ok(conn)) => conns.push(conn),
+                Ok(Err(w)) => wires.push(tokio::sync::Mutex::new(w)),
                 Err(e) if !url.is_tls() && e.is_connection_dropped() && hint.is_empty() => {
                     let mut err = connect_err(e);
                     if let VerifyError::Connect { hint, .. } = &mut err {
@@ -337,53 +385,6 @@ impl Session {
                     return Err(err);
                 }
                 Err(e) => return Err(connect_err(e)),
-            };
-            let name = format!(
-                "{CLIENT_NAME_PREFIX}{}-{}-{i}",
-                opts.client_role,
-                std::process::id()
-            );
-            // The name only helps a drain check read CLIENT LIST; a server that refuses
-            // CLIENT (managed services do) refuses LIST too, so the name is optional.
-            match redis::cmd("CLIENT")
-                .arg("SETNAME")
-                .arg(&name)
-                .exec_async(&mut conn)
-                .await
-            {
-                Err(e) if !crate::verify::error::is_refused(&e) => return Err(connect_err(e)),
-                _ => {}
-            }
-            conns.push(conn);
-        }
-        let mut wires = Vec::with_capacity(n - multiplexed);
-        if multiplexed < n {
-            let tls = wire::tls_config(url, opts.tls_verify).map_err(connect_err)?;
-            for i in multiplexed..n {
-                let name = format!(
-                    "{CLIENT_NAME_PREFIX}{}-{}-{i}",
-                    opts.client_role,
-                    std::process::id()
-                );
-                let opened = Wire::open(
-                    url,
-                    tls.as_ref(),
-                    opts.connect_timeout,
-                    opts.response_timeout,
-                    &name,
-                )
-                .await;
-                match opened {
-                    Ok(w) => wires.push(tokio::sync::Mutex::new(w)),
-                    Err(e) if !url.is_tls() && e.is_connection_dropped() && hint.is_empty() => {
-                        let mut err = connect_err(e);
-                        if let VerifyError::Connect { hint, .. } = &mut err {
-                            *hint = probe_refusal(url).await;
-                        }
-                        return Err(err);
-                    }
-                    Err(e) => return Err(connect_err(e)),
-                }
             }
         }
         let mut me = Self {

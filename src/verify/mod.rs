@@ -57,7 +57,7 @@ pub mod writemark;
 
 use std::collections::{BTreeMap, HashSet};
 use std::fs::File;
-use std::io::{BufReader, BufWriter};
+use std::io::{BufReader, BufWriter, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -76,6 +76,7 @@ pub use store::RecordSet;
 pub use url::{RedisUrl, UrlError};
 pub use writemark::{CommandClasses, WriteMark, WriteVerdict};
 
+use crate::files::SyncBehind;
 use collect::scan_into;
 use conn::{CONNECT_TIMEOUT, RESPONSE_TIMEOUT, Session};
 use scan::{Scanned, scan};
@@ -273,6 +274,9 @@ fn record_pusher(
 }
 
 /// Folds a sorted record stream into its digest and per-type counts.
+/// Bytes of snapshot written between two flushes behind the writer ([`SyncBehind`]).
+const SYNC_BEHIND_BYTES: u64 = 8 << 20;
+
 fn fold_digest(
     mut records: store::SortedRecords,
     dir: &Path,
@@ -405,6 +409,7 @@ pub async fn snapshot(
         upshift_version: env!("CARGO_PKG_VERSION").to_owned(),
     };
     let result = async {
+        let file = SyncBehind::new(file, SYNC_BEHIND_BYTES).map_err(file_err("write", &partial))?;
         let writer = SnapshotWriter::new(BufWriter::with_capacity(1 << 20, file), &header)
             .map_err(file_err("write", &partial))?;
         let set = RecordSet::new(opts.memory_budget, &opts.spill_dir);
@@ -425,6 +430,11 @@ pub async fn snapshot(
             |tx| scan(&session, opts, progress, true, tx),
         )
         .await?;
+        let mut writer = writer;
+        // Every entry is written: their flush overlaps the sort and fold below.
+        let buffered = writer.stream_mut();
+        buffered.flush().map_err(file_err("write", &partial))?;
+        buffered.get_mut().kick();
         let entries = writer.entries();
         let (digest, _) = fold_digest(set.into_sorted(), &opts.spill_dir)?;
         outcome.check_complete(digest.keys())?;

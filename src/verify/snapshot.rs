@@ -151,6 +151,11 @@ impl<W: Write> SnapshotWriter<W> {
         Ok(())
     }
 
+    /// The stream the snapshot goes to (to flush it ahead of [`Self::finish`]).
+    pub fn stream_mut(&mut self) -> &mut W {
+        &mut self.out.inner
+    }
+
     /// Entries written so far.
     pub fn entries(&self) -> u64 {
         self.entries

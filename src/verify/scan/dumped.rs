@@ -230,7 +230,7 @@ async fn read_pipeline(
         };
         settle(
             key,
-            examine(payload, how.dump),
+            examine_apart(payload, how.dump).await,
             expiry,
             out,
             rest,
@@ -271,6 +271,31 @@ pub(super) fn examine(payload: Payload<'_>, keep: bool) -> Examined {
             Ok(decoded) => Examined::Decoded(decoded, keep.then(|| bytes.into_owned())),
             Err(e) => Examined::Undecoded(e),
         },
+    }
+}
+
+/// Payloads from this size on are decoded on a blocking thread, not on the task that drives
+/// every connection's reads: decoding a value of 100,000 elements takes milliseconds, and
+/// inline it stalled the other connections' pipelines with it, leaving the server idle (the
+/// profile of issue 12 at 100,000 keys: four such keys, 60 ms of the main thread, most of the
+/// gap to raw SCAN+DUMP). Below it the hand-off would cost more than the decode.
+pub(super) const DECODE_APART_BYTES: usize = 128 << 10;
+
+/// [`examine`], on a blocking thread for a payload of [`DECODE_APART_BYTES`] or more. The
+/// payload is taken owned: a reply that big is owned already (it outgrew the read buffer).
+pub(super) async fn examine_apart(payload: Payload<'_>, keep: bool) -> Examined {
+    match payload {
+        Payload::Bytes(bytes) if bytes.len() >= DECODE_APART_BYTES => {
+            let bytes = bytes.into_owned();
+            tokio::task::spawn_blocking(move || examine(Payload::Bytes(Cow::Owned(bytes)), keep))
+                .await
+                // A decoder that panicked reads the key with commands, as any decoder gap does.
+                .unwrap_or(Examined::Undecoded(DumpError::Malformed {
+                    at: 0,
+                    what: "the decoder stopped on this payload",
+                }))
+        }
+        other => examine(other, keep),
     }
 }
 

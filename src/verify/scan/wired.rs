@@ -16,7 +16,7 @@ use std::collections::VecDeque;
 
 use futures::{FutureExt, StreamExt};
 
-use super::dumped::{Payload, PayloadSize, examine, settle};
+use super::dumped::{Payload, PayloadSize, examine_apart, settle};
 use super::{Batch, How, TtlMode, expiry_name, expiry_of, read_undecoded};
 use crate::verify::collect::Feed;
 use crate::verify::conn::{Session, local_ms};
@@ -190,7 +190,7 @@ impl<S: futures::Stream<Item = Batch> + Unpin> Reader<'_, S> {
                     ));
                 }
             };
-            let examined = examine(payload, self.how.dump);
+            let examined = examine_apart(payload, self.how.dump).await;
             let expiry = if self.how.ttl == TtlMode::NoneInDatabase {
                 Some(Expiry::Never)
             } else {
