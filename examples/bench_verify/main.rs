@@ -28,8 +28,10 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 
 mod shapes;
+mod table;
 
 use shapes::{big, tune};
+use table::{Sample, median};
 
 const CONNECTIONS: usize = 4;
 
@@ -343,24 +345,6 @@ fn load(url: &str, keys: u64, ttls: bool) {
     flush(&mut p, &mut c);
 }
 
-/// One measured process.
-#[derive(Debug, Clone, Copy)]
-struct Sample {
-    keys: u64,
-    secs: f64,
-    peak_kb: u64,
-    /// User + system CPU seconds.
-    cpu_secs: f64,
-    /// The server's CPU seconds spent meanwhile (INFO `used_cpu_sys` + `used_cpu_user`).
-    server_cpu_secs: f64,
-}
-
-impl Sample {
-    fn rate(&self) -> f64 {
-        self.keys as f64 / self.secs.max(1e-9)
-    }
-}
-
 /// Runs `cmd` under `/usr/bin/time` and returns (stdout, peak RSS in KiB, CPU seconds, wall).
 /// The server's CPU seconds so far (INFO cpu: `used_cpu_sys` + `used_cpu_user`).
 fn server_cpu(url: &str) -> f64 {
@@ -479,16 +463,6 @@ const VARIANTS: [Variant; 5] = [
     },
 ];
 
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    let n = v.len();
-    if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        f64::midpoint(v[n / 2 - 1], v[n / 2])
-    }
-}
-
 /// The INFO keyspace `expires` count of db 0: the digest reads no TTL when it is 0.
 fn expires(url: &str) -> u64 {
     let mut c = redis::Client::open(url).unwrap().get_connection().unwrap();
@@ -575,63 +549,38 @@ fn bench(keys: u64, rounds: usize, ttls: bool) {
     let cli_server = server_cpu(&url) - server_before;
     let cli_keys: u64 = out.trim().parse().unwrap_or(0);
 
-    let raw_rate_of = |ttl: &str| {
+    let raw_of = |ttl: &str| {
         variants
             .iter()
-            .zip(&samples)
-            .find(|(v, _)| v.args[0] == "raw" && v.args[1] == ttl)
-            .map_or(0.0, |(_, s)| median(s.iter().map(Sample::rate).collect()))
+            .position(|v| v.args[0] == "raw" && v.args[1] == ttl)
     };
-    let raw_rate = || raw_rate_of("");
-    let raw_ttl_rate = raw_rate_of("ttl");
-    println!();
-    println!(
-        "{:<28} {:>5} {:>9} {:>11} {:>10} {:>8} {:>11} {:>8} {:>8}",
-        "tool (median of rounds)",
-        "conns",
-        "keys",
-        "keys/s",
-        "peak MB",
-        "CPU s",
-        "srv us/key",
-        "vs raw",
-        "vs +TTL"
-    );
-    let row = |name: &str, conns: usize, s: &[Sample], raw: Option<f64>| {
-        let rate = median(s.iter().map(Sample::rate).collect());
-        let peak = median(s.iter().map(|x| x.peak_kb as f64 / 1024.0).collect());
-        let cpu = median(s.iter().map(|x| x.cpu_secs).collect());
-        let server_us = median(
-            s.iter()
-                .map(|x| 1e6 * x.server_cpu_secs / (x.keys.max(1) as f64))
-                .collect(),
-        );
-        let ratio = raw.map_or_else(String::new, |r| format!("{:.0}%", 100.0 * rate / r));
-        let ratio_ttl = raw
-            .filter(|_| raw_ttl_rate > 0.0)
-            .map_or_else(String::new, |_| {
-                format!("{:.0}%", 100.0 * rate / raw_ttl_rate)
-            });
-        println!(
-            "{name:<28} {conns:>5} {:>9} {rate:>11.0} {peak:>10.1} {cpu:>8.2} {server_us:>11.2} {ratio:>8} {ratio_ttl:>8}",
-            s[0].keys
-        );
-    };
-    for (v, s) in variants.iter().zip(&samples) {
-        let raw = (v.args[0] != "raw").then(raw_rate);
-        row(v.name, v.conns, s, raw);
-    }
-    row(
-        "redis-cli --scan | wc -l",
-        1,
-        &[Sample {
-            keys: cli_keys,
-            secs: cli_secs,
-            peak_kb: cli_peak,
-            cpu_secs: cli_cpu,
-            server_cpu_secs: cli_server,
-        }],
-        None,
+    let rows: Vec<table::Row<'_>> = variants
+        .iter()
+        .zip(&samples)
+        .map(|(v, s)| table::Row {
+            name: v.name,
+            conns: v.conns,
+            samples: s,
+            compared: v.args[0] != "raw",
+        })
+        .collect();
+    let cli = [Sample {
+        keys: cli_keys,
+        secs: cli_secs,
+        peak_kb: cli_peak,
+        cpu_secs: cli_cpu,
+        server_cpu_secs: cli_server,
+    }];
+    table::print(
+        &rows,
+        raw_of("").map(|i| samples[i].as_slice()),
+        raw_of("ttl").map(|i| samples[i].as_slice()),
+        &table::Row {
+            name: "redis-cli --scan | wc -l",
+            conns: 1,
+            samples: &cli,
+            compared: false,
+        },
     );
     println!();
     println!(
