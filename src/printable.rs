@@ -70,7 +70,7 @@ fn needs_escape(c: char) -> bool {
 }
 
 /// Everything upshift writes to stdout or stderr, made harmless whatever a print site forgot:
-/// line feeds, tabs and colour (SGR: `ESC [ digits m`) pass; any other control character,
+/// line feeds, tabs and colour (SGR: `ESC [ digits m`, the styles upshift itself uses) pass; any other control character,
 /// escape sequence or invisible format character becomes a JSON `\uXXXX` escape (a UTF-16
 /// surrogate pair above the BMP). JSON output stays valid and decodes to the same strings
 /// (`serde_json` leaves C1 controls, DEL and bidi marks raw inside strings, never outside them);
@@ -122,11 +122,43 @@ fn sgr_len(bytes: &[u8]) -> usize {
         .iter()
         .take_while(|b| b.is_ascii_digit() || **b == b';' || **b == b':')
         .count();
-    if rest.get(params) == Some(&b'm') {
+    if rest.get(params) == Some(&b'm') && sgr_styles_only(&rest[..params]) {
         params + 3
     } else {
         0
     }
+}
+
+/// Whether an SGR's parameters only style text the way upshift's own output does (the
+/// `console` crate's attributes and foreground colours): reset, bold, dim, italic, underline,
+/// reverse, strike-through, their resets, and visible foreground colours. Conceal (8), black
+/// text (30, `38;5;0`, `38;5;16` and up), backgrounds and true colour can hide text or make it
+/// unreadable: in text from elsewhere that a print site forgot to escape, they hid a line or
+/// coloured a forged one to pass for upshift's own (hostile pass 4 left this open).
+fn sgr_styles_only(params: &[u8]) -> bool {
+    let number = |p: &[u8]| -> Option<u16> {
+        if p.is_empty() {
+            Some(0)
+        } else {
+            std::str::from_utf8(p).ok()?.parse().ok()
+        }
+    };
+    let mut parts = params.split(|b| *b == b';');
+    while let Some(part) = parts.next() {
+        match number(part) {
+            Some(0..=4 | 7 | 9 | 22..=29 | 31..=37 | 39 | 90..=97) => {}
+            // 256 colours: only the 16 named ones, black excepted.
+            Some(38) => {
+                if parts.next() != Some(b"5".as_slice())
+                    || !matches!(parts.next().and_then(number), Some(1..=15))
+                {
+                    return false;
+                }
+            }
+            _ => return false,
+        }
+    }
+    true
 }
 
 /// Characters that change how the text around them is shown without showing themselves
@@ -200,6 +232,34 @@ mod tests {
             terminal("x\u{202e}\u{9b}\u{e0001}"),
             "x\\u202e\\u009b\\udb40\\udc01"
         );
+        // Styles that hide text or make it unreadable are escaped like any other sequence.
+        for hiding in [
+            "\x1b[8m",
+            "\x1b[30m",
+            "\x1b[1;8m",
+            "\x1b[41m",
+            "\x1b[38;5;0m",
+            "\x1b[38;2;0;0;0m",
+            "\x1b[48;5;1m",
+            "\x1b[38:5:1m",
+        ] {
+            let shown = terminal(hiding);
+            assert!(
+                !shown.contains('\x1b') && shown.starts_with("\\u001b["),
+                "{hiding:?}: {shown}"
+            );
+        }
+        for ours in [
+            "\x1b[32m",
+            "\x1b[1m",
+            "\x1b[38;5;8m",
+            "\x1b[m",
+            "\x1b[0m",
+            "\x1b[2;33m",
+            "\x1b[7m",
+        ] {
+            assert_eq!(terminal(ours), ours);
+        }
         // JSON stays JSON, with the same strings.
         let json =
             serde_json::to_string(&serde_json::json!({"n": "a\u{202e}\u{7f}\u{e0001}b\x1b"}))
