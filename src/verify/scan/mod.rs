@@ -154,8 +154,13 @@ pub(crate) async fn scan(
 ) -> Result<ScanOutcome, VerifyError> {
     // The write evidence at both ends: an overwrite moves no key count, only this shows it.
     let mut classes = CommandClasses::default();
-    let (before_info, before_mark) = writemark::read_on(session, &mut classes).await?;
-    let dbsize = session.dbsize().await?;
+    // Sent together (one round trip to a server across the internet, not two).
+    let (marked, dbsize) = futures::join!(
+        writemark::read_on(session, &mut classes),
+        session.dbsize()
+    );
+    let (before_info, before_mark) = marked?;
+    let dbsize = dbsize?;
     progress.total(dbsize);
 
     // By type: one `SCAN … TYPE t` pass per kind, all passes at once on different
@@ -216,8 +221,15 @@ pub(crate) async fn scan(
     let (bytes, fallbacks) = result?;
     scanner_result?;
 
-    let gone = gate(session, &before_info, dbsize, ttl).await?;
-    let (_, after_mark) = writemark::read_on(session, &mut classes).await?;
+    // The key count, the write evidence (its INFO also holds the expiry counts the gate
+    // reads) and the end time, sent together: one round trip where there were four.
+    let (marked, after, end_server_ms) = futures::join!(
+        writemark::read_on(session, &mut classes),
+        session.dbsize(),
+        session.server_time_ms()
+    );
+    let (after_info, after_mark) = marked?;
+    let gone = gate(session.db, &before_info, &after_info, dbsize, after?, ttl)?;
     // Only evidence of a write stops the scan. "Unprovable" (a save in between on a server
     // that hides its command counts) does not: the runner's own write checks fail closed on
     // it before the point of no return, and a standalone digest would otherwise fail on
@@ -227,7 +239,7 @@ pub(crate) async fn scan(
     {
         return Err(VerifyError::WrittenDuringScan { evidence });
     }
-    let end_server_ms = session.server_time_ms().await?;
+    let end_server_ms = end_server_ms?;
     Ok(ScanOutcome {
         bytes,
         end_server_ms,
@@ -362,14 +374,14 @@ async fn scan_pass(
 
 /// The cheap gate after a scan: the key count may only have dropped by what expired or was
 /// evicted meanwhile, and a scan that skipped TTL reads must still find no TTL.
-async fn gate(
-    session: &Session,
+fn gate(
+    db: u32,
     before_info: &ServerInfo,
+    after_info: &ServerInfo,
     dbsize: u64,
+    after: u64,
     ttl: TtlMode,
 ) -> Result<u64, VerifyError> {
-    let after = session.dbsize().await?;
-    let after_info = session.info().await?;
     let gone = (after_info.expired_keys + after_info.evicted_keys)
         .saturating_sub(before_info.expired_keys + before_info.evicted_keys);
     if after > dbsize || dbsize - after > gone {
@@ -381,7 +393,7 @@ async fn gate(
     }
     let expires_after = after_info
         .keyspace
-        .get(&session.db)
+        .get(&db)
         .map_or(0, |k| k.expires);
     if ttl == TtlMode::NoneInDatabase && expires_after != 0 {
         return Err(VerifyError::ExpiriesAppeared {
