@@ -380,10 +380,7 @@ pub async fn snapshot(
             available,
         });
     }
-    let name = out
-        .file_name()
-        .map_or_else(|| "snapshot".into(), |n| n.to_string_lossy().into_owned());
-    let partial = dir.join(format!(".{name}.partial"));
+    let partial = dir.join(partial_name());
     let file_err = |action: &'static str, path: &Path| {
         let path = path.to_path_buf();
         move |source| VerifyError::File {
@@ -463,6 +460,15 @@ pub async fn snapshot(
         cleanup.0 = None;
     }
     result
+}
+
+/// The temporary name a snapshot is written under, beside its file: short and fixed in
+/// length, because `.NAME.partial` of a valid 250-byte NAME is longer than a file name may be
+/// (`NAME_MAX`, 255 bytes). The process id and a counter keep two snapshots apart.
+fn partial_name() -> String {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!(".upshift-{}-{n}.partial", std::process::id())
 }
 
 /// A file removed when this is dropped, unless its path was taken out first.

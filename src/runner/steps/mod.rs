@@ -266,11 +266,13 @@ async fn shared_server<'a>(
     None
 }
 
-/// The addresses a URL's host resolves to; none when it does not resolve within 5 s.
+/// The addresses a URL's host resolves to; none when it does not resolve within 5 s. An
+/// IPv4-mapped IPv6 address (`[::ffff:127.0.0.1]`) counts as the IPv4 address it maps: the
+/// same server under another spelling.
 async fn addresses(url: &RedisUrl) -> std::collections::HashSet<std::net::IpAddr> {
-    let lookup = tokio::net::lookup_host((url.host(), url.port()));
+    let lookup = tokio::net::lookup_host((url.socket_host(), url.port()));
     match tokio::time::timeout(Duration::from_secs(5), lookup).await {
-        Ok(Ok(found)) => found.map(|a| a.ip()).collect(),
+        Ok(Ok(found)) => found.map(|a| a.ip().to_canonical()).collect(),
         _ => std::collections::HashSet::new(),
     }
 }

@@ -197,7 +197,7 @@ impl Wire {
         };
         let tcp = tokio::time::timeout(
             connect_timeout,
-            TcpStream::connect((url.host(), url.port())),
+            TcpStream::connect((url.socket_host(), url.port())),
         )
         .await
         .map_err(|_| timed_out())??;
@@ -205,7 +205,7 @@ impl Wire {
         let io: Box<dyn Io> = match tls {
             None => Box::new(tcp),
             Some(config) => {
-                let host = ServerName::try_from(url.host().to_owned())?;
+                let host = ServerName::try_from(url.socket_host().to_owned())?;
                 let connector = tokio_rustls::TlsConnector::from(Arc::clone(config));
                 let stream = tokio::time::timeout(connect_timeout, connector.connect(host, tcp))
                     .await

@@ -208,7 +208,7 @@ impl<R: AsyncRead + Unpin> ReplyReader<R> {
                 Parsed::BulkHeader { len, .. } if len > self.max_bulk => {
                     return Err(WireError::Protocol(format!(
                         "a bulk reply claiming {len} bytes, more than the {} this server's memory \
-                         could hold",
+                         (or this machine's free memory) could hold",
                         self.max_bulk
                     )));
                 }
