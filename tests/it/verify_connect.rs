@@ -151,3 +151,58 @@ fn a_full_connection_limit_is_named_with_the_flag_that_opens_fewer() {
         upshift(&["digest", "-q", "--max-connections", "2", "--url", &url]);
     assert_eq!(code, 0, "{stdout}{stderr}");
 }
+
+/// A TCP forwarder in front of `port`: the first connection is passed through, every later
+/// one is accepted and never answered (a proxy or server limiting connections per client).
+fn forward_first_stall_others(port: u16) -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let front = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for (i, stream) in listener.incoming().enumerate() {
+            let Ok(client) = stream else { return };
+            if i > 0 {
+                held.push(client);
+                continue;
+            }
+            let server = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+            let (mut c2, mut s2) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+            let (mut c1, mut s1) = (client, server);
+            std::thread::spawn(move || std::io::copy(&mut c1, &mut s1));
+            std::thread::spawn(move || std::io::copy(&mut s2, &mut c2));
+        }
+    });
+    front
+}
+
+/// One connection works and the next is accepted but never answered: the session fails
+/// within its connect timeout (not the two-minute response timeout meant for big replies),
+/// and the error says another connection opened and names `--max-connections`, not the url,
+/// the password or the network.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_second_connection_is_named_as_a_connection_limit_in_seconds() {
+    let server = Server::start();
+    seed(&server);
+    let front = forward_first_stall_others(server.port);
+    let url: upshift::verify::RedisUrl = format!("redis://127.0.0.1:{front}").parse().unwrap();
+    let opts = upshift::verify::VerifyOptions {
+        max_connections: 2,
+        connect_timeout: std::time::Duration::from_secs(1),
+        ..Default::default()
+    };
+    let started = std::time::Instant::now();
+    let err = upshift::verify::digest(&url, &opts, &upshift::verify::NoProgress)
+        .await
+        .expect_err("the second connection never answers");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(10),
+        "failed after {:?}",
+        started.elapsed()
+    );
+    let text = err.to_string();
+    assert!(
+        text.contains("another connection to the same url opened")
+            && text.contains("--max-connections"),
+        "{text}"
+    );
+}
