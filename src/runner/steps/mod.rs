@@ -359,4 +359,25 @@ mod tests {
         ]);
         assert_eq!(shared_server(&v, "MAIN_URL", &[], &url).await, None);
     }
+
+    /// An IPv6 literal, and an IPv4-mapped one, name the server its address names (hostile
+    /// pass 5: `[::ffff:127.0.0.1]` passed for another server than 127.0.0.1).
+    #[tokio::test]
+    async fn an_ipv4_mapped_literal_is_the_ipv4_server() {
+        let url: RedisUrl = "redis://h:secret@[::ffff:127.0.0.1]:7777".parse().unwrap();
+        let v = vars(&[
+            ("CACHE_URL", "redis://h:other@127.0.0.1:7777"),
+            ("MAIN_URL", "redis://h:secret@[::ffff:127.0.0.1]:7777"),
+        ]);
+        assert_eq!(
+            shared_server(&v, "MAIN_URL", &[], &url).await,
+            Some("CACHE_URL")
+        );
+        let url: RedisUrl = "redis://h:secret@[::1]:7777".parse().unwrap();
+        let v = vars(&[("CACHE_URL", "redis://h:other@[0:0:0:0:0:0:0:1]:7777")]);
+        assert_eq!(
+            shared_server(&v, "MAIN_URL", &[], &url).await,
+            Some("CACHE_URL")
+        );
+    }
 }
