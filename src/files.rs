@@ -220,6 +220,27 @@ pub fn is_not_a_file(err: &std::io::Error) -> bool {
         .is_some_and(<dyn std::error::Error + Send + Sync>::is::<NotAFile>)
 }
 
+/// Whether files can be created in `dir`: it is a directory and a probe file can be made (and
+/// is removed at once). Checked before a command connects, so that an unusable `--out` or
+/// `--spill-dir` directory is bad input said in a second, not a failure found after minutes of
+/// reading (the spill directory is first used once the memory budget is full).
+///
+/// # Errors
+/// `NotADirectory` when `dir` is something else; the creation error otherwise (missing,
+/// read-only, no permission).
+pub fn check_writable_dir(dir: &Path) -> std::io::Result<()> {
+    if !std::fs::metadata(dir)?.is_dir() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::NotADirectory,
+            "not a directory",
+        ));
+    }
+    tempfile::Builder::new()
+        .prefix(".upshift-probe-")
+        .tempfile_in(dir)
+        .map(drop)
+}
+
 #[cfg(test)]
 mod tests {
     use super::{check_output, is_not_a_file, read_text_capped, replace};

@@ -152,7 +152,27 @@ pub fn exit_code(err: &VerifyError) -> ExitCode {
 /// The path holds a device, a FIFO, a socket, a directory or a symbolic link.
 pub fn check_out(path: &std::path::Path) -> Result<(), CliError> {
     crate::files::check_output(path)
-        .map_err(|e| CliError::text(ExitCode::Usage, format!("--out {e}")))
+        .map_err(|e| CliError::text(ExitCode::Usage, format!("--out {e}")))?;
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => std::path::Path::new("."),
+    };
+    check_dir("--out", dir)
+}
+
+/// A directory a command will write in, refused as bad input (exit 2) when no file can be
+/// created there, before anything is read.
+fn check_dir(flag: &str, dir: &std::path::Path) -> Result<(), CliError> {
+    crate::files::check_writable_dir(dir).map_err(|e| {
+        CliError::text(
+            ExitCode::Usage,
+            format!(
+                "{flag}: cannot create files in {} ({}): choose another directory",
+                crate::printable::text(&dir.display().to_string()),
+                e
+            ),
+        )
+    })
 }
 
 /// A progress bar on stderr, hidden when stderr is not a terminal.
@@ -190,8 +210,66 @@ impl Drop for Bar {
     }
 }
 
+/// What an interrupt leaves behind, said on stderr as the command ends (exit 130).
+#[derive(Debug, Clone, Copy)]
+enum Leaves<'a> {
+    /// A read-only command: nothing was written anywhere.
+    Nothing,
+    /// `snapshot`: its partial file is removed, the output untouched.
+    NoSnapshot(&'a std::path::Path),
+    /// `restore`: the target holds part of the snapshot.
+    PartRestored,
+}
+
+impl Leaves<'_> {
+    fn line(self, command: &str) -> String {
+        match self {
+            Self::Nothing => format!("interrupted: {command} stopped; nothing was written"),
+            Self::NoSnapshot(out) => format!(
+                "interrupted: snapshot stopped; nothing written to {} (the partial file is removed)",
+                crate::printable::text(&out.display().to_string())
+            ),
+            Self::PartRestored => {
+                "interrupted: restore stopped; the target may now hold part of the \
+                 snapshot (keys restored so far, the rest as they were): run the same `upshift \
+                 restore` again to finish it"
+                    .to_owned()
+            }
+        }
+    }
+}
+
+/// Runs a verifier command until it ends or Ctrl-C, SIGTERM, SIGHUP or SIGQUIT arrives
+/// (handled as a run handles them, [`crate::cli::signals`]). On a signal the command's future
+/// is dropped where it stands, not the process killed by the signal's default action: what the
+/// future holds cleans up as on an error (a snapshot's partial file is removed), and one line
+/// says what was interrupted and what is left, exit 130.
+fn interruptible<T>(
+    command: &str,
+    leaves: Leaves<'_>,
+    work: impl std::future::Future<Output = Result<T, VerifyError>>,
+) -> Result<T, CliError> {
+    let rt = runtime();
+    let ended = rt.block_on(async {
+        let mut signals = crate::cli::signals::Signals::register();
+        tokio::select! {
+            result = work => Some(result),
+            Some(_) = signals.next() => None,
+        }
+    });
+    let Some(result) = ended else {
+        // The record consumer's thread notices its closed channel within one record; the
+        // process need not wait longer for it.
+        rt.shutdown_timeout(std::time::Duration::from_secs(2));
+        return Err(CliError::line(ExitCode::Interrupted, leaves.line(command)));
+    };
+    result.map_err(CliError::from)
+}
+
 fn config(args: &ConnectionArgs) -> Result<VerifyConfig, CliError> {
-    VerifyConfig::try_from(args).map_err(CliError::usage)
+    let cfg = VerifyConfig::try_from(args).map_err(CliError::usage)?;
+    check_dir("--spill-dir", &cfg.options.spill_dir)?;
+    Ok(cfg)
 }
 
 fn print_json<T: serde::Serialize + schemars::JsonSchema>(value: &T) {
@@ -238,7 +316,7 @@ pub fn run_digest(args: &DigestArgs) -> Result<ExitCode, CliError> {
         runtime().block_on(refuse_same_database(&cfg, &other))?;
         return run_compare(&cfg, &other, args.json);
     }
-    let result = runtime().block_on(async {
+    let result = interruptible("digest", Leaves::Nothing, async {
         let bar = Bar::new();
         verify::digest(&cfg.url, &cfg.options, &bar).await
     });
@@ -262,7 +340,7 @@ pub fn run_digest(args: &DigestArgs) -> Result<ExitCode, CliError> {
             }
             Ok(ExitCode::Success)
         }
-        Err(e) => Err(e.into()),
+        Err(e) => Err(e),
     }
 }
 
@@ -289,7 +367,7 @@ async fn refuse_same_database(cfg: &VerifyConfig, other: &RedisUrl) -> Result<()
 
 /// `upshift digest --against-url`: two live servers compared key by key.
 fn run_compare(cfg: &VerifyConfig, other: &RedisUrl, json: bool) -> Result<ExitCode, CliError> {
-    let result = runtime().block_on(async {
+    let result = interruptible("digest", Leaves::Nothing, async {
         let bar = Bar::new();
         verify::compare(&cfg.url, other, &cfg.options, &bar).await
     });
@@ -319,7 +397,7 @@ fn run_compare(cfg: &VerifyConfig, other: &RedisUrl, json: bool) -> Result<ExitC
 pub fn run_snapshot(args: &SnapshotArgs) -> Result<ExitCode, CliError> {
     let cfg = config(&args.connection)?;
     check_out(&args.out)?;
-    let result = runtime().block_on(async {
+    let result = interruptible("snapshot", Leaves::NoSnapshot(&args.out), async {
         let bar = Bar::new();
         verify::snapshot(&cfg.url, &args.out, &cfg.options, &bar).await
     });
@@ -340,7 +418,7 @@ pub fn run_snapshot(args: &SnapshotArgs) -> Result<ExitCode, CliError> {
             }
             Ok(ExitCode::Success)
         }
-        Err(e) => Err(e.into()),
+        Err(e) => Err(e),
     }
 }
 
@@ -385,7 +463,7 @@ pub struct DiffJson<'a> {
 /// Bad flags (exit 2) and verifier failures (see [`exit_code`]).
 pub fn run_diff(args: &DiffArgs) -> Result<ExitCode, CliError> {
     let cfg = config(&args.connection)?;
-    let result = runtime().block_on(async {
+    let result = interruptible("diff", Leaves::Nothing, async {
         let bar = Bar::new();
         verify::diff(&cfg.url, &args.against, &cfg.options, &bar).await
     });
@@ -406,7 +484,7 @@ pub fn run_diff(args: &DiffArgs) -> Result<ExitCode, CliError> {
                 Ok(ExitCode::RolledBack)
             }
         }
-        Err(e) => Err(e.into()),
+        Err(e) => Err(e),
     }
 }
 
@@ -423,7 +501,7 @@ pub fn run_restore(args: &RestoreArgs) -> Result<ExitCode, CliError> {
     } else {
         RestoreSelection::Keys(args.keys.iter().map(|k| k.as_bytes().to_vec()).collect())
     };
-    let result = runtime().block_on(async {
+    let result = interruptible("restore", Leaves::PartRestored, async {
         let bar = Bar::new();
         let summary = verify::restore(&cfg.url, &args.from, selection, &cfg.options, &bar).await;
         drop(bar);
@@ -449,7 +527,7 @@ pub fn run_restore(args: &RestoreArgs) -> Result<ExitCode, CliError> {
                 Ok(ExitCode::RolledBack)
             }
         }
-        Err(e) => Err(e.into()),
+        Err(e) => Err(e),
     }
 }
 

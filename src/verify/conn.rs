@@ -258,7 +258,7 @@ async fn probe_refusal(url: &RedisUrl) -> &'static str {
     const WAIT: std::time::Duration = std::time::Duration::from_millis(300);
     let Ok(Ok(mut stream)) = tokio::time::timeout(
         WAIT,
-        tokio::net::TcpStream::connect((url.host(), url.port())),
+        tokio::net::TcpStream::connect((url.socket_host(), url.port())),
     )
     .await
     else {
@@ -271,15 +271,67 @@ async fn probe_refusal(url: &RedisUrl) -> &'static str {
     }
 }
 
-/// The hint when the server said it is at its connection limit.
+/// The hint when the server said it is at its connection limit, on any of the connections
+/// (the `redis` crate's among them: a real Redis answers its AUTH with the refusal).
 pub(crate) const FULL_HINT: &str = " (it answered \"max number of clients reached\": the plan's \
-     connection limit is full; stop some dynos or upgrade the plan)";
+     connection limit is full; stop some dynos, upgrade the plan, or open fewer connections with \
+     --max-connections)";
+
+/// The hint when some of a session's connections opened and another did not (refused, closed
+/// or silent): the URL, the password and the network are fine, since one connection used
+/// them. A connection limit is the likely cause: the plan's, nearly full, or a proxy's per
+/// client.
+pub(crate) const PARTLY_CONNECTED_HINT: &str = " (another connection to the same url opened: the \
+     server's connection limit may be full, or it or a proxy in front of it limits connections \
+     per client; open fewer with --max-connections)";
 
 /// Whether a first line from a Redis server is its "max number of clients" refusal. Pure.
 fn refusal_line_is_full(line: &[u8]) -> bool {
     String::from_utf8_lossy(line)
         .to_ascii_lowercase()
         .starts_with("-err max number of clients reached")
+}
+
+/// Bytes one bulk reply on a [`Wire`] may claim, for `readers` connections reading at once.
+///
+/// No DUMP payload outgrows the memory holding its value, so twice the server's `used_memory`
+/// (at least 64 MiB) bounds an honest reply, and an endless reply from a broken server stops at
+/// its header. But `used_memory` is the server's own word: a hostile one claiming 2^64-1 bytes
+/// would lift that bound to nothing, and the reply would be buffered until this machine runs
+/// out of memory (hostile pass 5). So the bound is also what this machine can hold: half of
+/// its available memory shared by the readers (each may hold one reply at a time); 1 GiB per
+/// reply when the available memory is unknown (no `/proc/meminfo`), twice the largest string
+/// a Redis key holds. 64 MiB is always allowed, so that a small machine still reads ordinary
+/// big keys. Pure.
+///
+/// Not capped here: replies read through the `redis` crate (INFO, SCAN, DBSIZE, TIME, and
+/// DUMP or the type commands on the multiplexed connection) are buffered whole by the crate,
+/// which has no limit to set.
+pub(crate) fn bulk_cap(used_memory: u64, available: Option<u64>, readers: usize) -> usize {
+    const FLOOR: u64 = 64 << 20;
+    const UNKNOWN_MACHINE: u64 = 1 << 30;
+    let server = used_memory.saturating_mul(2);
+    let readers = u64::try_from(readers.max(1)).unwrap_or(u64::MAX);
+    let machine = available.map_or(UNKNOWN_MACHINE, |a| a / 2 / readers);
+    usize::try_from(server.min(machine).max(FLOOR)).unwrap_or(usize::MAX)
+}
+
+/// `MemAvailable` of `/proc/meminfo`, bytes; `None` where unreadable.
+fn mem_available() -> Option<u64> {
+    parse_mem_available(&std::fs::read_to_string("/proc/meminfo").ok()?)
+}
+
+/// The `MemAvailable:` line of a `/proc/meminfo` text (in kB there), bytes. Pure.
+fn parse_mem_available(meminfo: &str) -> Option<u64> {
+    let kb = meminfo
+        .lines()
+        .find_map(|l| l.strip_prefix("MemAvailable:"))?
+        .trim()
+        .strip_suffix("kB")?
+        .trim()
+        .parse::<u64>()
+        .ok()?;
+    kb.checked_mul(1024)
 }
 
 /// Local Unix time, ms.
@@ -369,23 +421,40 @@ impl Session {
         .await;
         let mut conns = Vec::with_capacity(multiplexed);
         let mut wires = Vec::with_capacity(n - multiplexed);
-        let results = opened
+        let results: Vec<_> = opened
             .into_iter()
             .map(|r| r.map(Ok))
-            .chain(wires_opened.into_iter().map(|r| r.map(Err)));
+            .chain(wires_opened.into_iter().map(|r| r.map(Err)))
+            .collect();
+        let connected = results.iter().filter(|r| r.is_ok()).count();
         for result in results {
-            match result {
-                Ok(Ok(conn)) => conns.push(conn),
-                Ok(Err(w)) => wires.push(tokio::sync::Mutex::new(w)),
-                Err(e) if !url.is_tls() && e.is_connection_dropped() && hint.is_empty() => {
-                    let mut err = connect_err(e);
-                    if let VerifyError::Connect { hint, .. } = &mut err {
-                        *hint = probe_refusal(url).await;
-                    }
-                    return Err(err);
+            let e = match result {
+                Ok(Ok(conn)) => {
+                    conns.push(conn);
+                    continue;
                 }
-                Err(e) => return Err(connect_err(e)),
+                Ok(Err(w)) => {
+                    wires.push(tokio::sync::Mutex::new(w));
+                    continue;
+                }
+                Err(e) => e,
+            };
+            let mut err = connect_err(e);
+            if let VerifyError::Connect { hint, source, .. } = &mut err {
+                if source
+                    .to_string()
+                    .to_ascii_lowercase()
+                    .contains("max number of clients reached")
+                {
+                    *hint = FULL_HINT;
+                } else if !url.is_tls() && source.is_connection_dropped() && hint.is_empty() {
+                    *hint = probe_refusal(url).await;
+                }
+                if hint.is_empty() && connected > 0 {
+                    *hint = PARTLY_CONNECTED_HINT;
+                }
             }
+            return Err(err);
         }
         let mut me = Self {
             conns,
@@ -396,12 +465,8 @@ impl Session {
             clock_offset_ms: 0,
         };
         me.info = me.info().await?;
-        // No DUMP payload outgrows the memory holding its value: twice used_memory (at least
-        // 64 MiB) bounds what one reply may claim, so an endless reply from a broken or hostile
-        // server stops at its header instead of growing this process without end.
-        let cap = usize::try_from(me.info.used_memory.saturating_mul(2))
-            .unwrap_or(usize::MAX)
-            .max(64 << 20);
+        let readers = me.wires.len();
+        let cap = bulk_cap(me.info.used_memory, mem_available(), readers);
         if let Some(wires) = Arc::get_mut(&mut me.wires) {
             for w in wires.iter_mut() {
                 w.get_mut().limit_bulk(cap);
@@ -497,6 +562,26 @@ mod tests {
         let old = ServerInfo::parse("redis_version:6.2.14\n");
         assert!(!old.has_pexpiretime());
         assert_eq!(old.maxclients, None);
+    }
+
+    #[test]
+    fn the_reply_cap_believes_neither_the_server_nor_a_missing_meminfo() {
+        use super::{bulk_cap, parse_mem_available};
+        const MIB: u64 = 1 << 20;
+        let cap = |used, available, readers| bulk_cap(used, available, readers) as u64;
+        // An honest server: twice its memory, above the floor.
+        assert_eq!(cap(100 * MIB, Some(16 << 30), 3), 200 * MIB);
+        assert_eq!(cap(1, Some(16 << 30), 3), 64 * MIB);
+        // A server claiming 2^64-1 bytes: the machine's half, shared by the readers.
+        assert_eq!(cap(u64::MAX, Some(12 << 30), 3), 2 << 30);
+        assert_eq!(cap(u64::MAX, None, 3), 1 << 30);
+        // A machine with little memory left still reads ordinary big keys.
+        assert_eq!(cap(u64::MAX, Some(10 * MIB), 3), 64 * MIB);
+        let meminfo =
+            "MemTotal:       16303428 kB\nMemFree:  1000 kB\nMemAvailable:   12000000 kB\n";
+        assert_eq!(parse_mem_available(meminfo), Some(12_000_000 * 1024));
+        assert_eq!(parse_mem_available("MemTotal: 5 kB\n"), None);
+        assert_eq!(parse_mem_available("MemAvailable: lots\n"), None);
     }
 
     #[test]

@@ -126,7 +126,9 @@ pub enum VerifyError {
         source: std::io::Error,
     },
     /// The spill directory could not take a sorted run.
-    #[error("cannot spill records to {dir}: choose another --spill-dir or raise --memory-budget")]
+    #[error(
+        "cannot spill records to {dir}: choose another --spill-dir or raise --memory-budget-mb"
+    )]
     Spill {
         /// The spill directory.
         dir: PathBuf,
@@ -226,11 +228,15 @@ impl VerifyError {
 }
 
 /// What to do about a failed connection: the server's own refusal when it said one
-/// ([`crate::verify::conn::FULL_HINT`]), else where to look, with the hint.
+/// ([`crate::verify::conn::FULL_HINT`]) or the connection limit when another connection of
+/// the same session opened ([`crate::verify::conn::PARTLY_CONNECTED_HINT`]: the url, the
+/// password and the network worked for it), else where to look, with the hint.
 fn advice(hint: &str, source: &redis::RedisError) -> String {
     if is_missing_database(source) {
         "the server has no database of the number at the end of the url (redis has 0 to 15 by default, heroku-redis only 0): give a database it has".to_owned()
-    } else if hint == crate::verify::conn::FULL_HINT {
+    } else if hint == crate::verify::conn::FULL_HINT
+        || hint == crate::verify::conn::PARTLY_CONNECTED_HINT
+    {
         hint.trim_start()
             .trim_start_matches('(')
             .trim_end_matches(')')
@@ -284,6 +290,29 @@ pub(crate) fn is_refused(e: &redis::RedisError) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_spill_error_names_the_flags_that_exist() {
+        use clap::CommandFactory;
+        let e = VerifyError::Spill {
+            dir: "/tmp/x".into(),
+            source: std::io::Error::other("disk full"),
+        };
+        assert_eq!(
+            e.to_string(),
+            "cannot spill records to /tmp/x: choose another --spill-dir or raise --memory-budget-mb"
+        );
+        let digest = crate::cli::Cli::command()
+            .find_subcommand("digest")
+            .expect("digest exists")
+            .clone();
+        for flag in ["spill-dir", "memory-budget-mb"] {
+            assert!(
+                digest.get_arguments().any(|a| a.get_long() == Some(flag)),
+                "--{flag} is a flag of digest"
+            );
+        }
+    }
 
     #[test]
     fn a_command_without_an_answer_is_not_called_refused() {

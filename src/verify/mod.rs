@@ -380,10 +380,9 @@ pub async fn snapshot(
             available,
         });
     }
-    let name = out
-        .file_name()
-        .map_or_else(|| "snapshot".into(), |n| n.to_string_lossy().into_owned());
-    let partial = dir.join(format!(".{name}.partial"));
+    let partial = dir.join(partial_name(
+        out.file_name().unwrap_or(std::ffi::OsStr::new("snapshot")),
+    ));
     let file_err = |action: &'static str, path: &Path| {
         let path = path.to_path_buf();
         move |source| VerifyError::File {
@@ -463,6 +462,21 @@ pub async fn snapshot(
         cleanup.0 = None;
     }
     result
+}
+
+/// The temporary name a snapshot is written under, beside its file: short and fixed in
+/// length, because `.NAME.partial` of a valid 250-byte NAME is longer than a file name may be
+/// (`NAME_MAX`, 255 bytes). Derived from NAME (the first 8 bytes of its SHA-256), so a snapshot
+/// taken again to the same file replaces what an earlier one killed mid-stream (`kill -9`, a
+/// power cut) left under it, as `.NAME.partial` did. Pure.
+fn partial_name(name: &std::ffi::OsStr) -> String {
+    use std::fmt::Write as _;
+    let hash = ring::digest::digest(&ring::digest::SHA256, name.as_encoded_bytes());
+    let mut hex = String::with_capacity(16);
+    for b in &hash.as_ref()[..8] {
+        let _ = write!(hex, "{b:02x}");
+    }
+    format!(".upshift-{hex}.partial")
 }
 
 /// A file removed when this is dropped, unless its path was taken out first.

@@ -63,6 +63,17 @@ impl RedisUrl {
         &self.host
     }
 
+    /// The host as a socket address takes it: an IPv6 literal without the brackets the URL
+    /// (and [`RedisUrl::host`], for display) writes around it. `[::1]` given to a resolver is a
+    /// name, and no such name exists; `::1` is the address. A TLS server name made from it is an
+    /// IP address, for which no SNI is sent.
+    pub(crate) fn socket_host(&self) -> &str {
+        self.host
+            .strip_prefix('[')
+            .and_then(|h| h.strip_suffix(']'))
+            .unwrap_or(&self.host)
+    }
+
     /// The TCP port (6379 when the URL has none).
     pub fn port(&self) -> u16 {
         self.port
@@ -204,6 +215,18 @@ mod tests {
         assert_eq!(url.to_string(), "redis://localhost:6379/0");
         let url: RedisUrl = "redis://user:secret@h:1/3".parse().unwrap();
         assert_eq!(url.to_string(), "redis://user:***@h:1/3");
+        assert_eq!(url.socket_host(), "h");
+    }
+
+    #[test]
+    fn an_ipv6_host_keeps_its_brackets_for_display_only() {
+        let url: RedisUrl = "redis://:secret@[::1]:6380".parse().unwrap();
+        assert_eq!(url.endpoint(), "[::1]:6380");
+        assert_eq!(url.to_string(), "redis://:***@[::1]:6380/0");
+        assert_eq!(url.socket_host(), "::1");
+        assert!("::1".parse::<std::net::Ipv6Addr>().is_ok());
+        let mapped: RedisUrl = "rediss://[::ffff:127.0.0.1]".parse().unwrap();
+        assert_eq!(mapped.socket_host(), "::ffff:7f00:1");
     }
 
     #[test]

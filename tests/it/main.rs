@@ -31,6 +31,7 @@ mod sim_schema;
 mod swap;
 mod unattended;
 mod verify;
+mod verify_connect;
 mod verify_damage;
 mod verify_dump;
 mod verify_wire;

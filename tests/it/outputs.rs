@@ -115,6 +115,72 @@ fn an_output_path_that_is_not_a_file_is_refused_before_anything_is_read() {
     );
 }
 
+/// A `--spill-dir` or an `--out` directory where no file can be made (missing, a file, /proc)
+/// is bad input, exit 2, said before any connection (nothing listens at the URL's port, so a
+/// command that connected first would exit 4), naming the flag.
+#[test]
+fn an_unusable_spill_or_output_directory_is_bad_input_before_connecting() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("plain-file");
+    std::fs::write(&file, "x").unwrap();
+    let nowhere = "redis://127.0.0.1:1";
+    for bad in ["/nonexistent-upshift-dir", file.to_str().unwrap(), "/proc"] {
+        let (code, stdout, stderr) = upshift(&["digest", "--url", nowhere, "--spill-dir", bad]);
+        assert_eq!(code, 2, "--spill-dir {bad}: {stdout}{stderr}");
+        assert!(
+            stderr.contains(&format!("--spill-dir: cannot create files in {bad}")),
+            "{stderr}"
+        );
+        assert!(!stderr.contains("cannot connect"), "{stderr}");
+        let out = format!("{bad}/s.ups");
+        let (code, stdout, stderr) = upshift(&["snapshot", "--url", nowhere, "--out", &out]);
+        assert_eq!(code, 2, "--out {out}: {stdout}{stderr}");
+        assert!(
+            stderr.contains(&format!("--out: cannot create files in {bad}")),
+            "{stderr}"
+        );
+    }
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), "x");
+}
+
+/// A valid 250-byte file name for `--out`: the snapshot is written (its temporary name is
+/// short, not `.NAME.partial`, which would exceed the 255-byte limit), and nothing else is
+/// left in the directory.
+#[test]
+fn a_snapshot_with_a_long_valid_name_is_written() {
+    let server = Server::start();
+    redis::cmd("SET")
+        .arg("k")
+        .arg("v")
+        .exec(&mut server.conn())
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let name = "a".repeat(250);
+    let out = dir.path().join(&name);
+    let (code, stdout, stderr) = upshift(&[
+        "snapshot",
+        "--url",
+        &server.url(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    let names: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names, [name]);
+    // It is a whole snapshot: the server compared with it is equal.
+    let (code, stdout, stderr) = upshift(&[
+        "diff",
+        "--url",
+        &server.url(),
+        "--against",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+}
+
 /// Keys named with terminal escapes, a newline, a bidi override and bytes that are not UTF-8.
 fn hostile_keys() -> Vec<Vec<u8>> {
     vec![

@@ -1,12 +1,13 @@
 //! Signals that reach a run from outside (a supervisor's SIGTERM, the SIGHUP of a closed
 //! terminal or dropped ssh session, SIGQUIT from Ctrl-\), and output that cannot be written:
 //! the `upshift` binary against the simulator, judged by the platform's formation and the
-//! journal, not by upshift's summary.
+//! journal, not by upshift's summary. And the same signals during a standalone `snapshot` or
+//! `restore`, judged by the files left and the target server's own key count.
 
 use crate::harness;
 
 use std::io::Read;
-use std::process::{Child, Command};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use harness::{APP, Env, MAIN};
@@ -250,4 +251,128 @@ async fn under_nohup_a_sighup_is_ignored_and_the_run_finishes() {
     assert_eq!(web_quantity(&env).await, web_before);
     assert_eq!(env.plan_of(MAIN).await, "premium-1");
     env.sim.shutdown().await;
+}
+
+/// A server holding `keys` keys (DEBUG POPULATE: `key:0` …).
+fn populated(keys: u32) -> crate::verify_support::Server {
+    let server = crate::verify_support::Server::builder()
+        .args(&["--enable-debug-command", "yes"])
+        .start();
+    redis::cmd("DEBUG")
+        .arg("POPULATE")
+        .arg(keys)
+        .exec(&mut server.conn())
+        .unwrap();
+    server
+}
+
+fn upshift_child(args: &[&str], slow_disk_us: Option<&str>) -> Child {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_upshift"));
+    cmd.args(args)
+        .env_remove("REDIS_URL")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    if let Some(us) = slow_disk_us {
+        cmd.env("UPSHIFT_FAILPOINT_SLOW_DISK_US", us);
+    }
+    cmd.spawn().expect("upshift starts")
+}
+
+fn names_in(dir: &std::path::Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect()
+}
+
+/// Each signal in the middle of a standalone snapshot (its partial file is being written):
+/// the process is not killed by the signal but stops the snapshot, removes the partial file,
+/// says nothing was written to `--out`, and exits 130. The directory is left empty.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signal_during_a_standalone_snapshot_leaves_no_partial_file() {
+    let server = populated(20_000);
+    let dir = tempfile::tempdir().unwrap();
+    for signal in ["INT", "TERM", "HUP", "QUIT"] {
+        if inherited_ignore(signal) {
+            // Started with it ignored (nohup): upshift rightly keeps ignoring it.
+            continue;
+        }
+        let out = dir.path().join(format!("s{signal}.ups"));
+        let out_arg = out.to_str().unwrap();
+        // 500 µs per key: 20,000 keys take 10 s, a signal lands mid-stream.
+        let child = upshift_child(
+            &["snapshot", "--url", &server.url(), "--out", out_arg],
+            Some("500"),
+        );
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !names_in(dir.path()).iter().any(|n| n.ends_with(".partial")) {
+            assert!(Instant::now() < deadline, "no partial file within 60 s");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        kill(signal, child.id());
+        let (code, stdout, stderr) = finish(child).await;
+        assert_eq!(code, Some(130), "SIG{signal}: {stdout}{stderr}");
+        assert!(
+            stderr.contains(&format!(
+                "interrupted: snapshot stopped; nothing written to {out_arg} (the partial file is removed)"
+            )),
+            "SIG{signal}: {stderr}"
+        );
+        let left = names_in(dir.path());
+        assert!(left.is_empty(), "SIG{signal}: {left:?}");
+    }
+}
+
+/// Ctrl-C while a restore waits on its target (the server stopped with SIGSTOP after the
+/// first keys arrived): upshift ends at once, exit 130, and says that the target holds part
+/// of the snapshot and that the same restore finishes it; which it does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_interrupted_restore_says_the_target_is_part_restored_and_how_to_finish() {
+    const KEYS: u32 = 100_000;
+    let source = populated(KEYS);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("all.ups");
+    let file_arg = file.to_str().unwrap();
+    let taken = upshift_child(
+        &["snapshot", "-q", "--url", &source.url(), "--out", file_arg],
+        None,
+    );
+    let (code, stdout, stderr) = finish(taken).await;
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    let target = crate::verify_support::Server::start();
+    let restore = ["restore", "--url", &target.url(), "--from", file_arg];
+    let child = upshift_child(&restore, None);
+    let dbsize = |server: &crate::verify_support::Server| -> u64 {
+        redis::cmd("DBSIZE").query(&mut server.conn()).unwrap()
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while dbsize(&target) == 0 {
+        assert!(Instant::now() < deadline, "no key restored within 60 s");
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    kill("STOP", target.pid());
+    kill("INT", child.id());
+    let started = Instant::now();
+    let (code, stdout, stderr) = finish(child).await;
+    kill("CONT", target.pid());
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "ended {:?} after the interrupt",
+        started.elapsed()
+    );
+    assert_eq!(code, Some(130), "{stdout}{stderr}");
+    assert!(
+        stderr
+            .contains("interrupted: restore stopped; the target may now hold part of the snapshot")
+            && stderr.contains("run the same `upshift restore` again to finish it"),
+        "{stderr}"
+    );
+    let part = dbsize(&target);
+    assert!(part > 0 && part < u64::from(KEYS), "{part} keys restored");
+    // As the message says: the same command again finishes it.
+    let (code, stdout, stderr) = finish(upshift_child(&restore, None)).await;
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    assert_eq!(dbsize(&target), u64::from(KEYS));
 }

@@ -106,6 +106,11 @@ impl Server {
         ServerBuilder::default()
     }
 
+    /// The server's process id (to stop and continue it).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// The URL (with the password, if any).
     pub fn url(&self) -> String {
         let scheme = if self.tls { "rediss" } else { "redis" };

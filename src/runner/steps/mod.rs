@@ -266,11 +266,13 @@ async fn shared_server<'a>(
     None
 }
 
-/// The addresses a URL's host resolves to; none when it does not resolve within 5 s.
+/// The addresses a URL's host resolves to; none when it does not resolve within 5 s. An
+/// IPv4-mapped IPv6 address (`[::ffff:127.0.0.1]`) counts as the IPv4 address it maps: the
+/// same server under another spelling.
 async fn addresses(url: &RedisUrl) -> std::collections::HashSet<std::net::IpAddr> {
-    let lookup = tokio::net::lookup_host((url.host(), url.port()));
+    let lookup = tokio::net::lookup_host((url.socket_host(), url.port()));
     match tokio::time::timeout(Duration::from_secs(5), lookup).await {
-        Ok(Ok(found)) => found.map(|a| a.ip()).collect(),
+        Ok(Ok(found)) => found.map(|a| a.ip().to_canonical()).collect(),
         _ => std::collections::HashSet::new(),
     }
 }
@@ -356,5 +358,26 @@ mod tests {
             ("NOT_A_URL", "web"),
         ]);
         assert_eq!(shared_server(&v, "MAIN_URL", &[], &url).await, None);
+    }
+
+    /// An IPv6 literal, and an IPv4-mapped one, name the server its address names (hostile
+    /// pass 5: `[::ffff:127.0.0.1]` passed for another server than 127.0.0.1).
+    #[tokio::test]
+    async fn an_ipv4_mapped_literal_is_the_ipv4_server() {
+        let url: RedisUrl = "redis://h:secret@[::ffff:127.0.0.1]:7777".parse().unwrap();
+        let v = vars(&[
+            ("CACHE_URL", "redis://h:other@127.0.0.1:7777"),
+            ("MAIN_URL", "redis://h:secret@[::ffff:127.0.0.1]:7777"),
+        ]);
+        assert_eq!(
+            shared_server(&v, "MAIN_URL", &[], &url).await,
+            Some("CACHE_URL")
+        );
+        let url: RedisUrl = "redis://h:secret@[::1]:7777".parse().unwrap();
+        let v = vars(&[("CACHE_URL", "redis://h:other@[0:0:0:0:0:0:0:1]:7777")]);
+        assert_eq!(
+            shared_server(&v, "MAIN_URL", &[], &url).await,
+            Some("CACHE_URL")
+        );
     }
 }

@@ -197,7 +197,7 @@ impl Wire {
         };
         let tcp = tokio::time::timeout(
             connect_timeout,
-            TcpStream::connect((url.host(), url.port())),
+            TcpStream::connect((url.socket_host(), url.port())),
         )
         .await
         .map_err(|_| timed_out())??;
@@ -205,7 +205,7 @@ impl Wire {
         let io: Box<dyn Io> = match tls {
             None => Box::new(tcp),
             Some(config) => {
-                let host = ServerName::try_from(url.host().to_owned())?;
+                let host = ServerName::try_from(url.socket_host().to_owned())?;
                 let connector = tokio_rustls::TlsConnector::from(Arc::clone(config));
                 let stream = tokio::time::timeout(connect_timeout, connector.connect(host, tcp))
                     .await
@@ -213,7 +213,11 @@ impl Wire {
                 Box::new(stream)
             }
         };
-        let mut wire = Self::over(io, response_timeout);
+        // The handshake's replies (AUTH, SELECT, CLIENT SETNAME) are small and immediate:
+        // they get the connect timeout, not the response timeout meant for a DUMP of a big
+        // key, so a server or proxy that accepts the connection and never answers is named
+        // within seconds rather than after two minutes (hostile pass 5).
+        let mut wire = Self::over(io, connect_timeout);
         let (user, password) = url.credentials();
         if let Some(password) = password {
             let mut auth = vec![b"AUTH".as_slice()];
@@ -246,7 +250,11 @@ impl Wire {
         // (managed services do) refuses LIST too, so the name is optional.
         match wire.expect_ok().await? {
             Some(e) if !crate::verify::error::is_refused(&e) => Err(e),
-            _ => Ok(wire),
+            _ => {
+                wire.timeout = response_timeout;
+                wire.reader.set_timeout(response_timeout);
+                Ok(wire)
+            }
         }
     }
 

@@ -178,6 +178,11 @@ impl<R: AsyncRead + Unpin> ReplyReader<R> {
         self.max_bulk = max.min(MAX_BULK);
     }
 
+    /// How long each socket read may take from now on.
+    pub(crate) fn set_timeout(&mut self, timeout: Duration) {
+        self.timeout = timeout;
+    }
+
     /// The stream, for writing.
     pub(crate) fn get_mut(&mut self) -> &mut R {
         &mut self.io
@@ -208,7 +213,7 @@ impl<R: AsyncRead + Unpin> ReplyReader<R> {
                 Parsed::BulkHeader { len, .. } if len > self.max_bulk => {
                     return Err(WireError::Protocol(format!(
                         "a bulk reply claiming {len} bytes, more than the {} this server's memory \
-                         could hold",
+                         (or this machine's free memory) could hold",
                         self.max_bulk
                     )));
                 }
