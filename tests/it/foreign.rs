@@ -219,3 +219,67 @@ async fn a_url_moved_after_verify_keeps_the_writers_stopped() {
     drop(runner);
     drop(reporter);
 }
+
+/// A plain TCP forwarder to `to` (`host:port`) on a port of its own: the same server under an
+/// address no config var shows. Returns its port.
+async fn forwarder(to: String) -> u16 {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = listener.local_addr().expect("address").port();
+    tokio::spawn(async move {
+        while let Ok((mut inbound, _)) = listener.accept().await {
+            let to = to.clone();
+            tokio::spawn(async move {
+                if let Ok(mut out) = tokio::net::TcpStream::connect(&to).await {
+                    let _ = tokio::io::copy_bidirectional(&mut inbound, &mut out).await;
+                }
+            });
+        }
+    });
+    port
+}
+
+/// As above, but the config var moves to an address no other config var names (a forwarder
+/// to the cache's server): only the verified endpoint and `run_id` tell it apart, and they
+/// keep the writers stopped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_url_moved_to_an_unknown_address_after_verify_keeps_the_writers_stopped() {
+    let env = Arc::new(Env::start(Duration::from_millis(300)).await);
+    let cache_before = seeded(&env, CACHE).await;
+    let cache_url = env.sim.redis_url(CACHE);
+    let (head, endpoint) = cache_url.rsplit_once('@').expect("a URL with a password");
+    let port = forwarder(endpoint.trim_end_matches('/').to_owned()).await;
+    let reporter = Arc::new(ReattachAfterVerify {
+        env: env.clone(),
+        url: format!("{head}@127.0.0.1:{port}"),
+        done: AtomicBool::new(false),
+    });
+    let runner = env.runner_to(upshift::runner::Interrupts::default(), reporter.clone());
+    let playbook = crate::harness::short_playbook("30s", "4s");
+    let req = request(vec![change(MAIN, "premium-1")], Some(&playbook));
+    let report = runner.run(&req).await.expect("run");
+
+    assert!(
+        reporter.done.load(Ordering::SeqCst),
+        "verify never finished"
+    );
+    assert_eq!(report.outcome, Outcome::NeedsAttention, "{report:#?}");
+    assert_eq!(web_quantity(&env).await, 0, "writers must stay stopped");
+    assert_eq!(
+        seeded(&env, CACHE).await,
+        cache_before,
+        "the cache was written"
+    );
+    let journal = journal_text(&env, &report.run_id);
+    assert!(
+        journal.contains("changed since verify") && journal.contains(&format!(":{port}")),
+        "{journal}"
+    );
+    assert!(
+        !journal.contains("restore formation"),
+        "the formation was restored: {journal}"
+    );
+    drop(runner);
+    drop(reporter);
+}
