@@ -173,22 +173,19 @@ impl Reporter for ReattachAfterVerify {
     }
 }
 
-/// Hostile pass 5, #6: a config var re-pointed between verify and restore-formation keeps the
-/// writers stopped. The run ends needs-attention naming what changed; the writers stay at 0
-/// (by this test's read of the formation), the other add-on's data is untouched, and the
-/// journal holds no restore of the formation. Before, the writers came back onto the other
-/// add-on's server and only the health step noticed.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_url_moved_after_verify_keeps_the_writers_stopped() {
-    let env = Arc::new(Env::start(Duration::from_millis(300)).await);
-    let cache_before = seeded(&env, CACHE).await;
+/// Runs MAIN to premium-1 (under `playbook`) with MAIN's config var moved to `url` once
+/// verify is done, and checks what every such run must leave, by this test's own reads: the
+/// outcome needs-attention (exit 4), the writers at 0, the cache's data as before, and no
+/// restore of the formation in the journal. Returns the journal's text.
+async fn moved_after_verify(env: &Arc<Env>, url: String, playbook: Option<&str>) -> String {
+    let cache_before = seeded(env, CACHE).await;
     let reporter = Arc::new(ReattachAfterVerify {
         env: env.clone(),
-        url: env.sim.redis_url(CACHE),
+        url,
         done: AtomicBool::new(false),
     });
     let runner = env.runner_to(upshift::runner::Interrupts::default(), reporter.clone());
-    let req = request(vec![change(MAIN, "premium-1")], None);
+    let req = request(vec![change(MAIN, "premium-1")], playbook);
     let report = runner.run(&req).await.expect("run");
 
     assert!(
@@ -200,24 +197,32 @@ async fn a_url_moved_after_verify_keeps_the_writers_stopped() {
         report.outcome.exit_code(),
         upshift::exit::ExitCode::NeedsAttention
     );
-    assert_eq!(web_quantity(&env).await, 0, "writers must stay stopped");
+    assert_eq!(web_quantity(env).await, 0, "writers must stay stopped");
     assert_eq!(
-        seeded(&env, CACHE).await,
+        seeded(env, CACHE).await,
         cache_before,
         "the cache was written"
     );
-    let journal = journal_text(&env, &report.run_id);
+    let journal = journal_text(env, &report.run_id);
     assert!(
         journal.contains("the writers stay stopped") && journal.contains(MAIN_VAR),
         "{journal}"
     );
-    assert!(journal.contains("heroku addons -a"), "{journal}");
     assert!(
         !journal.contains("restore formation"),
         "the formation was restored: {journal}"
     );
-    drop(runner);
-    drop(reporter);
+    journal
+}
+
+/// Hostile pass 5, #6: a config var re-pointed between verify and restore-formation (here to
+/// the cache add-on's URL) keeps the writers stopped, and the run says what to check. Before,
+/// the writers came back onto the other add-on's server and only the health step noticed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_url_moved_after_verify_keeps_the_writers_stopped() {
+    let env = Arc::new(Env::start(Duration::from_millis(300)).await);
+    let journal = moved_after_verify(&env, env.sim.redis_url(CACHE), None).await;
+    assert!(journal.contains("heroku addons -a"), "{journal}");
 }
 
 /// A plain TCP forwarder to `to` (`host:port`) on a port of its own: the same server under an
@@ -246,40 +251,14 @@ async fn forwarder(to: String) -> u16 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_url_moved_to_an_unknown_address_after_verify_keeps_the_writers_stopped() {
     let env = Arc::new(Env::start(Duration::from_millis(300)).await);
-    let cache_before = seeded(&env, CACHE).await;
     let cache_url = env.sim.redis_url(CACHE);
     let (head, endpoint) = cache_url.rsplit_once('@').expect("a URL with a password");
     let port = forwarder(endpoint.trim_end_matches('/').to_owned()).await;
-    let reporter = Arc::new(ReattachAfterVerify {
-        env: env.clone(),
-        url: format!("{head}@127.0.0.1:{port}"),
-        done: AtomicBool::new(false),
-    });
-    let runner = env.runner_to(upshift::runner::Interrupts::default(), reporter.clone());
     let playbook = crate::harness::short_playbook("30s", "4s");
-    let req = request(vec![change(MAIN, "premium-1")], Some(&playbook));
-    let report = runner.run(&req).await.expect("run");
-
-    assert!(
-        reporter.done.load(Ordering::SeqCst),
-        "verify never finished"
-    );
-    assert_eq!(report.outcome, Outcome::NeedsAttention, "{report:#?}");
-    assert_eq!(web_quantity(&env).await, 0, "writers must stay stopped");
-    assert_eq!(
-        seeded(&env, CACHE).await,
-        cache_before,
-        "the cache was written"
-    );
-    let journal = journal_text(&env, &report.run_id);
+    let url = format!("{head}@127.0.0.1:{port}");
+    let journal = moved_after_verify(&env, url, Some(&playbook)).await;
     assert!(
         journal.contains("changed since verify") && journal.contains(&format!(":{port}")),
         "{journal}"
     );
-    assert!(
-        !journal.contains("restore formation"),
-        "the formation was restored: {journal}"
-    );
-    drop(runner);
-    drop(reporter);
 }
