@@ -48,6 +48,7 @@ impl AddonRow {
             UnreadableReason::NoUrl | UnreadableReason::BadUrl | UnreadableReason::Other => {
                 format!("Redis not readable: {}", e.detail)
             }
+            UnreadableReason::ForeignServer => "NOT ITS SERVER: another add-on's".to_owned(),
         });
         Self {
             label: a.label().to_owned(),

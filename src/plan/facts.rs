@@ -148,6 +148,9 @@ pub enum UnreadableReason {
     HungUp,
     /// Anything else: network, TLS, password, timeouts.
     Other,
+    /// The config var leads to the server another add-on of the app exposes: not this
+    /// add-on's, so nothing may be snapshotted, verified or repaired through it.
+    ForeignServer,
 }
 
 /// Plan files written before the reason existed hold the error as a bare string.

@@ -418,6 +418,19 @@ fn addon_guards(
             ("no URL in the config vars", UnreadableReason::NoUrl),
             |e| (e.detail.as_str(), e.reason),
         );
+        if reason == UnreadableReason::ForeignServer {
+            // Proven at capture, before anything is written: a run would stop the writers
+            // only to refuse the server at the drain and keep the app down (hostile pass 5, #9).
+            out.push(guard(
+                GuardId::RedisReachable,
+                s,
+                Verdict::Block,
+                format!(
+                    "{error}; a run would stop the app for nothing: fix the attachment, then plan again"
+                ),
+            ));
+            return out;
+        }
         if matches!(reason, UnreadableReason::NoUrl | UnreadableReason::BadUrl) {
             // Not a moment's trouble (a full connection limit frees up once the writers stop):
             // no snapshot, no verify can ever connect through this config var, so a run would

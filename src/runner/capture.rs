@@ -52,8 +52,15 @@ pub async fn capture(
         addons.push(
             match resolve_addon(client, &request.app, &change.addon).await {
                 Ok((addon, attachment)) => {
-                    let facts =
-                        addon_facts(client, &change.addon, addon, attachment, &config).await;
+                    let facts = addon_facts(
+                        client,
+                        &request.app,
+                        &change.addon,
+                        addon,
+                        attachment,
+                        &config,
+                    )
+                    .await;
                     AddonLookup::Found(Box::new(facts))
                 }
                 Err(HerokuError::NotFound { message, .. }) => AddonLookup::Missing {
@@ -244,6 +251,7 @@ pub fn verify_options(base: &VerifyOptions, plan: &str, role: &str) -> VerifyOpt
 
 async fn addon_facts(
     client: &Client,
+    app: &str,
     requested_as: &str,
     addon: AddOn,
     attachment: Option<String>,
@@ -299,32 +307,58 @@ async fn addon_facts(
                 )),
             ),
             Ok(url) => {
+                // The server must be this add-on's before anything is written: a run would
+                // otherwise stop the writers and only then refuse it (hostile pass 5, #9). An
+                // add-on list that cannot be read proves nothing here; the run's steps check again.
+                let var = var.as_deref().unwrap_or_default();
+                let foreign = crate::runner::identity::foreign_owner(
+                    client,
+                    app,
+                    &config.0,
+                    var,
+                    &addon.name,
+                    &addon.config_vars,
+                    &url,
+                )
+                .await
+                .ok()
+                .flatten();
+                let label = attachment.as_deref().unwrap_or(&addon.name);
                 let opts = verify_options(&VerifyOptions::default(), &plan, "capture");
-                match verify::server_info(&url, &opts).await {
-                    Ok(info) => (
-                        Some(RedisFacts {
-                            used_memory: info.used_memory,
-                            // Our own INFO connection is one of them.
-                            connected_clients: u32::try_from(
-                                info.connected_clients.saturating_sub(1),
-                            )
-                            .unwrap_or(u32::MAX),
-                            version: info.redis_version.clone(),
-                            keys: info.keyspace.values().map(|k| k.keys).sum(),
-                        }),
+                match foreign {
+                    Some(f) => (
                         None,
+                        Some(RedisUnreadable::new(
+                            UnreadableReason::ForeignServer,
+                            f.describe(var, label, &url, app),
+                        )),
                     ),
-                    Err(e) => {
-                        let reason = match e.refusal() {
-                            Some(verify::Refusal::ConnectionLimit) => {
-                                UnreadableReason::ConnectionLimit
-                            }
-                            Some(verify::Refusal::HungUp) => UnreadableReason::HungUp,
-                            None => UnreadableReason::Other,
-                        };
-                        let detail = crate::runner::error_chain(&e);
-                        (None, Some(RedisUnreadable::new(reason, detail)))
-                    }
+                    None => match verify::server_info(&url, &opts).await {
+                        Ok(info) => (
+                            Some(RedisFacts {
+                                used_memory: info.used_memory,
+                                // Our own INFO connection is one of them.
+                                connected_clients: u32::try_from(
+                                    info.connected_clients.saturating_sub(1),
+                                )
+                                .unwrap_or(u32::MAX),
+                                version: info.redis_version.clone(),
+                                keys: info.keyspace.values().map(|k| k.keys).sum(),
+                            }),
+                            None,
+                        ),
+                        Err(e) => {
+                            let reason = match e.refusal() {
+                                Some(verify::Refusal::ConnectionLimit) => {
+                                    UnreadableReason::ConnectionLimit
+                                }
+                                Some(verify::Refusal::HungUp) => UnreadableReason::HungUp,
+                                None => UnreadableReason::Other,
+                            };
+                            let detail = crate::runner::error_chain(&e);
+                            (None, Some(RedisUnreadable::new(reason, detail)))
+                        }
+                    },
                 }
             }
         },

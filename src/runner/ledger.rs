@@ -244,6 +244,9 @@ pub(super) struct Known {
     pub notifications_before: BTreeMap<String, String>,
     /// Live swap: the server the catch-up proved equal, and the key count it had.
     pub new_servers: BTreeMap<String, (ServerIdentity, u64)>,
+    /// The server each add-on's data was last verified on (journaled with `Verified`): the
+    /// writers come back only while its config var still leads there.
+    pub verified_servers: BTreeMap<String, super::record::VerifiedServer>,
     /// Live swap: the dirty-key watches of this process (not journaled).
     pub watches: BTreeMap<String, Arc<crate::swap::DirtyWatch>>,
     /// Since when the writers are stopped, if they are.
@@ -291,6 +294,15 @@ impl Known {
                     },
                 );
             }
+            Record::Verified { addon, server, .. } => match server {
+                Some(server) => {
+                    self.verified_servers.insert(addon.clone(), server.clone());
+                }
+                // A later verify that could not name its server leaves nothing to compare.
+                None => {
+                    self.verified_servers.remove(addon);
+                }
+            },
             Record::Notifications { addon, before } => {
                 self.notifications_before
                     .entry(addon.clone())

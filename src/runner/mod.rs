@@ -14,6 +14,7 @@ mod driver;
 mod error;
 pub mod evidence;
 pub mod history;
+mod identity;
 mod ledger;
 pub mod record;
 mod runs;

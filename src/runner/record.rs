@@ -88,6 +88,10 @@ pub enum Record {
         repaired: u64,
         /// Up to 20 differing keys, lossy UTF-8, for the report.
         examples: Vec<String>,
+        /// The server verify judged: the writers come back only while the config var still
+        /// leads to it (absent in journals of older versions, which then skip that check).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        server: Option<VerifiedServer>,
     },
     /// The writers stopped (first scale-down acknowledged) or came back.
     Downtime { started: bool },
@@ -107,4 +111,12 @@ pub enum Record {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         message: Option<String>,
     },
+}
+
+/// The server behind an add-on's config var when verify judged its data: host and port (never
+/// the URL, which holds the password) and its INFO identity.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VerifiedServer {
+    pub endpoint: String,
+    pub identity: crate::plan::facts::ServerIdentity,
 }

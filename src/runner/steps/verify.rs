@@ -7,7 +7,7 @@ use crate::plan::facts::DataPolicy;
 use crate::plans;
 use crate::runner::capture::verify_options;
 use crate::runner::ledger::{Learned, Ledger};
-use crate::runner::record::Record;
+use crate::runner::record::{Record, VerifiedServer};
 use crate::runner::{AddonReport, RunEvent, StepError};
 use crate::verify::{self, RestoreSelection};
 
@@ -82,6 +82,15 @@ pub(super) async fn target(
         |a| plans::bare_name(&a.plan.name).to_owned(),
     );
     let opts = verify_options(&ctx.config().verify, &plan, "verify");
+    // Who answers behind the URL as verify reads it: the restore brings the writers back only
+    // onto this server (hostile pass 5, #6).
+    let server = verify::server_info(&url, &opts)
+        .await
+        .ok()
+        .map(|info| VerifiedServer {
+            endpoint: url.endpoint(),
+            identity: crate::runner::evidence::identity(&info),
+        });
     let progress = ctx.progress(&t.label);
     let diff = verify::diff(&url, &file, &opts, &progress).await?;
     let differences = diff.counts.failures();
@@ -143,6 +152,7 @@ pub(super) async fn target(
         differences,
         repaired,
         examples: examples.clone(),
+        server,
     })?;
     log.learn(Learned::Report(AddonReport {
         label: t.label.clone(),
