@@ -14,6 +14,7 @@ mod bad_url;
 mod cli_run;
 mod crash;
 mod crash_swap;
+mod drain;
 mod foreign;
 mod ha;
 mod hostile_api;
