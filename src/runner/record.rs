@@ -88,7 +88,19 @@ pub enum Record {
         repaired: u64,
         /// Up to 20 differing keys, lossy UTF-8, for the report.
         examples: Vec<String>,
+        /// The server compared (and repaired, when `repaired` > 0): `host:port/db`, never
+        /// the password. Forensics: which server a repair wrote to (absent in older journals).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        server: Option<String>,
+        /// That server's `run_id` when a repair wrote to it (absent otherwise).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        run_id: Option<String>,
     },
+    /// A step refused the server behind `addon`'s config var as not proven the add-on's
+    /// (another add-on's server, a database heroku-redis does not have, data the add-on never
+    /// held): nothing was written there, and the to-do list must not send anyone to repair it
+    /// through that config var.
+    ForeignServer { addon: String },
     /// The writers stopped (first scale-down acknowledged) or came back.
     Downtime { started: bool },
     /// A line for the operator.

@@ -89,6 +89,15 @@ pub enum Fault {
         addon: Option<String>,
         other: String,
     },
+    /// When the next plan change ends (switches over, or fails and stays on the old plan),
+    /// the add-on's config var is set to `url`: a server no other config var of the app
+    /// names (a TCP forwarder to another add-on's Redis, another app's add-on, a retired or
+    /// foreign server), so no address comparison can tell it is not the add-on's.
+    UrlAfterChange {
+        #[serde(default)]
+        addon: Option<String>,
+        url: String,
+    },
     /// Serve the call, then close the connection without sending the answer: the write lands
     /// on the platform but the client never learns it did (a proxy timeout, a reset).
     LoseResponse {

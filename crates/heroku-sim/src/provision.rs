@@ -31,6 +31,8 @@ struct ChangeFaults {
     refuse_writes: bool,
     /// The add-on whose URL the config var gets instead of the new server's.
     url_of: Option<String>,
+    /// A URL the config var gets when the change ends, whichever way.
+    url: Option<String>,
 }
 
 /// Starts a plan change of `addon` (already marked `provisioning` on `target` by the caller)
@@ -57,7 +59,18 @@ async fn change(shared: Arc<Shared>, addon: String, from: Plan, target: Plan) {
     let faults = take_faults(&shared, &addon);
     match migrate(&shared, &addon, target, &faults, started).await {
         Ok(()) => {}
-        Err(reason) => fail(&shared, &addon, from, target, &reason),
+        Err(reason) => {
+            fail(&shared, &addon, from, target, &reason);
+            if let Some(url) = &faults.url {
+                let changes = shared.world().publish_url(&addon, url);
+                for c in changes {
+                    shared.event(EventKind::ConfigVarChanged {
+                        app: c.app_name,
+                        name: c.var,
+                    });
+                }
+            }
+        }
     }
 }
 
@@ -114,6 +127,10 @@ fn take_faults(shared: &Shared, addon: &str) -> ChangeFaults {
         .is_some();
     out.url_of = f.take(addon, |x| match x {
         Fault::UrlOfAnotherAfterSwitch { addon, other } => Some((addon.as_deref(), other.clone())),
+        _ => None,
+    });
+    out.url = f.take(addon, |x| match x {
+        Fault::UrlAfterChange { addon, url } => Some((addon.as_deref(), url.clone())),
         _ => None,
     });
     out
@@ -205,11 +222,13 @@ async fn migrate(
         let changes = if kept {
             Vec::new()
         } else {
-            let url = faults
-                .url_of
-                .as_deref()
-                .and_then(|other| world.addon(other, None).map(|o| o.server.url()))
-                .unwrap_or_else(|| new.url());
+            let url = faults.url.clone().unwrap_or_else(|| {
+                faults
+                    .url_of
+                    .as_deref()
+                    .and_then(|other| world.addon(other, None).map(|o| o.server.url()))
+                    .unwrap_or_else(|| new.url())
+            });
             world.publish_url(addon, &url)
         };
         let mut app_ids: Vec<String> = changes.iter().map(|c| c.app_id.clone()).collect();

@@ -180,6 +180,27 @@ impl StepCtx<'_> {
         let url = raw
             .parse::<RedisUrl>()
             .map_err(|e| StepError::failed(format!("config var {var}: {e}")))?;
+        // heroku-redis has only database 0 (the guard admits no other service): a URL naming
+        // another leads to a server, or a part of one, that is not this add-on's (hostile
+        // pass 5: an empty db 3 of a foreign server was "repaired" from the snapshot).
+        if url.db() != 0 {
+            return Err(StepError::NotTheAddons {
+                addon: target.name.clone(),
+                message: format!(
+                    "config var {var} of {} names database {} ({}/{}), but a heroku-redis \
+                     add-on has only database 0: the URL does not lead to {}'s data, and \
+                     upshift neither verifies nor repairs it as such. Check the add-ons' \
+                     attachments and config vars (`heroku addons -a {}`, `heroku config -a {}`)",
+                    target.label,
+                    url.db(),
+                    url.endpoint(),
+                    url.db(),
+                    target.label,
+                    self.app(),
+                    self.app()
+                ),
+            });
+        }
         let shared = shared_server(&vars.0, var, &target.own_vars, &url).await;
         // Only a var another add-on exposes proves the URL wrong: one the app's owner set by
         // hand to the same URL is a copy (one call to the platform, in that rare case only).
@@ -194,7 +215,8 @@ impl StepCtx<'_> {
             None => None,
         };
         if let Some((other, owner)) = owner {
-            return Err(StepError::Failed {
+            return Err(StepError::NotTheAddons {
+                addon: target.name.clone(),
                 message: format!(
                     "config var {var} of {} leads to the same Redis server ({}) as {other}, \
                      which add-on {owner} exposes: that server is {owner}'s, not proven to be \
@@ -207,8 +229,6 @@ impl StepCtx<'_> {
                     self.app(),
                     self.app()
                 ),
-                data_unsafe: true,
-                transient: None,
             });
         }
         Ok(url)

@@ -155,10 +155,8 @@ pub(crate) async fn scan(
     // The write evidence at both ends: an overwrite moves no key count, only this shows it.
     let mut classes = CommandClasses::default();
     // Sent together (one round trip to a server across the internet, not two).
-    let (marked, dbsize) = futures::join!(
-        writemark::read_on(session, &mut classes),
-        session.dbsize()
-    );
+    let (marked, dbsize) =
+        futures::join!(writemark::read_on(session, &mut classes), session.dbsize());
     let (before_info, before_mark) = marked?;
     let dbsize = dbsize?;
     progress.total(dbsize);
@@ -391,10 +389,7 @@ fn gate(
             expired: gone,
         });
     }
-    let expires_after = after_info
-        .keyspace
-        .get(&db)
-        .map_or(0, |k| k.expires);
+    let expires_after = after_info.keyspace.get(&db).map_or(0, |k| k.expires);
     if ttl == TtlMode::NoneInDatabase && expires_after != 0 {
         return Err(VerifyError::ExpiriesAppeared {
             after: expires_after,
