@@ -52,12 +52,14 @@ pub enum Fault {
         #[serde(default)]
         message: Option<String>,
     },
-    /// The next plan change loses `count` keys: deleted on the new server after the sync,
-    /// before the switch-over.
+    /// The next plan change loses `count` keys (with `prefix`, only keys that start with it):
+    /// deleted on the new server after the sync, before the switch-over.
     LoseKeys {
         #[serde(default)]
         addon: Option<String>,
         count: u32,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        prefix: Option<String>,
     },
     /// The next plan change alters the values of `count` string keys on the new server.
     ChangeKeys {

@@ -25,7 +25,8 @@ const SYNC_TIMEOUT: Duration = Duration::from_secs(20);
 struct ChangeFaults {
     extra: Duration,
     fail: Option<String>,
-    lose: u32,
+    /// Keys to lose, and the prefix they must have (any key without one).
+    lose: (u32, Option<String>),
     change: u32,
     unreadable: bool,
     refuse_writes: bool,
@@ -103,10 +104,14 @@ fn take_faults(shared: &Shared, addon: &str) -> ChangeFaults {
     });
     out.lose = f
         .take(addon, |x| match x {
-            Fault::LoseKeys { addon, count } => Some((addon.as_deref(), *count)),
+            Fault::LoseKeys {
+                addon,
+                count,
+                prefix,
+            } => Some((addon.as_deref(), (*count, prefix.clone()))),
             _ => None,
         })
-        .unwrap_or(0);
+        .unwrap_or((0, None));
     out.change = f
         .take(addon, |x| match x {
             Fault::ChangeKeys { addon, count } => Some((addon.as_deref(), *count)),
@@ -448,8 +453,8 @@ async fn replicate_and_promote(
             limit / (1024 * 1024)
         ));
     }
-    if faults.lose > 0 || faults.change > 0 {
-        corrupt(shared, addon, &mut con, faults.lose, faults.change).await?;
+    if faults.lose.0 > 0 || faults.change > 0 {
+        corrupt(shared, addon, &mut con, &faults.lose, faults.change).await?;
     }
     let total = shared.config.provision + faults.extra;
     if let Some(rest) = total.checked_sub(started.elapsed()) {
@@ -521,9 +526,10 @@ async fn corrupt(
     shared: &Shared,
     addon: &str,
     con: &mut MultiplexedConnection,
-    lose: u32,
+    (lose, prefix): &(u32, Option<String>),
     change: u32,
 ) -> Result<(), String> {
+    let lose = *lose;
     let mut victims: Vec<String> = Vec::new();
     let mut strings: Vec<String> = Vec::new();
     let mut cursor: u64 = 0;
@@ -538,7 +544,9 @@ async fn corrupt(
         for k in keys {
             if k.starts_with("ca:") && strings.len() < change as usize {
                 strings.push(k);
-            } else if victims.len() < lose as usize {
+            } else if victims.len() < lose as usize
+                && prefix.as_deref().is_none_or(|p| k.starts_with(p))
+            {
                 victims.push(k);
             }
         }
