@@ -477,8 +477,31 @@ impl<'r> ActiveRun<'r> {
             self.run_id
         )];
         for t in self.targets() {
+            let var = t.url_var.clone().unwrap_or_else(|| "REDIS_URL".into());
+            if self.known.foreign.contains(&t.name) {
+                // The run refused the server behind that var as not this add-on's: a restore
+                // through it would do by hand the repair the run refused (hostile pass 5, #7).
+                lines.push(format!(
+                    "  - {}: upshift refused the server its config var {var} leads to (it is not \
+                     proven to be add-on {}'s; see the journal). Do NOT restore through that \
+                     config var as it is. First check the attachments and config vars: \
+                     `heroku addons -a {app}` and `heroku config -a {app}`; make {var} lead to \
+                     {}'s own server (`heroku addons:info {} -a {app}`), then run \
+                     `upshift resume {}`, which checks the URL again before it verifies or \
+                     repairs",
+                    t.label, t.name, t.name, t.name, self.run_id
+                ));
+                if let Some(file) = self.known.snapshots.get(&t.name) {
+                    lines.push(format!(
+                        "    the snapshot stays at {} (restore it only once the URL check \
+                         above proves {var} leads to {}'s server)",
+                        file.display(),
+                        t.name
+                    ));
+                }
+                continue;
+            }
             if let Some(file) = self.known.snapshots.get(&t.name) {
-                let var = t.url_var.clone().unwrap_or_else(|| "REDIS_URL".into());
                 lines.push(format!(
                     "  - check {}: upshift diff --url \"$(heroku config:get {var} -a {app})\" --against {}",
                     t.label,

@@ -102,11 +102,8 @@ impl ActiveRun<'_> {
             Err(StepError::Aborted) => {
                 // Already rolling back: a first interrupt changes nothing; go on.
             }
-            Err(StepError::Failed {
-                message,
-                data_unsafe,
-                ..
-            }) => {
+            Err(e @ (StepError::Failed { .. } | StepError::NotTheAddons { .. })) => {
+                let (message, data_unsafe) = self.failure_of(e);
                 self.report_event(&RunEvent::Compensating {
                     compensation,
                     done: true,
@@ -120,6 +117,32 @@ impl ActiveRun<'_> {
             }
         }
         Ok(())
+    }
+
+    /// A failure's message and whether it leaves data unsafe. A refusal because the server
+    /// behind an add-on's URL is not proven the add-on's is journaled first (`ForeignServer`):
+    /// the to-do list, now or after a resume, must not then offer a repair through that same
+    /// config var, which would do by hand what the run refused. It is data-unsafe.
+    fn failure_of(&mut self, e: StepError) -> (String, bool) {
+        match e {
+            StepError::Failed {
+                message,
+                data_unsafe,
+                ..
+            } => (message, data_unsafe),
+            StepError::NotTheAddons { addon, message } => {
+                let journaled = self
+                    .ledger
+                    .record(super::record::Record::ForeignServer { addon });
+                self.ledger.fold_into(&mut self.known);
+                match journaled {
+                    Ok(()) => (message, true),
+                    Err(_) => (format!("{message} (not journaled)"), true),
+                }
+            }
+            // The callers handle the interrupts before they ask.
+            StepError::Aborted | StepError::Interrupted => ("interrupted".into(), true),
+        }
     }
 
     /// Runs step `step`: journals its start, performs it (retrying as its playbook entry says,
@@ -211,11 +234,8 @@ impl ActiveRun<'_> {
                 });
                 self.abort(super::INTERRUPT_REASON)?;
             }
-            Err(StepError::Failed {
-                message,
-                data_unsafe,
-                ..
-            }) => {
+            Err(e @ (StepError::Failed { .. } | StepError::NotTheAddons { .. })) => {
+                let (message, data_unsafe) = self.failure_of(e);
                 self.report_event(&RunEvent::StepFailed {
                     number: step + 1,
                     action,

@@ -122,6 +122,11 @@ pub(super) enum StepError {
         data_unsafe: bool,
         transient: Option<Transient>,
     },
+    /// The server behind `addon`'s config var is not proven to be the add-on's (it is another
+    /// add-on's, or holds data the add-on never held): nothing was written to it. Handled as a
+    /// data-unsafe failure; the driver journals it first, so that the to-do list does not send
+    /// the operator to repair that server by hand through the same config var.
+    NotTheAddons { addon: String, message: String },
     /// The first interrupt arrived during a wait: stop and roll back.
     Aborted,
     /// The second interrupt: leave now, resumable.

@@ -249,6 +249,9 @@ pub(super) struct Known {
     pub verified_servers: BTreeMap<String, super::record::VerifiedServer>,
     /// Live swap: the dirty-key watches of this process (not journaled).
     pub watches: BTreeMap<String, Arc<crate::swap::DirtyWatch>>,
+    /// Add-ons whose URL a step refused as leading to a server not proven theirs (journaled
+    /// as `ForeignServer`): the to-do list sends nobody to repair through that config var.
+    pub foreign: std::collections::BTreeSet<String>,
     /// Since when the writers are stopped, if they are.
     pub downtime_since: Option<Instant>,
     /// Closed downtime so far.
@@ -315,6 +318,9 @@ impl Known {
             } => {
                 self.new_servers
                     .insert(addon.clone(), (identity.clone(), *keys));
+            }
+            Record::ForeignServer { addon } => {
+                self.foreign.insert(addon.clone());
             }
             _ => {}
         }

@@ -92,7 +92,19 @@ pub enum Record {
         /// leads to it (absent in journals of older versions, which then skip that check).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         server: Option<VerifiedServer>,
+        /// The server a repair wrote to, when `repaired` > 0: `host:port/db`, never the
+        /// password. Forensics (absent in older journals).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        repaired_server: Option<String>,
+        /// That server's `run_id` when a repair wrote to it (absent otherwise).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        run_id: Option<String>,
     },
+    /// A step refused the server behind `addon`'s config var as not proven the add-on's
+    /// (another add-on's server, a database heroku-redis does not have, data the add-on never
+    /// held): nothing was written there, and the to-do list must not send anyone to repair it
+    /// through that config var.
+    ForeignServer { addon: String },
     /// The writers stopped (first scale-down acknowledged) or came back.
     Downtime { started: bool },
     /// A line for the operator.

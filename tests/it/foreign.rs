@@ -3,14 +3,21 @@
 //! `run_id` from the old server's, so "a new server" by that test alone), the run must neither
 //! verify nor repair that server as the add-on's. Before, it wrote the snapshot's keys over the
 //! other add-on's data, deleted that add-on's own keys, and exited 0.
+//!
+//! Hostile pass 5 (#2, #7): a URL no other config var names (a forwarder to another add-on's
+//! server, a foreign server, a database heroku-redis does not have) passed the address check;
+//! the server's values differed from the snapshot's and were "repaired" all the same, live and
+//! in the rollback's settle-plan. And the to-do list of a refusal told the operator to restore
+//! through that very config var.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use crate::harness::{APP, CACHE, Env, MAIN, change, request};
+use crate::harness::{APP, CACHE, Env, MAIN, change, request, small_seeds};
 use crate::run::{journal_text, seeded, web_quantity};
 use upshift::engine::{Action, Outcome};
+use upshift::runner::record::Record;
 use upshift::runner::reporter::{Reporter, RunEvent};
 use upshift::sim::Fault;
 
@@ -54,6 +61,259 @@ async fn a_url_leading_to_another_addons_server_is_never_repaired() {
     assert!(journal.contains("ENKETO_REDIS_CACHE_URL"), "{journal}");
     let message = report.message.clone().unwrap_or_default();
     assert!(!message.is_empty(), "{report:#?}");
+    assert_no_restore_through_the_var(&message);
+    env.sim.shutdown().await;
+}
+
+/// A TCP forwarder on a free loopback port to `port`: another address of the same server,
+/// which no config var of the app names.
+async fn forwarder(port: u16) -> (u16, tokio::task::JoinHandle<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let local = listener.local_addr().expect("addr").port();
+    let task = tokio::spawn(async move {
+        while let Ok((mut inbound, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                if let Ok(mut outbound) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await
+                {
+                    let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                }
+            });
+        }
+    });
+    (local, task)
+}
+
+/// `url` with its port replaced by `port` (the simulator's URLs end with the port).
+fn via_port(url: &str, port: u16) -> String {
+    let (head, _) = url.rsplit_once(':').expect("a port");
+    format!("{head}:{port}")
+}
+
+/// The to-do list of a refused server sends nobody to restore through the config var that
+/// leads there; it names the attachment and config var checks and `resume`.
+fn assert_no_restore_through_the_var(message: &str) {
+    assert!(!message.contains("restore --url"), "{message}");
+    assert!(!message.contains("config:get"), "{message}");
+    assert!(message.contains("Do NOT restore through"), "{message}");
+    assert!(
+        message.contains("heroku addons -a enketo-demo")
+            && message.contains("heroku config -a enketo-demo"),
+        "{message}"
+    );
+    assert!(message.contains("upshift resume"), "{message}");
+}
+
+fn foreign_journaled(env: &Env, run_id: &str, addon_name: &str) -> bool {
+    env.journal(run_id)
+        .iter()
+        .any(|r| matches!(r, Record::ForeignServer { addon } if addon == addon_name))
+}
+
+/// The name of the add-on behind an attachment, as the journal records it.
+async fn addon_name(env: &Env, attachment: &str) -> String {
+    env.client()
+        .addon(crate::harness::APP, attachment)
+        .await
+        .expect("add-on")
+        .name
+}
+
+/// Hostile pass 5, #2 (a): MAIN's config var leads, after the switch, to the cache add-on's
+/// server through a forwarder, an address no config var names. The cache's key names are all
+/// in MAIN's snapshot, with other values: no migration changes a value, so the run refuses to
+/// repair. Before, every cache value was overwritten with MAIN's and the run succeeded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_addons_server_behind_a_forwarder_is_never_repaired() {
+    let env = Env::roomy_edited(Duration::from_millis(300), small_seeds).await;
+    // The cache first goes to the plan MAIN goes to, so its server's limits are the target
+    // plan's (as in the hostile pass): the limits alone cannot tell the two apart.
+    let client = env.client();
+    client
+        .change_addon_plan(crate::harness::APP, CACHE, "premium-1")
+        .await
+        .expect("cache plan change");
+    crate::common::wait_provisioned(
+        &client,
+        crate::harness::APP,
+        CACHE,
+        "heroku-redis:premium-1",
+    )
+    .await;
+    let main_before = seeded(&env, MAIN).await;
+    let cache_before = seeded(&env, CACHE).await;
+    let cache_url = env.sim.redis_url(CACHE);
+    let port: u16 = cache_url.rsplit_once(':').unwrap().1.parse().unwrap();
+    let (fwd, task) = forwarder(port).await;
+    env.inject(Fault::UrlAfterChange {
+        addon: Some(MAIN.into()),
+        url: via_port(&cache_url, fwd),
+    });
+    let req = request(vec![change(MAIN, "premium-1")], None);
+    let report = env.runner().run(&req).await.expect("run");
+
+    assert_eq!(report.outcome, Outcome::NeedsAttention, "{report:#?}");
+    assert_eq!(
+        report.outcome.exit_code(),
+        upshift::exit::ExitCode::NeedsAttention
+    );
+    // The other add-on's data, by this test's own read: exactly as before.
+    assert_eq!(
+        seeded(&env, CACHE).await,
+        cache_before,
+        "the cache was written"
+    );
+    assert_ne!(cache_before, main_before);
+    assert_eq!(web_quantity(&env).await, 0, "writers must stay stopped");
+    let journal = journal_text(&env, &report.run_id);
+    assert!(
+        journal.contains("whose value or type differs from the snapshot")
+            && journal.contains("not this add-on's data, or was written after the drain"),
+        "{journal}"
+    );
+    assert!(!journal.contains(&cache_url), "no password in the journal");
+    let main = addon_name(&env, MAIN).await;
+    assert!(foreign_journaled(&env, &report.run_id, &main), "{journal}");
+    // Nothing repaired, by the journal too.
+    assert!(
+        env.journal(&report.run_id)
+            .iter()
+            .all(|r| !matches!(r, Record::Verified { repaired, .. } if *repaired > 0)),
+        "{journal}"
+    );
+    assert_no_restore_through_the_var(&report.message.clone().unwrap_or_default());
+    task.abort();
+    env.sim.shutdown().await;
+}
+
+/// Hostile pass 5, #2 (c): the plan change fails (the add-on stays on its old plan) and the
+/// config var then leads to the cache's server through a forwarder. The rollback's
+/// settle-plan verifies it as MAIN's and, before, "repaired" it. Now it refuses: the run needs
+/// attention, the writers stay stopped, the cache is untouched.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_rollback_never_repairs_another_addons_server() {
+    let env = Env::roomy_edited(Duration::from_millis(300), small_seeds).await;
+    let cache_before = seeded(&env, CACHE).await;
+    let cache_url = env.sim.redis_url(CACHE);
+    let port: u16 = cache_url.rsplit_once(':').unwrap().1.parse().unwrap();
+    let (fwd, task) = forwarder(port).await;
+    env.inject(Fault::FailProvisioning {
+        addon: Some(MAIN.into()),
+        message: None,
+    });
+    env.inject(Fault::UrlAfterChange {
+        addon: Some(MAIN.into()),
+        url: via_port(&cache_url, fwd),
+    });
+    let req = request(vec![change(MAIN, "premium-1")], None);
+    let report = env.runner().run(&req).await.expect("run");
+
+    assert_eq!(report.outcome, Outcome::NeedsAttention, "{report:#?}");
+    assert_eq!(
+        seeded(&env, CACHE).await,
+        cache_before,
+        "the cache was written"
+    );
+    assert_eq!(web_quantity(&env).await, 0, "writers must stay stopped");
+    assert_eq!(env.plan_of(MAIN).await, "premium-0");
+    let journal = journal_text(&env, &report.run_id);
+    assert!(
+        journal.contains("whose value or type differs from the snapshot"),
+        "{journal}"
+    );
+    let main = addon_name(&env, MAIN).await;
+    assert!(foreign_journaled(&env, &report.run_id, &main), "{journal}");
+    assert_no_restore_through_the_var(&report.message.clone().unwrap_or_default());
+    task.abort();
+    env.sim.shutdown().await;
+}
+
+/// Hostile pass 5, #2 (b): the config var names database 3 of a foreign server. heroku-redis
+/// has only database 0: the run refuses the URL before it verifies or writes anything; the
+/// foreign server's databases stay as they were (db 3 empty, db 0 its own key).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_url_naming_another_database_is_refused() {
+    let env = Env::roomy_edited(Duration::from_millis(300), small_seeds).await;
+    let foreign = crate::verify_support::Server::builder()
+        .password("f0reignSECRET")
+        .start();
+    let mut con = foreign.conn();
+    let () = redis::cmd("SET")
+        .arg("theirs")
+        .arg("kept")
+        .query(&mut con)
+        .unwrap();
+    env.inject(Fault::UrlAfterChange {
+        addon: Some(MAIN.into()),
+        url: format!("{}/3", foreign.url()),
+    });
+    let req = request(vec![change(MAIN, "premium-1")], None);
+    let report = env.runner().run(&req).await.expect("run");
+
+    assert_eq!(report.outcome, Outcome::NeedsAttention, "{report:#?}");
+    assert_eq!(web_quantity(&env).await, 0, "writers must stay stopped");
+    let db0: usize = redis::cmd("DBSIZE").query(&mut con).unwrap();
+    let theirs: String = redis::cmd("GET").arg("theirs").query(&mut con).unwrap();
+    let () = redis::cmd("SELECT").arg(3).query(&mut con).unwrap();
+    let db3: usize = redis::cmd("DBSIZE").query(&mut con).unwrap();
+    assert_eq!((db0, theirs.as_str(), db3), (1, "kept", 0));
+    let journal = journal_text(&env, &report.run_id);
+    assert!(
+        journal.contains("names database 3") && journal.contains("has only database 0"),
+        "{journal}"
+    );
+    assert!(!journal.contains("f0reignSECRET"), "{journal}");
+    let main = addon_name(&env, MAIN).await;
+    assert!(foreign_journaled(&env, &report.run_id, &main), "{journal}");
+    let message = report.message.clone().unwrap_or_default();
+    assert!(!message.contains("f0reignSECRET"), "{message}");
+    assert_no_restore_through_the_var(&message);
+    env.sim.shutdown().await;
+}
+
+/// Values a migration changed: a plan change copies by replication and never does that, so
+/// the server is not proven the add-on's. No repair: needs-attention, writers stopped, the
+/// server's values left as found (read here), and the journal says why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn values_changed_after_the_plan_change_are_not_repaired() {
+    let env = Env::roomy_edited(Duration::from_millis(300), small_seeds).await;
+    env.inject(Fault::ChangeKeys {
+        addon: Some(MAIN.into()),
+        count: 3,
+    });
+    let req = request(vec![change(MAIN, "premium-1")], None);
+    let report = env.runner().run(&req).await.expect("run");
+
+    assert_eq!(report.outcome, Outcome::NeedsAttention, "{report:#?}");
+    assert_eq!(web_quantity(&env).await, 0, "writers must stay stopped");
+    // Nothing was written: the three values the migration changed are still there.
+    let after = seeded(&env, MAIN).await;
+    let changed = after.keys().filter(|k| k.starts_with("ca:")).count();
+    assert!(changed > 3, "{changed}");
+    let mut con = crate::common::redis(&env.sim.redis_url(MAIN)).await;
+    let mut still = 0;
+    for key in after.keys().filter(|k| k.starts_with("ca:")) {
+        let t: String = redis::cmd("TYPE")
+            .arg(key)
+            .query_async(&mut con)
+            .await
+            .unwrap();
+        if t == "string" {
+            let v: String = redis::cmd("GET")
+                .arg(key)
+                .query_async(&mut con)
+                .await
+                .unwrap();
+            still += usize::from(v == "changed-by-migration");
+        }
+    }
+    assert_eq!(still, 3, "the changed values were overwritten");
+    let journal = journal_text(&env, &report.run_id);
+    assert!(
+        journal.contains("holds 3 key(s) whose value or type differs from the snapshot"),
+        "{journal}"
+    );
     env.sim.shutdown().await;
 }
 
@@ -225,26 +485,6 @@ async fn a_url_moved_after_verify_keeps_the_writers_stopped() {
     assert!(journal.contains("heroku addons -a"), "{journal}");
 }
 
-/// A plain TCP forwarder to `to` (`host:port`) on a port of its own: the same server under an
-/// address no config var shows. Returns its port.
-async fn forwarder(to: String) -> u16 {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let port = listener.local_addr().expect("address").port();
-    tokio::spawn(async move {
-        while let Ok((mut inbound, _)) = listener.accept().await {
-            let to = to.clone();
-            tokio::spawn(async move {
-                if let Ok(mut out) = tokio::net::TcpStream::connect(&to).await {
-                    let _ = tokio::io::copy_bidirectional(&mut inbound, &mut out).await;
-                }
-            });
-        }
-    });
-    port
-}
-
 /// As above, but the config var moves to an address no other config var names (a forwarder
 /// to the cache's server): only the verified endpoint and `run_id` tell it apart, and they
 /// keep the writers stopped.
@@ -252,10 +492,14 @@ async fn forwarder(to: String) -> u16 {
 async fn a_url_moved_to_an_unknown_address_after_verify_keeps_the_writers_stopped() {
     let env = Arc::new(Env::start(Duration::from_millis(300)).await);
     let cache_url = env.sim.redis_url(CACHE);
-    let (head, endpoint) = cache_url.rsplit_once('@').expect("a URL with a password");
-    let port = forwarder(endpoint.trim_end_matches('/').to_owned()).await;
+    let cache_port: u16 = cache_url
+        .trim_end_matches('/')
+        .rsplit_once(':')
+        .and_then(|(_, p)| p.parse().ok())
+        .expect("a URL ending with its port");
+    let (port, _forwarding) = forwarder(cache_port).await;
     let playbook = crate::harness::short_playbook("30s", "4s");
-    let url = format!("{head}@127.0.0.1:{port}");
+    let url = via_port(cache_url.trim_end_matches('/'), port);
     let journal = moved_after_verify(&env, url, Some(&playbook)).await;
     assert!(
         journal.contains("changed since verify") && journal.contains(&format!(":{port}")),

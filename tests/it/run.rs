@@ -145,11 +145,8 @@ async fn keys_lost_in_migration_are_named_and_repaired() {
     let env = Env::start(Duration::from_millis(500)).await;
     env.inject(Fault::LoseKeys {
         addon: Some(MAIN.into()),
-        count: 7,
-    });
-    env.inject(Fault::ChangeKeys {
-        addon: Some(MAIN.into()),
-        count: 3,
+        count: 10,
+        prefix: None,
     });
     let req = request(vec![change(MAIN, "premium-1")], None);
     let report = env.runner().run(&req).await.expect("run");
@@ -159,6 +156,44 @@ async fn keys_lost_in_migration_are_named_and_repaired() {
     assert_eq!(main.repaired, 10, "{main:?}");
     assert_eq!(env.plan_of(MAIN).await, "premium-1");
     assert_formation_restored(&env).await;
+    // Forensics: the journal names the server the repair wrote to (address and `run_id`, read
+    // here from the server itself), never its password.
+    let url = env.sim.redis_url(MAIN);
+    let port = url.rsplit_once(':').unwrap().1;
+    let info: String = redis::cmd("INFO")
+        .arg("server")
+        .query_async(&mut common::redis(&url).await)
+        .await
+        .unwrap();
+    let run_id = info
+        .lines()
+        .find_map(|l| l.strip_prefix("run_id:"))
+        .unwrap()
+        .trim()
+        .to_owned();
+    let repaired: Vec<(Option<String>, Option<String>)> = env
+        .journal(&report.run_id)
+        .into_iter()
+        .filter_map(|r| match r {
+            Record::Verified {
+                repaired,
+                repaired_server,
+                run_id,
+                ..
+            } if repaired > 0 => Some((repaired_server, run_id)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        repaired,
+        vec![(Some(format!("127.0.0.1:{port}/0")), Some(run_id))]
+    );
+    let password = url
+        .split_once("://:")
+        .and_then(|(_, rest)| rest.split_once('@'))
+        .unwrap()
+        .0;
+    assert!(!journal_text(&env, &report.run_id).contains(password));
     env.sim.shutdown().await;
 }
 
@@ -168,6 +203,7 @@ async fn cache_loss_is_tolerated_and_reported() {
     env.inject(Fault::LoseKeys {
         addon: Some(CACHE.into()),
         count: 4,
+        prefix: None,
     });
     let mut cache = change(CACHE, "premium-1");
     cache.policy = DataPolicy::Cache;
@@ -587,6 +623,7 @@ async fn a_repair_that_fails_keeps_the_writers_stopped_until_the_data_is_whole()
     env.inject(Fault::LoseKeys {
         addon: Some(CACHE.into()),
         count: 40,
+        prefix: None,
     });
     env.inject(Fault::RefuseWritesAfterSwitch {
         addon: Some(CACHE.into()),
@@ -638,6 +675,7 @@ async fn more_than_ten_thousand_differences_are_all_repaired() {
     env.inject(Fault::LoseKeys {
         addon: Some(CACHE.into()),
         count: 20_000,
+        prefix: None,
     });
     let req = request(vec![change(CACHE, "premium-1")], None);
     let report = env.runner().run(&req).await.expect("run");

@@ -498,6 +498,7 @@ async fn provisioning_faults_slow_fail_and_damage_the_migration() {
     sim.inject(Fault::LoseKeys {
         addon: Some("redis-test-11111".into()),
         count: 5,
+        prefix: None,
     });
     sim.inject(Fault::ChangeKeys {
         addon: None,

@@ -52,12 +52,14 @@ pub enum Fault {
         #[serde(default)]
         message: Option<String>,
     },
-    /// The next plan change loses `count` keys: deleted on the new server after the sync,
-    /// before the switch-over.
+    /// The next plan change loses `count` keys (with `prefix`, only keys that start with it):
+    /// deleted on the new server after the sync, before the switch-over.
     LoseKeys {
         #[serde(default)]
         addon: Option<String>,
         count: u32,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        prefix: Option<String>,
     },
     /// The next plan change alters the values of `count` string keys on the new server.
     ChangeKeys {
@@ -88,6 +90,15 @@ pub enum Fault {
         #[serde(default)]
         addon: Option<String>,
         other: String,
+    },
+    /// When the next plan change ends (switches over, or fails and stays on the old plan),
+    /// the add-on's config var is set to `url`: a server no other config var of the app
+    /// names (a TCP forwarder to another add-on's Redis, another app's add-on, a retired or
+    /// foreign server), so no address comparison can tell it is not the add-on's.
+    UrlAfterChange {
+        #[serde(default)]
+        addon: Option<String>,
+        url: String,
     },
     /// Serve the call, then close the connection without sending the answer: the write lands
     /// on the platform but the client never learns it did (a proxy timeout, a reset).

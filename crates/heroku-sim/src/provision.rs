@@ -25,12 +25,15 @@ const SYNC_TIMEOUT: Duration = Duration::from_secs(20);
 struct ChangeFaults {
     extra: Duration,
     fail: Option<String>,
-    lose: u32,
+    /// Keys to lose, and the prefix they must have (any key without one).
+    lose: (u32, Option<String>),
     change: u32,
     unreadable: bool,
     refuse_writes: bool,
     /// The add-on whose URL the config var gets instead of the new server's.
     url_of: Option<String>,
+    /// A URL the config var gets when the change ends, whichever way.
+    url: Option<String>,
 }
 
 /// Starts a plan change of `addon` (already marked `provisioning` on `target` by the caller)
@@ -57,7 +60,18 @@ async fn change(shared: Arc<Shared>, addon: String, from: Plan, target: Plan) {
     let faults = take_faults(&shared, &addon);
     match migrate(&shared, &addon, target, &faults, started).await {
         Ok(()) => {}
-        Err(reason) => fail(&shared, &addon, from, target, &reason),
+        Err(reason) => {
+            fail(&shared, &addon, from, target, &reason);
+            if let Some(url) = &faults.url {
+                let changes = shared.world().publish_url(&addon, url);
+                for c in changes {
+                    shared.event(EventKind::ConfigVarChanged {
+                        app: c.app_name,
+                        name: c.var,
+                    });
+                }
+            }
+        }
     }
 }
 
@@ -90,10 +104,14 @@ fn take_faults(shared: &Shared, addon: &str) -> ChangeFaults {
     });
     out.lose = f
         .take(addon, |x| match x {
-            Fault::LoseKeys { addon, count } => Some((addon.as_deref(), *count)),
+            Fault::LoseKeys {
+                addon,
+                count,
+                prefix,
+            } => Some((addon.as_deref(), (*count, prefix.clone()))),
             _ => None,
         })
-        .unwrap_or(0);
+        .unwrap_or((0, None));
     out.change = f
         .take(addon, |x| match x {
             Fault::ChangeKeys { addon, count } => Some((addon.as_deref(), *count)),
@@ -114,6 +132,10 @@ fn take_faults(shared: &Shared, addon: &str) -> ChangeFaults {
         .is_some();
     out.url_of = f.take(addon, |x| match x {
         Fault::UrlOfAnotherAfterSwitch { addon, other } => Some((addon.as_deref(), other.clone())),
+        _ => None,
+    });
+    out.url = f.take(addon, |x| match x {
+        Fault::UrlAfterChange { addon, url } => Some((addon.as_deref(), url.clone())),
         _ => None,
     });
     out
@@ -205,11 +227,13 @@ async fn migrate(
         let changes = if kept {
             Vec::new()
         } else {
-            let url = faults
-                .url_of
-                .as_deref()
-                .and_then(|other| world.addon(other, None).map(|o| o.server.url()))
-                .unwrap_or_else(|| new.url());
+            let url = faults.url.clone().unwrap_or_else(|| {
+                faults
+                    .url_of
+                    .as_deref()
+                    .and_then(|other| world.addon(other, None).map(|o| o.server.url()))
+                    .unwrap_or_else(|| new.url())
+            });
             world.publish_url(addon, &url)
         };
         let mut app_ids: Vec<String> = changes.iter().map(|c| c.app_id.clone()).collect();
@@ -429,8 +453,8 @@ async fn replicate_and_promote(
             limit / (1024 * 1024)
         ));
     }
-    if faults.lose > 0 || faults.change > 0 {
-        corrupt(shared, addon, &mut con, faults.lose, faults.change).await?;
+    if faults.lose.0 > 0 || faults.change > 0 {
+        corrupt(shared, addon, &mut con, &faults.lose, faults.change).await?;
     }
     let total = shared.config.provision + faults.extra;
     if let Some(rest) = total.checked_sub(started.elapsed()) {
@@ -502,9 +526,10 @@ async fn corrupt(
     shared: &Shared,
     addon: &str,
     con: &mut MultiplexedConnection,
-    lose: u32,
+    (lose, prefix): &(u32, Option<String>),
     change: u32,
 ) -> Result<(), String> {
+    let lose = *lose;
     let mut victims: Vec<String> = Vec::new();
     let mut strings: Vec<String> = Vec::new();
     let mut cursor: u64 = 0;
@@ -519,7 +544,9 @@ async fn corrupt(
         for k in keys {
             if k.starts_with("ca:") && strings.len() < change as usize {
                 strings.push(k);
-            } else if victims.len() < lose as usize {
+            } else if victims.len() < lose as usize
+                && prefix.as_deref().is_none_or(|p| k.starts_with(p))
+            {
                 victims.push(k);
             }
         }

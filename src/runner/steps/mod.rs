@@ -180,6 +180,27 @@ impl StepCtx<'_> {
         let url = raw
             .parse::<RedisUrl>()
             .map_err(|e| StepError::failed(format!("config var {var}: {e}")))?;
+        // heroku-redis has only database 0 (the guard admits no other service): a URL naming
+        // another leads to a server, or a part of one, that is not this add-on's (hostile
+        // pass 5: an empty db 3 of a foreign server was "repaired" from the snapshot).
+        if url.db() != 0 {
+            return Err(StepError::NotTheAddons {
+                addon: target.name.clone(),
+                message: format!(
+                    "config var {var} of {} names database {} ({}/{}), but a heroku-redis \
+                     add-on has only database 0: the URL does not lead to {}'s data, and \
+                     upshift neither verifies nor repairs it as such. Check the add-ons' \
+                     attachments and config vars (`heroku addons -a {}`, `heroku config -a {}`)",
+                    target.label,
+                    url.db(),
+                    url.endpoint(),
+                    url.db(),
+                    target.label,
+                    self.app(),
+                    self.app()
+                ),
+            });
+        }
         let foreign = super::identity::foreign_owner(
             self.client(),
             self.app(),
@@ -191,10 +212,9 @@ impl StepCtx<'_> {
         )
         .await?;
         if let Some(foreign) = foreign {
-            return Err(StepError::Failed {
+            return Err(StepError::NotTheAddons {
+                addon: target.name.clone(),
                 message: foreign.describe(var, &target.label, &url, self.app()),
-                data_unsafe: true,
-                transient: None,
             });
         }
         Ok(url)

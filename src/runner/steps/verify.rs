@@ -108,10 +108,12 @@ pub(super) async fn target(
         })
         .collect();
     let mut repaired = 0;
+    let mut run_id = None;
     let mut whole = diff.is_equal();
     if !whole && t.policy == DataPolicy::Critical {
         refuse_repair_while_writers_run(ctx, t, differences, &examples).await?;
-        refuse_repair_over_keys_not_snapshotted(t, &diff)?;
+        refuse_repair_over_keys_not_snapshotted(t, &diff, ctx.app())?;
+        refuse_repair_over_changed_values(t, &diff, ctx.app(), &url)?;
         // A truncated list names only some keys: then every key is restored from the snapshot.
         let how = if diff.truncated {
             format!(
@@ -139,6 +141,11 @@ pub(super) async fn target(
                     .collect(),
             )
         };
+        // Forensics: the journal names the server the repair wrote to, by its identity.
+        run_id = verify::server_info(&url, &opts)
+            .await
+            .ok()
+            .map(|info| info.run_id);
         let summary = verify::restore(&url, &file, selection, &opts, &verify::NoProgress).await?;
         // The keys that differed and no longer do. Not the keys written: a truncated list
         // restores every key of the snapshot, most of which were already right.
@@ -153,6 +160,8 @@ pub(super) async fn target(
         repaired,
         examples: examples.clone(),
         server,
+        repaired_server: (repaired > 0).then(|| server_text(&url)),
+        run_id,
     })?;
     log.learn(Learned::Report(AddonReport {
         label: t.label.clone(),
@@ -256,6 +265,7 @@ async fn refuse_repair_while_writers_run(
 fn refuse_repair_over_keys_not_snapshotted(
     t: &Target,
     diff: &verify::DiffReport,
+    app: &str,
 ) -> Result<(), StepError> {
     let extra = diff.counts.extra;
     if extra == 0 {
@@ -273,19 +283,81 @@ fn refuse_repair_over_keys_not_snapshotted(
     } else {
         format!(" (e.g. {})", named.join(", "))
     };
-    Err(StepError::Failed {
+    Err(StepError::NotTheAddons {
+        addon: t.name.clone(),
         message: format!(
             "{}: the server behind its URL holds {extra} key(s) the snapshot does not{named}, \
              of {} key(s) there. The plan change cannot have put them there: something wrote \
              to it after the writers stopped, or the URL leads to another add-on's server. Not \
              repairing: a repair would delete or overwrite data upshift never held. Check where \
-             the config var leads (`heroku config -a APP`) and compare with the snapshot \
-             (`upshift diff`)",
+             the config var leads (`heroku addons -a {app}`, `heroku config -a {app}`) and \
+             compare with the snapshot (`upshift diff`)",
             t.label, diff.after_keys
         ),
-        data_unsafe: true,
-        transient: None,
     })
+}
+
+/// Keys whose value or type differs from the snapshot's record are no migration outcome
+/// either. Heroku's plan change copies the data by replication: it can lose keys (the Enketo
+/// premium-0 -> premium-1 incident lost all of them) but never turns one value into another,
+/// and a write after the drain is refused by the write checks before and after the snapshot.
+/// So changed values mean the server's data is not this add-on's (a forwarder, another app's
+/// add-on, a retired or foreign server whose key names the snapshot happens to know: hostile
+/// pass 5 saw a whole cache overwritten, exit 0), or was written after the drain. A repair
+/// would overwrite it: refused like keys the snapshot never held. Missing keys alone (an empty
+/// or partly emptied server) stay repairable: that is the loss the tool exists for.
+///
+/// An expiry-only difference (`TtlChanged`, same type and value) does not stop the repair:
+/// the value is byte-equal to the snapshot's, so the key is this add-on's and a repair writes
+/// back the value it already holds; expiries are the part a copy may shift (absolute times
+/// carried between hosts whose clocks differ, a key refreshed or persisted by the platform).
+fn refuse_repair_over_changed_values(
+    t: &Target,
+    diff: &verify::DiffReport,
+    app: &str,
+    url: &verify::RedisUrl,
+) -> Result<(), StepError> {
+    let changed = diff.counts.value_changed + diff.counts.type_changed;
+    if changed == 0 {
+        return Ok(());
+    }
+    let named: Vec<String> = diff
+        .differences
+        .iter()
+        .filter(|d| {
+            matches!(
+                d.kind,
+                verify::DifferenceKind::ValueChanged | verify::DifferenceKind::TypeChanged { .. }
+            )
+        })
+        .take(5)
+        .map(|d| crate::printable::key(&d.key_bytes))
+        .collect();
+    let named = if named.is_empty() {
+        String::new()
+    } else {
+        format!(" (e.g. {})", named.join(", "))
+    };
+    Err(StepError::NotTheAddons {
+        addon: t.name.clone(),
+        message: format!(
+            "{}: the server behind its URL ({}) holds {changed} key(s) whose value or type \
+             differs from the snapshot{named}, of {} key(s) there. A plan change copies the \
+             data by replication: it can lose keys, never change a value, and writes after the \
+             drain were checked for. The server's data is not this add-on's data, or was \
+             written after the drain. Not repairing: a repair would overwrite data upshift \
+             never held. Check where the config var leads (`heroku addons -a {app}`, \
+             `heroku config -a {app}`) and compare with the snapshot (`upshift diff`)",
+            t.label,
+            server_text(url),
+            diff.after_keys
+        ),
+    })
+}
+
+/// `host:port/db` of a URL: names the server in journals and messages, never the password.
+fn server_text(url: &verify::RedisUrl) -> String {
+    format!("{}/{}", url.endpoint(), url.db())
 }
 
 /// The Data API settings must survive the change; a lost one is put back and reported.
@@ -321,7 +393,7 @@ async fn check_redis_settings(
 
 #[cfg(test)]
 mod tests {
-    use super::refuse_repair_over_keys_not_snapshotted;
+    use super::{refuse_repair_over_changed_values, refuse_repair_over_keys_not_snapshotted};
     use crate::plan::facts::DataPolicy;
     use crate::runner::StepError;
     use crate::runner::target::Target;
@@ -346,6 +418,8 @@ mod tests {
             counts: DiffCounts {
                 extra,
                 value_changed,
+                missing: 4,
+                ttl_changed: 2,
                 ..DiffCounts::default()
             },
             differences: listed,
@@ -353,35 +427,77 @@ mod tests {
         }
     }
 
-    /// Keys lost or changed by the migration are repaired; a key the snapshot never held (a
-    /// write since the drain, or another add-on's server) stops the repair, named escaped.
+    /// Keys lost by the migration are repaired; a key the snapshot never held (a write since
+    /// the drain, or another add-on's server) stops the repair, named escaped.
     #[test]
     fn a_key_the_snapshot_never_held_stops_the_repair() {
-        assert!(refuse_repair_over_keys_not_snapshotted(&target(), &report(0, 3, vec![])).is_ok());
+        assert!(
+            refuse_repair_over_keys_not_snapshotted(&target(), &report(0, 3, vec![]), "app")
+                .is_ok()
+        );
         let extra = Difference {
             key: "other:\u{1b}[2J".into(),
             key_bytes: b"other:\x1b[2J".to_vec(),
             kind: DifferenceKind::Extra,
         };
         let refused =
-            refuse_repair_over_keys_not_snapshotted(&target(), &report(1, 3, vec![extra]));
-        let Err(StepError::Failed {
-            message,
-            data_unsafe,
-            ..
-        }) = refused
-        else {
+            refuse_repair_over_keys_not_snapshotted(&target(), &report(1, 3, vec![extra]), "app");
+        let Err(StepError::NotTheAddons { message, addon }) = refused else {
             panic!("{refused:?}");
         };
-        assert!(data_unsafe);
+        assert_eq!(addon, "redis-a");
         assert!(
             message.contains("holds 1 key(s) the snapshot does not"),
             "{message}"
         );
         assert!(message.contains("Not repairing"), "{message}");
+        assert!(message.contains("`heroku addons -a app`"), "{message}");
         assert!(
             message.contains("other:\\x1b[2J") && !message.contains('\u{1b}'),
             "{message}"
         );
+    }
+
+    /// Missing keys and expiry-only differences stay repairable (the value held is the
+    /// snapshot's); a changed value or type stops the repair, its keys named escaped, the
+    /// server named without its password.
+    #[test]
+    fn a_changed_value_or_type_stops_the_repair_and_missing_keys_do_not() {
+        let url: crate::verify::RedisUrl = "redis://h:s3cretpw@127.0.0.1:7777".parse().unwrap();
+        // 4 missing and 2 expiries changed, nothing else.
+        assert!(
+            refuse_repair_over_changed_values(&target(), &report(0, 0, vec![]), "app", &url)
+                .is_ok()
+        );
+        let changed = Difference {
+            key: "ca:\u{1b}]0;x\u{7}".into(),
+            key_bytes: b"ca:\x1b]0;x\x07".to_vec(),
+            kind: DifferenceKind::ValueChanged,
+        };
+        let refused =
+            refuse_repair_over_changed_values(&target(), &report(0, 3, vec![changed]), "app", &url);
+        let Err(StepError::NotTheAddons { message, addon }) = refused else {
+            panic!("{refused:?}");
+        };
+        assert_eq!(addon, "redis-a");
+        assert!(
+            message.contains("holds 3 key(s) whose value or type differs from the snapshot"),
+            "{message}"
+        );
+        assert!(message.contains("(127.0.0.1:7777/0)"), "{message}");
+        assert!(
+            message.contains("not this add-on's data, or was written after the drain"),
+            "{message}"
+        );
+        assert!(message.contains("Not repairing"), "{message}");
+        assert!(
+            message.contains("ca:\\x1b]0;x\\x07") && !message.contains('\u{1b}'),
+            "{message}"
+        );
+        assert!(!message.contains("s3cretpw"), "{message}");
+        // A type change counts the same.
+        let mut typed = report(0, 0, vec![]);
+        typed.counts.type_changed = 1;
+        assert!(refuse_repair_over_changed_values(&target(), &typed, "app", &url).is_err());
     }
 }

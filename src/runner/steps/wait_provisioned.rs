@@ -189,9 +189,10 @@ pub(super) async fn judge(
         Ok(url) => url,
         // A URL proven wrong (it leads to another add-on's server) is no state to wait out.
         Err(
-            e @ StepError::Failed {
+            e @ (StepError::NotTheAddons { .. }
+            | StepError::Failed {
                 data_unsafe: true, ..
-            },
+            }),
         ) => return Err(LookError::Wrong(e)),
         Err(e) => {
             let detail = match e {
