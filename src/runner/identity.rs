@@ -67,6 +67,49 @@ pub(crate) async fn foreign_owner(
         }))
 }
 
+/// The add-on of `app` other than `addon` whose server answers with `run_id`, with the config
+/// var that leads there.
+///
+/// Why: the endpoint checks see only the addresses the app's config vars name. A URL that
+/// reaches another add-on's server by any other address (a TCP forwarder, a second DNS name
+/// behind NAT) passed them, and when that server held only keys the snapshot also holds, or
+/// none, nothing in its data told it apart: the repair filled it (hostile pass 5, #2). The
+/// server's own `run_id` tells it apart whatever the address. Read only before a repair
+/// writes (one INFO per other add-on's Redis URL); a server that does not answer proves
+/// nothing either way.
+///
+/// # Errors
+/// The add-on list or the config vars cannot be read.
+pub(crate) async fn run_id_owner(
+    client: &Client,
+    app: &str,
+    addon: &str,
+    run_id: &str,
+    opts: &crate::verify::VerifyOptions,
+) -> Result<Option<Foreign>, HerokuError> {
+    let vars = client.config_vars(app).await?;
+    for other in client.addons(app).await? {
+        if other.name == addon {
+            continue;
+        }
+        for var in &other.config_vars {
+            let Some(url) = vars.0.get(var).and_then(|v| v.parse::<RedisUrl>().ok()) else {
+                continue;
+            };
+            if crate::verify::server_info(&url, opts)
+                .await
+                .is_ok_and(|info| info.run_id == run_id)
+            {
+                return Ok(Some(Foreign {
+                    other_var: var.clone(),
+                    owner: other.name,
+                }));
+            }
+        }
+    }
+    Ok(None)
+}
+
 /// The first config var other than `var` and the add-on's own that holds a Redis URL leading
 /// to the same server (host, port and database) as `url`. Hosts match by name, or else by
 /// address: `localhost` and `127.0.0.1`, or two DNS names of one machine, are one server.

@@ -506,3 +506,70 @@ async fn a_url_moved_to_an_unknown_address_after_verify_keeps_the_writers_stoppe
         "{journal}"
     );
 }
+
+/// Hostile pass 5, #2, what the data cannot tell: the cache's server, emptied while the
+/// writers are stopped, reached by MAIN's config var through a forwarder (an address no config
+/// var names). Every key of MAIN's snapshot is merely missing there, as after a plan change that
+/// lost them all, and no key is foreign. Only the server's `run_id`, the cache's, tells it
+/// apart: the repair is refused and the cache stays empty.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_emptied_addons_server_behind_a_forwarder_is_never_filled() {
+    let env = Env::roomy_edited(Duration::from_millis(800), small_seeds).await;
+    // The cache first goes to MAIN's target plan: its server's limits are then the target's
+    // (the wait for the new plan would otherwise never end: the limits are the old plan's).
+    let client = env.client();
+    client
+        .change_addon_plan(crate::harness::APP, CACHE, "premium-1")
+        .await
+        .expect("cache plan change");
+    crate::common::wait_provisioned(
+        &client,
+        crate::harness::APP,
+        CACHE,
+        "heroku-redis:premium-1",
+    )
+    .await;
+    let cache_url = env.sim.redis_url(CACHE);
+    let port: u16 = cache_url.rsplit_once(':').unwrap().1.parse().unwrap();
+    let (fwd, task) = forwarder(port).await;
+    env.inject(Fault::UrlAfterChange {
+        addon: Some(MAIN.into()),
+        url: via_port(&cache_url, fwd),
+    });
+    let runner = env.runner();
+    let req = request(vec![change(MAIN, "premium-1")], None);
+    let run = tokio::spawn(async move { runner.run(&req).await });
+    env.wait_until("the plan change started", |sim| {
+        sim.timeline()
+            .iter()
+            .any(|e| matches!(e.kind, upshift::sim::EventKind::ProvisioningStarted { .. }))
+    })
+    .await;
+    // The writers are stopped: empty the cache's server now.
+    let mut cache = redis::Client::open(cache_url.as_str())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let _: () = redis::cmd("FLUSHALL")
+        .query_async(&mut cache)
+        .await
+        .unwrap();
+    let report = run.await.unwrap().expect("run");
+
+    assert_eq!(report.outcome, Outcome::NeedsAttention, "{report:#?}");
+    let keys: u64 = redis::cmd("DBSIZE").query_async(&mut cache).await.unwrap();
+    assert_eq!(
+        keys, 0,
+        "the cache's server was filled from MAIN's snapshot"
+    );
+    assert_eq!(web_quantity(&env).await, 0, "writers must stay stopped");
+    let journal = journal_text(&env, &report.run_id);
+    assert!(journal.contains("(the same run_id)"), "{journal}");
+    assert!(!journal.contains(&cache_url), "no password in the journal");
+    let main = addon_name(&env, MAIN).await;
+    assert!(foreign_journaled(&env, &report.run_id, &main), "{journal}");
+    assert_no_restore_through_the_var(&report.message.clone().unwrap_or_default());
+    task.abort();
+    env.sim.shutdown().await;
+}

@@ -85,6 +85,14 @@ async fn still_on_verified_servers(ctx: &StepCtx<'_>) -> Result<(), StepError> {
                 data_unsafe: true,
                 ..
             }) => return Err(kept(message)),
+            // Proven another add-on's: still that refusal (its to-do list sends nobody to
+            // restore through the var), worded for this step.
+            Err(StepError::NotTheAddons { addon, message }) => {
+                return Err(StepError::NotTheAddons {
+                    addon,
+                    message: format!("the writers stay stopped: {message}"),
+                });
+            }
             Err(e) => return Err(e),
         };
         let opts = verify_options(&ctx.config().verify, &t.to, "check");

@@ -114,6 +114,15 @@ pub(super) async fn target(
         refuse_repair_while_writers_run(ctx, t, differences, &examples).await?;
         refuse_repair_over_keys_not_snapshotted(t, &diff, ctx.app())?;
         refuse_repair_over_changed_values(t, &diff, ctx.app(), &url)?;
+        // The identity the repair is about to write to: journaled (forensics), and checked
+        // against every other add-on's server.
+        run_id = verify::server_info(&url, &opts)
+            .await
+            .ok()
+            .map(|info| info.run_id);
+        if let Some(id) = &run_id {
+            refuse_repair_on_another_addons_server(ctx, t, &url, id, &opts).await?;
+        }
         // A truncated list names only some keys: then every key is restored from the snapshot.
         let how = if diff.truncated {
             format!(
@@ -141,11 +150,6 @@ pub(super) async fn target(
                     .collect(),
             )
         };
-        // Forensics: the journal names the server the repair wrote to, by its identity.
-        run_id = verify::server_info(&url, &opts)
-            .await
-            .ok()
-            .map(|info| info.run_id);
         let summary = verify::restore(&url, &file, selection, &opts, &verify::NoProgress).await?;
         // The keys that differed and no longer do. Not the keys written: a truncated list
         // restores every key of the snapshot, most of which were already right.
@@ -351,6 +355,39 @@ fn refuse_repair_over_changed_values(
             t.label,
             server_text(url),
             diff.after_keys
+        ),
+    })
+}
+
+/// A repair would write to a server that answers with another add-on's `run_id`: that server
+/// is the other add-on's, whatever address the URL reached it by and whatever it holds.
+async fn refuse_repair_on_another_addons_server(
+    ctx: &StepCtx<'_>,
+    t: &Target,
+    url: &verify::RedisUrl,
+    run_id: &str,
+    opts: &verify::VerifyOptions,
+) -> Result<(), StepError> {
+    let app = ctx.app();
+    let Some(foreign) =
+        crate::runner::identity::run_id_owner(ctx.client(), app, &t.name, run_id, opts).await?
+    else {
+        return Ok(());
+    };
+    Err(StepError::NotTheAddons {
+        addon: t.name.clone(),
+        message: format!(
+            "{}: the server behind its URL ({}) is the server behind {}, which add-on {} \
+             exposes (the same run_id), reached by another address. It is {}'s server, not \
+             {}'s: not repairing, a repair would write this add-on's snapshot into another \
+             add-on's data. Check where the config var leads (`heroku addons -a {app}`, \
+             `heroku config -a {app}`)",
+            t.label,
+            server_text(url),
+            foreign.other_var,
+            foreign.owner,
+            foreign.owner,
+            t.label,
         ),
     })
 }
