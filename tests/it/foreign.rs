@@ -85,6 +85,33 @@ async fn forwarder(port: u16) -> (u16, tokio::task::JoinHandle<()>) {
     (local, task)
 }
 
+/// The cache moved to MAIN's target plan first, so its server's limits are the target's (the
+/// limits alone cannot tell the two apart, and the wait for the new plan ends), then MAIN's
+/// config var pointed, once its plan change ends, at a forwarder to the cache's server.
+/// Returns the cache's URL and the forwarder's task.
+async fn cache_on_premium_1_behind_a_forwarder(env: &Env) -> (String, tokio::task::JoinHandle<()>) {
+    let client = env.client();
+    client
+        .change_addon_plan(crate::harness::APP, CACHE, "premium-1")
+        .await
+        .expect("cache plan change");
+    crate::common::wait_provisioned(
+        &client,
+        crate::harness::APP,
+        CACHE,
+        "heroku-redis:premium-1",
+    )
+    .await;
+    let cache_url = env.sim.redis_url(CACHE);
+    let port: u16 = cache_url.rsplit_once(':').unwrap().1.parse().unwrap();
+    let (fwd, task) = forwarder(port).await;
+    env.inject(Fault::UrlAfterChange {
+        addon: Some(MAIN.into()),
+        url: via_port(&cache_url, fwd),
+    });
+    (cache_url, task)
+}
+
 /// `url` with its port replaced by `port` (the simulator's URLs end with the port).
 fn via_port(url: &str, port: u16) -> String {
     let (head, _) = url.rsplit_once(':').expect("a port");
@@ -127,29 +154,9 @@ async fn addon_name(env: &Env, attachment: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn another_addons_server_behind_a_forwarder_is_never_repaired() {
     let env = Env::roomy_edited(Duration::from_millis(300), small_seeds).await;
-    // The cache first goes to the plan MAIN goes to, so its server's limits are the target
-    // plan's (as in the hostile pass): the limits alone cannot tell the two apart.
-    let client = env.client();
-    client
-        .change_addon_plan(crate::harness::APP, CACHE, "premium-1")
-        .await
-        .expect("cache plan change");
-    crate::common::wait_provisioned(
-        &client,
-        crate::harness::APP,
-        CACHE,
-        "heroku-redis:premium-1",
-    )
-    .await;
+    let (cache_url, task) = cache_on_premium_1_behind_a_forwarder(&env).await;
     let main_before = seeded(&env, MAIN).await;
     let cache_before = seeded(&env, CACHE).await;
-    let cache_url = env.sim.redis_url(CACHE);
-    let port: u16 = cache_url.rsplit_once(':').unwrap().1.parse().unwrap();
-    let (fwd, task) = forwarder(port).await;
-    env.inject(Fault::UrlAfterChange {
-        addon: Some(MAIN.into()),
-        url: via_port(&cache_url, fwd),
-    });
     let req = request(vec![change(MAIN, "premium-1")], None);
     let report = env.runner().run(&req).await.expect("run");
 
@@ -515,27 +522,7 @@ async fn a_url_moved_to_an_unknown_address_after_verify_keeps_the_writers_stoppe
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_emptied_addons_server_behind_a_forwarder_is_never_filled() {
     let env = Env::roomy_edited(Duration::from_millis(800), small_seeds).await;
-    // The cache first goes to MAIN's target plan: its server's limits are then the target's
-    // (the wait for the new plan would otherwise never end: the limits are the old plan's).
-    let client = env.client();
-    client
-        .change_addon_plan(crate::harness::APP, CACHE, "premium-1")
-        .await
-        .expect("cache plan change");
-    crate::common::wait_provisioned(
-        &client,
-        crate::harness::APP,
-        CACHE,
-        "heroku-redis:premium-1",
-    )
-    .await;
-    let cache_url = env.sim.redis_url(CACHE);
-    let port: u16 = cache_url.rsplit_once(':').unwrap().1.parse().unwrap();
-    let (fwd, task) = forwarder(port).await;
-    env.inject(Fault::UrlAfterChange {
-        addon: Some(MAIN.into()),
-        url: via_port(&cache_url, fwd),
-    });
+    let (cache_url, task) = cache_on_premium_1_behind_a_forwarder(&env).await;
     let runner = env.runner();
     let req = request(vec![change(MAIN, "premium-1")], None);
     let run = tokio::spawn(async move { runner.run(&req).await });

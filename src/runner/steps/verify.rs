@@ -275,18 +275,7 @@ fn refuse_repair_over_keys_not_snapshotted(
     if extra == 0 {
         return Ok(());
     }
-    let named: Vec<String> = diff
-        .differences
-        .iter()
-        .filter(|d| matches!(d.kind, verify::DifferenceKind::Extra))
-        .take(5)
-        .map(|d| crate::printable::key(&d.key_bytes))
-        .collect();
-    let named = if named.is_empty() {
-        String::new()
-    } else {
-        format!(" (e.g. {})", named.join(", "))
-    };
+    let named = named_keys(diff, |k| matches!(k, verify::DifferenceKind::Extra));
     Err(StepError::NotTheAddons {
         addon: t.name.clone(),
         message: format!(
@@ -325,23 +314,12 @@ fn refuse_repair_over_changed_values(
     if changed == 0 {
         return Ok(());
     }
-    let named: Vec<String> = diff
-        .differences
-        .iter()
-        .filter(|d| {
-            matches!(
-                d.kind,
-                verify::DifferenceKind::ValueChanged | verify::DifferenceKind::TypeChanged { .. }
-            )
-        })
-        .take(5)
-        .map(|d| crate::printable::key(&d.key_bytes))
-        .collect();
-    let named = if named.is_empty() {
-        String::new()
-    } else {
-        format!(" (e.g. {})", named.join(", "))
-    };
+    let named = named_keys(diff, |k| {
+        matches!(
+            k,
+            verify::DifferenceKind::ValueChanged | verify::DifferenceKind::TypeChanged { .. }
+        )
+    });
     Err(StepError::NotTheAddons {
         addon: t.name.clone(),
         message: format!(
@@ -390,6 +368,26 @@ async fn refuse_repair_on_another_addons_server(
             t.label,
         ),
     })
+}
+
+/// ` (e.g. k1, k2, …)`: up to five keys of the differences of a kind `which` picks, escaped
+/// for printing; empty when there is none.
+fn named_keys(
+    diff: &verify::DiffReport,
+    which: impl Fn(&verify::DifferenceKind) -> bool,
+) -> String {
+    let named: Vec<String> = diff
+        .differences
+        .iter()
+        .filter(|d| which(&d.kind))
+        .take(5)
+        .map(|d| crate::printable::key(&d.key_bytes))
+        .collect();
+    if named.is_empty() {
+        String::new()
+    } else {
+        format!(" (e.g. {})", named.join(", "))
+    }
 }
 
 /// `host:port/db` of a URL: names the server in journals and messages, never the password.
